@@ -1,0 +1,192 @@
+import { z } from 'zod';
+import { CRLF_PATTERN, type Mailbox, parseMailbox } from './address.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECIPIENTS } from './limits.ts';
+import type { MessageLimits } from './settings.ts';
+import { describeIssues } from './validation.ts';
+
+/**
+ * The relay's message contract, version 1: one JSON document per SQS message.
+ * `schema/message.schema.json` is generated from this file (`npm run schemas`) for producers in other languages.
+ */
+export const MESSAGE_CONTRACT_VERSION = 1;
+
+const NO_CRLF = 'must not contain CR or LF characters (header injection)';
+const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const WHITESPACE = /\s+/g;
+
+const headerText = (max: number) => z.string().max(max).refine((value) => !CRLF_PATTERN.test(value), NO_CRLF);
+
+const mailboxString = z
+  .string()
+  .max(512)
+  .transform((value, ctx): Mailbox => {
+    const parsed = parseMailbox(value);
+    if (!parsed.ok) {
+      ctx.addIssue({ code: 'custom', message: parsed.reason });
+      return z.NEVER;
+    }
+    return parsed.mailbox;
+  })
+  .meta({ description: 'An address, "a@example.com" or "Name <a@example.com>".' });
+
+const mailboxObject = z
+  .strictObject({ name: headerText(256).optional(), address: z.string().max(254) })
+  .transform((value, ctx): Mailbox => {
+    const parsed = parseMailbox(value.address);
+    if (!parsed.ok || parsed.mailbox.name !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['address'],
+        message: parsed.ok ? 'must be a bare address (put the display name in "name")' : parsed.reason,
+      });
+      return z.NEVER;
+    }
+    return value.name ? { name: value.name, address: parsed.mailbox.address } : parsed.mailbox;
+  });
+
+const mailbox = z.union([mailboxString, mailboxObject]);
+const mailboxList = z
+  .union([mailbox.transform((one) => [one]), z.array(mailbox).max(1000)])
+  .meta({ description: 'One address or a list of addresses.' });
+
+/** Standard base64 (line breaks allowed, as MIME encoders emit them). */
+const base64Content = z
+  .string()
+  .transform((value, ctx) => {
+    const compact = value.replace(WHITESPACE, '');
+    if (compact.length === 0 || !BASE64_PATTERN.test(compact)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be standard base64 (A-Z a-z 0-9 + /, padded with =); empty content is not allowed',
+      });
+      return z.NEVER;
+    }
+    return compact;
+  })
+  .meta({ description: 'File content, standard base64.', contentEncoding: 'base64' });
+
+const attachmentSchema = z.strictObject({
+  filename: headerText(255)
+    .min(1)
+    .refine((value) => !/[/\\]/.test(value), 'must be a file name, not a path'),
+  contentType: z
+    .string()
+    .regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a MIME type such as "application/pdf"')
+    .default('application/octet-stream'),
+  content: base64Content,
+  contentId: z
+    .string()
+    .regex(/^[\x21-\x3b\x3d\x3f-\x7e]{1,250}$/, 'must be printable ASCII without spaces or angle brackets')
+    .optional()
+    .meta({ description: 'Makes the attachment inline: reference it from html as src="cid:<contentId>".' }),
+});
+
+const CUSTOM_HEADER_NAME = /^X-[A-Za-z0-9][A-Za-z0-9-]*$/;
+const TAG_PART = /^[A-Za-z0-9_-]{1,256}$/;
+
+const contractShape = {
+  v: z.literal(MESSAGE_CONTRACT_VERSION).meta({ description: 'Contract version. Always 1 for now.' }),
+  from: mailbox.meta({ description: 'The sender. Must be covered by a configured sender identity.' }),
+  to: mailboxList.optional(),
+  cc: mailboxList.optional(),
+  bcc: mailboxList.optional(),
+  replyTo: mailboxList.optional(),
+  subject: headerText(998).min(1, 'must not be empty'),
+  text: z.string().optional().meta({ description: 'Plain-text body. At least one of text and html.' }),
+  html: z.string().optional().meta({ description: 'HTML body. At least one of text and html.' }),
+  headers: z
+    .record(
+      z.string().regex(CUSTOM_HEADER_NAME, 'custom header names must start with "X-" (letters, digits, -)'),
+      headerText(998),
+    )
+    .optional()
+    .meta({ description: 'Custom headers. Only X- headers: the relay owns the standard ones.' }),
+  attachments: z.array(attachmentSchema).max(100).optional(),
+  tags: z
+    .record(
+      z.string().regex(TAG_PART, 'tag names must be 1-256 of A-Z a-z 0-9 _ -'),
+      z.string().regex(TAG_PART, 'tag values must be 1-256 of A-Z a-z 0-9 _ -'),
+    )
+    .optional()
+    .meta({ description: 'Labels carried to the provider (SES message tags) and to logs.' }),
+  idempotencyKey: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,128}$/, 'must be 1-128 printable ASCII characters without spaces')
+    .optional()
+    .meta({ description: "The producer's id for this message; repeats of one key are one logical message." }),
+};
+
+const contractObject = z.strictObject(contractShape);
+
+export type RelayMessage = z.output<typeof contractObject>;
+export type RelayMessageInput = z.input<typeof contractObject>;
+export type Attachment = RelayMessage['attachments'] extends (infer A)[] | undefined ? A : never;
+
+export function recipientsOf(message: RelayMessage): Mailbox[] {
+  return [...(message.to ?? []), ...(message.cc ?? []), ...(message.bcc ?? [])];
+}
+
+/** Bytes the message carries once attachments are decoded: what the size limit is about. */
+export function decodedSizeOf(message: RelayMessage): number {
+  const bodies = Buffer.byteLength(message.text ?? '') + Buffer.byteLength(message.html ?? '');
+  const attachments = (message.attachments ?? []).reduce(
+    (total, attachment) => total + base64DecodedLength(attachment.content),
+    0,
+  );
+  return bodies + attachments;
+}
+
+function base64DecodedLength(compactBase64: string): number {
+  const padding = compactBase64.endsWith('==') ? 2 : compactBase64.endsWith('=') ? 1 : 0;
+  return (compactBase64.length / 4) * 3 - padding;
+}
+
+/** The contract with the deployment's limits applied (recipient count and decoded size). */
+export function createMessageSchema(limits: MessageLimits) {
+  return contractObject.superRefine((message, ctx) => {
+    const recipients = recipientsOf(message).length;
+    if (recipients === 0) {
+      ctx.addIssue({ code: 'custom', path: ['to'], message: 'no recipient: set at least one of to, cc, bcc' });
+    } else if (recipients > limits.maxRecipients) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['to'],
+        message: `${recipients} recipients in to + cc + bcc; at most ${limits.maxRecipients} are allowed per message`,
+      });
+    }
+    if (message.text === undefined && message.html === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['text'], message: 'no body: set text, html or both' });
+    }
+    const size = decodedSizeOf(message);
+    if (size > limits.maxMessageBytes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['attachments'],
+        message: `message is ${size} bytes once decoded (bodies + attachments); the limit is ${limits.maxMessageBytes}`,
+      });
+    }
+  });
+}
+
+/** Schema with the default limits: what the committed JSON Schema and the CLI validate against. */
+export const defaultMessageSchema = createMessageSchema({
+  maxRecipients: DEFAULT_MAX_RECIPIENTS,
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+});
+
+export type ParseResult = { ok: true; message: RelayMessage } | { ok: false; problems: string[] };
+
+/** Parses an SQS body: JSON first, then the contract. Problems name the field and the reason. */
+export function parseMessage(body: string, schema: ReturnType<typeof createMessageSchema>): ParseResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { ok: false, problems: ['body: not valid JSON'] };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { ok: false, problems: ['body: must be a JSON object'] };
+  }
+  const result = schema.safeParse(json);
+  return result.success ? { ok: true, message: result.data } : { ok: false, problems: describeIssues(result.error) };
+}

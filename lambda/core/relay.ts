@@ -1,0 +1,116 @@
+import type { SQSRecord } from 'aws-lambda';
+import type { MailProvider, SendReceipt } from '../providers/provider.ts';
+import type { DeadLetterSink } from './dead-letter.ts';
+import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
+import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
+import type { RelaySettings } from './settings.ts';
+
+/** The slice of a structured logger the core needs (Powertools Logger fits). */
+export interface RelayLogger {
+  info(message: string, attributes: Record<string, unknown>): void;
+  warn(message: string, attributes: Record<string, unknown>): void;
+}
+
+export interface RelayDependencies {
+  readonly providers: readonly MailProvider[];
+  readonly deadLetters: DeadLetterSink;
+  readonly settings: Pick<RelaySettings, 'limits' | 'maxReceiveCount'>;
+  readonly logger: RelayLogger;
+}
+
+export type RecordOutcome =
+  | { readonly outcome: 'sent'; readonly receipt: SendReceipt }
+  | { readonly outcome: 'dead-lettered'; readonly failure: RelayFailure };
+
+export interface Relay {
+  /**
+   * Resolves when the record is finished (sent, or safely in the DLQ) and may be deleted;
+   * throws a RelayFailure when it must be retried (the batch reports it as a failed item).
+   */
+  processRecord(record: SQSRecord): Promise<RecordOutcome>;
+}
+
+export function createRelay({ providers, deadLetters, settings, logger }: RelayDependencies): Relay {
+  const schema = createMessageSchema(settings.limits);
+
+  const send = async (message: RelayMessage): Promise<SendReceipt> => {
+    const provider = providers.find((candidate) => candidate.canSendAs(message.from.address));
+    if (!provider) {
+      throw new RelayFailure({
+        failureClass: 'permanent',
+        code: 'SenderNotConfigured',
+        reason: `from: ${message.from.address} is not covered by any configured sender identity`,
+        hint: 'Add the address or its domain to ses.identities in the relay configuration (and verify it in SES).',
+      });
+    }
+    return provider.send(message);
+  };
+
+  return {
+    async processRecord(record) {
+      const attempt = Number(record.attributes.ApproximateReceiveCount) || 1;
+      // Identifiers only: bodies, addresses' contents and attachments never reach the logs.
+      const keys: Record<string, unknown> = { messageId: record.messageId, attempt };
+      try {
+        const parsed = parseMessage(record.body, schema);
+        if (!parsed.ok) {
+          throw new RelayFailure({
+            failureClass: 'permanent',
+            code: 'InvalidMessage',
+            reason: parsed.problems.join('; '),
+            hint: 'Fix the message to match the contract (schema/message.schema.json) and send it again.',
+          });
+        }
+        const { message } = parsed;
+        Object.assign(keys, {
+          recipients: recipientsOf(message).length,
+          ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),
+          ...(message.tags && { tags: message.tags }),
+        });
+        const receipt = await send(message);
+        logger.info('Message sent', { ...keys, provider: receipt.provider, providerMessageId: receipt.providerMessageId });
+        return { outcome: 'sent', receipt };
+      } catch (error) {
+        const failure = toRelayFailure(error);
+        const failureKeys = { ...keys, ...describeFailure(failure) };
+        if (failure.failureClass !== 'permanent' && attempt < settings.maxReceiveCount) {
+          logger.warn('Send failed, will retry', failureKeys);
+          throw failure;
+        }
+        // Dead-letter ourselves on the last attempt too, so the DLQ always says why. If this
+        // throws, the record is retried and SQS's own redrive remains the safety net.
+        const final = failure.failureClass === 'permanent' ? failure : exhausted(failure, attempt);
+        await deadLetters.deadLetter(record, final, attempt);
+        logger.warn('Message dead-lettered', { ...keys, ...describeFailure(final) });
+        return { outcome: 'dead-lettered', failure: final };
+      }
+    },
+  };
+}
+
+function exhausted(failure: RelayFailure, attempts: number): RelayFailure {
+  return new RelayFailure(
+    {
+      failureClass: failure.failureClass,
+      code: failure.code,
+      reason: `gave up after ${attempts} attempts: ${failure.reason}`,
+      ...(failure.hint !== undefined && { hint: failure.hint }),
+      ...(failure.provider !== undefined && { provider: failure.provider }),
+    },
+    { cause: failure },
+  );
+}
+
+function describeFailure(failure: RelayFailure): {
+  failureClass: FailureClass;
+  code: string;
+  reason: string;
+  provider?: string;
+} {
+  return {
+    failureClass: failure.failureClass,
+    code: failure.code,
+    reason: failure.reason,
+    ...(failure.provider !== undefined && { provider: failure.provider }),
+  };
+}

@@ -1,0 +1,33 @@
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type { Address } from 'nodemailer/lib/mailer';
+import type { Mailbox } from '../core/address.ts';
+import type { RelayMessage } from '../core/message.ts';
+
+const toAddress = (mailbox: Mailbox): Address | string =>
+  mailbox.name ? { name: mailbox.name, address: mailbox.address } : mailbox.address;
+
+/**
+ * Builds the RFC 5322 message. Bcc is deliberately left out of the headers (recipients are given
+ * to the provider's envelope), so Bcc recipients stay hidden from everyone else.
+ */
+export function composeMime(message: RelayMessage): Promise<Buffer> {
+  const composer = new MailComposer({
+    from: toAddress(message.from),
+    ...(message.to && { to: message.to.map(toAddress) }),
+    ...(message.cc && { cc: message.cc.map(toAddress) }),
+    ...(message.bcc && { bcc: message.bcc.map(toAddress) }),
+    ...(message.replyTo && { replyTo: message.replyTo.map(toAddress) }),
+    subject: message.subject,
+    ...(message.text !== undefined && { text: message.text }),
+    ...(message.html !== undefined && { html: message.html }),
+    ...(message.headers && { headers: message.headers }),
+    attachments: (message.attachments ?? []).map((attachment) => ({
+      filename: attachment.filename,
+      contentType: attachment.contentType,
+      content: attachment.content,
+      encoding: 'base64',
+      ...(attachment.contentId !== undefined && { cid: attachment.contentId }),
+    })),
+  });
+  return composer.compile().build();
+}

@@ -1,0 +1,18 @@
+import type { RelayMessage } from '../core/message.ts';
+
+export interface SendReceipt {
+  readonly provider: string;
+  /** The provider's id for the accepted message (SES MessageId, …). */
+  readonly providerMessageId: string | undefined;
+}
+
+/**
+ * One way of sending mail (SES, Graph, SMTP). Adapters are thin: they translate a validated message
+ * into the provider's call and every failure into a classified `RelayFailure` (see core/failures.ts).
+ */
+export interface MailProvider {
+  readonly name: string;
+  /** Whether this provider is configured to send as this address (a verified identity, a mailbox …). */
+  canSendAs(address: string): boolean;
+  send(message: RelayMessage): Promise<SendReceipt>;
+}

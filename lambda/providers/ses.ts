@@ -1,0 +1,79 @@
+import { SendEmailCommand, SESv2Client } from '@aws-sdk/client-sesv2';
+import { classifyFault, type ProviderFault } from '../core/failures.ts';
+import type { RelayMessage } from '../core/message.ts';
+import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
+import { composeMime } from './mime.ts';
+import type { MailProvider, SendReceipt } from './provider.ts';
+
+export const SES_PROVIDER = 'ses';
+
+/**
+ * SES v2 client for the relay. The SDK's standard retry (3 attempts, jittered backoff) absorbs
+ * momentary throttling inside one invocation; anything longer is the relay's retry via SQS.
+ * Timeouts stay well under the function timeout so a hung connection becomes a retry, not a crash.
+ */
+export function createSesClient(): SESv2Client {
+  return new SESv2Client({
+    maxAttempts: 3,
+    requestHandler: { connectionTimeout: 3_000, requestTimeout: 15_000 },
+  });
+}
+
+/** Sends through Amazon SES v2 `SendEmail` with Raw content, so attachments and X- headers survive. */
+export class SesProvider implements MailProvider {
+  readonly name = SES_PROVIDER;
+
+  constructor(
+    private readonly client: SESv2Client,
+    private readonly settings: SesSettings,
+  ) {}
+
+  canSendAs(address: string): boolean {
+    return sesIdentityFor(this.settings, address) !== undefined;
+  }
+
+  async send(message: RelayMessage): Promise<SendReceipt> {
+    const raw = await composeMime(message);
+    const addresses = (list: RelayMessage['to']) => (list ?? []).map((mailbox) => mailbox.address);
+    try {
+      const output = await this.client.send(
+        new SendEmailCommand({
+          FromEmailAddress: message.from.address,
+          // Explicit envelope: SES would otherwise read recipients from the headers, which carry no Bcc.
+          Destination: {
+            ToAddresses: addresses(message.to),
+            CcAddresses: addresses(message.cc),
+            BccAddresses: addresses(message.bcc),
+          },
+          Content: { Raw: { Data: raw } },
+          ...(message.tags && {
+            EmailTags: Object.entries(message.tags).map(([Name, Value]) => ({ Name, Value })),
+          }),
+          ...(this.settings.configurationSetName && { ConfigurationSetName: this.settings.configurationSetName }),
+        }),
+      );
+      return { provider: this.name, providerMessageId: output.MessageId };
+    } catch (error) {
+      throw classifyFault(sesFault(error), error);
+    }
+  }
+}
+
+/** Reduces an SDK v3 error (service exception or network error) to a ProviderFault. */
+export function sesFault(error: unknown): ProviderFault {
+  const details = (error ?? {}) as {
+    name?: string;
+    code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+    $response?: { statusCode?: number };
+  };
+  const status = details.$metadata?.httpStatusCode ?? details.$response?.statusCode;
+  const code = details.code && !details.name?.endsWith('Exception') ? details.code : (details.name ?? 'Error');
+  return {
+    provider: SES_PROVIDER,
+    code: code === 'Error' && status !== undefined ? `HTTP${status}` : code,
+    message: (details.message ?? String(error)).slice(0, 500),
+    ...(status !== undefined && { status }),
+  };
+}

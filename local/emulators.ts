@@ -1,0 +1,51 @@
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import sesEmulatorModule from 'aws-ses-v2-local';
+import { buildApp } from 'fauxqs';
+
+export const LOOPBACK = '127.0.0.1';
+
+export interface RunningEmulator {
+  /** Base URL, e.g. http://127.0.0.1:4566 */
+  readonly endpoint: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * fauxqs (SQS, JSON protocol) on loopback. Its default store names queues
+ * `http://sqs.<region>.localhost:<port>/…`, which does not resolve everywhere; an empty host makes
+ * queue URLs use the address the client connected to (http://127.0.0.1:<port>/000000000000/<name>).
+ */
+export async function startSqsEmulator(port: number): Promise<RunningEmulator> {
+  const dist = path.dirname(fileURLToPath(import.meta.resolve('fauxqs')));
+  const load = (file: string) => import(pathToFileURL(path.join(dist, file)).href);
+  const [{ SqsStore }, { SnsStore }, { S3Store }] = await Promise.all([
+    load('sqs/sqsStore.js'),
+    load('sns/snsStore.js'),
+    load('s3/s3Store.js'),
+  ]);
+  const sqsStore = new SqsStore();
+  sqsStore.host = '';
+  const app = buildApp({ logger: false, stores: { sqsStore, snsStore: new SnsStore(), s3Store: new S3Store() } });
+  await app.listen({ port, host: LOOPBACK });
+  const bound = (app.server.address() as AddressInfo).port;
+  return { endpoint: `http://${LOOPBACK}:${bound}`, port: bound, stop: () => app.close() };
+}
+
+/** aws-ses-v2-local (SES v2 API + GET /store + a web view of captured mail) on loopback. */
+export async function startSesEmulator(port: number): Promise<RunningEmulator> {
+  // aws-ses-v2-local is CommonJS: its default export arrives as `.default` of the module object.
+  const server = await sesEmulatorModule.default({ host: LOOPBACK, port });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://${LOOPBACK}:${bound}`,
+    port: bound,
+    stop: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((error?: Error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}

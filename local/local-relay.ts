@@ -1,0 +1,147 @@
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
+import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
+import { createSendHandler } from '../lambda/send/create-handler.ts';
+import { type RunningEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { LocalSqsEventSource } from './sqs-event-source.ts';
+
+export const LOCAL_REGION = 'us-east-1';
+export const OUTBOX_QUEUE_NAME = 'mail-relay-outbox';
+export const DEAD_LETTER_QUEUE_NAME = 'mail-relay-dlq';
+export const DEFAULT_SQS_PORT = 4566;
+export const DEFAULT_SES_PORT = 8005;
+/** Locally a failed message comes back after this long instead of 6 x the function timeout. */
+export const DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS = 10;
+
+export interface LocalRelayOptions {
+  /** 0 picks a free port. @default 4566 */
+  readonly sqsPort?: number;
+  /** 0 picks a free port. @default 8005 */
+  readonly sesPort?: number;
+  /** @default mail-relay.config.json */
+  readonly configPath?: string;
+  /** @default 10 */
+  readonly visibilityTimeoutSeconds?: number;
+  /** Powertools log level of the handler. @default INFO */
+  readonly logLevel?: string;
+}
+
+export interface LocalRelay {
+  readonly queueUrl: string;
+  readonly deadLetterQueueUrl: string;
+  readonly sqsEndpoint: string;
+  readonly sesEndpoint: string;
+  readonly config: RelayConfig;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole relay on this machine: SQS and SES emulators on 127.0.0.1, the outbox and its DLQ,
+ * and the real send handler driven by a local SQS event source. Needs no AWS account.
+ * It configures the handler through process environment variables, so run one per process.
+ */
+export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
+  const config = loadRelayConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
+  const started: RunningEmulator[] = [];
+  const stopAll = () => Promise.allSettled(started.reverse().map((emulator) => emulator.stop()));
+  try {
+    const sqs = await startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT);
+    started.push(sqs);
+    const ses = await startSesEmulator(options.sesPort ?? DEFAULT_SES_PORT);
+    started.push(ses);
+
+    pointAwsSdkAtEmulators(sqs.endpoint, ses.endpoint);
+    const client = new SQSClient({});
+    const queues = await createQueues(client, config, options.visibilityTimeoutSeconds);
+    const settings: RelaySettings = {
+      deadLetterQueueUrl: queues.deadLetterQueueUrl,
+      maxReceiveCount: config.queue.maxReceiveCount,
+      limits: config.message,
+      ses: config.ses,
+    };
+    process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
+    process.env.POWERTOOLS_LOG_LEVEL = options.logLevel ?? 'INFO';
+    process.env.POWERTOOLS_SERVICE_NAME = 'mail-relay';
+
+    const source = new LocalSqsEventSource({
+      client,
+      queueUrl: queues.queueUrl,
+      queueArn: queues.queueArn,
+      region: LOCAL_REGION,
+      handler: createSendHandler(process.env),
+      batchSize: config.sendFunction.batchSize,
+      maxConcurrency: Math.min(config.sendFunction.maxConcurrency, 4),
+      functionTimeoutMs: config.sendFunction.timeoutSeconds * 1000,
+      onInvocationError: (error) => console.error(`[local event source] invocation failed: ${String(error)}`),
+    });
+    source.start();
+
+    return {
+      ...queues,
+      sqsEndpoint: sqs.endpoint,
+      sesEndpoint: ses.endpoint,
+      config,
+      async stop() {
+        await source.stop();
+        client.destroy();
+        await stopAll();
+      },
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/**
+ * Standard AWS SDK settings, so the handler runs unmodified. Dummy credentials: the emulators
+ * ignore them, and a developer's real profile must never be used by local mode.
+ */
+function pointAwsSdkAtEmulators(sqsEndpoint: string, sesEndpoint: string): void {
+  for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL']) delete process.env[name];
+  Object.assign(process.env, {
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    AWS_ENDPOINT_URL_SQS: sqsEndpoint,
+    AWS_ENDPOINT_URL_SESV2: sesEndpoint,
+  });
+}
+
+async function createQueues(client: SQSClient, config: RelayConfig, visibilityTimeoutSeconds?: number) {
+  const retention = String(config.queue.retentionDays * 24 * 3600);
+  const dlq = await client.send(
+    new CreateQueueCommand({ QueueName: DEAD_LETTER_QUEUE_NAME, Attributes: { MessageRetentionPeriod: retention } }),
+  );
+  const dlqArn = await queueArn(client, dlq.QueueUrl);
+  const outbox = await client.send(
+    new CreateQueueCommand({
+      QueueName: OUTBOX_QUEUE_NAME,
+      Attributes: {
+        MessageRetentionPeriod: retention,
+        VisibilityTimeout: String(visibilityTimeoutSeconds ?? DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS),
+        RedrivePolicy: JSON.stringify({
+          deadLetterTargetArn: dlqArn,
+          maxReceiveCount: config.queue.maxReceiveCount,
+        }),
+      },
+    }),
+  );
+  return {
+    queueUrl: required(outbox.QueueUrl, 'outbox queue URL'),
+    queueArn: await queueArn(client, outbox.QueueUrl),
+    deadLetterQueueUrl: required(dlq.QueueUrl, 'DLQ URL'),
+  };
+}
+
+async function queueArn(client: SQSClient, queueUrl: string | undefined): Promise<string> {
+  const attributes = await client.send(
+    new GetQueueAttributesCommand({ QueueUrl: required(queueUrl, 'queue URL'), AttributeNames: ['QueueArn'] }),
+  );
+  return required(attributes.Attributes?.QueueArn, 'queue ARN');
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`The SQS emulator returned no ${what}`);
+  return value;
+}
