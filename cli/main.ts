@@ -76,6 +76,7 @@ async function start(args: string[]): Promise<number> {
   Dead-letter queue: ${relay.deadLetterQueueUrl}
   SQS endpoint:      ${relay.sqsEndpoint}   (any AWS SDK, region us-east-1, any credentials)
   Captured mail:     ${relay.sesEndpoint}/   (web view)   ${relay.sesEndpoint}/store   (JSON)
+  Exactly as sent:   ${relay.sesEndpoint}/mail-relay/sent   (envelopes)   ${relay.sesEndpoint}/mail-relay/raw/<id>.eml
   Sender identities: ${relay.config.ses.identities.join(', ')}
 
 Try:

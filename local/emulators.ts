@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -34,10 +35,15 @@ export async function startSqsEmulator(port: number): Promise<RunningEmulator> {
   return { endpoint: `http://${LOOPBACK}:${bound}`, port: bound, stop: () => app.close() };
 }
 
+type StartSes = (config: { host: string; port: number }) => Promise<Server>;
+
 /** aws-ses-v2-local (SES v2 API + GET /store + a web view of captured mail) on loopback. */
 export async function startSesEmulator(port: number): Promise<RunningEmulator> {
-  // aws-ses-v2-local is CommonJS: its default export arrives as `.default` of the module object.
-  const server = await sesEmulatorModule.default({ host: LOOPBACK, port });
+  // aws-ses-v2-local is CommonJS: depending on the loader its default export arrives as the module
+  // itself (vite) or as `.default` of the module object (Node, tsx).
+  const moduleOrStart = sesEmulatorModule as unknown as StartSes | { default: StartSes };
+  const start = typeof moduleOrStart === 'function' ? moduleOrStart : moduleOrStart.default;
+  const server = await start({ host: LOOPBACK, port });
   const bound = (server.address() as AddressInfo).port;
   return {
     endpoint: `http://${LOOPBACK}:${bound}`,

@@ -3,6 +3,7 @@ import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/c
 import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import { type RunningEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { SesCapture } from './ses-capture.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
 
 export const LOCAL_REGION = 'us-east-1';
@@ -30,7 +31,9 @@ export interface LocalRelay {
   readonly queueUrl: string;
   readonly deadLetterQueueUrl: string;
   readonly sqsEndpoint: string;
+  /** SES endpoint the handler uses: the emulator behind a capture of exactly what was sent. */
   readonly sesEndpoint: string;
+  readonly capture: SesCapture;
   readonly config: RelayConfig;
   stop(): Promise<void>;
 }
@@ -47,10 +50,13 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   try {
     const sqs = await startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT);
     started.push(sqs);
-    const ses = await startSesEmulator(options.sesPort ?? DEFAULT_SES_PORT);
+    const ses = await startSesEmulator(0);
     started.push(ses);
+    const capture = new SesCapture(ses.endpoint);
+    const sesEndpoint = await capture.listen(options.sesPort ?? DEFAULT_SES_PORT);
+    started.push({ endpoint: sesEndpoint, port: 0, stop: () => capture.close() });
 
-    pointAwsSdkAtEmulators(sqs.endpoint, ses.endpoint);
+    pointAwsSdkAtEmulators(sqs.endpoint, sesEndpoint);
     const client = new SQSClient({});
     const queues = await createQueues(client, config, options.visibilityTimeoutSeconds);
     const settings: RelaySettings = {
@@ -79,7 +85,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     return {
       ...queues,
       sqsEndpoint: sqs.endpoint,
-      sesEndpoint: ses.endpoint,
+      sesEndpoint,
+      capture,
       config,
       async stop() {
         await source.stop();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CRLF_PATTERN, type Mailbox, parseMailbox } from './address.ts';
+import { type Mailbox, parseMailbox } from './address.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECIPIENTS } from './limits.ts';
 import type { MessageLimits } from './settings.ts';
 import { describeIssues } from './validation.ts';
@@ -14,11 +14,13 @@ const NO_CRLF = 'must not contain CR or LF characters (header injection)';
 const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const WHITESPACE = /\s+/g;
 
-const headerText = (max: number) => z.string().max(max).refine((value) => !CRLF_PATTERN.test(value), NO_CRLF);
+// A regex rather than a refinement, so the JSON Schema carries the rule as a pattern too.
+const headerText = (max: number) => z.string().max(max).regex(/^[^\r\n]*$/, NO_CRLF);
 
 const mailboxString = z
   .string()
   .max(512)
+  .regex(/^[^\r\n]*$/, NO_CRLF)
   .transform((value, ctx): Mailbox => {
     const parsed = parseMailbox(value);
     if (!parsed.ok) {
@@ -44,7 +46,7 @@ const mailboxObject = z
     return value.name ? { name: value.name, address: parsed.mailbox.address } : parsed.mailbox;
   });
 
-const mailbox = z.union([mailboxString, mailboxObject]);
+const mailbox = z.union([mailboxString, mailboxObject]).meta({ id: 'Mailbox' });
 const mailboxList = z
   .union([mailbox.transform((one) => [one]), z.array(mailbox).max(1000)])
   .meta({ description: 'One address or a list of addresses.' });
@@ -52,6 +54,7 @@ const mailboxList = z
 /** Standard base64 (line breaks allowed, as MIME encoders emit them). */
 const base64Content = z
   .string()
+  .regex(/^[A-Za-z0-9+/=\s]*$/, 'must be standard base64 (A-Z a-z 0-9 + /, padded with =)')
   .transform((value, ctx) => {
     const compact = value.replace(WHITESPACE, '');
     if (compact.length === 0 || !BASE64_PATTERN.test(compact)) {

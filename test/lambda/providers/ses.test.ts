@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { SESv2Client } from '@aws-sdk/client-sesv2';
+import { simpleParser } from 'mailparser';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RelayFailure } from '../../../lambda/core/failures.ts';
+import { defaultMessageSchema, parseMessage, type RelayMessage } from '../../../lambda/core/message.ts';
+import { SesProvider } from '../../../lambda/providers/ses.ts';
+import { type Peers, startPeers, validMessage } from '../../helpers/peers.ts';
+
+function message(overrides: Record<string, unknown> = {}): RelayMessage {
+  const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);
+  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+  return parsed.message;
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<RelayFailure> {
+  const error = await promise.then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(error).toBeInstanceOf(RelayFailure);
+  return error as RelayFailure;
+}
+
+describe('SesProvider against the SES v2 emulator', () => {
+  let peers: Peers;
+  let provider: SesProvider;
+
+  beforeAll(async () => {
+    peers = await startPeers();
+    provider = new SesProvider(peers.ses, { identities: ['example.com'], configurationSetName: 'relay' });
+  });
+  afterAll(() => peers.stop());
+  beforeEach(() => {
+    peers.capture.sent.length = 0;
+  });
+
+  it('sends raw MIME with the full envelope, tags and configuration set', async () => {
+    const receipt = await provider.send(
+      message({ cc: 'Ops <ops@example.org>', bcc: ['audit@example.org'], tags: { tenant: 'acme' } }),
+    );
+
+    expect(receipt.provider).toBe('ses');
+    expect(peers.capture.sent).toHaveLength(1);
+    const [sent] = peers.capture.sent;
+    expect(sent?.messageId).toBe(receipt.providerMessageId);
+    expect(sent?.destination).toEqual({
+      to: ['customer@example.org'],
+      cc: ['ops@example.org'],
+      bcc: ['audit@example.org'],
+    });
+    expect(sent?.tags).toEqual({ tenant: 'acme' });
+    expect(sent?.configurationSetName).toBe('relay');
+  });
+
+  it('delivers attachment bytes and custom headers intact to the emulator', async () => {
+    const bytes = randomBytes(4096);
+    await provider.send(
+      message({
+        headers: { 'X-Tenant': 'acme' },
+        attachments: [{ filename: 'report.bin', contentType: 'application/octet-stream', content: bytes.toString('base64') }],
+      }),
+    );
+
+    const store = (await fetch(`${peers.sesEmulator.endpoint}/store`).then((response) => response.json())) as {
+      emails: { subject: string; attachments: { filename: string; content: string }[] }[];
+    };
+    const stored = store.emails.at(-1);
+    expect(stored?.subject).toBe('Invoice 42');
+    expect(Buffer.from(stored?.attachments[0]?.content ?? '', 'base64').equals(bytes)).toBe(true);
+    const parsed = await simpleParser(peers.capture.sent[0]?.raw ?? Buffer.alloc(0));
+    expect(parsed.headers.get('x-tenant')).toBe('acme');
+  });
+
+  it('can send only as a configured identity', () => {
+    expect(provider.canSendAs('anyone@example.com')).toBe(true);
+    expect(provider.canSendAs('anyone@EXAMPLE.COM')).toBe(true);
+    expect(provider.canSendAs('anyone@sub.example.com')).toBe(false);
+    expect(provider.canSendAs('anyone@example.org')).toBe(false);
+  });
+
+  it.each([
+    { status: 429, code: 'TooManyRequestsException', failureClass: 'transient' },
+    { status: 500, code: 'InternalFailure', failureClass: 'transient' },
+    { status: 503, code: 'ServiceUnavailable', failureClass: 'transient' },
+    { status: 403, code: 'AccessDeniedException', failureClass: 'provider' },
+    { status: 400, code: 'SendingPausedException', failureClass: 'provider' },
+    { status: 400, code: 'MessageRejected', failureClass: 'permanent' },
+    { status: 400, code: 'BadRequestException', failureClass: 'permanent' },
+  ])('classifies SES $code ($status) as $failureClass', async ({ status, code, failureClass }) => {
+    peers.capture.injectFault({ status, code });
+
+    const failure = await failureOf(provider.send(message()));
+
+    expect(failure.failureClass).toBe(failureClass);
+    expect(failure.code).toBe(code);
+    expect(failure.provider).toBe('ses');
+    expect(peers.capture.sent).toHaveLength(0);
+  });
+
+  it('classifies a refused connection as transient', async () => {
+    const unreachable = new SESv2Client({
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:9',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      maxAttempts: 1,
+    });
+    const offline = new SesProvider(unreachable, { identities: ['example.com'] });
+
+    const failure = await failureOf(offline.send(message()));
+
+    expect(failure.failureClass).toBe('transient');
+    expect(failure.code).toBe('ECONNREFUSED');
+    unreachable.destroy();
+  });
+});
