@@ -68,7 +68,9 @@ async function start(args: string[]): Promise<number> {
     sqsPort: port(values['sqs-port'], 'MAIL_RELAY_SQS_PORT', DEFAULT_SQS_PORT),
     sesPort: port(values['ses-port'], 'MAIL_RELAY_SES_PORT', DEFAULT_SES_PORT),
     ...(values.config && { configPath: values.config }),
-    visibilityTimeoutSeconds: Number(values['visibility-timeout'] ?? DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS),
+    visibilityTimeoutSeconds: Number(
+      values['visibility-timeout'] ?? DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
+    ),
   });
   console.log(`mail-relay local mode is running (Ctrl-C to stop)
 
@@ -120,7 +122,9 @@ async function send(args: string[]): Promise<number> {
   });
   const built = await buildMessage(values);
   if ('problems' in built) {
-    console.error(`The message is not valid:\n${built.problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    console.error(
+      `The message is not valid:\n${built.problems.map((problem) => `  - ${problem}`).join('\n')}`,
+    );
     return 1;
   }
   const id = await enqueue(built.body, {

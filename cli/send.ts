@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { MESSAGE_CONTRACT_VERSION, parseMessage, defaultMessageSchema } from '../lambda/core/message.ts';
+import { defaultMessageSchema, MESSAGE_CONTRACT_VERSION, parseMessage } from '../lambda/core/message.ts';
 import { DEFAULT_SQS_PORT, OUTBOX_QUEUE_NAME } from '../local/local-relay.ts';
 
 export const DEFAULT_LOCAL_QUEUE_URL = `http://127.0.0.1:${DEFAULT_SQS_PORT}/000000000000/${OUTBOX_QUEUE_NAME}`;
@@ -48,7 +48,8 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
         return [[value.slice(0, index).trim(), value.slice(index + 1).trim()]];
       }),
     );
-  const split = (values: string[] | undefined) => values?.flatMap((value) => value.split(',')).map((v) => v.trim());
+  const split = (values: string[] | undefined) =>
+    values?.flatMap((value) => value.split(',')).map((v) => v.trim());
   const headers = pairs(flags.header, ':', 'header');
   const tags = pairs(flags.tag, '=', 'tag');
   const attachments = await Promise.all(
@@ -106,7 +107,9 @@ export async function enqueue(body: string, target: QueueTarget): Promise<string
     ...(isLocal && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
   });
   try {
-    const output = await client.send(new SendMessageCommand({ QueueUrl: target.queueUrl, MessageBody: body }));
+    const output = await client.send(
+      new SendMessageCommand({ QueueUrl: target.queueUrl, MessageBody: body }),
+    );
     return output.MessageId ?? '';
   } finally {
     client.destroy();

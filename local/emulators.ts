@@ -29,7 +29,10 @@ export async function startSqsEmulator(port: number): Promise<RunningEmulator> {
   ]);
   const sqsStore = new SqsStore();
   sqsStore.host = '';
-  const app = buildApp({ logger: false, stores: { sqsStore, snsStore: new SnsStore(), s3Store: new S3Store() } });
+  const app = buildApp({
+    logger: false,
+    stores: { sqsStore, snsStore: new SnsStore(), s3Store: new S3Store() },
+  });
   await app.listen({ port, host: LOOPBACK });
   const bound = (app.server.address() as AddressInfo).port;
   return { endpoint: `http://${LOOPBACK}:${bound}`, port: bound, stop: () => app.close() };

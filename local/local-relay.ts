@@ -1,7 +1,7 @@
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
 import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
+import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
 import { type RunningEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
 import { SesCapture } from './ses-capture.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
@@ -118,7 +118,10 @@ function pointAwsSdkAtEmulators(sqsEndpoint: string, sesEndpoint: string): void 
 async function createQueues(client: SQSClient, config: RelayConfig, visibilityTimeoutSeconds?: number) {
   const retention = String(config.queue.retentionDays * 24 * 3600);
   const dlq = await client.send(
-    new CreateQueueCommand({ QueueName: DEAD_LETTER_QUEUE_NAME, Attributes: { MessageRetentionPeriod: retention } }),
+    new CreateQueueCommand({
+      QueueName: DEAD_LETTER_QUEUE_NAME,
+      Attributes: { MessageRetentionPeriod: retention },
+    }),
   );
   const dlqArn = await queueArn(client, dlq.QueueUrl);
   const outbox = await client.send(
@@ -143,7 +146,10 @@ async function createQueues(client: SQSClient, config: RelayConfig, visibilityTi
 
 async function queueArn(client: SQSClient, queueUrl: string | undefined): Promise<string> {
   const attributes = await client.send(
-    new GetQueueAttributesCommand({ QueueUrl: required(queueUrl, 'queue URL'), AttributeNames: ['QueueArn'] }),
+    new GetQueueAttributesCommand({
+      QueueUrl: required(queueUrl, 'queue URL'),
+      AttributeNames: ['QueueArn'],
+    }),
   );
   return required(attributes.Attributes?.QueueArn, 'queue ARN');
 }

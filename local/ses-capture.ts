@@ -82,7 +82,11 @@ export class SesCapture {
       scripted.remaining -= 1;
       if (scripted.remaining <= 0) this.faults.shift();
       const { status, code, message = `injected ${code}` } = scripted.fault;
-      return { status, headers: { 'content-type': 'application/json', 'x-amzn-errortype': code }, body: JSON.stringify({ message }) };
+      return {
+        status,
+        headers: { 'content-type': 'application/json', 'x-amzn-errortype': code },
+        body: JSON.stringify({ message }),
+      };
     }
     const reply = await forward(this.upstream, req, body);
     if (reply.status === 200) this.record(body, reply.body);

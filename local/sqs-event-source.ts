@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 
-export type BatchHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined | void>;
+export type BatchHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined>;
 
 export interface LocalSqsEventSourceOptions {
   readonly client: SQSClient;
@@ -132,7 +132,9 @@ export class LocalSqsEventSource {
           {
             dataType: value.DataType ?? 'String',
             ...(value.StringValue !== undefined && { stringValue: value.StringValue }),
-            ...(value.BinaryValue !== undefined && { binaryValue: Buffer.from(value.BinaryValue).toString('base64') }),
+            ...(value.BinaryValue !== undefined && {
+              binaryValue: Buffer.from(value.BinaryValue).toString('base64'),
+            }),
           },
         ]),
       ),

@@ -63,7 +63,9 @@ export function deadLetterAttributes(
     ours[name] = {
       DataType: attribute.dataType,
       ...(attribute.stringValue !== undefined && { StringValue: attribute.stringValue }),
-      ...(attribute.binaryValue !== undefined && { BinaryValue: Buffer.from(attribute.binaryValue, 'base64') }),
+      ...(attribute.binaryValue !== undefined && {
+        BinaryValue: Buffer.from(attribute.binaryValue, 'base64'),
+      }),
     };
   }
   return ours;

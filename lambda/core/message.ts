@@ -15,7 +15,11 @@ const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/
 const WHITESPACE = /\s+/g;
 
 // A regex rather than a refinement, so the JSON Schema carries the rule as a pattern too.
-const headerText = (max: number) => z.string().max(max).regex(/^[^\r\n]*$/, NO_CRLF);
+const headerText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[^\r\n]*$/, NO_CRLF);
 
 const mailboxString = z
   .string()
@@ -149,7 +153,11 @@ export function createMessageSchema(limits: MessageLimits) {
   return contractObject.superRefine((message, ctx) => {
     const recipients = recipientsOf(message).length;
     if (recipients === 0) {
-      ctx.addIssue({ code: 'custom', path: ['to'], message: 'no recipient: set at least one of to, cc, bcc' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['to'],
+        message: 'no recipient: set at least one of to, cc, bcc',
+      });
     } else if (recipients > limits.maxRecipients) {
       ctx.addIssue({
         code: 'custom',
@@ -191,5 +199,7 @@ export function parseMessage(body: string, schema: ReturnType<typeof createMessa
     return { ok: false, problems: ['body: must be a JSON object'] };
   }
   const result = schema.safeParse(json);
-  return result.success ? { ok: true, message: result.data } : { ok: false, problems: describeIssues(result.error) };
+  return result.success
+    ? { ok: true, message: result.data }
+    : { ok: false, problems: describeIssues(result.error) };
 }

@@ -68,7 +68,11 @@ export function createRelay({ providers, deadLetters, settings, logger }: RelayD
           ...(message.tags && { tags: message.tags }),
         });
         const receipt = await send(message);
-        logger.info('Message sent', { ...keys, provider: receipt.provider, providerMessageId: receipt.providerMessageId });
+        logger.info('Message sent', {
+          ...keys,
+          provider: receipt.provider,
+          providerMessageId: receipt.providerMessageId,
+        });
         return { outcome: 'sent', receipt };
       } catch (error) {
         const failure = toRelayFailure(error);

@@ -6,11 +6,9 @@ import { ConfigurationError, describeIssues } from './validation.ts';
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
 export const SETTINGS_ENV_VAR = 'MAIL_RELAY_SETTINGS';
 
-export const sesIdentitySchema = z
-  .string()
-  .refine((value) => isDomainName(value) || isEmailAddress(value), {
-    message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
-  });
+export const sesIdentitySchema = z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
+  message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
+});
 
 export const messageLimitsSchema = z.strictObject({
   maxRecipients: z
@@ -50,7 +48,9 @@ export function readSettings(env: Readonly<Record<string, string | undefined>>):
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new ConfigurationError('Invalid send function environment', [`${SETTINGS_ENV_VAR}: not valid JSON`]);
+    throw new ConfigurationError('Invalid send function environment', [
+      `${SETTINGS_ENV_VAR}: not valid JSON`,
+    ]);
   }
   const result = relaySettingsSchema.safeParse(parsed);
   if (!result.success) {

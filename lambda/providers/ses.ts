@@ -1,4 +1,4 @@
-import { SendEmailCommand, SESv2Client } from '@aws-sdk/client-sesv2';
+import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import { classifyFault, type ProviderFault } from '../core/failures.ts';
 import type { RelayMessage } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
@@ -49,7 +49,9 @@ export class SesProvider implements MailProvider {
           ...(message.tags && {
             EmailTags: Object.entries(message.tags).map(([Name, Value]) => ({ Name, Value })),
           }),
-          ...(this.settings.configurationSetName && { ConfigurationSetName: this.settings.configurationSetName }),
+          ...(this.settings.configurationSetName && {
+            ConfigurationSetName: this.settings.configurationSetName,
+          }),
         }),
       );
       return { provider: this.name, providerMessageId: output.MessageId };
@@ -69,7 +71,8 @@ export function sesFault(error: unknown): ProviderFault {
     $response?: { statusCode?: number };
   };
   const status = details.$metadata?.httpStatusCode ?? details.$response?.statusCode;
-  const code = details.code && !details.name?.endsWith('Exception') ? details.code : (details.name ?? 'Error');
+  const code =
+    details.code && !details.name?.endsWith('Exception') ? details.code : (details.name ?? 'Error');
   return {
     provider: SES_PROVIDER,
     code: code === 'Error' && status !== undefined ? `HTTP${status}` : code,

@@ -16,7 +16,9 @@ export type SendHandler = (event: SQSEvent, context: Context) => Promise<SQSBatc
  * clients created once and reused across invocations. AWS endpoints come from the SDK's standard
  * configuration (AWS_ENDPOINT_URL_SQS / _SESV2), which is how local mode points it at emulators.
  */
-export function createSendHandler(env: Readonly<Record<string, string | undefined>> = process.env): SendHandler {
+export function createSendHandler(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): SendHandler {
   const settings = readSettings(env);
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const relay = createRelay({

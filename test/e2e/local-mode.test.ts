@@ -38,8 +38,17 @@ describe('local mode end to end: SQS API → local event source → real handler
 
   beforeAll(async () => {
     const configPath = path.join(workDir, 'config.json');
-    writeFileSync(configPath, JSON.stringify({ ses: { identities: ['example.com'] }, queue: { maxReceiveCount: 3 } }));
-    relay = await startLocalRelay({ sqsPort: 0, sesPort: 0, configPath, visibilityTimeoutSeconds: 1, logLevel: 'ERROR' });
+    writeFileSync(
+      configPath,
+      JSON.stringify({ ses: { identities: ['example.com'] }, queue: { maxReceiveCount: 3 } }),
+    );
+    relay = await startLocalRelay({
+      sqsPort: 0,
+      sesPort: 0,
+      configPath,
+      visibilityTimeoutSeconds: 1,
+      logLevel: 'ERROR',
+    });
     sqs = new SQSClient({
       region: 'us-east-1',
       endpoint: relay.sqsEndpoint,
@@ -65,7 +74,12 @@ describe('local mode end to end: SQS API → local event source → real handler
       headers: { 'X-Tenant': 'acme', 'X-Invoice-Id': '42' },
       attachments: [
         { filename: 'factura-42.pdf', contentType: 'application/pdf', content: pdf.toString('base64') },
-        { filename: 'logo.png', contentType: 'image/png', content: logo.toString('base64'), contentId: 'logo@example.com' },
+        {
+          filename: 'logo.png',
+          contentType: 'image/png',
+          content: logo.toString('base64'),
+          contentId: 'logo@example.com',
+        },
       ],
       tags: { tenant: 'acme' },
       idempotencyKey: 'invoice-42',
@@ -131,11 +145,14 @@ describe('local mode end to end: SQS API → local event source → real handler
     const deadLettered = await drain(sqs, relay.deadLetterQueueUrl);
     for (const [index, expected] of invalid.entries()) {
       const dead = deadLettered.find(
-        (message) => message.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.StringValue === ids[index],
+        (message) =>
+          message.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.StringValue === ids[index],
       );
       expect(dead?.Body).toBe(expected.body);
       expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.code]?.StringValue).toBe(expected.code);
-      expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.reason]?.StringValue).toContain(expected.reason);
+      expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.reason]?.StringValue).toContain(
+        expected.reason,
+      );
     }
     await eventually(async () => ((await approximateCount(sqs, relay.queueUrl)) === 0 ? true : undefined));
   });
@@ -164,14 +181,23 @@ describe('local mode end to end: SQS API → local event source → real handler
 
     expect(stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
     const email = await storedWithSubject('From the CLI');
-    expect(Buffer.from(email.attachments[0]?.content ?? '', 'base64').toString()).toBe('attached from the CLI');
+    expect(Buffer.from(email.attachments[0]?.content ?? '', 'base64').toString()).toBe(
+      'attached from the CLI',
+    );
   });
 
   it('rejects an invalid message in the send command before it reaches the queue', async () => {
     const cli = path.resolve('cli/mail-relay.js');
-    const error = await run(process.execPath, [cli, 'send', '--queue-url', relay.queueUrl, '--from', 'nobody', '--subject', 'x']).catch(
-      (failure: { code: number; stderr: string }) => failure,
-    );
+    const error = await run(process.execPath, [
+      cli,
+      'send',
+      '--queue-url',
+      relay.queueUrl,
+      '--from',
+      'nobody',
+      '--subject',
+      'x',
+    ]).catch((failure: { code: number; stderr: string }) => failure);
 
     expect(error).toMatchObject({ code: 1 });
     expect((error as { stderr: string }).stderr).toContain('from: is not a valid email address');

@@ -1,3 +1,4 @@
+import { SESv2Client } from '@aws-sdk/client-sesv2';
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
@@ -6,7 +7,6 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import { SESv2Client } from '@aws-sdk/client-sesv2';
 import type { SQSRecord } from 'aws-lambda';
 import { type RunningEmulator, startSesEmulator, startSqsEmulator } from '../../local/emulators.ts';
 import { SesCapture } from '../../local/ses-capture.ts';
@@ -58,7 +58,9 @@ export async function createQueue(
     new CreateQueueCommand({ QueueName: `test-${process.pid}-${queueCounter}`, Attributes: attributes }),
   );
   const url = created.QueueUrl ?? '';
-  const described = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }));
+  const described = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
+  );
   return { url, arn: described.Attributes?.QueueArn ?? '' };
 }
 
@@ -89,12 +91,18 @@ export async function approximateCount(sqs: SQSClient, queueUrl: string): Promis
     }),
   );
   const attributes = described.Attributes ?? {};
-  return Number(attributes.ApproximateNumberOfMessages ?? 0) + Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0);
+  return (
+    Number(attributes.ApproximateNumberOfMessages ?? 0) +
+    Number(attributes.ApproximateNumberOfMessagesNotVisible ?? 0)
+  );
 }
 
 export async function enqueue(sqs: SQSClient, queueUrl: string, body: unknown): Promise<string> {
   const sent = await sqs.send(
-    new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: typeof body === 'string' ? body : JSON.stringify(body) }),
+    new SendMessageCommand({
+      QueueUrl: queueUrl,
+      MessageBody: typeof body === 'string' ? body : JSON.stringify(body),
+    }),
   );
   return sent.MessageId ?? '';
 }
@@ -111,7 +119,10 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
 }
 
 /** An SQS Lambda record as the event source delivers it. */
-export function sqsRecord(body: unknown, overrides: { receiveCount?: number; messageId?: string } = {}): SQSRecord {
+export function sqsRecord(
+  body: unknown,
+  overrides: { receiveCount?: number; messageId?: string } = {},
+): SQSRecord {
   return {
     messageId: overrides.messageId ?? `msg-${Math.random().toString(36).slice(2)}`,
     receiptHandle: 'handle',

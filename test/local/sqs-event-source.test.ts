@@ -1,7 +1,16 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalSqsEventSource } from '../../local/sqs-event-source.ts';
-import { approximateCount, createQueue, drain, enqueue, eventually, type Peers, REGION, startPeers } from '../helpers/peers.ts';
+import {
+  approximateCount,
+  createQueue,
+  drain,
+  enqueue,
+  eventually,
+  type Peers,
+  REGION,
+  startPeers,
+} from '../helpers/peers.ts';
 
 describe('LocalSqsEventSource (Lambda SQS event source semantics on fauxqs)', () => {
   let peers: Peers;
@@ -25,7 +34,10 @@ describe('LocalSqsEventSource (Lambda SQS event source semantics on fauxqs)', ()
     return { dlq, outbox };
   }
 
-  function run(outbox: { url: string; arn: string }, handler: (event: SQSEvent) => Promise<SQSBatchResponse>) {
+  function run(
+    outbox: { url: string; arn: string },
+    handler: (event: SQSEvent) => Promise<SQSBatchResponse>,
+  ) {
     source = new LocalSqsEventSource({
       client: peers.sqs,
       queueUrl: outbox.url,
@@ -58,7 +70,9 @@ describe('LocalSqsEventSource (Lambda SQS event source semantics on fauxqs)', ()
       return { batchItemFailures };
     });
 
-    await eventually(async () => (deliveries.filter((body) => body === 'fail-once').length === 2 ? true : undefined));
+    await eventually(async () =>
+      deliveries.filter((body) => body === 'fail-once').length === 2 ? true : undefined,
+    );
     await eventually(async () => ((await approximateCount(peers.sqs, outbox.url)) === 0 ? true : undefined));
     expect(deliveries.filter((body) => body.startsWith('ok-')).sort()).toEqual(['ok-1', 'ok-2']);
   });

@@ -20,7 +20,8 @@ class RecordingLogger implements RelayLogger {
   }
 }
 
-const attribute = (message: Message | undefined, name: string) => message?.MessageAttributes?.[name]?.StringValue;
+const attribute = (message: Message | undefined, name: string) =>
+  message?.MessageAttributes?.[name]?.StringValue;
 
 describe('relay core with SQS and SES peers', () => {
   let peers: Peers;
@@ -83,7 +84,9 @@ describe('relay core with SQS and SES peers', () => {
   it('reports a transient SES failure for retry and leaves the DLQ empty', async () => {
     peers.capture.injectFault({ status: 503, code: 'ServiceUnavailable' });
 
-    const error = await relay.processRecord(sqsRecord(validMessage(), { receiveCount: 2 })).catch((e: unknown) => e);
+    const error = await relay
+      .processRecord(sqsRecord(validMessage(), { receiveCount: 2 }))
+      .catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RelayFailure);
     expect((error as RelayFailure).failureClass).toBe('transient');
@@ -100,7 +103,11 @@ describe('relay core with SQS and SES peers', () => {
   });
 
   it('dead-letters a permanent SES rejection with provider, code and hint', async () => {
-    peers.capture.injectFault({ status: 400, code: 'MessageRejected', message: 'Email address is not verified.' });
+    peers.capture.injectFault({
+      status: 400,
+      code: 'MessageRejected',
+      message: 'Email address is not verified.',
+    });
 
     await relay.processRecord(sqsRecord(validMessage()));
 
@@ -137,7 +144,9 @@ describe('relay core with SQS and SES peers', () => {
       logger,
     });
 
-    await expect(relayWithoutDlq.processRecord(sqsRecord('{not json'))).rejects.toThrow(/ECONNREFUSED|connect/);
+    await expect(relayWithoutDlq.processRecord(sqsRecord('{not json'))).rejects.toThrow(
+      /ECONNREFUSED|connect/,
+    );
     broken.destroy();
   });
 

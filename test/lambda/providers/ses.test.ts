@@ -58,11 +58,19 @@ describe('SesProvider against the SES v2 emulator', () => {
     await provider.send(
       message({
         headers: { 'X-Tenant': 'acme' },
-        attachments: [{ filename: 'report.bin', contentType: 'application/octet-stream', content: bytes.toString('base64') }],
+        attachments: [
+          {
+            filename: 'report.bin',
+            contentType: 'application/octet-stream',
+            content: bytes.toString('base64'),
+          },
+        ],
       }),
     );
 
-    const store = (await fetch(`${peers.sesEmulator.endpoint}/store`).then((response) => response.json())) as {
+    const store = (await fetch(`${peers.sesEmulator.endpoint}/store`).then((response) =>
+      response.json(),
+    )) as {
       emails: { subject: string; attachments: { filename: string; content: string }[] }[];
     };
     const stored = store.emails.at(-1);

@@ -1,0 +1,48 @@
+/**
+ * Measures the per-message CPU cost of the relay's own work (parse + validate + compose MIME), the part
+ * that runs for every record before the provider call. Run with `npm run bench`; numbers are for
+ * comparing changes on one machine, not guarantees.
+ */
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { createMessageSchema, parseMessage } from '../lambda/core/message.ts';
+import { composeMime } from '../lambda/providers/mime.ts';
+
+const schema = createMessageSchema({ maxRecipients: 50, maxMessageBytes: 1024 * 1024 });
+
+const cases = {
+  'text only, 1 recipient': { text: 'Hello', to: ['a@example.org'] },
+  'html + text, 50 recipients': {
+    html: `<p>${'x'.repeat(20_000)}</p>`,
+    text: 'x'.repeat(10_000),
+    to: Array.from({ length: 50 }, (_, index) => `Person ${index} <p${index}@example.org>`),
+  },
+  '700 KB attachment': {
+    text: 'See attachment',
+    to: ['a@example.org'],
+    attachments: [
+      {
+        filename: 'big.pdf',
+        contentType: 'application/pdf',
+        content: randomBytes(700_000).toString('base64'),
+      },
+    ],
+  },
+};
+
+for (const [name, fields] of Object.entries(cases)) {
+  const body = JSON.stringify({ v: 1, from: 'App <app@example.com>', subject: 'Benchmark', ...fields });
+  const iterations = body.length > 100_000 ? 50 : 2_000;
+  const run = async () => {
+    const parsed = parseMessage(body, schema);
+    if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+    return composeMime(parsed.message);
+  };
+  for (let warmup = 0; warmup < 10; warmup += 1) await run();
+  const started = performance.now();
+  for (let iteration = 0; iteration < iterations; iteration += 1) await run();
+  const perMessage = (performance.now() - started) / iterations;
+  console.log(
+    `${name.padEnd(30)} ${perMessage.toFixed(3).padStart(9)} ms/message  (${iterations} runs, body ${body.length} bytes)`,
+  );
+}
