@@ -6,9 +6,15 @@ import { ConfigurationError, describeIssues } from './validation.ts';
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
 export const SETTINGS_ENV_VAR = 'MAIL_RELAY_SETTINGS';
 
-export const sesIdentitySchema = z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
-  message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
-});
+export const sesIdentitySchema = z
+  .string()
+  .refine((value) => isDomainName(value) || isEmailAddress(value), {
+    message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
+  })
+  // Identities become IAM resource ARNs that scope sending; there `*` and `?` are wildcards.
+  .refine((value) => !/[*?]/.test(value), {
+    message: 'must not contain * or ? (IAM would read them as wildcards in the send permission)',
+  });
 
 export const messageLimitsSchema = z.strictObject({
   maxRecipients: z
@@ -24,7 +30,13 @@ export type MessageLimits = z.infer<typeof messageLimitsSchema>;
 
 export const sesSettingsSchema = z.strictObject({
   identities: z.array(sesIdentitySchema).min(1, 'list at least one verified SES identity'),
-  configurationSetName: z.string().min(1).max(64).optional(),
+  configurationSetName: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]{1,64}$/,
+      'may contain only letters, digits, hyphens and underscores (the SES naming rule)',
+    )
+    .optional(),
 });
 export type SesSettings = z.infer<typeof sesSettingsSchema>;
 

@@ -19,6 +19,8 @@ export interface Peers {
   readonly sqs: SQSClient;
   readonly ses: SESv2Client;
   readonly sqsEndpoint: string;
+  /** The capture front of the SES emulator: what the relay should talk to. */
+  readonly sesEndpoint: string;
   readonly sesEmulator: RunningEmulator;
   readonly capture: SesCapture;
   stop(): Promise<void>;
@@ -36,6 +38,7 @@ export async function startPeers(): Promise<Peers> {
     sqs,
     ses,
     sqsEndpoint: sqsEmulator.endpoint,
+    sesEndpoint: captureEndpoint,
     sesEmulator,
     capture,
     async stop() {

@@ -1,0 +1,34 @@
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { RelayConfigInput } from './config.ts';
+import { MailRelay } from './mail-relay.ts';
+
+export interface MailRelayStackProps extends StackProps {
+  /** The relay configuration, usually loaded from `mail-relay.config.json`. */
+  readonly config: RelayConfigInput;
+}
+
+/** A stack holding one mail relay and the outputs producers and operators need. */
+export class MailRelayStack extends Stack {
+  readonly relay: MailRelay;
+
+  constructor(scope: Construct, id: string, props: MailRelayStackProps) {
+    const { config, ...stackProps } = props;
+    super(scope, id, stackProps);
+
+    this.relay = new MailRelay(this, 'Relay', config);
+
+    new CfnOutput(this, 'OutboxQueueUrl', {
+      description: 'Producers send mail requests to this SQS queue',
+      value: this.relay.outbox.queueUrl,
+    });
+    new CfnOutput(this, 'DeadLetterQueueUrl', {
+      description: 'Mail requests that could not be sent, with the reason in their message attributes',
+      value: this.relay.deadLetterQueue.queueUrl,
+    });
+    new CfnOutput(this, 'SendFunctionName', {
+      description: 'The Lambda function that sends the outbox through Amazon SES',
+      value: this.relay.sendFunction.functionName,
+    });
+  }
+}

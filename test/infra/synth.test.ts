@@ -1,0 +1,149 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
+import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
+import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
+import { cdkJsonContext } from './support.ts';
+
+/** The parts of `<stack>.assets.json` (cloud assembly schema) this test reads. */
+interface FileAsset {
+  readonly source: { readonly path: string; readonly packaging?: string };
+  readonly destinations: Record<string, { readonly objectKey: string }>;
+}
+
+/** The one synth that runs esbuild for real (and the built-in CloudFormation validator), like `cdk synth`. */
+describe('a full synth with bundling', () => {
+  let outdir: string;
+  let template: Template;
+  let fileAssets: FileAsset[];
+
+  beforeAll(() => {
+    delete process.env.CDK_VALIDATION;
+    outdir = mkdtempSync(join(tmpdir(), 'mail-relay-synth-'));
+    const app = new App({ outdir, context: cdkJsonContext() });
+    const stack = new MailRelayStack(app, 'MailRelay', { config: { ses: { identities: ['example.com'] } } });
+    app.synth();
+    template = Template.fromStack(stack);
+    const manifest = JSON.parse(readFileSync(join(outdir, 'MailRelay.assets.json'), 'utf8')) as {
+      files: Record<string, FileAsset>;
+    };
+    fileAssets = Object.values(manifest.files);
+  }, 60_000);
+
+  afterAll(() => {
+    if (outdir) rmSync(outdir, { recursive: true, force: true });
+  });
+
+  /** Follows the link the CLI follows when it publishes: the function's S3 key -> asset manifest entry. */
+  function functionAsset(): FileAsset {
+    const functions = Object.values(template.findResources('AWS::Lambda::Function')) as Array<{
+      Properties: { Code: { S3Key: string } };
+    }>;
+    const s3Key = functions[0]?.Properties.Code.S3Key;
+    const asset = fileAssets.find((file) =>
+      Object.values(file.destinations).some((destination) => destination.objectKey === s3Key),
+    );
+    if (!asset) throw new Error(`no asset in the manifest is published to ${s3Key}`);
+    return asset;
+  }
+
+  function bundleFile(name: string): string {
+    return join(outdir, functionAsset().source.path, name);
+  }
+
+  it('points the function at a zipped asset holding the bundle and its exported handler', () => {
+    expect(functionAsset().source.packaging).toBe('zip');
+    expect(existsSync(bundleFile('index.mjs'))).toBe(true);
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.handler' });
+  });
+
+  it('bundles the send handler with its dependencies into a non-trivial ESM file', () => {
+    // The SDK clients, Powertools and zod are inside: far more than a stub.
+    expect(statSync(bundleFile('index.mjs')).size).toBeGreaterThan(200_000);
+  });
+
+  it('writes a source map next to the bundle', () => {
+    expect(existsSync(bundleFile('index.mjs.map'))).toBe(true);
+  });
+
+  it('produces a bundle that loads in Node.js and exports the handler function', () => {
+    const settings = {
+      deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dead-letters',
+      maxReceiveCount: 5,
+      limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+      ses: { identities: ['example.com'] },
+    };
+    const bundleUrl = pathToFileURL(bundleFile('index.mjs')).href;
+
+    // A child process, so the cold-start code runs with only the environment Lambda would give it.
+    const exportedType = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(bundleUrl)}); console.log(typeof m.handler);`,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: 'eu-west-1',
+          [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+        },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'], // stderr lands in the error if the import fails
+      },
+    );
+    expect(exportedType.trim()).toBe('function');
+  });
+
+  it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
+    const peers: Peers = await startPeers();
+    try {
+      const dlq = await createQueue(peers.sqs);
+      const valid = sqsRecord(validMessage({ subject: 'From the bundle' }), { messageId: 'valid-1' });
+      const invalid = sqsRecord(validMessage({ to: [] }), { messageId: 'invalid-1' });
+      const settings = {
+        deadLetterQueueUrl: dlq.url,
+        maxReceiveCount: 5,
+        limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+        ses: { identities: ['example.com'] },
+      };
+      const script = `
+        const { handler } = await import(${JSON.stringify(pathToFileURL(bundleFile('index.mjs')).href)});
+        const context = { functionName: 'send', awsRequestId: 'r1', getRemainingTimeInMillis: () => 30000 };
+        const result = await handler({ Records: ${JSON.stringify([valid, invalid])} }, context);
+        console.log(JSON.stringify(result));`;
+
+      const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
+          AWS_ENDPOINT_URL_SESV2: peers.sesEndpoint,
+          POWERTOOLS_LOG_LEVEL: 'ERROR',
+          [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+        },
+      });
+
+      expect(JSON.parse(stdout.trim().split('\n').at(-1) ?? '')).toEqual({ batchItemFailures: [] });
+      expect(peers.capture.sent).toHaveLength(1);
+      const [dead] = await drain(peers.sqs, dlq.url);
+      expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.StringValue).toBe(
+        'invalid-1',
+      );
+      expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.reason]?.StringValue).toContain('no recipient');
+    } finally {
+      await peers.stop();
+    }
+  });
+});
