@@ -48,8 +48,7 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
         return [[value.slice(0, index).trim(), value.slice(index + 1).trim()]];
       }),
     );
-  const split = (values: string[] | undefined) =>
-    values?.flatMap((value) => value.split(',')).map((v) => v.trim());
+  const split = (values: string[] | undefined) => values?.flatMap(splitAddressList);
   const headers = pairs(flags.header, ':', 'header');
   const tags = pairs(flags.tag, '=', 'tag');
   const attachments = await Promise.all(
@@ -66,7 +65,6 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
       }
     }),
   );
-  if (problems.length > 0) return { problems };
   const message = {
     v: MESSAGE_CONTRACT_VERSION,
     from: flags.from,
@@ -79,13 +77,16 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
     ...(flags.html !== undefined && { html: flags.html }),
     ...(Object.keys(headers).length > 0 && { headers }),
     ...(Object.keys(tags).length > 0 && { tags }),
-    ...(attachments.length > 0 && { attachments }),
+    ...(attachments.length > 0 && {
+      attachments: attachments.filter((attachment) => attachment !== undefined),
+    }),
     ...(flags['idempotency-key'] && { idempotencyKey: flags['idempotency-key'] }),
   };
   const body = JSON.stringify(message);
   // Same contract the relay enforces (with default limits), so mistakes show up here, not in the DLQ.
   const parsed = parseMessage(body, defaultMessageSchema);
-  return parsed.ok ? { body } : { problems: parsed.problems };
+  if (!parsed.ok) problems.push(...parsed.problems);
+  return problems.length > 0 ? { problems } : { body };
 }
 
 export interface QueueTarget {
@@ -114,4 +115,34 @@ export async function enqueue(body: string, target: QueueTarget): Promise<string
   } finally {
     client.destroy();
   }
+}
+
+/**
+ * Splits `a@x.com, "Doe, Jane" <j@x.com>` at the commas that separate addresses, not those inside a
+ * quoted display name or angle brackets. Empty entries (a trailing comma) are dropped.
+ */
+export function splitAddressList(list: string): string[] {
+  const addresses: string[] = [];
+  let current = '';
+  let quoted = false;
+  let angled = false;
+  for (let index = 0; index < list.length; index += 1) {
+    const char = list[index];
+    if (char === '\\' && quoted) {
+      current += char + (list[index + 1] ?? '');
+      index += 1;
+      continue;
+    }
+    if (char === '"') quoted = !quoted;
+    else if (char === '<' && !quoted) angled = true;
+    else if (char === '>' && !quoted) angled = false;
+    if (char === ',' && !quoted && !angled) {
+      addresses.push(current);
+      current = '';
+    } else {
+      current += char;
+    }
+  }
+  addresses.push(current);
+  return addresses.map((address) => address.trim()).filter((address) => address.length > 0);
 }

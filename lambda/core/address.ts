@@ -13,6 +13,8 @@ const DOMAIN_PATTERN = new RegExp(`^${DOMAIN}$`);
 const NAME_ADDR_PATTERN = /^(.*?)\s*<([^<>]*)>$/s;
 
 export const CRLF_PATTERN = /[\r\n]/;
+const QUOTED_STRING = /"((?:[^"\\]|\\.)*)"/g;
+const DISPLAY_NAME_PATTERN = /^(?:[^"\\]|"(?:[^"\\]|\\.)*")*$/;
 
 export function isEmailAddress(value: string): boolean {
   return value.length <= 254 && ADDRESS_PATTERN.test(value);
@@ -39,11 +41,13 @@ export function parseMailbox(input: string): ParsedMailbox {
       reason: 'is not a valid email address (expected "a@example.com" or "Name <a@example.com>")',
     };
   }
-  const name = rawName.startsWith('"') && rawName.endsWith('"') ? rawName.slice(1, -1) : rawName;
-  if (/[<>]/.test(name) || (name.includes('"') && !/^(?:[^"\\]|\\.)*$/.test(name))) {
+  // A display name is plain words and "quoted strings" (RFC 5322 phrase): quotes must pair up, and a
+  // backslash escapes the next character inside quotes.
+  if (/[<>]/.test(rawName) || !DISPLAY_NAME_PATTERN.test(rawName)) {
     return { ok: false, reason: 'has a display name with unbalanced quotes or angle brackets' };
   }
-  return { ok: true, mailbox: name ? { name: name.replace(/\\(.)/g, '$1'), address } : { address } };
+  const name = rawName.replace(QUOTED_STRING, (_, inner: string) => inner.replace(/\\(.)/g, '$1'));
+  return { ok: true, mailbox: name ? { name, address } : { address } };
 }
 
 export function domainOf(address: string): string {

@@ -2,6 +2,7 @@ import { type MessageAttributeValue, SendMessageCommand, type SQSClient } from '
 import type { SQSRecord } from 'aws-lambda';
 import type { RelayFailure } from './failures.ts';
 import { SQS_MAX_MESSAGE_ATTRIBUTES } from './limits.ts';
+import { toSqsText } from './text.ts';
 
 /** Message attribute names the relay sets on every dead-lettered message. */
 export const DEAD_LETTER_ATTRIBUTES = {
@@ -15,6 +16,7 @@ export const DEAD_LETTER_ATTRIBUTES = {
 } as const;
 
 const MAX_REASON_LENGTH = 2000;
+const MAX_SHORT_TEXT_LENGTH = 256;
 
 export interface DeadLetterSink {
   /** Must resolve only once the message is safely stored: the caller deletes it from the outbox next. */
@@ -44,14 +46,17 @@ export function deadLetterAttributes(
   failure: RelayFailure,
   attempts: number,
 ): Record<string, MessageAttributeValue> {
-  const text = (value: string): MessageAttributeValue => ({ DataType: 'String', StringValue: value });
+  const text = (value: string, max = MAX_SHORT_TEXT_LENGTH): MessageAttributeValue => ({
+    DataType: 'String',
+    StringValue: toSqsText(value, max),
+  });
   const ours: Record<string, MessageAttributeValue> = {
     [DEAD_LETTER_ATTRIBUTES.failureClass]: text(failure.failureClass),
     [DEAD_LETTER_ATTRIBUTES.code]: text(failure.code),
-    [DEAD_LETTER_ATTRIBUTES.reason]: text(failure.reason.slice(0, MAX_REASON_LENGTH) || failure.code),
+    [DEAD_LETTER_ATTRIBUTES.reason]: text(failure.reason || failure.code, MAX_REASON_LENGTH),
     [DEAD_LETTER_ATTRIBUTES.sourceMessageId]: text(record.messageId),
     [DEAD_LETTER_ATTRIBUTES.attempts]: { DataType: 'Number', StringValue: String(attempts) },
-    ...(failure.hint && { [DEAD_LETTER_ATTRIBUTES.hint]: text(failure.hint) }),
+    ...(failure.hint && { [DEAD_LETTER_ATTRIBUTES.hint]: text(failure.hint, MAX_REASON_LENGTH) }),
     ...(failure.provider && { [DEAD_LETTER_ATTRIBUTES.provider]: text(failure.provider) }),
   };
   // Keep the producer's own attributes where SQS's limit of 10 leaves room.

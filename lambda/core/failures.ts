@@ -1,3 +1,5 @@
+import { truncate } from './text.ts';
+
 /**
  * How the relay classifies every failure, in one table:
  * - transient: try the same provider again later (throttling, 5xx, network);
@@ -157,7 +159,7 @@ export function toRelayFailure(error: unknown): RelayFailure {
   if (error instanceof RelayFailure) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new RelayFailure(
-    { failureClass: 'transient', code: 'UnexpectedError', reason: message.slice(0, 500) },
+    { failureClass: 'transient', code: 'UnexpectedError', reason: truncate(message, 500) },
     { cause: error },
   );
 }

@@ -150,33 +150,50 @@ function base64DecodedLength(compactBase64: string): number {
 
 /** The contract with the deployment's limits applied (recipient count and decoded size). */
 export function createMessageSchema(limits: MessageLimits) {
-  return contractObject.superRefine((message, ctx) => {
-    const recipients = recipientsOf(message).length;
-    if (recipients === 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['to'],
-        message: 'no recipient: set at least one of to, cc, bcc',
-      });
-    } else if (recipients > limits.maxRecipients) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['to'],
-        message: `${recipients} recipients in to + cc + bcc; at most ${limits.maxRecipients} are allowed per message`,
-      });
-    }
-    if (message.text === undefined && message.html === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['text'], message: 'no body: set text, html or both' });
-    }
-    const size = decodedSizeOf(message);
-    if (size > limits.maxMessageBytes) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['attachments'],
-        message: `message is ${size} bytes once decoded (bodies + attachments); the limit is ${limits.maxMessageBytes}`,
-      });
-    }
-  });
+  return (
+    contractObject
+      // Runs even when a field failed, so "no recipient" and "no body" are reported together with
+      // field errors. The value may then be partly unparsed (a string where a list would be), so
+      // it only counts entries.
+      .superRefine(
+        (message, ctx) => {
+          const recipients = entryCount(message.to) + entryCount(message.cc) + entryCount(message.bcc);
+          if (recipients === 0) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['to'],
+              message: 'no recipient: set at least one of to, cc, bcc',
+            });
+          } else if (recipients > limits.maxRecipients) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['to'],
+              message: `${recipients} recipients in to + cc + bcc; at most ${limits.maxRecipients} are allowed per message`,
+            });
+          }
+          if (message.text === undefined && message.html === undefined) {
+            ctx.addIssue({ code: 'custom', path: ['text'], message: 'no body: set text, html or both' });
+          }
+        },
+        { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+      )
+      // Needs decoded attachments, so only once every field is valid.
+      .superRefine((message, ctx) => {
+        const size = decodedSizeOf(message);
+        if (size > limits.maxMessageBytes) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['attachments'],
+            message: `message is ${size} bytes once decoded (bodies + attachments); the limit is ${limits.maxMessageBytes}`,
+          });
+        }
+      })
+  );
+}
+
+function entryCount(list: unknown): number {
+  if (list === undefined || list === null) return 0;
+  return Array.isArray(list) ? list.length : 1;
 }
 
 /** Schema with the default limits: what the committed JSON Schema and the CLI validate against. */

@@ -68,7 +68,12 @@ export function readSettings(env: Readonly<Record<string, string | undefined>>):
   if (!result.success) {
     throw new ConfigurationError(
       'Invalid send function environment',
-      describeIssues(result.error).map((problem) => `${SETTINGS_ENV_VAR}.${problem}`),
+      // `MAIL_RELAY_SETTINGS.ses.identities[0]: …`, or `MAIL_RELAY_SETTINGS: …` for the value as a whole.
+      describeIssues(result.error).map((problem) =>
+        problem.startsWith('(root):')
+          ? `${SETTINGS_ENV_VAR}${problem.slice(6)}`
+          : `${SETTINGS_ENV_VAR}.${problem}`,
+      ),
     );
   }
   return result.data;

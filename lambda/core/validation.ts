@@ -35,7 +35,12 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]):
       return issue.keys.map((key) => `${formatPath([...path, key])}: unknown field`);
     case 'invalid_key':
       return issue.issues.map((inner) => `${formatPath(path)}: ${inner.message}`);
+    case 'invalid_type':
+      return [
+        `${formatPath(path)}: ${issue.message.endsWith('received undefined') ? 'required' : issue.message}`,
+      ];
     case 'invalid_union': {
+      if (issue.errors.every((branch) => branch.every(isMissing))) return [`${formatPath(path)}: required`];
       // Report the branch that accepted the value's type ("address is invalid"), not "Invalid input".
       const relevant = issue.errors.find((branch) => !branch.every(isRootTypeMismatch));
       if (relevant) return relevant.flatMap((inner) => describeIssue(inner, path));
@@ -50,6 +55,13 @@ function expectedTypes(issue: z.core.$ZodIssue): string[] {
   if (issue.code === 'invalid_type') return [issue.expected];
   if (issue.code === 'invalid_union') return issue.errors.flat().flatMap(expectedTypes);
   return [];
+}
+
+/** zod reports an absent required field as a type mismatch against `undefined`. */
+function isMissing(issue: z.core.$ZodIssue): boolean {
+  if (issue.path.length > 0) return false;
+  if (issue.code === 'invalid_type') return issue.message.endsWith('received undefined');
+  return issue.code === 'invalid_union' && issue.errors.every((branch) => branch.every(isMissing));
 }
 
 /** The value's type was wrong for this branch (possibly a nested union rejecting it for every type). */

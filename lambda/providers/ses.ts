@@ -2,6 +2,7 @@ import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import { classifyFault, type ProviderFault } from '../core/failures.ts';
 import type { RelayMessage } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
+import { truncate } from '../core/text.ts';
 import { composeMime } from './mime.ts';
 import type { MailProvider, SendReceipt } from './provider.ts';
 
@@ -76,7 +77,7 @@ export function sesFault(error: unknown): ProviderFault {
   return {
     provider: SES_PROVIDER,
     code: code === 'Error' && status !== undefined ? `HTTP${status}` : code,
-    message: (details.message ?? String(error)).slice(0, 500),
+    message: truncate(details.message ?? String(error), 500),
     ...(status !== undefined && { status }),
   };
 }

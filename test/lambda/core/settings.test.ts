@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type RelaySettings,
+  readSettings,
+  SETTINGS_ENV_VAR,
+  sesIdentityFor,
+} from '../../../lambda/core/settings.ts';
+import { ConfigurationError } from '../../../lambda/core/validation.ts';
+
+const validSettings: RelaySettings = {
+  deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/mail-relay-dlq',
+  maxReceiveCount: 5,
+  limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
+  ses: { identities: ['example.com', 'noreply@other.org'], configurationSetName: 'mail-relay' },
+};
+
+function configurationErrorOf(env: Record<string, string | undefined>): ConfigurationError {
+  try {
+    readSettings(env);
+  } catch (error) {
+    if (error instanceof ConfigurationError) return error;
+    throw error;
+  }
+  throw new Error('expected readSettings to throw');
+}
+
+const withSettings = (settings: unknown) => ({ [SETTINGS_ENV_VAR]: JSON.stringify(settings) });
+
+describe('readSettings', () => {
+  it('reads the settings from MAIL_RELAY_SETTINGS', () => {
+    expect(SETTINGS_ENV_VAR).toBe('MAIL_RELAY_SETTINGS');
+    expect(readSettings(withSettings(validSettings))).toEqual(validSettings);
+  });
+
+  it('reports a missing variable', () => {
+    const error = configurationErrorOf({});
+    expect(error.problems).toEqual([
+      'MAIL_RELAY_SETTINGS: not set (the MailRelay construct writes it; in local mode `npm start` does)',
+    ]);
+    expect(error.message).toMatch(/^Invalid send function environment:\n {2}- MAIL_RELAY_SETTINGS: not set/);
+  });
+
+  it('reports an empty variable as not set', () => {
+    expect(configurationErrorOf({ [SETTINGS_ENV_VAR]: '' }).problems).toEqual([
+      'MAIL_RELAY_SETTINGS: not set (the MailRelay construct writes it; in local mode `npm start` does)',
+    ]);
+  });
+
+  it('reports invalid JSON', () => {
+    expect(configurationErrorOf({ [SETTINGS_ENV_VAR]: '{"maxReceiveCount": 5,' }).problems).toEqual([
+      'MAIL_RELAY_SETTINGS: not valid JSON',
+    ]);
+  });
+
+  it('reports every problem of the settings object at once, each prefixed with the variable name', () => {
+    const error = configurationErrorOf(
+      withSettings({
+        deadLetterQueueUrl: 'ftp://example.com/dlq',
+        maxReceiveCount: 0,
+        limits: { maxRecipients: 51, maxMessageBytes: 10 },
+        ses: { identities: [], region: 'eu-west-1' },
+        debug: true,
+      }),
+    );
+    expect(error.problems).toEqual([
+      'MAIL_RELAY_SETTINGS.deadLetterQueueUrl: Invalid URL',
+      'MAIL_RELAY_SETTINGS.maxReceiveCount: Too small: expected number to be >=1',
+      'MAIL_RELAY_SETTINGS.limits.maxRecipients: SES accepts at most 50 recipients',
+      'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: Too small: expected number to be >=1024',
+      'MAIL_RELAY_SETTINGS.ses.identities: list at least one verified SES identity',
+      'MAIL_RELAY_SETTINGS.ses.region: unknown field',
+      'MAIL_RELAY_SETTINGS.debug: unknown field',
+    ]);
+  });
+
+  it('reports an identity that is neither a domain nor an address by its index', () => {
+    const settings = { ...validSettings, ses: { identities: ['example.com', 'not an identity'] } };
+    expect(configurationErrorOf(withSettings(settings)).problems).toEqual([
+      'MAIL_RELAY_SETTINGS.ses.identities[1]: must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
+    ]);
+  });
+
+  it('reports a message size over the SES maximum', () => {
+    const settings = {
+      ...validSettings,
+      limits: { maxRecipients: 50, maxMessageBytes: 40 * 1024 * 1024 + 1 },
+    };
+    expect(configurationErrorOf(withSettings(settings)).problems).toEqual([
+      'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: SES accepts at most 41943040 bytes per message',
+    ]);
+  });
+});
+
+describe('sesIdentityFor', () => {
+  it('finds the identity that covers an address', () => {
+    expect(sesIdentityFor(validSettings.ses, 'Alerts@Example.com')).toBe('example.com');
+    expect(sesIdentityFor(validSettings.ses, 'noreply@other.org')).toBe('noreply@other.org');
+  });
+
+  it('finds no identity for an address nothing covers', () => {
+    expect(sesIdentityFor(validSettings.ses, 'ceo@other.org')).toBeUndefined();
+  });
+});
