@@ -14,6 +14,14 @@ import { SesCapture } from '../../local/ses-capture.ts';
 const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 export const REGION = 'us-east-1';
 
+/** An AWS client configuration whose every call fails with ECONNREFUSED (port 9, discard, is closed). */
+export const UNREACHABLE_CLIENT_CONFIG = {
+  region: REGION,
+  endpoint: 'http://127.0.0.1:9',
+  credentials,
+  maxAttempts: 1,
+};
+
 /** Real local peers on free loopback ports: fauxqs (SQS) and aws-ses-v2-local behind a capture. */
 export interface Peers {
   readonly sqs: SQSClient;

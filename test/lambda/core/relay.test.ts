@@ -5,7 +5,15 @@ import { DEAD_LETTER_ATTRIBUTES, SqsDeadLetterQueue } from '../../../lambda/core
 import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { createRelay, type Relay, type RelayLogger } from '../../../lambda/core/relay.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
-import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
+import {
+  createQueue,
+  drain,
+  type Peers,
+  sqsRecord,
+  startPeers,
+  UNREACHABLE_CLIENT_CONFIG,
+  validMessage,
+} from '../../helpers/peers.ts';
 
 const MAX_RECEIVE_COUNT = 5;
 const limits = { maxRecipients: 50, maxMessageBytes: 1024 * 1024 };
@@ -131,12 +139,7 @@ describe('relay core with SQS and SES peers', () => {
   });
 
   it('keeps a message for retry when the DLQ cannot be written, so nothing is lost', async () => {
-    const broken = new SQSClient({
-      region: 'us-east-1',
-      endpoint: 'http://127.0.0.1:9',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      maxAttempts: 1,
-    });
+    const broken = new SQSClient(UNREACHABLE_CLIENT_CONFIG);
     const relayWithoutDlq = createRelay({
       providers: [new SesProvider(peers.ses, { identities: ['example.com'] })],
       deadLetters: new SqsDeadLetterQueue(broken, dlqUrl),

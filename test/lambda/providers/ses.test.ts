@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage, type RelayMessage } from '../../../lambda/core/message.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
-import { type Peers, startPeers, validMessage } from '../../helpers/peers.ts';
+import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
 
 function message(overrides: Record<string, unknown> = {}): RelayMessage {
   const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);
@@ -107,12 +107,7 @@ describe('SesProvider against the SES v2 emulator', () => {
   });
 
   it('classifies a refused connection as transient', async () => {
-    const unreachable = new SESv2Client({
-      region: 'us-east-1',
-      endpoint: 'http://127.0.0.1:9',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      maxAttempts: 1,
-    });
+    const unreachable = new SESv2Client(UNREACHABLE_CLIENT_CONFIG);
     const offline = new SesProvider(unreachable, { identities: ['example.com'] });
 
     const failure = await failureOf(offline.send(message()));
