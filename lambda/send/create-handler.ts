@@ -29,6 +29,9 @@ export function createSendHandler(
   });
   const processor = new BatchProcessor(EventType.SQS);
 
+  // logEvent pinned off: the event holds message bodies, which must never reach the logs, even if
+  // POWERTOOLS_LOGGER_LOG_EVENT is set on the function.
+  const loggerContext = injectLambdaContext(logger, { logEvent: false });
   const handler = middy(async (event: SQSEvent, context: Context) =>
     // A batch where every record failed is still a partial response: Lambda then retries exactly
     // those records instead of treating the invocation as an error.
@@ -36,6 +39,6 @@ export function createSendHandler(
       context,
       throwOnFullBatchFailure: false,
     }),
-  ).use(injectLambdaContext(logger));
+  ).use(loggerContext);
   return handler as SendHandler;
 }

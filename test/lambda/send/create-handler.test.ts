@@ -1,0 +1,115 @@
+import type { Context } from 'aws-lambda';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
+import { ConfigurationError } from '../../../lambda/core/validation.ts';
+import { createSendHandler } from '../../../lambda/send/create-handler.ts';
+import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
+
+const context = {
+  functionName: 'send',
+  awsRequestId: 'request-1',
+  getRemainingTimeInMillis: () => 30_000,
+} as unknown as Context;
+
+function catching(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+describe('the send handler (middy + Powertools over the relay core)', () => {
+  let peers: Peers;
+  let dlqUrl: string;
+  const saved = { ...process.env };
+
+  beforeAll(async () => {
+    peers = await startPeers();
+    dlqUrl = (await createQueue(peers.sqs)).url;
+    // The handler builds its SDK clients from the standard AWS environment, as in Lambda.
+    Object.assign(process.env, {
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
+      AWS_ENDPOINT_URL_SESV2: peers.sesEndpoint,
+    });
+  });
+  afterAll(async () => {
+    process.env = saved;
+    await peers.stop();
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    vi.unstubAllEnvs();
+  });
+
+  const environment = (overrides: Record<string, string> = {}) => ({
+    ...process.env,
+    [SETTINGS_ENV_VAR]: JSON.stringify({
+      deadLetterQueueUrl: dlqUrl,
+      maxReceiveCount: 5,
+      limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+      ses: { identities: ['example.com'] },
+    }),
+    ...overrides,
+  });
+
+  it('fails at cold start with every settings problem listed', () => {
+    const broken = {
+      [SETTINGS_ENV_VAR]: JSON.stringify({
+        deadLetterQueueUrl: 'nope',
+        maxReceiveCount: 0,
+        limits: {},
+        ses: {},
+      }),
+    };
+
+    const error = catching(() => createSendHandler(broken));
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    const problems = (error as ConfigurationError).problems.join('\n');
+    for (const field of ['deadLetterQueueUrl', 'maxReceiveCount', 'limits.maxRecipients', 'ses.identities']) {
+      expect(problems).toContain(`${SETTINGS_ENV_VAR}.${field}`);
+    }
+  });
+
+  it('reports only the record that must be retried as a batch item failure', async () => {
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    const handler = createSendHandler(environment());
+    // The function's SES client retries within the invocation (3 attempts): an outage must outlast them.
+    peers.capture.injectFault({ status: 503, code: 'ServiceUnavailable', times: 3 });
+    const retried = sqsRecord(validMessage({ subject: 'Retry me' }), { messageId: 'retry-1' });
+    const first = await handler({ Records: [retried] }, context);
+    const second = await handler(
+      { Records: [sqsRecord(validMessage(), { messageId: 'ok-1' }), sqsRecord('{', { messageId: 'bad-1' })] },
+      context,
+    );
+
+    expect(first).toEqual({ batchItemFailures: [{ itemIdentifier: 'retry-1' }] });
+    expect(peers.capture.sendAttempts).toBe(4);
+    expect(second).toEqual({ batchItemFailures: [] });
+    const [dead] = await drain(peers.sqs, dlqUrl);
+    expect(dead?.Body).toBe('{');
+  });
+
+  it('never logs the event, even when POWERTOOLS_LOGGER_LOG_EVENT asks for it', async () => {
+    const written: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    // Powertools reads these from the process environment itself.
+    vi.stubEnv('POWERTOOLS_LOGGER_LOG_EVENT', 'true');
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'INFO');
+    const handler = createSendHandler(environment());
+
+    await handler({ Records: [sqsRecord(validMessage({ text: 'Private-body-7781' }))] }, context);
+
+    const output = written.join('');
+    expect(output).toContain('Message sent');
+    expect(output).not.toContain('Private-body-7781');
+  });
+});
