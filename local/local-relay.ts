@@ -76,6 +76,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       region: LOCAL_REGION,
       handler: createSendHandler(process.env),
       batchSize: config.sendFunction.batchSize,
+      // A few pollers exercise concurrency; hundreds would only load a laptop, not change behaviour.
       maxConcurrency: Math.min(config.sendFunction.maxConcurrency, 4),
       functionTimeoutMs: config.sendFunction.timeoutSeconds * 1000,
       onInvocationError: (error) => console.error(`[local event source] invocation failed: ${String(error)}`),

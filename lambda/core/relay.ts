@@ -49,7 +49,7 @@ export function createRelay({ providers, deadLetters, settings, logger }: RelayD
   return {
     async processRecord(record) {
       const attempt = Number(record.attributes.ApproximateReceiveCount) || 1;
-      // Identifiers only: bodies, addresses' contents and attachments never reach the logs.
+      // Ids, counts, tags and failure reasons only: bodies, subjects and attachments never reach the logs.
       const keys: Record<string, unknown> = { messageId: record.messageId, attempt };
       try {
         const parsed = parseMessage(record.body, schema);
