@@ -48,12 +48,18 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   const started: RunningEmulator[] = [];
   const stopAll = () => Promise.allSettled(started.reverse().map((emulator) => emulator.stop()));
   try {
-    const sqs = await startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT);
+    const sqs = await withPortHint(
+      startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT),
+      '--sqs-port or MAIL_RELAY_SQS_PORT (is LocalStack or another local mode running?)',
+    );
     started.push(sqs);
     const ses = await startSesEmulator(0);
     started.push(ses);
     const capture = new SesCapture(ses.endpoint);
-    const sesEndpoint = await capture.listen(options.sesPort ?? DEFAULT_SES_PORT);
+    const sesEndpoint = await withPortHint(
+      capture.listen(options.sesPort ?? DEFAULT_SES_PORT),
+      '--ses-port or MAIL_RELAY_SES_PORT',
+    );
     started.push({ endpoint: sesEndpoint, port: 0, stop: () => capture.close() });
 
     pointAwsSdkAtEmulators(sqs.endpoint, sesEndpoint);
@@ -153,6 +159,19 @@ async function queueArn(client: SQSClient, queueUrl: string | undefined): Promis
     }),
   );
   return required(attributes.Attributes?.QueueArn, 'queue ARN');
+}
+
+/** A busy port is the usual reason local mode cannot start: say which option moves it. */
+async function withPortHint<T>(starting: Promise<T>, option: string): Promise<T> {
+  try {
+    return await starting;
+  } catch (error) {
+    const { code, port } = error as { code?: string; port?: number };
+    if (code !== 'EADDRINUSE') throw error;
+    throw new Error(`port ${port} on 127.0.0.1 is already in use; choose another with ${option}`, {
+      cause: error,
+    });
+  }
 }
 
 function required<T>(value: T | undefined, what: string): T {
