@@ -92,7 +92,14 @@ const CUSTOM_HEADER_NAME = /^X-[A-Za-z0-9][A-Za-z0-9-]*$/;
 const TAG_PART = /^[A-Za-z0-9_-]{1,256}$/;
 
 const contractShape = {
-  v: z.literal(MESSAGE_CONTRACT_VERSION).meta({ description: 'Contract version. Always 1 for now.' }),
+  v: z
+    .literal(MESSAGE_CONTRACT_VERSION, {
+      error: (issue) =>
+        issue.input === undefined
+          ? `required: the contract version, ${MESSAGE_CONTRACT_VERSION}`
+          : `must be ${MESSAGE_CONTRACT_VERSION}, the only contract version this relay understands`,
+    })
+    .meta({ description: 'Contract version. Always 1 for now.' }),
   from: mailbox.meta({ description: 'The sender. Must be covered by a configured sender identity.' }),
   to: mailboxList.optional(),
   cc: mailboxList.optional(),

@@ -297,7 +297,14 @@ describe('parseMessage rejecting malformed fields', () => {
   });
 
   it('rejects a contract version other than 1', () => {
-    expect(problemsOf({ ...minimal, v: 2 })).toEqual(['v: Invalid input: expected 1']);
+    expect(problemsOf({ ...minimal, v: 2 })).toEqual([
+      'v: must be 1, the only contract version this relay understands',
+    ]);
+  });
+
+  it('reports a missing contract version as required', () => {
+    const { v: _v, ...withoutVersion } = minimal;
+    expect(problemsOf(withoutVersion)).toEqual(['v: required: the contract version, 1']);
   });
 
   it('rejects a body that is not JSON', () => {
