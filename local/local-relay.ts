@@ -2,7 +2,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-s
 import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
-import { type RunningEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { startSesEmulator, startSqsEmulator } from './emulators.ts';
 import { SesCapture } from './ses-capture.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
 
@@ -45,22 +45,23 @@ export interface LocalRelay {
  */
 export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
   const config = loadRelayConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
-  const started: RunningEmulator[] = [];
-  const stopAll = () => Promise.allSettled(started.reverse().map((emulator) => emulator.stop()));
+  // Whatever has started, stopped in reverse order (also when a later step fails).
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = () => Promise.allSettled(stops.reverse().map((stop) => stop()));
   try {
     const sqs = await withPortHint(
       startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT),
       '--sqs-port or MAIL_RELAY_SQS_PORT (is LocalStack or another local mode running?)',
     );
-    started.push(sqs);
+    stops.push(sqs.stop);
     const ses = await startSesEmulator(0);
-    started.push(ses);
+    stops.push(ses.stop);
     const capture = new SesCapture(ses.endpoint);
     const sesEndpoint = await withPortHint(
       capture.listen(options.sesPort ?? DEFAULT_SES_PORT),
       '--ses-port or MAIL_RELAY_SES_PORT',
     );
-    started.push({ endpoint: sesEndpoint, port: 0, stop: () => capture.close() });
+    stops.push(() => capture.close());
 
     pointAwsSdkAtEmulators(sqs.endpoint, sesEndpoint);
     const client = new SQSClient({});

@@ -12,7 +12,7 @@ const ADDRESS_PATTERN = new RegExp(`^${LOCAL_PART}@${DOMAIN}$`);
 const DOMAIN_PATTERN = new RegExp(`^${DOMAIN}$`);
 const NAME_ADDR_PATTERN = /^(.*?)\s*<([^<>]*)>$/s;
 
-export const CRLF_PATTERN = /[\r\n]/;
+const CRLF_PATTERN = /[\r\n]/;
 const QUOTED_STRING = /"((?:[^"\\]|\\.)*)"/g;
 const DISPLAY_NAME_PATTERN = /^(?:[^"\\]|"(?:[^"\\]|\\.)*")*$/;
 

@@ -133,8 +133,6 @@ const contractShape = {
 const contractObject = z.strictObject(contractShape);
 
 export type RelayMessage = z.output<typeof contractObject>;
-export type RelayMessageInput = z.input<typeof contractObject>;
-export type Attachment = RelayMessage['attachments'] extends (infer A)[] | undefined ? A : never;
 
 export function recipientsOf(message: RelayMessage): Mailbox[] {
   return [...(message.to ?? []), ...(message.cc ?? []), ...(message.bcc ?? [])];
