@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { inlineAttachments } from '../lambda/core/attachments.ts';
 import { createMessageSchema, parseMessage } from '../lambda/core/message.ts';
 import { composeMime } from '../lambda/providers/mime.ts';
 
@@ -36,7 +37,7 @@ for (const [name, fields] of Object.entries(cases)) {
   const run = async () => {
     const parsed = parseMessage(body, schema);
     if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-    return composeMime(parsed.message);
+    return composeMime(inlineAttachments(parsed.message));
   };
   for (let warmup = 0; warmup < 10; warmup += 1) await run();
   const started = performance.now();

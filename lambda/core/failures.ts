@@ -48,6 +48,8 @@ export interface ProviderFault {
   /** HTTP status (Graph, SES) or SMTP reply code, when there is one. */
   readonly status?: number;
   readonly retryAfterSeconds?: number;
+  /** Class for codes the table does not know, when the status says little (e.g. a token endpoint refusal). */
+  readonly fallbackClass?: FailureClass;
 }
 
 interface FailureRule {
@@ -126,6 +128,177 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     hint: 'SES refused this message: its content, or (in the SES sandbox) a recipient that is not verified.',
   },
   { provider: 'ses', code: 'BadRequestException', failureClass: 'permanent' },
+  {
+    provider: 'ses',
+    code: 'MessageTooLarge',
+    failureClass: 'permanent',
+    hint: 'SES takes at most 40 MB per message once encoded; send large files through Microsoft Graph (150 MB) or as links.',
+  },
+
+  // Microsoft Graph: learn.microsoft.com/graph/errors, /graph/throttling and the Outlook mail API.
+  {
+    provider: 'graph',
+    code: 'TooManyRequests',
+    failureClass: 'transient',
+    hint: 'Graph throttled this app for this mailbox (10,000 requests per 10 minutes, 4 at a time); the relay waits for Retry-After.',
+  },
+  { provider: 'graph', code: 'ApplicationThrottled', failureClass: 'transient' },
+  { provider: 'graph', code: 'MailboxConcurrency', failureClass: 'transient' },
+  { provider: 'graph', code: 'ServiceUnavailable', failureClass: 'transient' },
+  { provider: 'graph', code: 'ErrorServerBusy', failureClass: 'transient' },
+  { provider: 'graph', code: 'ErrorTimeoutExpired', failureClass: 'transient' },
+  {
+    provider: 'graph',
+    code: 'InvalidAuthenticationToken',
+    failureClass: 'provider',
+    hint: 'Graph rejected the access token: check that graph.tenantId is the tenant of the mailbox and graph.cloud matches it.',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorAccessDenied',
+    failureClass: 'provider',
+    hint: 'Grant the app the Mail.Send application permission with admin consent; if it is scoped with RBAC for Applications, add this mailbox to its management scope.',
+  },
+  {
+    provider: 'graph',
+    code: 'AccessDenied',
+    failureClass: 'provider',
+    hint: 'Grant the app the Mail.Send application permission with admin consent; if it is scoped with RBAC for Applications, add this mailbox to its management scope.',
+  },
+  {
+    provider: 'graph',
+    code: 'Authorization_RequestDenied',
+    failureClass: 'provider',
+    hint: 'Grant the app the Mail.Send application permission with admin consent.',
+  },
+  {
+    provider: 'graph',
+    code: 'MailboxNotEnabledForRESTAPI',
+    failureClass: 'provider',
+    hint: 'The mailbox is inactive, soft-deleted or on-premises: Graph sends only from Exchange Online mailboxes (a shared mailbox needs no licence). Use SES or an SMTP connector for this sender.',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorQuotaExceeded',
+    failureClass: 'provider',
+    hint: 'The sending mailbox is over its storage quota (Sent Items counts): clean it up or set graph.saveToSentItems to false.',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorInvalidRecipients',
+    failureClass: 'permanent',
+    hint: 'Exchange Online refused a recipient address; fix the recipients and send again.',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorSendAsDenied',
+    failureClass: 'permanent',
+    hint: 'The mailbox may not send as this From address: send from the mailbox itself, or give it Send As rights on the address (Exchange admin center > mailbox > delegation).',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorInvalidUser',
+    failureClass: 'permanent',
+    hint: 'No Exchange Online mailbox has this From address: create one (a shared mailbox is free) or send from an existing mailbox.',
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorMessageSizeExceeded',
+    failureClass: 'permanent',
+    hint: "The message is bigger than the mailbox's send limit (Exchange Online: 35 MB by default, up to 150 MB set by an admin).",
+  },
+  {
+    provider: 'graph',
+    code: 'ErrorRequestEntityTooLarge',
+    failureClass: 'permanent',
+    hint: 'Graph refused the request size; attachments over 3 MB should go through an upload session (the relay does this), so report it.',
+  },
+  { provider: 'graph', code: 'RequestEntityTooLarge', failureClass: 'permanent' },
+  { provider: 'graph', code: 'ErrorAttachmentSizeLimitExceeded', failureClass: 'permanent' },
+  { provider: 'graph', code: 'ErrorMimeContentInvalidBase64String', failureClass: 'permanent' },
+  { provider: 'graph', code: 'InvalidInternetMessageHeader', failureClass: 'permanent' },
+  // Entra ID token endpoint (AADSTS codes: learn.microsoft.com/entra/identity-platform/reference-error-codes).
+  {
+    provider: 'graph',
+    code: 'AADSTS7000215',
+    failureClass: 'provider',
+    hint: 'The client secret is wrong: create a new one under the app registration > Certificates & secrets and put it in the Graph credential secret.',
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS7000222',
+    failureClass: 'provider',
+    hint: 'The client secret has expired: create a new one (or better, upload a certificate) and update the Graph credential secret.',
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS700027',
+    failureClass: 'provider',
+    hint: 'Entra ID rejected the certificate assertion: the certificate in the Graph credential secret must be the one uploaded to the app registration, with its matching private key.',
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS700016',
+    failureClass: 'provider',
+    hint: 'No app with graph.clientId exists in graph.tenantId: check both ids, and that admin consent was granted in this tenant.',
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS90002',
+    failureClass: 'provider',
+    hint: 'The tenant graph.tenantId does not exist in this cloud: check the id and graph.cloud.',
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS53003',
+    failureClass: 'provider',
+    hint: "Conditional Access blocked the app's token: allow the relay's egress IP in the policy's named location.",
+  },
+  {
+    provider: 'graph',
+    code: 'AADSTS7000112',
+    failureClass: 'provider',
+    hint: 'The app registration is disabled in the tenant: enable its service principal (Enterprise applications).',
+  },
+  {
+    provider: 'graph',
+    code: 'invalid_client',
+    failureClass: 'provider',
+    hint: 'Entra ID refused the app credential: check the Graph credential secret and graph.clientId.',
+  },
+  {
+    provider: 'graph',
+    code: 'GraphCredentialNotSet',
+    failureClass: 'provider',
+    hint: 'Put the app credential in the secret (GraphCredentialSecretArn output): {"clientSecret": "..."} or {"certificate": "PEM", "privateKey": "PEM"}. See the README, Microsoft Graph setup.',
+  },
+  {
+    provider: 'graph',
+    code: 'GraphCredentialInvalid',
+    failureClass: 'provider',
+    hint: 'The Graph credential secret must be JSON: {"clientSecret": "..."} or {"certificate": "PEM", "privateKey": "PEM"}.',
+  },
+  {
+    provider: 'graph',
+    code: 'GraphCredentialUnavailable',
+    failureClass: 'provider',
+    hint: 'The send function could not read the Graph credential secret: check that it exists and that its KMS key lets the function decrypt it.',
+  },
+
+  // Attachments the relay reads from its S3 bucket.
+  {
+    provider: 's3',
+    code: 'NoSuchKey',
+    failureClass: 'permanent',
+    hint: 'Upload the attachment before enqueueing the message; objects in the attachment bucket expire after attachments.retentionDays.',
+  },
+  { provider: 's3', code: 'NoSuchBucket', failureClass: 'permanent' },
+  {
+    provider: 's3',
+    code: 'AccessDenied',
+    failureClass: 'transient',
+    hint: 'The send function may not read this object (bucket policy or KMS key); fix the deployment and the retries will pick it up.',
+  },
 ];
 
 const RULES = new Map(FAILURE_TABLE.map((rule) => [`${rule.provider}:${rule.code}`, rule]));
@@ -133,7 +306,7 @@ const RULES = new Map(FAILURE_TABLE.map((rule) => [`${rule.provider}:${rule.code
 /** Classifies a provider fault: the table first, then the HTTP status, then "assume transient". */
 export function classifyFault(fault: ProviderFault, cause?: unknown): RelayFailure {
   const rule = RULES.get(`${fault.provider}:${fault.code}`);
-  const failureClass = rule?.failureClass ?? classifyByStatus(fault);
+  const failureClass = rule?.failureClass ?? fault.fallbackClass ?? classifyByStatus(fault);
   const details: FailureDetails = {
     failureClass,
     code: fault.code,

@@ -2,11 +2,23 @@
 export const SES_MAX_RECIPIENTS_PER_MESSAGE = 50;
 /** SES v2 accepts up to 40 MB per message after MIME encoding. */
 export const SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024;
+/** Microsoft Graph accepts attachments up to 150 MB (through upload sessions). */
+export const GRAPH_MAX_MESSAGE_BYTES = 150 * 1024 * 1024;
+/**
+ * Graph takes attachments inside a request only up to 3 MB (base64 makes that 4 MB, the request
+ * cap); larger ones go through upload sessions.
+ */
+export const GRAPH_INLINE_ATTACHMENT_BYTES = 3_000_000;
+/** Exchange Online: at most 4 concurrent requests per app per mailbox. */
+export const GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX = 4;
+/** SQS lets a message stay invisible for at most 12 hours. */
+export const SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200;
 /** An SQS message body is capped at 1 MiB; base64 attachments inside it decode to ~75% of that. */
 export const SQS_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** SQS allows at most 10 message attributes per message. */
 export const SQS_MAX_MESSAGE_ATTRIBUTES = 10;
 
 export const DEFAULT_MAX_RECIPIENTS = SES_MAX_RECIPIENTS_PER_MESSAGE;
-export const DEFAULT_MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES;
+/** Inline content is capped by SQS anyway; larger messages carry attachments as S3 references. */
+export const DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES;
 export const DEFAULT_MAX_RECEIVE_COUNT = 5;

@@ -11,7 +11,9 @@ import { describeIssues } from './validation.ts';
 export const MESSAGE_CONTRACT_VERSION = 1;
 
 const NO_CRLF = 'must not contain CR or LF characters (header injection)';
-const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+// Linear on purpose: a grouped repetition backtracks per 4 characters and overflows the stack on
+// multi-megabyte content.
+const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
 const WHITESPACE = /\s+/g;
 
 // A regex rather than a refinement, so the JSON Schema carries the rule as a pattern too.
@@ -61,7 +63,7 @@ const base64Content = z
   .regex(/^[A-Za-z0-9+/=\s]*$/, 'must be standard base64 (A-Z a-z 0-9 + /, padded with =)')
   .transform((value, ctx) => {
     const compact = value.replace(WHITESPACE, '');
-    if (compact.length === 0 || !BASE64_PATTERN.test(compact)) {
+    if (compact.length === 0 || compact.length % 4 !== 0 || !BASE64_PATTERN.test(compact)) {
       ctx.addIssue({
         code: 'custom',
         message: 'must be standard base64 (A-Z a-z 0-9 + /, padded with =); empty content is not allowed',
@@ -72,21 +74,45 @@ const base64Content = z
   })
   .meta({ description: 'File content, standard base64.', contentEncoding: 'base64' });
 
-const attachmentSchema = z.strictObject({
-  filename: headerText(255)
-    .min(1)
-    .refine((value) => !/[/\\]/.test(value), 'must be a file name, not a path'),
-  contentType: z
-    .string()
-    .regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a MIME type such as "application/pdf"')
-    .default('application/octet-stream'),
-  content: base64Content,
-  contentId: z
-    .string()
-    .regex(/^[\x21-\x3b\x3d\x3f-\x7e]{1,250}$/, 'must be printable ASCII without spaces or angle brackets')
-    .optional()
-    .meta({ description: 'Makes the attachment inline: reference it from html as src="cid:<contentId>".' }),
-});
+/** An object in the relay's attachment bucket: how files too big for an SQS message travel. */
+const s3Reference = z
+  .strictObject({
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+    key: z.string().min(1).max(1024),
+  })
+  .meta({
+    description:
+      "An object in the relay's attachment bucket (the AttachmentBucketName stack output); the relay reads it when sending.",
+  });
+
+const attachmentSchema = z
+  .strictObject({
+    filename: headerText(255)
+      .min(1)
+      .refine((value) => !/[/\\]/.test(value), 'must be a file name, not a path'),
+    contentType: z
+      .string()
+      .regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a MIME type such as "application/pdf"')
+      .default('application/octet-stream'),
+    content: base64Content.optional(),
+    s3: s3Reference.optional(),
+    contentId: z
+      .string()
+      .regex(/^[\x21-\x3b\x3d\x3f-\x7e]{1,250}$/, 'must be printable ASCII without spaces or angle brackets')
+      .optional()
+      .meta({ description: 'Makes the attachment inline: reference it from html as src="cid:<contentId>".' }),
+  })
+  .superRefine((attachment, ctx) => {
+    if ((attachment.content === undefined) === (attachment.s3 === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['content'],
+        message:
+          'set exactly one of content (base64, for files that fit in the SQS message) and s3 (a reference to the attachment bucket)',
+      });
+    }
+  })
+  .meta({ description: 'A file: its bytes inline as base64 (content) or an S3 reference (s3), not both.' });
 
 const CUSTOM_HEADER_NAME = /^X-[A-Za-z0-9][A-Za-z0-9-]*$/;
 const TAG_PART = /^[A-Za-z0-9_-]{1,256}$/;
@@ -138,11 +164,14 @@ export function recipientsOf(message: RelayMessage): Mailbox[] {
   return [...(message.to ?? []), ...(message.cc ?? []), ...(message.bcc ?? [])];
 }
 
-/** Bytes the message carries once attachments are decoded: what the size limit is about. */
+/**
+ * Bytes the message carries once inline attachments are decoded: what the size limit is about.
+ * S3 attachments are counted when the relay fetches them (core/attachments.ts).
+ */
 export function decodedSizeOf(message: RelayMessage): number {
   const bodies = Buffer.byteLength(message.text ?? '') + Buffer.byteLength(message.html ?? '');
   const attachments = (message.attachments ?? []).reduce(
-    (total, attachment) => total + base64DecodedLength(attachment.content),
+    (total, attachment) => total + (attachment.content ? base64DecodedLength(attachment.content) : 0),
     0,
   );
   return bodies + attachments;

@@ -1,8 +1,10 @@
 import type { SQSRecord } from 'aws-lambda';
 import type { MailProvider, SendReceipt } from '../providers/provider.ts';
+import { type AttachmentStore, type OutboundMessage, resolveAttachments } from './attachments.ts';
 import type { DeadLetterSink } from './dead-letter.ts';
 import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
-import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
+import { createMessageSchema, parseMessage, recipientsOf } from './message.ts';
+import type { RecordDelay } from './record-delay.ts';
 import type { RelaySettings } from './settings.ts';
 
 /** The slice of a structured logger the core needs (Powertools Logger fits). */
@@ -14,8 +16,12 @@ export interface RelayLogger {
 export interface RelayDependencies {
   readonly providers: readonly MailProvider[];
   readonly deadLetters: DeadLetterSink;
-  readonly settings: Pick<RelaySettings, 'limits' | 'maxReceiveCount'>;
+  readonly settings: Pick<RelaySettings, 'limits' | 'maxReceiveCount' | 'attachments'>;
   readonly logger: RelayLogger;
+  /** Reads S3-referenced attachments; needed when settings.attachments is set. */
+  readonly attachmentStore?: AttachmentStore;
+  /** Delays a record's retry when the provider asked for it (Retry-After). */
+  readonly recordDelay?: RecordDelay;
 }
 
 export type RecordOutcome =
@@ -30,17 +36,24 @@ export interface Relay {
   processRecord(record: SQSRecord): Promise<RecordOutcome>;
 }
 
-export function createRelay({ providers, deadLetters, settings, logger }: RelayDependencies): Relay {
+export function createRelay({
+  providers,
+  deadLetters,
+  settings,
+  logger,
+  attachmentStore,
+  recordDelay,
+}: RelayDependencies): Relay {
   const schema = createMessageSchema(settings.limits);
 
-  const send = async (message: RelayMessage): Promise<SendReceipt> => {
+  const send = async (message: OutboundMessage): Promise<SendReceipt> => {
     const provider = providers.find((candidate) => candidate.canSendAs(message.from.address));
     if (!provider) {
       throw new RelayFailure({
         failureClass: 'permanent',
         code: 'SenderNotConfigured',
-        reason: `from: ${message.from.address} is not covered by any configured sender identity`,
-        hint: 'Add the address or its domain to ses.identities in the relay configuration (and verify it in SES).',
+        reason: `from: ${message.from.address} is not covered by any configured sender`,
+        hint: 'Add the address or its domain to graph.senders or ses.identities (verified in SES) in the relay configuration.',
       });
     }
     return provider.send(message);
@@ -67,7 +80,12 @@ export function createRelay({ providers, deadLetters, settings, logger }: RelayD
           ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),
           ...(message.tags && { tags: message.tags }),
         });
-        const receipt = await send(message);
+        const outbound = await resolveAttachments(message, {
+          maxMessageBytes: settings.limits.maxMessageBytes,
+          ...(settings.attachments && { settings: settings.attachments }),
+          ...(attachmentStore && { store: attachmentStore }),
+        });
+        const receipt = await send(outbound);
         logger.info('Message sent', {
           ...keys,
           provider: receipt.provider,
@@ -78,7 +96,19 @@ export function createRelay({ providers, deadLetters, settings, logger }: RelayD
         const failure = toRelayFailure(error);
         const failureKeys = { ...keys, ...describeFailure(failure) };
         if (failure.failureClass !== 'permanent' && attempt < settings.maxReceiveCount) {
-          logger.warn('Send failed, will retry', failureKeys);
+          const retryAfterSeconds = failure.retryAfterSeconds;
+          if (retryAfterSeconds !== undefined && recordDelay) {
+            // Best effort: if this fails, the queue's visibility timeout still brings the record back.
+            await recordDelay
+              .delay(record, retryAfterSeconds)
+              .catch((error: unknown) =>
+                logger.warn('Could not delay the retry', { ...keys, error: String(error) }),
+              );
+          }
+          logger.warn('Send failed, will retry', {
+            ...failureKeys,
+            ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
+          });
           throw failure;
         }
         // Dead-letter ourselves on the last attempt too, so the DLQ always says why. If this

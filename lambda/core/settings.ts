@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { identityCovers, isDomainName, isEmailAddress } from './address.ts';
-import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from './limits.ts';
+import { GRAPH_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from './limits.ts';
 import { ConfigurationError, describeIssues } from './validation.ts';
 
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
@@ -24,7 +24,10 @@ export const messageLimitsSchema = z.strictObject({
   maxMessageBytes: z
     .int()
     .min(1024)
-    .max(SES_MAX_MESSAGE_BYTES, `SES accepts at most ${SES_MAX_MESSAGE_BYTES} bytes per message`),
+    .max(
+      GRAPH_MAX_MESSAGE_BYTES,
+      `at most ${GRAPH_MAX_MESSAGE_BYTES} (150 MiB, Microsoft Graph's limit; SES takes up to 40 MB)`,
+    ),
 });
 export type MessageLimits = z.infer<typeof messageLimitsSchema>;
 
@@ -40,12 +43,81 @@ export const sesSettingsSchema = z.strictObject({
 });
 export type SesSettings = z.infer<typeof sesSettingsSchema>;
 
-export const relaySettingsSchema = z.strictObject({
-  deadLetterQueueUrl: z.url({ protocol: /^https?$/ }),
-  maxReceiveCount: z.int().min(1).max(1000),
-  limits: messageLimitsSchema,
-  ses: sesSettingsSchema,
+/** Microsoft clouds: where tokens come from and where Graph lives (learn.microsoft.com/graph/deployments). */
+export const GRAPH_CLOUDS = {
+  global: {
+    authorityHost: 'https://login.microsoftonline.com',
+    graphEndpoint: 'https://graph.microsoft.com',
+  },
+  usgov: { authorityHost: 'https://login.microsoftonline.us', graphEndpoint: 'https://graph.microsoft.us' },
+  'usgov-dod': {
+    authorityHost: 'https://login.microsoftonline.us',
+    graphEndpoint: 'https://dod-graph.microsoft.us',
+  },
+  china: {
+    authorityHost: 'https://login.chinacloudapi.cn',
+    graphEndpoint: 'https://microsoftgraph.chinacloudapi.cn',
+  },
+} as const;
+export type GraphCloud = keyof typeof GRAPH_CLOUDS;
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const graphTenantIdSchema = z.string().refine((value) => GUID.test(value) || isDomainName(value), {
+  message: 'must be the directory (tenant) id, a GUID, or a verified domain such as contoso.onmicrosoft.com',
 });
+
+export const graphClientIdSchema = z
+  .string()
+  .regex(GUID, 'must be the application (client) id of the app registration, a GUID');
+
+export const graphSendersSchema = z
+  .array(
+    z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
+      message: 'must be a domain (contoso.com: every mailbox there) or one mailbox address',
+    }),
+  )
+  .min(1, 'list at least one mailbox or domain that sends through Graph');
+
+/** An https base URL without a path, such as https://graph.microsoft.com. */
+export const httpsOriginSchema = z
+  .url({ protocol: /^https$/, error: 'must be an https URL' })
+  .refine((value) => new URL(value).pathname === '/' && !value.endsWith('/'), {
+    message: 'must be just scheme and host (https://host[:port]), without a path or trailing slash',
+  });
+
+export const graphSettingsSchema = z.strictObject({
+  tenantId: graphTenantIdSchema,
+  clientId: graphClientIdSchema,
+  senders: graphSendersSchema,
+  /** Secrets Manager secret (ARN or name) with the app credential: see providers/graph/credentials.ts. */
+  credentialSecretId: z.string().min(1),
+  saveToSentItems: z.boolean(),
+  authorityHost: httpsOriginSchema,
+  graphEndpoint: httpsOriginSchema,
+});
+export type GraphSettings = z.infer<typeof graphSettingsSchema>;
+
+export const attachmentSettingsSchema = z.strictObject({
+  /** The only bucket messages may reference attachments in. */
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+});
+export type AttachmentSettings = z.infer<typeof attachmentSettingsSchema>;
+
+export const relaySettingsSchema = z
+  .strictObject({
+    /** The outbox, so a record can be delayed (Retry-After) by changing its visibility. */
+    queueUrl: z.url({ protocol: /^https?$/ }),
+    deadLetterQueueUrl: z.url({ protocol: /^https?$/ }),
+    maxReceiveCount: z.int().min(1).max(1000),
+    limits: messageLimitsSchema,
+    ses: sesSettingsSchema.optional(),
+    graph: graphSettingsSchema.optional(),
+    attachments: attachmentSettingsSchema.optional(),
+  })
+  .refine((settings) => settings.ses !== undefined || settings.graph !== undefined, {
+    message: 'configure at least one provider: ses or graph',
+  });
 export type RelaySettings = z.infer<typeof relaySettingsSchema>;
 
 /** Reads and validates the settings at cold start, failing with every problem listed. */

@@ -1,7 +1,7 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Address } from 'nodemailer/lib/mailer';
 import type { Mailbox } from '../core/address.ts';
-import type { RelayMessage } from '../core/message.ts';
+import type { OutboundMessage } from '../core/attachments.ts';
 
 const toAddress = (mailbox: Mailbox): Address | string =>
   mailbox.name ? { name: mailbox.name, address: mailbox.address } : mailbox.address;
@@ -10,7 +10,7 @@ const toAddress = (mailbox: Mailbox): Address | string =>
  * Builds the RFC 5322 message. Bcc is deliberately left out of the headers (recipients are given
  * to the provider's envelope), so Bcc recipients stay hidden from everyone else.
  */
-export function composeMime(message: RelayMessage): Promise<Buffer> {
+export function composeMime(message: OutboundMessage): Promise<Buffer> {
   const composer = new MailComposer({
     from: toAddress(message.from),
     ...(message.to && { to: message.to.map(toAddress) }),
@@ -25,7 +25,6 @@ export function composeMime(message: RelayMessage): Promise<Buffer> {
       filename: attachment.filename,
       contentType: attachment.contentType,
       content: attachment.content,
-      encoding: 'base64',
       ...(attachment.contentId !== undefined && { cid: attachment.contentId }),
     })),
   });

@@ -1,4 +1,4 @@
-import type { RelayMessage } from '../core/message.ts';
+import type { OutboundMessage } from '../core/attachments.ts';
 
 export interface SendReceipt {
   readonly provider: string;
@@ -14,5 +14,5 @@ export interface MailProvider {
   readonly name: string;
   /** Whether this provider is configured to send as this address (a verified identity, a mailbox …). */
   canSendAs(address: string): boolean;
-  send(message: RelayMessage): Promise<SendReceipt>;
+  send(message: OutboundMessage): Promise<SendReceipt>;
 }

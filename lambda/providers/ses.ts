@@ -1,6 +1,7 @@
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
+import type { OutboundMessage } from '../core/attachments.ts';
 import { classifyFault, type ProviderFault } from '../core/failures.ts';
-import type { RelayMessage } from '../core/message.ts';
+import { SES_MAX_MESSAGE_BYTES } from '../core/limits.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
 import { composeMime } from './mime.ts';
@@ -33,9 +34,16 @@ export class SesProvider implements MailProvider {
     return sesIdentityFor(this.settings, address) !== undefined;
   }
 
-  async send(message: RelayMessage): Promise<SendReceipt> {
+  async send(message: OutboundMessage): Promise<SendReceipt> {
     const raw = await composeMime(message);
-    const addresses = (list: RelayMessage['to']) => (list ?? []).map((mailbox) => mailbox.address);
+    if (raw.length > SES_MAX_MESSAGE_BYTES) {
+      throw classifyFault({
+        provider: SES_PROVIDER,
+        code: 'MessageTooLarge',
+        message: `the message is ${raw.length} bytes once MIME-encoded; SES accepts at most ${SES_MAX_MESSAGE_BYTES}`,
+      });
+    }
+    const addresses = (list: OutboundMessage['to']) => (list ?? []).map((mailbox) => mailbox.address);
     try {
       const output = await this.client.send(
         new SendEmailCommand({

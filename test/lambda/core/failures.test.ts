@@ -175,3 +175,52 @@ describe('RelayFailure', () => {
     expect(failure).toMatchObject({ hint: 'check identities', retryAfterSeconds: 5 });
   });
 });
+
+describe('classifyFault with the Microsoft Graph table', () => {
+  const graphFault = (code: string, status?: number): ProviderFault => ({
+    provider: 'graph',
+    code,
+    message: `${code} happened`,
+    ...(status !== undefined && { status }),
+  });
+  const cases: [code: string, status: number | undefined, failureClass: FailureClass][] = [
+    ['TooManyRequests', 429, 'transient'],
+    ['ApplicationThrottled', 429, 'transient'],
+    ['MailboxConcurrency', 429, 'transient'],
+    ['ServiceUnavailable', 503, 'transient'],
+    ['HTTP504', 504, 'transient'],
+    ['ECONNRESET', undefined, 'transient'],
+    ['invalid_client', 401, 'provider'],
+    ['AADSTS7000215', 401, 'provider'],
+    ['AADSTS700016', 400, 'provider'],
+    ['AADSTS90002', 400, 'provider'],
+    ['InvalidAuthenticationToken', 401, 'provider'],
+    ['ErrorAccessDenied', 403, 'provider'],
+    ['MailboxNotEnabledForRESTAPI', 404, 'provider'],
+    ['ErrorInvalidRecipients', 400, 'permanent'],
+    ['ErrorSendAsDenied', 403, 'permanent'],
+    ['ErrorInvalidUser', 404, 'permanent'],
+    ['ErrorMessageSizeExceeded', 400, 'permanent'],
+    ['ErrorRequestEntityTooLarge', 413, 'permanent'],
+  ];
+  it.each(cases)('%s (HTTP %s) is %s', (code, status, failureClass) => {
+    const failure = classifyFault(graphFault(code, status));
+    expect(failure).toMatchObject({ failureClass, code, provider: 'graph' });
+  });
+
+  it('gives an actionable hint for the mistakes admins make most', () => {
+    expect(classifyFault(graphFault('ErrorAccessDenied', 403)).hint).toMatch(
+      /Mail\.Send application permission with admin consent/,
+    );
+    expect(classifyFault(graphFault('AADSTS7000215', 401)).hint).toMatch(/client secret is wrong/);
+    expect(classifyFault(graphFault('ErrorSendAsDenied', 403)).hint).toMatch(/Send As rights/);
+    expect(classifyFault(graphFault('ErrorInvalidUser', 404)).hint).toMatch(/shared mailbox/);
+  });
+
+  it('uses the fault’s fallback class for codes the table does not know, before the status', () => {
+    expect(
+      classifyFault({ ...graphFault('AADSTS999999', 400), fallbackClass: 'provider' }).failureClass,
+    ).toBe('provider');
+    expect(classifyFault(graphFault('SomethingNew', 400)).failureClass).toBe('permanent');
+  });
+});

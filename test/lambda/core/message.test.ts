@@ -278,6 +278,50 @@ describe('parseMessage rejecting malformed fields', () => {
     ]);
   });
 
+  it('accepts an attachment by S3 reference, which the size check counts later (when read)', () => {
+    const schema = createMessageSchema({ maxRecipients: 50, maxMessageBytes: 1024 });
+    const parsed = parseMessage(
+      JSON.stringify({
+        ...minimal,
+        attachments: [{ filename: 'big.pdf', s3: { bucket: 'relay-attachments', key: 'in/big.pdf' } }],
+      }),
+      schema,
+    );
+    expect(parsed.ok && parsed.message.attachments).toEqual([
+      {
+        filename: 'big.pdf',
+        contentType: 'application/octet-stream',
+        s3: { bucket: 'relay-attachments', key: 'in/big.pdf' },
+      },
+    ]);
+  });
+
+  it('wants exactly one of content and s3 in an attachment', () => {
+    const exactlyOne =
+      'attachments[0].content: set exactly one of content (base64, for files that fit in the SQS message) and s3 (a reference to the attachment bucket)';
+    expect(problemsOf({ ...minimal, attachments: [{ filename: 'a.txt' }] })).toEqual([exactlyOne]);
+    expect(
+      problemsOf({
+        ...minimal,
+        attachments: [
+          { filename: 'a.txt', content: base64(3), s3: { bucket: 'relay-attachments', key: 'a.txt' } },
+        ],
+      }),
+    ).toEqual([exactlyOne]);
+  });
+
+  it('names a malformed S3 reference', () => {
+    expect(
+      problemsOf({
+        ...minimal,
+        attachments: [{ filename: 'a.txt', s3: { bucket: 'Not_A_Bucket', key: '' } }],
+      }),
+    ).toEqual([
+      'attachments[0].s3.bucket: must be an S3 bucket name',
+      'attachments[0].s3.key: Too small: expected string to have >=1 characters',
+    ]);
+  });
+
   it('rejects an attachment filename that is a path', () => {
     expect(
       problemsOf({ ...minimal, attachments: [{ filename: '../etc/passwd', content: base64(3) }] }),

@@ -1,13 +1,17 @@
 import type { Message } from '@aws-sdk/client-sqs';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES, SqsDeadLetterQueue } from '../../../lambda/core/dead-letter.ts';
 import { RelayFailure } from '../../../lambda/core/failures.ts';
+import { SqsRecordDelay } from '../../../lambda/core/record-delay.ts';
 import { createRelay, type Relay, type RelayLogger } from '../../../lambda/core/relay.ts';
+import type { MailProvider } from '../../../lambda/providers/provider.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
 import {
   createQueue,
   drain,
+  enqueue,
+  eventually,
   type Peers,
   sqsRecord,
   startPeers,
@@ -87,6 +91,7 @@ describe('relay core with SQS and SES peers', () => {
     const [dead] = await drain(peers.sqs, dlqUrl);
     expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.code)).toBe('SenderNotConfigured');
     expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.hint)).toContain('ses.identities');
+    expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.hint)).toContain('graph.senders');
   });
 
   it('reports a transient SES failure for retry and leaves the DLQ empty', async () => {
@@ -171,5 +176,100 @@ describe('relay core with SQS and SES peers', () => {
       expect(line).not.toContain(secretish);
       expect(line).not.toContain(Buffer.from(secretish).toString('base64'));
     }
+  });
+
+  it('delays the retry by the provider’s Retry-After by changing the record’s visibility', async () => {
+    const outbox = (await createQueue(peers.sqs, { VisibilityTimeout: '30' })).url;
+    await enqueue(peers.sqs, outbox, validMessage());
+    const received = await peers.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: outbox, MaxNumberOfMessages: 1, AttributeNames: ['All'] }),
+    );
+    const [message] = received.Messages ?? [];
+    const record = { ...sqsRecord(message?.Body ?? ''), receiptHandle: message?.ReceiptHandle ?? '' };
+    const throttled: MailProvider = {
+      name: 'graph',
+      canSendAs: () => true,
+      send: () =>
+        Promise.reject(
+          new RelayFailure({
+            failureClass: 'transient',
+            code: 'TooManyRequests',
+            reason: 'throttled',
+            provider: 'graph',
+            retryAfterSeconds: 2,
+          }),
+        ),
+    };
+    const delaying = createRelay({
+      providers: [throttled],
+      deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
+      recordDelay: new SqsRecordDelay(peers.sqs, outbox),
+      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      logger,
+    });
+
+    const failedAt = Date.now();
+    await expect(delaying.processRecord(record)).rejects.toMatchObject({ retryAfterSeconds: 2 });
+
+    // Back after ~2 s instead of the queue's 30 s visibility timeout.
+    const again = await eventually(async () => {
+      const next = await peers.sqs.send(
+        new ReceiveMessageCommand({ QueueUrl: outbox, MaxNumberOfMessages: 1 }),
+      );
+      return next.Messages?.[0];
+    }, 10_000);
+    expect(again.Body).toBe(message?.Body);
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(1_500);
+    expect(logger.lines.some((line) => line.includes('"retryAfterSeconds":2'))).toBe(true);
+  });
+
+  it('still reports the record for retry when the delay cannot be set', async () => {
+    const throttled: MailProvider = {
+      name: 'graph',
+      canSendAs: () => true,
+      send: () =>
+        Promise.reject(
+          new RelayFailure({
+            failureClass: 'transient',
+            code: 'TooManyRequests',
+            reason: 'x',
+            retryAfterSeconds: 5,
+          }),
+        ),
+    };
+    const broken = new SQSClient(UNREACHABLE_CLIENT_CONFIG);
+    const delaying = createRelay({
+      providers: [throttled],
+      deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
+      recordDelay: new SqsRecordDelay(broken, 'http://127.0.0.1:9/000000000000/outbox'),
+      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      logger,
+    });
+    await expect(delaying.processRecord(sqsRecord(validMessage()))).rejects.toMatchObject({
+      code: 'TooManyRequests',
+    });
+    expect(logger.lines.some((line) => line.includes('Could not delay the retry'))).toBe(true);
+    broken.destroy();
+  });
+
+  it('sends through the first provider that can send as the From address', async () => {
+    const sent: string[] = [];
+    const fake = (name: string, domain: string): MailProvider => ({
+      name,
+      canSendAs: (address) => address.endsWith(`@${domain}`),
+      send: async () => {
+        sent.push(name);
+        return { provider: name, providerMessageId: undefined };
+      },
+    });
+    const ordered = createRelay({
+      providers: [fake('graph', 'contoso.com'), fake('ses', 'example.com')],
+      deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
+      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      logger,
+    });
+    await ordered.processRecord(sqsRecord(validMessage({ from: 'billing@contoso.com' })));
+    await ordered.processRecord(sqsRecord(validMessage({ from: 'billing@example.com' })));
+    expect(sent).toEqual(['graph', 'ses']);
   });
 });

@@ -7,11 +7,22 @@ import {
 } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
 
-const validSettings: RelaySettings = {
+const validSettings = {
+  queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/mail-relay-outbox',
   deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/mail-relay-dlq',
   maxReceiveCount: 5,
   limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
   ses: { identities: ['example.com', 'noreply@other.org'], configurationSetName: 'mail-relay' },
+} satisfies RelaySettings;
+
+const graphSettings = {
+  tenantId: 'contoso.onmicrosoft.com',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  senders: ['contoso.com', 'crm@fabrikam.com'],
+  credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/graph-AbCdEf',
+  saveToSentItems: true,
+  authorityHost: 'https://login.microsoftonline.com',
+  graphEndpoint: 'https://graph.microsoft.com',
 };
 
 function configurationErrorOf(env: Record<string, string | undefined>): ConfigurationError {
@@ -63,6 +74,7 @@ describe('readSettings', () => {
       }),
     );
     expect(error.problems).toEqual([
+      'MAIL_RELAY_SETTINGS.queueUrl: required',
       'MAIL_RELAY_SETTINGS.deadLetterQueueUrl: Invalid URL',
       'MAIL_RELAY_SETTINGS.maxReceiveCount: Too small: expected number to be >=1',
       'MAIL_RELAY_SETTINGS.limits.maxRecipients: SES accepts at most 50 recipients',
@@ -80,13 +92,51 @@ describe('readSettings', () => {
     ]);
   });
 
-  it('reports a message size over the SES maximum', () => {
+  it("reports a message size over Graph's 150 MiB maximum", () => {
     const settings = {
       ...validSettings,
-      limits: { maxRecipients: 50, maxMessageBytes: 40 * 1024 * 1024 + 1 },
+      limits: { maxRecipients: 50, maxMessageBytes: 150 * 1024 * 1024 + 1 },
     };
     expect(configurationErrorOf(withSettings(settings)).problems).toEqual([
-      'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: SES accepts at most 41943040 bytes per message',
+      "MAIL_RELAY_SETTINGS.limits.maxMessageBytes: at most 157286400 (150 MiB, Microsoft Graph's limit; SES takes up to 40 MB)",
+    ]);
+  });
+
+  it('accepts Graph alone, and Graph with SES', () => {
+    const { ses: _ses, ...withoutSes } = validSettings;
+    expect(readSettings(withSettings({ ...withoutSes, graph: graphSettings })).graph).toEqual(graphSettings);
+    expect(readSettings(withSettings({ ...validSettings, graph: graphSettings })).ses).toEqual(
+      validSettings.ses,
+    );
+  });
+
+  it('requires at least one provider', () => {
+    const { ses: _ses, ...withoutSes } = validSettings;
+    expect(configurationErrorOf(withSettings(withoutSes)).problems).toEqual([
+      'MAIL_RELAY_SETTINGS: configure at least one provider: ses or graph',
+    ]);
+  });
+
+  it('names each invalid Graph field without echoing secrets', () => {
+    const error = configurationErrorOf(
+      withSettings({
+        ...validSettings,
+        graph: {
+          ...graphSettings,
+          tenantId: 'not a tenant',
+          clientId: 'my-app',
+          senders: [],
+          graphEndpoint: 'https://graph.microsoft.com/v1.0',
+          authorityHost: 'http://login.microsoftonline.com',
+        },
+      }),
+    );
+    expect(error.problems).toEqual([
+      'MAIL_RELAY_SETTINGS.graph.tenantId: must be the directory (tenant) id, a GUID, or a verified domain such as contoso.onmicrosoft.com',
+      'MAIL_RELAY_SETTINGS.graph.clientId: must be the application (client) id of the app registration, a GUID',
+      'MAIL_RELAY_SETTINGS.graph.senders: list at least one mailbox or domain that sends through Graph',
+      'MAIL_RELAY_SETTINGS.graph.authorityHost: must be an https URL',
+      'MAIL_RELAY_SETTINGS.graph.graphEndpoint: must be just scheme and host (https://host[:port]), without a path or trailing slash',
     ]);
   });
 });

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { defaultMessageSchema, parseMessage, type RelayMessage } from '../../../lambda/core/message.ts';
+import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
+import { defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
 import { composeMime } from '../../../lambda/providers/mime.ts';
 
-function contractMessage(input: Record<string, unknown>): RelayMessage {
+function contractMessage(input: Record<string, unknown>): OutboundMessage {
   const result = parseMessage(JSON.stringify({ v: 1, ...input }), defaultMessageSchema);
   if (!result.ok) throw new Error(`test input is not contract-valid: ${result.problems.join('; ')}`);
-  return result.message;
+  return inlineAttachments(result.message);
 }
 
 async function composeAndParse(input: Record<string, unknown>): Promise<{ raw: string; mail: ParsedMail }> {

@@ -2,8 +2,14 @@ import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
+import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../../../lambda/send/create-handler.ts';
+import {
+  type SecretsManagerEmulator,
+  startSecretsManagerEmulator,
+} from '../../../local/secrets-manager-emulator.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
+import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
 
 const context = {
   functionName: 'send',
@@ -23,11 +29,13 @@ function catching(run: () => unknown): unknown {
 describe('the send handler (middy + Powertools over the relay core)', () => {
   let peers: Peers;
   let dlqUrl: string;
+  let outboxUrl: string;
   const saved = { ...process.env };
 
   beforeAll(async () => {
     peers = await startPeers();
     dlqUrl = (await createQueue(peers.sqs)).url;
+    outboxUrl = (await createQueue(peers.sqs)).url;
     // The handler builds its SDK clients from the standard AWS environment, as in Lambda.
     Object.assign(process.env, {
       AWS_REGION: 'us-east-1',
@@ -49,6 +57,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
   const environment = (overrides: Record<string, string> = {}) => ({
     ...process.env,
     [SETTINGS_ENV_VAR]: JSON.stringify({
+      queueUrl: outboxUrl,
       deadLetterQueueUrl: dlqUrl,
       maxReceiveCount: 5,
       limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
@@ -111,5 +120,68 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     const output = written.join('');
     expect(output).toContain('Message sent');
     expect(output).not.toContain('Private-body-7781');
+  });
+
+  describe('with Microsoft Graph configured', () => {
+    const tenantId = 'contoso.onmicrosoft.com';
+    const clientId = '3c2b1a00-0000-4000-8000-0000000000c1';
+    const clientSecret = `handler-test-${Math.random().toString(36).slice(2)}`;
+    let graphPeer: GraphPeer;
+    let secrets: SecretsManagerEmulator;
+
+    beforeAll(async () => {
+      graphPeer = await startGraphPeer({ tenantId, clients: [{ clientId, clientSecret }] });
+      secrets = await startSecretsManagerEmulator(0);
+    });
+    afterAll(async () => {
+      await Promise.all([graphPeer.close(), secrets.stop()]);
+    });
+
+    it('reads its credential from Secrets Manager and sends Graph senders through Graph, others through SES', async () => {
+      vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+      const secretArn = secrets.putSecret('relay/graph', JSON.stringify({ clientSecret }));
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      // The SDK takes the endpoint from the process environment, as in Lambda.
+      vi.stubEnv('AWS_ENDPOINT_URL_SECRETS_MANAGER', secrets.endpoint);
+      const handler = createSendHandler(
+        {
+          ...environment(),
+          [SETTINGS_ENV_VAR]: JSON.stringify({
+            ...settings,
+            graph: {
+              tenantId,
+              clientId,
+              senders: ['contoso.com'],
+              credentialSecretId: secretArn,
+              saveToSentItems: true,
+              authorityHost: graphPeer.authorityHost,
+              graphEndpoint: graphPeer.graphEndpoint,
+            },
+          }),
+        },
+        { graphTransport: createHttpsTransport({ ca: graphPeer.caCertificate }) },
+      );
+      const sesBefore = peers.capture.sent.length;
+
+      const response = await handler(
+        {
+          Records: [
+            sqsRecord(validMessage({ from: 'billing@contoso.com', subject: 'Via Graph' })),
+            sqsRecord(validMessage({ from: 'billing@contoso.com', subject: 'Via Graph too' })),
+            sqsRecord(validMessage({ subject: 'Via SES' })),
+          ],
+        },
+        context,
+      );
+
+      expect(response).toEqual({ batchItemFailures: [] });
+      expect(graphPeer.delivered.map((message) => message.message.subject).sort()).toEqual([
+        'Via Graph',
+        'Via Graph too',
+      ]);
+      expect(peers.capture.sent.length - sesBefore).toBe(1);
+      expect(secrets.reads.get('relay/graph')).toBe(1);
+      expect(graphPeer.tokenRequests).toHaveLength(1);
+    });
   });
 });

@@ -1,0 +1,257 @@
+import { identityCovers } from '../../core/address.ts';
+import { attachmentBytes, type OutboundAttachment, type OutboundMessage } from '../../core/attachments.ts';
+import { classifyFault, type RelayFailure } from '../../core/failures.ts';
+import {
+  GRAPH_INLINE_ATTACHMENT_BYTES,
+  GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
+  SQS_MAX_VISIBILITY_TIMEOUT_SECONDS,
+} from '../../core/limits.ts';
+import type { GraphSettings } from '../../core/settings.ts';
+import { truncate } from '../../core/text.ts';
+import type { MailProvider, SendReceipt } from '../provider.ts';
+import { GRAPH_PROVIDER } from './credentials.ts';
+import { toFileAttachment, toGraphMessage } from './graph-message.ts';
+import {
+  type HttpRequest,
+  type HttpResponse,
+  type HttpTransport,
+  TransportError,
+} from './https-transport.ts';
+import { MailboxLimiter } from './mailbox-limiter.ts';
+import type { TokenSource } from './token-source.ts';
+
+/** Graph rejects requests much above 4 MB; stay under it with room for headers. */
+const MAX_REQUEST_BYTES = 4_000_000;
+/** Upload session chunks: at most 4 MiB each; a multiple of 320 KiB, as Microsoft's samples use. */
+export const UPLOAD_CHUNK_BYTES = 10 * 320 * 1024;
+
+export interface GraphProviderOptions {
+  readonly settings: Pick<GraphSettings, 'senders' | 'graphEndpoint' | 'saveToSentItems'>;
+  readonly tokens: TokenSource;
+  readonly transport: HttpTransport;
+  /** @default 4 (Exchange Online's limit per app per mailbox) */
+  readonly maxConcurrentRequestsPerMailbox?: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Sends as a Microsoft 365 mailbox through Graph with application permissions (`Mail.Send`).
+ * Small messages are one `sendMail`; above 3 MB of attachments, a draft gets its large attachments
+ * through upload sessions and is then sent (up to Graph's 150 MB). Every failure is classified;
+ * nothing is retried here: a throttled mailbox is remembered until its Retry-After passes, and the
+ * record is delayed by that much instead.
+ */
+export class GraphProvider implements MailProvider {
+  readonly name = GRAPH_PROVIDER;
+  private readonly limiter: MailboxLimiter;
+  private readonly throttledUntil = new Map<string, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: GraphProviderOptions) {
+    this.limiter = new MailboxLimiter(
+      options.maxConcurrentRequestsPerMailbox ?? GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
+    );
+    this.now = options.now ?? Date.now;
+  }
+
+  canSendAs(address: string): boolean {
+    return this.options.settings.senders.some((sender) => identityCovers(sender, address));
+  }
+
+  async send(message: OutboundMessage): Promise<SendReceipt> {
+    const mailbox = message.from.address.toLowerCase();
+    if (attachmentBytes(message) <= GRAPH_INLINE_ATTACHMENT_BYTES) {
+      const body = JSON.stringify({
+        message: toGraphMessage(message),
+        saveToSentItems: this.options.settings.saveToSentItems,
+      });
+      // Large bodies can push even a message with small attachments over the request cap.
+      if (Buffer.byteLength(body) <= MAX_REQUEST_BYTES) {
+        return this.receipt(await this.call(mailbox, { method: 'POST', path: 'sendMail', body }));
+      }
+    }
+    return this.sendThroughDraft(mailbox, message);
+  }
+
+  /** learn.microsoft.com/graph/outlook-large-attachments: draft, attachments, send. */
+  private async sendThroughDraft(mailbox: string, message: OutboundMessage): Promise<SendReceipt> {
+    const draft = await this.call(mailbox, {
+      method: 'POST',
+      path: 'messages',
+      body: JSON.stringify(toGraphMessage(message, [])),
+    });
+    const draftId = (parseJson(draft.body) as { id?: unknown }).id;
+    if (typeof draftId !== 'string') {
+      throw this.fault(draft, 'the draft Graph created has no id');
+    }
+    const messagePath = `messages/${encodeURIComponent(draftId)}`;
+    try {
+      for (const attachment of message.attachments ?? []) {
+        const inline =
+          attachment.content.length < GRAPH_INLINE_ATTACHMENT_BYTES
+            ? JSON.stringify(toFileAttachment(attachment))
+            : undefined;
+        if (inline !== undefined && Buffer.byteLength(inline) <= MAX_REQUEST_BYTES) {
+          await this.call(mailbox, { method: 'POST', path: `${messagePath}/attachments`, body: inline });
+        } else {
+          await this.upload(mailbox, messagePath, attachment);
+        }
+      }
+      const sent = await this.call(mailbox, { method: 'POST', path: `${messagePath}/send` });
+      return this.receipt(sent);
+    } catch (error) {
+      // A half-built draft would sit in the mailbox's Drafts folder; the retry builds a new one.
+      await this.call(mailbox, { method: 'DELETE', path: messagePath }).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async upload(mailbox: string, messagePath: string, attachment: OutboundAttachment): Promise<void> {
+    const session = await this.call(mailbox, {
+      method: 'POST',
+      path: `${messagePath}/attachments/createUploadSession`,
+      body: JSON.stringify({
+        AttachmentItem: {
+          attachmentType: 'file',
+          name: attachment.filename,
+          size: attachment.content.length,
+          contentType: attachment.contentType,
+          isInline: attachment.contentId !== undefined,
+          ...(attachment.contentId !== undefined && { contentId: attachment.contentId }),
+        },
+      }),
+    });
+    const uploadUrl = (parseJson(session.body) as { uploadUrl?: unknown }).uploadUrl;
+    if (typeof uploadUrl !== 'string') throw this.fault(session, 'the upload session has no uploadUrl');
+    const total = attachment.content.length;
+    for (let start = 0; start < total; start += UPLOAD_CHUNK_BYTES) {
+      const chunk = attachment.content.subarray(start, Math.min(start + UPLOAD_CHUNK_BYTES, total));
+      // The upload URL is pre-authenticated: Graph refuses an Authorization header on it.
+      await this.call(mailbox, {
+        method: 'PUT',
+        url: uploadUrl,
+        body: chunk,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `bytes ${start}-${start + chunk.length - 1}/${total}`,
+        },
+        authenticated: false,
+      });
+    }
+  }
+
+  /** One Graph request for a mailbox: throttle memory, concurrency limit, token, classification. */
+  private async call(
+    mailbox: string,
+    request: {
+      method: HttpRequest['method'];
+      path?: string;
+      url?: string;
+      body?: string | Buffer;
+      headers?: Record<string, string>;
+      authenticated?: boolean;
+    },
+  ): Promise<HttpResponse> {
+    this.refuseWhileThrottled(mailbox);
+    const authenticated = request.authenticated ?? true;
+    const token = authenticated ? await this.options.tokens.getToken() : undefined;
+    const url =
+      request.url ??
+      `${this.options.settings.graphEndpoint}/v1.0/users/${encodeURIComponent(mailbox)}/${request.path ?? ''}`;
+    const response = await this.limiter.run(mailbox, async () => {
+      // Checked again: a request that waited for a permit may find the mailbox throttled meanwhile.
+      this.refuseWhileThrottled(mailbox);
+      try {
+        return await this.options.transport({
+          method: request.method,
+          url,
+          headers: {
+            ...(token !== undefined && { authorization: `Bearer ${token}` }),
+            ...(typeof request.body === 'string' && { 'content-type': 'application/json' }),
+            ...request.headers,
+          },
+          ...(request.body !== undefined && { body: request.body }),
+        });
+      } catch (error) {
+        throw networkFailure(error);
+      }
+    });
+    if (response.status >= 200 && response.status < 300) return response;
+    const failure = this.fault(response);
+    if (failure.retryAfterSeconds !== undefined) {
+      this.throttledUntil.set(mailbox, this.now() + failure.retryAfterSeconds * 1000);
+    }
+    throw failure;
+  }
+
+  private refuseWhileThrottled(mailbox: string): void {
+    const until = this.throttledUntil.get(mailbox);
+    if (until === undefined) return;
+    const remainingMs = until - this.now();
+    if (remainingMs <= 0) {
+      this.throttledUntil.delete(mailbox);
+      return;
+    }
+    const retryAfterSeconds = Math.ceil(remainingMs / 1000);
+    throw classifyFault({
+      provider: GRAPH_PROVIDER,
+      code: 'TooManyRequests',
+      message: `Graph asked to wait before calling this mailbox again; not calling it for another ${retryAfterSeconds} s`,
+      status: 429,
+      retryAfterSeconds,
+    });
+  }
+
+  private fault(response: HttpResponse, problem?: string): RelayFailure {
+    const error = (parseJson(response.body) as { error?: { code?: unknown; message?: unknown } }).error;
+    const code = typeof error?.code === 'string' ? error.code : `HTTP${response.status}`;
+    const text = problem ?? (typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`);
+    const requestId = response.headers['request-id'];
+    const retryAfterSeconds = parseRetryAfter(response.headers['retry-after'], this.now());
+    return classifyFault({
+      provider: GRAPH_PROVIDER,
+      code,
+      // Graph's message and request id (what Microsoft support asks for); never the request body.
+      message: `${truncate(text, 400)}${requestId ? ` (request-id ${requestId})` : ''}`,
+      status: response.status,
+      ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
+    });
+  }
+
+  private receipt(response: HttpResponse): SendReceipt {
+    // sendMail answers 202 with no body: the request id is the handle Microsoft can trace.
+    return { provider: this.name, providerMessageId: response.headers['request-id'] };
+  }
+}
+
+function networkFailure(error: unknown): RelayFailure {
+  const code = error instanceof TransportError ? error.code : 'UnexpectedError';
+  const message = error instanceof Error ? error.message : String(error);
+  return classifyFault(
+    {
+      provider: GRAPH_PROVIDER,
+      code,
+      message: `Graph request failed: ${truncate(message, 300)}`,
+      fallbackClass: 'transient',
+    },
+    error,
+  );
+}
+
+/** Retry-After is seconds or an HTTP date (RFC 9110); capped at what an SQS delay can express. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value.trim()) : (Date.parse(value) - now) / 1000;
+  if (!Number.isFinite(seconds)) return undefined;
+  return Math.min(Math.max(Math.ceil(seconds), 1), SQS_MAX_VISIBILITY_TIMEOUT_SECONDS);
+}
+
+function parseJson(body: Buffer): unknown {
+  if (body.length === 0) return {};
+  try {
+    const value: unknown = JSON.parse(body.toString('utf8'));
+    return typeof value === 'object' && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}

@@ -1,0 +1,423 @@
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import { RelayFailure } from '../../../../lambda/core/failures.ts';
+import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
+import type { GraphSettings } from '../../../../lambda/core/settings.ts';
+import { cachedCredential, secretsManagerReader } from '../../../../lambda/providers/graph/credentials.ts';
+import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
+import {
+  createHttpsTransport,
+  type HttpTransport,
+} from '../../../../lambda/providers/graph/https-transport.ts';
+import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import {
+  type SecretsManagerEmulator,
+  startSecretsManagerEmulator,
+} from '../../../../local/secrets-manager-emulator.ts';
+import { createClientCertificate, type GeneratedCertificate } from '../../../peers/certificates.ts';
+import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
+
+const TENANT = '72f988bf-0000-4000-8000-00000000cafe';
+const CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a1';
+const SECRET_CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a2';
+const CLIENT_SECRET = `local-test-secret-${Math.random().toString(36).slice(2)}`;
+
+function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
+  const parsed = parseMessage(
+    JSON.stringify({
+      v: 1,
+      from: 'Billing <billing@contoso.com>',
+      to: 'ana@example.org',
+      subject: 'Invoice 42',
+      text: 'See attached.',
+      ...fields,
+    }),
+    defaultMessageSchema,
+  );
+  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+  return inlineAttachments(parsed.message);
+}
+
+/** Bytes with a recognisable pattern, so a reordered or truncated chunk cannot compare equal. */
+function patterned(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let index = 0; index < length; index += 1) bytes[index] = (index * 31 + (index >> 12)) & 0xff;
+  return bytes;
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<RelayFailure> {
+  const error = await promise.then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(error).toBeInstanceOf(RelayFailure);
+  return error as RelayFailure;
+}
+
+describe('GraphProvider against the local Entra ID + Graph peer', () => {
+  let peer: GraphPeer;
+  let secrets: SecretsManagerEmulator;
+  let secretsClient: SecretsManagerClient;
+  let certificate: GeneratedCertificate;
+  let transport: HttpTransport;
+  let certificateSecretArn: string;
+
+  const settings = (overrides: Partial<GraphSettings> = {}): GraphSettings => ({
+    tenantId: TENANT,
+    clientId: CLIENT_ID,
+    senders: ['contoso.com'],
+    credentialSecretId: certificateSecretArn,
+    saveToSentItems: true,
+    authorityHost: peer.authorityHost,
+    graphEndpoint: peer.graphEndpoint,
+    ...overrides,
+  });
+
+  /** A provider as a cold start builds it: fresh credential cache, fresh token cache. */
+  const coldStart = (overrides: Partial<GraphSettings> = {}, options: { now?: () => number } = {}) => {
+    const graph = settings(overrides);
+    const credential = cachedCredential(secretsManagerReader(secretsClient), graph.credentialSecretId);
+    return new GraphProvider({
+      settings: graph,
+      tokens: new MsalTokenSource(graph, credential, transport),
+      transport,
+      ...options,
+    });
+  };
+
+  beforeAll(async () => {
+    certificate = await createClientCertificate();
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [
+        { clientId: CLIENT_ID, certificatePem: certificate.certificatePem },
+        { clientId: SECRET_CLIENT_ID, clientSecret: CLIENT_SECRET },
+      ],
+      mailboxes: ['billing@contoso.com', 'crm@contoso.com', 'ops@contoso.com', 'ghost-owner@contoso.com'],
+    });
+    secrets = await startSecretsManagerEmulator(0);
+    secretsClient = new SecretsManagerClient({
+      region: 'us-east-1',
+      endpoint: secrets.endpoint,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    certificateSecretArn = secrets.putSecret(
+      'graph-certificate',
+      JSON.stringify({ certificate: certificate.certificatePem, privateKey: certificate.privateKeyPem }),
+    );
+    transport = createHttpsTransport({ ca: peer.caCertificate });
+  });
+  afterAll(async () => {
+    secretsClient.destroy();
+    await Promise.all([peer.close(), secrets.stop()]);
+  });
+  beforeEach(() => peer.reset());
+
+  it('sends a small message in one sendMail call with every field and attachment byte intact', async () => {
+    const pdf = patterned(200_000);
+    const logo = patterned(3_000);
+    const receipt = await coldStart().send(
+      outbound({
+        to: ['Ana <ana@example.org>', 'bob@example.org'],
+        cc: 'carol@example.org',
+        bcc: 'audit@example.org',
+        replyTo: 'Support <support@contoso.com>',
+        html: '<p>Invoice <img src="cid:logo"></p>',
+        headers: { 'X-Invoice': '42' },
+        attachments: [
+          { filename: 'invoice.pdf', contentType: 'application/pdf', content: pdf.toString('base64') },
+          {
+            filename: 'logo.png',
+            contentType: 'image/png',
+            content: logo.toString('base64'),
+            contentId: 'logo',
+          },
+        ],
+      }),
+    );
+
+    expect(receipt.provider).toBe('graph');
+    expect(peer.delivered).toHaveLength(1);
+    const [delivered] = peer.delivered;
+    expect(delivered).toMatchObject({
+      mailbox: 'billing@contoso.com',
+      via: 'sendMail',
+      saveToSentItems: true,
+    });
+    expect(delivered?.message).toMatchObject({
+      subject: 'Invoice 42',
+      body: { contentType: 'HTML', content: '<p>Invoice <img src="cid:logo"></p>' },
+      from: { emailAddress: { address: 'billing@contoso.com', name: 'Billing' } },
+      toRecipients: [
+        { emailAddress: { address: 'ana@example.org', name: 'Ana' } },
+        { emailAddress: { address: 'bob@example.org' } },
+      ],
+      ccRecipients: [{ emailAddress: { address: 'carol@example.org' } }],
+      bccRecipients: [{ emailAddress: { address: 'audit@example.org' } }],
+      replyTo: [{ emailAddress: { address: 'support@contoso.com', name: 'Support' } }],
+      internetMessageHeaders: [{ name: 'X-Invoice', value: '42' }],
+    });
+    const attachments = delivered?.attachments ?? [];
+    expect(
+      attachments.map(({ name, contentType, isInline, contentId }) => ({
+        name,
+        contentType,
+        isInline,
+        contentId,
+      })),
+    ).toEqual([
+      { name: 'invoice.pdf', contentType: 'application/pdf', isInline: false, contentId: undefined },
+      { name: 'logo.png', contentType: 'image/png', isInline: true, contentId: 'logo' },
+    ]);
+    expect(attachments[0]?.bytes.equals(pdf)).toBe(true);
+    expect(attachments[1]?.bytes.equals(logo)).toBe(true);
+    expect(peer.requests.filter((request) => request.operation === 'sendMail')).toHaveLength(1);
+  });
+
+  it('passes saveToSentItems from the settings', async () => {
+    await coldStart({ saveToSentItems: false }).send(outbound());
+    expect(peer.delivered[0]?.saveToSentItems).toBe(false);
+  });
+
+  it('sends a 20 MB attachment through a draft and an upload session, bytes intact', async () => {
+    const large = patterned(20 * 1024 * 1024);
+    const small = patterned(50_000);
+    await coldStart().send(
+      outbound({
+        attachments: [
+          { filename: 'small.csv', contentType: 'text/csv', content: small.toString('base64') },
+          { filename: 'scan.tiff', contentType: 'image/tiff', content: large.toString('base64') },
+        ],
+      }),
+    );
+
+    const [delivered] = peer.delivered;
+    expect(delivered?.via).toBe('draft');
+    expect(delivered?.message).toMatchObject({
+      subject: 'Invoice 42',
+      toRecipients: [{ emailAddress: { address: 'ana@example.org' } }],
+    });
+    const byName = new Map((delivered?.attachments ?? []).map((attachment) => [attachment.name, attachment]));
+    expect(byName.get('scan.tiff')?.via).toBe('uploadSession');
+    expect(byName.get('scan.tiff')?.bytes.equals(large)).toBe(true);
+    expect(byName.get('small.csv')?.via).toBe('attachment');
+    expect(byName.get('small.csv')?.bytes.equals(small)).toBe(true);
+    const operations = peer.requests.map((request) => request.operation);
+    expect(operations.filter((operation) => operation === 'uploadChunk')).toHaveLength(
+      Math.ceil(large.length / UPLOAD_CHUNK_BYTES),
+    );
+    expect(operations).not.toContain('sendMail');
+    expect(operations.at(-1)).toBe('sendDraft');
+    expect(peer.openDrafts()).toBe(0);
+  });
+
+  it('deletes the draft when a large send fails half way, and classifies the failure', async () => {
+    peer.injectFault({ operation: 'uploadChunk', status: 503, code: 'ServiceUnavailable' });
+    const failure = await failureOf(
+      coldStart().send(
+        outbound({
+          attachments: [{ filename: 'big.bin', content: patterned(5 * 1024 * 1024).toString('base64') }],
+        }),
+      ),
+    );
+    expect(failure).toMatchObject({
+      failureClass: 'transient',
+      code: 'ServiceUnavailable',
+      provider: 'graph',
+    });
+    expect(peer.openDrafts()).toBe(0);
+    expect(peer.delivered).toHaveLength(0);
+  });
+
+  it('asks Entra ID for one token for 100 messages, with no discovery requests', async () => {
+    const provider = coldStart();
+    const messages = Array.from({ length: 100 }, (_, index) => outbound({ subject: `Message ${index}` }));
+    // In batches of 10, as one invocation sends one SQS batch at a time.
+    for (let index = 0; index < messages.length; index += 10) {
+      await Promise.all(messages.slice(index, index + 10).map((message) => provider.send(message)));
+    }
+    expect(peer.delivered).toHaveLength(100);
+    expect(peer.tokenRequests).toHaveLength(1);
+    expect(peer.tokenRequests[0]).toMatchObject({
+      clientId: CLIENT_ID,
+      credential: 'certificate',
+      granted: true,
+    });
+    expect(peer.requests.filter((request) => request.operation === 'discovery')).toHaveLength(0);
+  });
+
+  it('authenticates with a client secret as well', async () => {
+    const secretArn = secrets.putSecret('graph-secret', JSON.stringify({ clientSecret: CLIENT_SECRET }));
+    await coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: secretArn }).send(outbound());
+    expect(peer.tokenRequests).toEqual([expect.objectContaining({ credential: 'secret', granted: true })]);
+    expect(peer.delivered).toHaveLength(1);
+  });
+
+  it('reports an unfilled secret as provider-level, and picks the credential up once it is filled', async () => {
+    const arn = secrets.putSecret('graph-later', JSON.stringify({ placeholder: 'fill me' }));
+    const provider = coldStart({ credentialSecretId: arn });
+    const failure = await failureOf(provider.send(outbound()));
+    expect(failure).toMatchObject({
+      failureClass: 'provider',
+      code: 'GraphCredentialNotSet',
+      provider: 'graph',
+    });
+    expect(failure.hint).toMatch(/GraphCredentialSecretArn/);
+
+    secrets.putSecret(
+      'graph-later',
+      JSON.stringify({ certificate: certificate.certificatePem, privateKey: certificate.privateKeyPem }),
+    );
+    await provider.send(outbound());
+    expect(peer.delivered).toHaveLength(1);
+  });
+
+  describe('classifies each Graph and Entra ID failure', () => {
+    const cases = [
+      { operation: 'sendMail', status: 503, code: 'ServiceUnavailable', failureClass: 'transient' },
+      { operation: 'sendMail', status: 504, code: 'GatewayTimeout', failureClass: 'transient' },
+      { operation: 'sendMail', status: 400, code: 'ErrorInvalidRecipients', failureClass: 'permanent' },
+      { operation: 'sendMail', status: 403, code: 'ErrorSendAsDenied', failureClass: 'permanent' },
+      { operation: 'sendMail', status: 403, code: 'ErrorAccessDenied', failureClass: 'provider' },
+      { operation: 'sendMail', status: 404, code: 'MailboxNotEnabledForRESTAPI', failureClass: 'provider' },
+      { operation: 'sendMail', status: 413, code: 'ErrorRequestEntityTooLarge', failureClass: 'permanent' },
+      { operation: 'sendMail', status: 401, code: 'InvalidAuthenticationToken', failureClass: 'provider' },
+    ] as const;
+    it.each(cases)('$status $code → $failureClass', async ({ operation, status, code, failureClass }) => {
+      peer.injectFault({ operation, status, code });
+      const failure = await failureOf(coldStart().send(outbound()));
+      expect(failure).toMatchObject({ failureClass, code, provider: 'graph' });
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it('401 invalid_client from Entra ID → provider-level, with the AADSTS code and a hint', async () => {
+      peer.injectFault({ operation: 'token', status: 401, code: 'invalid_client' });
+      const failure = await failureOf(coldStart().send(outbound()));
+      expect(failure).toMatchObject({ failureClass: 'provider', code: 'AADSTS7000215', provider: 'graph' });
+      expect(failure.reason).toMatch(/^Entra ID refused the token request: .*AADSTS7000215/);
+      expect(failure.hint).toMatch(/client secret is wrong/);
+      expect(peer.requests.some((request) => request.operation === 'sendMail')).toBe(false);
+    });
+
+    it('a wrong client secret is refused for real by the peer and lands in the same class', async () => {
+      const arn = secrets.putSecret('graph-wrong', JSON.stringify({ clientSecret: 'not-the-secret' }));
+      const failure = await failureOf(
+        coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: arn }).send(outbound()),
+      );
+      expect(failure).toMatchObject({ failureClass: 'provider', code: 'AADSTS7000215' });
+    });
+
+    it('reads the secret again after Entra ID refused it, so a rotated credential is picked up', async () => {
+      const arn = secrets.putSecret('graph-rotated', JSON.stringify({ clientSecret: 'expired-secret' }));
+      const provider = coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: arn });
+      await failureOf(provider.send(outbound()));
+      secrets.putSecret('graph-rotated', JSON.stringify({ clientSecret: CLIENT_SECRET }));
+      await provider.send(outbound());
+      expect(peer.delivered).toHaveLength(1);
+      expect(secrets.reads.get('graph-rotated')).toBe(2);
+    });
+
+    it('404 ErrorInvalidUser for a mailbox that does not exist → permanent', async () => {
+      const failure = await failureOf(coldStart().send(outbound({ from: 'nobody@contoso.com' })));
+      expect(failure).toMatchObject({ failureClass: 'permanent', code: 'ErrorInvalidUser' });
+      expect(failure.hint).toMatch(/shared mailbox/);
+    });
+
+    it('an unreachable Graph endpoint → transient network failure', async () => {
+      const provider = coldStart();
+      await provider.send(outbound()); // token cached
+      const offline = new GraphProvider({
+        settings: settings({ graphEndpoint: 'https://127.0.0.1:9' }),
+        tokens: { getToken: async () => 'token' },
+        transport,
+      });
+      const failure = await failureOf(offline.send(outbound()));
+      expect(failure).toMatchObject({ failureClass: 'transient', code: 'ECONNREFUSED', provider: 'graph' });
+    });
+  });
+
+  describe('Retry-After', () => {
+    it('carries Retry-After and stops calling the throttled mailbox until it has passed', async () => {
+      let now = Date.now();
+      const provider = coldStart({}, { now: () => now });
+      peer.injectFault({ operation: 'sendMail', status: 429, code: 'TooManyRequests', retryAfterSeconds: 7 });
+
+      const throttled = await failureOf(provider.send(outbound()));
+      expect(throttled).toMatchObject({
+        failureClass: 'transient',
+        code: 'TooManyRequests',
+        retryAfterSeconds: 7,
+      });
+
+      const callsBefore = peer.requests.filter((request) => request.operation === 'sendMail').length;
+      now += 3_000;
+      const refused = await failureOf(provider.send(outbound()));
+      expect(refused).toMatchObject({
+        failureClass: 'transient',
+        code: 'TooManyRequests',
+        retryAfterSeconds: 4,
+      });
+      expect(peer.requests.filter((request) => request.operation === 'sendMail')).toHaveLength(callsBefore);
+
+      // Other mailboxes are not held back.
+      await provider.send(outbound({ from: 'crm@contoso.com' }));
+
+      now += 4_000;
+      await provider.send(outbound());
+      expect(peer.delivered.map((message) => message.mailbox)).toEqual([
+        'crm@contoso.com',
+        'billing@contoso.com',
+      ]);
+    });
+  });
+});
+
+describe('GraphProvider concurrency per mailbox', () => {
+  let peer: GraphPeer;
+  let provider: GraphProvider;
+
+  beforeAll(async () => {
+    // Latency makes requests overlap, so a missing limit would show as more than 4 in flight.
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT_ID, clientSecret: CLIENT_SECRET }],
+      latencyMs: 40,
+    });
+    const transport = createHttpsTransport({ ca: peer.caCertificate });
+    const graph = {
+      tenantId: TENANT,
+      clientId: SECRET_CLIENT_ID,
+      senders: ['contoso.com'],
+      saveToSentItems: true,
+      authorityHost: peer.authorityHost,
+      graphEndpoint: peer.graphEndpoint,
+    };
+    provider = new GraphProvider({
+      settings: graph,
+      tokens: new MsalTokenSource(
+        graph,
+        { get: async () => ({ kind: 'secret', clientSecret: CLIENT_SECRET }), invalidate: () => {} },
+        transport,
+      ),
+      transport,
+    });
+  });
+  afterAll(() => peer.close());
+
+  it('never has more than 4 requests in flight for one mailbox, while other mailboxes proceed', async () => {
+    const billing = Array.from({ length: 24 }, (_, index) => outbound({ subject: `Billing ${index}` }));
+    const ops = Array.from({ length: 8 }, (_, index) =>
+      outbound({ from: 'ops@contoso.com', subject: `Ops ${index}` }),
+    );
+    // A large message's draft, upload chunks and send count against the same mailbox limit.
+    const large = outbound({
+      attachments: [{ filename: 'big.bin', content: patterned(7 * 1024 * 1024).toString('base64') }],
+    });
+    await Promise.all([...billing, ...ops, large].map((message) => provider.send(message)));
+
+    expect(peer.delivered).toHaveLength(33);
+    expect(peer.maxConcurrency('billing@contoso.com')).toBe(4);
+    expect(peer.maxConcurrency('ops@contoso.com')).toBe(4);
+  });
+});

@@ -1,0 +1,549 @@
+import { constants, randomUUID, sign } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { ConfidentialClientApplication, type INetworkModule, type NetworkResponse } from '@azure/msal-node';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createClientCertificate, type GeneratedCertificate } from './certificates.ts';
+import { type GraphPeer, startGraphPeer } from './graph-peer.ts';
+
+const TENANT = '72f988bf-0000-4000-8000-00000000beef';
+const CERT_CLIENT = '0a1b2c3d-0000-4000-8000-0000000000c1';
+const SECRET_CLIENT = '0a1b2c3d-0000-4000-8000-0000000000c2';
+const SECRET = 'peer-test-secret~value';
+const MAILBOX = 'billing@contoso.com';
+
+interface PeerResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  json(): Record<string, unknown> & { error?: { code?: string; message?: string } };
+}
+
+/** One HTTPS exchange with the peer, trusting its self-signed certificate. */
+function request(
+  peer: GraphPeer,
+  {
+    method = 'GET',
+    url,
+    headers = {},
+    body,
+  }: { method?: string; url: string; headers?: Record<string, string>; body?: string | Buffer },
+): Promise<PeerResponse> {
+  return new Promise((resolve, reject) => {
+    const outgoing = httpsRequest(
+      url.startsWith('https://') ? url : `${peer.url}${url}`,
+      {
+        method,
+        ca: peer.caCertificate,
+        headers: {
+          ...headers,
+          ...(body !== undefined && { 'content-length': String(Buffer.byteLength(body)) }),
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const collected = Buffer.concat(chunks);
+          const responseHeaders: Record<string, string> = {};
+          for (const [name, value] of Object.entries(response.headers)) {
+            if (value !== undefined) responseHeaders[name] = Array.isArray(value) ? value.join(', ') : value;
+          }
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: responseHeaders,
+            body: collected,
+            json: () => JSON.parse(collected.toString('utf8')),
+          });
+        });
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
+}
+
+const form = (fields: Record<string, string>) => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8' },
+  body: new URLSearchParams(fields).toString(),
+});
+
+async function secretToken(peer: GraphPeer): Promise<string> {
+  const response = await request(peer, {
+    url: peer.tokenEndpoint,
+    ...form({
+      grant_type: 'client_credentials',
+      client_id: SECRET_CLIENT,
+      client_secret: SECRET,
+      scope: `${peer.graphEndpoint}/.default`,
+    }),
+  });
+  expect(response.status).toBe(200);
+  return String(response.json().access_token);
+}
+
+function graph(peer: GraphPeer, token: string | undefined, method: string, path: string, value?: unknown) {
+  return request(peer, {
+    method,
+    url: `/v1.0/users/${encodeURIComponent(MAILBOX)}/${path}`,
+    headers: {
+      ...(token !== undefined && { authorization: `Bearer ${token}` }),
+      ...(value !== undefined && { 'content-type': 'application/json' }),
+    },
+    ...(value !== undefined && { body: JSON.stringify(value) }),
+  });
+}
+
+/** A PS256 client assertion built by hand, as RFC 7523 and Entra ID describe it. */
+function clientAssertion(
+  certificate: GeneratedCertificate,
+  claims: Record<string, unknown>,
+  signWith: (data: Buffer) => Buffer = (data) =>
+    sign('sha256', data, {
+      key: certificate.privateKeyPem,
+      padding: constants.RSA_PKCS1_PSS_PADDING,
+      saltLength: 32,
+    }),
+): string {
+  const now = Math.floor(Date.now() / 1000);
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const header = encode({
+    alg: 'PS256',
+    typ: 'JWT',
+    'x5t#S256': Buffer.from(certificate.thumbprintSha256, 'hex').toString('base64url'),
+  });
+  const payload = encode({
+    iss: CERT_CLIENT,
+    sub: CERT_CLIENT,
+    jti: randomUUID(),
+    nbf: now,
+    exp: now + 600,
+    ...claims,
+  });
+  return `${header}.${payload}.${signWith(Buffer.from(`${header}.${payload}`)).toString('base64url')}`;
+}
+
+/** Bytes with a position-dependent pattern, so a reordered or truncated copy cannot compare equal. */
+function patterned(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let index = 0; index < length; index += 1) bytes[index] = (index * 31 + (index >> 12)) & 0xff;
+  return bytes;
+}
+
+const message = (fields: Record<string, unknown> = {}) => ({
+  subject: 'Invoice 42',
+  body: { contentType: 'Text', content: 'See attached.' },
+  from: { emailAddress: { address: MAILBOX } },
+  toRecipients: [{ emailAddress: { address: 'ana@example.org', name: 'Ana' } }],
+  ...fields,
+});
+
+describe('Graph peer', () => {
+  let peer: GraphPeer;
+  let certificate: GeneratedCertificate;
+
+  beforeAll(async () => {
+    certificate = await createClientCertificate();
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [
+        { clientId: CERT_CLIENT, certificatePem: certificate.certificatePem },
+        { clientId: SECRET_CLIENT, clientSecret: SECRET },
+      ],
+      mailboxes: [MAILBOX],
+    });
+  });
+  afterAll(() => peer.close());
+  beforeEach(() => peer.reset());
+
+  it('grants a token for the right client secret and refuses a wrong one as Entra ID does', async () => {
+    await secretToken(peer);
+
+    const refused = await request(peer, {
+      url: peer.tokenEndpoint,
+      ...form({
+        grant_type: 'client_credentials',
+        client_id: SECRET_CLIENT,
+        client_secret: 'the-secret-id-not-its-value',
+        scope: `${peer.graphEndpoint}/.default`,
+      }),
+    });
+    expect(refused.status).toBe(401);
+    expect(refused.headers['content-type']).toBe('application/json');
+    expect(refused.json()).toMatchObject({
+      error: 'invalid_client',
+      error_description: expect.stringMatching(/^AADSTS7000215: Invalid client secret provided\./),
+      error_codes: [7000215],
+    });
+    expect(peer.tokenRequests.map(({ credential, granted }) => ({ credential, granted }))).toEqual([
+      { credential: 'secret', granted: true },
+      { credential: 'secret', granted: false },
+    ]);
+  });
+
+  it('verifies a PS256 client assertion: accepts a good one, refuses a wrong audience or a bad signature', async () => {
+    const tokenWith = (assertion: string) =>
+      request(peer, {
+        url: peer.tokenEndpoint,
+        ...form({
+          grant_type: 'client_credentials',
+          client_id: CERT_CLIENT,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: assertion,
+          scope: `${peer.graphEndpoint}/.default`,
+        }),
+      });
+
+    const granted = await tokenWith(clientAssertion(certificate, { aud: peer.tokenEndpoint }));
+    expect(granted.status).toBe(200);
+    expect(granted.json()).toMatchObject({ token_type: 'Bearer', expires_in: 3599, ext_expires_in: 3599 });
+    expect(String(granted.json().access_token).length).toBeGreaterThanOrEqual(40);
+
+    const wrongAudience = await tokenWith(
+      clientAssertion(certificate, { aud: `${peer.url}/common/oauth2/token` }),
+    );
+    expect(wrongAudience.status).toBe(401);
+    expect(wrongAudience.json()).toMatchObject({ error: 'invalid_client', error_codes: [700027] });
+    expect(wrongAudience.json().error_description).toMatch(/^AADSTS700027: .*audience/);
+
+    // Signed over other content: the header and payload are fine, the signature is not theirs.
+    const forged = await tokenWith(
+      clientAssertion(certificate, { aud: peer.tokenEndpoint }, (data) =>
+        sign('sha256', Buffer.concat([data, Buffer.from('x')]), {
+          key: certificate.privateKeyPem,
+          padding: constants.RSA_PKCS1_PSS_PADDING,
+          saltLength: 32,
+        }),
+      ),
+    );
+    expect(forged.status).toBe(401);
+    expect(forged.json().error_description).toMatch(
+      /^AADSTS700027: Client assertion failed signature validation\./,
+    );
+    expect(peer.tokenRequests.map(({ credential, granted }) => ({ credential, granted }))).toEqual([
+      { credential: 'certificate', granted: true },
+      { credential: 'certificate', granted: false },
+      { credential: 'certificate', granted: false },
+    ]);
+  });
+
+  it('refuses Graph calls without a token, with an unknown token, and for an unknown mailbox', async () => {
+    const missing = await graph(peer, undefined, 'POST', 'sendMail', { message: message() });
+    expect(missing.status).toBe(401);
+    expect(missing.json().error).toMatchObject({
+      code: 'InvalidAuthenticationToken',
+      message: 'Access token is empty.',
+    });
+    expect(missing.json().error).toHaveProperty('innerError.request-id', missing.headers['request-id']);
+
+    const forged = await graph(peer, 'not-issued-by-the-peer-0123456789abcdef0123', 'POST', 'sendMail', {
+      message: message(),
+    });
+    expect(forged.status).toBe(401);
+
+    const token = await secretToken(peer);
+    const stranger = await request(peer, {
+      method: 'POST',
+      url: '/v1.0/users/nobody%40contoso.com/sendMail',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ message: message() }),
+    });
+    expect(stranger.status).toBe(404);
+    expect(stranger.json().error).toMatchObject({
+      code: 'ErrorInvalidUser',
+      message: "The requested user 'nobody@contoso.com' is invalid.",
+    });
+    expect(peer.delivered).toHaveLength(0);
+  });
+
+  it('delivers a sendMail with its fields and decoded attachment bytes, and validates like Graph', async () => {
+    const token = await secretToken(peer);
+    const pdf = patterned(5000);
+    const sent = await graph(peer, token, 'POST', 'sendMail', {
+      message: message({
+        internetMessageHeaders: [{ name: 'X-Invoice', value: '42' }],
+        attachments: [
+          {
+            '@odata.type': '#microsoft.graph.fileAttachment',
+            name: 'invoice.pdf',
+            contentType: 'application/pdf',
+            contentBytes: pdf.toString('base64'),
+          },
+        ],
+      }),
+      saveToSentItems: false,
+    });
+    expect(sent.status).toBe(202);
+    expect(sent.body.length).toBe(0);
+    expect(peer.delivered).toHaveLength(1);
+    const [delivered] = peer.delivered;
+    expect(delivered).toMatchObject({ mailbox: MAILBOX, via: 'sendMail', saveToSentItems: false });
+    expect(delivered?.message).toMatchObject({
+      subject: 'Invoice 42',
+      internetMessageHeaders: [{ name: 'X-Invoice', value: '42' }],
+    });
+    expect(delivered?.message).not.toHaveProperty('attachments');
+    expect(delivered?.attachments).toHaveLength(1);
+    expect(delivered?.attachments[0]).toMatchObject({ name: 'invoice.pdf', isInline: false, via: 'inline' });
+    expect(delivered?.attachments[0]?.bytes.equals(pdf)).toBe(true);
+
+    const noRecipients = await graph(peer, token, 'POST', 'sendMail', {
+      message: message({ toRecipients: [] }),
+    });
+    expect(noRecipients.json().error?.code).toBe('ErrorInvalidRecipients');
+    const badHeader = await graph(peer, token, 'POST', 'sendMail', {
+      message: message({ internetMessageHeaders: [{ name: 'Invoice', value: '42' }] }),
+    });
+    expect(badHeader.json().error?.code).toBe('InvalidInternetMessageHeader');
+    const badBase64 = await graph(peer, token, 'POST', 'sendMail', {
+      message: message({
+        attachments: [
+          { '@odata.type': '#microsoft.graph.fileAttachment', name: 'a', contentBytes: 'no*base64' },
+        ],
+      }),
+    });
+    expect(badBase64.json().error?.code).toBe('ErrorMimeContentInvalidBase64String');
+    expect(peer.delivered).toHaveLength(1);
+  });
+
+  it('assembles an upload session from in-order chunks and refuses out-of-order or authenticated chunks', async () => {
+    const token = await secretToken(peer);
+    const bytes = patterned(3 * 1024 * 1024 + 17);
+    const draft = await graph(peer, token, 'POST', 'messages', message());
+    expect(draft.status).toBe(201);
+    const draftPath = `messages/${encodeURIComponent(String(draft.json().id))}`;
+    const session = await graph(peer, token, 'POST', `${draftPath}/attachments/createUploadSession`, {
+      AttachmentItem: {
+        attachmentType: 'file',
+        name: 'scan.tiff',
+        size: bytes.length,
+        contentType: 'image/tiff',
+      },
+    });
+    expect(session.status).toBe(201);
+    expect(session.json()).toMatchObject({ nextExpectedRanges: ['0-'] });
+    const uploadUrl = String(session.json().uploadUrl);
+    expect(uploadUrl.startsWith(`${peer.url}/`)).toBe(true);
+
+    const put = (start: number, end: number, headers: Record<string, string> = {}) =>
+      request(peer, {
+        method: 'PUT',
+        url: uploadUrl,
+        headers: { 'content-range': `bytes ${start}-${end}/${bytes.length}`, ...headers },
+        body: bytes.subarray(start, end + 1),
+      });
+    const split = 2 * 1024 * 1024;
+
+    const authenticated = await put(0, split - 1, { authorization: `Bearer ${token}` });
+    expect(authenticated.status).toBe(401);
+    expect(authenticated.json().error?.code).toBe('InvalidAuthenticationToken');
+    const outOfOrder = await put(split, bytes.length - 1);
+    expect(outOfOrder.status).toBe(416);
+    expect(outOfOrder.json().error?.message).toMatch(/next expected range is 0-/);
+
+    const first = await put(0, split - 1);
+    expect(first.status).toBe(200);
+    expect(first.json()).toMatchObject({ nextExpectedRanges: [`${split}-`] });
+    const early = await graph(peer, token, 'POST', `${draftPath}/send`);
+    expect(early.status).toBe(400);
+    const last = await put(split, bytes.length - 1);
+    expect(last.status).toBe(201);
+
+    expect((await graph(peer, token, 'POST', `${draftPath}/send`)).status).toBe(202);
+    const [delivered] = peer.delivered;
+    expect(delivered).toMatchObject({ mailbox: MAILBOX, via: 'draft', saveToSentItems: true });
+    expect(delivered?.attachments).toHaveLength(1);
+    expect(delivered?.attachments[0]).toMatchObject({
+      name: 'scan.tiff',
+      contentType: 'image/tiff',
+      via: 'uploadSession',
+    });
+    expect(delivered?.attachments[0]?.bytes.equals(bytes)).toBe(true);
+    expect(peer.openDrafts()).toBe(0);
+    expect(peer.maxConcurrency(MAILBOX)).toBe(1);
+    expect(peer.requests.filter((recorded) => recorded.operation === 'uploadChunk')).toEqual(
+      Array.from({ length: 4 }, () => expect.objectContaining({ mailbox: MAILBOX, method: 'PUT' })),
+    );
+  });
+
+  it('counts open drafts until they are sent or deleted', async () => {
+    const token = await secretToken(peer);
+    const first = await graph(peer, token, 'POST', 'messages', message({ toRecipients: [] }));
+    const second = await graph(peer, token, 'POST', 'messages', message());
+    expect(peer.openDrafts()).toBe(2);
+    expect(peer.openDrafts('BILLING@contoso.com')).toBe(2);
+    expect(peer.openDrafts('ops@contoso.com')).toBe(0);
+
+    const deleted = await graph(
+      peer,
+      token,
+      'DELETE',
+      `messages/${encodeURIComponent(String(first.json().id))}`,
+    );
+    expect(deleted.status).toBe(204);
+    expect(peer.openDrafts()).toBe(1);
+    const again = await graph(
+      peer,
+      token,
+      'DELETE',
+      `messages/${encodeURIComponent(String(first.json().id))}`,
+    );
+    expect(again.status).toBe(404);
+    expect(again.json().error?.code).toBe('ErrorItemNotFound');
+
+    expect(
+      (await graph(peer, token, 'POST', `messages/${encodeURIComponent(String(second.json().id))}/send`))
+        .status,
+    ).toBe(202);
+    expect(peer.openDrafts()).toBe(0);
+  });
+
+  it('answers an injected 429 with Retry-After once, then serves the next call', async () => {
+    const token = await secretToken(peer);
+    peer.injectFault({
+      operation: 'sendMail',
+      mailbox: MAILBOX,
+      status: 429,
+      code: 'ApplicationThrottled',
+      retryAfterSeconds: 7,
+    });
+
+    const throttled = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    expect(throttled.status).toBe(429);
+    expect(throttled.headers['retry-after']).toBe('7');
+    expect(throttled.json().error).toMatchObject({
+      code: 'ApplicationThrottled',
+      message: 'Application is over its MailboxConcurrency limit.',
+    });
+
+    const next = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    expect(next.status).toBe(202);
+    expect(peer.delivered).toHaveLength(1);
+    expect(
+      peer.requests
+        .filter((recorded) => recorded.operation === 'sendMail')
+        .map((recorded) => recorded.status),
+    ).toEqual([429, 202]);
+  });
+
+  describe('@azure/msal-node against the peer', () => {
+    /** MSAL's network module over node:https, trusting the peer's certificate. */
+    const networkClient = (): INetworkModule => {
+      const send = async <T>(
+        method: string,
+        url: string,
+        options?: { headers?: Record<string, string>; body?: string },
+      ) => {
+        const response = await request(peer, {
+          method,
+          url,
+          ...(options?.headers && { headers: options.headers }),
+          ...(options?.body !== undefined && { body: options.body }),
+        });
+        return {
+          status: response.status,
+          headers: response.headers,
+          body: response.json() as T,
+        } satisfies NetworkResponse<T>;
+      };
+      return {
+        sendGetRequestAsync: (url, options) => send('GET', url, options),
+        sendPostRequestAsync: (url, options) => send('POST', url, options),
+      };
+    };
+
+    const application = (clientId: string, credential: Record<string, unknown>) => {
+      const authority = `${peer.authorityHost}/${TENANT}`;
+      const host = new URL(peer.authorityHost).host;
+      return new ConfidentialClientApplication({
+        auth: {
+          clientId,
+          authority,
+          ...credential,
+          authorityMetadata: JSON.stringify({
+            token_endpoint: peer.tokenEndpoint,
+            issuer: `${authority}/v2.0`,
+            authorization_endpoint: `${authority}/oauth2/v2.0/authorize`,
+            end_session_endpoint: `${authority}/oauth2/v2.0/logout`,
+            jwks_uri: `${authority}/discovery/v2.0/keys`,
+            response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+          }),
+          cloudDiscoveryMetadata: JSON.stringify({
+            tenant_discovery_endpoint: `${authority}/v2.0/.well-known/openid-configuration`,
+            'api-version': '1.1',
+            metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
+          }),
+        },
+        system: { networkClient: networkClient() },
+      });
+    };
+
+    it('gets one token for three acquisitions with a client secret, making no discovery request', async () => {
+      const client = application(SECRET_CLIENT, { clientSecret: SECRET });
+      const scopes = [`${peer.graphEndpoint}/.default`];
+      const tokens = [];
+      for (let index = 0; index < 3; index += 1) {
+        tokens.push((await client.acquireTokenByClientCredential({ scopes }))?.accessToken);
+      }
+      expect(tokens[0]).toEqual(expect.any(String));
+      expect(new Set(tokens).size).toBe(1);
+      expect(peer.tokenRequests).toEqual([
+        expect.objectContaining({ clientId: SECRET_CLIENT, credential: 'secret', granted: true }),
+      ]);
+      expect(peer.requests.map((recorded) => recorded.operation)).toEqual(['token']);
+
+      // The token is good for Graph.
+      expect((await graph(peer, tokens[0], 'POST', 'sendMail', { message: message() })).status).toBe(202);
+    });
+
+    it("accepts MSAL's own certificate assertion", async () => {
+      const client = application(CERT_CLIENT, {
+        clientCertificate: {
+          thumbprintSha256: certificate.thumbprintSha256,
+          privateKey: certificate.privateKeyPem,
+        },
+      });
+      const result = await client.acquireTokenByClientCredential({
+        scopes: [`${peer.graphEndpoint}/.default`],
+      });
+      expect(result?.accessToken).toEqual(expect.any(String));
+      expect(peer.tokenRequests).toEqual([
+        expect.objectContaining({ clientId: CERT_CLIENT, credential: 'certificate', granted: true }),
+      ]);
+      expect(peer.requests.map((recorded) => recorded.operation)).toEqual(['token']);
+    });
+  });
+});
+
+describe('Graph peer concurrency accounting', () => {
+  let peer: GraphPeer;
+
+  beforeAll(async () => {
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
+      latencyMs: 60,
+    });
+  });
+  afterAll(() => peer.close());
+
+  it('sees six overlapping requests for one mailbox as six in flight, and one at a time as one', async () => {
+    const token = await secretToken(peer);
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, () => graph(peer, token, 'POST', 'sendMail', { message: message() })),
+    );
+    expect(responses.map((response) => response.status)).toEqual(Array(6).fill(202));
+    expect(peer.maxConcurrency(MAILBOX)).toBe(6);
+    expect(peer.maxConcurrency('ops@contoso.com')).toBe(0);
+    for (const recorded of peer.requests.filter((entry) => entry.operation === 'sendMail')) {
+      expect(recorded.endedAt - recorded.startedAt).toBeGreaterThanOrEqual(50);
+    }
+
+    peer.reset();
+    for (let index = 0; index < 3; index += 1) {
+      await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    }
+    expect(peer.maxConcurrency(MAILBOX)).toBe(1);
+  });
+});

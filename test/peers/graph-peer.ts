@@ -1,0 +1,1633 @@
+import {
+  constants,
+  createHash,
+  type KeyObject,
+  randomBytes,
+  randomUUID,
+  verify as verifySignature,
+  X509Certificate,
+} from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createServerCertificate } from './certificates.ts';
+
+/**
+ * A local HTTPS peer that plays Entra ID's token endpoint and the part of Microsoft Graph the relay
+ * uses to send mail (sendMail; draft + attachments + upload sessions + send; delete). It checks
+ * what the real services check (credentials, client assertions, tokens, message shape, upload
+ * ranges), answers in their error formats, records everything, and can be told to fail.
+ * Quiet: it never writes to the console.
+ */
+
+export interface GraphPeerClient {
+  clientId: string;
+  clientSecret?: string;
+  /** PEM of the certificate uploaded to the app registration */
+  certificatePem?: string;
+}
+
+export interface GraphPeerOptions {
+  /** default 0 (free port), host always 127.0.0.1 */
+  port?: number;
+  tenantId: string;
+  clients: GraphPeerClient[];
+  /** Known mailboxes (lowercase compare). Absent = every address is a mailbox. Others -> 404 ErrorInvalidUser. */
+  mailboxes?: string[];
+  /** Delay before each Graph (not token) response is written, to make concurrency observable. default 0 */
+  latencyMs?: number;
+  /** default 3599 */
+  tokenLifetimeSeconds?: number;
+  /** Max request body accepted by Graph JSON endpoints; bigger -> 413. default 4 * 1024 * 1024 (Graph's ~4 MB). */
+  maxRequestBytes?: number;
+}
+
+export type GraphOperation =
+  | 'token'
+  | 'sendMail'
+  | 'createDraft'
+  | 'addAttachment'
+  | 'createUploadSession'
+  | 'uploadChunk'
+  | 'sendDraft'
+  | 'deleteMessage';
+
+export interface GraphFault {
+  /** absent = any Graph (non-token) operation */
+  operation?: GraphOperation;
+  /** absent = any mailbox */
+  mailbox?: string;
+  status: number;
+  /** Graph error code (e.g. ErrorInvalidRecipients) or OAuth error (invalid_client) */
+  code: string;
+  /** default: a realistic message (for OAuth errors, with the matching AADSTS code) */
+  message?: string;
+  /** sets the Retry-After header */
+  retryAfterSeconds?: number;
+  /** default 1; Infinity allowed */
+  times?: number;
+}
+
+export interface RecordedRequest {
+  operation: GraphOperation | 'discovery' | 'unknown';
+  method: string;
+  path: string;
+  mailbox?: string;
+  status: number;
+  startedAt: number;
+  endedAt: number;
+}
+
+export interface TokenRequest {
+  clientId: string;
+  credential: 'secret' | 'certificate';
+  scope: string;
+  granted: boolean;
+  at: number;
+}
+
+export interface DeliveredAttachment {
+  name: string;
+  contentType: string;
+  contentId?: string;
+  isInline: boolean;
+  bytes: Buffer;
+  via: 'inline' | 'attachment' | 'uploadSession';
+}
+
+export interface DeliveredMessage {
+  mailbox: string;
+  via: 'sendMail' | 'draft';
+  saveToSentItems: boolean;
+  at: number;
+  /** The Graph message JSON as received (attachments removed from it; see `attachments`) */
+  message: Record<string, unknown>;
+  attachments: DeliveredAttachment[];
+}
+
+export interface GraphPeer {
+  /** https://127.0.0.1:<port> */
+  readonly url: string;
+  /** == url (token endpoint at `${url}/${tenantId}/oauth2/v2.0/token`) */
+  readonly authorityHost: string;
+  /** == url (Graph at `${url}/v1.0/...`) */
+  readonly graphEndpoint: string;
+  readonly tokenEndpoint: string;
+  /** PEM of the server certificate (self-signed), for clients to trust */
+  readonly caCertificate: string;
+  readonly requests: readonly RecordedRequest[];
+  readonly tokenRequests: readonly TokenRequest[];
+  readonly delivered: readonly DeliveredMessage[];
+  /** Highest number of simultaneously in-flight requests ever observed for this mailbox (all operations incl. upload chunks). */
+  maxConcurrency(mailbox: string): number;
+  /** Drafts created and neither sent nor deleted (to check the client cleans up after failures). */
+  openDrafts(mailbox?: string): number;
+  injectFault(fault: GraphFault): void;
+  clearFaults(): void;
+  /** Clears records, drafts, faults (not clients). */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+const DEFAULT_TOKEN_LIFETIME_SECONDS = 3599;
+const DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** Upload session chunks: Outlook takes at most 4 MiB per PUT. */
+const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Graph's limit for one attachment through an upload session. */
+const MAX_UPLOAD_SESSION_BYTES = 150 * 1024 * 1024;
+/** Token requests are small forms; a client assertion with an x5c chain is a few KB. */
+const MAX_TOKEN_REQUEST_BYTES = 1024 * 1024;
+const UPLOAD_SESSION_LIFETIME_MS = 15 * 60 * 1000;
+/** Entra ID's tolerance for clock skew in client assertions. */
+const CLOCK_SKEW_SECONDS = 60;
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const JSON_TYPE = 'application/json';
+
+const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
+  'sendMail',
+  'createDraft',
+  'addAttachment',
+  'createUploadSession',
+  'uploadChunk',
+  'sendDraft',
+  'deleteMessage',
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Errors, in the two formats: Graph's `{error: {code, message, innerError}}` and OAuth's
+// `{error, error_description, error_codes, ...}`.
+
+class GraphError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    /** "AADSTSn: text" */
+    readonly description: string,
+  ) {
+    super(description);
+  }
+}
+
+const GRAPH_MESSAGES: Record<string, string> = {
+  ApplicationThrottled: 'Application is over its MailboxConcurrency limit.',
+  MailboxConcurrency: 'Application is over its MailboxConcurrency limit.',
+  TooManyRequests: 'Too many requests. Please retry after the time given in the Retry-After header.',
+  ServiceUnavailable: 'Service unavailable. Please try again later.',
+  GatewayTimeout: 'Gateway timeout.',
+  ErrorServerBusy: 'The server cannot service this request right now. Try again later.',
+  ErrorTimeoutExpired: 'The operation timed out. Try again later.',
+  InternalServerError: 'An internal server error occurred. The operation failed.',
+  ErrorInvalidRecipients:
+    "At least one recipient is not valid., Recipient '' is not resolved. All recipients must be resolved before a message can be submitted.",
+  ErrorSendAsDenied:
+    'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.',
+  ErrorAccessDenied: 'Access is denied. Check credentials and try again.',
+  AccessDenied:
+    'Either the signed-in user does not have sufficient privileges, or you need to use a different account.',
+  Authorization_RequestDenied: 'Insufficient privileges to complete the operation.',
+  MailboxNotEnabledForRESTAPI: 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.',
+  ErrorQuotaExceeded: 'The mailbox has exceeded its quota.',
+  ErrorInvalidUser: "The requested user '' is invalid.",
+  ErrorItemNotFound: 'The specified object was not found in the store.',
+  ErrorMessageSizeExceeded: 'The message exceeds the maximum supported size.',
+  ErrorRequestEntityTooLarge: 'The request payload is too large.',
+  RequestEntityTooLarge: 'The request payload is too large.',
+  ErrorAttachmentSizeLimitExceeded: 'The attachment size exceeds the limit of 150 MB.',
+  ErrorMimeContentInvalidBase64String: 'Invalid base64 string for MIME content.',
+  InvalidInternetMessageHeader: "The internet message header name should start with 'x-' or 'X-'.",
+  InvalidAuthenticationToken: 'Access token has expired or is not yet valid.',
+  ErrorInvalidRequest: 'The request is invalid.',
+  BadRequest: 'The request is malformed or incorrect.',
+};
+
+function defaultGraphMessage(code: string, status: number): string {
+  return GRAPH_MESSAGES[code] ?? `The request failed with ${code} (HTTP ${status}).`;
+}
+
+/** Default descriptions for OAuth error codes, in Entra ID's "AADSTSn: text" form. */
+function defaultOAuthDescription(code: string, status: number, clientId: string, tenantId: string): string {
+  switch (code) {
+    case 'invalid_client':
+      return `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`;
+    case 'unauthorized_client':
+      return `AADSTS700016: Application with identifier '${clientId}' was not found in the directory '${tenantId}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.`;
+    case 'invalid_scope':
+      return 'AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).';
+    case 'invalid_request':
+      return 'AADSTS9002313: Invalid request. Request is malformed or invalid.';
+    case 'unsupported_grant_type':
+      return 'AADSTS70003: The app requested an unsupported grant type.';
+    default:
+      if (status === 429 || status >= 500 || code === 'temporarily_unavailable' || code === 'server_error') {
+        return 'AADSTS50000: There was an error issuing a token or an issue with our sign-in service.';
+      }
+      return `The token request failed with ${code} (HTTP ${status}).`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal state
+
+interface RegisteredClient {
+  readonly clientId: string;
+  readonly clientSecret?: string;
+  readonly certificate?: {
+    readonly sha256: Buffer;
+    readonly sha1: Buffer;
+    readonly publicKey: KeyObject;
+    readonly validToMs: number;
+  };
+}
+
+interface Draft {
+  readonly id: string;
+  readonly mailbox: string;
+  readonly message: Record<string, unknown>;
+  readonly attachments: DeliveredAttachment[];
+}
+
+interface UploadSession {
+  readonly id: string;
+  readonly mailbox: string;
+  readonly draftId: string;
+  readonly authToken: string;
+  readonly name: string;
+  readonly contentType: string;
+  readonly contentId?: string;
+  readonly isInline: boolean;
+  readonly size: number;
+  readonly expiresAt: number;
+  readonly chunks: Buffer[];
+  next: number;
+}
+
+interface QueuedFault {
+  readonly fault: GraphFault;
+  remaining: number;
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body?: string | Buffer;
+}
+
+interface Route {
+  operation: RecordedRequest['operation'];
+  mailbox?: string;
+  tenant?: string;
+  messageId?: string;
+  sessionId?: string;
+  /** For discovery and peer-inspection GETs. */
+  resource?: 'openid-configuration' | 'instance-discovery' | 'keys' | 'delivered' | 'me';
+}
+
+export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPeer> {
+  const tenantId = options.tenantId;
+  const latencyMs = options.latencyMs ?? 0;
+  const tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS;
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+  const mailboxes = options.mailboxes
+    ? new Set(options.mailboxes.map((mailbox) => mailbox.toLowerCase()))
+    : undefined;
+  const clients = new Map<string, RegisteredClient>(
+    options.clients.map((client) => [client.clientId.toLowerCase(), register(client)]),
+  );
+
+  const serverCertificate = await createServerCertificate();
+
+  const requests: RecordedRequest[] = [];
+  const tokenRequests: TokenRequest[] = [];
+  const delivered: DeliveredMessage[] = [];
+  const tokens = new Map<string, { clientId: string; expiresAt: number }>();
+  const drafts = new Map<string, Draft>();
+  const sessions = new Map<string, UploadSession>();
+  let faults: QueuedFault[] = [];
+  const inFlight = new Map<string, number>();
+  const maxInFlight = new Map<string, number>();
+  const sockets = new Set<Socket>();
+
+  // Filled in once listening; the handler only runs after that.
+  let url = '';
+  let tokenEndpoint = '';
+
+  const server: Server = createServer(
+    { key: serverCertificate.privateKeyPem, cert: serverCertificate.certificatePem },
+    (req, res) => {
+      // Never an unhandled rejection in the host process (tests, local mode): drop the exchange instead.
+      handle(req, res).catch(() => res.destroy());
+    },
+  );
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  // Clients that give up mid-handshake or send garbage: drop them silently.
+  server.on('tlsClientError', (_error, socket) => socket.destroy());
+  server.on('clientError', (_error, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, HOST, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  url = `https://${HOST}:${port}`;
+  tokenEndpoint = `${url}/${tenantId}/oauth2/v2.0/token`;
+
+  // -------------------------------------------------------------------------------------------
+  // Request handling
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedAt = Date.now();
+    const method = req.method ?? 'GET';
+    const target = new URL(req.url ?? '/', url);
+    const route = routeOf(method, target.pathname);
+    const isGraph = GRAPH_OPERATIONS.has(route.operation);
+    const mailbox = route.mailbox;
+
+    // In flight from arrival (before the body is read) until the response is handed over.
+    let release = () => {};
+    if (isGraph && mailbox !== undefined) {
+      const current = (inFlight.get(mailbox) ?? 0) + 1;
+      inFlight.set(mailbox, current);
+      maxInFlight.set(mailbox, Math.max(maxInFlight.get(mailbox) ?? 0, current));
+      let released = false;
+      release = () => {
+        if (released) return;
+        released = true;
+        inFlight.set(mailbox, (inFlight.get(mailbox) ?? 1) - 1);
+      };
+      res.once('close', release);
+    }
+
+    const limit =
+      route.operation === 'token'
+        ? MAX_TOKEN_REQUEST_BYTES
+        : route.operation === 'uploadChunk'
+          ? MAX_CHUNK_BYTES
+          : maxRequestBytes;
+    let body: ReadBody;
+    try {
+      body = await readBody(req, limit);
+    } catch {
+      // The client went away while sending.
+      release();
+      res.destroy();
+      return;
+    }
+
+    let reply: Reply;
+    try {
+      reply = respond(req, target, route, body);
+    } catch (error) {
+      reply =
+        error instanceof GraphError
+          ? graphErrorReply(req, error.status, error.code, error.message)
+          : graphErrorReply(req, 500, 'InternalServerError', `graph peer: ${String(error)}`);
+    }
+
+    if (isGraph && latencyMs > 0) await sleep(latencyMs);
+    if (res.destroyed) {
+      release();
+      return;
+    }
+
+    const record: RecordedRequest = {
+      operation: route.operation,
+      method,
+      path: target.pathname,
+      ...(mailbox !== undefined && { mailbox }),
+      status: reply.status,
+      startedAt,
+      endedAt: Date.now(),
+    };
+    // Recorded and released before the response leaves, so a client that has it sees both.
+    if (route.resource !== 'delivered') requests.push(record);
+    release();
+    res.once('finish', () => {
+      record.endedAt = Date.now();
+    });
+    res.writeHead(reply.status, reply.headers).end(reply.body);
+  }
+
+  function respond(req: IncomingMessage, target: URL, route: Route, body: ReadBody): Reply {
+    switch (route.operation) {
+      case 'token':
+        return tokenRequest(req, route, body);
+      case 'discovery':
+        return discovery(req, route);
+      case 'unknown':
+        return unknown(req, target, route);
+      default:
+        return graphRequest(req, target, route, body);
+    }
+  }
+
+  function takeFault(operation: GraphOperation, mailbox: string | undefined): GraphFault | undefined {
+    const index = faults.findIndex(
+      ({ fault, remaining }) =>
+        remaining > 0 &&
+        (fault.operation === undefined ? operation !== 'token' : fault.operation === operation) &&
+        (fault.mailbox === undefined || fault.mailbox.toLowerCase() === mailbox),
+    );
+    const queued = faults[index];
+    if (!queued) return undefined;
+    queued.remaining -= 1;
+    if (queued.remaining <= 0) faults.splice(index, 1);
+    return queued.fault;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Entra ID
+
+  function tokenRequest(req: IncomingMessage, route: Route, body: ReadBody): Reply {
+    const form = new URLSearchParams(body.truncated ? '' : body.bytes.toString('utf8'));
+    const assertion = form.get('client_assertion') ?? undefined;
+    const secret = form.get('client_secret') ?? undefined;
+    const scope = form.get('scope') ?? '';
+    const clientId = form.get('client_id') ?? (assertion ? (jwtClaim(assertion, 'iss') ?? '') : '');
+    const tokenRecord: TokenRequest = {
+      clientId,
+      credential: assertion !== undefined && secret === undefined ? 'certificate' : 'secret',
+      scope,
+      granted: false,
+      at: Date.now(),
+    };
+    tokenRequests.push(tokenRecord);
+
+    const fault = takeFault('token', undefined);
+    if (fault) {
+      const description =
+        fault.message ?? defaultOAuthDescription(fault.code, fault.status, clientId, tenantId);
+      return oauthErrorReply(req, fault.status, fault.code, description, fault.retryAfterSeconds);
+    }
+    try {
+      const accessToken = issueToken(req, route, form, clientId, scope, secret, assertion);
+      tokenRecord.granted = true;
+      return json(
+        200,
+        {
+          token_type: 'Bearer',
+          expires_in: tokenLifetimeSeconds,
+          ext_expires_in: tokenLifetimeSeconds,
+          access_token: accessToken,
+        },
+        { ...entraHeaders(req), 'cache-control': 'no-store, no-cache', pragma: 'no-cache' },
+      );
+    } catch (error) {
+      if (error instanceof OAuthError)
+        return oauthErrorReply(req, error.status, error.code, error.description);
+      throw error;
+    }
+  }
+
+  function issueToken(
+    req: IncomingMessage,
+    route: Route,
+    form: URLSearchParams,
+    clientId: string,
+    scope: string,
+    secret: string | undefined,
+    assertion: string | undefined,
+  ): string {
+    if (!sameTenant(route.tenant)) throw tenantNotFound(route.tenant ?? '');
+    if (req.method !== 'POST') {
+      throw new OAuthError(
+        400,
+        'invalid_request',
+        'AADSTS900561: The endpoint only accepts POST requests. Received a GET request.',
+      );
+    }
+    const grantType = form.get('grant_type');
+    if (!grantType) throw missingParameter('grant_type');
+    if (grantType !== 'client_credentials') {
+      throw new OAuthError(
+        400,
+        'unsupported_grant_type',
+        `AADSTS70003: The app requested an unsupported grant type '${grantType}'. This peer implements client_credentials only.`,
+      );
+    }
+    if (!clientId) throw missingParameter('client_id');
+    const client = clients.get(clientId.toLowerCase());
+    if (!client)
+      throw new OAuthError(
+        400,
+        'unauthorized_client',
+        defaultOAuthDescription('unauthorized_client', 400, clientId, tenantId),
+      );
+
+    if (secret !== undefined && assertion !== undefined) {
+      throw new OAuthError(
+        400,
+        'invalid_request',
+        'AADSTS9002313: Invalid request. Request is malformed or invalid. Send either client_secret or client_assertion, not both.',
+      );
+    }
+    if (secret !== undefined) {
+      if (client.clientSecret === undefined || secret !== client.clientSecret) {
+        throw new OAuthError(
+          401,
+          'invalid_client',
+          defaultOAuthDescription('invalid_client', 401, clientId, tenantId),
+        );
+      }
+    } else if (assertion !== undefined) {
+      const problem = assertionProblem(form.get('client_assertion_type'), assertion, client);
+      if (problem) throw new OAuthError(401, 'invalid_client', `AADSTS700027: ${problem}`);
+    } else {
+      throw new OAuthError(
+        401,
+        'invalid_client',
+        "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+      );
+    }
+
+    if (!scope) throw missingParameter('scope');
+    const scopes = scope.split(/\s+/).filter(Boolean);
+    const wanted = `${url}/.default`;
+    if (!scopes.includes(wanted)) {
+      const defaultScope = scopes.find((value) => value.endsWith('/.default'));
+      if (defaultScope) {
+        throw new OAuthError(
+          400,
+          'invalid_resource',
+          `AADSTS500011: The resource principal named ${defaultScope.slice(0, -'/.default'.length)} was not found in the tenant named ${tenantId}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.`,
+        );
+      }
+      throw new OAuthError(
+        400,
+        'invalid_scope',
+        `AADSTS1002012: The provided value for scope ${scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`,
+      );
+    }
+
+    const accessToken = randomBytes(48).toString('base64url');
+    tokens.set(accessToken, {
+      clientId: client.clientId,
+      expiresAt: Date.now() + tokenLifetimeSeconds * 1000,
+    });
+    return accessToken;
+  }
+
+  /** RFC 7523 client assertion, checked as Entra ID does; returns what is wrong, or undefined. */
+  function assertionProblem(
+    type: string | null,
+    assertion: string,
+    client: RegisteredClient,
+  ): string | undefined {
+    if (type !== JWT_BEARER) {
+      return `Client assertion type '${type ?? ''}' is not supported; expected '${JWT_BEARER}'.`;
+    }
+    const parts = assertion.split('.');
+    const [encodedHeader, encodedPayload, encodedSignature] = parts;
+    if (parts.length !== 3 || !encodedHeader || !encodedPayload || !encodedSignature) {
+      return 'Client assertion is not a well-formed JWT (expected three base64url parts).';
+    }
+    const header = decodeJwtPart(encodedHeader);
+    const payload = decodeJwtPart(encodedPayload);
+    if (!header || !payload) {
+      return 'Client assertion is not a well-formed JWT (header or payload is not JSON).';
+    }
+
+    const alg = header.alg;
+    if (alg !== 'PS256' && alg !== 'RS256') {
+      return `Client assertion uses the algorithm '${String(alg)}'; PS256 or RS256 is required.`;
+    }
+    const x5tS256 = typeof header['x5t#S256'] === 'string' ? header['x5t#S256'] : undefined;
+    const x5t = typeof header.x5t === 'string' ? header.x5t : undefined;
+    if (x5tS256 === undefined && x5t === undefined) {
+      return "Client assertion has no 'x5t#S256' or 'x5t' header identifying the signing certificate.";
+    }
+    const presented = Buffer.from(x5tS256 ?? x5t ?? '', 'base64url');
+    const certificate = client.certificate;
+    const registered = certificate && (x5tS256 !== undefined ? certificate.sha256 : certificate.sha1);
+    if (!certificate || !registered || !presented.equals(registered)) {
+      return `The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${presented.toString('hex').toUpperCase()}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '${client.clientId}'.]`;
+    }
+    if (certificate.validToMs < Date.now()) {
+      return `The certificate used to sign the client assertion has expired. [Reason - The key used is expired., Thumbprint of key used by client: '${presented.toString('hex').toUpperCase()}']`;
+    }
+
+    let signatureValid = false;
+    try {
+      signatureValid = verifySignature(
+        'sha256',
+        Buffer.from(`${encodedHeader}.${encodedPayload}`),
+        alg === 'PS256'
+          ? { key: certificate.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
+          : { key: certificate.publicKey, padding: constants.RSA_PKCS1_PADDING },
+        Buffer.from(encodedSignature, 'base64url'),
+      );
+    } catch {
+      signatureValid = false;
+    }
+    if (!signatureValid) return 'Client assertion failed signature validation.';
+
+    const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (!audiences.includes(tokenEndpoint)) {
+      return `Client assertion audience claim does not match the token endpoint. [aud: '${audiences.map(String).join("', '")}', expected: '${tokenEndpoint}']`;
+    }
+    if (payload.iss !== client.clientId || payload.sub !== client.clientId) {
+      return `Client assertion 'iss' and 'sub' claims must both be the client id '${client.clientId}'.`;
+    }
+    const now = Date.now() / 1000;
+    if (typeof payload.exp !== 'number') return "Client assertion has no 'exp' claim.";
+    if (payload.exp + CLOCK_SKEW_SECONDS < now) {
+      return `Client assertion is not within its valid time range: it expired at ${new Date(payload.exp * 1000).toISOString()}.`;
+    }
+    if (payload.nbf !== undefined) {
+      if (typeof payload.nbf !== 'number') return "Client assertion 'nbf' claim is not a number.";
+      if (payload.nbf - CLOCK_SKEW_SECONDS > now) {
+        return `Client assertion is not within its valid time range: it is not valid before ${new Date(payload.nbf * 1000).toISOString()}.`;
+      }
+    }
+    if (typeof payload.jti !== 'string' || payload.jti === '') return "Client assertion has no 'jti' claim.";
+    return undefined;
+  }
+
+  function sameTenant(tenant: string | undefined): boolean {
+    return tenant !== undefined && tenant.toLowerCase() === tenantId.toLowerCase();
+  }
+
+  function tenantNotFound(tenant: string): OAuthError {
+    return new OAuthError(
+      400,
+      'invalid_request',
+      `AADSTS90002: Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.`,
+    );
+  }
+
+  function oauthErrorReply(
+    req: IncomingMessage,
+    status: number,
+    code: string,
+    description: string,
+    retryAfterSeconds?: number,
+  ): Reply {
+    const traceId = randomUUID();
+    const correlationId = header(req, 'client-request-id') ?? randomUUID();
+    const timestamp = entraTimestamp(new Date());
+    const aadsts = /AADSTS(\d+)/.exec(description)?.[1];
+    return json(
+      status,
+      {
+        error: code,
+        // Entra ID appends trace lines; the first line says what is wrong.
+        error_description: `${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${timestamp}`,
+        error_codes: aadsts ? [Number(aadsts)] : [],
+        timestamp,
+        trace_id: traceId,
+        correlation_id: correlationId,
+        ...(aadsts && { error_uri: `${url}/error?code=${aadsts}` }),
+      },
+      {
+        ...entraHeaders(req),
+        'cache-control': 'no-store, no-cache',
+        pragma: 'no-cache',
+        ...(retryAfterSeconds !== undefined && { 'retry-after': String(retryAfterSeconds) }),
+      },
+    );
+  }
+
+  function discovery(req: IncomingMessage, route: Route): Reply {
+    const headers = entraHeaders(req);
+    if (route.resource === 'instance-discovery') {
+      const host = new URL(url).host;
+      return json(
+        200,
+        {
+          tenant_discovery_endpoint: `${url}/${tenantId}/v2.0/.well-known/openid-configuration`,
+          'api-version': '1.1',
+          metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
+        },
+        headers,
+      );
+    }
+    if (!sameTenant(route.tenant)) {
+      const error = tenantNotFound(route.tenant ?? '');
+      return oauthErrorReply(req, error.status, error.code, error.description);
+    }
+    if (route.resource === 'keys') return json(200, { keys: [] }, headers);
+    const authority = `${url}/${tenantId}`;
+    return json(
+      200,
+      {
+        token_endpoint: tokenEndpoint,
+        token_endpoint_auth_methods_supported: [
+          'client_secret_post',
+          'private_key_jwt',
+          'client_secret_basic',
+        ],
+        jwks_uri: `${authority}/discovery/v2.0/keys`,
+        response_modes_supported: ['query', 'fragment', 'form_post'],
+        subject_types_supported: ['pairwise'],
+        id_token_signing_alg_values_supported: ['RS256'],
+        response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+        scopes_supported: ['openid', 'profile', 'email', 'offline_access'],
+        issuer: `${authority}/v2.0`,
+        request_uri_parameter_supported: false,
+        userinfo_endpoint: `${url}/oidc/userinfo`,
+        authorization_endpoint: `${authority}/oauth2/v2.0/authorize`,
+        device_authorization_endpoint: `${authority}/oauth2/v2.0/devicecode`,
+        http_logout_supported: true,
+        frontchannel_logout_supported: true,
+        end_session_endpoint: `${authority}/oauth2/v2.0/logout`,
+        claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'nbf', 'tid', 'oid'],
+        tenant_region_scope: 'EU',
+        cloud_instance_name: 'localhost',
+        cloud_graph_host_name: new URL(url).host,
+        msgraph_host: new URL(url).host,
+      },
+      headers,
+    );
+  }
+
+  function unknown(req: IncomingMessage, target: URL, route: Route): Reply {
+    if (route.resource === 'delivered') {
+      return json(
+        200,
+        delivered.map(({ attachments, ...message }) => ({
+          ...message,
+          attachments: attachments.map(({ bytes, ...attachment }) => ({ ...attachment, size: bytes.length })),
+        })),
+      );
+    }
+    if (route.resource === 'me') {
+      return graphErrorReply(
+        req,
+        400,
+        'BadRequest',
+        '/me request is only valid with delegated authentication flow.',
+      );
+    }
+    const segment = target.pathname.split('/').filter(Boolean).at(-1) ?? '';
+    return graphErrorReply(
+      req,
+      404,
+      'UnknownRequest',
+      `Resource not found for the segment '${decodeSafe(segment) ?? segment}'.`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Graph
+
+  function graphRequest(req: IncomingMessage, target: URL, route: Route, body: ReadBody): Reply {
+    const operation = route.operation as GraphOperation;
+    const mailbox = route.mailbox ?? '';
+    const fault = takeFault(operation, mailbox);
+    if (fault) {
+      return graphErrorReply(
+        req,
+        fault.status,
+        fault.code,
+        fault.message ?? faultMessage(fault, mailbox),
+        fault.retryAfterSeconds,
+      );
+    }
+    if (operation === 'uploadChunk') return uploadChunk(req, target, route, body);
+
+    if (body.truncated) {
+      throw new GraphError(
+        413,
+        'ErrorRequestEntityTooLarge',
+        `The request payload of ${body.size} bytes exceeds the maximum of ${maxRequestBytes} bytes.`,
+      );
+    }
+    authenticate(req);
+    if (mailboxes && !mailboxes.has(mailbox)) {
+      throw new GraphError(
+        404,
+        'ErrorInvalidUser',
+        `The requested user '${route.mailbox ?? ''}' is invalid.`,
+      );
+    }
+    switch (operation) {
+      case 'sendMail':
+        return sendMail(req, mailbox, body);
+      case 'createDraft':
+        return createDraft(req, mailbox, body);
+      case 'addAttachment':
+        return addAttachment(req, mailbox, route.messageId ?? '', body);
+      case 'createUploadSession':
+        return createUploadSession(req, mailbox, route.messageId ?? '', body);
+      case 'sendDraft':
+        return sendDraft(req, mailbox, route.messageId ?? '');
+      case 'deleteMessage':
+        return deleteMessage(req, mailbox, route.messageId ?? '');
+      default:
+        throw new GraphError(500, 'InternalServerError', `graph peer: no handler for ${operation}`);
+    }
+  }
+
+  function faultMessage(fault: GraphFault, mailbox: string): string {
+    if (fault.code === 'ErrorInvalidUser') return `The requested user '${mailbox}' is invalid.`;
+    return defaultGraphMessage(fault.code, fault.status);
+  }
+
+  function authenticate(req: IncomingMessage): void {
+    const authorization = header(req, 'authorization') ?? '';
+    const match = /^Bearer\s+(\S*)\s*$/i.exec(authorization);
+    const token = match?.[1] ?? '';
+    if (!token) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
+    const issued = tokens.get(token);
+    if (!issued) {
+      throw new GraphError(
+        401,
+        'InvalidAuthenticationToken',
+        'IDX14100: JWT is not well formed: the access token was not issued by this authority.',
+      );
+    }
+    if (issued.expiresAt <= Date.now()) {
+      throw new GraphError(
+        401,
+        'InvalidAuthenticationToken',
+        'Lifetime validation failed, the token is expired.',
+      );
+    }
+  }
+
+  function sendMail(req: IncomingMessage, mailbox: string, body: ReadBody): Reply {
+    const payload = parseJsonObject(body);
+    const saveToSentItems = payload.saveToSentItems ?? true;
+    if (typeof saveToSentItems !== 'boolean') {
+      throw new GraphError(
+        400,
+        'RequestBodyRead',
+        "Cannot convert the literal to the expected type 'Edm.Boolean' (saveToSentItems).",
+      );
+    }
+    if (payload.message === undefined || payload.message === null) {
+      throw new GraphError(400, 'ErrorInvalidParameter', "The value of the parameter 'Message' is empty.");
+    }
+    const { message, attachments } = validateMessage(payload.message, 'inline');
+    requireRecipients(message);
+    delivered.push({ mailbox, via: 'sendMail', saveToSentItems, at: Date.now(), message, attachments });
+    return graphReply(req, 202);
+  }
+
+  function createDraft(req: IncomingMessage, mailbox: string, body: ReadBody): Reply {
+    const { message, attachments } = validateMessage(parseJsonObject(body), 'inline');
+    const id = newMessageId();
+    drafts.set(id, { id, mailbox, message, attachments });
+    const now = new Date().toISOString();
+    return json(
+      201,
+      {
+        '@odata.context': `${url}/v1.0/$metadata#users('${encodeURIComponent(mailbox)}')/messages/$entity`,
+        '@odata.etag': `W/"${randomBytes(12).toString('base64')}"`,
+        id,
+        createdDateTime: now,
+        lastModifiedDateTime: now,
+        isDraft: true,
+        hasAttachments: attachments.length > 0,
+        ...message,
+      },
+      graphHeaders(req),
+    );
+  }
+
+  function addAttachment(req: IncomingMessage, mailbox: string, messageId: string, body: ReadBody): Reply {
+    const draft = findDraft(mailbox, messageId);
+    const attachment = validateAttachment(parseJsonObject(body), 'attachment');
+    draft.attachments.push(attachment);
+    const id = newMessageId();
+    return json(
+      201,
+      {
+        '@odata.context': `${url}/v1.0/$metadata#users('${encodeURIComponent(mailbox)}')/messages('${encodeURIComponent(messageId)}')/attachments/$entity`,
+        '@odata.type': '#microsoft.graph.fileAttachment',
+        id,
+        lastModifiedDateTime: new Date().toISOString(),
+        name: attachment.name,
+        contentType: attachment.contentType,
+        size: attachment.bytes.length,
+        isInline: attachment.isInline,
+        contentId: attachment.contentId ?? null,
+      },
+      graphHeaders(req),
+    );
+  }
+
+  function createUploadSession(
+    req: IncomingMessage,
+    mailbox: string,
+    messageId: string,
+    body: ReadBody,
+  ): Reply {
+    const draft = findDraft(mailbox, messageId);
+    const payload = parseJsonObject(body);
+    const item = payload.AttachmentItem ?? payload.attachmentItem;
+    if (!isObject(item)) {
+      throw new GraphError(400, 'ErrorInvalidRequest', "The request body must contain an 'AttachmentItem'.");
+    }
+    if (typeof item.attachmentType !== 'string' || item.attachmentType.toLowerCase() !== 'file') {
+      throw new GraphError(400, 'ErrorInvalidRequest', "AttachmentItem.attachmentType must be 'file'.");
+    }
+    if (typeof item.name !== 'string' || item.name === '') {
+      throw new GraphError(400, 'ErrorInvalidRequest', 'AttachmentItem.name is required.');
+    }
+    const size = item.size;
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1) {
+      throw new GraphError(
+        400,
+        'ErrorInvalidRequest',
+        'AttachmentItem.size must be a positive whole number of bytes.',
+      );
+    }
+    if (size > MAX_UPLOAD_SESSION_BYTES) {
+      throw new GraphError(
+        400,
+        'ErrorAttachmentSizeLimitExceeded',
+        `The attachment size ${size} exceeds the limit of ${MAX_UPLOAD_SESSION_BYTES} bytes (150 MB).`,
+      );
+    }
+    const contentType =
+      optionalString(item.contentType, 'AttachmentItem.contentType') ?? 'application/octet-stream';
+    const contentId = optionalString(item.contentId, 'AttachmentItem.contentId');
+    const isInline = optionalBoolean(item.isInline, 'AttachmentItem.isInline') ?? false;
+    const id = randomBytes(24).toString('base64url');
+    const authToken = randomBytes(32).toString('base64url');
+    const expiresAt = Date.now() + UPLOAD_SESSION_LIFETIME_MS;
+    sessions.set(id, {
+      id,
+      mailbox,
+      draftId: draft.id,
+      authToken,
+      name: item.name,
+      contentType,
+      ...(contentId !== undefined && { contentId }),
+      isInline,
+      size,
+      expiresAt,
+      chunks: [],
+      next: 0,
+    });
+    return json(
+      201,
+      {
+        '@odata.context': `${url}/v1.0/$metadata#microsoft.graph.uploadSession`,
+        uploadUrl: `${url}/upload/${encodeURIComponent(mailbox)}/${encodeURIComponent(draft.id)}/${id}?authtoken=${authToken}`,
+        expirationDateTime: new Date(expiresAt).toISOString(),
+        nextExpectedRanges: ['0-'],
+      },
+      graphHeaders(req),
+    );
+  }
+
+  function uploadChunk(req: IncomingMessage, target: URL, route: Route, body: ReadBody): Reply {
+    // Outlook's upload URLs are pre-authenticated by their authtoken.
+    if (header(req, 'authorization') !== undefined) {
+      throw new GraphError(
+        401,
+        'InvalidAuthenticationToken',
+        'Do not send an Authorization header to an upload URL',
+      );
+    }
+    const session = sessions.get(route.sessionId ?? '');
+    if (
+      !session ||
+      session.mailbox !== route.mailbox ||
+      session.draftId !== route.messageId ||
+      session.expiresAt <= Date.now()
+    ) {
+      throw new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found or has expired.');
+    }
+    if (target.searchParams.get('authtoken') !== session.authToken) {
+      throw new GraphError(
+        401,
+        'InvalidAuthenticationToken',
+        'The authtoken of the upload URL is not valid.',
+      );
+    }
+    const lengthHeader = header(req, 'content-length');
+    if (lengthHeader === undefined) {
+      throw new GraphError(411, 'ErrorInvalidRequest', 'A Content-Length header is required.');
+    }
+    const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header(req, 'content-range')?.trim() ?? '');
+    if (!range) {
+      throw new GraphError(
+        400,
+        'InvalidRange',
+        "The Content-Range header is missing or not of the form 'bytes start-end/total'.",
+      );
+    }
+    const start = Number(range[1]);
+    const end = Number(range[2]);
+    const total = Number(range[3]);
+    if (total !== session.size) {
+      throw new GraphError(
+        400,
+        'InvalidRange',
+        `Content-Range total ${total} does not match the session size ${session.size}.`,
+      );
+    }
+    if (end < start) {
+      throw new GraphError(400, 'InvalidRange', `Content-Range end ${end} is before its start ${start}.`);
+    }
+    if (end >= total) {
+      throw new GraphError(
+        416,
+        'InvalidRange',
+        `Content-Range end ${end} is beyond the last byte ${total - 1}.`,
+      );
+    }
+    if (start !== session.next) {
+      throw new GraphError(
+        416,
+        'InvalidRange',
+        `The range ${start}-${end} is not the next expected range; the next expected range is ${session.next}-.`,
+      );
+    }
+    const length = end - start + 1;
+    if (length > MAX_CHUNK_BYTES || body.truncated) {
+      throw new GraphError(
+        400,
+        'InvalidRange',
+        `A chunk of ${Math.max(length, body.size)} bytes exceeds the maximum of ${MAX_CHUNK_BYTES} bytes (4 MiB).`,
+      );
+    }
+    if (Number(lengthHeader) !== body.size || body.size !== length) {
+      throw new GraphError(
+        400,
+        'InvalidRange',
+        `The Content-Range covers ${length} bytes but the body has ${body.size} bytes.`,
+      );
+    }
+    const draft = drafts.get(session.draftId);
+    if (!draft) {
+      sessions.delete(session.id);
+      throw new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+    }
+    session.chunks.push(body.bytes);
+    session.next = end + 1;
+    if (session.next < session.size) {
+      return json(
+        200,
+        {
+          '@odata.context': `${url}/v1.0/$metadata#microsoft.graph.uploadSession`,
+          expirationDateTime: new Date(session.expiresAt).toISOString(),
+          nextExpectedRanges: [`${session.next}-`],
+        },
+        graphHeaders(req),
+      );
+    }
+    sessions.delete(session.id);
+    const attachmentId = newMessageId();
+    draft.attachments.push({
+      name: session.name,
+      contentType: session.contentType,
+      ...(session.contentId !== undefined && { contentId: session.contentId }),
+      isInline: session.isInline,
+      bytes: Buffer.concat(session.chunks),
+      via: 'uploadSession',
+    });
+    return graphReply(req, 201, {
+      location: `${url}/v1.0/users('${encodeURIComponent(session.mailbox)}')/messages('${encodeURIComponent(draft.id)}')/attachments('${encodeURIComponent(attachmentId)}')`,
+    });
+  }
+
+  function sendDraft(req: IncomingMessage, mailbox: string, messageId: string): Reply {
+    const draft = findDraft(mailbox, messageId);
+    requireRecipients(draft.message);
+    for (const session of sessions.values()) {
+      if (session.draftId === draft.id) {
+        throw new GraphError(
+          400,
+          'ErrorInvalidRequest',
+          `The attachment upload is not complete: '${session.name}' has ${session.next} of ${session.size} bytes.`,
+        );
+      }
+    }
+    drafts.delete(draft.id);
+    delivered.push({
+      mailbox,
+      via: 'draft',
+      saveToSentItems: true,
+      at: Date.now(),
+      message: draft.message,
+      attachments: draft.attachments,
+    });
+    return graphReply(req, 202);
+  }
+
+  function deleteMessage(req: IncomingMessage, mailbox: string, messageId: string): Reply {
+    const draft = findDraft(mailbox, messageId);
+    drafts.delete(draft.id);
+    for (const session of [...sessions.values()]) {
+      if (session.draftId === draft.id) sessions.delete(session.id);
+    }
+    return graphReply(req, 204);
+  }
+
+  function findDraft(mailbox: string, messageId: string): Draft {
+    const draft = drafts.get(messageId);
+    if (!draft || draft.mailbox !== mailbox) {
+      throw new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+    }
+    return draft;
+  }
+
+  function graphReply(req: IncomingMessage, status: number, extra: Record<string, string> = {}): Reply {
+    return { status, headers: { ...graphHeaders(req), ...extra } };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Routing
+
+  function routeOf(method: string, pathname: string): Route {
+    const raw = pathname.split('/').filter(Boolean);
+    const segments = raw.map((segment) => decodeSafe(segment));
+    if (segments.some((segment) => segment === undefined)) return { operation: 'unknown' };
+    const parts = segments as string[];
+    const lower = parts.map((part) => part.toLowerCase());
+    const [first, second, third, fourth, , sixth] = lower;
+
+    if (first === 'mail-relay' && second === 'delivered' && parts.length === 2 && method === 'GET') {
+      return { operation: 'unknown', resource: 'delivered' };
+    }
+    // Entra ID
+    if (second === 'oauth2' && third === 'v2.0' && fourth === 'token' && parts.length === 4) {
+      return { operation: 'token', tenant: parts[0] ?? '' };
+    }
+    if (method === 'GET') {
+      if (first === 'common' && second === 'discovery' && third === 'instance' && parts.length === 3) {
+        return { operation: 'discovery', resource: 'instance-discovery' };
+      }
+      if (
+        second === 'v2.0' &&
+        third === '.well-known' &&
+        fourth === 'openid-configuration' &&
+        parts.length === 4
+      ) {
+        return { operation: 'discovery', resource: 'openid-configuration', tenant: parts[0] ?? '' };
+      }
+      if (second === 'discovery' && third === 'v2.0' && fourth === 'keys' && parts.length === 4) {
+        return { operation: 'discovery', resource: 'keys', tenant: parts[0] ?? '' };
+      }
+    }
+    // Upload URLs
+    if (first === 'upload' && parts.length === 4 && method === 'PUT') {
+      return {
+        operation: 'uploadChunk',
+        mailbox: (parts[1] ?? '').toLowerCase(),
+        messageId: parts[2] ?? '',
+        sessionId: parts[3] ?? '',
+      };
+    }
+    // Graph
+    if (first === 'v1.0' && second === 'me') return { operation: 'unknown', resource: 'me' };
+    if (first !== 'v1.0' || second !== 'users' || parts.length < 4) return { operation: 'unknown' };
+    const mailbox = (parts[2] ?? '').toLowerCase();
+    const messageId = parts[4] ?? '';
+    if (parts.length === 4 && fourth === 'sendmail' && method === 'POST')
+      return { operation: 'sendMail', mailbox };
+    if (fourth !== 'messages') return { operation: 'unknown' };
+    if (parts.length === 4 && method === 'POST') return { operation: 'createDraft', mailbox };
+    if (parts.length === 5 && method === 'DELETE') return { operation: 'deleteMessage', mailbox, messageId };
+    if (parts.length === 6 && sixth === 'send' && method === 'POST')
+      return { operation: 'sendDraft', mailbox, messageId };
+    if (parts.length === 6 && sixth === 'attachments' && method === 'POST') {
+      return { operation: 'addAttachment', mailbox, messageId };
+    }
+    if (
+      parts.length === 7 &&
+      sixth === 'attachments' &&
+      lower[6] === 'createuploadsession' &&
+      method === 'POST'
+    ) {
+      return { operation: 'createUploadSession', mailbox, messageId };
+    }
+    return { operation: 'unknown' };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Responses
+
+  function graphHeaders(req: IncomingMessage): Record<string, string> {
+    const requestId = randomUUID();
+    return {
+      'request-id': requestId,
+      'client-request-id': header(req, 'client-request-id') ?? requestId,
+      'x-ms-ags-diagnostic': JSON.stringify({ ServerInfo: { DataCenter: 'Local', Slice: 'E', Ring: '0' } }),
+      'cache-control': 'no-cache',
+    };
+  }
+
+  function entraHeaders(req: IncomingMessage): Record<string, string> {
+    return {
+      'x-ms-request-id': randomUUID(),
+      'client-request-id': header(req, 'client-request-id') ?? randomUUID(),
+      'x-ms-ests-server': 'mail-relay graph peer',
+    };
+  }
+
+  function graphErrorReply(
+    req: IncomingMessage,
+    status: number,
+    code: string,
+    message: string,
+    retryAfterSeconds?: number,
+  ): Reply {
+    const headers = graphHeaders(req);
+    return json(
+      status,
+      {
+        error: {
+          code,
+          message,
+          innerError: {
+            date: new Date().toISOString().replace(/\.\d+Z$/, ''),
+            'request-id': headers['request-id'],
+            'client-request-id': headers['client-request-id'],
+          },
+        },
+      },
+      { ...headers, ...(retryAfterSeconds !== undefined && { 'retry-after': String(retryAfterSeconds) }) },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The peer
+
+  const peer: GraphPeer = {
+    url,
+    authorityHost: url,
+    graphEndpoint: url,
+    tokenEndpoint,
+    caCertificate: serverCertificate.certificatePem,
+    get requests() {
+      return requests;
+    },
+    get tokenRequests() {
+      return tokenRequests;
+    },
+    get delivered() {
+      return delivered;
+    },
+    maxConcurrency(mailbox: string): number {
+      return maxInFlight.get(mailbox.toLowerCase()) ?? 0;
+    },
+    openDrafts(mailbox?: string): number {
+      if (mailbox === undefined) return drafts.size;
+      const wanted = mailbox.toLowerCase();
+      return [...drafts.values()].filter((draft) => draft.mailbox === wanted).length;
+    },
+    injectFault(fault: GraphFault): void {
+      faults.push({ fault, remaining: fault.times ?? 1 });
+    },
+    clearFaults(): void {
+      faults = [];
+    },
+    reset(): void {
+      requests.length = 0;
+      tokenRequests.length = 0;
+      delivered.length = 0;
+      drafts.clear();
+      sessions.clear();
+      faults = [];
+      maxInFlight.clear();
+      // Requests still in flight keep counting.
+      for (const [mailbox, count] of inFlight) if (count > 0) maxInFlight.set(mailbox, count);
+    },
+    close(): Promise<void> {
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+      });
+    },
+  };
+  return peer;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message validation (what Graph refuses with 400)
+
+function validateMessage(
+  value: unknown,
+  via: DeliveredAttachment['via'],
+): { message: Record<string, unknown>; attachments: DeliveredAttachment[] } {
+  if (!isObject(value)) {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      "An unexpected value was found for 'message'; a JSON object was expected.",
+    );
+  }
+  const { attachments: rawAttachments, ...message } = value;
+  if (message.subject !== undefined && message.subject !== null && typeof message.subject !== 'string') {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      "Cannot convert the literal to the expected type 'Edm.String' (subject).",
+    );
+  }
+  if (message.body !== undefined && message.body !== null) {
+    const body = message.body;
+    if (!isObject(body))
+      throw new GraphError(400, 'RequestBodyRead', "An unexpected value was found for 'body'.");
+    if (body.contentType !== undefined) {
+      if (
+        typeof body.contentType !== 'string' ||
+        !['text', 'html'].includes(body.contentType.toLowerCase())
+      ) {
+        throw new GraphError(
+          400,
+          'RequestBodyRead',
+          `Requested value '${String(body.contentType)}' was not found (body.contentType must be Text or HTML).`,
+        );
+      }
+    }
+    if (body.content !== undefined && body.content !== null && typeof body.content !== 'string') {
+      throw new GraphError(
+        400,
+        'RequestBodyRead',
+        "Cannot convert the literal to the expected type 'Edm.String' (body.content).",
+      );
+    }
+  }
+  for (const field of ['toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo'] as const) {
+    const recipients = message[field];
+    if (recipients === undefined || recipients === null) continue;
+    if (!Array.isArray(recipients)) {
+      throw new GraphError(
+        400,
+        'RequestBodyRead',
+        `An unexpected value was found for '${field}'; an array was expected.`,
+      );
+    }
+    for (const recipient of recipients) validateRecipient(recipient, field);
+  }
+  if (message.from !== undefined && message.from !== null) validateRecipient(message.from, 'from');
+  if (message.sender !== undefined && message.sender !== null) validateRecipient(message.sender, 'sender');
+  const headers = message.internetMessageHeaders;
+  if (headers !== undefined && headers !== null) {
+    if (!Array.isArray(headers)) {
+      throw new GraphError(
+        400,
+        'RequestBodyRead',
+        "An unexpected value was found for 'internetMessageHeaders'.",
+      );
+    }
+    for (const entry of headers) {
+      if (!isObject(entry) || typeof entry.name !== 'string' || typeof entry.value !== 'string') {
+        throw new GraphError(
+          400,
+          'RequestBodyRead',
+          'Each internetMessageHeaders entry needs a string name and value.',
+        );
+      }
+      if (!/^x-/i.test(entry.name)) {
+        throw new GraphError(
+          400,
+          'InvalidInternetMessageHeader',
+          `The internet message header name '${entry.name}' should start with 'x-' or 'X-'.`,
+        );
+      }
+    }
+  }
+  const attachments: DeliveredAttachment[] = [];
+  if (rawAttachments !== undefined && rawAttachments !== null) {
+    if (!Array.isArray(rawAttachments)) {
+      throw new GraphError(
+        400,
+        'RequestBodyRead',
+        "An unexpected value was found for 'attachments'; an array was expected.",
+      );
+    }
+    for (const attachment of rawAttachments) attachments.push(validateAttachment(attachment, via));
+  }
+  return { message, attachments };
+}
+
+function validateRecipient(value: unknown, field: string): void {
+  const address = isObject(value) && isObject(value.emailAddress) ? value.emailAddress.address : undefined;
+  const name = isObject(value) && isObject(value.emailAddress) ? value.emailAddress.name : undefined;
+  if (typeof address !== 'string' || (name !== undefined && name !== null && typeof name !== 'string')) {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      `Each '${field}' entry must be {"emailAddress": {"address": string, "name"?: string}}.`,
+    );
+  }
+  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(address)) {
+    throw new GraphError(
+      400,
+      'ErrorInvalidRecipients',
+      `At least one recipient is not valid., Recipient '${address}' is not resolved. All recipients must be resolved before a message can be submitted.`,
+    );
+  }
+}
+
+function requireRecipients(message: Record<string, unknown>): void {
+  const count = ['toRecipients', 'ccRecipients', 'bccRecipients'].reduce((sum, field) => {
+    const recipients = message[field];
+    return sum + (Array.isArray(recipients) ? recipients.length : 0);
+  }, 0);
+  if (count === 0) {
+    throw new GraphError(
+      400,
+      'ErrorInvalidRecipients',
+      "At least one recipient is not valid., A message can't be submitted without at least one recipient.",
+    );
+  }
+}
+
+function validateAttachment(value: unknown, via: DeliveredAttachment['via']): DeliveredAttachment {
+  if (!isObject(value)) throw new GraphError(400, 'RequestBodyRead', 'An attachment must be a JSON object.');
+  const type = value['@odata.type'];
+  if (typeof type !== 'string' || type.toLowerCase() !== '#microsoft.graph.fileattachment') {
+    throw new GraphError(
+      400,
+      'ErrorInvalidRequest',
+      `Attachments need "@odata.type": "#microsoft.graph.fileAttachment" (got ${JSON.stringify(type ?? null)}).`,
+    );
+  }
+  if (typeof value.name !== 'string' || value.name === '') {
+    throw new GraphError(400, 'ErrorInvalidRequest', 'A file attachment needs a name.');
+  }
+  const contentBytes = value.contentBytes;
+  if (typeof contentBytes !== 'string') {
+    throw new GraphError(400, 'ErrorInvalidRequest', 'A file attachment needs contentBytes (base64).');
+  }
+  if (!isBase64(contentBytes)) {
+    throw new GraphError(
+      400,
+      'ErrorMimeContentInvalidBase64String',
+      'Invalid base64 string for MIME content.',
+    );
+  }
+  const contentType = optionalString(value.contentType, 'contentType') ?? 'application/octet-stream';
+  const contentId = optionalString(value.contentId, 'contentId');
+  const isInline = optionalBoolean(value.isInline, 'isInline') ?? false;
+  return {
+    name: value.name,
+    contentType,
+    ...(contentId !== undefined && { contentId }),
+    isInline,
+    bytes: Buffer.from(contentBytes, 'base64'),
+    via,
+  };
+}
+
+function isBase64(value: string): boolean {
+  return value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value);
+}
+
+function optionalString(value: unknown, field: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      `Cannot convert the literal to the expected type 'Edm.String' (${field}).`,
+    );
+  }
+  return value;
+}
+
+function optionalBoolean(value: unknown, field: string): boolean | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      `Cannot convert the literal to the expected type 'Edm.Boolean' (${field}).`,
+    );
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+interface ReadBody {
+  /** Empty when truncated. */
+  readonly bytes: Buffer;
+  /** Bytes received in all. */
+  readonly size: number;
+  /** More than the limit arrived: the body was drained, not kept. */
+  readonly truncated: boolean;
+}
+
+/** Reads the whole body (so the client can finish sending), keeping it only up to `limit`. */
+async function readBody(req: IncomingMessage, limit: number): Promise<ReadBody> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size <= limit) chunks.push(buffer);
+    else chunks.length = 0;
+  }
+  const truncated = size > limit;
+  return { bytes: truncated ? Buffer.alloc(0) : Buffer.concat(chunks, size), size, truncated };
+}
+
+function parseJsonObject(body: ReadBody): Record<string, unknown> {
+  const text = body.bytes.toString('utf8');
+  if (text.trim() === '')
+    throw new GraphError(400, 'ErrorInvalidRequest', 'Empty Payload. JSON content expected.');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new GraphError(
+      400,
+      'BadRequest',
+      'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.',
+    );
+  }
+  if (!isObject(value)) throw new GraphError(400, 'BadRequest', 'The request payload must be a JSON object.');
+  return value;
+}
+
+function register(client: GraphPeerClient): RegisteredClient {
+  if (client.certificatePem === undefined) {
+    return {
+      clientId: client.clientId,
+      ...(client.clientSecret !== undefined && { clientSecret: client.clientSecret }),
+    };
+  }
+  const certificate = new X509Certificate(client.certificatePem);
+  return {
+    clientId: client.clientId,
+    ...(client.clientSecret !== undefined && { clientSecret: client.clientSecret }),
+    certificate: {
+      sha256: createHash('sha256').update(certificate.raw).digest(),
+      sha1: createHash('sha1').update(certificate.raw).digest(),
+      publicKey: certificate.publicKey,
+      validToMs: Date.parse(certificate.validTo),
+    },
+  };
+}
+
+function decodeJwtPart(part: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return isObject(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function jwtClaim(jwt: string, claim: string): string | undefined {
+  const payload = decodeJwtPart(jwt.split('.')[1] ?? '');
+  const value = payload?.[claim];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function missingParameter(name: string): OAuthError {
+  return new OAuthError(
+    400,
+    'invalid_request',
+    `AADSTS900144: The request body must contain the following parameter: '${name}'.`,
+  );
+}
+
+function newMessageId(): string {
+  // Shaped like Exchange ids: long, URL-safe base64 ending in '=', which clients must URL-encode.
+  return `AAMkAG${randomBytes(42).toString('base64url')}AAA=`;
+}
+
+/** Entra ID's timestamp format: "2024-05-01 12:34:56Z". */
+function entraTimestamp(date: Date): string {
+  return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function decodeSafe(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
+  return { status, headers: { ...headers, 'content-type': JSON_TYPE }, body: JSON.stringify(value) };
+}
