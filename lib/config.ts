@@ -4,9 +4,23 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_RECEIVE_COUNT,
   DEFAULT_MAX_RECIPIENTS,
+  GRAPH_MAX_MESSAGE_BYTES,
+  SES_MAX_MESSAGE_BYTES,
 } from '../lambda/core/limits.ts';
-import { messageLimitsSchema, type RelaySettings, sesSettingsSchema } from '../lambda/core/settings.ts';
+import {
+  GRAPH_CLOUDS,
+  type GraphCloud,
+  type GraphSettings,
+  graphClientIdSchema,
+  graphSendersSchema,
+  graphTenantIdSchema,
+  httpsOriginSchema,
+  messageLimitsSchema,
+  type RelaySettings,
+  sesSettingsSchema,
+} from '../lambda/core/settings.ts';
 import { ConfigurationError, describeIssues } from '../lambda/core/validation.ts';
+import { SECRET_ARN_PATTERN } from './secret-arn.ts';
 
 export const DEFAULT_CONFIG_PATH = 'mail-relay.config.json';
 
@@ -57,46 +71,192 @@ const sendFunctionConfigSchema = z.strictObject({
     .describe(`Log retention in days, one of ${LOG_RETENTION_DAYS.join(', ')}.`),
 });
 
+const GRAPH_CLOUD_NAMES = Object.keys(GRAPH_CLOUDS) as [GraphCloud, ...GraphCloud[]];
+
+const graphConfigSchema = z.strictObject({
+  tenantId: graphTenantIdSchema.describe(
+    'Directory (tenant) ID of the Microsoft 365 tenant (Entra admin center > App registrations > the app > Overview), or a verified domain of the tenant such as contoso.onmicrosoft.com.',
+  ),
+  clientId: graphClientIdSchema.describe(
+    'Application (client) ID of the app registration that holds the Mail.Send application permission.',
+  ),
+  senders: graphSendersSchema.describe(
+    'From addresses the relay sends through Microsoft Graph: one mailbox (soporte@contoso.com) or a whole domain (contoso.com: every mailbox at exactly that domain). Each From must be an Exchange Online mailbox (user or shared) the app may send as. Senders listed here win over ses.identities.',
+  ),
+  credentialSecretArn: z
+    .string()
+    .regex(
+      SECRET_ARN_PATTERN,
+      'must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf (the complete ARN, as the console shows it)',
+    )
+    .optional()
+    .describe(
+      'Complete ARN (with the 6-character suffix, ...:secret:name-AbCdEf) of an existing Secrets Manager secret in the stack\'s region that holds the app credential as a JSON string: {"clientSecret": "..."} or {"certificate": "-----BEGIN CERTIFICATE-----...", "privateKey": "-----BEGIN PRIVATE KEY-----..."}. The function may read only this secret. Leave it out to have the stack create an empty secret (stack output GraphCredentialSecretArn) and put the credential in it after deploying.',
+    ),
+  saveToSentItems: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Keep a copy of each message in the sending mailbox's Sent Items. Messages with more than 3 MB of attachments are sent as drafts, which Graph always saves.",
+    ),
+  cloud: z
+    .enum(GRAPH_CLOUD_NAMES)
+    .default('global')
+    .describe(
+      'The Microsoft cloud the tenant lives in: global (worldwide Microsoft 365 and GCC), usgov (GCC High), usgov-dod (DoD) or china (operated by 21Vianet). Picks the token authority and the Graph endpoint.',
+    ),
+  authorityHost: httpsOriginSchema
+    .optional()
+    .describe(
+      "Overrides the cloud's Entra ID token authority, scheme and host only (https://login.microsoftonline.us).",
+    ),
+  graphEndpoint: httpsOriginSchema
+    .optional()
+    .describe(
+      "Overrides the cloud's Microsoft Graph endpoint, scheme and host only (https://graph.microsoft.us).",
+    ),
+});
+type GraphConfig = z.output<typeof graphConfigSchema>;
+
+const attachmentsConfigSchema = z.strictObject({
+  retentionDays: z
+    .int()
+    .min(1)
+    .max(365)
+    .default(7)
+    .describe(
+      'Days S3 keeps an uploaded attachment before deleting it. The relay does not delete objects after sending, so upload shortly before enqueueing and keep this above the time a message may wait in the outbox.',
+    ),
+});
+
+/** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
+export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
+  const cloud = GRAPH_CLOUDS[graph.cloud];
+  return {
+    tenantId: graph.tenantId,
+    clientId: graph.clientId,
+    senders: graph.senders,
+    credentialSecretId,
+    saveToSentItems: graph.saveToSentItems,
+    authorityHost: graph.authorityHost ?? cloud.authorityHost,
+    graphEndpoint: graph.graphEndpoint ?? cloud.graphEndpoint,
+  };
+}
+
 /** Lambda allows 4 KB of environment variables in total; leave room for the other variables. */
 const MAX_SETTINGS_BYTES = 3_500;
 /** A queue URL as long as AWS makes them (the real one is only known at deploy time). */
 const LONGEST_QUEUE_URL = `https://sqs.ap-southeast-5.amazonaws.com/123456789012/${'x'.repeat(80)}`;
+/**
+ * The ARN of the secret the stack creates: CloudFormation names it after its logical ID plus a random
+ * part, so its length depends on where the construct sits; 128 characters covers deep nesting.
+ */
+const LONGEST_CREATED_SECRET_ARN = `arn:aws-us-gov:secretsmanager:ap-southeast-5:123456789012:secret:${'x'.repeat(128)}-AbCdEf`;
+/** S3 bucket names have at most 63 characters. */
+const LONGEST_BUCKET_NAME = 'x'.repeat(63);
 
-function estimatedSettingsBytes(config: {
-  ses: unknown;
-  message: unknown;
-  queue: { maxReceiveCount: number };
-}) {
+/** The size of MAIL_RELAY_SETTINGS, built as MailRelay builds it but with the longest plausible names. */
+function estimatedSettingsBytes(config: RelayConfig): number {
   const settings = {
+    queueUrl: LONGEST_QUEUE_URL,
     deadLetterQueueUrl: LONGEST_QUEUE_URL,
     maxReceiveCount: config.queue.maxReceiveCount,
     limits: config.message,
     ses: config.ses,
+    graph:
+      config.graph &&
+      graphSettingsFor(config.graph, config.graph.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN),
+    attachments: config.attachments && { bucket: LONGEST_BUCKET_NAME },
   } satisfies Record<keyof RelaySettings, unknown>;
   return Buffer.byteLength(JSON.stringify(settings));
+}
+
+/** Reads a field of a value that may have failed validation, where any shape is possible. */
+function fieldOf(value: unknown, ...path: string[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    current = (current as Record<string, unknown>)[key];
+  }
+  return current;
 }
 
 export const relayConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    ses: sesSettingsSchema.describe('Amazon SES: the verified identities the relay may send from.'),
+    ses: sesSettingsSchema
+      .optional()
+      .describe(
+        'Amazon SES: the verified identities the relay may send from. At least one of ses and graph is required.',
+      ),
+    graph: graphConfigSchema
+      .optional()
+      .describe(
+        'Microsoft Graph, app-only: send as Exchange Online mailboxes of one Microsoft 365 tenant through an app registration with the Mail.Send application permission (docs/microsoft-graph.md). At least one of ses and graph is required.',
+      ),
+    attachments: attachmentsConfigSchema
+      .optional()
+      .describe(
+        'Creates an S3 bucket (stack output AttachmentBucketName) for attachments too large to travel inside the message: SQS caps a message at 1 MiB, so above ~700 KB of files, upload them there and reference them as {"s3": {"bucket", "key"}}.',
+      ),
     message: messageLimitsSchema
       .extend({
         maxRecipients: messageLimitsSchema.shape.maxRecipients.default(DEFAULT_MAX_RECIPIENTS),
-        maxMessageBytes: messageLimitsSchema.shape.maxMessageBytes.default(DEFAULT_MAX_MESSAGE_BYTES),
+        maxMessageBytes: messageLimitsSchema.shape.maxMessageBytes
+          .default(DEFAULT_MAX_MESSAGE_BYTES)
+          .describe(
+            `Most bytes of decoded bodies + attachments in one message. Default ${DEFAULT_MAX_MESSAGE_BYTES} (40 MiB, the SES limit); up to ${GRAPH_MAX_MESSAGE_BYTES} (150 MiB, the Microsoft Graph limit) with a graph section.`,
+          ),
       })
       .prefault({})
       .describe('Limits applied to every message (to + cc + bcc count, decoded body + attachment bytes).'),
     queue: queueConfigSchema.prefault({}),
     sendFunction: sendFunctionConfigSchema.prefault({}),
   })
+  // Runs even when a field failed, so a missing provider is reported together with field errors.
+  // The value may then be partly unparsed, so it is only read through fieldOf.
+  .superRefine(
+    (config, ctx) => {
+      const ses = fieldOf(config, 'ses');
+      const graph = fieldOf(config, 'graph');
+      if (ses === undefined && graph === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [],
+          message: 'configure at least one provider: ses (Amazon SES) or graph (Microsoft Graph)',
+        });
+      }
+      const maxMessageBytes = fieldOf(config, 'message', 'maxMessageBytes');
+      // Above Graph's limit the field reports its own maximum; this is only about SES.
+      if (
+        graph === undefined &&
+        typeof maxMessageBytes === 'number' &&
+        maxMessageBytes > SES_MAX_MESSAGE_BYTES &&
+        maxMessageBytes <= GRAPH_MAX_MESSAGE_BYTES
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['message', 'maxMessageBytes'],
+          message: `SES sends at most ${SES_MAX_MESSAGE_BYTES} bytes (40 MiB) per message; only Microsoft Graph takes more, so lower this limit or add a graph section`,
+        });
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  )
+  // zod skips this once a field has the wrong type, so every field read here has its declared type
+  // (its own range checks may still have failed and been reported).
   .superRefine((config, ctx) => {
     const settingsBytes = estimatedSettingsBytes(config);
     if (settingsBytes > MAX_SETTINGS_BYTES) {
+      const longerList =
+        JSON.stringify(config.graph?.senders ?? []).length >
+        JSON.stringify(config.ses?.identities ?? []).length
+          ? ['graph', 'senders']
+          : ['ses', 'identities'];
       ctx.addIssue({
         code: 'custom',
-        path: ['ses', 'identities'],
-        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; verify whole domains instead of many single addresses`,
+        path: longerList,
+        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses`,
       });
     }
     const minimum = config.sendFunction.timeoutSeconds * 6;

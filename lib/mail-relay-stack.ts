@@ -27,8 +27,22 @@ export class MailRelayStack extends Stack {
       value: this.relay.deadLetterQueue.queueUrl,
     });
     new CfnOutput(this, 'SendFunctionName', {
-      description: 'The Lambda function that sends the outbox through Amazon SES',
+      description: 'The Lambda function that sends the outbox through the configured providers',
       value: this.relay.sendFunction.functionName,
     });
+    if (this.relay.attachmentBucket) {
+      new CfnOutput(this, 'AttachmentBucketName', {
+        description:
+          'Upload attachments larger than ~700 KB here and reference them as {"s3": {"bucket", "key"}}',
+        value: this.relay.attachmentBucket.bucket.bucketName,
+      });
+    }
+    // Also when the secret was given (credentialSecretArn), so scripts find it the same way either way.
+    if (this.relay.graphCredential) {
+      new CfnOutput(this, 'GraphCredentialSecretArn', {
+        description: 'Put the Microsoft Graph app credential (JSON) in this secret',
+        value: this.relay.graphCredential.secret.secretArn,
+      });
+    }
   }
 }

@@ -1,11 +1,14 @@
-import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { type Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { RelaySettings } from '../lambda/core/settings.ts';
-import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
+import type { GraphCloud, RelaySettings } from '../lambda/core/settings.ts';
+import { AttachmentBucket } from './attachment-bucket.ts';
+import { graphSettingsFor, parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
+import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { SendFunction } from './send-function.ts';
 
@@ -28,6 +31,65 @@ export interface MailRelaySesProps {
   readonly configurationSetName?: string;
 }
 
+/** Microsoft Graph, app-only: sends as Exchange Online mailboxes of one Microsoft 365 tenant. */
+export interface MailRelayGraphProps {
+  /** Directory (tenant) ID, a GUID, or a verified domain of the tenant (`contoso.onmicrosoft.com`). */
+  readonly tenantId: string;
+
+  /** Application (client) ID of the app registration holding the `Mail.Send` application permission. */
+  readonly clientId: string;
+
+  /** From addresses sent through Graph: mailboxes (`soporte@contoso.com`) or whole domains (`contoso.com`). */
+  readonly senders: string[];
+
+  /**
+   * Complete ARN (with the 6-character suffix) of an existing Secrets Manager secret, in the stack's
+   * region, holding the app credential as JSON: `{"clientSecret": "…"}` or
+   * `{"certificate": "<PEM>", "privateKey": "<PEM>"}`.
+   *
+   * @default - a secret holding a placeholder is created (and kept when the stack is deleted)
+   */
+  readonly credentialSecretArn?: string;
+
+  /**
+   * Keep a copy of each message in the sending mailbox's Sent Items.
+   *
+   * @default true
+   */
+  readonly saveToSentItems?: boolean;
+
+  /**
+   * The Microsoft cloud of the tenant; picks the token authority and the Graph endpoint.
+   *
+   * @default 'global'
+   */
+  readonly cloud?: GraphCloud;
+
+  /**
+   * Entra ID token authority, scheme and host only.
+   *
+   * @default - the cloud's (https://login.microsoftonline.com for 'global')
+   */
+  readonly authorityHost?: string;
+
+  /**
+   * Microsoft Graph endpoint, scheme and host only.
+   *
+   * @default - the cloud's (https://graph.microsoft.com for 'global')
+   */
+  readonly graphEndpoint?: string;
+}
+
+/** The S3 bucket for attachments too large to travel inside an SQS message. */
+export interface MailRelayAttachmentsProps {
+  /**
+   * Days S3 keeps an uploaded attachment before deleting it (1-365).
+   *
+   * @default 7
+   */
+  readonly retentionDays?: number;
+}
+
 /** Limits applied to every message before it is sent. */
 export interface MailRelayMessageProps {
   /**
@@ -38,9 +100,10 @@ export interface MailRelayMessageProps {
   readonly maxRecipients?: number;
 
   /**
-   * Most bytes of decoded body and attachments in one message.
+   * Most bytes of decoded body and attachments in one message; above 41943040 (SES's limit) only
+   * with `graph`, up to 157286400 (150 MiB, Graph's limit).
    *
-   * @default 1048576 (1 MiB, the SQS message size limit)
+   * @default 41943040 (40 MiB, the SES limit)
    */
   readonly maxMessageBytes?: number;
 }
@@ -112,8 +175,28 @@ export interface MailRelaySendFunctionProps {
  * file can be passed as is. Validated at synth; every problem is reported in one error.
  */
 export interface MailRelayProps {
-  /** Amazon SES: the verified identities the relay may send from. */
-  readonly ses: MailRelaySesProps;
+  /**
+   * Amazon SES: the verified identities the relay may send from. At least one of `ses` and `graph`.
+   *
+   * @default - no SES sending
+   */
+  readonly ses?: MailRelaySesProps;
+
+  /**
+   * Microsoft Graph: the tenant, app registration and mailboxes the relay may send as.
+   * At least one of `ses` and `graph`.
+   *
+   * @default - no Graph sending
+   */
+  readonly graph?: MailRelayGraphProps;
+
+  /**
+   * Creates the bucket producers upload large attachments to (messages reference them as
+   * `{ "s3": { "bucket", "key" } }`); SQS carries at most 1 MiB, about 700 KB of base64 files.
+   *
+   * @default - no attachment bucket: attachments travel inline only
+   */
+  readonly attachments?: MailRelayAttachmentsProps;
 
   /**
    * Limits applied to every message.
@@ -144,7 +227,9 @@ type AssertTrue<T extends true> = T;
 type ConfigFileShape = Omit<RelayConfigInput, '$schema'>;
 type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayProps, ConfigFileShape>
-  | SameKeys<MailRelaySesProps, ConfigFileShape['ses']>
+  | SameKeys<MailRelaySesProps, NonNullable<ConfigFileShape['ses']>>
+  | SameKeys<MailRelayGraphProps, NonNullable<ConfigFileShape['graph']>>
+  | SameKeys<MailRelayAttachmentsProps, NonNullable<ConfigFileShape['attachments']>>
   | SameKeys<MailRelayMessageProps, NonNullable<ConfigFileShape['message']>>
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
   | SameKeys<MailRelaySendFunctionProps, NonNullable<ConfigFileShape['sendFunction']>>
@@ -152,7 +237,8 @@ type _PropsMirrorConfigFile = AssertTrue<
 
 /**
  * A serverless mail relay: producers put mail requests on the `outbox` queue, the send function
- * sends them through Amazon SES, and requests that cannot be sent end up in the `deadLetterQueue`.
+ * sends them through the configured providers (Amazon SES, Microsoft Graph), and requests that
+ * cannot be sent end up in the `deadLetterQueue`.
  */
 export class MailRelay extends Construct {
   /** The queue producers send mail requests to (see `grantEnqueue`). */
@@ -161,6 +247,10 @@ export class MailRelay extends Construct {
   readonly deadLetterQueue: Queue;
   /** The function that consumes the outbox. */
   readonly sendFunction: SendFunction;
+  /** The secret with the Microsoft Graph app credential, when `graph` is configured. */
+  readonly graphCredential?: GraphCredential;
+  /** The bucket producers upload large attachments to, when `attachments` is configured. */
+  readonly attachmentBucket?: AttachmentBucket;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
 
@@ -182,11 +272,28 @@ export class MailRelay extends Construct {
     this.outbox = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
 
+    if (config.graph) {
+      this.graphCredential = new GraphCredential(this, 'GraphCredential', {
+        secretArn: config.graph.credentialSecretArn,
+      });
+    }
+    if (config.attachments) {
+      this.attachmentBucket = new AttachmentBucket(this, 'Attachments', {
+        retentionPeriod: Duration.days(config.attachments.retentionDays),
+      });
+    }
+
     const settings: RelaySettings = {
+      queueUrl: this.outbox.queueUrl,
       deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
       maxReceiveCount: config.queue.maxReceiveCount,
       limits: config.message,
-      ses: config.ses,
+      ...(config.ses && { ses: config.ses }),
+      ...(config.graph &&
+        this.graphCredential && {
+          graph: graphSettingsFor(config.graph, this.graphCredential.secret.secretArn),
+        }),
+      ...(this.attachmentBucket && { attachments: { bucket: this.attachmentBucket.bucket.bucketName } }),
     };
     this.sendFunction = new SendFunction(this, 'SendFunction', {
       settings,
@@ -196,6 +303,8 @@ export class MailRelay extends Construct {
       logRetention: config.sendFunction.logRetentionDays as RetentionDays,
     });
 
+    // Also grants sqs:ChangeMessageVisibility on the outbox, which the function uses to delay a
+    // record by the provider's Retry-After.
     this.sendFunction.addEventSource(
       new SqsEventSource(this.outbox, {
         batchSize: config.sendFunction.batchSize,
@@ -206,12 +315,27 @@ export class MailRelay extends Construct {
     );
     // Invalid requests are moved to the dead-letter queue at once, with the reason as attributes.
     this.deadLetterQueue.grantSendMessages(this.sendFunction);
-    this.sendFunction.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['ses:SendEmail', 'ses:SendRawEmail'],
-        resources: sesResourceArns(config.ses),
-      }),
-    );
+    if (config.ses) {
+      this.sendFunction.addToRolePolicy(
+        new PolicyStatement({
+          actions: ['ses:SendEmail', 'ses:SendRawEmail'],
+          resources: sesResourceArns(config.ses),
+        }),
+      );
+    }
+    this.graphCredential?.grantRead(this.sendFunction);
+    if (this.attachmentBucket) {
+      this.attachmentBucket.grantRead(this.sendFunction);
+      const bucketId = Stack.of(this).getLogicalId(
+        this.attachmentBucket.bucket.node.defaultChild as CfnBucket,
+      );
+      Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/*]`,
+        reason:
+          'The function downloads objects by the keys producers chose, which are only known per message; ' +
+          "the grant is s3:GetObject on the objects of the relay's own attachment bucket and nothing else.",
+      });
+    }
 
     Validations.of(this.sendFunction).acknowledge({
       id: 'AwsSolutions-L1',
@@ -221,14 +345,18 @@ export class MailRelay extends Construct {
     });
   }
 
-  /** Lets a producer (a role, a function, …) put mail requests on the outbox. */
+  /**
+   * Lets a producer (a role, a function, …) put mail requests on the outbox and, when there is an
+   * attachment bucket, upload the attachments those requests reference.
+   */
   grantEnqueue(grantee: IGrantable): Grant {
-    return this.outbox.grantSendMessages(grantee);
+    const grant = this.outbox.grantSendMessages(grantee);
+    return this.attachmentBucket ? grant.combine(this.attachmentBucket.grantPut(grantee)) : grant;
   }
 }
 
 /** SES authorises a send against the identity used and the configuration set, so grant exactly those. */
-function sesResourceArns(ses: RelayConfig['ses']): string[] {
+function sesResourceArns(ses: NonNullable<RelayConfig['ses']>): string[] {
   const arnPrefix = `arn:${Aws.PARTITION}:ses:${Aws.REGION}:${Aws.ACCOUNT_ID}`;
   const arns = ses.identities.map((identity) => `${arnPrefix}:identity/${identity}`);
   if (ses.configurationSetName !== undefined) {

@@ -71,7 +71,8 @@ export class SendFunction extends NodejsFunction {
       memorySize: props.memorySize ?? 512,
       logGroup,
       role,
-      description: 'Sends mail requests from the mail relay outbox through Amazon SES',
+      description:
+        'Sends mail requests from the mail relay outbox through the configured providers (Amazon SES, Microsoft Graph)',
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
         POWERTOOLS_SERVICE_NAME,

@@ -1,8 +1,8 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { loadRelayConfig } from '../../lib/config.ts';
+import { loadRelayConfig, relayConfigSchema } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { fastApp, REPO_ROOT } from './support.ts';
 
@@ -16,8 +16,16 @@ function synthesize(file: string) {
 }
 
 describe('the example configurations', () => {
-  it('include a minimal and a full example', () => {
-    expect(exampleFiles).toEqual(expect.arrayContaining(['minimal.config.json', 'full.config.json']));
+  it('include a minimal, a full and a Graph-only example', () => {
+    expect(exampleFiles).toEqual(
+      expect.arrayContaining(['minimal.config.json', 'full.config.json', 'graph-only.config.json']),
+    );
+  });
+
+  it('include a full example that sets every section of the configuration', () => {
+    const full = JSON.parse(readFileSync(`${EXAMPLES_DIR}full.config.json`, 'utf8')) as object;
+
+    expect(Object.keys(full).sort()).toEqual(Object.keys(relayConfigSchema.shape).sort());
   });
 
   it.each(exampleFiles)(
@@ -44,5 +52,22 @@ describe('the example configurations', () => {
       Timeout: config.sendFunction.timeoutSeconds,
       MemorySize: config.sendFunction.memoryMiB,
     });
+  });
+});
+
+describe.each(exampleFiles)('the example %s', (file) => {
+  it('creates a Graph credential secret exactly when it configures graph', () => {
+    const { config, template } = synthesize(file);
+
+    template.resourceCountIs(
+      'AWS::SecretsManager::Secret',
+      config.graph && !config.graph.credentialSecretArn ? 1 : 0,
+    );
+  });
+
+  it('creates an attachment bucket exactly when it configures attachments', () => {
+    const { config, template } = synthesize(file);
+
+    template.resourceCountIs('AWS::S3::Bucket', config.attachments ? 1 : 0);
   });
 });

@@ -1,13 +1,21 @@
-import { Stack } from 'aws-cdk-lib';
+import { type CfnResource, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AccountRootPrincipal, Role } from 'aws-cdk-lib/aws-iam';
+import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { relaySettingsSchema, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
-import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
+import { parseGraphCredential } from '../../lambda/providers/graph/credentials.ts';
+import { MailRelay, type MailRelayGraphProps, type MailRelayProps } from '../../lib/mail-relay.ts';
 import { fastApp, logicalIdOf } from './support.ts';
 
+const MiB = 1024 * 1024;
 const MINIMAL: MailRelayProps = { ses: { identities: ['example.com'] } };
+const GRAPH: MailRelayGraphProps = {
+  tenantId: 'contoso.onmicrosoft.com',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  senders: ['contoso.com'],
+};
 
 function buildRelay(props: MailRelayProps = MINIMAL) {
   const stack = new Stack(fastApp(), 'Test');
@@ -55,10 +63,37 @@ function allPolicyStatements(template: Template): PolicyStatementJson[] {
   return Object.values(policies).flatMap((policy) => policy.Properties.PolicyDocument.Statement);
 }
 
-function sesStatementsIn(template: Template): PolicyStatementJson[] {
+/** Statements with at least one action of the service (`ses`, `s3`, …), across every policy. */
+function statementsFor(service: string, template: Template): PolicyStatementJson[] {
   return allPolicyStatements(template).filter((statement) =>
-    [statement.Action].flat().some((action) => action.startsWith('ses:')),
+    [statement.Action].flat().some((action) => action.startsWith(`${service}:`)),
   );
+}
+
+function sesStatementsIn(template: Template): PolicyStatementJson[] {
+  return statementsFor('ses', template);
+}
+
+/** The single resource of a type the template must hold, with its logical ID. */
+function onlyResource(template: Template, type: string): { id: string; resource: Record<string, unknown> } {
+  const found = Object.entries(template.findResources(type));
+  expect(found, `resources of type ${type}`).toHaveLength(1);
+  const [id, resource] = found[0] ?? [];
+  return { id: id ?? '', resource: resource ?? {} };
+}
+
+function withProducer(props: MailRelayProps) {
+  const stack = new Stack(fastApp(), 'Test');
+  const relay = new MailRelay(stack, 'Relay', props);
+  const producer = new Role(stack, 'Producer', { assumedBy: new AccountRootPrincipal() });
+  relay.grantEnqueue(producer);
+  const template = Template.fromStack(stack);
+  const producerPolicy = Object.values(
+    template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: logicalIdOf(stack, producer) }] },
+    }),
+  )[0] as { Properties: { PolicyDocument: { Statement: PolicyStatementJson[] } } } | undefined;
+  return { stack, relay, statements: producerPolicy?.Properties.PolicyDocument.Statement ?? [] };
 }
 
 function functionRoleId(stack: Stack, relay: MailRelay): string {
@@ -67,20 +102,37 @@ function functionRoleId(stack: Stack, relay: MailRelay): string {
   return logicalIdOf(stack, role);
 }
 
-/** Reads MAIL_RELAY_SETTINGS back from the template, standing in a URL for each `Ref`. */
+/** What a `Ref` to each resource type resolves to at deploy time, made up from its logical ID. */
+const DEPLOYED_REF: Record<string, (logicalId: string) => string> = {
+  'AWS::SQS::Queue': (logicalId) => `https://sqs.test/${logicalId}`,
+  'AWS::SecretsManager::Secret': (logicalId) => secretArn(`${logicalId}-AbCdEf`),
+  'AWS::S3::Bucket': (logicalId) => logicalId.toLowerCase(),
+};
+
+function secretArn(name: string, region = 'eu-west-1'): string {
+  return `arn:aws:secretsmanager:${region}:123456789012:secret:${name}`;
+}
+
+/** Reads MAIL_RELAY_SETTINGS back from the template, standing in a deploy-time value for each `Ref`. */
 function settingsIn(template: Template): unknown {
+  const resources = template.toJSON().Resources as Record<string, { Type: string }>;
   const functions = template.findResources('AWS::Lambda::Function') as Record<
     string,
     { Properties: { Environment: { Variables: Record<string, unknown> } } }
   >;
   const [sendFunction] = Object.values(functions);
-  const value = sendFunction?.Properties.Environment.Variables[SETTINGS_ENV_VAR] as {
-    'Fn::Join': [string, Array<string | { Ref: string }>];
-  };
-  const parts = value['Fn::Join'][1];
-  return JSON.parse(
-    parts.map((part) => (typeof part === 'string' ? part : `https://sqs.test/${part.Ref}`)).join(''),
-  );
+  const value = sendFunction?.Properties.Environment.Variables[SETTINGS_ENV_VAR] as
+    | string
+    | { 'Fn::Join': [string, Array<string | { Ref: string }>] };
+  if (typeof value === 'string') return JSON.parse(value);
+  const parts = value['Fn::Join'][1].map((part) => {
+    if (typeof part === 'string') return part;
+    const type = resources[part.Ref]?.Type ?? 'unknown';
+    const deployed = DEPLOYED_REF[type];
+    if (!deployed) throw new Error(`no deploy-time stand-in for a Ref to ${type}`);
+    return deployed(part.Ref);
+  });
+  return JSON.parse(parts.join(''));
 }
 
 describe('MailRelay queues', () => {
@@ -218,7 +270,7 @@ describe('MailRelay props validation', () => {
 
     expect(relay.config).toEqual({
       ses: { identities: ['example.com'] },
-      message: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+      message: { maxRecipients: 50, maxMessageBytes: 40 * MiB },
       queue: { maxReceiveCount: 5, retentionDays: 14 },
       sendFunction: {
         timeoutSeconds: 30,
@@ -292,7 +344,7 @@ describe('MailRelay send function', () => {
     });
   });
 
-  it('writes settings the function accepts: identities, limits, receive count and the dead-letter queue URL', () => {
+  it('writes settings the function accepts: identities, limits, receive count and both queue URLs', () => {
     const { stack, relay, template } = buildRelay({
       ses: { identities: ['example.com', 'noreply@example.org'], configurationSetName: 'relay' },
       message: { maxRecipients: 20 },
@@ -300,9 +352,10 @@ describe('MailRelay send function', () => {
     });
 
     expect(relaySettingsSchema.parse(settingsIn(template))).toEqual({
+      queueUrl: `https://sqs.test/${logicalIdOf(stack, relay.outbox)}`,
       deadLetterQueueUrl: `https://sqs.test/${logicalIdOf(stack, relay.deadLetterQueue)}`,
       maxReceiveCount: 3,
-      limits: { maxRecipients: 20, maxMessageBytes: 1_048_576 },
+      limits: { maxRecipients: 20, maxMessageBytes: 40 * MiB },
       ses: { identities: ['example.com', 'noreply@example.org'], configurationSetName: 'relay' },
     });
   });
@@ -379,6 +432,22 @@ describe('MailRelay permissions', () => {
     }
   });
 
+  it('lets the function change the visibility of outbox messages, to wait out a Retry-After', () => {
+    const { stack, relay, template } = buildRelay();
+
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: functionRoleId(stack, relay) }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: Match.arrayWith(['sqs:ChangeMessageVisibility']),
+            Resource: { 'Fn::GetAtt': [logicalIdOf(stack, relay.outbox), 'Arn'] },
+          }),
+        ]),
+      },
+    });
+  });
+
   it('lets the function move invalid requests to the dead-letter queue', () => {
     const { stack, relay, template } = buildRelay();
 
@@ -414,5 +483,273 @@ describe('MailRelay permissions', () => {
         ],
       },
     });
+  });
+});
+
+describe('MailRelay with Microsoft Graph', () => {
+  it('creates a placeholder secret for the credential when none is given, kept when the stack goes', () => {
+    const { template } = buildRelay({ graph: GRAPH });
+
+    const { resource } = onlyResource(template, 'AWS::SecretsManager::Secret');
+    expect(resource).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+  });
+
+  it('fills the placeholder secret with a value the send function reports as "credential not set yet"', () => {
+    const { template } = buildRelay({ graph: GRAPH });
+    const { resource } = onlyResource(template, 'AWS::SecretsManager::Secret');
+    const secretString = (resource as { Properties: { SecretString: string } }).Properties.SecretString;
+
+    expect(() => parseGraphCredential(secretString)).toThrow(
+      expect.objectContaining({ code: 'GraphCredentialNotSet' }),
+    );
+  });
+
+  it('keeps the placeholder text unchanged, since a new text would overwrite the credential on the next deploy', () => {
+    const { template } = buildRelay({ graph: GRAPH });
+
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      SecretString: JSON.stringify({
+        placeholder:
+          'Replace this value with {"clientSecret": "..."} or {"certificate": "-----BEGIN CERTIFICATE-----...", "privateKey": "-----BEGIN PRIVATE KEY-----..."}; see the README, Microsoft Graph setup',
+      }),
+    });
+  });
+
+  it('lets the function read only the placeholder secret', () => {
+    const { stack, relay, template } = buildRelay({ graph: GRAPH });
+    const secretId = stack.getLogicalId(relay.graphCredential?.secret.node.defaultChild as CfnResource);
+
+    expect(statementsFor('secretsmanager', template)).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+        Resource: { Ref: secretId },
+      }),
+    ]);
+  });
+
+  it('uses a secret given by its complete ARN, granting read on exactly that ARN', () => {
+    const credentialSecretArn = secretArn('mail-relay/graph-AbCdEf');
+    const { template } = buildRelay({ graph: { ...GRAPH, credentialSecretArn } });
+
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(statementsFor('secretsmanager', template)).toEqual([
+      expect.objectContaining({
+        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+        Resource: credentialSecretArn,
+      }),
+    ]);
+  });
+
+  it('grants a secret given by a partial ARN with the 6 characters Secrets Manager appends', () => {
+    const credentialSecretArn = secretArn('mail-relay/graph');
+    const { template } = buildRelay({ graph: { ...GRAPH, credentialSecretArn } });
+
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(statementsFor('secretsmanager', template)).toEqual([
+      expect.objectContaining({ Resource: `${credentialSecretArn}-??????` }),
+    ]);
+  });
+
+  it('refuses at synth a secret in another region than the stack, which the function could not read', () => {
+    const stack = new Stack(fastApp(), 'Test', { env: { account: '123456789012', region: 'eu-central-1' } });
+    const credentialSecretArn = secretArn('mail-relay/graph-AbCdEf', 'eu-west-1');
+
+    const error = errorFrom(
+      () => new MailRelay(stack, 'Relay', { graph: { ...GRAPH, credentialSecretArn } }),
+    );
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain(
+      'secretArn: the secret is in eu-west-1 but the stack deploys to eu-central-1',
+    );
+  });
+
+  it('accepts a secret in the region the stack deploys to', () => {
+    const stack = new Stack(fastApp(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
+    const credentialSecretArn = secretArn('mail-relay/graph-AbCdEf', 'eu-west-1');
+
+    const relay = new MailRelay(stack, 'Relay', { graph: { ...GRAPH, credentialSecretArn } });
+
+    expect(relay.graphCredential?.secret.secretArn).toBe(credentialSecretArn);
+  });
+
+  it('writes graph settings with the hosts of the chosen cloud and the secret to read', () => {
+    const { stack, relay, template } = buildRelay({ graph: { ...GRAPH, cloud: 'usgov' } });
+    const secretId = stack.getLogicalId(relay.graphCredential?.secret.node.defaultChild as CfnResource);
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).graph).toEqual({
+      ...GRAPH,
+      credentialSecretId: secretArn(`${secretId}-AbCdEf`),
+      saveToSentItems: true,
+      authorityHost: 'https://login.microsoftonline.us',
+      graphEndpoint: 'https://graph.microsoft.us',
+    });
+  });
+
+  it('writes the configured hosts instead of the cloud ones, and the given secret ARN', () => {
+    const credentialSecretArn = secretArn('mail-relay/graph-AbCdEf');
+    const { template } = buildRelay({
+      graph: {
+        ...GRAPH,
+        credentialSecretArn,
+        saveToSentItems: false,
+        authorityHost: 'https://login.example.test',
+        graphEndpoint: 'https://graph.example.test',
+      },
+    });
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).graph).toMatchObject({
+      credentialSecretId: credentialSecretArn,
+      saveToSentItems: false,
+      authorityHost: 'https://login.example.test',
+      graphEndpoint: 'https://graph.example.test',
+    });
+  });
+
+  it('sends through Graph alone: no SES settings and no SES permission', () => {
+    const { template } = buildRelay({ graph: GRAPH });
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).ses).toBeUndefined();
+    expect(sesStatementsIn(template)).toEqual([]);
+  });
+
+  it('creates no secret and writes no graph settings without a graph section', () => {
+    const { relay, template } = buildRelay();
+
+    expect(relay.graphCredential).toBeUndefined();
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(statementsFor('secretsmanager', template)).toEqual([]);
+    expect(relaySettingsSchema.parse(settingsIn(template)).graph).toBeUndefined();
+  });
+
+  it('rejects a configuration without any provider', () => {
+    const error = errorFrom(() => buildRelay({}));
+
+    expect(error.message).toContain('(root): configure at least one provider');
+  });
+});
+
+describe('MailRelay attachment bucket', () => {
+  const WITH_ATTACHMENTS: MailRelayProps = { ...MINIMAL, attachments: { retentionDays: 3 } };
+
+  it('creates no bucket and writes no attachment settings unless attachments is configured', () => {
+    const { relay, template } = buildRelay();
+
+    expect(relay.attachmentBucket).toBeUndefined();
+    template.resourceCountIs('AWS::S3::Bucket', 0);
+    expect(relaySettingsSchema.parse(settingsIn(template)).attachments).toBeUndefined();
+  });
+
+  it('tells the function which bucket attachments may come from', () => {
+    const { stack, relay, template } = buildRelay(WITH_ATTACHMENTS);
+    const bucketId = logicalIdOf(stack, relay.attachmentBucket?.bucket as IConstruct);
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).attachments).toEqual({
+      bucket: bucketId.toLowerCase(),
+    });
+  });
+
+  it('encrypts objects with S3-managed keys and blocks every kind of public access', () => {
+    const { template } = buildRelay(WITH_ATTACHMENTS);
+
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+    });
+  });
+
+  it('denies every request to the bucket that does not use TLS', () => {
+    const { stack, relay, template } = buildRelay(WITH_ATTACHMENTS);
+    const bucketId = logicalIdOf(stack, relay.attachmentBucket?.bucket as IConstruct);
+
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: bucketId },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Principal: { AWS: '*' },
+            Action: 's3:*',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('expires attachments after the configured days and abandoned multipart uploads after one', () => {
+    const { template } = buildRelay(WITH_ATTACHMENTS);
+
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: {
+        Rules: [
+          {
+            Status: 'Enabled',
+            ExpirationInDays: 3,
+            AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+          },
+        ],
+      },
+    });
+  });
+
+  it('keeps the bucket when the stack is deleted, so a deletion never fails on a waiting attachment', () => {
+    const { template } = buildRelay(WITH_ATTACHMENTS);
+
+    expect(onlyResource(template, 'AWS::S3::Bucket').resource).toMatchObject({ DeletionPolicy: 'Retain' });
+  });
+
+  it('lets the function download objects from the bucket and list it, nothing more', () => {
+    const { stack, relay, template } = buildRelay(WITH_ATTACHMENTS);
+    const bucketArn = {
+      'Fn::GetAtt': [logicalIdOf(stack, relay.attachmentBucket?.bucket as IConstruct), 'Arn'],
+    };
+
+    expect(statementsFor('s3', template)).toEqual([
+      expect.objectContaining({ Action: 's3:GetObject', Resource: { 'Fn::Join': ['', [bucketArn, '/*']] } }),
+      expect.objectContaining({ Action: 's3:ListBucket', Resource: bucketArn }),
+    ]);
+  });
+
+  it('grantEnqueue also lets a producer upload attachments to the bucket', () => {
+    const { stack, relay, statements } = withProducer(WITH_ATTACHMENTS);
+    const bucketArn = {
+      'Fn::GetAtt': [logicalIdOf(stack, relay.attachmentBucket?.bucket as IConstruct), 'Arn'],
+    };
+
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Action: expect.arrayContaining(['sqs:SendMessage']),
+          Resource: { 'Fn::GetAtt': [logicalIdOf(stack, relay.outbox), 'Arn'] },
+        }),
+        expect.objectContaining({
+          Action: expect.arrayContaining(['s3:PutObject']),
+          Resource: { 'Fn::Join': ['', [bucketArn, '/*']] },
+        }),
+      ]),
+    );
+    // Uploading is all: a producer cannot read what others uploaded.
+    const s3Actions = statements
+      .flatMap((statement) => [statement.Action].flat())
+      .filter((a) => a.startsWith('s3:'));
+    expect(s3Actions).not.toContain('s3:GetObject');
+  });
+
+  it('grantEnqueue grants nothing on S3 without an attachment bucket', () => {
+    const { statements } = withProducer(MINIMAL);
+
+    expect(statements.flatMap((statement) => [statement.Action].flat())).not.toEqual(
+      expect.arrayContaining([expect.stringMatching(/^s3:/)]),
+    );
   });
 });

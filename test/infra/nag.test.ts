@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -6,19 +7,20 @@ import { loadRelayConfig } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { fastApp, REPO_ROOT } from './support.ts';
 
-const FULL_CONFIG = fileURLToPath(new URL('examples/full.config.json', REPO_ROOT));
+const EXAMPLES_DIR = fileURLToPath(new URL('examples/', REPO_ROOT));
+const exampleFiles = readdirSync(EXAMPLES_DIR).filter((name) => name.endsWith('.json'));
 
-function appWithChecks(): { app: App; checks: AwsSolutionsChecks } {
+function appWithChecks(file: string): { app: App; checks: AwsSolutionsChecks } {
   const app = fastApp();
-  new MailRelayStack(app, 'MailRelay', { config: loadRelayConfig(FULL_CONFIG) });
+  new MailRelayStack(app, 'MailRelay', { config: loadRelayConfig(`${EXAMPLES_DIR}${file}`) });
   const checks = new AwsSolutionsChecks(app);
   Validations.of(app).addPlugins(checks);
   return { app, checks };
 }
 
-describe('AwsSolutions checks (cdk-nag) on the stack from examples/full.config.json', () => {
+describe.each(exampleFiles)('AwsSolutions checks (cdk-nag) on the stack from examples/%s', (file) => {
   it('find no unacknowledged errors or warnings', () => {
-    const { app, checks } = appWithChecks();
+    const { app, checks } = appWithChecks(file);
     app.synth();
 
     // Errors and warnings alike: a warning is a finding someone has to decide about.
@@ -31,14 +33,14 @@ describe('AwsSolutions checks (cdk-nag) on the stack from examples/full.config.j
   });
 
   it('let the app synthesize with the checks registered as a validation plugin', () => {
-    const { app } = appWithChecks();
+    const { app } = appWithChecks(file);
 
     // Synthesis fails with the validation report if the plugin reports any finding.
     expect(() => app.synth()).not.toThrow();
   });
 
   it('are acknowledged only with a specific reason', () => {
-    const { app } = appWithChecks();
+    const { app } = appWithChecks(file);
 
     const acknowledgements = app.node
       .findAll()

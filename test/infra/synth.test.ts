@@ -2,16 +2,17 @@ import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { loadRelayConfig } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
-import { cdkJsonContext } from './support.ts';
+import { cdkJsonContext, REPO_ROOT } from './support.ts';
 
 /** The parts of `<stack>.assets.json` (cloud assembly schema) this test reads. */
 interface FileAsset {
@@ -29,7 +30,9 @@ describe('a full synth with bundling', () => {
     delete process.env.CDK_VALIDATION;
     outdir = mkdtempSync(join(tmpdir(), 'mail-relay-synth-'));
     const app = new App({ outdir, context: cdkJsonContext() });
-    const stack = new MailRelayStack(app, 'MailRelay', { config: { ses: { identities: ['example.com'] } } });
+    // Every optional part (Graph secret, attachment bucket) goes through the CloudFormation validator too.
+    const config = loadRelayConfig(fileURLToPath(new URL('examples/full.config.json', REPO_ROOT)));
+    const stack = new MailRelayStack(app, 'MailRelay', { config });
     app.synth();
     template = Template.fromStack(stack);
     const manifest = JSON.parse(readFileSync(join(outdir, 'MailRelay.assets.json'), 'utf8')) as {
@@ -74,43 +77,66 @@ describe('a full synth with bundling', () => {
     expect(existsSync(bundleFile('index.mjs.map'))).toBe(true);
   });
 
-  it('produces a bundle that loads in Node.js and exports the handler function', () => {
-    const settings = {
-      deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dead-letters',
-      maxReceiveCount: 5,
-      limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
-      ses: { identities: ['example.com'] },
-    };
-    const bundleUrl = pathToFileURL(bundleFile('index.mjs')).href;
-
-    // A child process, so the cold-start code runs with only the environment Lambda would give it.
-    const exportedType = execFileSync(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `const m = await import(${JSON.stringify(bundleUrl)}); console.log(typeof m.handler);`,
-      ],
+  const queueSettings = {
+    queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/outbox',
+    deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dead-letters',
+    maxReceiveCount: 5,
+    limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+  };
+  it.each([
+    ['SES', { ...queueSettings, ses: { identities: ['example.com'] } }],
+    [
+      'Microsoft Graph and an attachment bucket',
       {
-        env: {
-          PATH: process.env.PATH,
-          AWS_REGION: 'eu-west-1',
-          [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+        ...queueSettings,
+        graph: {
+          tenantId: 'contoso.onmicrosoft.com',
+          clientId: '11111111-2222-3333-4444-555555555555',
+          senders: ['contoso.com'],
+          credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf',
+          saveToSentItems: true,
+          authorityHost: 'https://login.microsoftonline.com',
+          graphEndpoint: 'https://graph.microsoft.com',
         },
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'], // stderr lands in the error if the import fails
+        attachments: { bucket: 'mail-relay-attachments' },
       },
-    );
-    expect(exportedType.trim()).toBe('function');
-  });
+    ],
+  ])(
+    'produces a bundle that loads in Node.js with %s settings and exports the handler function',
+    (_, settings) => {
+      const bundleUrl = pathToFileURL(bundleFile('index.mjs')).href;
+
+      // A child process, so the cold-start code runs with only the environment Lambda would give it.
+      const exportedType = execFileSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const m = await import(${JSON.stringify(bundleUrl)}); console.log(typeof m.handler);`,
+        ],
+        {
+          env: {
+            PATH: process.env.PATH,
+            AWS_REGION: 'eu-west-1',
+            [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+          },
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'], // stderr lands in the error if the import fails
+        },
+      );
+      expect(exportedType.trim()).toBe('function');
+    },
+  );
 
   it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
     const peers: Peers = await startPeers();
     try {
+      const outbox = await createQueue(peers.sqs);
       const dlq = await createQueue(peers.sqs);
       const valid = sqsRecord(validMessage({ subject: 'From the bundle' }), { messageId: 'valid-1' });
       const invalid = sqsRecord(validMessage({ to: [] }), { messageId: 'invalid-1' });
       const settings = {
+        queueUrl: outbox.url,
         deadLetterQueueUrl: dlq.url,
         maxReceiveCount: 5,
         limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },

@@ -7,6 +7,13 @@ import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { DEFAULT_CONFIG_PATH, loadRelayConfig, parseRelayConfig } from '../../lib/config.ts';
 
 const REPO_ROOT = new URL('../../', import.meta.url);
+const MiB = 1024 * 1024;
+const SES = { identities: ['example.com'] };
+const GRAPH = {
+  tenantId: 'contoso.onmicrosoft.com',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  senders: ['contoso.com'],
+};
 const scratchDir = mkdtempSync(join(tmpdir(), 'mail-relay-config-'));
 afterAll(() => rmSync(scratchDir, { recursive: true, force: true }));
 
@@ -30,7 +37,7 @@ describe('parseRelayConfig', () => {
   it('fills every default when only the SES identities are given', () => {
     expect(parseRelayConfig({ ses: { identities: ['example.com'] } })).toEqual({
       ses: { identities: ['example.com'] },
-      message: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+      message: { maxRecipients: 50, maxMessageBytes: 40 * MiB },
       queue: { maxReceiveCount: 5, retentionDays: 14 },
       sendFunction: {
         timeoutSeconds: 30,
@@ -64,9 +71,18 @@ describe('parseRelayConfig', () => {
     expect(error.problems).toHaveLength(5);
   });
 
-  it('reports a missing SES section', () => {
+  it('reports a configuration without any provider', () => {
     expect(configurationErrorFrom(() => parseRelayConfig({})).problems).toEqual([
-      expect.stringMatching(/^ses: /),
+      '(root): configure at least one provider: ses (Amazon SES) or graph (Microsoft Graph)',
+    ]);
+  });
+
+  it('reports a missing provider together with the problems of other fields', () => {
+    const error = configurationErrorFrom(() => parseRelayConfig({ queue: { maxReceiveCount: 'three' } }));
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^queue\.maxReceiveCount: /),
+      expect.stringMatching(/^\(root\): configure at least one provider/),
     ]);
   });
 
@@ -125,7 +141,7 @@ describe('parseRelayConfig', () => {
   it('accepts a realistic list of identities within the environment limit', () => {
     const identities = Array.from({ length: 40 }, (_, index) => `sender${index}@example.com`);
 
-    expect(parseRelayConfig({ ses: { identities } }).ses.identities).toHaveLength(40);
+    expect(parseRelayConfig({ ses: { identities } }).ses?.identities).toHaveLength(40);
   });
 
   it('rejects a configuration set name SES would not accept', () => {
@@ -140,6 +156,148 @@ describe('parseRelayConfig', () => {
     expect(configurationErrorFrom(() => parseRelayConfig({}, 'test settings')).message).toMatch(
       /^Invalid test settings:\n {2}- /,
     );
+  });
+});
+
+describe('parseRelayConfig with Microsoft Graph', () => {
+  it('accepts a graph section without ses and fills its defaults', () => {
+    const config = parseRelayConfig({ graph: GRAPH });
+
+    expect(config.ses).toBeUndefined();
+    expect(config.graph).toEqual({ ...GRAPH, saveToSentItems: true, cloud: 'global' });
+  });
+
+  it('accepts a tenant GUID, a national cloud, explicit hosts and a secret ARN', () => {
+    const graph = {
+      ...GRAPH,
+      tenantId: 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee',
+      cloud: 'usgov',
+      saveToSentItems: false,
+      authorityHost: 'https://login.example.test',
+      graphEndpoint: 'https://graph.example.test:8443',
+      credentialSecretArn:
+        'arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:mail-relay/graph-AbCdEf',
+    };
+
+    expect(parseRelayConfig({ graph }).graph).toEqual(graph);
+  });
+
+  it('accepts a partial secret ARN (without the 6-character suffix)', () => {
+    const credentialSecretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/graph';
+
+    expect(parseRelayConfig({ graph: { ...GRAPH, credentialSecretArn } }).graph?.credentialSecretArn).toBe(
+      credentialSecretArn,
+    );
+  });
+
+  it('names every bad graph field, together with a problem elsewhere', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        graph: {
+          tenantId: 'not a tenant',
+          clientId: 'mail-relay',
+          senders: ['contoso.com'],
+          credentialSecretArn: 'arn:aws:s3:::mail-relay-credentials/graph.json',
+          graphEndpoint: 'https://graph.microsoft.com/v1.0',
+        },
+        queue: { retentionDays: 15 },
+      }),
+    );
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^graph\.tenantId: must be the directory \(tenant\) id/),
+      expect.stringMatching(/^graph\.clientId: must be the application \(client\) id/),
+      expect.stringMatching(/^graph\.credentialSecretArn: must be a Secrets Manager secret ARN/),
+      expect.stringMatching(/^graph\.graphEndpoint: must be just scheme and host/),
+      expect.stringMatching(/^queue\.retentionDays: /),
+    ]);
+  });
+
+  it.each([
+    ['an account id that is not 12 digits', 'arn:aws:secretsmanager:eu-west-1:1234:secret:graph-AbCdEf'],
+    ['an unknown partition', 'arn:aws-xx:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf'],
+    ['no secret name', 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:'],
+    ['a secret name instead of an ARN', 'mail-relay/graph'],
+  ])('rejects a credentialSecretArn with %s', (_, credentialSecretArn) => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ graph: { ...GRAPH, credentialSecretArn } }),
+    );
+
+    expect(error.problems).toEqual([expect.stringMatching(/^graph\.credentialSecretArn: /)]);
+  });
+
+  it('rejects a cloud it does not know', () => {
+    const error = configurationErrorFrom(() => parseRelayConfig({ graph: { ...GRAPH, cloud: 'germany' } }));
+
+    expect(error.problems).toEqual([expect.stringMatching(/^graph\.cloud: /)]);
+  });
+
+  it('rejects a message limit above 40 MiB when only SES can send, saying why', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: SES, message: { maxMessageBytes: 100 * MiB } }),
+    );
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(
+        /^message\.maxMessageBytes: SES sends at most 41943040 bytes .* add a graph section/,
+      ),
+    ]);
+  });
+
+  it('accepts a message limit above 40 MiB when Graph can send', () => {
+    const config = parseRelayConfig({ ses: SES, graph: GRAPH, message: { maxMessageBytes: 100 * MiB } });
+
+    expect(config.message.maxMessageBytes).toBe(100 * MiB);
+  });
+
+  it('reports a message limit above 150 MiB once, as over the field maximum', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: SES, message: { maxMessageBytes: 200 * MiB } }),
+    );
+
+    expect(error.problems).toEqual([expect.stringMatching(/^message\.maxMessageBytes: at most 157286400/)]);
+  });
+
+  it('counts the graph and attachment settings in the 4 KB environment estimate', () => {
+    // 120 single addresses fit on their own, but not with the Graph settings and the bucket name.
+    const identities = Array.from({ length: 120 }, (_, index) => `sender${index}@example.com`);
+    expect(parseRelayConfig({ ses: { identities } }).ses?.identities).toHaveLength(120);
+
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: { identities }, graph: GRAPH, attachments: {} }),
+    );
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^ses\.identities: the function settings would take ~\d+ bytes/),
+    ]);
+  });
+
+  it('points the environment problem at graph.senders when that is the longer list', () => {
+    const senders = Array.from({ length: 150 }, (_, index) => `sender${index}@contoso.com`);
+
+    const error = configurationErrorFrom(() => parseRelayConfig({ ses: SES, graph: { ...GRAPH, senders } }));
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^graph\.senders: the function settings would take ~\d+ bytes/),
+    ]);
+  });
+});
+
+describe('parseRelayConfig with an attachment bucket', () => {
+  it('keeps attachments for 7 days by default', () => {
+    expect(parseRelayConfig({ ses: SES, attachments: {} }).attachments).toEqual({ retentionDays: 7 });
+  });
+
+  it.each([0, 366, 1.5])('rejects a retention of %s days', (retentionDays) => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: SES, attachments: { retentionDays } }),
+    );
+
+    expect(error.problems).toEqual([expect.stringMatching(/^attachments\.retentionDays: /)]);
+  });
+
+  it('leaves the bucket out unless attachments is configured', () => {
+    expect(parseRelayConfig({ ses: SES }).attachments).toBeUndefined();
   });
 });
 
@@ -178,12 +336,12 @@ describe('loadRelayConfig', () => {
       JSON.stringify({ $schema: './schema/config.schema.json', ses: { identities: ['example.com'] } }),
     );
 
-    expect(loadRelayConfig(path).ses.identities).toEqual(['example.com']);
+    expect(loadRelayConfig(path).ses?.identities).toEqual(['example.com']);
   });
 
   it('accepts the repository root mail-relay.config.json', () => {
     const rootConfig = fileURLToPath(new URL(DEFAULT_CONFIG_PATH, REPO_ROOT));
 
-    expect(loadRelayConfig(rootConfig).ses.identities.length).toBeGreaterThan(0);
+    expect(loadRelayConfig(rootConfig).ses?.identities.length).toBeGreaterThan(0);
   });
 });

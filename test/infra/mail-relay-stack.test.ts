@@ -1,0 +1,77 @@
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import type { RelayConfigInput } from '../../lib/config.ts';
+import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
+import { fastApp, logicalIdOf } from './support.ts';
+
+const SES = { identities: ['example.com'] };
+const GRAPH = {
+  tenantId: 'contoso.onmicrosoft.com',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  senders: ['contoso.com'],
+};
+
+function buildStack(config: RelayConfigInput) {
+  const stack = new MailRelayStack(fastApp(), 'MailRelay', { config });
+  const outputs = Template.fromStack(stack).toJSON().Outputs as Record<
+    string,
+    { Description: string; Value: unknown }
+  >;
+  return { stack, outputs };
+}
+
+describe('MailRelayStack outputs', () => {
+  it('name the outbox, the dead-letter queue and the send function', () => {
+    const { stack, outputs } = buildStack({ ses: SES });
+
+    expect(outputs.OutboxQueueUrl?.Value).toEqual({ Ref: logicalIdOf(stack, stack.relay.outbox) });
+    expect(outputs.DeadLetterQueueUrl?.Value).toEqual({
+      Ref: logicalIdOf(stack, stack.relay.deadLetterQueue),
+    });
+    expect(outputs.SendFunctionName?.Value).toEqual({ Ref: logicalIdOf(stack, stack.relay.sendFunction) });
+  });
+
+  it('describe the send function without naming a single provider', () => {
+    const { outputs } = buildStack({ graph: GRAPH });
+
+    expect(outputs.SendFunctionName?.Description).not.toMatch(/SES/);
+  });
+
+  it('leave out the bucket and the secret when neither attachments nor graph is configured', () => {
+    const { outputs } = buildStack({ ses: SES });
+
+    expect(Object.keys(outputs).sort()).toEqual(['DeadLetterQueueUrl', 'OutboxQueueUrl', 'SendFunctionName']);
+  });
+
+  it('name the attachment bucket and say what goes there', () => {
+    const { stack, outputs } = buildStack({ ses: SES, attachments: {} });
+    const bucket = stack.relay.attachmentBucket?.bucket;
+    if (!bucket) throw new Error('expected an attachment bucket');
+
+    expect(outputs.AttachmentBucketName).toEqual({
+      Description:
+        'Upload attachments larger than ~700 KB here and reference them as {"s3": {"bucket", "key"}}',
+      Value: { Ref: logicalIdOf(stack, bucket) },
+    });
+  });
+
+  it('name the secret created for the Graph credential', () => {
+    const { stack, outputs } = buildStack({ graph: GRAPH });
+    const secret = stack.relay.graphCredential?.secret;
+    if (!secret) throw new Error('expected a Graph credential secret');
+
+    expect(outputs.GraphCredentialSecretArn).toEqual({
+      Description: 'Put the Microsoft Graph app credential (JSON) in this secret',
+      Value: { Ref: logicalIdOf(stack, secret) },
+    });
+  });
+
+  it('name a given Graph credential secret too, so scripts find it the same way', () => {
+    const credentialSecretArn =
+      'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/graph-AbCdEf';
+
+    const { outputs } = buildStack({ graph: { ...GRAPH, credentialSecretArn } });
+
+    expect(outputs.GraphCredentialSecretArn?.Value).toBe(credentialSecretArn);
+  });
+});
