@@ -1,23 +1,33 @@
 import { parseArgs } from 'node:util';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import {
+  ATTACHMENT_BUCKET_NAME,
+  DEFAULT_GRAPH_PEER_PORT,
   DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
   DEFAULT_SES_PORT,
   DEFAULT_SQS_PORT,
+  type LocalRelay,
   startLocalRelay,
 } from '../local/local-relay.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
+import { uploadAttachment } from './upload.ts';
 
 const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
-      Runs the whole relay locally (SQS + SES emulators on 127.0.0.1, the real send handler).
-      Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}).
+                   [--graph-peer [--graph-peer-port N]] [--graph-credential FILE]
+      Runs the whole relay locally (SQS, S3, SES and Secrets Manager emulators on 127.0.0.1, the real
+      send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
+      (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}).
+      --graph-peer        also start the local Entra ID + Graph peer: the Graph route with no tenant.
+      --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
 
   mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
-                  [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …]
+                  [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …] [--attach-s3 FILE …]
                   [--header "X-Name: value" …] [--tag name=value …] [--idempotency-key K]
-                  [--queue-url URL] [--endpoint URL] [--region R]
+                  [--queue-url URL] [--endpoint URL] [--region R] [--bucket NAME] [--s3-endpoint URL]
       Validates a message against the contract and enqueues it; prints the SQS message id.
+      --attach puts the file in the message (base64; SQS caps a message at 1 MiB); --attach-s3 uploads
+      it to the attachment bucket first (--bucket, default ${ATTACHMENT_BUCKET_NAME} in local mode).
       Default queue: ${DEFAULT_LOCAL_QUEUE_URL} (local mode).`;
 
 export async function main(argv: string[]): Promise<number> {
@@ -62,8 +72,16 @@ async function start(args: string[]): Promise<number> {
       'ses-port': { type: 'string' },
       config: { type: 'string' },
       'visibility-timeout': { type: 'string' },
+      'graph-peer': { type: 'boolean' },
+      'graph-peer-port': { type: 'string' },
+      'graph-credential': { type: 'string' },
     },
   });
+  if (values['graph-peer'] && values['graph-credential']) {
+    throw new Error(
+      'use either --graph-peer (local Graph peer) or --graph-credential (real Graph), not both',
+    );
+  }
   const relay = await startLocalRelay({
     sqsPort: port(values['sqs-port'], 'MAIL_RELAY_SQS_PORT', DEFAULT_SQS_PORT),
     sesPort: port(values['ses-port'], 'MAIL_RELAY_SES_PORT', DEFAULT_SES_PORT),
@@ -71,19 +89,13 @@ async function start(args: string[]): Promise<number> {
     visibilityTimeoutSeconds: Number(
       values['visibility-timeout'] ?? DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
     ),
+    ...(values['graph-peer'] && {
+      graphPeer: true,
+      graphPeerPort: port(values['graph-peer-port'], 'MAIL_RELAY_GRAPH_PEER_PORT', DEFAULT_GRAPH_PEER_PORT),
+    }),
+    ...(values['graph-credential'] && { graphCredentialPath: values['graph-credential'] }),
   });
-  console.log(`mail-relay local mode is running (Ctrl-C to stop)
-
-  Outbox queue:      ${relay.queueUrl}
-  Dead-letter queue: ${relay.deadLetterQueueUrl}
-  SQS endpoint:      ${relay.sqsEndpoint}   (any AWS SDK, region us-east-1, any credentials)
-  Captured mail:     ${relay.sesEndpoint}/   (web view)   ${relay.sesEndpoint}/store   (JSON)
-  Exactly as sent:   ${relay.sesEndpoint}/mail-relay/sent   (envelopes)   ${relay.sesEndpoint}/mail-relay/raw/<id>.eml
-  Sender identities: ${relay.config.ses.identities.join(', ')}
-
-Try:
-  npx mail-relay send --from app@${firstDomain(relay.config.ses.identities)} --to you@example.org --subject Hello --text "It works"
-`);
+  console.log(banner(relay));
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -93,9 +105,47 @@ Try:
   return 0;
 }
 
-function firstDomain(identities: readonly string[]): string {
-  const first = identities[0] ?? 'example.com';
-  return first.includes('@') ? first.slice(first.indexOf('@') + 1) : first;
+function banner(relay: LocalRelay): string {
+  const { ses, graph } = relay.settings;
+  const lines = [
+    'mail-relay local mode is running (Ctrl-C to stop)',
+    '',
+    `  Outbox queue:      ${relay.queueUrl}`,
+    `  Dead-letter queue: ${relay.deadLetterQueueUrl}`,
+    `  SQS endpoint:      ${relay.sqsEndpoint}   (any AWS SDK, region us-east-1, any credentials)`,
+  ];
+  if (relay.attachmentBucket) {
+    lines.push(
+      `  Attachment bucket: ${relay.attachmentBucket.name} at ${relay.attachmentBucket.endpoint} (S3, path-style)`,
+    );
+  }
+  if (ses) {
+    lines.push(
+      `  SES senders:       ${ses.identities.join(', ')}`,
+      `  Captured mail:     ${relay.sesEndpoint}/   (web view)   ${relay.sesEndpoint}/store   (JSON)`,
+      `  Exactly as sent:   ${relay.sesEndpoint}/mail-relay/sent   (envelopes)   ${relay.sesEndpoint}/mail-relay/raw/<id>.eml`,
+    );
+  }
+  if (graph) {
+    lines.push(`  Graph senders:     ${graph.senders.join(', ')}   (these go through Graph, not SES)`);
+    lines.push(
+      relay.graphPeer
+        ? `  Graph peer:        ${relay.graphPeer.url}   received mail: ${relay.graphPeer.url}/mail-relay/delivered`
+        : `  Graph:             ${graph.graphEndpoint} (tenant ${graph.tenantId})`,
+    );
+  }
+  const sender = graph?.senders[0] ?? ses?.identities[0] ?? 'example.com';
+  lines.push(
+    '',
+    'Try:',
+    `  npx mail-relay send --from app@${domainOf(sender)} --to you@example.org --subject Hello --text "It works"`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+function domainOf(identity: string): string {
+  return identity.includes('@') ? identity.slice(identity.indexOf('@') + 1) : identity;
 }
 
 async function send(args: string[]): Promise<number> {
@@ -112,6 +162,9 @@ async function send(args: string[]): Promise<number> {
       text: { type: 'string' },
       html: { type: 'string' },
       attach: many,
+      'attach-s3': many,
+      bucket: { type: 'string' },
+      's3-endpoint': { type: 'string' },
       header: many,
       tag: many,
       'idempotency-key': { type: 'string' },
@@ -120,7 +173,24 @@ async function send(args: string[]): Promise<number> {
       region: { type: 'string' },
     },
   });
-  const built = await buildMessage(values);
+  const queueUrl = values['queue-url'] ?? DEFAULT_LOCAL_QUEUE_URL;
+  const local = ['127.0.0.1', 'localhost'].includes(new URL(queueUrl).hostname);
+  const bucket = values.bucket ?? (local ? ATTACHMENT_BUCKET_NAME : undefined);
+  const uploads = values['attach-s3'] ?? [];
+  if (uploads.length > 0 && bucket === undefined) {
+    throw new Error('--attach-s3 needs --bucket NAME (the AttachmentBucketName stack output)');
+  }
+  const s3Endpoint = values['s3-endpoint'] ?? (local ? new URL(queueUrl).origin : undefined);
+  const uploaded = [];
+  for (const file of uploads) {
+    const key = await uploadAttachment(file, {
+      bucket: bucket as string,
+      ...(s3Endpoint && { endpoint: s3Endpoint }),
+      ...(values.region && { region: values.region }),
+    });
+    uploaded.push({ file, bucket: bucket as string, key });
+  }
+  const built = await buildMessage({ ...values, uploaded });
   if ('problems' in built) {
     console.error(
       `The message is not valid:\n${built.problems.map((problem) => `  - ${problem}`).join('\n')}`,
@@ -128,7 +198,7 @@ async function send(args: string[]): Promise<number> {
     return 1;
   }
   const id = await enqueue(built.body, {
-    queueUrl: values['queue-url'] ?? DEFAULT_LOCAL_QUEUE_URL,
+    queueUrl,
     ...(values.endpoint && { endpoint: values.endpoint }),
     ...(values.region && { region: values.region }),
   });

@@ -16,6 +16,8 @@ export interface SendFlags {
   text?: string;
   html?: string;
   attach?: string[];
+  /** Files already uploaded to the attachment bucket: file name on disk → S3 reference. */
+  uploaded?: { file: string; bucket: string; key: string }[];
   header?: string[];
   tag?: string[];
   'idempotency-key'?: string;
@@ -33,6 +35,10 @@ const CONTENT_TYPES: Record<string, string> = {
   '.json': 'application/json',
   '.zip': 'application/zip',
 };
+
+function contentTypeOf(file: string): string {
+  return CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
 
 /** Builds a contract message from CLI flags; problems are reported like the relay reports them. */
 export async function buildMessage(flags: SendFlags): Promise<{ body: string } | { problems: string[] }> {
@@ -56,7 +62,7 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
       try {
         return {
           filename: path.basename(file),
-          contentType: CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+          contentType: contentTypeOf(file),
           content: (await readFile(file)).toString('base64'),
         };
       } catch (error) {
@@ -65,6 +71,12 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
       }
     }),
   );
+  const referenced = (flags.uploaded ?? []).map(({ file, bucket, key }) => ({
+    filename: path.basename(file),
+    contentType: contentTypeOf(file),
+    s3: { bucket, key },
+  }));
+  const allAttachments = [...attachments.filter((attachment) => attachment !== undefined), ...referenced];
   const message = {
     v: MESSAGE_CONTRACT_VERSION,
     from: flags.from,
@@ -77,9 +89,7 @@ export async function buildMessage(flags: SendFlags): Promise<{ body: string } |
     ...(flags.html !== undefined && { html: flags.html }),
     ...(Object.keys(headers).length > 0 && { headers }),
     ...(Object.keys(tags).length > 0 && { tags }),
-    ...(attachments.length > 0 && {
-      attachments: attachments.filter((attachment) => attachment !== undefined),
-    }),
+    ...(allAttachments.length > 0 && { attachments: allAttachments }),
     ...(flags['idempotency-key'] && { idempotencyKey: flags['idempotency-key'] }),
   };
   const body = JSON.stringify(message);

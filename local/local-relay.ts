@@ -1,8 +1,19 @@
+import { readFile } from 'node:fs/promises';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
+import {
+  GRAPH_CLOUDS,
+  type GraphSettings,
+  type RelaySettings,
+  SETTINGS_ENV_VAR,
+} from '../lambda/core/settings.ts';
+import { createHttpsTransport, type HttpTransport } from '../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
+import { createClientCertificate } from '../test/peers/certificates.ts';
+import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
 import { startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
 
@@ -11,6 +22,16 @@ export const OUTBOX_QUEUE_NAME = 'mail-relay-outbox';
 export const DEAD_LETTER_QUEUE_NAME = 'mail-relay-dlq';
 export const DEFAULT_SQS_PORT = 4566;
 export const DEFAULT_SES_PORT = 8005;
+export const DEFAULT_GRAPH_PEER_PORT = 8443;
+export const ATTACHMENT_BUCKET_NAME = 'mail-relay-attachments';
+const GRAPH_CREDENTIAL_SECRET_NAME = 'mail-relay/graph-credential';
+/** What the deployed stack puts in the secret it creates: the handler reports "credential not set". */
+const PLACEHOLDER_CREDENTIAL = JSON.stringify({ placeholder: 'no Graph credential given to local mode' });
+/** Used with --graph-peer when the configuration has no graph section. */
+const LOCAL_GRAPH_APP = {
+  tenantId: '00000000-0000-4000-8000-00000000a11c',
+  clientId: '00000000-0000-4000-8000-0000000c11e7',
+} as const;
 /** Locally a failed message comes back after this long instead of 6 x the function timeout. */
 export const DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS = 10;
 
@@ -25,6 +46,18 @@ export interface LocalRelayOptions {
   readonly visibilityTimeoutSeconds?: number;
   /** Powertools log level of the handler. @default INFO */
   readonly logLevel?: string;
+  /**
+   * Starts the project's Entra ID + Graph peer on 127.0.0.1 and sends Graph mail there: the Graph
+   * route works with no tenant. Senders: graph.senders, or the SES identities without a graph section.
+   */
+  readonly graphPeer?: boolean;
+  /** 0 picks a free port. @default 8443 */
+  readonly graphPeerPort?: number;
+  /**
+   * A JSON file with a real Graph credential ({"clientSecret"} or {"certificate", "privateKey"}), for
+   * sending through the real Microsoft Graph of the configured tenant (this leaves the machine).
+   */
+  readonly graphCredentialPath?: string;
 }
 
 export interface LocalRelay {
@@ -35,6 +68,12 @@ export interface LocalRelay {
   readonly sesEndpoint: string;
   readonly capture: SesCapture;
   readonly config: RelayConfig;
+  /** The settings the handler runs with. */
+  readonly settings: RelaySettings;
+  /** Running when `graphPeer` was asked for. */
+  readonly graphPeer?: GraphPeer;
+  /** S3 endpoint and bucket for large attachments, when the configuration enables them. */
+  readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
   stop(): Promise<void>;
 }
 
@@ -63,14 +102,76 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     );
     stops.push(() => capture.close());
 
-    pointAwsSdkAtEmulators(sqs.endpoint, sesEndpoint);
+    const secrets = await startSecretsManagerEmulator(0);
+    stops.push(secrets.stop);
+    pointAwsSdkAtEmulators({
+      AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+      AWS_ENDPOINT_URL_SESV2: sesEndpoint,
+      AWS_ENDPOINT_URL_S3: sqs.endpoint,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+    });
     const client = new SQSClient({});
     const queues = await createQueues(client, config, options.visibilityTimeoutSeconds);
+
+    let graphPeer: GraphPeer | undefined;
+    let graphTransport: HttpTransport | undefined;
+    let graph: GraphSettings | undefined;
+    const graphConfig =
+      config.graph ?? (options.graphPeer ? { ...LOCAL_GRAPH_APP, senders: sesSenders(config) } : undefined);
+    if (graphConfig) {
+      const cloud = GRAPH_CLOUDS[config.graph?.cloud ?? 'global'];
+      let credential = PLACEHOLDER_CREDENTIAL;
+      let endpoints: Pick<GraphSettings, 'authorityHost' | 'graphEndpoint'> = {
+        authorityHost: config.graph?.authorityHost ?? cloud.authorityHost,
+        graphEndpoint: config.graph?.graphEndpoint ?? cloud.graphEndpoint,
+      };
+      if (options.graphPeer) {
+        const certificate = await createClientCertificate();
+        graphPeer = await withPortHint(
+          startGraphPeer({
+            port: options.graphPeerPort ?? DEFAULT_GRAPH_PEER_PORT,
+            tenantId: graphConfig.tenantId,
+            clients: [{ clientId: graphConfig.clientId, certificatePem: certificate.certificatePem }],
+          }),
+          '--graph-peer-port or MAIL_RELAY_GRAPH_PEER_PORT',
+        );
+        const peer = graphPeer;
+        stops.push(() => peer.close());
+        graphTransport = createHttpsTransport({ ca: peer.caCertificate });
+        credential = JSON.stringify({
+          certificate: certificate.certificatePem,
+          privateKey: certificate.privateKeyPem,
+        });
+        endpoints = { authorityHost: peer.authorityHost, graphEndpoint: peer.graphEndpoint };
+      } else if (options.graphCredentialPath) {
+        credential = await readFile(options.graphCredentialPath, 'utf8');
+      }
+      graph = {
+        tenantId: graphConfig.tenantId,
+        clientId: graphConfig.clientId,
+        senders: graphConfig.senders,
+        saveToSentItems: config.graph?.saveToSentItems ?? true,
+        credentialSecretId: secrets.putSecret(GRAPH_CREDENTIAL_SECRET_NAME, credential),
+        ...endpoints,
+      };
+    }
+
+    let attachmentBucket: LocalRelay['attachmentBucket'];
+    if (config.attachments) {
+      const s3 = new S3Client({ forcePathStyle: true });
+      await s3.send(new CreateBucketCommand({ Bucket: ATTACHMENT_BUCKET_NAME }));
+      s3.destroy();
+      attachmentBucket = { name: ATTACHMENT_BUCKET_NAME, endpoint: sqs.endpoint };
+    }
+
     const settings: RelaySettings = {
+      queueUrl: queues.queueUrl,
       deadLetterQueueUrl: queues.deadLetterQueueUrl,
       maxReceiveCount: config.queue.maxReceiveCount,
       limits: config.message,
-      ses: config.ses,
+      ...(config.ses && { ses: config.ses }),
+      ...(graph && { graph }),
+      ...(attachmentBucket && { attachments: { bucket: attachmentBucket.name } }),
     };
     process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
     process.env.POWERTOOLS_LOG_LEVEL = options.logLevel ?? 'INFO';
@@ -81,7 +182,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       queueUrl: queues.queueUrl,
       queueArn: queues.queueArn,
       region: LOCAL_REGION,
-      handler: createSendHandler(process.env),
+      handler: createSendHandler(process.env, graphTransport ? { graphTransport } : {}),
       batchSize: config.sendFunction.batchSize,
       // A few pollers exercise concurrency; hundreds would only load a laptop, not change behaviour.
       maxConcurrency: Math.min(config.sendFunction.maxConcurrency, 4),
@@ -96,6 +197,9 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       sesEndpoint,
       capture,
       config,
+      settings,
+      ...(graphPeer && { graphPeer }),
+      ...(attachmentBucket && { attachmentBucket }),
       async stop() {
         await source.stop();
         client.destroy();
@@ -112,15 +216,19 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
  * Standard AWS SDK settings, so the handler runs unmodified. Dummy credentials: the emulators
  * ignore them, and a developer's real profile must never be used by local mode.
  */
-function pointAwsSdkAtEmulators(sqsEndpoint: string, sesEndpoint: string): void {
+function pointAwsSdkAtEmulators(endpoints: Record<`AWS_ENDPOINT_URL_${string}`, string>): void {
   for (const name of ['AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL']) delete process.env[name];
   Object.assign(process.env, {
     AWS_REGION: LOCAL_REGION,
     AWS_ACCESS_KEY_ID: 'local',
     AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_SQS: sqsEndpoint,
-    AWS_ENDPOINT_URL_SESV2: sesEndpoint,
+    ...endpoints,
   });
+}
+
+/** Without a graph section, --graph-peer sends for whatever SES would have sent for. */
+function sesSenders(config: RelayConfig): string[] {
+  return config.ses?.identities ?? ['example.com'];
 }
 
 async function createQueues(client: SQSClient, config: RelayConfig, visibilityTimeoutSeconds?: number) {
