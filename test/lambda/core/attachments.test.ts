@@ -12,9 +12,9 @@ import {
   resolveAttachments,
   S3AttachmentStore,
 } from '../../../lambda/core/attachments.ts';
-import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage, type RelayMessage } from '../../../lambda/core/message.ts';
 import { type RunningEmulator, startSqsEmulator } from '../../../local/emulators.ts';
+import { failureOf } from '../../helpers/failures.ts';
 
 const BUCKET = 'relay-attachments';
 const LIMIT = 40 * 1024 * 1024;
@@ -33,15 +33,6 @@ function message(attachments: unknown[]): RelayMessage {
   );
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
   return parsed.message;
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<RelayFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (thrown: unknown) => thrown,
-  );
-  expect(error).toBeInstanceOf(RelayFailure);
-  return error as RelayFailure;
 }
 
 /** Multipart, as a producer uploads a large file (the emulator, like S3 tools, caps single PUTs). */

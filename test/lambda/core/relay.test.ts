@@ -32,6 +32,22 @@ class RecordingLogger implements RelayLogger {
   }
 }
 
+/** A provider that is always throttled and says how long to wait. */
+const throttledFor = (retryAfterSeconds: number): MailProvider => ({
+  name: 'graph',
+  canSendAs: () => true,
+  send: () =>
+    Promise.reject(
+      new RelayFailure({
+        failureClass: 'transient',
+        code: 'TooManyRequests',
+        reason: 'throttled',
+        provider: 'graph',
+        retryAfterSeconds,
+      }),
+    ),
+});
+
 const attribute = (message: Message | undefined, name: string) =>
   message?.MessageAttributes?.[name]?.StringValue;
 
@@ -186,22 +202,8 @@ describe('relay core with SQS and SES peers', () => {
     );
     const [message] = received.Messages ?? [];
     const record = { ...sqsRecord(message?.Body ?? ''), receiptHandle: message?.ReceiptHandle ?? '' };
-    const throttled: MailProvider = {
-      name: 'graph',
-      canSendAs: () => true,
-      send: () =>
-        Promise.reject(
-          new RelayFailure({
-            failureClass: 'transient',
-            code: 'TooManyRequests',
-            reason: 'throttled',
-            provider: 'graph',
-            retryAfterSeconds: 2,
-          }),
-        ),
-    };
     const delaying = createRelay({
-      providers: [throttled],
+      providers: [throttledFor(2)],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
       recordDelay: new SqsRecordDelay(peers.sqs, outbox),
       settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
@@ -224,22 +226,9 @@ describe('relay core with SQS and SES peers', () => {
   });
 
   it('still reports the record for retry when the delay cannot be set', async () => {
-    const throttled: MailProvider = {
-      name: 'graph',
-      canSendAs: () => true,
-      send: () =>
-        Promise.reject(
-          new RelayFailure({
-            failureClass: 'transient',
-            code: 'TooManyRequests',
-            reason: 'x',
-            retryAfterSeconds: 5,
-          }),
-        ),
-    };
     const broken = new SQSClient(UNREACHABLE_CLIENT_CONFIG);
     const delaying = createRelay({
-      providers: [throttled],
+      providers: [throttledFor(5)],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
       recordDelay: new SqsRecordDelay(broken, 'http://127.0.0.1:9/000000000000/outbox'),
       settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },

@@ -3,24 +3,15 @@ import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
-import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
+import { failureOf } from '../../helpers/failures.ts';
 import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
 
 function message(overrides: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
   return inlineAttachments(parsed.message);
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<RelayFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (thrown: unknown) => thrown,
-  );
-  expect(error).toBeInstanceOf(RelayFailure);
-  return error as RelayFailure;
 }
 
 describe('SesProvider against the SES v2 emulator', () => {

@@ -1,7 +1,6 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
-import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { GraphSettings } from '../../../../lambda/core/settings.ts';
 import { cachedCredential, secretsManagerReader } from '../../../../lambda/providers/graph/credentials.ts';
@@ -15,6 +14,7 @@ import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
 } from '../../../../local/secrets-manager-emulator.ts';
+import { failureOf } from '../../../helpers/failures.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
 
@@ -44,15 +44,6 @@ function patterned(length: number): Buffer {
   const bytes = Buffer.alloc(length);
   for (let index = 0; index < length; index += 1) bytes[index] = (index * 31 + (index >> 12)) & 0xff;
   return bytes;
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<RelayFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (thrown: unknown) => thrown,
-  );
-  expect(error).toBeInstanceOf(RelayFailure);
-  return error as RelayFailure;
 }
 
 describe('GraphProvider against the local Entra ID + Graph peer', () => {
