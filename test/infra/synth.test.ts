@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -11,7 +11,10 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { loadRelayConfig } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
+import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
+import { createClientCertificate } from '../peers/certificates.ts';
+import { startGraphPeer } from '../peers/graph-peer.ts';
 import { cdkJsonContext, REPO_ROOT } from './support.ts';
 
 /** The parts of `<stack>.assets.json` (cloud assembly schema) this test reads. */
@@ -170,6 +173,77 @@ describe('a full synth with bundling', () => {
       expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.reason]?.StringValue).toContain('no recipient');
     } finally {
       await peers.stop();
+    }
+  });
+
+  it('runs the bundled handler against the Entra ID + Graph peer: certificate credential, token, sendMail', async () => {
+    const tenantId = 'contoso.onmicrosoft.com';
+    const clientId = '11111111-2222-3333-4444-555555555555';
+    const certificate = await createClientCertificate();
+    const graphPeer = await startGraphPeer({
+      tenantId,
+      clients: [{ clientId, certificatePem: certificate.certificatePem }],
+    });
+    const secrets = await startSecretsManagerEmulator(0);
+    const peers: Peers = await startPeers();
+    try {
+      // The bundle builds its own HTTPS transport, as in Lambda: trust the peer the standard Node.js way.
+      const caFile = join(outdir, 'graph-peer-ca.pem');
+      writeFileSync(caFile, graphPeer.caCertificate);
+      const settings = {
+        queueUrl: (await createQueue(peers.sqs)).url,
+        deadLetterQueueUrl: (await createQueue(peers.sqs)).url,
+        maxReceiveCount: 5,
+        limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+        graph: {
+          tenantId,
+          clientId,
+          senders: ['contoso.com'],
+          credentialSecretId: secrets.putSecret(
+            'graph',
+            JSON.stringify({
+              certificate: certificate.certificatePem,
+              privateKey: certificate.privateKeyPem,
+            }),
+          ),
+          saveToSentItems: true,
+          authorityHost: graphPeer.authorityHost,
+          graphEndpoint: graphPeer.graphEndpoint,
+        },
+      };
+      const records = [1, 2].map((n) =>
+        sqsRecord(validMessage({ from: 'billing@contoso.com', subject: `Bundle via Graph ${n}` })),
+      );
+      const script = `
+        const { handler } = await import(${JSON.stringify(pathToFileURL(bundleFile('index.mjs')).href)});
+        const context = { functionName: 'send', awsRequestId: 'r1', getRemainingTimeInMillis: () => 30000 };
+        const result = await handler({ Records: ${JSON.stringify(records)} }, context);
+        console.log(JSON.stringify(result));`;
+
+      const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+        env: {
+          PATH: process.env.PATH,
+          NODE_EXTRA_CA_CERTS: caFile,
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
+          AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+          POWERTOOLS_LOG_LEVEL: 'ERROR',
+          [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+        },
+      });
+
+      expect(JSON.parse(stdout.trim().split('\n').at(-1) ?? '')).toEqual({ batchItemFailures: [] });
+      expect(graphPeer.delivered.map((message) => message.message.subject).sort()).toEqual([
+        'Bundle via Graph 1',
+        'Bundle via Graph 2',
+      ]);
+      expect(graphPeer.tokenRequests).toEqual([
+        expect.objectContaining({ credential: 'certificate', granted: true }),
+      ]);
+    } finally {
+      await Promise.all([peers.stop(), secrets.stop(), graphPeer.close()]);
     }
   });
 });
