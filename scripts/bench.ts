@@ -1,12 +1,13 @@
 /**
- * Measures the per-message CPU cost of the relay's own work (parse + validate + compose MIME), the part
- * that runs for every record before the provider call. Run with `npm run bench`; numbers are for
+ * Measures the per-message CPU cost of the relay's own work (parse + validate, then compose MIME for
+ * SES or the JSON body for Graph), the part that runs for every record before the provider call. Run with `npm run bench`; numbers are for
  * comparing changes on one machine, not guarantees.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { inlineAttachments } from '../lambda/core/attachments.ts';
 import { createMessageSchema, parseMessage } from '../lambda/core/message.ts';
+import { toGraphMessage } from '../lambda/providers/graph/graph-message.ts';
 import { composeMime } from '../lambda/providers/mime.ts';
 
 const schema = createMessageSchema({ maxRecipients: 50, maxMessageBytes: 1024 * 1024 });
@@ -31,19 +32,27 @@ const cases = {
   },
 };
 
-for (const [name, fields] of Object.entries(cases)) {
-  const body = JSON.stringify({ v: 1, from: 'App <app@example.com>', subject: 'Benchmark', ...fields });
-  const iterations = body.length > 100_000 ? 50 : 2_000;
-  const run = async () => {
-    const parsed = parseMessage(body, schema);
-    if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-    return composeMime(inlineAttachments(parsed.message));
-  };
-  for (let warmup = 0; warmup < 10; warmup += 1) await run();
-  const started = performance.now();
-  for (let iteration = 0; iteration < iterations; iteration += 1) await run();
-  const perMessage = (performance.now() - started) / iterations;
-  console.log(
-    `${name.padEnd(30)} ${perMessage.toFixed(3).padStart(9)} ms/message  (${iterations} runs, body ${body.length} bytes)`,
-  );
+const composers = {
+  'SES MIME': (message: ReturnType<typeof inlineAttachments>) => composeMime(message),
+  'Graph JSON': async (message: ReturnType<typeof inlineAttachments>) =>
+    JSON.stringify({ message: toGraphMessage(message), saveToSentItems: true }),
+};
+
+for (const [composerName, compose] of Object.entries(composers)) {
+  for (const [name, fields] of Object.entries(cases)) {
+    const body = JSON.stringify({ v: 1, from: 'App <app@example.com>', subject: 'Benchmark', ...fields });
+    const iterations = body.length > 100_000 ? 50 : 2_000;
+    const run = async () => {
+      const parsed = parseMessage(body, schema);
+      if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+      return compose(inlineAttachments(parsed.message));
+    };
+    for (let warmup = 0; warmup < 10; warmup += 1) await run();
+    const started = performance.now();
+    for (let iteration = 0; iteration < iterations; iteration += 1) await run();
+    const perMessage = (performance.now() - started) / iterations;
+    console.log(
+      `${`${composerName}, ${name}`.padEnd(42)} ${perMessage.toFixed(3).padStart(9)} ms/message  (${iterations} runs, body ${body.length} bytes)`,
+    );
+  }
 }
