@@ -177,18 +177,18 @@ async function send(args: string[]): Promise<number> {
   const local = ['127.0.0.1', 'localhost'].includes(new URL(queueUrl).hostname);
   const bucket = values.bucket ?? (local ? ATTACHMENT_BUCKET_NAME : undefined);
   const uploads = values['attach-s3'] ?? [];
-  if (uploads.length > 0 && bucket === undefined) {
-    throw new Error('--attach-s3 needs --bucket NAME (the AttachmentBucketName stack output)');
-  }
   const s3Endpoint = values['s3-endpoint'] ?? (local ? new URL(queueUrl).origin : undefined);
   const uploaded = [];
   for (const file of uploads) {
+    if (bucket === undefined) {
+      throw new Error('--attach-s3 needs --bucket NAME (the AttachmentBucketName stack output)');
+    }
     const key = await uploadAttachment(file, {
-      bucket: bucket as string,
+      bucket,
       ...(s3Endpoint && { endpoint: s3Endpoint }),
       ...(values.region && { region: values.region }),
     });
-    uploaded.push({ file, bucket: bucket as string, key });
+    uploaded.push({ file, bucket, key });
   }
   const built = await buildMessage({ ...values, uploaded });
   if ('problems' in built) {

@@ -116,7 +116,7 @@ const graphConfigSchema = z.strictObject({
       "Overrides the cloud's Microsoft Graph endpoint, scheme and host only (https://graph.microsoft.us).",
     ),
 });
-type GraphConfig = z.output<typeof graphConfigSchema>;
+export type GraphConfig = z.output<typeof graphConfigSchema>;
 
 const attachmentsConfigSchema = z.strictObject({
   retentionDays: z

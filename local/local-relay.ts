@@ -1,15 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import {
-  GRAPH_CLOUDS,
-  type GraphSettings,
-  type RelaySettings,
-  SETTINGS_ENV_VAR,
-} from '../lambda/core/settings.ts';
+import { type GraphSettings, type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createHttpsTransport, type HttpTransport } from '../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
-import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
+import {
+  DEFAULT_CONFIG_PATH,
+  type GraphConfig,
+  graphSettingsFor,
+  loadRelayConfig,
+  type RelayConfig,
+} from '../lib/config.ts';
 import { createClientCertificate } from '../test/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
 import { startSesEmulator, startSqsEmulator } from './emulators.ts';
@@ -116,18 +117,16 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     let graphPeer: GraphPeer | undefined;
     let graphTransport: HttpTransport | undefined;
     let graph: GraphSettings | undefined;
-    const graphConfig =
-      config.graph ?? (options.graphPeer ? { ...LOCAL_GRAPH_APP, senders: sesSenders(config) } : undefined);
+    const graphConfig: GraphConfig | undefined =
+      config.graph ??
+      (options.graphPeer
+        ? { ...LOCAL_GRAPH_APP, senders: sesSenders(config), saveToSentItems: true, cloud: 'global' }
+        : undefined);
     if (graphConfig) {
-      const cloud = GRAPH_CLOUDS[config.graph?.cloud ?? 'global'];
       let credential = PLACEHOLDER_CREDENTIAL;
-      let endpoints: Pick<GraphSettings, 'authorityHost' | 'graphEndpoint'> = {
-        authorityHost: config.graph?.authorityHost ?? cloud.authorityHost,
-        graphEndpoint: config.graph?.graphEndpoint ?? cloud.graphEndpoint,
-      };
       if (options.graphPeer) {
         const certificate = await createClientCertificate();
-        graphPeer = await withPortHint(
+        const peer = await withPortHint(
           startGraphPeer({
             port: options.graphPeerPort ?? DEFAULT_GRAPH_PEER_PORT,
             tenantId: graphConfig.tenantId,
@@ -135,24 +134,21 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
           }),
           '--graph-peer-port or MAIL_RELAY_GRAPH_PEER_PORT',
         );
-        const peer = graphPeer;
         stops.push(() => peer.close());
+        graphPeer = peer;
         graphTransport = createHttpsTransport({ ca: peer.caCertificate });
         credential = JSON.stringify({
           certificate: certificate.certificatePem,
           privateKey: certificate.privateKeyPem,
         });
-        endpoints = { authorityHost: peer.authorityHost, graphEndpoint: peer.graphEndpoint };
       } else if (options.graphCredentialPath) {
         credential = await readFile(options.graphCredentialPath, 'utf8');
       }
+      const secretArn = secrets.putSecret(GRAPH_CREDENTIAL_SECRET_NAME, credential);
+      // The same settings the construct writes, with the peer's hosts when it stands in for Microsoft.
       graph = {
-        tenantId: graphConfig.tenantId,
-        clientId: graphConfig.clientId,
-        senders: graphConfig.senders,
-        saveToSentItems: config.graph?.saveToSentItems ?? true,
-        credentialSecretId: secrets.putSecret(GRAPH_CREDENTIAL_SECRET_NAME, credential),
-        ...endpoints,
+        ...graphSettingsFor(graphConfig, secretArn),
+        ...(graphPeer && { authorityHost: graphPeer.authorityHost, graphEndpoint: graphPeer.graphEndpoint }),
       };
     }
 

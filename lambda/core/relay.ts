@@ -1,9 +1,9 @@
 import type { SQSRecord } from 'aws-lambda';
 import type { MailProvider, SendReceipt } from '../providers/provider.ts';
-import { type AttachmentStore, type OutboundMessage, resolveAttachments } from './attachments.ts';
+import { type AttachmentStore, resolveAttachments } from './attachments.ts';
 import type { DeadLetterSink } from './dead-letter.ts';
 import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
-import { createMessageSchema, parseMessage, recipientsOf } from './message.ts';
+import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
 import type { RecordDelay } from './record-delay.ts';
 import type { RelaySettings } from './settings.ts';
 
@@ -46,7 +46,7 @@ export function createRelay({
 }: RelayDependencies): Relay {
   const schema = createMessageSchema(settings.limits);
 
-  const send = async (message: OutboundMessage): Promise<SendReceipt> => {
+  const send = async (message: RelayMessage): Promise<SendReceipt> => {
     const provider = providers.find((candidate) => candidate.canSendAs(message.from.address));
     if (!provider) {
       throw new RelayFailure({
@@ -56,7 +56,13 @@ export function createRelay({
         hint: 'Add the address or its domain to graph.senders or ses.identities (verified in SES) in the relay configuration.',
       });
     }
-    return provider.send(message);
+    // Only once a provider will take it: S3 attachments can be large.
+    const outbound = await resolveAttachments(message, {
+      maxMessageBytes: settings.limits.maxMessageBytes,
+      ...(settings.attachments && { settings: settings.attachments }),
+      ...(attachmentStore && { store: attachmentStore }),
+    });
+    return provider.send(outbound);
   };
 
   return {
@@ -80,12 +86,7 @@ export function createRelay({
           ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),
           ...(message.tags && { tags: message.tags }),
         });
-        const outbound = await resolveAttachments(message, {
-          maxMessageBytes: settings.limits.maxMessageBytes,
-          ...(settings.attachments && { settings: settings.attachments }),
-          ...(attachmentStore && { store: attachmentStore }),
-        });
-        const receipt = await send(outbound);
+        const receipt = await send(message);
         logger.info('Message sent', {
           ...keys,
           provider: receipt.provider,
