@@ -129,6 +129,120 @@ const attachmentsConfigSchema = z.strictObject({
     ),
 });
 
+/** Elastic IP allocation IDs as EC2 prints them: `eipalloc-` and 8 or 17 hex digits. */
+const EIP_ALLOCATION_ID_PATTERN = /^eipalloc-[0-9a-f]{8,17}$/;
+/** EC2 instance types: family, optional generation/attributes, size (t4g.nano, c7gn.medium, m5a.large). */
+const INSTANCE_TYPE_PATTERN = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+/** The VPC sizes the static egress accepts: large enough for the subnets, small enough to be a valid VPC. */
+const EGRESS_CIDR_PREFIXES = { min: 16, max: 24 } as const;
+export const EGRESS_NAT_KINDS = ['gateway', 'instance'] as const;
+export const DEFAULT_EGRESS_CIDR = '10.80.0.0/16';
+export const DEFAULT_NAT_INSTANCE_TYPE = 't4g.nano';
+/** One NAT per Availability Zone, in at most three zones. */
+export const MAX_NAT_COUNT = 3;
+
+/** Why an IPv4 CIDR block cannot be the static-egress VPC, or undefined when it can. */
+export function egressCidrProblem(cidr: string): string | undefined {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const octets = match?.slice(1, 5).map(Number) ?? [];
+  if (!match || octets.some((octet) => octet > 255)) {
+    return 'must be an IPv4 CIDR block such as 10.80.0.0/16';
+  }
+  const prefix = Number(match[5]);
+  if (prefix < EGRESS_CIDR_PREFIXES.min || prefix > EGRESS_CIDR_PREFIXES.max) {
+    return `must be a /${EGRESS_CIDR_PREFIXES.min} to /${EGRESS_CIDR_PREFIXES.max} block (VPCs are /16 to /28, and the subnets of three Availability Zones need at least a /24)`;
+  }
+  const address = octets.reduce((value, octet) => value * 256 + octet, 0);
+  const hostBits = 2 ** (32 - prefix);
+  if (address % hostBits !== 0) {
+    const network = address - (address % hostBits);
+    const dotted = [24, 16, 8, 0].map((shift) => Math.floor(network / 2 ** shift) % 256).join('.');
+    return `must be the network address of the block: ${dotted}/${prefix}`;
+  }
+  return undefined;
+}
+
+const egressConfigSchema = z
+  .strictObject({
+    nat: z
+      .enum(EGRESS_NAT_KINDS)
+      .default('gateway')
+      .describe(
+        'gateway: managed NAT gateways (about $32/month each plus $0.045/GB; the only kind AWS lifts the port-25 block for). instance: one EC2 NAT instance per NAT (t4g.nano about $3/month, no per-GB fee, but you own its availability).',
+      ),
+    natCount: z
+      .int()
+      .min(1)
+      .max(MAX_NAT_COUNT)
+      .optional()
+      .describe(
+        `NATs, one per Availability Zone (1-${MAX_NAT_COUNT}), so as many egress IPs. Default: the number of elasticIpAllocationIds, else 1. More than 2 needs a stack with an explicit account and region.`,
+      ),
+    elasticIpAllocationIds: z
+      .array(
+        z
+          .string()
+          .regex(
+            EIP_ALLOCATION_ID_PATTERN,
+            'must be an Elastic IP allocation ID, eipalloc- and 8 or 17 hex digits (EC2 console > Elastic IPs > Allocation ID)',
+          ),
+      )
+      .min(1)
+      .max(MAX_NAT_COUNT)
+      .refine((ids) => new Set(ids).size === ids.length, { message: 'lists an allocation ID twice' })
+      .optional()
+      .describe(
+        'Existing Elastic IPs (allocation IDs, one per NAT) to send from, so the address survives deleting and redeploying the stack. Default: the stack allocates Elastic IPs and keeps them when it is deleted.',
+      ),
+    instanceType: z
+      .string()
+      .regex(INSTANCE_TYPE_PATTERN, 'must be an EC2 instance type such as t4g.nano')
+      .optional()
+      .describe(
+        `EC2 instance type of the NAT instances (nat: "instance" only). Default ${DEFAULT_NAT_INSTANCE_TYPE}.`,
+      ),
+    cidr: z
+      .string()
+      .superRefine((cidr, ctx) => {
+        const problem = egressCidrProblem(cidr);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .default(DEFAULT_EGRESS_CIDR)
+      .describe(
+        `IPv4 CIDR block of the relay's VPC, /${EGRESS_CIDR_PREFIXES.min} to /${EGRESS_CIDR_PREFIXES.max}. Default ${DEFAULT_EGRESS_CIDR}; pick another if you peer the VPC with a network that uses it.`,
+      ),
+  })
+  // Runs even when a field failed, so these are reported together with field errors; the value may
+  // then be partly unparsed, so it is only read through fieldOf.
+  .superRefine(
+    (egress, ctx) => {
+      const natCount = fieldOf(egress, 'natCount');
+      const ids = fieldOf(egress, 'elasticIpAllocationIds');
+      if (typeof natCount === 'number' && Array.isArray(ids) && natCount !== ids.length) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['natCount'],
+          message: `is ${natCount} but elasticIpAllocationIds lists ${ids.length}: each NAT sends from one Elastic IP, so give one allocation ID per NAT (or leave natCount out)`,
+        });
+      }
+      // An unknown nat kind is reported by its own field; this is only about a valid one.
+      const nat = fieldOf(egress, 'nat') ?? 'gateway';
+      if (fieldOf(egress, 'instanceType') !== undefined && nat === 'gateway') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['instanceType'],
+          message: 'applies only to nat: "instance" (a NAT gateway has no instance type)',
+        });
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  )
+  .transform((egress) => ({
+    ...egress,
+    natCount: egress.natCount ?? egress.elasticIpAllocationIds?.length ?? 1,
+  }));
+export type EgressConfig = z.output<typeof egressConfigSchema>;
+
 /** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
 export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
   const cloud = GRAPH_CLOUDS[graph.cloud];
@@ -167,6 +281,8 @@ function estimatedSettingsBytes(config: RelayConfig): number {
       config.graph &&
       graphSettingsFor(config.graph, config.graph.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN),
     attachments: config.attachments && { bucket: LONGEST_BUCKET_NAME },
+    // The configuration file has no smtp section yet; count it here once it has.
+    smtp: undefined,
   } satisfies Record<keyof RelaySettings, unknown>;
   return Buffer.byteLength(JSON.stringify(settings));
 }
@@ -212,6 +328,11 @@ export const relayConfigSchema = z
       .describe('Limits applied to every message (to + cc + bcc count, decoded body + attachment bytes).'),
     queue: queueConfigSchema.prefault({}),
     sendFunction: sendFunctionConfigSchema.prefault({}),
+    egress: egressConfigSchema
+      .optional()
+      .describe(
+        'Sends from static Elastic IPs: puts the send function in a VPC whose private subnets reach the internet through NATs with fixed addresses (stack outputs EgressIps, InboundConnectorCommand, SpfRecord), for Exchange Online inbound connectors and allow lists that trust an IP (docs/static-egress.md).',
+      ),
   })
   // Runs even when a field failed, so a missing provider is reported together with field errors.
   // The value may then be partly unparsed, so it is only read through fieldOf.

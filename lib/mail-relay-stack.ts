@@ -1,7 +1,8 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { RelayConfigInput } from './config.ts';
 import { MailRelay } from './mail-relay.ts';
+import type { StaticEgress } from './static-egress.ts';
 
 export interface MailRelayStackProps extends StackProps {
   /** The relay configuration, usually loaded from `mail-relay.config.json`. */
@@ -44,5 +45,69 @@ export class MailRelayStack extends Stack {
         value: this.relay.graphCredential.secret.secretArn,
       });
     }
+    if (this.relay.staticEgress) this.addEgressOutputs(this.relay.staticEgress);
   }
+
+  /**
+   * The static addresses and what to paste where: the Exchange Online inbound connector and the SPF
+   * record. Elastic IPs given by allocation ID have addresses CloudFormation cannot read, so then the
+   * outputs hold a placeholder per allocation ID and a command that looks the addresses up.
+   */
+  private addEgressOutputs(egress: StaticEgress): void {
+    const known = egress.egressIps !== undefined;
+    const ips =
+      egress.egressIps ?? egress.addresses.map((address) => `<public IP of ${address.allocationId}>`);
+    const reusedNote = known
+      ? ''
+      : ' (replace each <public IP of eipalloc-…> with the address EgressIpLookupCommand prints: the Elastic IPs were given by allocation ID, whose addresses CloudFormation cannot read)';
+
+    new CfnOutput(this, 'EgressAllocationIds', {
+      description:
+        'Allocation IDs of the Elastic IPs the send function leaves from (egress.elasticIpAllocationIds to reuse them)',
+      value: Fn.join(
+        ',',
+        egress.addresses.map((address) => address.allocationId),
+      ),
+    });
+    if (known) {
+      new CfnOutput(this, 'EgressIps', {
+        description:
+          'Static public IPv4 addresses the send function leaves from (kept when the stack is deleted)',
+        value: Fn.join(',', ips),
+      });
+    } else {
+      new CfnOutput(this, 'EgressIpLookupCommand', {
+        description: 'Prints the static public IPv4 addresses the send function leaves from',
+        value: Fn.join('', [
+          'aws ec2 describe-addresses --allocation-ids ',
+          ...interleave(
+            egress.addresses.map((address) => address.allocationId),
+            ' ',
+          ),
+          ' --query "Addresses[].PublicIp" --output text',
+        ]),
+      });
+    }
+    new CfnOutput(this, 'InboundConnectorCommand', {
+      description: `Exchange Online PowerShell: an inbound connector that accepts the relay's mail by its IP${reusedNote}`,
+      value: Fn.join('', [
+        'New-InboundConnector -Name "mail-relay" -ConnectorType OnPremises -SenderDomains * -SenderIPAddresses ',
+        ...interleave(ips, ','),
+        ' -RequireTls $true -RestrictDomainsToIPAddresses $false',
+      ]),
+    });
+    new CfnOutput(this, 'SpfRecord', {
+      description: `Merge these ip4: mechanisms into your domain's SPF record${reusedNote}`,
+      value: Fn.join('', [
+        'v=spf1 ',
+        ...ips.flatMap((ip) => ['ip4:', ip, ' ']),
+        'include:spf.protection.outlook.com -all',
+      ]),
+    });
+  }
+}
+
+/** The items with a separator between each two, for one flat Fn::Join. */
+function interleave(items: string[], separator: string): string[] {
+  return items.flatMap((item, index) => (index === 0 ? [item] : [separator, item]));
 }

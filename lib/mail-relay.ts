@@ -7,16 +7,34 @@ import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { GraphCloud, RelaySettings } from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
-import { graphSettingsFor, parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
+import {
+  type EGRESS_NAT_KINDS,
+  graphSettingsFor,
+  parseRelayConfig,
+  type RelayConfig,
+  type RelayConfigInput,
+} from './config.ts';
 import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { SendFunction } from './send-function.ts';
+import { StaticEgress } from './static-egress.ts';
 
 /**
  * AWS guidance for SQS event sources: the visibility timeout should be at least 6 x the function
  * timeout, so a batch that is retried by the poller is not delivered a second time meanwhile.
  */
 const VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT = 6;
+
+/** HTTPS: SQS, SES, Secrets Manager, S3, CloudWatch Logs, the Entra ID token endpoint and Microsoft Graph. */
+const HTTPS_PORT = 443;
+
+/**
+ * The TCP ports the send function connects to, which are all its security group lets out when it
+ * runs behind static egress. Add a provider's ports here (an SMTP server's port) when it is configured.
+ */
+export function sendFunctionEgressPorts(_config: RelayConfig): number[] {
+  return [HTTPS_PORT];
+}
 
 /** Amazon SES settings. */
 export interface MailRelaySesProps {
@@ -170,6 +188,48 @@ export interface MailRelaySendFunctionProps {
   readonly logRetentionDays?: number;
 }
 
+/** Static egress: the send function leaves from fixed Elastic IPs (docs/static-egress.md). */
+export interface MailRelayEgressProps {
+  /**
+   * `gateway`: managed NAT gateways (about $32/month each + $0.045/GB; the only kind AWS lifts the
+   * port-25 block for). `instance`: EC2 NAT instances (t4g.nano about $3/month, no per-GB fee, but
+   * you own their availability).
+   *
+   * @default 'gateway'
+   */
+  readonly nat?: (typeof EGRESS_NAT_KINDS)[number];
+
+  /**
+   * NATs, one per Availability Zone, so as many egress IPs (1-3). More than 2 needs a stack with an
+   * explicit account and region.
+   *
+   * @default - the number of `elasticIpAllocationIds`, else 1
+   */
+  readonly natCount?: number;
+
+  /**
+   * Existing Elastic IPs (allocation IDs `eipalloc-…`), one per NAT, so the address survives
+   * deleting and redeploying the stack.
+   *
+   * @default - Elastic IPs allocated by the stack and kept when it is deleted
+   */
+  readonly elasticIpAllocationIds?: string[];
+
+  /**
+   * EC2 instance type of the NAT instances (`nat: 'instance'` only).
+   *
+   * @default 't4g.nano'
+   */
+  readonly instanceType?: string;
+
+  /**
+   * IPv4 CIDR block of the relay's VPC, /16 to /24.
+   *
+   * @default '10.80.0.0/16'
+   */
+  readonly cidr?: string;
+}
+
 /**
  * Properties of a mail relay: the same shape as the `mail-relay.config.json` file, so a loaded
  * file can be passed as is. Validated at synth; every problem is reported in one error.
@@ -218,6 +278,14 @@ export interface MailRelayProps {
    * @default - see MailRelaySendFunctionProps
    */
   readonly sendFunction?: MailRelaySendFunctionProps;
+
+  /**
+   * Sends from static Elastic IPs: the send function runs in a VPC whose private subnets reach the
+   * internet through NATs with fixed addresses, for inbound connectors and allow lists that trust an IP.
+   *
+   * @default - no VPC: the function leaves from Lambda's shared, changing addresses
+   */
+  readonly egress?: MailRelayEgressProps;
 }
 
 // Compile-time guard that the props mirror the config file key for key (the constructor's typed
@@ -233,6 +301,7 @@ type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayMessageProps, NonNullable<ConfigFileShape['message']>>
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
   | SameKeys<MailRelaySendFunctionProps, NonNullable<ConfigFileShape['sendFunction']>>
+  | SameKeys<MailRelayEgressProps, NonNullable<ConfigFileShape['egress']>>
 >;
 
 /**
@@ -251,6 +320,8 @@ export class MailRelay extends Construct {
   readonly graphCredential?: GraphCredential;
   /** The bucket producers upload large attachments to, when `attachments` is configured. */
   readonly attachmentBucket?: AttachmentBucket;
+  /** The VPC, NATs and Elastic IPs the send function leaves from, when `egress` is configured. */
+  readonly staticEgress?: StaticEgress;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
 
@@ -283,6 +354,15 @@ export class MailRelay extends Construct {
       });
     }
 
+    if (config.egress) {
+      this.staticEgress = new StaticEgress(this, 'StaticEgress', {
+        ...config.egress,
+        egressPorts: sendFunctionEgressPorts(config),
+        // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
+        flowLogRetention: config.sendFunction.logRetentionDays as RetentionDays,
+      });
+    }
+
     const settings: RelaySettings = {
       queueUrl: this.outbox.queueUrl,
       deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
@@ -301,7 +381,13 @@ export class MailRelay extends Construct {
       memorySize: config.sendFunction.memoryMiB,
       // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
       logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+      ...(this.staticEgress && {
+        vpc: this.staticEgress.vpc,
+        vpcSubnets: this.staticEgress.subnets,
+        securityGroups: [this.staticEgress.securityGroup],
+      }),
     });
+    if (this.staticEgress) this.grantVpcNetworking();
 
     // Also grants sqs:ChangeMessageVisibility on the outbox, which the function uses to delay a
     // record by the provider's Retry-After.
@@ -342,6 +428,34 @@ export class MailRelay extends Construct {
       reason:
         'The bundle is built for Node.js 22 (esbuild target node22, ESM, AWS SDK bundled); a newer runtime ' +
         'is adopted as a deliberate change with its own test run, not implicitly because a newer one exists.',
+    });
+  }
+
+  /**
+   * Lambda creates and deletes the function's network interfaces in the VPC with the function's own
+   * role, which has no managed policy: these are the EC2 actions of AWSLambdaVPCAccessExecutionRole.
+   * The role's policy is created before the function (CloudFormation dependency), as Lambda checks it.
+   */
+  private grantVpcNetworking(): void {
+    this.sendFunction.addToRolePolicy(
+      new PolicyStatement({
+        actions: [
+          'ec2:CreateNetworkInterface',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DeleteNetworkInterface',
+          'ec2:AssignPrivateIpAddresses',
+          'ec2:UnassignPrivateIpAddresses',
+        ],
+        resources: ['*'],
+      }),
+    );
+    Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "Lambda manages the function's VPC network interfaces with the function's role: the interfaces' IDs " +
+        'exist only once Lambda creates them and the EC2 Describe actions support no resource-level ' +
+        'permissions, so these are the EC2 actions of the AWS managed AWSLambdaVPCAccessExecutionRole on *.',
     });
   }
 

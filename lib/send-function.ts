@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, Stack } from 'aws-cdk-lib';
+import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -39,6 +40,28 @@ export interface SendFunctionProps {
    * @default RetentionDays.ONE_MONTH
    */
   readonly logRetention?: RetentionDays;
+
+  /**
+   * A VPC to run in, for example for static egress IPs. The role is not given the network-interface
+   * permissions Lambda needs there: the caller adds them (see MailRelay).
+   *
+   * @default - not in a VPC: Lambda's own network
+   */
+  readonly vpc?: IVpc;
+
+  /**
+   * The subnets of `vpc` to run in.
+   *
+   * @default - the VPC's private subnets
+   */
+  readonly vpcSubnets?: SubnetSelection;
+
+  /**
+   * Security groups of the function in `vpc`.
+   *
+   * @default - one created by Lambda's construct, allowing all outbound traffic
+   */
+  readonly securityGroups?: ISecurityGroup[];
 }
 
 /**
@@ -71,6 +94,9 @@ export class SendFunction extends NodejsFunction {
       memorySize: props.memorySize ?? 512,
       logGroup,
       role,
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      securityGroups: props.securityGroups,
       description:
         'Sends mail requests from the mail relay outbox through the configured providers (Amazon SES, Microsoft Graph)',
       environment: {

@@ -75,3 +75,84 @@ describe('MailRelayStack outputs', () => {
     expect(outputs.GraphCredentialSecretArn?.Value).toBe(credentialSecretArn);
   });
 });
+
+describe('MailRelayStack outputs with static egress', () => {
+  function eipIds(stack: MailRelayStack): string[] {
+    return (stack.relay.staticEgress?.addresses ?? []).map(
+      (address) =>
+        (stack.resolve(address.allocationId) as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0],
+    );
+  }
+  const publicIp = (id: string) => ({ 'Fn::GetAtt': [id, 'PublicIp'] });
+
+  it('list the egress IPs, comma-separated', () => {
+    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const [first = '', second = ''] = eipIds(stack);
+
+    expect(outputs.EgressIps?.Value).toEqual({ 'Fn::Join': [',', [publicIp(first), publicIp(second)]] });
+  });
+
+  it('give a ready-to-paste Exchange Online inbound connector command with the egress IPs', () => {
+    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const [first = '', second = ''] = eipIds(stack);
+
+    expect(outputs.InboundConnectorCommand?.Value).toEqual({
+      'Fn::Join': [
+        '',
+        [
+          'New-InboundConnector -Name "mail-relay" -ConnectorType OnPremises -SenderDomains * -SenderIPAddresses ',
+          publicIp(first),
+          ',',
+          publicIp(second),
+          ' -RequireTls $true -RestrictDomainsToIPAddresses $false',
+        ],
+      ],
+    });
+  });
+
+  it('give the ip4: mechanisms to merge into the SPF record', () => {
+    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const [first = '', second = ''] = eipIds(stack);
+
+    expect(outputs.SpfRecord).toEqual({
+      Description: "Merge these ip4: mechanisms into your domain's SPF record",
+      Value: {
+        'Fn::Join': [
+          '',
+          [
+            'v=spf1 ip4:',
+            publicIp(first),
+            ' ip4:',
+            publicIp(second),
+            ' include:spf.protection.outlook.com -all',
+          ],
+        ],
+      },
+    });
+  });
+
+  it('name reused allocation IDs, how to look their addresses up, and placeholders to replace', () => {
+    const elasticIpAllocationIds = ['eipalloc-0123456789abcdef0', 'eipalloc-0fedcba987654321f'];
+
+    const { outputs } = buildStack({ ses: SES, egress: { elasticIpAllocationIds } });
+
+    expect(outputs.EgressIps).toBeUndefined();
+    expect(outputs.EgressAllocationIds?.Value).toBe(elasticIpAllocationIds.join(','));
+    expect(outputs.EgressIpLookupCommand?.Value).toBe(
+      'aws ec2 describe-addresses --allocation-ids eipalloc-0123456789abcdef0 eipalloc-0fedcba987654321f --query "Addresses[].PublicIp" --output text',
+    );
+    expect(outputs.InboundConnectorCommand?.Value).toContain(
+      '-SenderIPAddresses <public IP of eipalloc-0123456789abcdef0>,<public IP of eipalloc-0fedcba987654321f> ',
+    );
+    expect(outputs.InboundConnectorCommand?.Description).toMatch(/given by allocation ID/);
+    expect(outputs.SpfRecord?.Description).toMatch(/given by allocation ID/);
+  });
+
+  it('are left out without egress', () => {
+    const { outputs } = buildStack({ ses: SES });
+
+    for (const name of ['EgressIps', 'EgressAllocationIds', 'InboundConnectorCommand', 'SpfRecord']) {
+      expect(outputs[name], name).toBeUndefined();
+    }
+  });
+});

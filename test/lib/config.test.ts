@@ -301,6 +301,120 @@ describe('parseRelayConfig with an attachment bucket', () => {
   });
 });
 
+describe('parseRelayConfig with static egress', () => {
+  const ALLOCATION_ID = 'eipalloc-0123456789abcdef0';
+
+  it('fills the egress defaults: one NAT gateway in 10.80.0.0/16', () => {
+    expect(parseRelayConfig({ ses: SES, egress: {} }).egress).toEqual({
+      nat: 'gateway',
+      natCount: 1,
+      cidr: '10.80.0.0/16',
+    });
+  });
+
+  it('counts one NAT per given Elastic IP when natCount is left out', () => {
+    const egress = parseRelayConfig({
+      ses: SES,
+      egress: { elasticIpAllocationIds: [ALLOCATION_ID, 'eipalloc-1a2b3c4d'] },
+    }).egress;
+
+    expect(egress?.natCount).toBe(2);
+  });
+
+  it('accepts a NAT instance with its instance type and a reused Elastic IP', () => {
+    const egress = { nat: 'instance', instanceType: 't4g.micro', elasticIpAllocationIds: [ALLOCATION_ID] };
+
+    expect(parseRelayConfig({ ses: SES, egress }).egress).toEqual({
+      ...egress,
+      natCount: 1,
+      cidr: '10.80.0.0/16',
+    });
+  });
+
+  it('leaves egress out unless it is configured', () => {
+    expect(parseRelayConfig({ ses: SES }).egress).toBeUndefined();
+  });
+
+  it('names every egress problem at once, together with a problem elsewhere', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ses: SES,
+        queue: { retentionDays: 15 },
+        egress: {
+          nat: 'gateway',
+          natCount: 2,
+          elasticIpAllocationIds: ['eipalloc-XYZ'],
+          instanceType: 't4g.nano',
+          cidr: '10.80.0.0/12',
+        },
+      }),
+    );
+
+    expect(error.problems).toEqual(
+      expect.arrayContaining([
+        'queue.retentionDays: Too big: expected number to be <=14',
+        expect.stringMatching(/^egress\.elasticIpAllocationIds\[0\]: must be an Elastic IP allocation ID/),
+        expect.stringMatching(/^egress\.natCount: is 2 but elasticIpAllocationIds lists 1/),
+        'egress.instanceType: applies only to nat: "instance" (a NAT gateway has no instance type)',
+        expect.stringMatching(/^egress\.cidr: must be a \/16 to \/24 block/),
+      ]),
+    );
+    expect(error.problems).toHaveLength(5);
+  });
+
+  it('rejects more than three NATs and more than three Elastic IPs', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ses: SES,
+        egress: {
+          natCount: 4,
+          elasticIpAllocationIds: [
+            'eipalloc-1a2b3c4d',
+            'eipalloc-2a2b3c4d',
+            'eipalloc-3a2b3c4d',
+            'eipalloc-4a2b3c4d',
+          ],
+        },
+      }),
+    );
+
+    expect(error.problems.map((problem) => problem.split(':')[0])).toEqual([
+      'egress.natCount',
+      'egress.elasticIpAllocationIds',
+    ]);
+  });
+
+  it('rejects an Elastic IP listed twice', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: SES, egress: { elasticIpAllocationIds: [ALLOCATION_ID, ALLOCATION_ID] } }),
+    );
+
+    expect(error.problems).toEqual(['egress.elasticIpAllocationIds: lists an allocation ID twice']);
+  });
+
+  it.each([
+    ['10.80.0.0', 'must be an IPv4 CIDR block such as 10.80.0.0/16'],
+    ['10.300.0.0/16', 'must be an IPv4 CIDR block such as 10.80.0.0/16'],
+    ['10.80.0.0/25', 'must be a /16 to /24 block'],
+    ['10.80.1.0/16', 'must be the network address of the block: 10.80.0.0/16'],
+  ])('rejects the CIDR block %s', (cidr, message) => {
+    const error = configurationErrorFrom(() => parseRelayConfig({ ses: SES, egress: { cidr } }));
+
+    expect(error.problems).toEqual([expect.stringContaining(`egress.cidr: ${message}`)]);
+  });
+
+  it('rejects an unknown NAT kind and an instance type EC2 would not know', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ses: SES, egress: { nat: 'instance-v1', instanceType: 'nano' } }),
+    );
+
+    expect(error.problems.map((problem) => problem.split(':')[0])).toEqual([
+      'egress.nat',
+      'egress.instanceType',
+    ]);
+  });
+});
+
 describe('loadRelayConfig', () => {
   it('says a missing file was not found and how to choose another', () => {
     const missing = join(scratchDir, 'absent.json');
