@@ -160,7 +160,7 @@ const contractObject = z.strictObject(contractShape);
 
 export type RelayMessage = z.output<typeof contractObject>;
 
-export function recipientsOf(message: RelayMessage): Mailbox[] {
+export function recipientsOf(message: Pick<RelayMessage, 'to' | 'cc' | 'bcc'>): Mailbox[] {
   return [...(message.to ?? []), ...(message.cc ?? []), ...(message.bcc ?? [])];
 }
 

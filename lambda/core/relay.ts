@@ -92,6 +92,14 @@ export function createRelay({
           provider: receipt.provider,
           providerMessageId: receipt.providerMessageId,
         });
+        if (receipt.rejectedRecipients) {
+          // Sent to the others: reported, not retried (a retry would send it to them twice).
+          logger.warn('Some recipients were refused', {
+            ...keys,
+            provider: receipt.provider,
+            rejectedRecipients: receipt.rejectedRecipients,
+          });
+        }
         return { outcome: 'sent', receipt };
       } catch (error) {
         const failure = toRelayFailure(error);

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { identityCovers, isDomainName, isEmailAddress } from './address.ts';
 import { GRAPH_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from './limits.ts';
@@ -98,6 +99,35 @@ export const graphSettingsSchema = z.strictObject({
 });
 export type GraphSettings = z.infer<typeof graphSettingsSchema>;
 
+/** How the relay talks to an SMTP server (see providers/smtp): modelled on Exchange send connectors. */
+export const SMTP_MODES = ['connector', 'submission', 'smarthost'] as const;
+export const SMTP_TLS_MODES = ['starttls', 'implicit', 'none'] as const;
+export const SMTP_AUTH_METHODS = ['none', 'plain', 'login', 'xoauth2'] as const;
+
+export const smtpSettingsSchema = z.strictObject({
+  senders: z
+    .array(
+      z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
+        message: 'must be a domain (contoso.com: every address there) or one address',
+      }),
+    )
+    .min(1, 'list at least one address or domain that sends through SMTP'),
+  mode: z.enum(SMTP_MODES),
+  host: z.string().refine((value) => isDomainName(value) || value === 'localhost' || isIP(value) !== 0, {
+    message: 'must be a host name such as contoso-com.mail.protection.outlook.com, or an IP address',
+  }),
+  port: z.int().min(1).max(65_535),
+  tls: z.enum(SMTP_TLS_MODES),
+  /** Refuse to send when STARTTLS is not offered (never falls back to plain text). */
+  requireTls: z.boolean(),
+  auth: z.enum(SMTP_AUTH_METHODS),
+  /** Secrets Manager secret with {"username", "password"} for plain/login. */
+  credentialSecretId: z.string().min(1).optional(),
+  /** OAuth scope for XOAUTH2 tokens (from the Graph app registration). */
+  oauthScope: z.url({ protocol: /^https$/ }).optional(),
+});
+export type SmtpSettings = z.infer<typeof smtpSettingsSchema>;
+
 export const attachmentSettingsSchema = z.strictObject({
   /** The only bucket messages may reference attachments in. */
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
@@ -113,11 +143,21 @@ export const relaySettingsSchema = z
     limits: messageLimitsSchema,
     ses: sesSettingsSchema.optional(),
     graph: graphSettingsSchema.optional(),
+    smtp: smtpSettingsSchema.optional(),
     attachments: attachmentSettingsSchema.optional(),
   })
-  .refine((settings) => settings.ses !== undefined || settings.graph !== undefined, {
-    message: 'configure at least one provider: ses or graph',
-  });
+  .refine((settings) => settings.ses ?? settings.graph ?? settings.smtp, {
+    message: 'configure at least one provider: ses, graph or smtp',
+  })
+  .refine((settings) => settings.smtp?.auth !== 'xoauth2' || settings.graph !== undefined, {
+    path: ['smtp', 'auth'],
+    message: 'xoauth2 takes its tokens from the Graph app registration: configure graph too',
+  })
+  .refine(
+    (settings) =>
+      !['plain', 'login'].includes(settings.smtp?.auth ?? '') || settings.smtp?.credentialSecretId,
+    { path: ['smtp', 'credentialSecretId'], message: 'required for plain and login authentication' },
+  );
 export type RelaySettings = z.infer<typeof relaySettingsSchema>;
 
 /** Reads and validates the settings at cold start, failing with every problem listed. */

@@ -1,9 +1,17 @@
 import type { OutboundMessage } from '../core/attachments.ts';
 
+export interface RejectedRecipient {
+  readonly address: string;
+  /** The server's reply, e.g. "550 5.1.1 User unknown". */
+  readonly reason: string;
+}
+
 export interface SendReceipt {
   readonly provider: string;
-  /** The provider's id for the accepted message (SES MessageId, …). */
+  /** The provider's id for the accepted message (SES MessageId, Graph request id, SMTP Message-ID). */
   readonly providerMessageId: string | undefined;
+  /** Recipients the provider refused while accepting the message for the others (SMTP). */
+  readonly rejectedRecipients?: readonly RejectedRecipient[];
 }
 
 /**

@@ -10,17 +10,28 @@ import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
-import { type GraphSettings, type RelaySettings, readSettings } from '../core/settings.ts';
-import { cachedCredential, secretsManagerReader } from '../providers/graph/credentials.ts';
+import { type GraphSettings, type RelaySettings, readSettings, type SmtpSettings } from '../core/settings.ts';
+import {
+  type CredentialSource,
+  cachedCredential,
+  graphSecretReader,
+} from '../providers/graph/credentials.ts';
 import { GraphProvider } from '../providers/graph/graph-provider.ts';
 import { createHttpsTransport, type HttpTransport } from '../providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../providers/graph/token-source.ts';
 import type { MailProvider } from '../providers/provider.ts';
 import { createSesClient, SesProvider } from '../providers/ses.ts';
+import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
+import { SmtpProvider } from '../providers/smtp/smtp-provider.ts';
+
+/** Exchange Online's resource for SMTP AUTH with OAuth (global cloud). */
+const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
 
 export interface SendHandlerOptions {
   /** HTTPS for Entra ID and Graph; local mode passes one that trusts its Graph peer's certificate. */
   readonly graphTransport?: HttpTransport;
+  /** Extra CA for SMTP servers: local mode's SMTP capture has a self-signed certificate. */
+  readonly smtpCa?: string;
 }
 
 export type SendHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -66,24 +77,65 @@ export function createSendHandler(
   return handler as SendHandler;
 }
 
-/** Graph first: a sender configured for Graph wants its mail to leave from its Microsoft 365 mailbox. */
+/**
+ * The order decides which provider sends for a From address more than one covers: Graph (the
+ * sender's own Microsoft 365 mailbox), then SMTP, then SES.
+ */
 function createProviders(settings: RelaySettings, options: SendHandlerOptions): MailProvider[] {
   const providers: MailProvider[] = [];
-  if (settings.graph) providers.push(createGraphProvider(settings.graph, options));
+  const secrets = new SecretsManagerClient({});
+  const graph = settings.graph && createGraphClients(settings.graph, secrets, options);
+  if (graph) providers.push(graph.provider);
+  if (settings.smtp) providers.push(createSmtpProvider(settings.smtp, secrets, graph, options));
   if (settings.ses) providers.push(new SesProvider(createSesClient(), settings.ses));
   return providers;
 }
 
-function createGraphProvider(graph: GraphSettings, options: SendHandlerOptions): GraphProvider {
+interface GraphClients {
+  readonly settings: GraphSettings;
+  readonly provider: GraphProvider;
+  readonly credential: CredentialSource;
+  readonly transport: HttpTransport;
+}
+
+function createGraphClients(
+  graph: GraphSettings,
+  secrets: SecretsManagerClient,
+  options: SendHandlerOptions,
+): GraphClients {
   const transport = options.graphTransport ?? createHttpsTransport();
   // The credential is read from Secrets Manager on first use, once per cold start.
-  const credential = cachedCredential(
-    secretsManagerReader(new SecretsManagerClient({})),
-    graph.credentialSecretId,
-  );
-  return new GraphProvider({
+  const credential = cachedCredential(graphSecretReader(secrets), graph.credentialSecretId);
+  const provider = new GraphProvider({
     settings: graph,
     tokens: new MsalTokenSource(graph, credential, transport),
     transport,
+  });
+  return { settings: graph, provider, credential, transport };
+}
+
+function createSmtpProvider(
+  smtp: SmtpSettings,
+  secrets: SecretsManagerClient,
+  graph: GraphClients | undefined,
+  options: SendHandlerOptions,
+): SmtpProvider {
+  const credentials = smtp.credentialSecretId
+    ? cachedSmtpCredentials(secrets, smtp.credentialSecretId)
+    : undefined;
+  return new SmtpProvider({
+    settings: smtp,
+    ...(credentials && { credentials: () => credentials.get() }),
+    // XOAUTH2 tokens come from the Graph app registration (application permission SMTP.SendAsApp).
+    ...(smtp.auth === 'xoauth2' &&
+      graph && {
+        tokens: new MsalTokenSource(
+          graph.settings,
+          graph.credential,
+          graph.transport,
+          smtp.oauthScope ?? EXCHANGE_ONLINE_SMTP_SCOPE,
+        ),
+      }),
+    ...(options.smtpCa !== undefined && { ca: options.smtpCa }),
   });
 }

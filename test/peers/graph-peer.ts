@@ -128,6 +128,8 @@ export interface GraphPeer {
   /** Clears records, drafts, faults (not clients). */
   reset(): void;
   close(): Promise<void>;
+  /** The client an access token was issued to, when this peer's token endpoint issued it and it has not expired. */
+  isIssuedToken(token: string): { clientId: string } | undefined;
 }
 
 const HOST = '127.0.0.1';
@@ -1304,6 +1306,11 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       maxInFlight.clear();
       // Requests still in flight keep counting.
       for (const [mailbox, count] of inFlight) if (count > 0) maxInFlight.set(mailbox, count);
+    },
+    isIssuedToken(token: string): { clientId: string } | undefined {
+      const issued = tokens.get(token);
+      if (!issued || issued.expiresAt <= Date.now()) return undefined;
+      return { clientId: issued.clientId };
     },
     close(): Promise<void> {
       return new Promise((resolve) => {

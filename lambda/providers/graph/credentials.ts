@@ -1,9 +1,17 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { classifyFault, NETWORK_ERROR_CODES, RelayFailure } from '../../core/failures.ts';
-import { truncate } from '../../core/text.ts';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { RelayFailure } from '../../core/failures.ts';
+import {
+  type CachedSecret,
+  cachedSecret,
+  credentialFailure,
+  type SecretOwner,
+  type SecretReader,
+  secretsManagerReader,
+} from '../../core/secrets.ts';
 
 export const GRAPH_PROVIDER = 'graph';
+const GRAPH_SECRET: SecretOwner = { provider: GRAPH_PROVIDER, label: 'Graph' };
 
 /**
  * The app registration's credential, as kept in the Secrets Manager secret (JSON):
@@ -14,9 +22,6 @@ export type GraphCredential =
   | { readonly kind: 'certificate'; readonly privateKey: string; readonly thumbprintSha256: string }
   | { readonly kind: 'secret'; readonly clientSecret: string };
 
-/** Reads a secret's string value. */
-export type SecretReader = (secretId: string) => Promise<string>;
-
 /**
  * Parses the secret. Problems name the field and never quote its value: the value is a credential.
  * Throws a provider-level RelayFailure (GraphCredentialNotSet / GraphCredentialInvalid).
@@ -24,7 +29,8 @@ export type SecretReader = (secretId: string) => Promise<string>;
 export function parseGraphCredential(secretString: string, now = new Date()): GraphCredential {
   const invalid = (problems: string[]) =>
     credentialFailure(
-      'GraphCredentialInvalid',
+      GRAPH_SECRET,
+      'Invalid',
       `the Graph credential secret is not usable: ${problems.join('; ')}`,
     );
   let value: unknown;
@@ -38,7 +44,8 @@ export function parseGraphCredential(secretString: string, now = new Date()): Gr
   const fields = value as Record<string, unknown>;
   if ('placeholder' in fields) {
     throw credentialFailure(
-      'GraphCredentialNotSet',
+      GRAPH_SECRET,
+      'NotSet',
       'the Graph credential secret still holds the placeholder the stack created',
     );
   }
@@ -110,80 +117,18 @@ function certificateCredential(
   };
 }
 
-/** Through the failure table, so the hint comes with it. */
-function credentialFailure(code: string, message: string): RelayFailure {
-  return classifyFault({ provider: GRAPH_PROVIDER, code, message, fallbackClass: 'provider' });
-}
-
-export function secretsManagerReader(client: SecretsManagerClient): SecretReader {
-  return async (secretId) => {
-    try {
-      const output = await client.send(new GetSecretValueCommand({ SecretId: secretId }));
-      if (output.SecretString === undefined) {
-        throw credentialFailure(
-          'GraphCredentialInvalid',
-          'the Graph credential secret holds binary data; store the JSON as a secret string',
-        );
-      }
-      return output.SecretString;
-    } catch (error) {
-      if (error instanceof RelayFailure) throw error;
-      throw secretReadFailure(error);
-    }
-  };
-}
-
-/** Network trouble and throttling are retried; anything else (not found, no permission, KMS) needs a human. */
-function secretReadFailure(error: unknown): RelayFailure {
-  const details = (error ?? {}) as {
-    name?: string;
-    code?: string;
-    message?: string;
-    $metadata?: { httpStatusCode?: number };
-  };
-  const name = details.name ?? 'Error';
-  const status = details.$metadata?.httpStatusCode;
-  const transient =
-    NETWORK_ERROR_CODES.has(details.code ?? name) ||
-    name === 'ThrottlingException' ||
-    name === 'InternalServiceError' ||
-    (status !== undefined && status >= 500);
-  return classifyFault(
-    {
-      provider: GRAPH_PROVIDER,
-      code: transient ? (details.code ?? name) : 'GraphCredentialUnavailable',
-      message: `could not read the Graph credential secret: ${name}: ${truncate(details.message ?? String(error), 300)}`,
-      fallbackClass: transient ? 'transient' : 'provider',
-    },
-    error,
-  );
+/** Reads the Graph credential secret (failures are the Graph provider's). */
+export function graphSecretReader(client: SecretsManagerClient): SecretReader {
+  return secretsManagerReader(client, GRAPH_SECRET);
 }
 
 /** The credential, read once and kept; `invalidate` makes the next `get` read the secret again. */
-export interface CredentialSource {
-  get(): Promise<GraphCredential>;
-  invalidate(): void;
-}
+export type CredentialSource = CachedSecret<GraphCredential>;
 
 /**
- * Reads and parses the credential once per cold start. A failed read is not kept, so the next
- * record tries again (a secret filled in after deploy is picked up without a redeploy), and the
- * token source invalidates it when Entra ID refuses it (a rotated credential is picked up too).
+ * Reads and parses the credential once per cold start; the token source invalidates it when Entra
+ * ID refuses it, so a rotated credential is picked up too.
  */
 export function cachedCredential(read: SecretReader, secretId: string): CredentialSource {
-  let loading: Promise<GraphCredential> | undefined;
-  return {
-    get() {
-      loading ??= read(secretId)
-        .then((secretString) => parseGraphCredential(secretString))
-        .catch((error: unknown) => {
-          loading = undefined;
-          throw error;
-        });
-      return loading;
-    },
-    invalidate() {
-      loading = undefined;
-    },
-  };
+  return cachedSecret(read, secretId, (secretString) => parseGraphCredential(secretString));
 }

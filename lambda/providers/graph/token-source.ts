@@ -26,10 +26,12 @@ export class MsalTokenSource implements TokenSource {
   private client: ConfidentialClientApplication | undefined;
   private pending: Promise<string> | undefined;
 
+  /** @param scope what the token is for; Graph by default (`<graphEndpoint>/.default`). */
   constructor(
     private readonly settings: Endpoints,
     private readonly credential: CredentialSource,
     private readonly transport: HttpTransport,
+    private readonly scope = `${settings.graphEndpoint}/.default`,
   ) {}
 
   /** Concurrent callers share one in-flight request; MSAL's cache serves the rest until expiry. */
@@ -45,7 +47,7 @@ export class MsalTokenSource implements TokenSource {
     try {
       this.client ??= createClient(this.settings, credential, this.transport);
       const result = await this.client.acquireTokenByClientCredential({
-        scopes: [`${this.settings.graphEndpoint}/.default`],
+        scopes: [this.scope],
       });
       if (!result?.accessToken) throw new Error('Entra ID returned no access token');
       return result.accessToken;

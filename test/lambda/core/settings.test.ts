@@ -113,8 +113,34 @@ describe('readSettings', () => {
   it('requires at least one provider', () => {
     const { ses: _ses, ...withoutSes } = validSettings;
     expect(configurationErrorOf(withSettings(withoutSes)).problems).toEqual([
-      'MAIL_RELAY_SETTINGS: configure at least one provider: ses or graph',
+      'MAIL_RELAY_SETTINGS: configure at least one provider: ses, graph or smtp',
     ]);
+  });
+
+  it('accepts SMTP alone, and ties its authentication to what it needs', () => {
+    const { ses: _ses, ...withoutSes } = validSettings;
+    const smtp = {
+      senders: ['scanner@contoso.com'],
+      mode: 'connector',
+      host: 'contoso-com.mail.protection.outlook.com',
+      port: 25,
+      tls: 'starttls',
+      requireTls: true,
+      auth: 'none',
+    };
+    expect(readSettings(withSettings({ ...withoutSes, smtp })).smtp).toEqual(smtp);
+    expect(
+      configurationErrorOf(
+        withSettings({ ...withoutSes, smtp: { ...smtp, mode: 'submission', auth: 'xoauth2' } }),
+      ).problems,
+    ).toEqual([
+      'MAIL_RELAY_SETTINGS.smtp.auth: xoauth2 takes its tokens from the Graph app registration: configure graph too',
+    ]);
+    expect(
+      configurationErrorOf(
+        withSettings({ ...withoutSes, smtp: { ...smtp, mode: 'smarthost', auth: 'plain' } }),
+      ).problems,
+    ).toEqual(['MAIL_RELAY_SETTINGS.smtp.credentialSecretId: required for plain and login authentication']);
   });
 
   it('names each invalid Graph field without echoing secrets', () => {

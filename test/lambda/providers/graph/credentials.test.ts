@@ -4,8 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import {
   cachedCredential,
+  graphSecretReader,
   parseGraphCredential,
-  secretsManagerReader,
 } from '../../../../lambda/providers/graph/credentials.ts';
 import { startSecretsManagerEmulator } from '../../../../local/secrets-manager-emulator.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../peers/certificates.ts';
@@ -123,7 +123,7 @@ describe('cachedCredential with Secrets Manager', () => {
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
     try {
-      const source = cachedCredential(secretsManagerReader(client), 'relay/graph');
+      const source = cachedCredential(graphSecretReader(client), 'relay/graph');
       const missing = await source.get().catch((error: unknown) => error as RelayFailure);
       expect(missing).toMatchObject({ failureClass: 'provider', code: 'GraphCredentialUnavailable' });
       expect((missing as RelayFailure).reason).toContain('ResourceNotFoundException');
@@ -150,7 +150,7 @@ describe('cachedCredential with Secrets Manager', () => {
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
       maxAttempts: 1,
     });
-    const failure = await cachedCredential(secretsManagerReader(client), 'relay/graph')
+    const failure = await cachedCredential(graphSecretReader(client), 'relay/graph')
       .get()
       .catch((error: unknown) => error as RelayFailure);
     expect(failure).toMatchObject({ failureClass: 'transient', provider: 'graph' });

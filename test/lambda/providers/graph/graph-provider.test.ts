@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
 import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { GraphSettings } from '../../../../lambda/core/settings.ts';
-import { cachedCredential, secretsManagerReader } from '../../../../lambda/providers/graph/credentials.ts';
+import { cachedCredential, graphSecretReader } from '../../../../lambda/providers/graph/credentials.ts';
 import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
 import {
   createHttpsTransport,
@@ -68,7 +68,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
   /** A provider as a cold start builds it: fresh credential cache, fresh token cache. */
   const coldStart = (overrides: Partial<GraphSettings> = {}, options: { now?: () => number } = {}) => {
     const graph = settings(overrides);
-    const credential = cachedCredential(secretsManagerReader(secretsClient), graph.credentialSecretId);
+    const credential = cachedCredential(graphSecretReader(secretsClient), graph.credentialSecretId);
     return new GraphProvider({
       settings: graph,
       tokens: new MsalTokenSource(graph, credential, transport),

@@ -1,0 +1,146 @@
+import { isIP } from 'node:net';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type SMTPPool from 'nodemailer/lib/smtp-pool';
+import { identityCovers } from '../../core/address.ts';
+import type { OutboundMessage } from '../../core/attachments.ts';
+import { recipientsOf } from '../../core/message.ts';
+import type { SmtpSettings } from '../../core/settings.ts';
+import type { TokenSource } from '../graph/token-source.ts';
+import { composeMime } from '../mime.ts';
+import type { MailProvider, RejectedRecipient, SendReceipt } from '../provider.ts';
+import { parseSmtpReply, SMTP_PROVIDER, smtpFailure } from './smtp-fault.ts';
+
+export interface SmtpCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface SmtpProviderOptions {
+  readonly settings: SmtpSettings;
+  /** Username and password for plain/login (read from Secrets Manager once). */
+  readonly credentials?: () => Promise<SmtpCredentials>;
+  /** Access tokens for XOAUTH2 (the Graph app registration, scope smtp.office365.com / outlook). */
+  readonly tokens?: TokenSource;
+  /** Extra CA to trust (local peers with self-signed certificates); certificate checks stay on. */
+  readonly ca?: string;
+  /** @default 10000 */
+  readonly connectionTimeoutMs?: number;
+}
+
+/**
+ * Sends raw MIME over SMTP with nodemailer: to an Exchange Online inbound connector (port 25, no
+ * AUTH, trusted by IP), to Microsoft 365 client submission (587, XOAUTH2) or to any smart host.
+ * Connections are pooled per warm function and per authenticated user; certificates are verified.
+ */
+export class SmtpProvider implements MailProvider {
+  readonly name = SMTP_PROVIDER;
+  private readonly pools = new Map<string, Transporter<SMTPPool.SentMessageInfo>>();
+
+  constructor(private readonly options: SmtpProviderOptions) {}
+
+  canSendAs(address: string): boolean {
+    return this.options.settings.senders.some((sender) => identityCovers(sender, address));
+  }
+
+  async send(message: OutboundMessage): Promise<SendReceipt> {
+    const { host, port } = this.options.settings;
+    const envelope = {
+      from: message.from.address,
+      to: recipientsOf(message).map((mailbox) => mailbox.address),
+    };
+    let info: SMTPPool.SentMessageInfo;
+    try {
+      const transport = await this.transportFor(message.from.address);
+      info = await transport.sendMail({ envelope, raw: await composeMime(message) });
+    } catch (error) {
+      throw smtpFailure(firstRecipientError(error), { host, port });
+    }
+    // Some recipients refused, the rest accepted: the message went out, and the refusals are reported.
+    const rejectedRecipients = rejectedOf(info);
+    return {
+      provider: this.name,
+      providerMessageId: info.messageId,
+      ...(rejectedRecipients.length > 0 && { rejectedRecipients }),
+    };
+  }
+
+  /** Closes pooled connections (local mode's stop, tests). */
+  close(): void {
+    for (const pool of this.pools.values()) pool.close();
+    this.pools.clear();
+  }
+
+  private async transportFor(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
+    const { settings } = this.options;
+    // XOAUTH2 authenticates as the sending mailbox, so each mailbox gets its own connections.
+    const user = settings.auth === 'xoauth2' ? from.toLowerCase() : '';
+    const auth = await this.auth(from);
+    const existing = this.pools.get(user);
+    if (existing && settings.auth !== 'xoauth2') return existing;
+    existing?.close(); // XOAUTH2: a fresh token for the next connections
+    const timeout = this.options.connectionTimeoutMs ?? 10_000;
+    const pool = nodemailer.createTransport({
+      pool: true,
+      maxConnections: 2,
+      host: settings.host,
+      port: settings.port,
+      secure: settings.tls === 'implicit',
+      requireTLS: settings.tls === 'starttls' && settings.requireTls,
+      ignoreTLS: settings.tls === 'none',
+      tls: {
+        rejectUnauthorized: true,
+        // SNI takes names only; for an IP address the certificate is checked against its IP entries.
+        ...(isIP(settings.host) === 0 && { servername: settings.host }),
+        ...(this.options.ca !== undefined && { ca: this.options.ca }),
+      },
+      connectionTimeout: timeout,
+      greetingTimeout: timeout,
+      socketTimeout: 3 * timeout,
+      ...(auth && { auth }),
+    });
+    this.pools.set(user, pool);
+    return pool;
+  }
+
+  private async auth(from: string): Promise<SMTPPool.Options['auth'] | undefined> {
+    const { settings, credentials, tokens } = this.options;
+    switch (settings.auth) {
+      case 'none':
+        return undefined;
+      case 'xoauth2': {
+        if (!tokens) throw new Error('xoauth2 needs a token source');
+        return { type: 'OAuth2', user: from, accessToken: await tokens.getToken() };
+      }
+      default: {
+        if (!credentials) throw new Error(`${settings.auth} needs credentials`);
+        const { username, password } = await credentials();
+        return { type: 'login', user: username, pass: password, method: settings.auth.toUpperCase() };
+      }
+    }
+  }
+}
+
+interface RecipientError {
+  readonly recipient?: string;
+  readonly response?: string;
+}
+
+function rejectedOf(info: SMTPPool.SentMessageInfo): RejectedRecipient[] {
+  const errors = ((info as { rejectedErrors?: RecipientError[] }).rejectedErrors ?? []) as RecipientError[];
+  return (info.rejected ?? []).map((entry) => {
+    const recipient = String(entry);
+    const response = errors.find((error) => error.recipient === recipient)?.response;
+    const reply = parseSmtpReply(response);
+    return {
+      address: recipient,
+      reason: reply ? `${reply.code}${reply.enhanced ? ` ${reply.enhanced}` : ''} ${reply.text}` : 'refused',
+    };
+  });
+}
+
+/** When every recipient was refused, nodemailer's error lists them; the first refusal explains it. */
+function firstRecipientError(error: unknown): unknown {
+  const rejectedErrors = (error as { rejectedErrors?: (RecipientError & Error)[] } | undefined)
+    ?.rejectedErrors;
+  return rejectedErrors?.[0] ?? error;
+}

@@ -1,0 +1,269 @@
+import { type AddressObject, simpleParser } from 'mailparser';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
+import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
+import { createHttpsTransport } from '../../../../lambda/providers/graph/https-transport.ts';
+import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/providers/smtp/smtp-provider.ts';
+import { failureOf } from '../../../helpers/failures.ts';
+import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
+import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../peers/smtp-peer.ts';
+
+function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
+  const parsed = parseMessage(
+    JSON.stringify({
+      v: 1,
+      from: 'Scanner <scanner@contoso.com>',
+      to: ['ana@example.org'],
+      subject: 'Scan 7',
+      text: 'Scan attached.',
+      ...fields,
+    }),
+    defaultMessageSchema,
+  );
+  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+  return inlineAttachments(parsed.message);
+}
+
+const addresses = (header: AddressObject | AddressObject[] | undefined) =>
+  [header ?? []].flat().flatMap((group) => group.value.map((mailbox) => mailbox.address));
+
+describe('SmtpProvider against the local SMTP peer', () => {
+  const peers: SmtpPeer[] = [];
+  const providers: SmtpProvider[] = [];
+  afterEach(() => {
+    for (const provider of providers.splice(0)) provider.close();
+  });
+  afterAll(() => Promise.all(peers.map((peer) => peer.close())));
+
+  async function peer(options: SmtpPeerOptions = {}): Promise<SmtpPeer> {
+    const started = await startSmtpPeer(options);
+    peers.push(started);
+    return started;
+  }
+
+  function provider(
+    smtpPeer: SmtpPeer,
+    settings: Partial<SmtpSettings> = {},
+    options: Partial<SmtpProviderOptions> = {},
+  ): SmtpProvider {
+    const created = new SmtpProvider({
+      settings: {
+        senders: ['contoso.com'],
+        mode: 'connector',
+        host: smtpPeer.host,
+        port: smtpPeer.port,
+        tls: 'starttls',
+        requireTls: true,
+        auth: 'none',
+        ...settings,
+      },
+      ca: smtpPeer.caCertificate,
+      connectionTimeoutMs: 3_000,
+      ...options,
+    });
+    providers.push(created);
+    return created;
+  }
+
+  describe('connector mode (Exchange Online inbound connector: port 25, STARTTLS, no AUTH)', () => {
+    let connector: SmtpPeer;
+    beforeAll(async () => {
+      connector = await peer({ tls: 'starttls', requireTls: true });
+    });
+    afterEach(() => connector.reset());
+
+    it('delivers over STARTTLS with the envelope (Bcc included) and the message intact', async () => {
+      const pdf = Buffer.from('%PDF-1.7 scan bytes \u0000\u00ff');
+      const receipt = await provider(connector).send(
+        outbound({
+          cc: 'Ops <ops@example.org>',
+          bcc: 'audit@example.org',
+          headers: { 'X-Scanner': 'floor-2' },
+          attachments: [
+            { filename: 'scan.pdf', contentType: 'application/pdf', content: pdf.toString('base64') },
+          ],
+        }),
+      );
+
+      expect(receipt).toMatchObject({ provider: 'smtp' });
+      expect(receipt.rejectedRecipients).toBeUndefined();
+      const [received] = connector.received;
+      expect(received?.secure).toBe(true);
+      expect(received?.authenticatedUser).toBeUndefined();
+      expect(received?.envelope).toEqual({
+        mailFrom: 'scanner@contoso.com',
+        rcptTo: ['ana@example.org', 'ops@example.org', 'audit@example.org'],
+      });
+      const mail = await simpleParser(received?.raw ?? Buffer.alloc(0));
+      expect(mail.subject).toBe('Scan 7');
+      expect(mail.from?.value[0]).toMatchObject({ name: 'Scanner', address: 'scanner@contoso.com' });
+      expect(addresses(mail.cc)).toEqual(['ops@example.org']);
+      expect(mail.headers.has('bcc')).toBe(false);
+      expect(mail.headers.get('x-scanner')).toBe('floor-2');
+      expect(mail.attachments[0]?.content.equals(pdf)).toBe(true);
+    });
+
+    it('reuses pooled connections for several messages', async () => {
+      const relay = provider(connector);
+      await Promise.all([1, 2, 3, 4, 5].map((n) => relay.send(outbound({ subject: `Pooled ${n}` }))));
+      expect(connector.received).toHaveLength(5);
+      expect(connector.connections).toBeLessThanOrEqual(2);
+    });
+
+    it('refuses to send in clear text when the server offers no STARTTLS', async () => {
+      const plain = await peer({ tls: 'none' });
+      const failure = await failureOf(provider(plain).send(outbound()));
+      expect(failure).toMatchObject({ failureClass: 'provider', code: 'TlsFailed', provider: 'smtp' });
+      expect(plain.received).toHaveLength(0);
+    });
+
+    it('verifies the server certificate (an untrusted one is a TLS failure)', async () => {
+      const failure = await failureOf(provider(connector, {}, { ca: undefined }).send(outbound()));
+      expect(failure).toMatchObject({ failureClass: 'provider', code: 'TlsFailed' });
+    });
+
+    it.each([
+      [
+        'connect',
+        '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.',
+        '5.7.708',
+        'provider',
+      ],
+      [
+        'mailFrom',
+        '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.',
+        '5.7.708',
+        'provider',
+      ],
+      ['mailFrom', '550 5.7.64 TenantAttribution; Relay Access Denied', '5.7.64', 'provider'],
+      ['mailFrom', '451 4.7.500 Server busy. Please try again later.', '4.7.500', 'transient'],
+      [
+        'mailFrom',
+        '550 5.7.1 Client does not have permissions to send as this sender',
+        'SendAsDenied',
+        'permanent',
+      ],
+    ] as const)('a %s rejection "%s" is %s (%s) with a hint', async (stage, reply, code, failureClass) => {
+      connector.reject({ stage, reply });
+      const failure = await failureOf(provider(connector).send(outbound()));
+      expect(failure).toMatchObject({ code, failureClass, provider: 'smtp' });
+      expect(failure.reason).toContain(reply.slice(4));
+      expect(failure.hint).toBeTruthy();
+      expect(connector.received).toHaveLength(0);
+    });
+
+    it('reports one refused recipient of three and delivers to the other two', async () => {
+      connector.reject({ stage: 'rcptTo', address: 'gone@example.org', reply: '550 5.1.1 User unknown' });
+      const receipt = await provider(connector).send(
+        outbound({ to: ['ana@example.org', 'gone@example.org', 'bob@example.org'] }),
+      );
+      expect(receipt.rejectedRecipients).toEqual([
+        { address: 'gone@example.org', reason: '550 5.1.1 User unknown' },
+      ]);
+      expect(connector.received[0]?.envelope.rcptTo).toEqual(['ana@example.org', 'bob@example.org']);
+    });
+
+    it('fails permanently when every recipient is refused', async () => {
+      connector.reject({ stage: 'rcptTo', address: 'gone@example.org', reply: '550 5.1.1 User unknown' });
+      const failure = await failureOf(provider(connector).send(outbound({ to: 'gone@example.org' })));
+      expect(failure).toMatchObject({ code: '5.1.1', failureClass: 'permanent' });
+    });
+  });
+
+  describe('smarthost mode (user and password from Secrets Manager)', () => {
+    let smarthost: SmtpPeer;
+    beforeAll(async () => {
+      smarthost = await peer({
+        tls: 'starttls',
+        authMethods: ['PLAIN', 'LOGIN'],
+        users: [{ username: 'relay-user', password: 'relay-pass' }],
+      });
+    });
+
+    it.each(['plain', 'login'] as const)('authenticates with AUTH %s', async (auth) => {
+      smarthost.reset();
+      await provider(
+        smarthost,
+        { mode: 'smarthost', port: smarthost.port, auth },
+        { credentials: async () => ({ username: 'relay-user', password: 'relay-pass' }) },
+      ).send(outbound());
+      expect(smarthost.received[0]).toMatchObject({
+        authenticatedUser: 'relay-user',
+        authMethod: auth.toUpperCase(),
+      });
+    });
+
+    it('classifies refused credentials as provider-level', async () => {
+      const failure = await failureOf(
+        provider(
+          smarthost,
+          { mode: 'smarthost', auth: 'plain' },
+          { credentials: async () => ({ username: 'relay-user', password: 'wrong' }) },
+        ).send(outbound()),
+      );
+      expect(failure).toMatchObject({ code: 'AuthenticationFailed', failureClass: 'provider' });
+    });
+
+    it('speaks implicit TLS (port 465 style)', async () => {
+      const implicit = await peer({ tls: 'implicit' });
+      await provider(implicit, { mode: 'smarthost', tls: 'implicit' }).send(outbound());
+      expect(implicit.received[0]?.secure).toBe(true);
+    });
+  });
+
+  describe('submission mode (Microsoft 365, XOAUTH2 with a token from Entra ID)', () => {
+    const tenantId = 'contoso.onmicrosoft.com';
+    const clientId = '5a4b3c2d-0000-4000-8000-00000000abcd';
+    const clientSecret = `smtp-test-${Math.random().toString(36).slice(2)}`;
+    let graphPeer: GraphPeer;
+    let submission: SmtpPeer;
+
+    beforeAll(async () => {
+      graphPeer = await startGraphPeer({ tenantId, clients: [{ clientId, clientSecret }] });
+      submission = await peer({
+        tls: 'starttls',
+        authMethods: ['XOAUTH2'],
+        verifyBearerToken: (token) => graphPeer.isIssuedToken(token) !== undefined,
+      });
+    });
+    afterAll(() => graphPeer.close());
+
+    it('authenticates as the sending mailbox with a token the token endpoint issued', async () => {
+      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
+      const tokens = new MsalTokenSource(
+        {
+          tenantId,
+          clientId,
+          authorityHost: graphPeer.authorityHost,
+          graphEndpoint: graphPeer.graphEndpoint,
+        },
+        { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
+        transport,
+        `${graphPeer.graphEndpoint}/.default`,
+      );
+      const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
+      await relay.send(outbound());
+      await relay.send(outbound({ from: 'billing@contoso.com' }));
+
+      expect(submission.received.map((message) => message.authenticatedUser)).toEqual([
+        'scanner@contoso.com',
+        'billing@contoso.com',
+      ]);
+      expect(submission.received.every((message) => message.authMethod === 'XOAUTH2')).toBe(true);
+      expect(graphPeer.tokenRequests).toHaveLength(1);
+    });
+
+    it('is refused with a token the token endpoint did not issue', async () => {
+      const failure = await failureOf(
+        provider(
+          submission,
+          { mode: 'submission', auth: 'xoauth2' },
+          { tokens: { getToken: async () => 'forged' } },
+        ).send(outbound()),
+      );
+      expect(failure).toMatchObject({ code: 'AuthenticationFailed', failureClass: 'provider' });
+    });
+  });
+});
