@@ -17,7 +17,12 @@ import {
   httpsOriginSchema,
   messageLimitsSchema,
   type RelaySettings,
+  SMTP_AUTH_METHODS,
+  SMTP_MODES,
+  SMTP_TLS_MODES,
+  type SmtpSettings,
   sesSettingsSchema,
+  smtpSettingsSchema,
 } from '../lambda/core/settings.ts';
 import { ConfigurationError, describeIssues } from '../lambda/core/validation.ts';
 import { SECRET_ARN_PATTERN } from './secret-arn.ts';
@@ -73,6 +78,9 @@ const sendFunctionConfigSchema = z.strictObject({
 
 const GRAPH_CLOUD_NAMES = Object.keys(GRAPH_CLOUDS) as [GraphCloud, ...GraphCloud[]];
 
+const SECRET_ARN_MESSAGE =
+  'must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf (the complete ARN, as the console shows it)';
+
 const graphConfigSchema = z.strictObject({
   tenantId: graphTenantIdSchema.describe(
     'Directory (tenant) ID of the Microsoft 365 tenant (Entra admin center > App registrations > the app > Overview), or a verified domain of the tenant such as contoso.onmicrosoft.com.',
@@ -85,10 +93,7 @@ const graphConfigSchema = z.strictObject({
   ),
   credentialSecretArn: z
     .string()
-    .regex(
-      SECRET_ARN_PATTERN,
-      'must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf (the complete ARN, as the console shows it)',
-    )
+    .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
     .optional()
     .describe(
       'Complete ARN (with the 6-character suffix, ...:secret:name-AbCdEf) of an existing Secrets Manager secret in the stack\'s region that holds the app credential as a JSON string: {"clientSecret": "..."} or {"certificate": "-----BEGIN CERTIFICATE-----...", "privateKey": "-----BEGIN PRIVATE KEY-----..."}. The function may read only this secret. Leave it out to have the stack create an empty secret (stack output GraphCredentialSecretArn) and put the credential in it after deploying.',
@@ -117,6 +122,110 @@ const graphConfigSchema = z.strictObject({
     ),
 });
 export type GraphConfig = z.output<typeof graphConfigSchema>;
+
+/** Exchange Online's SMTP AUTH client submission endpoint (learn.microsoft.com/exchange/.../smtp-auth). */
+export const SMTP_SUBMISSION_HOST = 'smtp.office365.com';
+/** The port each mode connects to unless told otherwise: MX delivery on 25, submission on 587. */
+export const SMTP_DEFAULT_PORTS = { connector: 25, submission: 587, smarthost: 587 } as const;
+
+const smtpConfigSchema = z.strictObject({
+  senders: smtpSettingsSchema.shape.senders.describe(
+    'From addresses the relay sends through SMTP: one address (scanner@contoso.com) or a whole domain (contoso.com). Graph senders win over these, and these over ses.identities.',
+  ),
+  mode: z
+    .enum(SMTP_MODES)
+    .describe(
+      'connector: deliver to an Exchange Online inbound connector that trusts the static egress IP (no login, port 25; needs egress). submission: Exchange Online SMTP AUTH client submission (smtp.office365.com:587, XOAUTH2 with the graph app). smarthost: any other SMTP server (host required).',
+    ),
+  host: smtpSettingsSchema.shape.host
+    .optional()
+    .describe(
+      `SMTP server host name or IP. Default: connector, <domain of the first sender with dots replaced by dashes>.mail.protection.outlook.com (the tenant's MX endpoint); submission, ${SMTP_SUBMISSION_HOST}; smarthost: required.`,
+    ),
+  port: smtpSettingsSchema.shape.port
+    .optional()
+    .describe(
+      `TCP port. Default: connector ${SMTP_DEFAULT_PORTS.connector}, submission ${SMTP_DEFAULT_PORTS.submission}, smarthost ${SMTP_DEFAULT_PORTS.smarthost}. With egress, the function's security group lets this port out.`,
+    ),
+  tls: z
+    .enum(SMTP_TLS_MODES)
+    .default('starttls')
+    .describe(
+      'starttls: upgrade a plain connection (ports 25 and 587). implicit: TLS from the start (port 465). none: never encrypt.',
+    ),
+  requireTls: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Refuse to send when the server does not offer STARTTLS, instead of sending in plain text. Must be false with tls "none".',
+    ),
+  auth: z
+    .enum(SMTP_AUTH_METHODS)
+    .optional()
+    .describe(
+      'none, plain, login (username and password from credentialSecretArn) or xoauth2 (tokens of the graph app registration, application permission SMTP.SendAsApp). Default: connector none, submission xoauth2, smarthost plain with a credentialSecretArn, else none.',
+    ),
+  credentialSecretArn: z
+    .string()
+    .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
+    .optional()
+    .describe(
+      'Complete ARN of an existing Secrets Manager secret in the stack\'s region holding {"username": "...", "password": "..."} as a JSON string, for plain and login. The function may read only this secret.',
+    ),
+  oauthScope: smtpSettingsSchema.shape.oauthScope.describe(
+    "OAuth scope requested for xoauth2 tokens. Default: the provider's, https://outlook.office365.com/.default.",
+  ),
+  maxMessageBytes: smtpSettingsSchema.shape.maxMessageBytes.describe(
+    "The SMTP server's maximum message size, MIME-encoded (a send connector's maximum size): larger messages are dead-lettered as MessageTooLarge without connecting. Default: none; the server's own refusal (552 5.3.4) is permanent too.",
+  ),
+});
+export type SmtpConfig = z.output<typeof smtpConfigSchema>;
+
+/** The domain of a sender: the part after the @ of an address, or the sender itself when it is a domain. */
+function senderDomain(sender: string): string {
+  return sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
+}
+
+/** The auth method an smtp section uses once its default is resolved. */
+function smtpAuthFor(mode: unknown, auth: unknown, credentialSecretArn: unknown): unknown {
+  if (auth !== undefined) return auth;
+  if (mode === 'connector') return 'none';
+  if (mode === 'submission') return 'xoauth2';
+  if (mode === 'smarthost') return credentialSecretArn === undefined ? 'none' : 'plain';
+  return undefined;
+}
+
+/**
+ * The settings the send function gets for an `smtp` section, with the per-mode defaults resolved:
+ * the host (a connector's is the Exchange Online MX endpoint of the first sender's domain), the port
+ * and the auth method.
+ */
+export function smtpSettingsFor(smtp: SmtpConfig): SmtpSettings {
+  const firstSender = smtp.senders[0] ?? '';
+  const defaultHost =
+    smtp.mode === 'connector'
+      ? `${senderDomain(firstSender).replaceAll('.', '-')}.mail.protection.outlook.com`
+      : smtp.mode === 'submission'
+        ? SMTP_SUBMISSION_HOST
+        : undefined;
+  const host = smtp.host ?? defaultHost;
+  if (host === undefined) {
+    // The schema requires a host in smarthost mode; this is for callers that built the value by hand.
+    throw new ConfigurationError('Invalid smtp configuration', ['smtp.host: required in smarthost mode']);
+  }
+  return {
+    senders: smtp.senders,
+    mode: smtp.mode,
+    host,
+    port: smtp.port ?? SMTP_DEFAULT_PORTS[smtp.mode],
+    tls: smtp.tls,
+    requireTls: smtp.requireTls,
+    auth: smtpAuthFor(smtp.mode, smtp.auth, smtp.credentialSecretArn) as SmtpSettings['auth'],
+    ...(smtp.credentialSecretArn !== undefined && { credentialSecretId: smtp.credentialSecretArn }),
+    ...(smtp.oauthScope !== undefined && { oauthScope: smtp.oauthScope }),
+    ...(smtp.maxMessageBytes !== undefined && { maxMessageBytes: smtp.maxMessageBytes }),
+  };
+}
 
 const attachmentsConfigSchema = z.strictObject({
   retentionDays: z
@@ -281,8 +390,14 @@ function estimatedSettingsBytes(config: RelayConfig): number {
       config.graph &&
       graphSettingsFor(config.graph, config.graph.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN),
     attachments: config.attachments && { bucket: LONGEST_BUCKET_NAME },
-    // The configuration file has no smtp section yet; count it here once it has.
-    smtp: undefined,
+    // A smarthost without a host is reported on its own; estimate it with a stand-in host.
+    smtp:
+      config.smtp &&
+      smtpSettingsFor(
+        config.smtp.mode === 'smarthost' && config.smtp.host === undefined
+          ? { ...config.smtp, host: 'smarthost.invalid' }
+          : config.smtp,
+      ),
   } satisfies Record<keyof RelaySettings, unknown>;
   return Buffer.byteLength(JSON.stringify(settings));
 }
@@ -297,18 +412,78 @@ function fieldOf(value: unknown, ...path: string[]): unknown {
   return current;
 }
 
+/**
+ * The rules across fields of the smtp section and the rest of the configuration. The section may
+ * have failed validation, so it is only read through fieldOf, and a field of the wrong type is left
+ * to its own error.
+ */
+function smtpProblems(
+  smtp: object,
+  others: { graph: unknown; egress: unknown },
+): { path: string[]; message: string }[] {
+  const problems: { path: string[]; message: string }[] = [];
+  const mode = fieldOf(smtp, 'mode');
+  const explicitAuth = fieldOf(smtp, 'auth');
+  const credentialSecretArn = fieldOf(smtp, 'credentialSecretArn');
+  const auth = smtpAuthFor(mode, explicitAuth, credentialSecretArn);
+  if (mode === 'connector' && explicitAuth !== undefined && explicitAuth !== 'none') {
+    problems.push({
+      path: ['smtp', 'auth'],
+      message:
+        'must be none in connector mode: an Exchange Online inbound connector trusts the sending IP, not a login',
+    });
+  }
+  if (mode === 'connector' && others.egress === undefined) {
+    problems.push({
+      path: ['smtp', 'mode'],
+      message: 'connector mode needs a static egress IP: add an egress section (docs/static-egress.md)',
+    });
+  }
+  if (mode === 'smarthost' && fieldOf(smtp, 'host') === undefined) {
+    problems.push({
+      path: ['smtp', 'host'],
+      message: 'required in smarthost mode: the SMTP server to send through',
+    });
+  }
+  if ((explicitAuth === 'plain' || explicitAuth === 'login') && credentialSecretArn === undefined) {
+    problems.push({
+      path: ['smtp', 'credentialSecretArn'],
+      message: `required for ${explicitAuth} authentication: the secret with {"username", "password"}`,
+    });
+  }
+  if (auth === 'xoauth2' && mode !== 'connector' && others.graph === undefined) {
+    problems.push({
+      path: ['smtp', 'auth'],
+      message:
+        'xoauth2 takes its tokens from the graph app registration (application permission SMTP.SendAsApp): add a graph section',
+    });
+  }
+  if (fieldOf(smtp, 'tls') === 'none' && (fieldOf(smtp, 'requireTls') ?? true) === true) {
+    problems.push({
+      path: ['smtp', 'requireTls'],
+      message: 'must be false with tls "none": a connection that is never encrypted cannot require TLS',
+    });
+  }
+  return problems;
+}
+
 export const relayConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
     ses: sesSettingsSchema
       .optional()
       .describe(
-        'Amazon SES: the verified identities the relay may send from. At least one of ses and graph is required.',
+        'Amazon SES: the verified identities the relay may send from. At least one of ses, graph and smtp is required.',
       ),
     graph: graphConfigSchema
       .optional()
       .describe(
-        'Microsoft Graph, app-only: send as Exchange Online mailboxes of one Microsoft 365 tenant through an app registration with the Mail.Send application permission (docs/microsoft-graph.md). At least one of ses and graph is required.',
+        'Microsoft Graph, app-only: send as Exchange Online mailboxes of one Microsoft 365 tenant through an app registration with the Mail.Send application permission (docs/microsoft-graph.md). At least one of ses, graph and smtp is required.',
+      ),
+    smtp: smtpConfigSchema
+      .optional()
+      .describe(
+        'SMTP: send as the listed senders through an Exchange Online inbound connector (from the static egress IP), Exchange Online SMTP AUTH submission, or another SMTP server (smarthost).',
       ),
     attachments: attachmentsConfigSchema
       .optional()
@@ -340,12 +515,18 @@ export const relayConfigSchema = z
     (config, ctx) => {
       const ses = fieldOf(config, 'ses');
       const graph = fieldOf(config, 'graph');
-      if (ses === undefined && graph === undefined) {
+      const smtp = fieldOf(config, 'smtp');
+      if (ses === undefined && graph === undefined && smtp === undefined) {
         ctx.addIssue({
           code: 'custom',
           path: [],
-          message: 'configure at least one provider: ses (Amazon SES) or graph (Microsoft Graph)',
+          message: 'configure at least one provider: ses (Amazon SES), graph (Microsoft Graph) or smtp',
         });
+      }
+      if (typeof smtp === 'object' && smtp !== null) {
+        for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
+          ctx.addIssue({ code: 'custom', ...problem });
+        }
       }
       const maxMessageBytes = fieldOf(config, 'message', 'maxMessageBytes');
       // Above Graph's limit the field reports its own maximum; this is only about SES.
@@ -369,11 +550,14 @@ export const relayConfigSchema = z
   .superRefine((config, ctx) => {
     const settingsBytes = estimatedSettingsBytes(config);
     if (settingsBytes > MAX_SETTINGS_BYTES) {
-      const longerList =
-        JSON.stringify(config.graph?.senders ?? []).length >
-        JSON.stringify(config.ses?.identities ?? []).length
-          ? ['graph', 'senders']
-          : ['ses', 'identities'];
+      const lists: [string[], string[] | undefined][] = [
+        [['ses', 'identities'], config.ses?.identities],
+        [['graph', 'senders'], config.graph?.senders],
+        [['smtp', 'senders'], config.smtp?.senders],
+      ];
+      const [longerList] = lists.reduce((longest, list) =>
+        JSON.stringify(list[1] ?? []).length > JSON.stringify(longest[1] ?? []).length ? list : longest,
+      );
       ctx.addIssue({
         code: 'custom',
         path: longerList,

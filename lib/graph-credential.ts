@@ -1,9 +1,8 @@
-import { RemovalPolicy, SecretValue, Stack, Token, Validations } from 'aws-cdk-lib';
+import { RemovalPolicy, SecretValue, Validations } from 'aws-cdk-lib';
 import type { Grant, IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { ConfigurationError } from '../lambda/core/validation.ts';
-import { parseSecretArn } from './secret-arn.ts';
+import { importExistingSecret } from './existing-secret.ts';
 
 /**
  * What the created secret holds until the admin puts the credential in. The send function
@@ -48,22 +47,13 @@ export class GraphCredential extends Construct {
   }
 
   private importSecret(arn: string): ISecret {
-    const parts = parseSecretArn(arn);
-    if (!parts) {
-      throw new ConfigurationError(`Invalid GraphCredential at ${this.node.path}`, [
-        'secretArn: must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf',
-      ]);
-    }
-    const stackRegion = Stack.of(this).region;
-    if (!Token.isUnresolved(stackRegion) && parts.region !== stackRegion) {
-      throw new ConfigurationError(`Invalid GraphCredential at ${this.node.path}`, [
-        `secretArn: the secret is in ${parts.region} but the stack deploys to ${stackRegion}; the function reads secrets in its own region only, so replicate the secret to ${stackRegion} and give that ARN`,
-      ]);
-    }
-    // A complete ARN is granted exactly; a partial one (without the suffix) as `<arn>-??????`.
-    return parts.complete
-      ? Secret.fromSecretCompleteArn(this, 'Secret', arn)
-      : Secret.fromSecretPartialArn(this, 'Secret', arn);
+    return importExistingSecret(
+      this,
+      'Secret',
+      arn,
+      `Invalid GraphCredential at ${this.node.path}`,
+      'secretArn',
+    );
   }
 
   private createPlaceholderSecret(): ISecret {

@@ -3,9 +3,16 @@ import { type Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-ia
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { GraphCloud, RelaySettings } from '../lambda/core/settings.ts';
+import type {
+  GraphCloud,
+  RelaySettings,
+  SMTP_AUTH_METHODS,
+  SMTP_MODES,
+  SMTP_TLS_MODES,
+} from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
 import {
   type EGRESS_NAT_KINDS,
@@ -13,7 +20,9 @@ import {
   parseRelayConfig,
   type RelayConfig,
   type RelayConfigInput,
+  smtpSettingsFor,
 } from './config.ts';
+import { importExistingSecret } from './existing-secret.ts';
 import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { SendFunction } from './send-function.ts';
@@ -32,8 +41,10 @@ const HTTPS_PORT = 443;
  * The TCP ports the send function connects to, which are all its security group lets out when it
  * runs behind static egress. Add a provider's ports here (an SMTP server's port) when it is configured.
  */
-export function sendFunctionEgressPorts(_config: RelayConfig): number[] {
-  return [HTTPS_PORT];
+export function sendFunctionEgressPorts(config: RelayConfig): number[] {
+  const ports = [HTTPS_PORT];
+  if (config.smtp) ports.push(smtpSettingsFor(config.smtp).port);
+  return [...new Set(ports)].sort((a, b) => a - b);
 }
 
 /** Amazon SES settings. */
@@ -96,6 +107,84 @@ export interface MailRelayGraphProps {
    * @default - the cloud's (https://graph.microsoft.com for 'global')
    */
   readonly graphEndpoint?: string;
+}
+
+/**
+ * SMTP: sends as the listed senders through an Exchange Online inbound connector, Exchange Online
+ * SMTP AUTH client submission, or any other SMTP server.
+ */
+export interface MailRelaySmtpProps {
+  /** From addresses sent through SMTP: addresses (`scanner@contoso.com`) or whole domains (`contoso.com`). */
+  readonly senders: string[];
+
+  /**
+   * `connector`: an Exchange Online inbound connector that trusts the static egress IP (needs
+   * `egress`, no login). `submission`: Exchange Online SMTP AUTH client submission (XOAUTH2 with the
+   * `graph` app by default). `smarthost`: any other SMTP server (`host` required).
+   */
+  readonly mode: (typeof SMTP_MODES)[number];
+
+  /**
+   * SMTP server host name or IP address. Required in `smarthost` mode.
+   *
+   * @default - connector: `<first sender's domain, dots as dashes>.mail.protection.outlook.com`;
+   * submission: `smtp.office365.com`
+   */
+  readonly host?: string;
+
+  /**
+   * TCP port; with `egress`, the function's security group lets it out.
+   *
+   * @default - connector 25, submission 587, smarthost 587
+   */
+  readonly port?: number;
+
+  /**
+   * `starttls` upgrades a plain connection, `implicit` is TLS from the start (port 465), `none` never encrypts.
+   *
+   * @default 'starttls'
+   */
+  readonly tls?: (typeof SMTP_TLS_MODES)[number];
+
+  /**
+   * Refuse to send when the server offers no STARTTLS instead of sending in plain text; must be
+   * false with `tls: 'none'`.
+   *
+   * @default true
+   */
+  readonly requireTls?: boolean;
+
+  /**
+   * `none`, `plain` or `login` (credentials from `credentialSecretArn`), or `xoauth2` (tokens of the
+   * `graph` app registration, application permission SMTP.SendAsApp). Only `none` in connector mode.
+   *
+   * @default - connector 'none', submission 'xoauth2', smarthost 'plain' with a credentialSecretArn, else 'none'
+   */
+  readonly auth?: (typeof SMTP_AUTH_METHODS)[number];
+
+  /**
+   * Complete ARN of an existing Secrets Manager secret, in the stack's region, holding
+   * `{"username": "…", "password": "…"}`; required for `plain` and `login`. The function may read
+   * only this secret.
+   *
+   * @default - no SMTP credential secret
+   */
+  readonly credentialSecretArn?: string;
+
+  /**
+   * OAuth scope of the xoauth2 tokens.
+   *
+   * @default - the provider's, https://outlook.office365.com/.default
+   */
+  readonly oauthScope?: string;
+
+  /**
+   * The SMTP server's maximum message size in bytes, MIME-encoded; larger messages are dead-lettered
+   * as MessageTooLarge without connecting.
+   *
+   * @default - no limit of the relay's own (the server's 552 5.3.4 is permanent)
+   */
+  readonly maxMessageBytes?: number;
 }
 
 /** The S3 bucket for attachments too large to travel inside an SQS message. */
@@ -236,7 +325,7 @@ export interface MailRelayEgressProps {
  */
 export interface MailRelayProps {
   /**
-   * Amazon SES: the verified identities the relay may send from. At least one of `ses` and `graph`.
+   * Amazon SES: the verified identities the relay may send from. At least one of `ses`, `graph` and `smtp`.
    *
    * @default - no SES sending
    */
@@ -244,11 +333,18 @@ export interface MailRelayProps {
 
   /**
    * Microsoft Graph: the tenant, app registration and mailboxes the relay may send as.
-   * At least one of `ses` and `graph`.
+   * At least one of `ses`, `graph` and `smtp`.
    *
    * @default - no Graph sending
    */
   readonly graph?: MailRelayGraphProps;
+
+  /**
+   * SMTP: the server and the senders the relay sends through it.
+   *
+   * @default - no SMTP sending
+   */
+  readonly smtp?: MailRelaySmtpProps;
 
   /**
    * Creates the bucket producers upload large attachments to (messages reference them as
@@ -297,6 +393,7 @@ type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayProps, ConfigFileShape>
   | SameKeys<MailRelaySesProps, NonNullable<ConfigFileShape['ses']>>
   | SameKeys<MailRelayGraphProps, NonNullable<ConfigFileShape['graph']>>
+  | SameKeys<MailRelaySmtpProps, NonNullable<ConfigFileShape['smtp']>>
   | SameKeys<MailRelayAttachmentsProps, NonNullable<ConfigFileShape['attachments']>>
   | SameKeys<MailRelayMessageProps, NonNullable<ConfigFileShape['message']>>
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
@@ -306,7 +403,7 @@ type _PropsMirrorConfigFile = AssertTrue<
 
 /**
  * A serverless mail relay: producers put mail requests on the `outbox` queue, the send function
- * sends them through the configured providers (Amazon SES, Microsoft Graph), and requests that
+ * sends them through the configured providers (Microsoft Graph, SMTP, Amazon SES), and requests that
  * cannot be sent end up in the `deadLetterQueue`.
  */
 export class MailRelay extends Construct {
@@ -318,6 +415,8 @@ export class MailRelay extends Construct {
   readonly sendFunction: SendFunction;
   /** The secret with the Microsoft Graph app credential, when `graph` is configured. */
   readonly graphCredential?: GraphCredential;
+  /** The secret with the SMTP username and password, when `smtp.credentialSecretArn` is set. */
+  readonly smtpCredential?: ISecret;
   /** The bucket producers upload large attachments to, when `attachments` is configured. */
   readonly attachmentBucket?: AttachmentBucket;
   /** The VPC, NATs and Elastic IPs the send function leaves from, when `egress` is configured. */
@@ -348,6 +447,15 @@ export class MailRelay extends Construct {
         secretArn: config.graph.credentialSecretArn,
       });
     }
+    if (config.smtp?.credentialSecretArn !== undefined) {
+      this.smtpCredential = importExistingSecret(
+        this,
+        'SmtpCredential',
+        config.smtp.credentialSecretArn,
+        `Invalid MailRelay props at ${this.node.path}`,
+        'smtp.credentialSecretArn',
+      );
+    }
     if (config.attachments) {
       this.attachmentBucket = new AttachmentBucket(this, 'Attachments', {
         retentionPeriod: Duration.days(config.attachments.retentionDays),
@@ -373,6 +481,7 @@ export class MailRelay extends Construct {
         this.graphCredential && {
           graph: graphSettingsFor(config.graph, this.graphCredential.secret.secretArn),
         }),
+      ...(config.smtp && { smtp: smtpSettingsFor(config.smtp) }),
       ...(this.attachmentBucket && { attachments: { bucket: this.attachmentBucket.bucket.bucketName } }),
     };
     this.sendFunction = new SendFunction(this, 'SendFunction', {
@@ -410,6 +519,7 @@ export class MailRelay extends Construct {
       );
     }
     this.graphCredential?.grantRead(this.sendFunction);
+    this.smtpCredential?.grantRead(this.sendFunction);
     if (this.attachmentBucket) {
       this.attachmentBucket.grantRead(this.sendFunction);
       const bucketId = Stack.of(this).getLogicalId(

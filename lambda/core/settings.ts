@@ -125,6 +125,8 @@ export const smtpSettingsSchema = z.strictObject({
   credentialSecretId: z.string().min(1).optional(),
   /** OAuth scope for XOAUTH2 tokens (from the Graph app registration). */
   oauthScope: z.url({ protocol: /^https$/ }).optional(),
+  /** Refuse larger messages before connecting (the server's own limit, as a send connector sets it). */
+  maxMessageBytes: z.int().min(1024).optional(),
 });
 export type SmtpSettings = z.infer<typeof smtpSettingsSchema>;
 

@@ -65,6 +65,18 @@ describe.each(exampleFiles)('the example %s', (file) => {
     );
   });
 
+  it('lets the function out on 443, plus the SMTP port when it configures smtp, behind static egress', () => {
+    const { config, template } = synthesize(file);
+    if (!config.egress) return;
+    const ports = config.smtp ? [25, 443] : [443];
+    const groups = template.findResources('AWS::EC2::SecurityGroup', {
+      Properties: { GroupDescription: Match.stringLikeRegexp('send function') },
+    }) as Record<string, { Properties: { SecurityGroupEgress: { FromPort: number }[] } }>;
+    const [group] = Object.values(groups);
+
+    expect(group?.Properties.SecurityGroupEgress.map((rule) => rule.FromPort)).toEqual(ports);
+  });
+
   it('creates an attachment bucket exactly when it configures attachments', () => {
     const { config, template } = synthesize(file);
 

@@ -753,3 +753,91 @@ describe('MailRelay attachment bucket', () => {
     );
   });
 });
+
+describe('MailRelay with SMTP', () => {
+  const CONNECTOR: MailRelayProps = {
+    egress: {},
+    smtp: { senders: ['scanner@contoso.com'], mode: 'connector' },
+  };
+
+  it('writes smtp settings the function accepts, with the connector host derived from the sender', () => {
+    const { template } = buildRelay(CONNECTOR);
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual({
+      senders: ['scanner@contoso.com'],
+      mode: 'connector',
+      host: 'contoso-com.mail.protection.outlook.com',
+      port: 25,
+      tls: 'starttls',
+      requireTls: true,
+      auth: 'none',
+    });
+  });
+
+  it('lets the function out on 443 and on the SMTP port through the egress security group', () => {
+    const { stack, relay, template } = buildRelay(CONNECTOR);
+    const group =
+      template.toJSON().Resources[logicalIdOf(stack, relay.staticEgress?.securityGroup as IConstruct)];
+
+    expect(relay.staticEgress?.egressPorts).toEqual([25, 443]);
+    expect(group.Properties.SecurityGroupEgress).toEqual([
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 25, ToPort: 25 }),
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }),
+    ]);
+  });
+
+  it('reads no secret without a credentialSecretArn', () => {
+    const { relay, template } = buildRelay(CONNECTOR);
+
+    expect(relay.smtpCredential).toBeUndefined();
+    expect(statementsFor('secretsmanager', template)).toEqual([]);
+  });
+
+  it('lets the function read exactly the SMTP credential secret, and tells it which one', () => {
+    const credentialSecretArn = secretArn('mail-relay/smtp-AbCdEf');
+    const { template } = buildRelay({
+      smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', credentialSecretArn },
+    });
+
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(statementsFor('secretsmanager', template)).toEqual([
+      expect.objectContaining({
+        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+        Resource: credentialSecretArn,
+      }),
+    ]);
+    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toMatchObject({
+      auth: 'plain',
+      port: 587,
+      credentialSecretId: credentialSecretArn,
+    });
+  });
+
+  it('refuses at synth an SMTP credential secret in another region than the stack', () => {
+    const stack = new Stack(fastApp(), 'Test', { env: { account: '123456789012', region: 'eu-central-1' } });
+    const credentialSecretArn = secretArn('mail-relay/smtp-AbCdEf', 'eu-west-1');
+
+    const error = errorFrom(
+      () =>
+        new MailRelay(stack, 'Relay', {
+          smtp: {
+            senders: ['contoso.com'],
+            mode: 'smarthost',
+            host: 'mail.example.net',
+            credentialSecretArn,
+          },
+        }),
+    );
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain(
+      'smtp.credentialSecretArn: the secret is in eu-west-1 but the stack deploys to eu-central-1',
+    );
+  });
+
+  it('rejects connector mode without egress at synth', () => {
+    const error = errorFrom(() => buildRelay({ smtp: { senders: ['contoso.com'], mode: 'connector' } }));
+
+    expect(error.message).toContain('smtp.mode: connector mode needs a static egress IP');
+  });
+});

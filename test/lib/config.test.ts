@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
-import { DEFAULT_CONFIG_PATH, loadRelayConfig, parseRelayConfig } from '../../lib/config.ts';
+import {
+  DEFAULT_CONFIG_PATH,
+  loadRelayConfig,
+  parseRelayConfig,
+  type SmtpConfig,
+  smtpSettingsFor,
+} from '../../lib/config.ts';
 
 const REPO_ROOT = new URL('../../', import.meta.url);
 const MiB = 1024 * 1024;
@@ -73,7 +79,7 @@ describe('parseRelayConfig', () => {
 
   it('reports a configuration without any provider', () => {
     expect(configurationErrorFrom(() => parseRelayConfig({})).problems).toEqual([
-      '(root): configure at least one provider: ses (Amazon SES) or graph (Microsoft Graph)',
+      '(root): configure at least one provider: ses (Amazon SES), graph (Microsoft Graph) or smtp',
     ]);
   });
 
@@ -457,5 +463,200 @@ describe('loadRelayConfig', () => {
     const rootConfig = fileURLToPath(new URL(DEFAULT_CONFIG_PATH, REPO_ROOT));
 
     expect(loadRelayConfig(rootConfig).ses?.identities.length).toBeGreaterThan(0);
+  });
+});
+
+describe('smtpSettingsFor', () => {
+  const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/smtp-AbCdEf';
+  const smtpOf = (smtp: object): SmtpConfig => {
+    const config = parseRelayConfig({ graph: GRAPH, egress: {}, smtp });
+    if (!config.smtp) throw new Error('expected an smtp section');
+    return config.smtp;
+  };
+
+  it('derives a connector host from a domain sender: the Exchange Online MX endpoint, dots as dashes', () => {
+    expect(
+      smtpSettingsFor(smtpOf({ senders: ['crm.contoso.com', 'x@fabrikam.com'], mode: 'connector' })),
+    ).toEqual({
+      senders: ['crm.contoso.com', 'x@fabrikam.com'],
+      mode: 'connector',
+      host: 'crm-contoso-com.mail.protection.outlook.com',
+      port: 25,
+      tls: 'starttls',
+      requireTls: true,
+      auth: 'none',
+    });
+  });
+
+  it('derives a connector host from the domain of an address sender', () => {
+    expect(smtpSettingsFor(smtpOf({ senders: ['scanner@Contoso.com'], mode: 'connector' })).host).toBe(
+      'contoso-com.mail.protection.outlook.com',
+    );
+  });
+
+  it('submits to smtp.office365.com on 587 with xoauth2 by default', () => {
+    expect(smtpSettingsFor(smtpOf({ senders: ['contoso.com'], mode: 'submission' }))).toMatchObject({
+      host: 'smtp.office365.com',
+      port: 587,
+      auth: 'xoauth2',
+      tls: 'starttls',
+      requireTls: true,
+    });
+  });
+
+  it('authenticates to a smarthost with plain when a secret is given, and passes the secret on', () => {
+    const settings = smtpSettingsFor(
+      smtpOf({
+        senders: ['contoso.com'],
+        mode: 'smarthost',
+        host: 'smtp.example.net',
+        credentialSecretArn: SECRET,
+      }),
+    );
+
+    expect(settings).toMatchObject({
+      host: 'smtp.example.net',
+      port: 587,
+      auth: 'plain',
+      credentialSecretId: SECRET,
+    });
+  });
+
+  it('sends to a smarthost without authentication when no secret is given', () => {
+    expect(
+      smtpSettingsFor(smtpOf({ senders: ['contoso.com'], mode: 'smarthost', host: '10.0.0.5' })),
+    ).toMatchObject({ auth: 'none', port: 587 });
+  });
+
+  it('keeps an explicit host, port, tls and auth', () => {
+    expect(
+      smtpSettingsFor(
+        smtpOf({
+          senders: ['contoso.com'],
+          mode: 'submission',
+          host: 'smtp.office365.us',
+          port: 465,
+          tls: 'implicit',
+          oauthScope: 'https://outlook.office365.us/.default',
+        }),
+      ),
+    ).toMatchObject({
+      host: 'smtp.office365.us',
+      port: 465,
+      tls: 'implicit',
+      auth: 'xoauth2',
+      oauthScope: 'https://outlook.office365.us/.default',
+    });
+  });
+});
+
+describe('parseRelayConfig with an smtp section', () => {
+  const UNRELATED = { queue: { retentionDays: 15 } };
+  const problemsOf = (config: object) => configurationErrorFrom(() => parseRelayConfig(config)).problems;
+
+  it('accepts smtp as the only provider', () => {
+    expect(
+      parseRelayConfig({ smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net' } })
+        .smtp,
+    ).toEqual({
+      senders: ['contoso.com'],
+      mode: 'smarthost',
+      host: 'mail.example.net',
+      tls: 'starttls',
+      requireTls: true,
+    });
+  });
+
+  it('rejects a login in connector mode, together with other problems', () => {
+    expect(
+      problemsOf({
+        ...UNRELATED,
+        egress: {},
+        smtp: {
+          senders: ['contoso.com'],
+          mode: 'connector',
+          auth: 'plain',
+          credentialSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:s-AbCdEf',
+        },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      'smtp.auth: must be none in connector mode: an Exchange Online inbound connector trusts the sending IP, not a login',
+    ]);
+  });
+
+  it('rejects connector mode without egress, together with other problems', () => {
+    expect(problemsOf({ ...UNRELATED, smtp: { senders: ['contoso.com'], mode: 'connector' } })).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      'smtp.mode: connector mode needs a static egress IP: add an egress section (docs/static-egress.md)',
+    ]);
+  });
+
+  it('requires a host in smarthost mode, together with other problems', () => {
+    expect(problemsOf({ ...UNRELATED, smtp: { senders: ['contoso.com'], mode: 'smarthost' } })).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      expect.stringMatching(/^smtp\.host: required in smarthost mode/),
+    ]);
+  });
+
+  it.each(['plain', 'login'])('requires a credential secret for %s, together with other problems', (auth) => {
+    expect(
+      problemsOf({
+        ...UNRELATED,
+        smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', auth },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      expect.stringMatching(new RegExp(`^smtp\\.credentialSecretArn: required for ${auth} authentication`)),
+    ]);
+  });
+
+  it('requires graph for xoauth2, the default of submission, together with other problems', () => {
+    const message =
+      'smtp.auth: xoauth2 takes its tokens from the graph app registration (application permission SMTP.SendAsApp): add a graph section';
+
+    expect(
+      problemsOf({ ...UNRELATED, ses: SES, smtp: { senders: ['contoso.com'], mode: 'submission' } }),
+    ).toEqual([expect.stringMatching(/^queue\.retentionDays: /), message]);
+    expect(
+      problemsOf({
+        ...UNRELATED,
+        ses: SES,
+        smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', auth: 'xoauth2' },
+      }),
+    ).toEqual([expect.stringMatching(/^queue\.retentionDays: /), message]);
+  });
+
+  it('rejects tls none with requireTls (its default), together with other problems', () => {
+    expect(
+      problemsOf({
+        ...UNRELATED,
+        smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', tls: 'none' },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      expect.stringMatching(/^smtp\.requireTls: must be false with tls "none"/),
+    ]);
+    expect(
+      parseRelayConfig({
+        smtp: {
+          senders: ['contoso.com'],
+          mode: 'smarthost',
+          host: 'mail.example.net',
+          tls: 'none',
+          requireTls: false,
+        },
+      }).smtp?.tls,
+    ).toBe('none');
+  });
+
+  it('reports the cross-field rules even when another smtp field is invalid', () => {
+    expect(problemsOf({ smtp: { senders: ['not a sender'], mode: 'connector', port: 0 } })).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^smtp\.senders\[0\]: /),
+        expect.stringMatching(/^smtp\.port: /),
+        expect.stringMatching(/^smtp\.mode: connector mode needs a static egress IP/),
+      ]),
+    );
   });
 });

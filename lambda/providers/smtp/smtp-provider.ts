@@ -3,6 +3,7 @@ import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool';
 import { identityCovers } from '../../core/address.ts';
 import type { OutboundMessage } from '../../core/attachments.ts';
+import { classifyFault } from '../../core/failures.ts';
 import { recipientsOf } from '../../core/message.ts';
 import type { SmtpSettings } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
@@ -48,10 +49,20 @@ export class SmtpProvider implements MailProvider {
       from: message.from.address,
       to: recipientsOf(message).map((mailbox) => mailbox.address),
     };
+    const raw = await composeMime(message);
+    const limit = this.options.settings.maxMessageBytes;
+    if (limit !== undefined && raw.length > limit) {
+      throw classifyFault({
+        provider: SMTP_PROVIDER,
+        code: 'MessageTooLarge',
+        message: `the message is ${raw.length} bytes MIME-encoded; ${host} takes at most ${limit} (smtp.maxMessageBytes)`,
+        fallbackClass: 'permanent',
+      });
+    }
     let info: SMTPPool.SentMessageInfo;
     try {
       const transport = await this.transportFor(message.from.address);
-      info = await transport.sendMail({ envelope, raw: await composeMime(message) });
+      info = await transport.sendMail({ envelope, raw });
     } catch (error) {
       throw smtpFailure(firstRecipientError(error), { host, port });
     }

@@ -165,6 +165,20 @@ describe('SmtpProvider against the local SMTP peer', () => {
       expect(connector.received[0]?.envelope.rcptTo).toEqual(['ana@example.org', 'bob@example.org']);
     });
 
+    it('refuses a message above smtp.maxMessageBytes without connecting', async () => {
+      const connectionsBefore = connector.connections;
+      const failure = await failureOf(
+        provider(connector, { maxMessageBytes: 2048 }).send(
+          outbound({
+            attachments: [{ filename: 'big.bin', content: Buffer.alloc(4096).toString('base64') }],
+          }),
+        ),
+      );
+      expect(failure).toMatchObject({ code: 'MessageTooLarge', failureClass: 'permanent', provider: 'smtp' });
+      expect(failure.reason).toMatch(/takes at most 2048 \(smtp\.maxMessageBytes\)/);
+      expect(connector.connections).toBe(connectionsBefore);
+    });
+
     it('fails permanently when every recipient is refused', async () => {
       connector.reject({ stage: 'rcptTo', address: 'gone@example.org', reply: '550 5.1.1 User unknown' });
       const failure = await failureOf(provider(connector).send(outbound({ to: 'gone@example.org' })));
