@@ -5,6 +5,7 @@ import {
   DEFAULT_GRAPH_PEER_PORT,
   DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
   DEFAULT_SES_PORT,
+  DEFAULT_SMTP_PORT,
   DEFAULT_SQS_PORT,
   type LocalRelay,
   startLocalRelay,
@@ -14,12 +15,14 @@ import { uploadAttachment } from './upload.ts';
 
 const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
-                   [--graph-peer [--graph-peer-port N]] [--graph-credential FILE]
+                   [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
       Runs the whole relay locally (SQS, S3, SES and Secrets Manager emulators on 127.0.0.1, the real
       send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
       (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}).
       --graph-peer        also start the local Entra ID + Graph peer: the Graph route with no tenant.
       --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
+      --smtp-port         the SMTP capture that stands in for the configured SMTP server (default ${DEFAULT_SMTP_PORT};
+                          also MAIL_RELAY_SMTP_PORT); what it receives is saved under .local/smtp/.
 
   mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
                   [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …] [--attach-s3 FILE …]
@@ -75,6 +78,7 @@ async function start(args: string[]): Promise<number> {
       'graph-peer': { type: 'boolean' },
       'graph-peer-port': { type: 'string' },
       'graph-credential': { type: 'string' },
+      'smtp-port': { type: 'string' },
     },
   });
   if (values['graph-peer'] && values['graph-credential']) {
@@ -94,6 +98,7 @@ async function start(args: string[]): Promise<number> {
       graphPeerPort: port(values['graph-peer-port'], 'MAIL_RELAY_GRAPH_PEER_PORT', DEFAULT_GRAPH_PEER_PORT),
     }),
     ...(values['graph-credential'] && { graphCredentialPath: values['graph-credential'] }),
+    smtpPort: port(values['smtp-port'], 'MAIL_RELAY_SMTP_PORT', DEFAULT_SMTP_PORT),
   });
   console.log(banner(relay));
   await new Promise<void>((resolve) => {
@@ -134,7 +139,14 @@ function banner(relay: LocalRelay): string {
         : `  Graph:             ${graph.graphEndpoint} (tenant ${graph.tenantId})`,
     );
   }
-  const sender = graph?.senders[0] ?? ses?.identities[0] ?? 'example.com';
+  if (relay.smtpCapture) {
+    const { peer, directory } = relay.smtpCapture;
+    lines.push(
+      `  SMTP senders:      ${relay.settings.smtp?.senders.join(', ')}   (these go through SMTP, ${relay.settings.smtp?.mode} mode)`,
+      `  SMTP capture:      ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
+    );
+  }
+  const sender = graph?.senders[0] ?? relay.settings.smtp?.senders[0] ?? ses?.identities[0] ?? 'example.com';
   lines.push(
     '',
     'Try:',

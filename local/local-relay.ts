@@ -1,7 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { type GraphSettings, type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
+import {
+  type GraphSettings,
+  type RelaySettings,
+  SETTINGS_ENV_VAR,
+  type SmtpSettings,
+} from '../lambda/core/settings.ts';
 import { createHttpsTransport, type HttpTransport } from '../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import {
@@ -10,9 +17,11 @@ import {
   graphSettingsFor,
   loadRelayConfig,
   type RelayConfig,
+  smtpSettingsFor,
 } from '../lib/config.ts';
 import { createClientCertificate } from '../test/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
+import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from '../test/peers/smtp-peer.ts';
 import { startSesEmulator, startSqsEmulator } from './emulators.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
@@ -25,6 +34,17 @@ export const DEFAULT_SQS_PORT = 4566;
 export const DEFAULT_SES_PORT = 8005;
 export const DEFAULT_GRAPH_PEER_PORT = 8443;
 export const ATTACHMENT_BUCKET_NAME = 'mail-relay-attachments';
+export const DEFAULT_SMTP_PORT = 1025;
+export const DEFAULT_SMTP_CAPTURE_DIR = '.local/smtp';
+const SMTP_CREDENTIAL_SECRET_NAME = 'mail-relay/smtp-credential';
+/** The user local mode's SMTP capture accepts for plain/login routes. */
+const LOCAL_SMTP_USER = { username: 'local', password: 'local' };
+const LOCAL_SMTP_AUTH: Record<SmtpSettings['auth'], SmtpAuthMethod[]> = {
+  none: [],
+  plain: ['PLAIN', 'LOGIN'],
+  login: ['PLAIN', 'LOGIN'],
+  xoauth2: ['XOAUTH2'],
+};
 const GRAPH_CREDENTIAL_SECRET_NAME = 'mail-relay/graph-credential';
 /** What the deployed stack puts in the secret it creates: the handler reports "credential not set". */
 const PLACEHOLDER_CREDENTIAL = JSON.stringify({ placeholder: 'no Graph credential given to local mode' });
@@ -59,6 +79,10 @@ export interface LocalRelayOptions {
    * sending through the real Microsoft Graph of the configured tenant (this leaves the machine).
    */
   readonly graphCredentialPath?: string;
+  /** SMTP capture server standing in for the configured SMTP server. 0 picks a free port. @default 1025 */
+  readonly smtpPort?: number;
+  /** Where the SMTP capture saves what it receives, one .eml per message. @default .local/smtp */
+  readonly smtpCaptureDir?: string;
 }
 
 export interface LocalRelay {
@@ -73,6 +97,8 @@ export interface LocalRelay {
   readonly settings: RelaySettings;
   /** Running when `graphPeer` was asked for. */
   readonly graphPeer?: GraphPeer;
+  /** Running when the configuration has an smtp section: it receives whatever the SMTP provider sends. */
+  readonly smtpCapture?: { readonly peer: SmtpPeer; readonly directory: string };
   /** S3 endpoint and bucket for large attachments, when the configuration enables them. */
   readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
   stop(): Promise<void>;
@@ -152,6 +178,46 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       };
     }
 
+    let smtp: SmtpSettings | undefined;
+    let smtpCapture: LocalRelay['smtpCapture'];
+    if (config.smtp) {
+      const directory = path.resolve(options.smtpCaptureDir ?? DEFAULT_SMTP_CAPTURE_DIR);
+      await mkdir(directory, { recursive: true });
+      const configured = smtpSettingsFor(config.smtp);
+      const peer = await withPortHint(
+        startSmtpPeer({
+          port: options.smtpPort ?? DEFAULT_SMTP_PORT,
+          tls: configured.tls,
+          requireTls: configured.requireTls,
+          authMethods: LOCAL_SMTP_AUTH[configured.auth],
+          users: [LOCAL_SMTP_USER],
+          // With the Graph peer, only its tokens pass, as with Exchange Online; otherwise any token.
+          verifyBearerToken: (token) => (graphPeer ? graphPeer.isIssuedToken(token) : true),
+          onReceived: (message) => {
+            const file = path.join(
+              directory,
+              `${new Date(message.at).toISOString().replaceAll(':', '-')}-${randomUUID().slice(0, 8)}.eml`,
+            );
+            void writeFile(file, message.raw).catch(() => undefined);
+          },
+        }),
+        '--smtp-port or MAIL_RELAY_SMTP_PORT',
+      );
+      stops.push(() => peer.close());
+      smtpCapture = { peer, directory };
+      smtp = {
+        ...configured,
+        host: peer.host,
+        port: peer.port,
+        // The capture accepts a local user: the real credential never comes near local mode.
+        ...((configured.auth === 'plain' || configured.auth === 'login') && {
+          credentialSecretId: secrets.putSecret(SMTP_CREDENTIAL_SECRET_NAME, JSON.stringify(LOCAL_SMTP_USER)),
+        }),
+        ...(configured.auth === 'xoauth2' &&
+          graphPeer && { oauthScope: `${graphPeer.graphEndpoint}/.default` }),
+      };
+    }
+
     let attachmentBucket: LocalRelay['attachmentBucket'];
     if (config.attachments) {
       const s3 = new S3Client({ forcePathStyle: true });
@@ -167,6 +233,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       limits: config.message,
       ...(config.ses && { ses: config.ses }),
       ...(graph && { graph }),
+      ...(smtp && { smtp }),
       ...(attachmentBucket && { attachments: { bucket: attachmentBucket.name } }),
     };
     process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
@@ -178,7 +245,10 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       queueUrl: queues.queueUrl,
       queueArn: queues.queueArn,
       region: LOCAL_REGION,
-      handler: createSendHandler(process.env, graphTransport ? { graphTransport } : {}),
+      handler: createSendHandler(process.env, {
+        ...(graphTransport && { graphTransport }),
+        ...(smtpCapture && { smtpCa: smtpCapture.peer.caCertificate }),
+      }),
       batchSize: config.sendFunction.batchSize,
       // A few pollers exercise concurrency; hundreds would only load a laptop, not change behaviour.
       maxConcurrency: Math.min(config.sendFunction.maxConcurrency, 4),
@@ -195,6 +265,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       config,
       settings,
       ...(graphPeer && { graphPeer }),
+      ...(smtpCapture && { smtpCapture }),
       ...(attachmentBucket && { attachmentBucket }),
       async stop() {
         await source.stop();

@@ -38,6 +38,8 @@ export interface SmtpPeerOptions {
   maxMessageBytes?: number;
   /** Banner host name. default 'mail-relay-smtp-peer.local' */
   hostname?: string;
+  /** Called for each accepted message (local mode saves them as .eml files). */
+  onReceived?: (message: ReceivedMessage) => void;
 }
 
 export interface ReceivedMessage {
@@ -259,13 +261,15 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         const reply = takeRejection('data', (wanted) => rcptTo.some((to) => sameAddress(to, wanted)));
         if (reply) return refuse('data', undefined, reply, callback);
         const user = session.user as PeerUser | undefined;
-        received.push({
+        const message: ReceivedMessage = {
           envelope: { mailFrom, rcptTo },
           raw: Buffer.concat(chunks),
           secure: session.secure,
           ...(user && { authenticatedUser: user.username, authMethod: user.method }),
           at: Date.now(),
-        });
+        };
+        received.push(message);
+        options.onReceived?.(message);
         accept('data');
         const id = `<${randomBytes(12).toString('hex')}@${hostname}>`;
         callback(null, `2.6.0 ${id} [InternalId=${received.length}] Queued mail for delivery`);
