@@ -3,11 +3,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
-import { drain, enqueue, eventually, validMessage } from '../helpers/peers.ts';
+import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
 import type { GraphPeer } from '../peers/graph-peer.ts';
 
 const run = promisify(execFile);
@@ -55,11 +55,7 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
     });
     if (!relay.graphPeer) throw new Error('local mode did not start the Graph peer');
     peer = relay.graphPeer;
-    sqs = new SQSClient({
-      region: 'us-east-1',
-      endpoint: relay.sqsEndpoint,
-      credentials: { accessKeyId: 'producer', secretAccessKey: 'producer' },
-    });
+    sqs = producerClient(relay.sqsEndpoint);
   });
   afterAll(async () => {
     sqs.destroy();

@@ -1,12 +1,12 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
-import { drain, enqueue, eventually, validMessage } from '../helpers/peers.ts';
+import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
 import type { SmtpPeer } from '../peers/smtp-peer.ts';
 
 describe('local mode end to end through SMTP: SQS → handler → SMTP capture (connector mode)', () => {
@@ -44,11 +44,7 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
     });
     if (!relay.smtpCapture) throw new Error('local mode did not start the SMTP capture');
     capture = relay.smtpCapture.peer;
-    sqs = new SQSClient({
-      region: 'us-east-1',
-      endpoint: relay.sqsEndpoint,
-      credentials: { accessKeyId: 'producer', secretAccessKey: 'producer' },
-    });
+    sqs = producerClient(relay.sqsEndpoint);
   });
   afterAll(async () => {
     sqs.destroy();

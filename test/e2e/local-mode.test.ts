@@ -4,12 +4,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
-import { approximateCount, drain, enqueue, eventually, validMessage } from '../helpers/peers.ts';
+import {
+  approximateCount,
+  drain,
+  enqueue,
+  eventually,
+  producerClient,
+  validMessage,
+} from '../helpers/peers.ts';
 
 interface StoredEmail {
   messageId: string;
@@ -49,11 +56,7 @@ describe('local mode end to end: SQS API → local event source → real handler
       visibilityTimeoutSeconds: 1,
       logLevel: 'ERROR',
     });
-    sqs = new SQSClient({
-      region: 'us-east-1',
-      endpoint: relay.sqsEndpoint,
-      credentials: { accessKeyId: 'producer', secretAccessKey: 'producer' },
-    });
+    sqs = producerClient(relay.sqsEndpoint);
   });
   afterAll(async () => {
     sqs.destroy();

@@ -163,3 +163,12 @@ export function validMessage(overrides: Record<string, unknown> = {}): Record<st
     ...overrides,
   };
 }
+
+/** An SQS client as a producing application would use it against local mode. */
+export function producerClient(endpoint: string): SQSClient {
+  return new SQSClient({
+    region: REGION,
+    endpoint,
+    credentials: { accessKeyId: 'producer', secretAccessKey: 'producer' },
+  });
+}

@@ -7,7 +7,7 @@ import { relaySettingsSchema, SETTINGS_ENV_VAR } from '../../lambda/core/setting
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { parseGraphCredential } from '../../lambda/providers/graph/credentials.ts';
 import { MailRelay, type MailRelayGraphProps, type MailRelayProps } from '../../lib/mail-relay.ts';
-import { fastApp, logicalIdOf } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf } from './support.ts';
 
 const MiB = 1024 * 1024;
 const MINIMAL: MailRelayProps = { ses: { identities: ['example.com'] } };
@@ -21,15 +21,6 @@ function buildRelay(props: MailRelayProps = MINIMAL) {
   const stack = new Stack(fastApp(), 'Test');
   const relay = new MailRelay(stack, 'Relay', props);
   return { stack, relay, template: Template.fromStack(stack) };
-}
-
-function errorFrom(action: () => unknown): Error {
-  try {
-    action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the action to throw');
 }
 
 /** `arn:<partition>:ses:<region>:<account>:<resource>` as CloudFormation renders it. */

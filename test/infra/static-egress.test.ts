@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { MailRelay, type MailRelayEgressProps } from '../../lib/mail-relay.ts';
 import { StaticEgress } from '../../lib/static-egress.ts';
-import { fastApp, logicalIdOf } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf } from './support.ts';
 
 const SES = { identities: ['example.com'] };
 const REUSED = ['eipalloc-0123456789abcdef0', 'eipalloc-0fedcba987654321f'];
@@ -16,15 +16,6 @@ function buildRelay(
   const stack = new Stack(fastApp(), 'Test', stackProps);
   const relay = new MailRelay(stack, 'Relay', { ses: SES, ...(egress && { egress }) });
   return { stack, relay, template: Template.fromStack(stack) };
-}
-
-function errorFrom(action: () => unknown): Error {
-  try {
-    action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the action to throw');
 }
 
 function egressOf(relay: MailRelay): StaticEgress {

@@ -27,3 +27,13 @@ export function fastApp(): App {
 export function logicalIdOf(stack: Stack, construct: IConstruct): string {
   return stack.getLogicalId(construct.node.defaultChild as CfnResource);
 }
+
+/** The error an action throws; fails the test if it does not throw. */
+export function errorFrom(action: () => unknown): Error {
+  try {
+    action();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the action to throw');
+}
