@@ -3,13 +3,16 @@ import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool';
 import { identityCovers } from '../../core/address.ts';
 import type { OutboundMessage } from '../../core/attachments.ts';
-import { classifyFault } from '../../core/failures.ts';
+import { classifyFault, RelayFailure } from '../../core/failures.ts';
 import { recipientsOf } from '../../core/message.ts';
 import type { SmtpSettings } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
 import { composeMime } from '../mime.ts';
 import type { MailProvider, RejectedRecipient, SendReceipt } from '../provider.ts';
 import { parseSmtpReply, SMTP_PROVIDER, smtpFailure } from './smtp-fault.ts';
+
+/** How long nodemailer may reuse a token before asking the token source again. */
+const TOKEN_REUSE_MS = 5 * 60 * 1000;
 
 export interface SmtpCredentials {
   readonly username: string;
@@ -35,7 +38,8 @@ export interface SmtpProviderOptions {
  */
 export class SmtpProvider implements MailProvider {
   readonly name = SMTP_PROVIDER;
-  private readonly pools = new Map<string, Transporter<SMTPPool.SentMessageInfo>>();
+  /** Promises, so concurrent first sends share one pool instead of racing to create several. */
+  private readonly pools = new Map<string, Promise<Transporter<SMTPPool.SentMessageInfo>>>();
 
   constructor(private readonly options: SmtpProviderOptions) {}
 
@@ -59,11 +63,16 @@ export class SmtpProvider implements MailProvider {
         fallbackClass: 'permanent',
       });
     }
+    // Taken here so a refused token is classified as Entra ID's answer (AADSTS…), not as an SMTP error;
+    // the pool's connections then get the same cached token.
+    if (this.options.settings.auth === 'xoauth2') await this.tokens().getToken();
     let info: SMTPPool.SentMessageInfo;
     try {
       const transport = await this.transportFor(message.from.address);
       info = await transport.sendMail({ envelope, raw });
     } catch (error) {
+      // Already classified: the credential could not be read or parsed.
+      if (error instanceof RelayFailure) throw error;
       throw smtpFailure(firstRecipientError(error), { host, port });
     }
     // Some recipients refused, the rest accepted: the message went out, and the refusals are reported.
@@ -77,20 +86,32 @@ export class SmtpProvider implements MailProvider {
 
   /** Closes pooled connections (local mode's stop, tests). */
   close(): void {
-    for (const pool of this.pools.values()) pool.close();
+    for (const pool of this.pools.values())
+      void pool.then(
+        (transport) => transport.close(),
+        () => undefined,
+      );
     this.pools.clear();
   }
 
-  private async transportFor(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
-    const { settings } = this.options;
+  private transportFor(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
     // XOAUTH2 authenticates as the sending mailbox, so each mailbox gets its own connections.
-    const user = settings.auth === 'xoauth2' ? from.toLowerCase() : '';
+    const user = this.options.settings.auth === 'xoauth2' ? from.toLowerCase() : '';
+    let pool = this.pools.get(user);
+    if (!pool) {
+      pool = this.createPool(from);
+      this.pools.set(user, pool);
+      // A pool that could not be set up (credentials unreadable) is tried again next time.
+      pool.catch(() => this.pools.delete(user));
+    }
+    return pool;
+  }
+
+  private async createPool(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
+    const { settings } = this.options;
     const auth = await this.auth(from);
-    const existing = this.pools.get(user);
-    if (existing && settings.auth !== 'xoauth2') return existing;
-    existing?.close(); // XOAUTH2: a fresh token for the next connections
     const timeout = this.options.connectionTimeoutMs ?? 10_000;
-    const pool = nodemailer.createTransport({
+    return nodemailer.createTransport({
       pool: true,
       maxConnections: 2,
       host: settings.host,
@@ -109,18 +130,32 @@ export class SmtpProvider implements MailProvider {
       socketTimeout: 3 * timeout,
       ...(auth && { auth }),
     });
-    this.pools.set(user, pool);
-    return pool;
+  }
+
+  private tokens(): TokenSource {
+    if (!this.options.tokens) throw new Error('xoauth2 needs a token source');
+    return this.options.tokens;
   }
 
   private async auth(from: string): Promise<SMTPPool.Options['auth'] | undefined> {
-    const { settings, credentials, tokens } = this.options;
+    const { settings, credentials } = this.options;
     switch (settings.auth) {
       case 'none':
         return undefined;
       case 'xoauth2': {
-        if (!tokens) throw new Error('xoauth2 needs a token source');
-        return { type: 'OAuth2', user: from, accessToken: await tokens.getToken() };
+        const source = this.tokens();
+        return {
+          type: 'OAuth2',
+          user: from,
+          // Each new connection asks again (the token source caches until near expiry), so a
+          // long-lived pool never authenticates with an expired token.
+          provisionCallback: (_user, _renew, callback) => {
+            source.getToken().then(
+              (token) => callback(null, token, Date.now() + TOKEN_REUSE_MS),
+              (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
+            );
+          },
+        };
       }
       default: {
         if (!credentials) throw new Error(`${settings.auth} needs credentials`);

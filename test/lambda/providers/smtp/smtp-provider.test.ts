@@ -5,6 +5,7 @@ import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/mess
 import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
 import { createHttpsTransport } from '../../../../lambda/providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import { parseSmtpCredentials } from '../../../../lambda/providers/smtp/smtp-credentials.ts';
 import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/providers/smtp/smtp-provider.ts';
 import { failureOf } from '../../../helpers/failures.ts';
 import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
@@ -25,6 +26,16 @@ function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
   return inlineAttachments(parsed.message);
 }
+
+/** What the credential cache throws for the placeholder secret. */
+const parseFailure = () => {
+  try {
+    parseSmtpCredentials('{"placeholder":"x"}');
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the placeholder to be refused');
+};
 
 const addresses = (header: AddressObject | AddressObject[] | undefined) =>
   [header ?? []].flat().flatMap((group) => group.value.map((mailbox) => mailbox.address));
@@ -220,6 +231,29 @@ describe('SmtpProvider against the local SMTP peer', () => {
       expect(failure).toMatchObject({ code: 'AuthenticationFailed', failureClass: 'provider' });
     });
 
+    it('passes an unreadable credential on as the credential failure, and retries reading it', async () => {
+      let reads = 0;
+      const relay = provider(
+        smarthost,
+        { mode: 'smarthost', auth: 'plain' },
+        {
+          credentials: async () => {
+            reads += 1;
+            if (reads === 1) throw parseFailure();
+            return { username: 'relay-user', password: 'relay-pass' };
+          },
+        },
+      );
+      const failure = await failureOf(relay.send(outbound()));
+      expect(failure).toMatchObject({
+        code: 'SmtpCredentialNotSet',
+        failureClass: 'provider',
+        provider: 'smtp',
+      });
+      await relay.send(outbound({ subject: 'After the secret was filled' }));
+      expect(reads).toBe(2);
+    });
+
     it('speaks implicit TLS (port 465 style)', async () => {
       const implicit = await peer({ tls: 'implicit' });
       await provider(implicit, { mode: 'smarthost', tls: 'implicit' }).send(outbound());
@@ -267,6 +301,46 @@ describe('SmtpProvider against the local SMTP peer', () => {
       ]);
       expect(submission.received.every((message) => message.authMethod === 'XOAUTH2')).toBe(true);
       expect(graphPeer.tokenRequests).toHaveLength(1);
+    });
+
+    it('sends concurrently from one mailbox over pooled connections', async () => {
+      submission.reset();
+      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
+      const tokens = new MsalTokenSource(
+        {
+          tenantId,
+          clientId,
+          authorityHost: graphPeer.authorityHost,
+          graphEndpoint: graphPeer.graphEndpoint,
+        },
+        { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
+        transport,
+      );
+      const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
+      await Promise.all([1, 2, 3, 4, 5, 6].map((n) => relay.send(outbound({ subject: `Concurrent ${n}` }))));
+      expect(submission.received).toHaveLength(6);
+      expect(submission.connections).toBeLessThanOrEqual(2);
+    });
+
+    it('reports a token Entra ID refuses as the Entra ID failure, before connecting', async () => {
+      graphPeer.injectFault({ operation: 'token', status: 401, code: 'invalid_client' });
+      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
+      const tokens = new MsalTokenSource(
+        {
+          tenantId,
+          clientId,
+          authorityHost: graphPeer.authorityHost,
+          graphEndpoint: graphPeer.graphEndpoint,
+        },
+        { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
+        transport,
+      );
+      const connectionsBefore = submission.connections;
+      const failure = await failureOf(
+        provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens }).send(outbound()),
+      );
+      expect(failure).toMatchObject({ code: 'AADSTS7000215', failureClass: 'provider', provider: 'graph' });
+      expect(submission.connections).toBe(connectionsBefore);
     });
 
     it('is refused with a token the token endpoint did not issue', async () => {
