@@ -4,8 +4,10 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_RECEIVE_COUNT,
   DEFAULT_MAX_RECIPIENTS,
+  EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE,
   GRAPH_MAX_MESSAGE_BYTES,
   SES_MAX_MESSAGE_BYTES,
+  SES_MAX_RECIPIENTS_PER_MESSAGE,
 } from '../lambda/core/limits.ts';
 import {
   GRAPH_CLOUDS,
@@ -527,6 +529,21 @@ export const relayConfigSchema = z
         for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
           ctx.addIssue({ code: 'custom', ...problem });
         }
+      }
+      const maxRecipients = fieldOf(config, 'message', 'maxRecipients');
+      // Above Exchange's 500 the field reports its own maximum; this is only about SES alone.
+      if (
+        graph === undefined &&
+        smtp === undefined &&
+        typeof maxRecipients === 'number' &&
+        maxRecipients > SES_MAX_RECIPIENTS_PER_MESSAGE &&
+        maxRecipients <= EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['message', 'maxRecipients'],
+          message: `SES sends to at most ${SES_MAX_RECIPIENTS_PER_MESSAGE} recipients per message; only Graph or SMTP (Exchange Online: 500) take more, so lower this limit or add one of them`,
+        });
       }
       const maxMessageBytes = fieldOf(config, 'message', 'maxMessageBytes');
       // Above Graph's limit the field reports its own maximum; this is only about SES.

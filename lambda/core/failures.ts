@@ -130,6 +130,12 @@ const FAILURE_TABLE: readonly FailureRule[] = [
   { provider: 'ses', code: 'BadRequestException', failureClass: 'permanent' },
   {
     provider: 'ses',
+    code: 'TooManyRecipients',
+    failureClass: 'permanent',
+    hint: 'SES takes at most 50 recipients per message: split the message, or send it through Graph or SMTP (Exchange Online takes 500).',
+  },
+  {
+    provider: 'ses',
     code: 'MessageTooLarge',
     failureClass: 'permanent',
     hint: 'SES takes at most 40 MB per message once encoded; send large files through Microsoft Graph (150 MB) or as links.',

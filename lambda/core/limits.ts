@@ -1,5 +1,7 @@
 /** Hard limits of the providers and AWS services the relay sits on (see docs/ or shared limits). */
 export const SES_MAX_RECIPIENTS_PER_MESSAGE = 50;
+/** Exchange Online (Graph, SMTP to Microsoft 365) takes up to 500 recipients per message. */
+export const EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE = 500;
 /** SES v2 accepts up to 40 MB per message after MIME encoding. */
 export const SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024;
 /** Microsoft Graph accepts attachments up to 150 MB (through upload sessions). */

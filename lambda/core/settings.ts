@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { identityCovers, isDomainName, isEmailAddress } from './address.ts';
-import { GRAPH_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from './limits.ts';
+import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, GRAPH_MAX_MESSAGE_BYTES } from './limits.ts';
 import { ConfigurationError, describeIssues } from './validation.ts';
 
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
@@ -21,7 +21,10 @@ export const messageLimitsSchema = z.strictObject({
   maxRecipients: z
     .int()
     .min(1)
-    .max(SES_MAX_RECIPIENTS_PER_MESSAGE, `SES accepts at most ${SES_MAX_RECIPIENTS_PER_MESSAGE} recipients`),
+    .max(
+      EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE,
+      `at most ${EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE} (Exchange Online's limit per message; SES takes 50)`,
+    ),
   maxMessageBytes: z
     .int()
     .min(1024)

@@ -1,7 +1,8 @@
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import type { OutboundMessage } from '../core/attachments.ts';
 import { classifyFault, type ProviderFault } from '../core/failures.ts';
-import { SES_MAX_MESSAGE_BYTES } from '../core/limits.ts';
+import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/limits.ts';
+import { recipientsOf } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
 import { composeMime } from './mime.ts';
@@ -35,6 +36,14 @@ export class SesProvider implements MailProvider {
   }
 
   async send(message: OutboundMessage): Promise<SendReceipt> {
+    const recipients = recipientsOf(message).length;
+    if (recipients > SES_MAX_RECIPIENTS_PER_MESSAGE) {
+      throw classifyFault({
+        provider: SES_PROVIDER,
+        code: 'TooManyRecipients',
+        message: `the message has ${recipients} recipients in to + cc + bcc; SES accepts at most ${SES_MAX_RECIPIENTS_PER_MESSAGE}`,
+      });
+    }
     const raw = await composeMime(message);
     if (raw.length > SES_MAX_MESSAGE_BYTES) {
       throw classifyFault({

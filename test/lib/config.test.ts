@@ -250,6 +250,21 @@ describe('parseRelayConfig with Microsoft Graph', () => {
     ]);
   });
 
+  it('allows up to 500 recipients when Exchange Online sends (Graph), but only 50 with SES alone', () => {
+    expect(
+      parseRelayConfig({ ses: SES, graph: GRAPH, message: { maxRecipients: 500 } }).message.maxRecipients,
+    ).toBe(500);
+    expect(
+      configurationErrorFrom(() => parseRelayConfig({ ses: SES, message: { maxRecipients: 100 } })).problems,
+    ).toEqual([
+      expect.stringMatching(/^message\.maxRecipients: SES sends to at most 50 recipients per message/),
+    ]);
+    expect(
+      configurationErrorFrom(() => parseRelayConfig({ graph: GRAPH, message: { maxRecipients: 501 } }))
+        .problems,
+    ).toEqual(["message.maxRecipients: at most 500 (Exchange Online's limit per message; SES takes 50)"]);
+  });
+
   it('accepts a message limit above 40 MiB when Graph can send', () => {
     const config = parseRelayConfig({ ses: SES, graph: GRAPH, message: { maxMessageBytes: 100 * MiB } });
 

@@ -68,7 +68,7 @@ describe('readSettings', () => {
       withSettings({
         deadLetterQueueUrl: 'ftp://example.com/dlq',
         maxReceiveCount: 0,
-        limits: { maxRecipients: 51, maxMessageBytes: 10 },
+        limits: { maxRecipients: 501, maxMessageBytes: 10 },
         ses: { identities: [], region: 'eu-west-1' },
         debug: true,
       }),
@@ -77,7 +77,7 @@ describe('readSettings', () => {
       'MAIL_RELAY_SETTINGS.queueUrl: required',
       'MAIL_RELAY_SETTINGS.deadLetterQueueUrl: Invalid URL',
       'MAIL_RELAY_SETTINGS.maxReceiveCount: Too small: expected number to be >=1',
-      'MAIL_RELAY_SETTINGS.limits.maxRecipients: SES accepts at most 50 recipients',
+      "MAIL_RELAY_SETTINGS.limits.maxRecipients: at most 500 (Exchange Online's limit per message; SES takes 50)",
       'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: Too small: expected number to be >=1024',
       'MAIL_RELAY_SETTINGS.ses.identities: list at least one verified SES identity',
       'MAIL_RELAY_SETTINGS.ses.region: unknown field',

@@ -3,7 +3,7 @@ import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
-import { defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
+import { createMessageSchema, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
 import { failureOf } from '../../helpers/failures.ts';
 import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
@@ -96,6 +96,20 @@ describe('SesProvider against the SES v2 emulator', () => {
     expect(failure.code).toBe(code);
     expect(failure.provider).toBe('ses');
     expect(peers.capture.sent).toHaveLength(0);
+  });
+
+  it('refuses more than 50 recipients before calling SES (a relay that also sends through Exchange allows 500)', async () => {
+    const attemptsBefore = peers.capture.sendAttempts;
+    const to = Array.from({ length: 51 }, (_, index) => `r${index}@example.org`);
+    const parsed = parseMessage(
+      JSON.stringify(validMessage({ to })),
+      createMessageSchema({ maxRecipients: 500, maxMessageBytes: 1024 * 1024 }),
+    );
+    if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+    const failure = await failureOf(provider.send(inlineAttachments(parsed.message)));
+    expect(failure).toMatchObject({ failureClass: 'permanent', code: 'TooManyRecipients', provider: 'ses' });
+    expect(failure.hint).toMatch(/Exchange Online takes 500/);
+    expect(peers.capture.sendAttempts).toBe(attemptsBefore);
   });
 
   it('classifies a refused connection as transient', async () => {
