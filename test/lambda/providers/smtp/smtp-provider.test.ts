@@ -278,9 +278,9 @@ describe('SmtpProvider against the local SMTP peer', () => {
     });
     afterAll(() => graphPeer.close());
 
-    it('authenticates as the sending mailbox with a token the token endpoint issued', async () => {
-      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
-      const tokens = new MsalTokenSource(
+    /** Tokens from the Entra ID peer, as the relay gets them from the Graph app registration. */
+    const tokenSource = () =>
+      new MsalTokenSource(
         {
           tenantId,
           clientId,
@@ -288,9 +288,11 @@ describe('SmtpProvider against the local SMTP peer', () => {
           graphEndpoint: graphPeer.graphEndpoint,
         },
         { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
-        transport,
-        `${graphPeer.graphEndpoint}/.default`,
+        createHttpsTransport({ ca: graphPeer.caCertificate }),
       );
+
+    it('authenticates as the sending mailbox with a token the token endpoint issued', async () => {
+      const tokens = tokenSource();
       const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
       await relay.send(outbound());
       await relay.send(outbound({ from: 'billing@contoso.com' }));
@@ -305,17 +307,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
 
     it('sends concurrently from one mailbox over pooled connections', async () => {
       submission.reset();
-      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
-      const tokens = new MsalTokenSource(
-        {
-          tenantId,
-          clientId,
-          authorityHost: graphPeer.authorityHost,
-          graphEndpoint: graphPeer.graphEndpoint,
-        },
-        { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
-        transport,
-      );
+      const tokens = tokenSource();
       const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
       await Promise.all([1, 2, 3, 4, 5, 6].map((n) => relay.send(outbound({ subject: `Concurrent ${n}` }))));
       expect(submission.received).toHaveLength(6);
@@ -324,17 +316,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
 
     it('reports a token Entra ID refuses as the Entra ID failure, before connecting', async () => {
       graphPeer.injectFault({ operation: 'token', status: 401, code: 'invalid_client' });
-      const transport = createHttpsTransport({ ca: graphPeer.caCertificate });
-      const tokens = new MsalTokenSource(
-        {
-          tenantId,
-          clientId,
-          authorityHost: graphPeer.authorityHost,
-          graphEndpoint: graphPeer.graphEndpoint,
-        },
-        { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
-        transport,
-      );
+      const tokens = tokenSource();
       const connectionsBefore = submission.connections;
       const failure = await failureOf(
         provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens }).send(outbound()),
