@@ -19,6 +19,11 @@ import { createServerCertificate } from './certificates.ts';
  * what the real services check (credentials, client assertions, tokens, message shape, upload
  * ranges), answers in their error formats, records everything, and can be told to fail.
  * Quiet: it never writes to the console.
+ *
+ * Known differences from the real services: upload-session responses are camelCase with "n-"
+ * ranges (Outlook answers PascalCase); the 3 MB minimum for upload sessions and send-as checks
+ * between From and the mailbox are not modelled (ErrorSendAsDenied only as an injected fault);
+ * every client-assertion failure is AADSTS700027; drafts are address-checked when created.
  */
 
 export interface GraphPeerClient {
