@@ -15,8 +15,6 @@ export const GRAPH_INLINE_ATTACHMENT_BYTES = 3_000_000;
 export const GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX = 4;
 /** SQS lets a message stay invisible for at most 12 hours. */
 export const SQS_MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200;
-/** An SQS message body is capped at 1 MiB; base64 attachments inside it decode to ~75% of that. */
-export const SQS_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** SQS allows at most 10 message attributes per message. */
 export const SQS_MAX_MESSAGE_ATTRIBUTES = 10;
 

@@ -137,7 +137,7 @@ const AADSTS = /AADSTS(\d+)/;
  * Entra ID refusals become provider-level failures carrying the AADSTS code (the table has hints
  * for the common ones); network trouble and 5xx/429 from the token endpoint are transient.
  */
-export function tokenFailure(error: unknown): RelayFailure {
+function tokenFailure(error: unknown): RelayFailure {
   if (error instanceof RelayFailure) return error;
   const transportError = findTransportError(error);
   if (transportError) {

@@ -84,7 +84,7 @@ export class SmtpProvider implements MailProvider {
     };
   }
 
-  /** Closes pooled connections (local mode's stop, tests). */
+  /** Closes pooled connections (a warm function keeps them; tests close them). */
   close(): void {
     for (const pool of this.pools.values())
       void pool.then(
