@@ -9,7 +9,9 @@ import {
   SES_MAX_MESSAGE_BYTES,
   SES_MAX_RECIPIENTS_PER_MESSAGE,
 } from '../lambda/core/limits.ts';
+import { patternKind, senderCoversPattern } from '../lambda/core/routing.ts';
 import {
+  circuitBreakerSettingsSchema,
   GRAPH_CLOUDS,
   type GraphCloud,
   type GraphSettings,
@@ -18,7 +20,11 @@ import {
   graphTenantIdSchema,
   httpsOriginSchema,
   messageLimitsSchema,
+  PROVIDER_NAMES,
   type RelaySettings,
+  retrySettingsSchema,
+  rewriteFromSchema,
+  routeSettingsSchema,
   SMTP_AUTH_METHODS,
   SMTP_MODES,
   SMTP_TLS_MODES,
@@ -354,6 +360,56 @@ const egressConfigSchema = z
   }));
 export type EgressConfig = z.output<typeof egressConfigSchema>;
 
+const routeConfigSchema = z.strictObject({
+  name: routeSettingsSchema.shape.name.describe(
+    'Route name, unique: shows in logs, `mail-relay status` and dead-letter reasons; a message may ask for it with "route".',
+  ),
+  from: routeSettingsSchema.shape.from.describe(
+    'The senders this route allows (the allow-list): one address (scanner@contoso.com), "*@domain" (every address at exactly that domain) or "*" (anyone: the default route). The most specific pattern wins; a From no route matches is refused as SenderNotAllowed.',
+  ),
+  providers: routeSettingsSchema.shape.providers.describe(
+    `The provider chain, in order (${PROVIDER_NAMES.join(', ')}): a provider-level failure moves the message to the next at once; transient failures retry the same provider up to retry.maxAttempts, then move on.`,
+  ),
+  rewriteFrom: rewriteFromSchema
+    .describe(
+      'Sends from this service mailbox instead of the original From, shown as "Original Name via <name>", with the original sender as Reply-To (unless the message sets one): for servers that refuse send-as (550 5.7.1).',
+    )
+    .optional(),
+});
+export type RouteConfig = z.output<typeof routeConfigSchema>;
+
+const retryConfigSchema = z.strictObject({
+  maxAttempts: retrySettingsSchema.shape.maxAttempts
+    .default(3)
+    .describe(
+      'Tries on one provider after transient failures before moving to the next in the chain (or the dead-letter queue after the last).',
+    ),
+  baseDelaySeconds: retrySettingsSchema.shape.baseDelaySeconds
+    .default(30)
+    .describe("First retry delay; doubles with each try, with jitter. A provider's Retry-After wins."),
+  maxDelaySeconds: retrySettingsSchema.shape.maxDelaySeconds.default(900).describe('Longest retry delay.'),
+});
+
+const circuitBreakerConfigSchema = z.strictObject({
+  failureThreshold: circuitBreakerSettingsSchema.shape.failureThreshold
+    .default(5)
+    .describe('Consecutive provider-level failures after which a warm function skips the provider.'),
+  cooldownSeconds: circuitBreakerSettingsSchema.shape.cooldownSeconds
+    .default(60)
+    .describe('How long the provider is skipped before one trial message goes through.'),
+});
+
+const ledgerConfigSchema = z.strictObject({
+  retentionDays: z
+    .int()
+    .min(1)
+    .max(365)
+    .default(14)
+    .describe(
+      'Days the delivery ledger remembers a message: the window in which a repeated idempotencyKey is recognised as a duplicate, and `mail-relay status` answers.',
+    ),
+});
+
 /** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
 export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
   const cloud = GRAPH_CLOUDS[graph.cloud];
@@ -379,28 +435,65 @@ const LONGEST_QUEUE_URL = `https://sqs.ap-southeast-5.amazonaws.com/123456789012
 const LONGEST_CREATED_SECRET_ARN = `arn:aws-us-gov:secretsmanager:ap-southeast-5:123456789012:secret:${'x'.repeat(128)}-AbCdEf`;
 /** S3 bucket names have at most 63 characters. */
 const LONGEST_BUCKET_NAME = 'x'.repeat(63);
+/** CloudFormation names a table <stack>-<logical id>-<random>: 128 characters covers deep nesting. */
+const LONGEST_TABLE_NAME = 'x'.repeat(128);
+
+/** The AWS resources the send function's settings name, known once the stack (or local mode) made them. */
+export interface RelayResources {
+  readonly queueUrl: string;
+  readonly deadLetterQueueUrl: string;
+  /** Required when the configuration has a graph section. */
+  readonly graphCredentialSecretId?: string;
+  readonly attachmentBucketName?: string;
+  readonly ledgerTableName: string;
+  readonly suppressionTableName: string;
+}
+
+/** MAIL_RELAY_SETTINGS for a validated configuration: what MailRelay writes and local mode starts from. */
+export function relaySettingsFor(config: RelayConfig, resources: RelayResources): RelaySettings {
+  if (config.graph && resources.graphCredentialSecretId === undefined) {
+    throw new ConfigurationError('Invalid relay resources', ['graphCredentialSecretId: required with graph']);
+  }
+  return {
+    queueUrl: resources.queueUrl,
+    deadLetterQueueUrl: resources.deadLetterQueueUrl,
+    maxReceiveCount: config.queue.maxReceiveCount,
+    limits: config.message,
+    ...(config.ses && { ses: config.ses }),
+    ...(config.graph && { graph: graphSettingsFor(config.graph, resources.graphCredentialSecretId ?? '') }),
+    ...(config.smtp && { smtp: smtpSettingsFor(config.smtp) }),
+    ...(config.attachments &&
+      resources.attachmentBucketName !== undefined && {
+        attachments: { bucket: resources.attachmentBucketName },
+      }),
+    ...(config.routes && { routes: config.routes }),
+    retry: config.retry,
+    circuitBreaker: config.circuitBreaker,
+    ledger: {
+      tableName: resources.ledgerTableName,
+      // A claim outlives the function that made it: past its timeout that function is gone for sure.
+      leaseSeconds: config.sendFunction.timeoutSeconds,
+      retentionDays: config.ledger.retentionDays,
+    },
+    suppression: { tableName: resources.suppressionTableName },
+  };
+}
 
 /** The size of MAIL_RELAY_SETTINGS, built as MailRelay builds it but with the longest plausible names. */
 function estimatedSettingsBytes(config: RelayConfig): number {
-  const settings = {
+  // A smarthost without a host is reported on its own; estimate it with a stand-in host.
+  const estimable =
+    config.smtp?.mode === 'smarthost' && config.smtp.host === undefined
+      ? { ...config, smtp: { ...config.smtp, host: 'smarthost.invalid' } }
+      : config;
+  const settings = relaySettingsFor(estimable, {
     queueUrl: LONGEST_QUEUE_URL,
     deadLetterQueueUrl: LONGEST_QUEUE_URL,
-    maxReceiveCount: config.queue.maxReceiveCount,
-    limits: config.message,
-    ses: config.ses,
-    graph:
-      config.graph &&
-      graphSettingsFor(config.graph, config.graph.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN),
-    attachments: config.attachments && { bucket: LONGEST_BUCKET_NAME },
-    // A smarthost without a host is reported on its own; estimate it with a stand-in host.
-    smtp:
-      config.smtp &&
-      smtpSettingsFor(
-        config.smtp.mode === 'smarthost' && config.smtp.host === undefined
-          ? { ...config.smtp, host: 'smarthost.invalid' }
-          : config.smtp,
-      ),
-  } satisfies Record<keyof RelaySettings, unknown>;
+    graphCredentialSecretId: config.graph?.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN,
+    attachmentBucketName: LONGEST_BUCKET_NAME,
+    ledgerTableName: LONGEST_TABLE_NAME,
+    suppressionTableName: LONGEST_TABLE_NAME,
+  });
   return Buffer.byteLength(JSON.stringify(settings));
 }
 
@@ -469,6 +562,79 @@ function smtpProblems(
   return problems;
 }
 
+/** Which configured senders a provider covers, as written in its section. */
+function sendersOf(config: object, provider: string): unknown {
+  if (provider === 'ses') return fieldOf(config, 'ses', 'identities');
+  return fieldOf(config, provider, 'senders');
+}
+
+/**
+ * The rules across routes and the provider sections: unknown or unconfigured providers, providers
+ * that cannot send as a route's senders, duplicate names and patterns two routes share. The routes
+ * may have failed validation, so they are only read through fieldOf.
+ */
+function routeProblems(config: object, routes: unknown[]): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const namedAt = new Map<string, number>();
+  const patternAt = new Map<string, number>();
+  routes.forEach((route, index) => {
+    const name = fieldOf(route, 'name');
+    if (typeof name === 'string') {
+      const first = namedAt.get(name);
+      if (first !== undefined) {
+        problems.push({
+          path: ['routes', index, 'name'],
+          message: `"${name}" is also the name of routes[${first}]`,
+        });
+      } else namedAt.set(name, index);
+    }
+    const from = fieldOf(route, 'from');
+    const patterns = Array.isArray(from)
+      ? from.filter((pattern): pattern is string => typeof pattern === 'string')
+      : [];
+    for (const pattern of patterns) {
+      const normalized = pattern.toLowerCase();
+      const first = patternAt.get(normalized);
+      if (first !== undefined && first !== index) {
+        problems.push({
+          path: ['routes', index, 'from'],
+          message: `"${pattern}" is also in routes[${first}]: two routes overlap when they share a pattern (the most specific pattern wins, so list each sender in one route)`,
+        });
+      } else patternAt.set(normalized, index);
+    }
+    const providers = fieldOf(route, 'providers');
+    if (!Array.isArray(providers)) return;
+    const rewrite = fieldOf(route, 'rewriteFrom', 'address');
+    // A rewriting route sends as its service mailbox, so that is what the providers must cover.
+    const sentAs = typeof rewrite === 'string' ? [rewrite] : patterns;
+    providers.forEach((provider, position) => {
+      if (typeof provider !== 'string' || !(PROVIDER_NAMES as readonly string[]).includes(provider)) return;
+      const senders = sendersOf(config, provider);
+      if (fieldOf(config, provider) === undefined) {
+        problems.push({
+          path: ['routes', index, 'providers', position],
+          message: `"${provider}" is not configured: add a ${provider} section (with its credentials) or remove it from the chain`,
+        });
+        return;
+      }
+      if (!Array.isArray(senders)) return;
+      const uncovered = sentAs.filter(
+        (pattern) =>
+          patternKind(pattern) !== 'any' &&
+          !senders.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern)),
+      );
+      if (uncovered.length > 0) {
+        const list = provider === 'ses' ? 'ses.identities' : `${provider}.senders`;
+        problems.push({
+          path: ['routes', index, 'providers', position],
+          message: `"${provider}" cannot send as ${uncovered.join(', ')}: add ${uncovered.map((pattern) => pattern.replace(/^\*@/, '')).join(', ')} to ${list}, or remove ${provider} from the chain`,
+        });
+      }
+    });
+  });
+  return problems;
+}
+
 export const relayConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
@@ -505,6 +671,20 @@ export const relayConfigSchema = z
       .describe('Limits applied to every message (to + cc + bcc count, decoded body + attachment bytes).'),
     queue: queueConfigSchema.prefault({}),
     sendFunction: sendFunctionConfigSchema.prefault({}),
+    routes: z
+      .array(routeConfigSchema)
+      .min(1)
+      .optional()
+      .describe(
+        'Which senders the relay sends for and through which providers, in order. Without routes every sender a provider covers is allowed, with the providers that cover it as its chain (graph, smtp, ses).',
+      ),
+    retry: retryConfigSchema.prefault({}).describe('Retries with exponential backoff on the same provider.'),
+    circuitBreaker: circuitBreakerConfigSchema
+      .prefault({})
+      .describe('Skips a provider that keeps failing at provider level, per warm function.'),
+    ledger: ledgerConfigSchema
+      .prefault({})
+      .describe('The DynamoDB delivery ledger: no message sent twice, and `mail-relay status`.'),
     egress: egressConfigSchema
       .optional()
       .describe(
@@ -529,6 +709,19 @@ export const relayConfigSchema = z
         for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
           ctx.addIssue({ code: 'custom', ...problem });
         }
+      }
+      const routes = fieldOf(config, 'routes');
+      if (Array.isArray(routes)) {
+        for (const problem of routeProblems(config, routes)) ctx.addIssue({ code: 'custom', ...problem });
+      }
+      const base = fieldOf(config, 'retry', 'baseDelaySeconds');
+      const max = fieldOf(config, 'retry', 'maxDelaySeconds');
+      if (typeof base === 'number' && typeof max === 'number' && max < base) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['retry', 'maxDelaySeconds'],
+          message: `must be at least retry.baseDelaySeconds (${base})`,
+        });
       }
       const maxRecipients = fieldOf(config, 'message', 'maxRecipients');
       // Above Exchange's 500 the field reports its own maximum; this is only about SES alone.

@@ -21,4 +21,5 @@ export const SQS_MAX_MESSAGE_ATTRIBUTES = 10;
 export const DEFAULT_MAX_RECIPIENTS = SES_MAX_RECIPIENTS_PER_MESSAGE;
 /** Inline content is capped by SQS anyway; larger messages carry attachments as S3 references. */
 export const DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES;
-export const DEFAULT_MAX_RECEIVE_COUNT = 5;
+/** Deliveries before SQS itself dead-letters a message: room for retries on a two-provider chain. */
+export const DEFAULT_MAX_RECEIVE_COUNT = 10;

@@ -126,7 +126,10 @@ const contractShape = {
           : `must be ${MESSAGE_CONTRACT_VERSION}, the only contract version this relay understands`,
     })
     .meta({ description: 'Contract version. Always 1 for now.' }),
-  from: mailbox.meta({ description: 'The sender. Must be covered by a configured sender identity.' }),
+  from: mailbox.meta({
+    description:
+      'The sender. Must be allowed by a configured route (or covered by a provider when there are no routes).',
+  }),
   to: mailboxList.optional(),
   cc: mailboxList.optional(),
   bcc: mailboxList.optional(),
@@ -154,6 +157,14 @@ const contractShape = {
     .regex(/^[\x21-\x7e]{1,128}$/, 'must be 1-128 printable ASCII characters without spaces')
     .optional()
     .meta({ description: "The producer's id for this message; repeats of one key are one logical message." }),
+  route: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be the name of a configured route (letters, digits, - and _)')
+    .optional()
+    .meta({
+      description:
+        'Asks for a configured route by name instead of the one the From address matches; refused unless that route allows the From.',
+    }),
 };
 
 const contractObject = z.strictObject(contractShape);

@@ -139,6 +139,73 @@ export const attachmentSettingsSchema = z.strictObject({
 });
 export type AttachmentSettings = z.infer<typeof attachmentSettingsSchema>;
 
+/** The providers a route's chain may name. */
+export const PROVIDER_NAMES = ['graph', 'smtp', 'ses'] as const;
+export type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+/** `*` (any sender), `*@contoso.com` (any address at exactly that domain) or one address. */
+export const fromPatternSchema = z
+  .string()
+  .refine(
+    (value) =>
+      value === '*' ||
+      (value.startsWith('*@') && isDomainName(value.slice(2))) ||
+      (!value.includes('*') && isEmailAddress(value)),
+    { message: 'must be "*" (any sender), "*@domain" (any address at that domain) or one address' },
+  );
+
+export const routeNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, hyphens or underscores');
+
+export const rewriteFromSchema = z.strictObject({
+  address: z.string().refine(isEmailAddress, { message: 'must be an email address (the service mailbox)' }),
+  name: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[^\r\n"<>]*$/, 'must not contain CR, LF, quotes or angle brackets')
+    .optional(),
+});
+export type RewriteFrom = z.infer<typeof rewriteFromSchema>;
+
+export const routeSettingsSchema = z.strictObject({
+  name: routeNameSchema,
+  from: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
+  providers: z
+    .array(z.enum(PROVIDER_NAMES))
+    .min(1, 'name at least one provider')
+    .refine((names) => new Set(names).size === names.length, { message: 'names a provider twice' }),
+  rewriteFrom: rewriteFromSchema.optional(),
+});
+export type RouteSettings = z.infer<typeof routeSettingsSchema>;
+
+export const retrySettingsSchema = z.strictObject({
+  maxAttempts: z.int().min(1).max(20),
+  baseDelaySeconds: z.int().min(1).max(3600),
+  maxDelaySeconds: z.int().min(1).max(43_200),
+});
+export type RetrySettings = z.infer<typeof retrySettingsSchema>;
+
+export const circuitBreakerSettingsSchema = z.strictObject({
+  failureThreshold: z.int().min(1).max(1000),
+  cooldownSeconds: z.int().min(1).max(3600),
+});
+export type CircuitBreakerSettings = z.infer<typeof circuitBreakerSettingsSchema>;
+
+const tableNameSchema = z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name');
+
+export const ledgerSettingsSchema = z.strictObject({
+  tableName: tableNameSchema,
+  /** How long a claim holds: the function timeout, after which the claimant is certainly gone. */
+  leaseSeconds: z.int().min(1).max(900),
+  retentionDays: z.int().min(1).max(365),
+});
+export type LedgerSettings = z.infer<typeof ledgerSettingsSchema>;
+
+export const suppressionSettingsSchema = z.strictObject({ tableName: tableNameSchema });
+export type SuppressionSettings = z.infer<typeof suppressionSettingsSchema>;
+
 export const relaySettingsSchema = z
   .strictObject({
     /** The outbox, so a record can be delayed (Retry-After) by changing its visibility. */
@@ -150,6 +217,12 @@ export const relaySettingsSchema = z
     graph: graphSettingsSchema.optional(),
     smtp: smtpSettingsSchema.optional(),
     attachments: attachmentSettingsSchema.optional(),
+    /** Absent: every sender a provider covers is allowed, with the providers that cover it as its chain. */
+    routes: z.array(routeSettingsSchema).min(1).optional(),
+    retry: retrySettingsSchema,
+    circuitBreaker: circuitBreakerSettingsSchema,
+    ledger: ledgerSettingsSchema,
+    suppression: suppressionSettingsSchema,
   })
   .refine((settings) => settings.ses ?? settings.graph ?? settings.smtp, {
     message: 'configure at least one provider: ses, graph or smtp',

@@ -1,0 +1,73 @@
+import type { FailureClass } from './failures.ts';
+
+/**
+ * Where a message stands in the delivery ledger:
+ * - sending: a function is calling a provider right now (until `leaseUntil`);
+ * - retrying: the last try failed and the message is back on the queue;
+ * - sent: a provider accepted it: a copy arriving later is a duplicate and is not sent again;
+ * - dead-lettered: it is in the dead-letter queue with its reason;
+ * - suppressed: every recipient is on the suppression list, so nothing was sent.
+ */
+export const DELIVERY_STATES = ['sending', 'retrying', 'sent', 'dead-lettered', 'suppressed'] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+/** One failed try, kept so the dead-letter reason and `mail-relay status` can list every provider's. */
+export interface TryFailure {
+  readonly provider: string;
+  readonly code: string;
+  readonly failureClass: FailureClass;
+  readonly reason: string;
+  /** ISO 8601. */
+  readonly at: string;
+}
+
+/** A message's entry in the ledger: one per idempotency key (or SQS message id when it has none). */
+export interface DeliveryRecord {
+  /** The message's idempotencyKey, or `sqs:<message id>` when it has none. */
+  readonly key: string;
+  readonly state: DeliveryState;
+  /** Bumped on every write; writes are conditional on it, so two functions never both claim a message. */
+  readonly version: number;
+  /** The SQS message id of the latest delivery. */
+  readonly messageId: string;
+  /** SHA-256 of the message body: the same key with another body is a producer bug, not a duplicate. */
+  readonly bodyHash: string;
+  readonly route?: string;
+  /** Position in the route's provider chain the next try starts at. */
+  readonly providerIndex: number;
+  /** Tries on the provider at providerIndex so far. */
+  readonly attempts: number;
+  /** Most recent last, at most MAX_TRY_FAILURES. */
+  readonly failures: readonly TryFailure[];
+  /** Epoch milliseconds until which the sending function owns the message (state sending). */
+  readonly leaseUntil?: number;
+  /** The provider that accepted the message. */
+  readonly provider?: string;
+  readonly providerMessageId?: string;
+  /** Providers tried and failed before the one that sent it. */
+  readonly fallbackFrom?: readonly string[];
+  /** Recipients dropped because they are on the suppression list. */
+  readonly suppressedRecipients?: readonly string[];
+  /** ISO 8601 timestamps. */
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly sentAt?: string;
+  /** Epoch seconds after which the entry expires (DynamoDB TTL); an expired entry counts as absent. */
+  readonly expiresAt: number;
+}
+
+export const MAX_TRY_FAILURES = 10;
+
+/**
+ * Storage of the delivery ledger. Deliberately small: the claim logic lives in the core (delivery.ts)
+ * and needs only a read and a conditional write.
+ */
+export interface DeliveryLedger {
+  /** The entry, read strongly consistent; undefined when absent or expired. */
+  get(key: string): Promise<DeliveryRecord | undefined>;
+  /**
+   * Writes the entry only if the stored one still has `expectedVersion` (undefined: only if there is
+   * none, or it has expired). Resolves false when another writer got there first.
+   */
+  put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean>;
+}
