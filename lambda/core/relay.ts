@@ -69,7 +69,12 @@ export interface Relay {
 
 /** Where the walk along a route's provider chain ended for this delivery. */
 type WalkResult =
-  | { readonly kind: 'sent'; readonly receipt: SendReceipt; readonly fallbackFrom: string[] }
+  | {
+      readonly kind: 'sent';
+      readonly receipt: SendReceipt;
+      readonly fallbackFrom: string[];
+      readonly failures: TryFailure[];
+    }
   | { readonly kind: 'permanent'; readonly failure: RelayFailure }
   | { readonly kind: 'retry'; readonly failure: RelayFailure; readonly delaySeconds: number }
   | { readonly kind: 'exhausted'; readonly failure: RelayFailure };
@@ -107,6 +112,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
     chain: readonly MailProvider[],
     outbound: OutboundMessage,
     delivery: ClaimedDelivery,
+    attempt: number,
     keys: Record<string, unknown>,
   ): Promise<WalkResult> => {
     let index = Math.min(delivery.record.providerIndex, chain.length - 1);
@@ -122,7 +128,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
         try {
           const receipt = await provider.send(outbound);
           breakers.recordSuccess(provider.name);
-          return { kind: 'sent', receipt, fallbackFrom };
+          return { kind: 'sent', receipt, fallbackFrom, failures };
         } catch (error) {
           failure = toRelayFailure(error);
           if (failure.failureClass === 'provider') breakers.recordFailure(provider.name);
@@ -158,7 +164,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
         leaseUntil: undefined,
       });
       if (attempts >= settings.retry.maxAttempts) {
-        return { kind: 'exhausted', failure: exhausted(failure, failures) };
+        return { kind: 'exhausted', failure: exhausted(failure, failures, attempt) };
       }
       const delaySeconds = failure.retryAfterSeconds ?? backoffSeconds(attempts, settings.retry, random);
       return { kind: 'retry', failure, delaySeconds };
@@ -278,8 +284,8 @@ export function createRelay(dependencies: RelayDependencies): Relay {
           attempt,
           keys,
         );
-      case 'unknown':
-        return deadLetter(
+      case 'unknown': {
+        const outcome = await deadLetter(
           sqsRecord,
           new RelayFailure({
             failureClass: 'permanent',
@@ -290,6 +296,27 @@ export function createRelay(dependencies: RelayDependencies): Relay {
           attempt,
           keys,
         );
+        // So `mail-relay status` says so, and a later copy is recognised (best effort).
+        const unknown = outcome.outcome === 'dead-lettered' ? outcome.failure : undefined;
+        await ledger
+          .put(
+            {
+              ...admission.record,
+              state: 'dead-lettered',
+              leaseUntil: undefined,
+              failures: unknown
+                ? withFailure(admission.record.failures, tryFailure(unknown))
+                : admission.record.failures,
+              version: admission.record.version + 1,
+              updatedAt: iso(),
+            },
+            admission.record.version,
+          )
+          .catch((error: unknown) =>
+            logger.error('Could not write the delivery ledger', { key, error: String(error) }),
+          );
+        return outcome;
+      }
       case 'proceed':
         break;
     }
@@ -355,13 +382,14 @@ export function createRelay(dependencies: RelayDependencies): Relay {
           ...(dependencies.attachmentStore && { store: dependencies.attachmentStore }),
         },
       );
-      const result = await walk(chain, outbound, claimed, keys);
+      const result = await walk(chain, outbound, claimed, attempt, keys);
       switch (result.kind) {
         case 'sent': {
           const { receipt, fallbackFrom } = result;
           await record(claimed, {
             state: 'sent',
             leaseUntil: undefined,
+            failures: result.failures,
             provider: receipt.provider,
             ...(receipt.providerMessageId !== undefined && { providerMessageId: receipt.providerMessageId }),
             ...(fallbackFrom.length > 0 && { fallbackFrom }),
@@ -393,7 +421,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
             // The queue would move it to the DLQ without a reason: do it ourselves, with one.
             return deadLetter(
               sqsRecord,
-              exhausted(result.failure, claimed.record.failures),
+              exhausted(result.failure, claimed.record.failures, attempt),
               attempt,
               keys,
               claimed,
@@ -409,7 +437,13 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       if (failure.failureClass === 'permanent') return deadLetter(sqsRecord, failure, attempt, keys, claimed);
       await record(claimed, { state: 'retrying', leaseUntil: undefined });
       if (attempt >= settings.maxReceiveCount) {
-        return deadLetter(sqsRecord, exhausted(failure, [tryFailure(failure)]), attempt, keys, claimed);
+        return deadLetter(
+          sqsRecord,
+          exhausted(failure, [tryFailure(failure)], attempt),
+          attempt,
+          keys,
+          claimed,
+        );
       }
       return retryLater(
         sqsRecord,
@@ -440,47 +474,56 @@ export function createRelay(dependencies: RelayDependencies): Relay {
     }
   };
 
+  const processRecord = async (sqsRecord: SQSRecord): Promise<RecordOutcome> => {
+    const attempt = Number(sqsRecord.attributes.ApproximateReceiveCount) || 1;
+    // Ids, counts, tags and failure reasons only: bodies, subjects and attachments never reach the logs.
+    const keys: Record<string, unknown> = { messageId: sqsRecord.messageId, attempt };
+    const parsed = parseMessage(sqsRecord.body, schema);
+    if (!parsed.ok) {
+      return deadLetter(
+        sqsRecord,
+        new RelayFailure({
+          failureClass: 'permanent',
+          code: 'InvalidMessage',
+          reason: parsed.problems.join('; '),
+          hint: 'Fix the message to match the contract (schema/message.schema.json) and send it again.',
+        }),
+        attempt,
+        keys,
+      );
+    }
+    const { message } = parsed;
+    Object.assign(keys, {
+      recipients: recipientsOf(message).length,
+      ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),
+      ...(message.tags && { tags: message.tags }),
+    });
+    try {
+      return await deliver(sqsRecord, message, attempt, keys);
+    } catch (error) {
+      if (error instanceof RetryScheduled) throw error;
+      // Failures before the claim (routing, ledger reads): nothing was sent.
+      const failure = toRelayFailure(error);
+      if (failure.failureClass === 'permanent') return deadLetter(sqsRecord, failure, attempt, keys);
+      if (attempt >= settings.maxReceiveCount) {
+        return deadLetter(sqsRecord, exhausted(failure, [tryFailure(failure)], attempt), attempt, keys);
+      }
+      return retryLater(
+        sqsRecord,
+        failure,
+        failure.retryAfterSeconds ?? backoffSeconds(attempt, settings.retry, random),
+        keys,
+      );
+    }
+  };
+
   return {
     async processRecord(sqsRecord) {
-      const attempt = Number(sqsRecord.attributes.ApproximateReceiveCount) || 1;
-      // Ids, counts, tags and failure reasons only: bodies, subjects and attachments never reach the logs.
-      const keys: Record<string, unknown> = { messageId: sqsRecord.messageId, attempt };
-      const parsed = parseMessage(sqsRecord.body, schema);
-      if (!parsed.ok) {
-        return deadLetter(
-          sqsRecord,
-          new RelayFailure({
-            failureClass: 'permanent',
-            code: 'InvalidMessage',
-            reason: parsed.problems.join('; '),
-            hint: 'Fix the message to match the contract (schema/message.schema.json) and send it again.',
-          }),
-          attempt,
-          keys,
-        );
-      }
-      const { message } = parsed;
-      Object.assign(keys, {
-        recipients: recipientsOf(message).length,
-        ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),
-        ...(message.tags && { tags: message.tags }),
-      });
       try {
-        return await deliver(sqsRecord, message, attempt, keys);
+        return await processRecord(sqsRecord);
       } catch (error) {
-        if (error instanceof RetryScheduled) throw error.failure;
-        // Failures before the claim (routing, ledger reads): nothing was sent.
-        const failure = toRelayFailure(error);
-        if (failure.failureClass === 'permanent') return deadLetter(sqsRecord, failure, attempt, keys);
-        if (attempt >= settings.maxReceiveCount) {
-          return deadLetter(sqsRecord, exhausted(failure, [tryFailure(failure)]), attempt, keys);
-        }
-        return retryLater(
-          sqsRecord,
-          failure,
-          failure.retryAfterSeconds ?? backoffSeconds(attempt, settings.retry, random),
-          keys,
-        );
+        // The batch reports the record as failed; the delay for its return is already set.
+        throw error instanceof RetryScheduled ? error.failure : error;
       }
     },
   };
@@ -505,13 +548,13 @@ function ledgerUnavailable(error: unknown): RelayFailure {
 }
 
 /** The final failure once tries are used up: the last one's class and code, every provider's reason. */
-function exhausted(last: RelayFailure, failures: readonly TryFailure[]): RelayFailure {
+function exhausted(last: RelayFailure, failures: readonly TryFailure[], deliveries: number): RelayFailure {
   const tried = failures.map((failure) => `${failure.provider} ${failure.code}: ${failure.reason}`);
   return new RelayFailure(
     {
       failureClass: last.failureClass,
       code: last.code,
-      reason: `gave up after ${failures.length} failed tries: ${tried.join(' | ')}`,
+      reason: `gave up after ${deliveries} ${deliveries === 1 ? 'attempt' : 'attempts'}: ${tried.join(' | ')}`,
       ...(last.hint !== undefined && { hint: last.hint }),
       ...(last.provider !== undefined && { provider: last.provider }),
     },

@@ -7,6 +7,7 @@ import { SqsRecordDelay } from '../../../lambda/core/record-delay.ts';
 import { createRelay, type Relay, type RelayLogger } from '../../../lambda/core/relay.ts';
 import type { MailProvider } from '../../../lambda/providers/provider.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
+import { MemoryLedger, MemorySuppressionList } from '../../helpers/memory-ledger.ts';
 import {
   createQueue,
   drain,
@@ -21,6 +22,15 @@ import {
 
 const MAX_RECEIVE_COUNT = 5;
 const limits = { maxRecipients: 50, maxMessageBytes: 1024 * 1024 };
+const settings = {
+  limits,
+  maxReceiveCount: MAX_RECEIVE_COUNT,
+  retry: { maxAttempts: 3, baseDelaySeconds: 1, maxDelaySeconds: 10 },
+  circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+  ledger: { tableName: 'ledger', leaseSeconds: 30, retentionDays: 14 },
+};
+/** A fresh ledger and an empty suppression list per relay. */
+const state = () => ({ ledger: new MemoryLedger(), suppressions: new MemorySuppressionList() });
 
 class RecordingLogger implements RelayLogger {
   readonly lines: string[] = [];
@@ -28,6 +38,9 @@ class RecordingLogger implements RelayLogger {
     this.lines.push(JSON.stringify({ message, ...attributes }));
   }
   warn(message: string, attributes: Record<string, unknown>): void {
+    this.lines.push(JSON.stringify({ message, ...attributes }));
+  }
+  error(message: string, attributes: Record<string, unknown>): void {
     this.lines.push(JSON.stringify({ message, ...attributes }));
   }
 }
@@ -69,7 +82,8 @@ describe('relay core with SQS and SES peers', () => {
     relay = createRelay({
       providers: [new SesProvider(peers.ses, { identities: ['example.com'] })],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
-      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      settings,
+      ...state(),
       logger,
     });
   });
@@ -105,7 +119,7 @@ describe('relay core with SQS and SES peers', () => {
 
     expect(peers.capture.sendAttempts).toBe(0);
     const [dead] = await drain(peers.sqs, dlqUrl);
-    expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.code)).toBe('SenderNotConfigured');
+    expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.code)).toBe('SenderNotAllowed');
     expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.hint)).toContain('ses.identities');
     expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.hint)).toContain('graph.senders');
   });
@@ -164,7 +178,8 @@ describe('relay core with SQS and SES peers', () => {
     const relayWithoutDlq = createRelay({
       providers: [new SesProvider(peers.ses, { identities: ['example.com'] })],
       deadLetters: new SqsDeadLetterQueue(broken, dlqUrl),
-      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      settings,
+      ...state(),
       logger,
     });
 
@@ -206,7 +221,8 @@ describe('relay core with SQS and SES peers', () => {
       providers: [throttledFor(2)],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
       recordDelay: new SqsRecordDelay(peers.sqs, outbox),
-      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      settings,
+      ...state(),
       logger,
     });
 
@@ -222,7 +238,7 @@ describe('relay core with SQS and SES peers', () => {
     }, 10_000);
     expect(again.Body).toBe(message?.Body);
     expect(Date.now() - failedAt).toBeGreaterThanOrEqual(1_500);
-    expect(logger.lines.some((line) => line.includes('"retryAfterSeconds":2'))).toBe(true);
+    expect(logger.lines.some((line) => line.includes('"retryInSeconds":2'))).toBe(true);
   });
 
   it('still reports the record for retry when the delay cannot be set', async () => {
@@ -231,7 +247,8 @@ describe('relay core with SQS and SES peers', () => {
       providers: [throttledFor(5)],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
       recordDelay: new SqsRecordDelay(broken, 'http://127.0.0.1:9/000000000000/outbox'),
-      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      settings,
+      ...state(),
       logger,
     });
     await expect(delaying.processRecord(sqsRecord(validMessage()))).rejects.toMatchObject({
@@ -241,7 +258,7 @@ describe('relay core with SQS and SES peers', () => {
     broken.destroy();
   });
 
-  it('sends through the first provider that can send as the From address', async () => {
+  it('without routes, sends through the first provider that can send as the From address', async () => {
     const sent: string[] = [];
     const fake = (name: string, domain: string): MailProvider => ({
       name,
@@ -254,7 +271,8 @@ describe('relay core with SQS and SES peers', () => {
     const ordered = createRelay({
       providers: [fake('graph', 'contoso.com'), fake('ses', 'example.com')],
       deadLetters: new SqsDeadLetterQueue(peers.sqs, dlqUrl),
-      settings: { limits, maxReceiveCount: MAX_RECEIVE_COUNT },
+      settings,
+      ...state(),
       logger,
     });
     await ordered.processRecord(sqsRecord(validMessage({ from: 'billing@contoso.com' })));

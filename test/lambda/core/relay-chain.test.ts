@@ -1,0 +1,419 @@
+import type { SQSRecord } from 'aws-lambda';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { OutboundMessage } from '../../../lambda/core/attachments.ts';
+import { DEAD_LETTER_ATTRIBUTES, type DeadLetterSink } from '../../../lambda/core/dead-letter.ts';
+import { bodyHashOf } from '../../../lambda/core/delivery.ts';
+import { type FailureClass, RelayFailure } from '../../../lambda/core/failures.ts';
+import type { RecordDelay } from '../../../lambda/core/record-delay.ts';
+import { createRelay, type RelayCoreSettings, type RelayLogger } from '../../../lambda/core/relay.ts';
+import type { RouteSettings } from '../../../lambda/core/settings.ts';
+import type { MailProvider } from '../../../lambda/providers/provider.ts';
+import { failureOf } from '../../helpers/failures.ts';
+import { MemoryLedger, MemorySuppressionList } from '../../helpers/memory-ledger.ts';
+import { sqsRecord, validMessage } from '../../helpers/peers.ts';
+
+// Narrow unit tests of the relay's decisions with scripted providers; the same scenarios run end to
+// end against the real peers and DynamoDB emulator in test/e2e/local-mode-routing.test.ts.
+
+type Script = (message: OutboundMessage) => 'ok' | FailureClass;
+
+class ScriptedProvider implements MailProvider {
+  readonly sent: OutboundMessage[] = [];
+  calls = 0;
+  constructor(
+    readonly name: string,
+    public script: Script = () => 'ok',
+    private readonly covers: (address: string) => boolean = () => true,
+  ) {}
+  canSendAs(address: string): boolean {
+    return this.covers(address);
+  }
+  async send(message: OutboundMessage) {
+    this.calls += 1;
+    const result = this.script(message);
+    if (result !== 'ok') {
+      throw new RelayFailure({
+        failureClass: result,
+        code: `${this.name}-${result}`,
+        reason: `${this.name} failed (${result})`,
+        provider: this.name,
+      });
+    }
+    this.sent.push(message);
+    return { provider: this.name, providerMessageId: `${this.name}-${this.calls}` };
+  }
+}
+
+class Recorder implements DeadLetterSink, RecordDelay, RelayLogger {
+  readonly deadLetters: { failure: RelayFailure; attempts: number }[] = [];
+  readonly delays: number[] = [];
+  readonly lines: Record<string, unknown>[] = [];
+  async deadLetter(_record: SQSRecord, failure: RelayFailure, attempts: number) {
+    this.deadLetters.push({ failure, attempts });
+  }
+  async delay(_record: SQSRecord, seconds: number) {
+    this.delays.push(seconds);
+  }
+  info(message: string, attributes: Record<string, unknown>) {
+    this.lines.push({ message, ...attributes });
+  }
+  warn(message: string, attributes: Record<string, unknown>) {
+    this.lines.push({ message, ...attributes });
+  }
+  error(message: string, attributes: Record<string, unknown>) {
+    this.lines.push({ message, ...attributes });
+  }
+}
+
+const ROUTES: RouteSettings[] = [
+  { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
+  { name: 'ceo', from: ['ceo@contoso.com'], providers: ['graph'] },
+  {
+    name: 'crm',
+    from: ['*@crm.contoso.com'],
+    providers: ['smtp'],
+    rewriteFrom: { address: 'crm@contoso.com', name: 'Contoso CRM' },
+  },
+];
+
+const settingsWith = (overrides: Partial<RelayCoreSettings> = {}): RelayCoreSettings => ({
+  limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
+  maxReceiveCount: 10,
+  routes: ROUTES,
+  retry: { maxAttempts: 3, baseDelaySeconds: 10, maxDelaySeconds: 600 },
+  circuitBreaker: { failureThreshold: 3, cooldownSeconds: 60 },
+  ledger: { tableName: 'ledger', leaseSeconds: 30, retentionDays: 14 },
+  ...overrides,
+});
+
+describe('relay: routes, fallback, retries and the ledger', () => {
+  let graph: ScriptedProvider;
+  let smtp: ScriptedProvider;
+  let ses: ScriptedProvider;
+  let ledger: MemoryLedger;
+  let suppressions: MemorySuppressionList;
+  let recorder: Recorder;
+  let clock: number;
+
+  const relayWith = (overrides: Partial<RelayCoreSettings> = {}) =>
+    createRelay({
+      providers: [graph, smtp, ses],
+      deadLetters: recorder,
+      recordDelay: recorder,
+      logger: recorder,
+      ledger,
+      suppressions,
+      settings: settingsWith(overrides),
+      now: () => clock,
+      random: () => 0.5,
+    });
+
+  beforeEach(() => {
+    graph = new ScriptedProvider('graph');
+    smtp = new ScriptedProvider('smtp');
+    ses = new ScriptedProvider('ses');
+    ledger = new MemoryLedger();
+    suppressions = new MemorySuppressionList();
+    recorder = new Recorder();
+    clock = Date.parse('2026-11-22T10:00:00Z');
+  });
+
+  const contoso = (overrides: Record<string, unknown> = {}) =>
+    validMessage({ from: 'Ana <ana@contoso.com>', ...overrides });
+
+  it('falls back to the next provider at once on a provider-level failure, and records who sent it', async () => {
+    graph.script = () => 'provider';
+    const record = sqsRecord(contoso(), { messageId: 'm-1' });
+
+    const outcome = await relayWith().processRecord(record);
+
+    expect(outcome).toMatchObject({ outcome: 'sent', route: 'contoso', fallbackFrom: ['graph'] });
+    expect(ses.sent).toHaveLength(1);
+    expect(ledger.records.get('sqs:m-1')).toMatchObject({
+      state: 'sent',
+      provider: 'ses',
+      providerMessageId: 'ses-1',
+      fallbackFrom: ['graph'],
+      failures: [expect.objectContaining({ provider: 'graph', code: 'graph-provider' })],
+    });
+    expect(recorder.lines).toContainEqual(
+      expect.objectContaining({ message: 'Message sent', provider: 'ses', fallbackFrom: ['graph'] }),
+    );
+  });
+
+  it('retries a transient failure on the same provider with growing delays, then falls back', async () => {
+    graph.script = () => 'transient';
+    const relay = relayWith();
+
+    for (const receiveCount of [1, 2]) {
+      const failure = await failureOf(
+        relay.processRecord(sqsRecord(contoso(), { messageId: 'm-2', receiveCount })),
+      );
+      expect(failure.failureClass).toBe('transient');
+    }
+    // Equal jitter with random 0.5: 3/4 of 10 s, then of 20 s.
+    expect(recorder.delays).toEqual([8, 15]);
+    expect(ledger.records.get('sqs:m-2')).toMatchObject({ state: 'retrying', providerIndex: 0, attempts: 2 });
+
+    const third = await relay.processRecord(sqsRecord(contoso(), { messageId: 'm-2', receiveCount: 3 }));
+
+    expect(third).toMatchObject({ outcome: 'sent', fallbackFrom: ['graph'] });
+    expect(graph.calls).toBe(3);
+    expect(ses.calls).toBe(1);
+  });
+
+  it("uses the provider's Retry-After instead of the backoff", async () => {
+    graph.send = async () => {
+      throw new RelayFailure({
+        failureClass: 'transient',
+        code: 'TooManyRequests',
+        reason: 'throttled',
+        provider: 'graph',
+        retryAfterSeconds: 42,
+      });
+    };
+    await failureOf(relayWith().processRecord(sqsRecord(contoso())));
+    expect(recorder.delays).toEqual([42]);
+  });
+
+  it('dead-letters a permanent failure at once, without trying the next provider', async () => {
+    graph.script = () => 'permanent';
+
+    const outcome = await relayWith().processRecord(sqsRecord(contoso(), { messageId: 'm-3' }));
+
+    expect(outcome.outcome).toBe('dead-lettered');
+    expect(ses.calls).toBe(0);
+    expect(recorder.deadLetters[0]?.failure).toMatchObject({ code: 'graph-permanent', provider: 'graph' });
+    expect(ledger.records.get('sqs:m-3')?.state).toBe('dead-lettered');
+  });
+
+  it('retries the last provider when every provider is down, then dead-letters with every reason', async () => {
+    graph.script = () => 'provider';
+    ses.script = () => 'provider';
+    const relay = relayWith();
+
+    await failureOf(relay.processRecord(sqsRecord(contoso(), { messageId: 'm-4', receiveCount: 1 })));
+    await failureOf(relay.processRecord(sqsRecord(contoso(), { messageId: 'm-4', receiveCount: 2 })));
+    const outcome = await relay.processRecord(sqsRecord(contoso(), { messageId: 'm-4', receiveCount: 3 }));
+
+    expect(outcome.outcome).toBe('dead-lettered');
+    // Fallback only moves forward: graph is tried once, SES up to retry.maxAttempts.
+    expect(graph.calls).toBe(1);
+    expect(ses.calls).toBe(3);
+    const { failure } = recorder.deadLetters[0] ?? {};
+    expect(failure?.reason).toMatch(
+      /^gave up after 3 attempts: graph graph-provider: .* \| ses ses-provider: /,
+    );
+    expect(failure?.provider).toBe('ses');
+  });
+
+  it('dead-letters with a reason when the queue would otherwise redrive it silently', async () => {
+    graph.script = () => 'transient';
+    const outcome = await relayWith({ maxReceiveCount: 2 }).processRecord(
+      sqsRecord(contoso(), { receiveCount: 2 }),
+    );
+    expect(outcome.outcome).toBe('dead-lettered');
+    expect(recorder.deadLetters[0]?.failure.reason).toMatch(
+      /^gave up after 2 attempts: graph graph-transient/,
+    );
+  });
+
+  it('opens the circuit after consecutive provider-level failures and stops calling that provider', async () => {
+    graph.script = () => 'provider';
+    const relay = relayWith();
+
+    for (let index = 0; index < 6; index += 1) {
+      await relay.processRecord(sqsRecord(contoso()));
+    }
+
+    expect(graph.calls).toBe(3);
+    expect(ses.sent).toHaveLength(6);
+    expect(recorder.lines).toContainEqual(
+      expect.objectContaining({ code: 'CircuitOpen', provider: 'graph' }),
+    );
+
+    // After the cool-down one trial goes through, and a success closes the circuit.
+    clock += 61_000;
+    graph.script = () => 'ok';
+    await relay.processRecord(sqsRecord(contoso()));
+    await relay.processRecord(sqsRecord(contoso()));
+    expect(graph.sent).toHaveLength(2);
+  });
+
+  it('sends a message once even when it arrives twice with the same idempotency key', async () => {
+    const relay = relayWith();
+    const body = contoso({ idempotencyKey: 'invoice-42' });
+
+    const first = await relay.processRecord(sqsRecord(body, { messageId: 'a' }));
+    const second = await relay.processRecord(sqsRecord(body, { messageId: 'b' }));
+
+    expect(first.outcome).toBe('sent');
+    expect(second).toMatchObject({ outcome: 'duplicate', record: { messageId: 'a', provider: 'graph' } });
+    expect(graph.calls).toBe(1);
+  });
+
+  it('asks to come back later while another function is sending the same message', async () => {
+    let release: () => void = () => undefined;
+    graph.send = async (message) => {
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      graph.sent.push(message);
+      return { provider: 'graph', providerMessageId: 'g' };
+    };
+    const relay = relayWith();
+    const body = contoso({ idempotencyKey: 'k-inflight' });
+    const sending = relay.processRecord(sqsRecord(body, { messageId: 'a' }));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    const failure = await failureOf(relay.processRecord(sqsRecord(body, { messageId: 'b' })));
+    release();
+
+    expect(failure.code).toBe('InFlight');
+    expect(recorder.delays).toEqual([30]);
+    expect(await sending).toMatchObject({ outcome: 'sent' });
+    expect(graph.sent).toHaveLength(1);
+  });
+
+  it('does not send again when a function died while a provider had the message', async () => {
+    const relay = relayWith();
+    const body = contoso({ idempotencyKey: 'k-crash' });
+    // What a function leaves behind when it dies mid-send: a claim whose lease has run out.
+    ledger.records.set('k-crash', {
+      key: 'k-crash',
+      state: 'sending',
+      version: 1,
+      messageId: 'a',
+      bodyHash: bodyHashOf(JSON.stringify(body)),
+      providerIndex: 0,
+      attempts: 0,
+      failures: [],
+      leaseUntil: clock - 1,
+      createdAt: new Date(clock).toISOString(),
+      updatedAt: new Date(clock).toISOString(),
+      expiresAt: clock / 1000 + 86_400,
+    });
+
+    const outcome = await relay.processRecord(sqsRecord(body, { messageId: 'a', receiveCount: 2 }));
+
+    expect(outcome).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'OutcomeUnknown' } });
+    expect(recorder.deadLetters[0]?.failure.hint).toContain('redrive');
+
+    // Redriven from the DLQ (it carries the relay's attributes): the operator's decision to send.
+    graph.send = async (message) => {
+      graph.sent.push(message);
+      return { provider: 'graph', providerMessageId: 'g' };
+    };
+    const redriven = {
+      ...sqsRecord(body, { messageId: 'r' }),
+      messageAttributes: {
+        [DEAD_LETTER_ATTRIBUTES.code]: { dataType: 'String', stringValue: 'OutcomeUnknown' },
+      },
+    } as SQSRecord;
+    expect(await relay.processRecord(redriven)).toMatchObject({ outcome: 'sent' });
+    // A plain copy of the original, though, is still not sent.
+    expect(await relay.processRecord(sqsRecord(body, { messageId: 'a', receiveCount: 3 }))).toMatchObject({
+      outcome: 'duplicate',
+    });
+    expect(graph.sent).toHaveLength(1);
+  });
+
+  it('refuses an idempotency key reused for a different message', async () => {
+    const relay = relayWith();
+    await relay.processRecord(sqsRecord(contoso({ idempotencyKey: 'k', subject: 'one' })));
+    const outcome = await relay.processRecord(sqsRecord(contoso({ idempotencyKey: 'k', subject: 'two' })));
+    expect(outcome).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'IdempotencyKeyReused' } });
+    expect(graph.calls).toBe(1);
+  });
+
+  it('sends the message anyway when the ledger cannot be written after the provider accepted it', async () => {
+    const relay = relayWith();
+    graph.script = () => {
+      ledger.failWrites = true;
+      return 'ok';
+    };
+    const outcome = await relay.processRecord(sqsRecord(contoso()));
+    expect(outcome.outcome).toBe('sent');
+    expect(recorder.lines).toContainEqual(
+      expect.objectContaining({ message: 'Could not write the delivery ledger' }),
+    );
+  });
+
+  it('sends nothing and retries when the ledger cannot be read', async () => {
+    ledger.failReads = true;
+    const failure = await failureOf(relayWith().processRecord(sqsRecord(contoso())));
+    expect(failure).toMatchObject({ failureClass: 'transient', code: 'LedgerUnavailable' });
+    expect(graph.calls).toBe(0);
+  });
+
+  describe('sender policy', () => {
+    it('dead-letters a From no route allows, without calling any provider', async () => {
+      const outcome = await relayWith().processRecord(sqsRecord(validMessage({ from: 'ceo@evil.example' })));
+      expect(outcome).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'SenderNotAllowed' } });
+      expect(graph.calls + smtp.calls + ses.calls).toBe(0);
+    });
+
+    it('picks the most specific route: an address beats its domain', async () => {
+      graph.script = () => 'provider';
+      const failure = await failureOf(
+        relayWith().processRecord(sqsRecord(contoso({ from: 'ceo@contoso.com' }))),
+      );
+      // The ceo route has no SES fallback: graph is retried later instead.
+      expect(failure.provider).toBe('graph');
+      expect(ses.calls).toBe(0);
+    });
+
+    it('honours a route asked for by name only when it allows the From', async () => {
+      const relay = relayWith();
+      const allowed = await relay.processRecord(
+        sqsRecord(contoso({ from: 'ceo@contoso.com', route: 'contoso' })),
+      );
+      expect(allowed).toMatchObject({ outcome: 'sent', route: 'contoso' });
+
+      const refused = await relay.processRecord(sqsRecord(contoso({ route: 'crm' })));
+      expect(refused).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'RouteNotAllowed' } });
+      const unknown = await relay.processRecord(sqsRecord(contoso({ route: 'nope' })));
+      expect(unknown).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'UnknownRoute' } });
+    });
+
+    it("rewrites the From to the route's service mailbox, keeping the sender in Reply-To", async () => {
+      await relayWith().processRecord(sqsRecord(validMessage({ from: 'Luis Gómez <luis@crm.contoso.com>' })));
+
+      expect(smtp.sent[0]?.from).toEqual({ name: 'Luis Gómez via Contoso CRM', address: 'crm@contoso.com' });
+      expect(smtp.sent[0]?.replyTo).toEqual([{ name: 'Luis Gómez', address: 'luis@crm.contoso.com' }]);
+    });
+
+    it("keeps the producer's own Reply-To when rewriting", async () => {
+      await relayWith().processRecord(
+        sqsRecord(validMessage({ from: 'luis@crm.contoso.com', replyTo: 'ventas@contoso.com' })),
+      );
+      expect(smtp.sent[0]?.from.name).toBe('luis@crm.contoso.com via Contoso CRM');
+      expect(smtp.sent[0]?.replyTo).toEqual([{ address: 'ventas@contoso.com' }]);
+    });
+  });
+
+  describe('suppression', () => {
+    it('drops suppressed recipients and sends to the others', async () => {
+      suppressions.add('Bounced@Example.org');
+      const outcome = await relayWith().processRecord(
+        sqsRecord(contoso({ to: ['bounced@example.org', 'ok@example.org'], bcc: 'BOUNCED@example.org' }), {
+          messageId: 's-1',
+        }),
+      );
+
+      expect(outcome).toMatchObject({ outcome: 'sent', suppressedRecipients: ['bounced@example.org'] });
+      expect(graph.sent[0]?.to).toEqual([{ address: 'ok@example.org' }]);
+      expect(graph.sent[0]?.bcc).toEqual([]);
+      expect(ledger.records.get('sqs:s-1')?.suppressedRecipients).toEqual(['bounced@example.org']);
+    });
+
+    it('sends nothing when every recipient is suppressed', async () => {
+      suppressions.add('customer@example.org');
+      const outcome = await relayWith().processRecord(sqsRecord(contoso(), { messageId: 's-2' }));
+
+      expect(outcome).toEqual({ outcome: 'suppressed', suppressedRecipients: ['customer@example.org'] });
+      expect(graph.calls).toBe(0);
+      expect(ledger.records.get('sqs:s-2')?.state).toBe('suppressed');
+    });
+  });
+});

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { RelayFailure } from '../../../lambda/core/failures.ts';
+import {
+  implicitRoute,
+  patternMatches,
+  rewriteSender,
+  routeFor,
+  selectRoute,
+  senderCoversPattern,
+} from '../../../lambda/core/routing.ts';
+import type { RouteSettings } from '../../../lambda/core/settings.ts';
+
+const routes: RouteSettings[] = [
+  { name: 'anyone', from: ['*'], providers: ['ses'] },
+  { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
+  { name: 'scanner', from: ['scanner@contoso.com'], providers: ['smtp'] },
+];
+
+const failureFrom = (run: () => unknown): RelayFailure => {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof RelayFailure) return error;
+  }
+  throw new Error('expected a RelayFailure');
+};
+
+describe('routing', () => {
+  it('matches *, *@domain (exactly that domain) and addresses, ignoring case', () => {
+    expect(patternMatches('*', 'a@b.com')).toBe(true);
+    expect(patternMatches('*@Contoso.com', 'ANA@contoso.COM')).toBe(true);
+    expect(patternMatches('*@contoso.com', 'ana@sub.contoso.com')).toBe(false);
+    expect(patternMatches('Scanner@contoso.com', 'scanner@CONTOSO.com')).toBe(true);
+    expect(patternMatches('scanner@contoso.com', 'other@contoso.com')).toBe(false);
+  });
+
+  it('picks the most specific route whatever the order', () => {
+    expect(routeFor(routes, 'scanner@contoso.com')?.name).toBe('scanner');
+    expect(routeFor([...routes].reverse(), 'scanner@contoso.com')?.name).toBe('scanner');
+    expect(routeFor(routes, 'ana@contoso.com')?.name).toBe('contoso');
+    expect(routeFor(routes, 'x@elsewhere.org')?.name).toBe('anyone');
+    expect(routeFor(routes.slice(1), 'x@elsewhere.org')).toBeUndefined();
+  });
+
+  it('refuses a sender no route allows, naming the field', () => {
+    const failure = failureFrom(() => selectRoute(routes.slice(1), 'ceo@evil.example', undefined));
+    expect(failure).toMatchObject({ failureClass: 'permanent', code: 'SenderNotAllowed' });
+    expect(failure.reason).toBe('from: ceo@evil.example is not allowed by any route');
+  });
+
+  it('lets a message ask for a route only if that route allows its From', () => {
+    expect(selectRoute(routes, 'scanner@contoso.com', 'contoso').name).toBe('contoso');
+    expect(failureFrom(() => selectRoute(routes, 'ana@contoso.com', 'scanner')).code).toBe('RouteNotAllowed');
+    expect(failureFrom(() => selectRoute(routes, 'ana@contoso.com', 'missing')).reason).toContain(
+      'configured: anyone, contoso, scanner',
+    );
+  });
+
+  it('without routes, chains every provider that covers the sender, in the given order', () => {
+    const providers = [
+      { name: 'graph', canSendAs: (address: string) => address.endsWith('@contoso.com') },
+      { name: 'ses', canSendAs: () => true },
+    ];
+    expect(implicitRoute(providers, 'a@contoso.com').providers).toEqual(['graph', 'ses']);
+    expect(implicitRoute(providers, 'a@example.com').providers).toEqual(['ses']);
+    expect(failureFrom(() => implicitRoute(providers.slice(0, 1), 'a@example.com')).code).toBe(
+      'SenderNotAllowed',
+    );
+  });
+
+  it('rewrites the sender as "Name via Service", falling back to the address and the mailbox', () => {
+    expect(rewriteSender({ from: { address: 'luis@crm.example' } }, { address: 'crm@contoso.com' })).toEqual({
+      from: { name: 'luis@crm.example via crm@contoso.com', address: 'crm@contoso.com' },
+      replyTo: [{ address: 'luis@crm.example' }],
+    });
+  });
+
+  it('knows which configured senders cover a pattern', () => {
+    expect(senderCoversPattern('contoso.com', '*@contoso.com')).toBe(true);
+    expect(senderCoversPattern('ana@contoso.com', '*@contoso.com')).toBe(false);
+    expect(senderCoversPattern('contoso.com', 'ana@contoso.com')).toBe(true);
+    expect(senderCoversPattern('ana@contoso.com', 'ANA@contoso.com')).toBe(true);
+    expect(senderCoversPattern('contoso.com', '*')).toBe(false);
+  });
+});
