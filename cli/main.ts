@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import {
   ATTACHMENT_BUCKET_NAME,
+  DEFAULT_DYNAMODB_PORT,
   DEFAULT_GRAPH_PEER_PORT,
   DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
   DEFAULT_SES_PORT,
@@ -11,11 +12,13 @@ import {
   startLocalRelay,
 } from '../local/local-relay.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
+import { describeDelivery, lookUpDelivery } from './status.ts';
 import { uploadAttachment } from './upload.ts';
 
 const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
+                   [--dynamodb-port N]
       Runs the whole relay locally (SQS, S3, SES and Secrets Manager emulators on 127.0.0.1, the real
       send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
       (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}).
@@ -23,6 +26,8 @@ const USAGE = `Usage:
       --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
       --smtp-port         the SMTP capture that stands in for the configured SMTP server (default ${DEFAULT_SMTP_PORT};
                           also MAIL_RELAY_SMTP_PORT); what it receives is saved under .local/smtp/.
+      --dynamodb-port     the DynamoDB emulator with the delivery ledger and suppression list (default
+                          ${DEFAULT_DYNAMODB_PORT}; also MAIL_RELAY_DYNAMODB_PORT).
 
   mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
                   [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …] [--attach-s3 FILE …]
@@ -31,7 +36,12 @@ const USAGE = `Usage:
       Validates a message against the contract and enqueues it; prints the SQS message id.
       --attach puts the file in the message (base64; SQS caps a message at 1 MiB); --attach-s3 uploads
       it to the attachment bucket first (--bucket, default ${ATTACHMENT_BUCKET_NAME} in local mode).
-      Default queue: ${DEFAULT_LOCAL_QUEUE_URL} (local mode).`;
+      Default queue: ${DEFAULT_LOCAL_QUEUE_URL} (local mode).
+
+  mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json]
+      Was it sent, by which provider, when: reads the delivery ledger for an idempotency key or an SQS
+      message id. Default: local mode's ledger; against AWS pass --table (stack output
+      DeliveryLedgerTableName) and --region. Exit code 1 when nothing is recorded.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +51,8 @@ export async function main(argv: string[]): Promise<number> {
         return await start(rest);
       case 'send':
         return await send(rest);
+      case 'status':
+        return await status(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -79,6 +91,7 @@ async function start(args: string[]): Promise<number> {
       'graph-peer-port': { type: 'string' },
       'graph-credential': { type: 'string' },
       'smtp-port': { type: 'string' },
+      'dynamodb-port': { type: 'string' },
     },
   });
   if (values['graph-peer'] && values['graph-credential']) {
@@ -99,6 +112,7 @@ async function start(args: string[]): Promise<number> {
     }),
     ...(values['graph-credential'] && { graphCredentialPath: values['graph-credential'] }),
     smtpPort: port(values['smtp-port'], 'MAIL_RELAY_SMTP_PORT', DEFAULT_SMTP_PORT),
+    dynamoDbPort: port(values['dynamodb-port'], 'MAIL_RELAY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
   });
   console.log(banner(relay));
   await new Promise<void>((resolve) => {
@@ -146,6 +160,10 @@ function banner(relay: LocalRelay): string {
       `  SMTP capture:      ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
     );
   }
+  lines.push(
+    `  Delivery ledger:   ${relay.ledgerTableName} at ${relay.dynamoDbEndpoint}   (npx mail-relay status <message id or idempotency key>)`,
+    `  Suppression list:  ${relay.suppressionTableName} at ${relay.dynamoDbEndpoint}`,
+  );
   const sender = graph?.senders[0] ?? relay.settings.smtp?.senders[0] ?? ses?.identities[0] ?? 'example.com';
   lines.push(
     '',
@@ -215,5 +233,34 @@ async function send(args: string[]): Promise<number> {
     ...(values.region && { region: values.region }),
   });
   console.log(id);
+  return 0;
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      table: { type: 'string' },
+      region: { type: 'string' },
+      endpoint: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const [id] = positionals;
+  if (id === undefined || positionals.length > 1) {
+    console.error(`status takes one id: an idempotency key or an SQS message id.\n\n${USAGE}`);
+    return 1;
+  }
+  const record = await lookUpDelivery(id, {
+    ...(values.table && { table: values.table }),
+    ...(values.region && { region: values.region }),
+    ...(values.endpoint && { endpoint: values.endpoint }),
+  });
+  if (!record) {
+    console.error(`No delivery recorded for ${id} (the ledger keeps entries for ledger.retentionDays).`);
+    return 1;
+  }
+  console.log(values.json ? JSON.stringify(record, null, 2) : describeDelivery(record));
   return 0;
 }

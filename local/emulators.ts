@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sesEmulatorModule from 'aws-ses-v2-local';
+import dynaliteModule from 'dynalite';
 import { buildApp } from 'fauxqs';
 
 export const LOOPBACK = '127.0.0.1';
@@ -47,6 +48,34 @@ export async function startSesEmulator(port: number): Promise<RunningEmulator> {
   const moduleOrStart = sesEmulatorModule as unknown as StartSes | { default: StartSes };
   const start = typeof moduleOrStart === 'function' ? moduleOrStart : moduleOrStart.default;
   const server = await start({ host: LOOPBACK, port });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://${LOOPBACK}:${bound}`,
+    port: bound,
+    stop: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((error?: Error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}
+
+type DynaliteServer = Server;
+type StartDynalite = (options: Record<string, number>) => DynaliteServer;
+
+/** dynalite (DynamoDB API, in memory) on loopback: the delivery ledger and the suppression list. */
+export async function startDynamoDbEmulator(port: number): Promise<RunningEmulator> {
+  const moduleOrStart = dynaliteModule as unknown as StartDynalite | { default: StartDynalite };
+  const start = typeof moduleOrStart === 'function' ? moduleOrStart : moduleOrStart.default;
+  // Tables are ready at once, as tests and local mode create them right before use.
+  const server = start({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, LOOPBACK, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const bound = (server.address() as AddressInfo).port;
   return {
     endpoint: `http://${LOOPBACK}:${bound}`,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
@@ -17,12 +18,14 @@ import {
   graphSettingsFor,
   loadRelayConfig,
   type RelayConfig,
+  relaySettingsFor,
   smtpSettingsFor,
 } from '../lib/config.ts';
 import { createClientCertificate } from '../test/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
 import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from '../test/peers/smtp-peer.ts';
-import { startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
@@ -35,6 +38,9 @@ export const DEFAULT_SES_PORT = 8005;
 export const DEFAULT_GRAPH_PEER_PORT = 8443;
 export const ATTACHMENT_BUCKET_NAME = 'mail-relay-attachments';
 export const DEFAULT_SMTP_PORT = 1025;
+export const DEFAULT_DYNAMODB_PORT = 4569;
+export const LEDGER_TABLE_NAME = 'mail-relay-ledger';
+export const SUPPRESSION_TABLE_NAME = 'mail-relay-suppression';
 export const DEFAULT_SMTP_CAPTURE_DIR = '.local/smtp';
 const SMTP_CREDENTIAL_SECRET_NAME = 'mail-relay/smtp-credential';
 /** The user local mode's SMTP capture accepts for plain/login routes. */
@@ -83,6 +89,8 @@ export interface LocalRelayOptions {
   readonly smtpPort?: number;
   /** Where the SMTP capture saves what it receives, one .eml per message. @default .local/smtp */
   readonly smtpCaptureDir?: string;
+  /** DynamoDB emulator (delivery ledger, suppression list). 0 picks a free port. @default 4569 */
+  readonly dynamoDbPort?: number;
 }
 
 export interface LocalRelay {
@@ -101,6 +109,10 @@ export interface LocalRelay {
   readonly smtpCapture?: { readonly peer: SmtpPeer; readonly directory: string };
   /** S3 endpoint and bucket for large attachments, when the configuration enables them. */
   readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
+  /** The DynamoDB emulator holding the delivery ledger and the suppression list. */
+  readonly dynamoDbEndpoint: string;
+  readonly ledgerTableName: string;
+  readonly suppressionTableName: string;
   stop(): Promise<void>;
 }
 
@@ -131,14 +143,23 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
 
     const secrets = await startSecretsManagerEmulator(0);
     stops.push(secrets.stop);
+    const dynamoDb = await withPortHint(
+      startDynamoDbEmulator(options.dynamoDbPort ?? DEFAULT_DYNAMODB_PORT),
+      '--dynamodb-port or MAIL_RELAY_DYNAMODB_PORT',
+    );
+    stops.push(dynamoDb.stop);
     pointAwsSdkAtEmulators({
       AWS_ENDPOINT_URL_SQS: sqs.endpoint,
       AWS_ENDPOINT_URL_SESV2: sesEndpoint,
       AWS_ENDPOINT_URL_S3: sqs.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamoDb.endpoint,
     });
     const client = new SQSClient({});
     const queues = await createQueues(client, config, options.visibilityTimeoutSeconds);
+    const tables = { ledgerTableName: LEDGER_TABLE_NAME, suppressionTableName: SUPPRESSION_TABLE_NAME };
+    const dynamo = new DynamoDBClient({});
+    await createRelayTables(dynamo, tables).finally(() => dynamo.destroy());
 
     let graphPeer: GraphPeer | undefined;
     let graphTransport: HttpTransport | undefined;
@@ -226,15 +247,17 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       attachmentBucket = { name: ATTACHMENT_BUCKET_NAME, endpoint: sqs.endpoint };
     }
 
+    // The settings the construct writes, with local stand-ins for Microsoft and the SMTP server.
     const settings: RelaySettings = {
-      queueUrl: queues.queueUrl,
-      deadLetterQueueUrl: queues.deadLetterQueueUrl,
-      maxReceiveCount: config.queue.maxReceiveCount,
-      limits: config.message,
-      ...(config.ses && { ses: config.ses }),
+      ...relaySettingsFor(config, {
+        queueUrl: queues.queueUrl,
+        deadLetterQueueUrl: queues.deadLetterQueueUrl,
+        ...(graph && { graphCredentialSecretId: graph.credentialSecretId }),
+        ...(attachmentBucket && { attachmentBucketName: attachmentBucket.name }),
+        ...tables,
+      }),
       ...(graph && { graph }),
       ...(smtp && { smtp }),
-      ...(attachmentBucket && { attachments: { bucket: attachmentBucket.name } }),
     };
     process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
     process.env.POWERTOOLS_LOG_LEVEL = options.logLevel ?? 'INFO';
@@ -267,6 +290,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...(graphPeer && { graphPeer }),
       ...(smtpCapture && { smtpCapture }),
       ...(attachmentBucket && { attachmentBucket }),
+      dynamoDbEndpoint: dynamoDb.endpoint,
+      ...tables,
       async stop() {
         await source.stop();
         client.destroy();

@@ -1,6 +1,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
@@ -8,6 +9,8 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
+import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
+import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
 import { type GraphSettings, type RelaySettings, readSettings, type SmtpSettings } from '../core/settings.ts';
@@ -39,7 +42,7 @@ export type SendHandler = (event: SQSEvent, context: Context) => Promise<SQSBatc
 /**
  * Builds the send function's handler from its environment: settings validated once (cold start),
  * clients created once and reused across invocations. AWS endpoints come from the SDK's standard
- * configuration (AWS_ENDPOINT_URL_SQS / _SESV2), which is how local mode points it at emulators.
+ * configuration (AWS_ENDPOINT_URL_SQS / _SESV2 / _DYNAMODB …), which is how local mode points it at emulators.
  */
 export function createSendHandler(
   env: Readonly<Record<string, string | undefined>> = process.env,
@@ -48,8 +51,11 @@ export function createSendHandler(
   const settings = readSettings(env);
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const sqs = new SQSClient({});
+  const dynamo = new DynamoDBClient({});
   const relay = createRelay({
     providers: createProviders(settings, options),
+    ledger: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName),
+    suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
     deadLetters: new SqsDeadLetterQueue(sqs, settings.deadLetterQueueUrl),
     recordDelay: new SqsRecordDelay(sqs, settings.queueUrl),
     ...(settings.attachments && {

@@ -1,0 +1,87 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDeliveryLedger } from '../lambda/core/dynamo-ledger.ts';
+import type { DeliveryRecord } from '../lambda/core/ledger.ts';
+import { DEFAULT_DYNAMODB_PORT, LEDGER_TABLE_NAME, LOCAL_REGION } from '../local/local-relay.ts';
+
+export interface StatusOptions {
+  /** The ledger table (stack output DeliveryLedgerTableName); default: local mode's. */
+  readonly table?: string;
+  readonly endpoint?: string;
+  readonly region?: string;
+}
+
+/** The ledger entry for an idempotency key or an SQS message id, whichever it is. */
+export async function lookUpDelivery(
+  id: string,
+  options: StatusOptions = {},
+): Promise<DeliveryRecord | undefined> {
+  const local = options.table === undefined;
+  const port = process.env.MAIL_RELAY_DYNAMODB_PORT ?? String(DEFAULT_DYNAMODB_PORT);
+  const endpoint = options.endpoint ?? (local ? `http://127.0.0.1:${port}` : undefined);
+  const isLocal = endpoint !== undefined && ['127.0.0.1', 'localhost'].includes(new URL(endpoint).hostname);
+  const region = options.region ?? (isLocal ? LOCAL_REGION : undefined);
+  const client = new DynamoDBClient({
+    ...(region && { region }),
+    ...(endpoint && { endpoint }),
+    // Emulators accept any credentials; never pick up a real profile for a local table.
+    ...(isLocal && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+  });
+
+  try {
+    const ledger = new DynamoDeliveryLedger(client, options.table ?? LEDGER_TABLE_NAME);
+    return (await ledger.get(id)) ?? (id.startsWith('sqs:') ? undefined : await ledger.get(`sqs:${id}`));
+  } finally {
+    client.destroy();
+  }
+}
+
+/** A ledger entry in words: was it sent, by which provider, when, and what failed on the way. */
+export function describeDelivery(record: DeliveryRecord): string {
+  const route = record.route ? `, route ${record.route}` : '';
+  const lines: string[] = [];
+  switch (record.state) {
+    case 'sent': {
+      const id = record.providerMessageId ? ` (provider id ${record.providerMessageId})` : '';
+      const after = record.fallbackFrom?.length ? `, after ${record.fallbackFrom.join(', ')} failed` : '';
+      lines.push(
+        `sent by ${record.provider ?? 'unknown'} at ${record.sentAt ?? record.updatedAt}${id}${route}${after}`,
+      );
+      break;
+    }
+    case 'sending':
+      lines.push(
+        `sending: a function has had it since ${record.updatedAt}${route} (its claim runs until ${new Date(record.leaseUntil ?? 0).toISOString()})`,
+      );
+      break;
+    case 'retrying':
+      lines.push(
+        `retrying${route}: ${record.attempts} failed ${record.attempts === 1 ? 'try' : 'tries'} on provider #${record.providerIndex + 1} of the chain, last at ${record.updatedAt}`,
+      );
+      break;
+    case 'dead-lettered': {
+      const last = record.failures.at(-1);
+      lines.push(
+        `dead-lettered at ${record.updatedAt}${route}${last ? `: ${last.code}: ${last.reason}` : ''}`,
+      );
+      break;
+    }
+    case 'suppressed':
+      lines.push(
+        `not sent: every recipient is suppressed (${(record.suppressedRecipients ?? []).join(', ')})${route}`,
+      );
+      break;
+  }
+  if (record.state !== 'suppressed' && record.suppressedRecipients?.length) {
+    lines.push(`  suppressed recipients dropped: ${record.suppressedRecipients.join(', ')}`);
+  }
+  if (record.failures.length > 0) {
+    lines.push('  failed tries:');
+    for (const failure of record.failures) {
+      lines.push(
+        `    ${failure.at}  ${failure.provider}  ${failure.failureClass}  ${failure.code}: ${failure.reason}`,
+      );
+    }
+  }
+  lines.push(`  key ${record.key}, SQS message ${record.messageId}, first seen ${record.createdAt}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,125 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  type PutItemCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { DELIVERY_STATES, type DeliveryLedger, type DeliveryRecord, type DeliveryState } from './ledger.ts';
+
+/**
+ * The delivery ledger in DynamoDB: one item per message, partition key `key`, TTL attribute
+ * `expiresAt`. Reads are strongly consistent and writes conditional on the version read, so two
+ * functions never both claim a message. TTL deletes lazily, so expired items are filtered here too.
+ */
+export class DynamoDeliveryLedger implements DeliveryLedger {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tableName: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(key: string): Promise<DeliveryRecord | undefined> {
+    const { Item } = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: { key: { S: key } }, ConsistentRead: true }),
+    );
+    if (!Item) return undefined;
+    const record = fromItem(Item);
+    return record.expiresAt * 1000 < this.now() ? undefined : record;
+  }
+
+  async put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean> {
+    const condition: Pick<
+      PutItemCommandInput,
+      'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
+    > =
+      expectedVersion === undefined
+        ? {
+            ConditionExpression: 'attribute_not_exists(#key) OR #expiresAt < :now',
+            ExpressionAttributeNames: { '#key': 'key', '#expiresAt': 'expiresAt' },
+            ExpressionAttributeValues: { ':now': { N: String(Math.floor(this.now() / 1000)) } },
+          }
+        : {
+            ConditionExpression: '#version = :expected',
+            ExpressionAttributeNames: { '#version': 'version' },
+            ExpressionAttributeValues: { ':expected': { N: String(expectedVersion) } },
+          };
+    try {
+      await this.client.send(
+        new PutItemCommand({ TableName: this.tableName, Item: toItem(record), ...condition }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+}
+
+const STRING_FIELDS = [
+  'key',
+  'state',
+  'messageId',
+  'bodyHash',
+  'route',
+  'provider',
+  'providerMessageId',
+  'createdAt',
+  'updatedAt',
+  'sentAt',
+] as const;
+const NUMBER_FIELDS = ['version', 'providerIndex', 'attempts', 'leaseUntil', 'expiresAt'] as const;
+/** Lists kept as JSON strings: small, read whole, and never queried. */
+const JSON_FIELDS = ['failures', 'fallbackFrom', 'suppressedRecipients'] as const;
+
+function toItem(record: DeliveryRecord): Record<string, AttributeValue> {
+  const item: Record<string, AttributeValue> = {};
+  for (const field of STRING_FIELDS) {
+    const value = record[field];
+    if (value !== undefined) item[field] = { S: value };
+  }
+  for (const field of NUMBER_FIELDS) {
+    const value = record[field];
+    if (value !== undefined) item[field] = { N: String(value) };
+  }
+  for (const field of JSON_FIELDS) {
+    const value = record[field];
+    if (value !== undefined) item[field] = { S: JSON.stringify(value) };
+  }
+  return item;
+}
+
+function fromItem(item: Record<string, AttributeValue>): DeliveryRecord {
+  const text = (name: string) => item[name]?.S;
+  const number = (name: string) => (item[name]?.N === undefined ? undefined : Number(item[name]?.N));
+  const json = (name: string) => (item[name]?.S === undefined ? undefined : JSON.parse(item[name]?.S ?? ''));
+  const state = text('state');
+  if (!(DELIVERY_STATES as readonly (string | undefined)[]).includes(state)) {
+    throw new Error(`delivery ledger item ${text('key')} has an unknown state`);
+  }
+  const optional = {
+    route: text('route'),
+    provider: text('provider'),
+    providerMessageId: text('providerMessageId'),
+    sentAt: text('sentAt'),
+    leaseUntil: number('leaseUntil'),
+    fallbackFrom: json('fallbackFrom'),
+    suppressedRecipients: json('suppressedRecipients'),
+  };
+  return {
+    key: text('key') ?? '',
+    state: state as DeliveryState,
+    version: number('version') ?? 0,
+    messageId: text('messageId') ?? '',
+    bodyHash: text('bodyHash') ?? '',
+    providerIndex: number('providerIndex') ?? 0,
+    attempts: number('attempts') ?? 0,
+    failures: json('failures') ?? [],
+    createdAt: text('createdAt') ?? '',
+    updatedAt: text('updatedAt') ?? '',
+    expiresAt: number('expiresAt') ?? 0,
+    ...Object.fromEntries(Object.entries(optional).filter(([, value]) => value !== undefined)),
+  };
+}
