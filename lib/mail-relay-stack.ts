@@ -31,6 +31,14 @@ export class MailRelayStack extends Stack {
       description: 'The Lambda function that sends the outbox through the configured providers',
       value: this.relay.sendFunction.functionName,
     });
+    new CfnOutput(this, 'DeliveryLedgerTableName', {
+      description: 'What happened to each message: mail-relay status <id> --table <this> --region <region>',
+      value: this.relay.deliveryLedger.table.tableName,
+    });
+    new CfnOutput(this, 'SuppressionListTableName', {
+      description: 'Recipients the relay does not send to (hard bounces, complaints)',
+      value: this.relay.suppressionList.table.tableName,
+    });
     if (this.relay.attachmentBucket) {
       new CfnOutput(this, 'AttachmentBucketName', {
         description:

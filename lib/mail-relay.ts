@@ -8,7 +8,7 @@ import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type {
   GraphCloud,
-  RelaySettings,
+  PROVIDER_NAMES,
   SMTP_AUTH_METHODS,
   SMTP_MODES,
   SMTP_TLS_MODES,
@@ -16,17 +16,19 @@ import type {
 import { AttachmentBucket } from './attachment-bucket.ts';
 import {
   type EGRESS_NAT_KINDS,
-  graphSettingsFor,
   parseRelayConfig,
   type RelayConfig,
   type RelayConfigInput,
+  relaySettingsFor,
   smtpSettingsFor,
 } from './config.ts';
+import { DeliveryLedger } from './delivery-ledger.ts';
 import { importExistingSecret } from './existing-secret.ts';
 import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { SendFunction } from './send-function.ts';
 import { StaticEgress } from './static-egress.ts';
+import { SuppressionList } from './suppression-list.ts';
 
 /**
  * AWS guidance for SQS event sources: the visibility timeout should be at least 6 x the function
@@ -215,12 +217,96 @@ export interface MailRelayMessageProps {
   readonly maxMessageBytes?: number;
 }
 
+/** Sends as the route's service mailbox, for servers that refuse send-as (550 5.7.1). */
+export interface MailRelayRewriteFromProps {
+  /** The service mailbox the message leaves from; the route's providers must be able to send as it. */
+  readonly address: string;
+
+  /**
+   * Shown after "via": `"Original Name via <name>" <address>`.
+   *
+   * @default - the address
+   */
+  readonly name?: string;
+}
+
+/** A route: the senders it allows and the providers that send for them, in order. */
+export interface MailRelayRouteProps {
+  /** Unique name; a message may ask for the route by it (`"route"`), if the route allows its From. */
+  readonly name: string;
+
+  /** Allowed senders: one address, `*@domain` (every address at exactly that domain) or `*` (anyone). */
+  readonly from: string[];
+
+  /** The provider chain, in order: a provider-level failure moves the message to the next at once. */
+  readonly providers: (typeof PROVIDER_NAMES)[number][];
+
+  /**
+   * Send from a service mailbox, with the original sender as Reply-To.
+   *
+   * @default - the message's own From
+   */
+  readonly rewriteFrom?: MailRelayRewriteFromProps;
+}
+
+/** Retries of transient failures on one provider. */
+export interface MailRelayRetryProps {
+  /**
+   * Tries on one provider before moving to the next in the chain (or to the dead-letter queue).
+   *
+   * @default 3
+   */
+  readonly maxAttempts?: number;
+
+  /**
+   * First retry delay in seconds; doubles with each try, with jitter. A provider's Retry-After wins.
+   *
+   * @default 30
+   */
+  readonly baseDelaySeconds?: number;
+
+  /**
+   * Longest retry delay in seconds.
+   *
+   * @default 900
+   */
+  readonly maxDelaySeconds?: number;
+}
+
+/** Skips a provider that keeps failing at provider level, per warm function. */
+export interface MailRelayCircuitBreakerProps {
+  /**
+   * Consecutive provider-level failures after which the provider is skipped.
+   *
+   * @default 5
+   */
+  readonly failureThreshold?: number;
+
+  /**
+   * Seconds the provider is skipped before one trial message goes through.
+   *
+   * @default 60
+   */
+  readonly cooldownSeconds?: number;
+}
+
+/** The delivery ledger (DynamoDB): no message sent twice, and `mail-relay status`. */
+export interface MailRelayLedgerProps {
+  /**
+   * Days an entry is kept: the window in which a repeated idempotency key is recognised.
+   *
+   * @default 14
+   */
+  readonly retentionDays?: number;
+}
+
 /** The outbox queue and its dead-letter queue. */
 export interface MailRelayQueueProps {
   /**
-   * Deliveries of one message before SQS moves it to the dead-letter queue.
+   * Deliveries of one message in total (retries and waits included); on the last one the relay
+   * dead-letters it with the reason, and SQS's redrive stays the safety net.
    *
-   * @default 5
+   * @default 10
    */
   readonly maxReceiveCount?: number;
 
@@ -382,6 +468,34 @@ export interface MailRelayProps {
    * @default - no VPC: the function leaves from Lambda's shared, changing addresses
    */
   readonly egress?: MailRelayEgressProps;
+
+  /**
+   * Which senders the relay sends for, and through which providers in which order.
+   *
+   * @default - every sender a provider covers, with the providers that cover it (graph, smtp, ses)
+   */
+  readonly routes?: MailRelayRouteProps[];
+
+  /**
+   * Retries with exponential backoff on the same provider.
+   *
+   * @default - see MailRelayRetryProps
+   */
+  readonly retry?: MailRelayRetryProps;
+
+  /**
+   * Skips a failing provider for a while.
+   *
+   * @default - see MailRelayCircuitBreakerProps
+   */
+  readonly circuitBreaker?: MailRelayCircuitBreakerProps;
+
+  /**
+   * The delivery ledger.
+   *
+   * @default - see MailRelayLedgerProps
+   */
+  readonly ledger?: MailRelayLedgerProps;
 }
 
 // Compile-time guard that the props mirror the config file key for key (the constructor's typed
@@ -399,6 +513,14 @@ type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
   | SameKeys<MailRelaySendFunctionProps, NonNullable<ConfigFileShape['sendFunction']>>
   | SameKeys<MailRelayEgressProps, NonNullable<ConfigFileShape['egress']>>
+  | SameKeys<MailRelayRouteProps, NonNullable<ConfigFileShape['routes']>[number]>
+  | SameKeys<
+      MailRelayRewriteFromProps,
+      NonNullable<NonNullable<ConfigFileShape['routes']>[number]['rewriteFrom']>
+    >
+  | SameKeys<MailRelayRetryProps, NonNullable<ConfigFileShape['retry']>>
+  | SameKeys<MailRelayCircuitBreakerProps, NonNullable<ConfigFileShape['circuitBreaker']>>
+  | SameKeys<MailRelayLedgerProps, NonNullable<ConfigFileShape['ledger']>>
 >;
 
 /**
@@ -421,6 +543,10 @@ export class MailRelay extends Construct {
   readonly attachmentBucket?: AttachmentBucket;
   /** The VPC, NATs and Elastic IPs the send function leaves from, when `egress` is configured. */
   readonly staticEgress?: StaticEgress;
+  /** What happened to each message: no second send, and `mail-relay status`. */
+  readonly deliveryLedger: DeliveryLedger;
+  /** Recipients the relay drops from every message (hard bounces, complaints). */
+  readonly suppressionList: SuppressionList;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
 
@@ -471,19 +597,17 @@ export class MailRelay extends Construct {
       });
     }
 
-    const settings: RelaySettings = {
+    this.deliveryLedger = new DeliveryLedger(this, 'DeliveryLedger');
+    this.suppressionList = new SuppressionList(this, 'SuppressionList');
+
+    const settings = relaySettingsFor(config, {
       queueUrl: this.outbox.queueUrl,
       deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
-      maxReceiveCount: config.queue.maxReceiveCount,
-      limits: config.message,
-      ...(config.ses && { ses: config.ses }),
-      ...(config.graph &&
-        this.graphCredential && {
-          graph: graphSettingsFor(config.graph, this.graphCredential.secret.secretArn),
-        }),
-      ...(config.smtp && { smtp: smtpSettingsFor(config.smtp) }),
-      ...(this.attachmentBucket && { attachments: { bucket: this.attachmentBucket.bucket.bucketName } }),
-    };
+      ...(this.graphCredential && { graphCredentialSecretId: this.graphCredential.secret.secretArn }),
+      ...(this.attachmentBucket && { attachmentBucketName: this.attachmentBucket.bucket.bucketName }),
+      ledgerTableName: this.deliveryLedger.table.tableName,
+      suppressionTableName: this.suppressionList.table.tableName,
+    });
     this.sendFunction = new SendFunction(this, 'SendFunction', {
       settings,
       timeout: Duration.seconds(config.sendFunction.timeoutSeconds),
@@ -518,6 +642,8 @@ export class MailRelay extends Construct {
         }),
       );
     }
+    this.deliveryLedger.grantClaims(this.sendFunction);
+    this.suppressionList.grantLookup(this.sendFunction);
     this.graphCredential?.grantRead(this.sendFunction);
     this.smtpCredential?.grantRead(this.sendFunction);
     if (this.attachmentBucket) {

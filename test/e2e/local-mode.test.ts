@@ -136,7 +136,7 @@ describe('local mode end to end: SQS API → local event source → real handler
       },
       {
         body: JSON.stringify(validMessage({ from: 'ceo@not-ours.example' })),
-        code: 'SenderNotConfigured',
+        code: 'SenderNotAllowed',
         reason: 'from: ceo@not-ours.example is not covered',
       },
     ];

@@ -40,7 +40,25 @@ describe('MailRelayStack outputs', () => {
   it('leave out the bucket and the secret when neither attachments nor graph is configured', () => {
     const { outputs } = buildStack({ ses: SES });
 
-    expect(Object.keys(outputs).sort()).toEqual(['DeadLetterQueueUrl', 'OutboxQueueUrl', 'SendFunctionName']);
+    expect(Object.keys(outputs).sort()).toEqual([
+      'DeadLetterQueueUrl',
+      'DeliveryLedgerTableName',
+      'OutboxQueueUrl',
+      'SendFunctionName',
+      'SuppressionListTableName',
+    ]);
+  });
+
+  it('name the delivery ledger for mail-relay status, and the suppression list', () => {
+    const { stack, outputs } = buildStack({ ses: SES });
+
+    expect(outputs.DeliveryLedgerTableName).toEqual({
+      Description: 'What happened to each message: mail-relay status <id> --table <this> --region <region>',
+      Value: { Ref: logicalIdOf(stack, stack.relay.deliveryLedger.table) },
+    });
+    expect(outputs.SuppressionListTableName?.Value).toEqual({
+      Ref: logicalIdOf(stack, stack.relay.suppressionList.table),
+    });
   });
 
   it('name the attachment bucket and say what goes there', () => {

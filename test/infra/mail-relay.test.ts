@@ -98,6 +98,7 @@ const DEPLOYED_REF: Record<string, (logicalId: string) => string> = {
   'AWS::SQS::Queue': (logicalId) => `https://sqs.test/${logicalId}`,
   'AWS::SecretsManager::Secret': (logicalId) => secretArn(`${logicalId}-AbCdEf`),
   'AWS::S3::Bucket': (logicalId) => logicalId.toLowerCase(),
+  'AWS::DynamoDB::Table': (logicalId) => `stack-${logicalId}-ABC123`,
 };
 
 function secretArn(name: string, region = 'eu-west-1'): string {
@@ -127,13 +128,13 @@ function settingsIn(template: Template): unknown {
 }
 
 describe('MailRelay queues', () => {
-  it('dead-letters a message after 5 failed deliveries by default', () => {
+  it('dead-letters a message after 10 deliveries by default', () => {
     const { stack, relay, template } = buildRelay();
 
     template.hasResourceProperties('AWS::SQS::Queue', {
       RedrivePolicy: {
         deadLetterTargetArn: { 'Fn::GetAtt': [logicalIdOf(stack, relay.deadLetterQueue), 'Arn'] },
-        maxReceiveCount: 5,
+        maxReceiveCount: 10,
       },
     });
   });
@@ -262,7 +263,7 @@ describe('MailRelay props validation', () => {
     expect(relay.config).toEqual({
       ses: { identities: ['example.com'] },
       message: { maxRecipients: 50, maxMessageBytes: 40 * MiB },
-      queue: { maxReceiveCount: 5, retentionDays: 14 },
+      queue: { maxReceiveCount: 10, retentionDays: 14 },
       sendFunction: {
         timeoutSeconds: 30,
         memoryMiB: 512,
@@ -270,6 +271,9 @@ describe('MailRelay props validation', () => {
         maxConcurrency: 10,
         logRetentionDays: 30,
       },
+      retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
+      circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+      ledger: { retentionDays: 14 },
     });
   });
 });
@@ -348,7 +352,96 @@ describe('MailRelay send function', () => {
       maxReceiveCount: 3,
       limits: { maxRecipients: 20, maxMessageBytes: 40 * MiB },
       ses: { identities: ['example.com', 'noreply@example.org'], configurationSetName: 'relay' },
+      retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
+      circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+      ledger: {
+        tableName: `stack-${logicalIdOf(stack, relay.deliveryLedger.table)}-ABC123`,
+        leaseSeconds: 30,
+        retentionDays: 14,
+      },
+      suppression: { tableName: `stack-${logicalIdOf(stack, relay.suppressionList.table)}-ABC123` },
     });
+  });
+
+  it('writes the routes, retry and circuit breaker settings, and the lease from the function timeout', () => {
+    const routes = [
+      { name: 'contoso', from: ['*@contoso.com'], providers: ['graph' as const, 'ses' as const] },
+      {
+        name: 'crm',
+        from: ['*@crm.example.com'],
+        providers: ['ses' as const],
+        rewriteFrom: { address: 'crm@example.com', name: 'CRM' },
+      },
+    ];
+    const { template } = buildRelay({
+      ses: { identities: ['example.com', 'contoso.com'] },
+      graph: GRAPH,
+      routes,
+      retry: { maxAttempts: 5, baseDelaySeconds: 10, maxDelaySeconds: 60 },
+      circuitBreaker: { failureThreshold: 2, cooldownSeconds: 30 },
+      ledger: { retentionDays: 3 },
+      sendFunction: { timeoutSeconds: 45 },
+    });
+
+    expect(relaySettingsSchema.parse(settingsIn(template))).toMatchObject({
+      routes,
+      retry: { maxAttempts: 5, baseDelaySeconds: 10, maxDelaySeconds: 60 },
+      circuitBreaker: { failureThreshold: 2, cooldownSeconds: 30 },
+      ledger: { leaseSeconds: 45, retentionDays: 3 },
+    });
+  });
+});
+
+describe('MailRelay delivery ledger and suppression list', () => {
+  it('creates both tables on demand, encrypted, with TTL and point-in-time recovery', () => {
+    const { stack, relay, template } = buildRelay();
+
+    for (const [table, key, deletion] of [
+      [relay.deliveryLedger.table, 'key', 'Delete'],
+      [relay.suppressionList.table, 'address', 'Retain'],
+    ] as const) {
+      template.hasResource('AWS::DynamoDB::Table', {
+        DeletionPolicy: deletion,
+        Properties: {
+          KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
+          AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
+          BillingMode: 'PAY_PER_REQUEST',
+          TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+          SSESpecification: { SSEEnabled: true },
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        },
+      });
+      expect(
+        template.toJSON().Resources[logicalIdOf(stack, table)].Properties.KeySchema[0].AttributeName,
+      ).toBe(key);
+    }
+    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+  });
+
+  it('lets the function read and conditionally write the ledger, and only look up the suppression list', () => {
+    const { stack, relay, template } = buildRelay();
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+      (policy) =>
+        policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+    );
+    const dynamoStatements = statements
+      .map((statement) => ({
+        actions: [statement.Action].flat().filter((action) => action.startsWith('dynamodb:')),
+        resource: statement.Resource,
+      }))
+      .filter((statement) => statement.actions.length > 0);
+    const arnOf = (table: object) => ({ 'Fn::GetAtt': [logicalIdOf(stack, table as never), 'Arn'] });
+
+    expect(dynamoStatements).toEqual([
+      {
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        resource: arnOf(relay.deliveryLedger.table),
+      },
+      {
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem'],
+        resource: arnOf(relay.suppressionList.table),
+      },
+    ]);
   });
 });
 

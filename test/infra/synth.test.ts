@@ -12,6 +12,7 @@ import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { loadRelayConfig } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
+import { startDynamo } from '../helpers/dynamo.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
 import { createClientCertificate } from '../peers/certificates.ts';
 import { startGraphPeer } from '../peers/graph-peer.ts';
@@ -83,8 +84,7 @@ describe('a full synth with bundling', () => {
   const queueSettings = {
     queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/outbox',
     deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dead-letters',
-    maxReceiveCount: 5,
-    limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+    ...relaySettings('mail-relay-ledger', 'mail-relay-suppression'),
   };
   it.each([
     ['SES', { ...queueSettings, ses: { identities: ['example.com'] } }],
@@ -133,6 +133,7 @@ describe('a full synth with bundling', () => {
 
   it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
     const peers: Peers = await startPeers();
+    const dynamo = await startDynamo();
     try {
       const outbox = await createQueue(peers.sqs);
       const dlq = await createQueue(peers.sqs);
@@ -141,8 +142,7 @@ describe('a full synth with bundling', () => {
       const settings = {
         queueUrl: outbox.url,
         deadLetterQueueUrl: dlq.url,
-        maxReceiveCount: 5,
-        limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+        ...relaySettings(dynamo.ledgerTableName, dynamo.suppressionTableName),
         ses: { identities: ['example.com'] },
       };
       const script = `
@@ -159,6 +159,7 @@ describe('a full synth with bundling', () => {
           AWS_SECRET_ACCESS_KEY: 'test',
           AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
           AWS_ENDPOINT_URL_SESV2: peers.sesEndpoint,
+          AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
           POWERTOOLS_LOG_LEVEL: 'ERROR',
           [SETTINGS_ENV_VAR]: JSON.stringify(settings),
         },
@@ -172,7 +173,7 @@ describe('a full synth with bundling', () => {
       );
       expect(dead?.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.reason]?.StringValue).toContain('no recipient');
     } finally {
-      await peers.stop();
+      await Promise.all([peers.stop(), dynamo.stop()]);
     }
   });
 
@@ -186,6 +187,7 @@ describe('a full synth with bundling', () => {
     });
     const secrets = await startSecretsManagerEmulator(0);
     const peers: Peers = await startPeers();
+    const dynamo = await startDynamo();
     try {
       // The bundle builds its own HTTPS transport, as in Lambda: trust the peer the standard Node.js way.
       const caFile = join(outdir, 'graph-peer-ca.pem');
@@ -193,8 +195,7 @@ describe('a full synth with bundling', () => {
       const settings = {
         queueUrl: (await createQueue(peers.sqs)).url,
         deadLetterQueueUrl: (await createQueue(peers.sqs)).url,
-        maxReceiveCount: 5,
-        limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+        ...relaySettings(dynamo.ledgerTableName, dynamo.suppressionTableName),
         graph: {
           tenantId,
           clientId,
@@ -229,6 +230,7 @@ describe('a full synth with bundling', () => {
           AWS_SECRET_ACCESS_KEY: 'test',
           AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
           AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+          AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
           POWERTOOLS_LOG_LEVEL: 'ERROR',
           [SETTINGS_ENV_VAR]: JSON.stringify(settings),
         },
@@ -243,7 +245,19 @@ describe('a full synth with bundling', () => {
         expect.objectContaining({ credential: 'certificate', granted: true }),
       ]);
     } finally {
-      await Promise.all([peers.stop(), secrets.stop(), graphPeer.close()]);
+      await Promise.all([peers.stop(), secrets.stop(), graphPeer.close(), dynamo.stop()]);
     }
   });
 });
+
+/** The settings every function needs besides its queues and providers. */
+function relaySettings(ledgerTableName: string, suppressionTableName: string) {
+  return {
+    maxReceiveCount: 5,
+    limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
+    retry: { maxAttempts: 3, baseDelaySeconds: 1, maxDelaySeconds: 2 },
+    circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+    ledger: { tableName: ledgerTableName, leaseSeconds: 30, retentionDays: 1 },
+    suppression: { tableName: suppressionTableName },
+  };
+}

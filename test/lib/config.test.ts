@@ -44,7 +44,7 @@ describe('parseRelayConfig', () => {
     expect(parseRelayConfig({ ses: { identities: ['example.com'] } })).toEqual({
       ses: { identities: ['example.com'] },
       message: { maxRecipients: 50, maxMessageBytes: 40 * MiB },
-      queue: { maxReceiveCount: 5, retentionDays: 14 },
+      queue: { maxReceiveCount: 10, retentionDays: 14 },
       sendFunction: {
         timeoutSeconds: 30,
         memoryMiB: 512,
@@ -52,6 +52,9 @@ describe('parseRelayConfig', () => {
         maxConcurrency: 10,
         logRetentionDays: 30,
       },
+      retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
+      circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+      ledger: { retentionDays: 14 },
     });
   });
 
@@ -280,9 +283,9 @@ describe('parseRelayConfig with Microsoft Graph', () => {
   });
 
   it('counts the graph and attachment settings in the 4 KB environment estimate', () => {
-    // 120 single addresses fit on their own, but not with the Graph settings and the bucket name.
-    const identities = Array.from({ length: 120 }, (_, index) => `sender${index}@example.com`);
-    expect(parseRelayConfig({ ses: { identities } }).ses?.identities).toHaveLength(120);
+    // 100 single addresses fit on their own, but not with the Graph settings and the bucket name.
+    const identities = Array.from({ length: 100 }, (_, index) => `sender${index}@example.com`);
+    expect(parseRelayConfig({ ses: { identities } }).ses?.identities).toHaveLength(100);
 
     const error = configurationErrorFrom(() =>
       parseRelayConfig({ ses: { identities }, graph: GRAPH, attachments: {} }),
@@ -673,5 +676,76 @@ describe('parseRelayConfig with an smtp section', () => {
         expect.stringMatching(/^smtp\.mode: connector mode needs a static egress IP/),
       ]),
     );
+  });
+});
+
+describe('parseRelayConfig with routes', () => {
+  const providers = {
+    ses: { identities: ['example.com', 'contoso.com'] },
+    graph: { ...GRAPH, senders: ['contoso.com'] },
+  };
+
+  it('accepts routes whose providers cover their senders, and keeps them in order', () => {
+    const routes = [
+      { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
+      { name: 'ceo', from: ['ceo@contoso.com'], providers: ['graph'] },
+      { name: 'anyone', from: ['*'], providers: ['ses'] },
+      {
+        name: 'crm',
+        from: ['*@crm.fabrikam.com'],
+        providers: ['graph'],
+        rewriteFrom: { address: 'crm@contoso.com', name: 'Contoso CRM' },
+      },
+    ];
+    expect(parseRelayConfig({ ...providers, routes }).routes).toEqual(routes);
+  });
+
+  it('reports every route problem in one error, naming the field and the fix', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ses: { identities: ['example.com'] },
+        routes: [
+          { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
+          { name: 'contoso', from: ['*@example.com', 'bad pattern'], providers: ['smtp:connector'] },
+          { name: 'again', from: ['*@Example.com', '*'], providers: ['ses'] },
+          { name: 'anyone', from: ['*'], providers: ['ses', 'ses'] },
+          {
+            name: 'crm',
+            from: ['*@crm.example.com'],
+            providers: ['ses'],
+            rewriteFrom: { address: 'crm@fabrikam.com' },
+          },
+        ],
+        retry: { baseDelaySeconds: 60, maxDelaySeconds: 10 },
+      }),
+    );
+
+    expect(error.problems).toEqual(
+      expect.arrayContaining([
+        'routes[0].providers[0]: "graph" is not configured: add a graph section (with its credentials) or remove it from the chain',
+        'routes[0].providers[1]: "ses" cannot send as *@contoso.com: add contoso.com to ses.identities, or remove ses from the chain',
+        expect.stringMatching(/^routes\[1\]\.from\[1\]: must be "\*" \(any sender\), "\*@domain"/),
+        expect.stringMatching(
+          /^routes\[1\]\.providers\[0\]: Invalid option: expected one of "graph"\|"smtp"\|"ses"/,
+        ),
+        'routes[1].name: "contoso" is also the name of routes[0]',
+        expect.stringMatching(
+          /^routes\[2\]\.from: "\*@Example\.com" is also in routes\[1\]: two routes overlap/,
+        ),
+        expect.stringMatching(/^routes\[3\]\.from: "\*" is also in routes\[2\]/),
+        'routes[3].providers: names a provider twice',
+        'routes[4].providers[0]: "ses" cannot send as crm@fabrikam.com: add crm@fabrikam.com to ses.identities, or remove ses from the chain',
+        'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',
+      ]),
+    );
+    expect(error.problems).toHaveLength(10);
+  });
+
+  it('defaults retries, the circuit breaker and the ledger', () => {
+    const config = parseRelayConfig({ ses: SES });
+    expect(config.routes).toBeUndefined();
+    expect(config.retry).toEqual({ maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 });
+    expect(config.circuitBreaker).toEqual({ failureThreshold: 5, cooldownSeconds: 60 });
+    expect(config.ledger).toEqual({ retentionDays: 14 });
   });
 });

@@ -13,6 +13,10 @@ const validSettings = {
   maxReceiveCount: 5,
   limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
   ses: { identities: ['example.com', 'noreply@other.org'], configurationSetName: 'mail-relay' },
+  retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
+  circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+  ledger: { tableName: 'mail-relay-ledger', leaseSeconds: 30, retentionDays: 14 },
+  suppression: { tableName: 'mail-relay-suppression' },
 } satisfies RelaySettings;
 
 const graphSettings = {
@@ -81,6 +85,10 @@ describe('readSettings', () => {
       'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: Too small: expected number to be >=1024',
       'MAIL_RELAY_SETTINGS.ses.identities: list at least one verified SES identity',
       'MAIL_RELAY_SETTINGS.ses.region: unknown field',
+      'MAIL_RELAY_SETTINGS.retry: required',
+      'MAIL_RELAY_SETTINGS.circuitBreaker: required',
+      'MAIL_RELAY_SETTINGS.ledger: required',
+      'MAIL_RELAY_SETTINGS.suppression: required',
       'MAIL_RELAY_SETTINGS.debug: unknown field',
     ]);
   });

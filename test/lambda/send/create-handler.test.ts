@@ -8,6 +8,7 @@ import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
 } from '../../../local/secrets-manager-emulator.ts';
+import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
 import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
 
@@ -28,12 +29,14 @@ function catching(run: () => unknown): unknown {
 
 describe('the send handler (middy + Powertools over the relay core)', () => {
   let peers: Peers;
+  let dynamo: DynamoPeer;
   let dlqUrl: string;
   let outboxUrl: string;
   const saved = { ...process.env };
 
   beforeAll(async () => {
     peers = await startPeers();
+    dynamo = await startDynamo();
     dlqUrl = (await createQueue(peers.sqs)).url;
     outboxUrl = (await createQueue(peers.sqs)).url;
     // The handler builds its SDK clients from the standard AWS environment, as in Lambda.
@@ -43,10 +46,12 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       AWS_SECRET_ACCESS_KEY: 'test',
       AWS_ENDPOINT_URL_SQS: peers.sqsEndpoint,
       AWS_ENDPOINT_URL_SESV2: peers.sesEndpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
     });
   });
   afterAll(async () => {
     process.env = saved;
+    await dynamo.stop();
     await peers.stop();
   });
   afterEach(() => {
@@ -62,6 +67,10 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       maxReceiveCount: 5,
       limits: { maxRecipients: 50, maxMessageBytes: 1_048_576 },
       ses: { identities: ['example.com'] },
+      retry: { maxAttempts: 3, baseDelaySeconds: 1, maxDelaySeconds: 2 },
+      circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
+      ledger: { tableName: dynamo.ledgerTableName, leaseSeconds: 30, retentionDays: 1 },
+      suppression: { tableName: dynamo.suppressionTableName },
     }),
     ...overrides,
   });
