@@ -613,7 +613,7 @@ function routeProblems(config: object, routes: unknown[]): { path: (string | num
       if (fieldOf(config, provider) === undefined) {
         problems.push({
           path: ['routes', index, 'providers', position],
-          message: `"${provider}" is not configured: add a ${provider} section (with its credentials) or remove it from the chain`,
+          message: `"${provider}" is not configured: add ${provider === 'graph' ? 'a' : 'an'} ${provider} section (with its credentials) or remove it from the chain`,
         });
         return;
       }

@@ -14,12 +14,17 @@ export class DeliveryLedger extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);
     this.table = new Table(this, 'Table', {
+      // One item per message, read and written by its key only: no sort key, no index.
       partitionKey: { name: 'key', type: AttributeType.STRING },
       // Traffic follows the mail: bursty, often idle. On demand costs nothing while idle.
       billingMode: BillingMode.PAY_PER_REQUEST,
+      // DynamoDB deletes an entry once ledger.retentionDays have passed (epoch seconds the function
+      // writes); the function also ignores an expired entry TTL has not removed yet.
       timeToLiveAttribute: 'expiresAt',
       // Items hold addresses of senders, recipients and provider ids; AWS managed key, no grant to manage.
       encryption: TableEncryption.AWS_MANAGED,
+      // Restores the ledger after a bad write or an operator's mistake, so sent messages are not sent
+      // again; also what cdk-nag AwsSolutions-DDB3 asks for.
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       // Operational state tied to the outbox: deleting the stack deletes both.
       removalPolicy: RemovalPolicy.DESTROY,

@@ -14,10 +14,17 @@ export class SuppressionList extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);
     this.table = new Table(this, 'Table', {
+      // One item per lower-cased recipient, looked up by address only (BatchGetItem per message).
       partitionKey: { name: 'address', type: AttributeType.STRING },
+      // Lookups follow the mail and writes follow bounces: bursty, often idle, so on demand.
       billingMode: BillingMode.PAY_PER_REQUEST,
+      // An entry may be temporary (a soft bounce, a complaint to review): DynamoDB deletes it once
+      // expiresAt (epoch seconds) has passed. Entries without the attribute stay until removed.
       timeToLiveAttribute: 'expiresAt',
+      // Items are recipients' addresses; AWS managed key, so the function needs no KMS grant.
       encryption: TableEncryption.AWS_MANAGED,
+      // The list is history that cannot be rebuilt (bounces and complaints are reported once):
+      // recover it from a bad bulk edit. Also what cdk-nag AwsSolutions-DDB3 asks for.
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       // The record of who bounced or complained protects the sender's reputation: it outlives the stack.
       removalPolicy: RemovalPolicy.RETAIN,

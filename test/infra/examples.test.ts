@@ -2,9 +2,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { relaySettingsSchema } from '../../lambda/core/settings.ts';
 import { loadRelayConfig, relayConfigSchema } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
-import { fastApp, REPO_ROOT } from './support.ts';
+import { fastApp, REPO_ROOT, settingsIn } from './support.ts';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('examples/', REPO_ROOT));
 const exampleFiles = readdirSync(EXAMPLES_DIR).filter((name) => name.endsWith('.json'));
@@ -45,6 +46,25 @@ describe('the example configurations', () => {
     },
   );
 
+  it('include a full example whose routes, retries and circuit breaker reach the send function', () => {
+    const { config, template } = synthesize('full.config.json');
+    const settings = relaySettingsSchema.parse(settingsIn(template));
+
+    expect(config.routes?.map((route) => route.name)).toEqual(['contoso', 'scanner', 'crm', 'default']);
+    expect(settings.routes).toEqual(config.routes);
+    expect(settings.routes?.find((route) => route.name === 'crm')?.rewriteFrom).toEqual({
+      address: 'facturas@fabrikam.com',
+      name: 'Fabrikam CRM',
+    });
+    expect(settings.retry).toEqual(config.retry);
+    expect(settings.circuitBreaker).toEqual(config.circuitBreaker);
+    expect(settings.ledger).toMatchObject({
+      leaseSeconds: config.sendFunction.timeoutSeconds,
+      retentionDays: config.ledger.retentionDays,
+    });
+    expect(settings.maxReceiveCount).toBe(8);
+  });
+
   it.each(exampleFiles)('%s sets the function timeout and memory it names', (file) => {
     const { config, template } = synthesize(file);
 
@@ -75,6 +95,12 @@ describe.each(exampleFiles)('the example %s', (file) => {
     const [group] = Object.values(groups);
 
     expect(group?.Properties.SecurityGroupEgress.map((rule) => rule.FromPort)).toEqual(ports);
+  });
+
+  it('creates the delivery ledger and the suppression list', () => {
+    const { template } = synthesize(file);
+
+    template.resourceCountIs('AWS::DynamoDB::Table', 2);
   });
 
   it('creates an attachment bucket exactly when it configures attachments', () => {

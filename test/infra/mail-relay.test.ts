@@ -3,11 +3,11 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AccountRootPrincipal, Role } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
-import { relaySettingsSchema, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { relaySettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { parseGraphCredential } from '../../lambda/providers/graph/credentials.ts';
 import { MailRelay, type MailRelayGraphProps, type MailRelayProps } from '../../lib/mail-relay.ts';
-import { errorFrom, fastApp, logicalIdOf } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf, secretArn, settingsIn } from './support.ts';
 
 const MiB = 1024 * 1024;
 const MINIMAL: MailRelayProps = { ses: { identities: ['example.com'] } };
@@ -91,40 +91,6 @@ function functionRoleId(stack: Stack, relay: MailRelay): string {
   const role = relay.sendFunction.role;
   if (!role) throw new Error('the send function has no role');
   return logicalIdOf(stack, role);
-}
-
-/** What a `Ref` to each resource type resolves to at deploy time, made up from its logical ID. */
-const DEPLOYED_REF: Record<string, (logicalId: string) => string> = {
-  'AWS::SQS::Queue': (logicalId) => `https://sqs.test/${logicalId}`,
-  'AWS::SecretsManager::Secret': (logicalId) => secretArn(`${logicalId}-AbCdEf`),
-  'AWS::S3::Bucket': (logicalId) => logicalId.toLowerCase(),
-  'AWS::DynamoDB::Table': (logicalId) => `stack-${logicalId}-ABC123`,
-};
-
-function secretArn(name: string, region = 'eu-west-1'): string {
-  return `arn:aws:secretsmanager:${region}:123456789012:secret:${name}`;
-}
-
-/** Reads MAIL_RELAY_SETTINGS back from the template, standing in a deploy-time value for each `Ref`. */
-function settingsIn(template: Template): unknown {
-  const resources = template.toJSON().Resources as Record<string, { Type: string }>;
-  const functions = template.findResources('AWS::Lambda::Function') as Record<
-    string,
-    { Properties: { Environment: { Variables: Record<string, unknown> } } }
-  >;
-  const [sendFunction] = Object.values(functions);
-  const value = sendFunction?.Properties.Environment.Variables[SETTINGS_ENV_VAR] as
-    | string
-    | { 'Fn::Join': [string, Array<string | { Ref: string }>] };
-  if (typeof value === 'string') return JSON.parse(value);
-  const parts = value['Fn::Join'][1].map((part) => {
-    if (typeof part === 'string') return part;
-    const type = resources[part.Ref]?.Type ?? 'unknown';
-    const deployed = DEPLOYED_REF[type];
-    if (!deployed) throw new Error(`no deploy-time stand-in for a Ref to ${type}`);
-    return deployed(part.Ref);
-  });
-  return JSON.parse(parts.join(''));
 }
 
 describe('MailRelay queues', () => {

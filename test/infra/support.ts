@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { App, type CfnResource, type Stack } from 'aws-cdk-lib';
+import type { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
+import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 
 /** The repository root, so tests run the same from any working directory. */
 export const REPO_ROOT = new URL('../../', import.meta.url);
@@ -36,4 +38,39 @@ export function errorFrom(action: () => unknown): Error {
     return error as Error;
   }
   throw new Error('expected the action to throw');
+}
+
+/** What a `Ref` to each resource type resolves to at deploy time, made up from its logical ID. */
+const DEPLOYED_REF: Record<string, (logicalId: string) => string> = {
+  'AWS::SQS::Queue': (logicalId) => `https://sqs.test/${logicalId}`,
+  'AWS::SecretsManager::Secret': (logicalId) => secretArn(`${logicalId}-AbCdEf`),
+  'AWS::S3::Bucket': (logicalId) => logicalId.toLowerCase(),
+  'AWS::DynamoDB::Table': (logicalId) => `stack-${logicalId}-ABC123`,
+};
+
+/** A complete secret ARN (the name with its 6-character suffix) in a made-up account. */
+export function secretArn(name: string, region = 'eu-west-1'): string {
+  return `arn:aws:secretsmanager:${region}:123456789012:secret:${name}`;
+}
+
+/** Reads MAIL_RELAY_SETTINGS back from the template, standing in a deploy-time value for each `Ref`. */
+export function settingsIn(template: Template): unknown {
+  const resources = template.toJSON().Resources as Record<string, { Type: string }>;
+  const functions = template.findResources('AWS::Lambda::Function') as Record<
+    string,
+    { Properties: { Environment: { Variables: Record<string, unknown> } } }
+  >;
+  const [sendFunction] = Object.values(functions);
+  const value = sendFunction?.Properties.Environment.Variables[SETTINGS_ENV_VAR] as
+    | string
+    | { 'Fn::Join': [string, Array<string | { Ref: string }>] };
+  if (typeof value === 'string') return JSON.parse(value);
+  const parts = value['Fn::Join'][1].map((part) => {
+    if (typeof part === 'string') return part;
+    const type = resources[part.Ref]?.Type ?? 'unknown';
+    const deployed = DEPLOYED_REF[type];
+    if (!deployed) throw new Error(`no deploy-time stand-in for a Ref to ${type}`);
+    return deployed(part.Ref);
+  });
+  return JSON.parse(parts.join(''));
 }

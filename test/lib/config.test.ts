@@ -749,3 +749,105 @@ describe('parseRelayConfig with routes', () => {
     expect(config.ledger).toEqual({ retentionDays: 14 });
   });
 });
+
+describe('parseRelayConfig route problems, one at a time', () => {
+  const problemsOf = (config: object) => configurationErrorFrom(() => parseRelayConfig(config)).problems;
+  const route = (overrides: object = {}) => ({
+    name: 'main',
+    from: ['*@example.com'],
+    providers: ['ses'],
+    ...overrides,
+  });
+
+  it('names the position of a provider that does not exist', () => {
+    expect(problemsOf({ ses: SES, routes: [route({ providers: ['smtp:x'] })] })).toEqual([
+      'routes[0].providers[0]: Invalid option: expected one of "graph"|"smtp"|"ses"',
+    ]);
+  });
+
+  it('refuses a chain that names a provider the configuration does not set up', () => {
+    expect(problemsOf({ ses: SES, routes: [route({ providers: ['ses', 'smtp'] })] })).toEqual([
+      'routes[0].providers[1]: "smtp" is not configured: add an smtp section (with its credentials) or remove it from the chain',
+    ]);
+  });
+
+  it('refuses a provider that cannot send as a pattern, naming the list to add it to', () => {
+    const ses = { identities: ['example.com', 'billing@contoso.com'] };
+
+    // One address of the domain does not cover the whole domain; "*" needs no identity of its own.
+    expect(
+      problemsOf({ ses, routes: [route({ from: ['*@contoso.com', 'billing@contoso.com', '*'] })] }),
+    ).toEqual([
+      'routes[0].providers[0]: "ses" cannot send as *@contoso.com: add contoso.com to ses.identities, or remove ses from the chain',
+    ]);
+    expect(
+      problemsOf({ ses, graph: GRAPH, routes: [route({ from: ['*@fabrikam.com'], providers: ['graph'] })] }),
+    ).toEqual([
+      'routes[0].providers[0]: "graph" cannot send as *@fabrikam.com: add fabrikam.com to graph.senders, or remove graph from the chain',
+    ]);
+  });
+
+  it('refuses two routes that share a pattern, whatever its case', () => {
+    expect(
+      problemsOf({
+        ses: SES,
+        routes: [route(), route({ name: 'other', from: ['x@example.com', '*@EXAMPLE.com'] })],
+      }),
+    ).toEqual([
+      'routes[1].from: "*@EXAMPLE.com" is also in routes[0]: two routes overlap when they share a pattern (the most specific pattern wins, so list each sender in one route)',
+    ]);
+  });
+
+  it('refuses two catch-all routes', () => {
+    expect(
+      problemsOf({ ses: SES, routes: [route({ from: ['*'] }), route({ name: 'other', from: ['*'] })] }),
+    ).toEqual([
+      'routes[1].from: "*" is also in routes[0]: two routes overlap when they share a pattern (the most specific pattern wins, so list each sender in one route)',
+    ]);
+  });
+
+  it('refuses two routes with one name', () => {
+    expect(problemsOf({ ses: SES, routes: [route(), route({ from: ['x@example.com'] })] })).toEqual([
+      'routes[1].name: "main" is also the name of routes[0]',
+    ]);
+  });
+
+  it('checks a rewriting route against its service mailbox instead of its senders', () => {
+    expect(
+      problemsOf({ ses: SES, routes: [route({ rewriteFrom: { address: 'svc@contoso.com' } })] }),
+    ).toEqual([
+      'routes[0].providers[0]: "ses" cannot send as svc@contoso.com: add svc@contoso.com to ses.identities, or remove ses from the chain',
+    ]);
+    // The senders themselves need no identity when the message leaves from the service mailbox.
+    expect(() =>
+      parseRelayConfig({
+        ses: SES,
+        routes: [route({ from: ['*@crm.fabrikam.com'], rewriteFrom: { address: 'svc@example.com' } })],
+      }),
+    ).not.toThrow();
+  });
+
+  it('refuses a longest retry delay below the first', () => {
+    expect(problemsOf({ ses: SES, retry: { baseDelaySeconds: 60, maxDelaySeconds: 30 } })).toEqual([
+      'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',
+    ]);
+  });
+
+  it('reports problems of several routes and the retry section together in one error', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ses: SES,
+        routes: [route({ providers: ['smtp:x'] }), route({ from: ['*'], providers: ['graph'] })],
+        retry: { baseDelaySeconds: 60, maxDelaySeconds: 30 },
+      }),
+    );
+
+    expect(error.message).toMatch(/^Invalid mail-relay configuration/);
+    expect(error.problems).toEqual([
+      'routes[0].providers[0]: Invalid option: expected one of "graph"|"smtp"|"ses"',
+      'routes[1].name: "main" is also the name of routes[0]',
+      'routes[1].providers[0]: "graph" is not configured: add a graph section (with its credentials) or remove it from the chain',
+      'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',
+    ]);
+  });
+});

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
+import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
+import type { DeliveryRecord } from '../../../lambda/core/ledger.ts';
+import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
+
+const NOW = Date.parse('2026-11-22T10:00:00Z');
+
+const record = (key: string, changes: Partial<DeliveryRecord> = {}): DeliveryRecord => ({
+  key,
+  state: 'sending',
+  version: 1,
+  messageId: 'm-1',
+  bodyHash: 'hash',
+  providerIndex: 0,
+  attempts: 0,
+  failures: [],
+  leaseUntil: NOW + 30_000,
+  createdAt: '2026-11-22T10:00:00.000Z',
+  updatedAt: '2026-11-22T10:00:00.000Z',
+  expiresAt: NOW / 1000 + 86_400,
+  ...changes,
+});
+
+describe('the delivery ledger and suppression list on the DynamoDB emulator', () => {
+  let dynamo: DynamoPeer;
+  let ledger: DynamoDeliveryLedger;
+
+  beforeAll(async () => {
+    dynamo = await startDynamo();
+    ledger = new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName, () => NOW);
+  });
+  afterAll(() => dynamo.stop());
+
+  it('stores and reads back every field, leaving absent ones out', async () => {
+    const full = record('full', {
+      state: 'sent',
+      route: 'contoso',
+      provider: 'ses',
+      providerMessageId: 'ses-1',
+      fallbackFrom: ['graph'],
+      suppressedRecipients: ['bounced@example.org'],
+      sentAt: '2026-11-22T10:00:01.000Z',
+      failures: [
+        {
+          provider: 'graph',
+          code: 'InvalidAuthenticationToken',
+          failureClass: 'provider',
+          reason: 'r',
+          at: 'a',
+        },
+      ],
+    });
+    expect(await ledger.put(full, undefined)).toBe(true);
+    expect(await ledger.get('full')).toEqual(full);
+
+    const bare = record('bare', { leaseUntil: undefined });
+    await ledger.put(bare, undefined);
+    const read = await ledger.get('bare');
+    expect(read).toEqual(bare);
+    expect(read && 'leaseUntil' in read).toBe(false);
+    expect(await ledger.get('missing')).toBeUndefined();
+  });
+
+  it('lets exactly one of two writers with the same expected version through', async () => {
+    await ledger.put(record('race'), undefined);
+    const results = await Promise.all([
+      ledger.put(record('race', { version: 2, messageId: 'a' }), 1),
+      ledger.put(record('race', { version: 2, messageId: 'b' }), 1),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await ledger.put(record('race', { version: 3 }), 1)).toBe(false);
+    expect(await ledger.put(record('new-1'), undefined)).toBe(true);
+    expect(await ledger.put(record('new-1'), undefined)).toBe(false);
+  });
+
+  it('treats an expired entry as absent, and lets a new claim replace it', async () => {
+    await ledger.put(record('old', { state: 'sent', expiresAt: NOW / 1000 - 1 }), undefined);
+    expect(await ledger.get('old')).toBeUndefined();
+    expect(await ledger.put(record('old', { messageId: 'again' }), undefined)).toBe(true);
+    expect((await ledger.get('old'))?.messageId).toBe('again');
+  });
+
+  it('finds suppressed recipients in any case, across several batches, ignoring expired entries', async () => {
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName, () => NOW);
+    await list.suppress({ address: 'Bounced@Example.org', reason: 'hard bounce', since: 'then' });
+    await list.suppress({
+      address: 'old@example.org',
+      reason: 'complaint',
+      since: 'then',
+      expiresAt: NOW / 1000 - 1,
+    });
+    await list.suppress({ address: 'user150@example.org', reason: 'hard bounce', since: 'then' });
+    const many = Array.from({ length: 250 }, (_, index) => `user${index}@example.org`);
+
+    const found = await list.find(['bounced@EXAMPLE.org', 'old@example.org', 'ok@example.org', ...many]);
+
+    expect([...found.keys()].sort()).toEqual(['bounced@example.org', 'user150@example.org']);
+    expect(found.get('bounced@example.org')).toEqual({
+      address: 'bounced@example.org',
+      reason: 'hard bounce',
+      since: 'then',
+    });
+    expect((await list.list()).map((entry) => entry.address)).toEqual([
+      'bounced@example.org',
+      'user150@example.org',
+    ]);
+    await list.remove('BOUNCED@example.org');
+    expect((await list.find(['bounced@example.org'])).size).toBe(0);
+  });
+});
