@@ -29,7 +29,12 @@ export async function lookUpDelivery(
 
   try {
     const ledger = new DynamoDeliveryLedger(client, options.table ?? LEDGER_TABLE_NAME);
-    return (await ledger.get(id)) ?? (id.startsWith('sqs:') ? undefined : await ledger.get(`sqs:${id}`));
+    return (
+      (await ledger.get(id)) ??
+      (id.startsWith('sqs:') ? undefined : await ledger.get(`sqs:${id}`)) ??
+      // A message with an idempotency key, asked for by the SQS message id `mail-relay send` printed.
+      (await ledger.findByMessageId(id))
+    );
   } finally {
     client.destroy();
   }

@@ -1,7 +1,8 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
-import type { Grant, IGrantable } from 'aws-cdk-lib/aws-iam';
+import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { MESSAGE_ID_INDEX } from '../lambda/core/dynamo-ledger.ts';
 
 /**
  * The delivery ledger: one item per message (partition key `key`, the idempotency key or
@@ -14,7 +15,7 @@ export class DeliveryLedger extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);
     this.table = new Table(this, 'Table', {
-      // One item per message, read and written by its key only: no sort key, no index.
+      // One item per message, read and written by its key only: no sort key.
       partitionKey: { name: 'key', type: AttributeType.STRING },
       // Traffic follows the mail: bursty, often idle. On demand costs nothing while idle.
       billingMode: BillingMode.PAY_PER_REQUEST,
@@ -29,15 +30,27 @@ export class DeliveryLedger extends Construct {
       // Operational state tied to the outbox: deleting the stack deletes both.
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // `mail-relay send` prints the SQS message id; this finds a message by it when it was keyed by its
+    // idempotency key. Keys only: the status command then reads the item itself.
+    this.table.addGlobalSecondaryIndex({
+      indexName: MESSAGE_ID_INDEX,
+      partitionKey: { name: 'messageId', type: AttributeType.STRING },
+      projectionType: ProjectionType.KEYS_ONLY,
+    });
   }
 
   /** What the send function needs: a strongly consistent read and a conditional write per message. */
   grantClaims(grantee: IGrantable): Grant {
-    return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:PutItem');
+    // On the table alone: table.grant would add its indexes, which the function never reads.
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+      resourceArns: [this.table.tableArn],
+    });
   }
 
-  /** For operators and tools reading the ledger (`mail-relay status --table`). */
+  /** For operators and tools reading the ledger (`mail-relay status --table`): by key or by SQS message id. */
   grantRead(grantee: IGrantable): Grant {
-    return this.table.grant(grantee, 'dynamodb:GetItem');
+    return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:Query');
   }
 }

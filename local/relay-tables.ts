@@ -4,6 +4,7 @@ import {
   type KeySchemaElement,
   ResourceInUseException,
 } from '@aws-sdk/client-dynamodb';
+import { MESSAGE_ID_INDEX } from '../lambda/core/dynamo-ledger.ts';
 
 export interface RelayTableNames {
   readonly ledgerTableName: string;
@@ -12,19 +13,36 @@ export interface RelayTableNames {
 
 /** Creates the delivery ledger and suppression list tables as the stack does (keys, on demand). */
 export async function createRelayTables(client: DynamoDBClient, names: RelayTableNames): Promise<void> {
-  await createTable(client, names.ledgerTableName, 'key');
+  await createTable(client, names.ledgerTableName, 'key', MESSAGE_ID_INDEX);
   await createTable(client, names.suppressionTableName, 'address');
 }
 
-async function createTable(client: DynamoDBClient, tableName: string, partitionKey: string): Promise<void> {
-  const keySchema: KeySchemaElement[] = [{ AttributeName: partitionKey, KeyType: 'HASH' }];
+async function createTable(
+  client: DynamoDBClient,
+  tableName: string,
+  partitionKey: string,
+  keysOnlyIndexOn?: string,
+): Promise<void> {
+  const hashKey = (name: string): KeySchemaElement[] => [{ AttributeName: name, KeyType: 'HASH' }];
   try {
     await client.send(
       new CreateTableCommand({
         TableName: tableName,
         BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: [{ AttributeName: partitionKey, AttributeType: 'S' }],
-        KeySchema: keySchema,
+        AttributeDefinitions: [partitionKey, ...(keysOnlyIndexOn ? [keysOnlyIndexOn] : [])].map((name) => ({
+          AttributeName: name,
+          AttributeType: 'S',
+        })),
+        KeySchema: hashKey(partitionKey),
+        ...(keysOnlyIndexOn && {
+          GlobalSecondaryIndexes: [
+            {
+              IndexName: keysOnlyIndexOn,
+              KeySchema: hashKey(keysOnlyIndexOn),
+              Projection: { ProjectionType: 'KEYS_ONLY' },
+            },
+          ],
+        }),
       }),
     );
   } catch (error) {

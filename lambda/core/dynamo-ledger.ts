@@ -5,8 +5,12 @@ import {
   GetItemCommand,
   PutItemCommand,
   type PutItemCommandInput,
+  QueryCommand,
 } from '@aws-sdk/client-dynamodb';
 import { DELIVERY_STATES, type DeliveryLedger, type DeliveryRecord, type DeliveryState } from './ledger.ts';
+
+/** Global secondary index on `messageId` (keys only), for looking a message up by its SQS message id. */
+export const MESSAGE_ID_INDEX = 'messageId';
 
 /**
  * The delivery ledger in DynamoDB: one item per message, partition key `key`, TTL attribute
@@ -27,6 +31,22 @@ export class DynamoDeliveryLedger implements DeliveryLedger {
     if (!Item) return undefined;
     const record = fromItem(Item);
     return record.expiresAt * 1000 < this.now() ? undefined : record;
+  }
+
+  /** The entry whose latest delivery had this SQS message id (eventually consistent, for status queries). */
+  async findByMessageId(messageId: string): Promise<DeliveryRecord | undefined> {
+    const { Items } = await this.client.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: MESSAGE_ID_INDEX,
+        KeyConditionExpression: '#messageId = :messageId',
+        ExpressionAttributeNames: { '#messageId': 'messageId' },
+        ExpressionAttributeValues: { ':messageId': { S: messageId } },
+        Limit: 1,
+      }),
+    );
+    const key = Items?.[0]?.key?.S;
+    return key === undefined ? undefined : this.get(key);
   }
 
   async put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean> {

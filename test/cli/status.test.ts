@@ -98,6 +98,8 @@ describe('mail-relay status', () => {
     it('finds a message by idempotency key or by SQS message id', async () => {
       expect((await status('invoice-42')).stdout).toContain('sent by ses at 2026-11-22T10:00:01.000Z');
       expect((await status('9f00')).stdout).toContain('key sqs:9f00, SQS message 9f00');
+      // The id `mail-relay send` printed, for a message keyed by its idempotency key.
+      expect((await status('7c1e')).stdout).toContain('key invoice-42, SQS message 7c1e');
       expect(JSON.parse((await status('invoice-42', '--json')).stdout)).toMatchObject({ provider: 'ses' });
     });
 

@@ -133,7 +133,11 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
     expect((tries[1]?.startedAt ?? 0) - (tries[0]?.endedAt ?? 0)).toBeGreaterThanOrEqual(450);
     expect((tries[2]?.startedAt ?? 0) - (tries[1]?.endedAt ?? 0)).toBeGreaterThanOrEqual(950);
     expect(sesDelivered('Graph 503 twice')).toHaveLength(0);
-    expect(await ledger.get(`sqs:${messageId}`)).toMatchObject({ state: 'sent', provider: 'graph' });
+    const entry = await eventually(async () => {
+      const found = await ledger.get(`sqs:${messageId}`);
+      return found?.state === 'sent' ? found : undefined;
+    });
+    expect(entry).toMatchObject({ provider: 'graph', attempts: 2 });
   }, 40_000);
 
   it('falls back to SES at once when Graph refuses the app (401)', async () => {
@@ -147,7 +151,12 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
     await eventually(async () => (sesDelivered('Graph 401').length === 1 ? true : undefined), 20_000);
 
     expect(graphDelivered('Graph 401')).toHaveLength(0);
-    expect(await ledger.get('graph-401')).toMatchObject({
+    // The ledger is written right after the provider accepted.
+    const entry = await eventually(async () => {
+      const found = await ledger.get('graph-401');
+      return found?.state === 'sent' ? found : undefined;
+    });
+    expect(entry).toMatchObject({
       state: 'sent',
       provider: 'ses',
       messageId,

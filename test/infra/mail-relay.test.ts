@@ -370,7 +370,7 @@ describe('MailRelay delivery ledger and suppression list', () => {
         DeletionPolicy: deletion,
         Properties: {
           KeySchema: [{ AttributeName: key, KeyType: 'HASH' }],
-          AttributeDefinitions: [{ AttributeName: key, AttributeType: 'S' }],
+          AttributeDefinitions: Match.arrayWith([{ AttributeName: key, AttributeType: 'S' }]),
           BillingMode: 'PAY_PER_REQUEST',
           TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
           SSESpecification: { SSEEnabled: true },
@@ -382,6 +382,17 @@ describe('MailRelay delivery ledger and suppression list', () => {
       ).toBe(key);
     }
     template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    // For `mail-relay status <SQS message id>` of a message keyed by its idempotency key.
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [{ AttributeName: 'key', KeyType: 'HASH' }],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'messageId',
+          KeySchema: [{ AttributeName: 'messageId', KeyType: 'HASH' }],
+          Projection: { ProjectionType: 'KEYS_ONLY' },
+        },
+      ],
+    });
   });
 
   it('lets the function read and conditionally write the ledger, and only look up the suppression list', () => {
