@@ -192,6 +192,34 @@ export function createRelay(dependencies: RelayDependencies): Relay {
     return { outcome: 'dead-lettered', failure };
   };
 
+  /**
+   * Records a message refused before any claim (invalid, sender not allowed), so `mail-relay status`
+   * can say why. Only when the ledger has no entry for it: a refused copy never hides a sent message.
+   */
+  const recordRefusal = async (sqsRecord: SQSRecord, key: string, failure: RelayFailure) => {
+    const at = iso();
+    await ledger
+      .put(
+        {
+          key,
+          state: 'dead-lettered',
+          version: 1,
+          messageId: sqsRecord.messageId,
+          bodyHash: bodyHashOf(sqsRecord.body),
+          providerIndex: 0,
+          attempts: 0,
+          failures: [tryFailure(failure)],
+          createdAt: at,
+          updatedAt: at,
+          expiresAt: Math.floor(now() / 1000) + settings.ledger.retentionDays * 86_400,
+        },
+        undefined,
+      )
+      .catch((error: unknown) =>
+        logger.error('Could not write the delivery ledger', { key, error: String(error) }),
+      );
+  };
+
   const retryLater = async (
     sqsRecord: SQSRecord,
     failure: RelayFailure,
@@ -480,17 +508,15 @@ export function createRelay(dependencies: RelayDependencies): Relay {
     const keys: Record<string, unknown> = { messageId: sqsRecord.messageId, attempt };
     const parsed = parseMessage(sqsRecord.body, schema);
     if (!parsed.ok) {
-      return deadLetter(
-        sqsRecord,
-        new RelayFailure({
-          failureClass: 'permanent',
-          code: 'InvalidMessage',
-          reason: parsed.problems.join('; '),
-          hint: 'Fix the message to match the contract (schema/message.schema.json) and send it again.',
-        }),
-        attempt,
-        keys,
-      );
+      const invalid = new RelayFailure({
+        failureClass: 'permanent',
+        code: 'InvalidMessage',
+        reason: parsed.problems.join('; '),
+        hint: 'Fix the message to match the contract (schema/message.schema.json) and send it again.',
+      });
+      const outcome = await deadLetter(sqsRecord, invalid, attempt, keys);
+      await recordRefusal(sqsRecord, ledgerKeyOf(undefined, sqsRecord.messageId), invalid);
+      return outcome;
     }
     const { message } = parsed;
     Object.assign(keys, {
@@ -504,7 +530,11 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       if (error instanceof RetryScheduled) throw error;
       // Failures before the claim (routing, ledger reads): nothing was sent.
       const failure = toRelayFailure(error);
-      if (failure.failureClass === 'permanent') return deadLetter(sqsRecord, failure, attempt, keys);
+      if (failure.failureClass === 'permanent') {
+        const outcome = await deadLetter(sqsRecord, failure, attempt, keys);
+        await recordRefusal(sqsRecord, ledgerKeyOf(message.idempotencyKey, sqsRecord.messageId), failure);
+        return outcome;
+      }
       if (attempt >= settings.maxReceiveCount) {
         return deadLetter(sqsRecord, exhausted(failure, [tryFailure(failure)], attempt), attempt, keys);
       }

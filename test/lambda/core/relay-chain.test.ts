@@ -347,10 +347,24 @@ describe('relay: routes, fallback, retries and the ledger', () => {
   });
 
   describe('sender policy', () => {
-    it('dead-letters a From no route allows, without calling any provider', async () => {
-      const outcome = await relayWith().processRecord(sqsRecord(validMessage({ from: 'ceo@evil.example' })));
+    it('dead-letters a From no route allows, without calling any provider, and records why', async () => {
+      const outcome = await relayWith().processRecord(
+        sqsRecord(validMessage({ from: 'ceo@evil.example', idempotencyKey: 'k-evil' })),
+      );
       expect(outcome).toMatchObject({ outcome: 'dead-lettered', failure: { code: 'SenderNotAllowed' } });
       expect(graph.calls + smtp.calls + ses.calls).toBe(0);
+      expect(ledger.records.get('k-evil')).toMatchObject({
+        state: 'dead-lettered',
+        failures: [expect.objectContaining({ code: 'SenderNotAllowed' })],
+      });
+    });
+
+    it('never lets a refused copy overwrite the entry of a message that was sent', async () => {
+      const relay = relayWith();
+      await relay.processRecord(sqsRecord(contoso({ idempotencyKey: 'k-sent' })));
+      await relay.processRecord(sqsRecord(contoso({ idempotencyKey: 'k-sent', to: [] })));
+      await relay.processRecord(sqsRecord(contoso({ idempotencyKey: 'k-sent', from: 'x@evil.example' })));
+      expect(ledger.records.get('k-sent')?.state).toBe('sent');
     });
 
     it('picks the most specific route: an address beats its domain', async () => {
