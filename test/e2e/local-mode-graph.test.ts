@@ -41,6 +41,8 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
         },
         attachments: { retentionDays: 1 },
         queue: { maxReceiveCount: 3 },
+        // Retries within seconds, so the test sees them.
+        retry: { baseDelaySeconds: 1, maxDelaySeconds: 1 },
       }),
     );
     // A long visibility timeout: a retry that comes back in seconds can only be Retry-After's doing.

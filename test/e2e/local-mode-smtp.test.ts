@@ -31,6 +31,8 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
         smtp: { senders: ['scanner@contoso.com'], mode: 'connector' },
         egress: {},
         queue: { maxReceiveCount: 2 },
+        // Retries within seconds, so the test sees them.
+        retry: { baseDelaySeconds: 1, maxDelaySeconds: 1 },
       }),
     );
     relay = await startLocalRelay({

@@ -47,7 +47,12 @@ describe('local mode end to end: SQS API → local event source → real handler
     const configPath = path.join(workDir, 'config.json');
     writeFileSync(
       configPath,
-      JSON.stringify({ ses: { identities: ['example.com'] }, queue: { maxReceiveCount: 3 } }),
+      JSON.stringify({
+        ses: { identities: ['example.com'] },
+        queue: { maxReceiveCount: 3 },
+        // Retries within seconds, so the test sees them.
+        retry: { baseDelaySeconds: 1, maxDelaySeconds: 1 },
+      }),
     );
     relay = await startLocalRelay({
       sqsPort: 0,
