@@ -47,24 +47,14 @@ export async function startSesEmulator(port: number): Promise<RunningEmulator> {
   // itself (vite) or as `.default` of the module object (Node, tsx).
   const moduleOrStart = sesEmulatorModule as unknown as StartSes | { default: StartSes };
   const start = typeof moduleOrStart === 'function' ? moduleOrStart : moduleOrStart.default;
-  const server = await start({ host: LOOPBACK, port });
-  const bound = (server.address() as AddressInfo).port;
-  return {
-    endpoint: `http://${LOOPBACK}:${bound}`,
-    port: bound,
-    stop: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((error?: Error) => (error ? reject(error) : resolve()));
-      }),
-  };
+  return running(await start({ host: LOOPBACK, port }));
 }
 
-type DynaliteServer = Server;
-type StartDynalite = (options: Record<string, number>) => DynaliteServer;
+type StartDynalite = (options: Record<string, number>) => Server;
 
 /** dynalite (DynamoDB API, in memory) on loopback: the delivery ledger and the suppression list. */
 export async function startDynamoDbEmulator(port: number): Promise<RunningEmulator> {
+  // CommonJS too, so the same two shapes as aws-ses-v2-local.
   const moduleOrStart = dynaliteModule as unknown as StartDynalite | { default: StartDynalite };
   const start = typeof moduleOrStart === 'function' ? moduleOrStart : moduleOrStart.default;
   // Tables are ready at once, as tests and local mode create them right before use.
@@ -76,6 +66,11 @@ export async function startDynamoDbEmulator(port: number): Promise<RunningEmulat
       resolve();
     });
   });
+  return running(server);
+}
+
+/** A listening HTTP server as an emulator: its loopback endpoint, and a stop that drops open connections. */
+function running(server: Server): RunningEmulator {
   const bound = (server.address() as AddressInfo).port;
   return {
     endpoint: `http://${LOOPBACK}:${bound}`,
