@@ -118,7 +118,6 @@ export function createRelay(dependencies: RelayDependencies): Relay {
     let index = Math.min(delivery.record.providerIndex, chain.length - 1);
     let attempts = delivery.record.attempts;
     let failures = [...delivery.record.failures];
-    const fallbackFrom: string[] = [];
     for (;;) {
       const provider = chain[index] as MailProvider;
       const isLast = index === chain.length - 1;
@@ -128,6 +127,8 @@ export function createRelay(dependencies: RelayDependencies): Relay {
         try {
           const receipt = await provider.send(outbound);
           breakers.recordSuccess(provider.name);
+          // Fallback only moves forward, so every provider before this one failed, in this delivery or earlier.
+          const fallbackFrom = chain.slice(0, index).map((earlier) => earlier.name);
           return { kind: 'sent', receipt, fallbackFrom, failures };
         } catch (error) {
           failure = toRelayFailure(error);
@@ -151,7 +152,6 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       // the same provider again later, until its attempts are used up.
       const moveOn = failure.failureClass === 'provider' || attempts >= settings.retry.maxAttempts;
       if (moveOn && !isLast) {
-        fallbackFrom.push(provider.name);
         index += 1;
         attempts = 0;
         continue;

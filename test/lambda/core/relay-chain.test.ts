@@ -162,6 +162,20 @@ describe('relay: routes, fallback, retries and the ledger', () => {
     expect(ses.calls).toBe(1);
   });
 
+  it('records the fallback when the provider that sent it took over in an earlier delivery', async () => {
+    graph.script = () => 'provider';
+    ses.script = () => 'transient';
+    const relay = relayWith();
+    await failureOf(relay.processRecord(sqsRecord(contoso(), { messageId: 'm-5', receiveCount: 1 })));
+    ses.script = () => 'ok';
+
+    const outcome = await relay.processRecord(sqsRecord(contoso(), { messageId: 'm-5', receiveCount: 2 }));
+
+    expect(outcome).toMatchObject({ outcome: 'sent', fallbackFrom: ['graph'] });
+    expect(graph.calls).toBe(1);
+    expect(ledger.records.get('sqs:m-5')).toMatchObject({ provider: 'ses', fallbackFrom: ['graph'] });
+  });
+
   it("uses the provider's Retry-After instead of the backoff", async () => {
     graph.send = async () => {
       throw new RelayFailure({
