@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { isEmailAddress } from '../lambda/core/address.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_RECEIVE_COUNT,
@@ -410,6 +411,76 @@ const ledgerConfigSchema = z.strictObject({
     ),
 });
 
+const rate = (description: string, fallback: number) =>
+  z.number().gt(0).lt(1).default(fallback).describe(description);
+
+const monitoringConfigSchema = z.strictObject({
+  alarmEmail: z
+    .string()
+    .refine(isEmailAddress, { message: 'must be an email address' })
+    .optional()
+    .describe(
+      'Subscribes this address to the alarm topic (SNS sends a confirmation mail first). Default: the topic without subscribers; subscribe your own endpoints to the AlarmTopicArn output.',
+    ),
+  bounceRate: z
+    .strictObject({
+      warning: rate('Bounced / Sent per provider at which the warning alarm fires (0.02 = 2%).', 0.02),
+      critical: rate(
+        'Bounced / Sent per provider at which the critical alarm fires (SES reviews accounts at 5%).',
+        0.05,
+      ),
+      minimumSent: z
+        .int()
+        .min(1)
+        .default(100)
+        .describe('The bounce rate alarms only judge a period with at least this many sent messages.'),
+      periodMinutes: z
+        .int()
+        .min(5)
+        .max(1440)
+        .default(60)
+        .describe('The window the bounce and complaint rates are computed over.'),
+    })
+    .prefault({})
+    .describe("Bounce rate alarms per provider, from the relay's own Bounced and Sent metrics."),
+  complaintRate: rate('Complained / Sent at which the complaint alarm fires (0.001 = 0.1%).', 0.001),
+  sesReputation: z
+    .strictObject({
+      bounceRate: rate(
+        'AWS/SES Reputation.BounceRate alarm threshold (SES reviews at 5%, pauses at 10%).',
+        0.05,
+      ),
+      complaintRate: rate('AWS/SES Reputation.ComplaintRate alarm threshold (SES reviews at 0.1%).', 0.001),
+    })
+    .prefault({})
+    .describe('Alarms on the SES account reputation metrics, with an ses section.'),
+  outboxAgeMinutes: z
+    .int()
+    .min(1)
+    .max(20_160)
+    .default(15)
+    .describe('Alarm when the oldest message in the outbox is older than this.'),
+  fallbackRate: rate(
+    'FallbackUsed / Sent at which the fallback alarm fires: a provider is silently broken.',
+    0.1,
+  ),
+  pauseSesOnCriticalBounces: z
+    .boolean()
+    .default(false)
+    .describe(
+      'When the critical bounce alarm fires, pause sending on the SES configuration set (the README has the runbook to resume). Needs ses.',
+    ),
+});
+export type MonitoringConfig = z.output<typeof monitoringConfigSchema>;
+
+const eventsConfigSchema = z.strictObject({
+  busName: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,256}$/, 'must be an EventBridge event bus name')
+    .default('default')
+    .describe('The EventBridge bus outcome events (source mail-relay) are published to.'),
+});
+
 /** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
 export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
   const cloud = GRAPH_CLOUDS[graph.cloud];
@@ -682,6 +753,14 @@ export const relayConfigSchema = z
     circuitBreaker: circuitBreakerConfigSchema
       .prefault({})
       .describe('Skips a provider that keeps failing at provider level, per warm function.'),
+    monitoring: monitoringConfigSchema
+      .prefault({})
+      .describe('CloudWatch alarms (to one SNS topic) and the dashboard.'),
+    events: eventsConfigSchema
+      .prefault({})
+      .describe(
+        'Outcome events (sent, dead-lettered, bounced …) published to EventBridge for producing apps.',
+      ),
     ledger: ledgerConfigSchema
       .prefault({})
       .describe('The DynamoDB delivery ledger: no message sent twice, and `mail-relay status`.'),

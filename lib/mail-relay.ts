@@ -300,6 +300,108 @@ export interface MailRelayLedgerProps {
   readonly retentionDays?: number;
 }
 
+/** Bounce rate alarms per provider, from the relay's own Bounced and Sent metrics. */
+export interface MailRelayBounceRateProps {
+  /**
+   * Bounced / Sent at which the warning alarm fires.
+   *
+   * @default 0.02
+   */
+  readonly warning?: number;
+
+  /**
+   * Bounced / Sent at which the critical alarm fires (SES reviews accounts at 5%).
+   *
+   * @default 0.05
+   */
+  readonly critical?: number;
+
+  /**
+   * A period with fewer sent messages is not judged.
+   *
+   * @default 100
+   */
+  readonly minimumSent?: number;
+
+  /**
+   * The window the bounce and complaint rates are computed over, in minutes.
+   *
+   * @default 60
+   */
+  readonly periodMinutes?: number;
+}
+
+/** Alarms on the SES account's reputation metrics. */
+export interface MailRelaySesReputationProps {
+  /**
+   * AWS/SES Reputation.BounceRate threshold.
+   *
+   * @default 0.05
+   */
+  readonly bounceRate?: number;
+
+  /**
+   * AWS/SES Reputation.ComplaintRate threshold.
+   *
+   * @default 0.001
+   */
+  readonly complaintRate?: number;
+}
+
+/** CloudWatch alarms (all to one SNS topic) and the dashboard. */
+export interface MailRelayMonitoringProps {
+  /**
+   * Subscribes this address to the alarm topic.
+   *
+   * @default - no subscription
+   */
+  readonly alarmEmail?: string;
+
+  /** @default - see MailRelayBounceRateProps */
+  readonly bounceRate?: MailRelayBounceRateProps;
+
+  /**
+   * Complained / Sent at which the complaint alarm fires.
+   *
+   * @default 0.001
+   */
+  readonly complaintRate?: number;
+
+  /** @default - see MailRelaySesReputationProps */
+  readonly sesReputation?: MailRelaySesReputationProps;
+
+  /**
+   * Alarm when the oldest outbox message is older than this many minutes.
+   *
+   * @default 15
+   */
+  readonly outboxAgeMinutes?: number;
+
+  /**
+   * FallbackUsed / Sent at which the fallback alarm fires.
+   *
+   * @default 0.1
+   */
+  readonly fallbackRate?: number;
+
+  /**
+   * Pause the SES configuration set's sending when the critical bounce alarm fires.
+   *
+   * @default false
+   */
+  readonly pauseSesOnCriticalBounces?: boolean;
+}
+
+/** Outcome events for producing apps. */
+export interface MailRelayEventsProps {
+  /**
+   * The EventBridge bus outcome events are published to.
+   *
+   * @default 'default'
+   */
+  readonly busName?: string;
+}
+
 /** The outbox queue and its dead-letter queue. */
 export interface MailRelayQueueProps {
   /**
@@ -496,6 +598,20 @@ export interface MailRelayProps {
    * @default - see MailRelayLedgerProps
    */
   readonly ledger?: MailRelayLedgerProps;
+
+  /**
+   * Alarms and the dashboard.
+   *
+   * @default - see MailRelayMonitoringProps
+   */
+  readonly monitoring?: MailRelayMonitoringProps;
+
+  /**
+   * Outcome events on EventBridge.
+   *
+   * @default - the default bus
+   */
+  readonly events?: MailRelayEventsProps;
 }
 
 // Compile-time guard that the props mirror the config file key for key (the constructor's typed
@@ -521,6 +637,13 @@ type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayRetryProps, NonNullable<ConfigFileShape['retry']>>
   | SameKeys<MailRelayCircuitBreakerProps, NonNullable<ConfigFileShape['circuitBreaker']>>
   | SameKeys<MailRelayLedgerProps, NonNullable<ConfigFileShape['ledger']>>
+  | SameKeys<MailRelayMonitoringProps, NonNullable<ConfigFileShape['monitoring']>>
+  | SameKeys<MailRelayBounceRateProps, NonNullable<NonNullable<ConfigFileShape['monitoring']>['bounceRate']>>
+  | SameKeys<
+      MailRelaySesReputationProps,
+      NonNullable<NonNullable<ConfigFileShape['monitoring']>['sesReputation']>
+    >
+  | SameKeys<MailRelayEventsProps, NonNullable<ConfigFileShape['events']>>
 >;
 
 /**

@@ -240,6 +240,15 @@ describe('MailRelay props validation', () => {
       retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
       circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
       ledger: { retentionDays: 14 },
+      monitoring: {
+        bounceRate: { warning: 0.02, critical: 0.05, minimumSent: 100, periodMinutes: 60 },
+        complaintRate: 0.001,
+        sesReputation: { bounceRate: 0.05, complaintRate: 0.001 },
+        outboxAgeMinutes: 15,
+        fallbackRate: 0.1,
+        pauseSesOnCriticalBounces: false,
+      },
+      events: { busName: 'default' },
     });
   });
 });

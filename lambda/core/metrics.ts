@@ -1,0 +1,42 @@
+/**
+ * The relay's CloudWatch metrics, in one place: the send function emits them as Embedded Metric
+ * Format (Powertools Metrics), and the stack's alarms and dashboard read them by these names.
+ */
+export const METRICS_NAMESPACE = 'MailRelay';
+
+/** Dimension names. `Provider` is graph, smtp or ses; `Route` a configured route name (or `default`). */
+export const METRIC_DIMENSIONS = {
+  provider: 'Provider',
+  route: 'Route',
+  /** The failure class of a dead-lettered message: permanent, transient or provider. */
+  failureClass: 'FailureClass',
+  /** hard or soft, for Bounced. */
+  bounceType: 'BounceType',
+} as const;
+
+export const METRIC_NAMES = {
+  /** A valid message was taken from the outbox (counted once per delivery attempt). */
+  accepted: 'Accepted',
+  /** A provider accepted a message. Dimensions: Provider, Route. */
+  sent: 'Sent',
+  /** A delivery ended in a scheduled retry. Dimension: Provider. */
+  retried: 'Retried',
+  /** A message was sent by a provider other than the first of its chain. Dimensions: Provider, Route. */
+  fallbackUsed: 'FallbackUsed',
+  /** Dimension: FailureClass. */
+  deadLettered: 'DeadLettered',
+  /** A copy of a message already sent, deleted without sending. */
+  duplicate: 'Duplicate',
+  /** Recipients dropped because they are on the suppression list. */
+  suppressed: 'Suppressed',
+  /** Feedback: the receiving server accepted the message (SES delivery events). Dimension: Provider. */
+  delivered: 'Delivered',
+  /** Feedback: a bounce. Dimensions: Provider (and BounceType in a separate set). */
+  bounced: 'Bounced',
+  /** Feedback: a recipient marked the message as spam. Dimension: Provider. */
+  complained: 'Complained',
+  /** Milliseconds the provider call took. Dimension: Provider. */
+  sendLatency: 'SendLatency',
+  /** Milliseconds from the SQS SentTimestamp to the provider's acceptance. Dimension: Provider. */
+  endToEndLatency: 'EndToEndLatency',
+} as const;
