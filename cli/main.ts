@@ -163,6 +163,7 @@ function banner(relay: LocalRelay): string {
   lines.push(
     `  Delivery ledger:   ${relay.ledgerTableName} at ${relay.dynamoDbEndpoint}   (npx mail-relay status <message id or idempotency key>)`,
     `  Suppression list:  ${relay.suppressionTableName} at ${relay.dynamoDbEndpoint}`,
+    `  Outcome events:    ${relay.eventBridge.endpoint}/mail-relay/events   (what EventBridge would receive, source mail-relay)`,
   );
   const sender = graph?.senders[0] ?? relay.settings.smtp?.senders[0] ?? ses?.identities[0] ?? 'example.com';
   lines.push(

@@ -547,6 +547,7 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
       retentionDays: config.ledger.retentionDays,
     },
     suppression: { tableName: resources.suppressionTableName },
+    events: { busName: config.events.busName },
   };
 }
 

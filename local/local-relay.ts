@@ -22,6 +22,7 @@ import {
   smtpSettingsFor,
 } from '../lib/config.ts';
 import { createClientCertificate } from '../test/peers/certificates.ts';
+import { type EventBridgePeer, startEventBridgePeer } from '../test/peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
 import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from '../test/peers/smtp-peer.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
@@ -111,6 +112,8 @@ export interface LocalRelay {
   readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
   /** The DynamoDB emulator holding the delivery ledger and the suppression list. */
   readonly dynamoDbEndpoint: string;
+  /** Receives the outcome events (EventBridge PutEvents); GET <endpoint>/mail-relay/events lists them. */
+  readonly eventBridge: EventBridgePeer;
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
   stop(): Promise<void>;
@@ -148,7 +151,10 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       '--dynamodb-port or MAIL_RELAY_DYNAMODB_PORT',
     );
     stops.push(dynamoDb.stop);
+    const eventBridge = await startEventBridgePeer(0);
+    stops.push(() => eventBridge.close());
     pointAwsSdkAtEmulators({
+      AWS_ENDPOINT_URL_EVENTBRIDGE: eventBridge.endpoint,
       AWS_ENDPOINT_URL_SQS: sqs.endpoint,
       AWS_ENDPOINT_URL_SESV2: sesEndpoint,
       AWS_ENDPOINT_URL_S3: sqs.endpoint,
@@ -291,6 +297,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...(smtpCapture && { smtpCapture }),
       ...(attachmentBucket && { attachmentBucket }),
       dynamoDbEndpoint: dynamoDb.endpoint,
+      eventBridge,
       ...tables,
       async stop() {
         await source.stop();

@@ -4,8 +4,15 @@
  */
 export const METRICS_NAMESPACE = 'MailRelay';
 
+/**
+ * Powertools Metrics adds a `service` dimension to every metric (POWERTOOLS_SERVICE_NAME); alarms and
+ * the dashboard must name it too, or CloudWatch finds no data.
+ */
+export const METRICS_SERVICE = 'mail-relay';
+
 /** Dimension names. `Provider` is graph, smtp or ses; `Route` a configured route name (or `default`). */
 export const METRIC_DIMENSIONS = {
+  service: 'service',
   provider: 'Provider',
   route: 'Route',
   /** The failure class of a dead-lettered message: permanent, transient or provider. */
@@ -40,3 +47,14 @@ export const METRIC_NAMES = {
   /** Milliseconds from the SQS SentTimestamp to the provider's acceptance. Dimension: Provider. */
   endToEndLatency: 'EndToEndLatency',
 } as const;
+
+export type MetricName = (typeof METRIC_NAMES)[keyof typeof METRIC_NAMES];
+
+/** Where the core reports what happened; the send function's adapter writes EMF (send/telemetry.ts). */
+export interface RelayTelemetry {
+  count(name: MetricName, dimensions: Readonly<Record<string, string>>, value?: number): void;
+  milliseconds(name: MetricName, dimensions: Readonly<Record<string, string>>, value: number): void;
+}
+
+/** For callers that do not measure (unit tests of other concerns). */
+export const NO_TELEMETRY: RelayTelemetry = { count: () => undefined, milliseconds: () => undefined };

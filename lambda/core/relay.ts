@@ -9,6 +9,8 @@ import { admit, bodyHashOf, ClaimedDelivery, ledgerKeyOf, OUTCOME_UNKNOWN, withF
 import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
 import type { DeliveryLedger, DeliveryRecord, TryFailure } from './ledger.ts';
 import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
+import { METRIC_DIMENSIONS, METRIC_NAMES, NO_TELEMETRY, type RelayTelemetry } from './metrics.ts';
+import type { OutcomeEvent, OutcomePublisher } from './outcomes.ts';
 import type { RecordDelay } from './record-delay.ts';
 import { implicitRoute, rewriteSender, selectRoute } from './routing.ts';
 import type { RelaySettings, RouteSettings } from './settings.ts';
@@ -40,6 +42,10 @@ export interface RelayDependencies {
   readonly recordDelay?: RecordDelay;
   /** Per warm function; created from settings.circuitBreaker when not given. */
   readonly circuitBreakers?: CircuitBreakers;
+  /** Metrics (EMF in the send function). */
+  readonly telemetry?: RelayTelemetry;
+  /** Final outcomes for producing apps (EventBridge in the send function). */
+  readonly outcomes?: OutcomePublisher;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -74,6 +80,8 @@ type WalkResult =
       readonly receipt: SendReceipt;
       readonly fallbackFrom: string[];
       readonly failures: TryFailure[];
+      /** Milliseconds the accepting provider call took. */
+      readonly latencyMs: number;
     }
   | { readonly kind: 'permanent'; readonly failure: RelayFailure }
   | { readonly kind: 'retry'; readonly failure: RelayFailure; readonly delaySeconds: number }
@@ -87,6 +95,31 @@ export function createRelay(dependencies: RelayDependencies): Relay {
   const schema = createMessageSchema(settings.limits);
   const byName = new Map(providers.map((provider) => [provider.name, provider]));
   const iso = () => new Date(now()).toISOString();
+  const telemetry = dependencies.telemetry ?? NO_TELEMETRY;
+  const { provider: PROVIDER, route: ROUTE, failureClass: FAILURE_CLASS } = METRIC_DIMENSIONS;
+
+  /** Publishes a final outcome. Best effort: the message's fate is decided, and logged, either way. */
+  const publish = async (
+    outcome: Omit<OutcomeEvent, 'messageId' | 'idempotencyKey' | 'tags' | 'route' | 'at'>,
+    keys: Record<string, unknown>,
+  ) => {
+    if (!dependencies.outcomes) return;
+    const event: OutcomeEvent = {
+      ...outcome,
+      messageId: String(keys.messageId),
+      ...(typeof keys.idempotencyKey === 'string' && { idempotencyKey: keys.idempotencyKey }),
+      ...(keys.tags !== undefined && { tags: keys.tags as Record<string, string> }),
+      ...(typeof keys.route === 'string' && { route: keys.route }),
+      at: iso(),
+    };
+    await dependencies.outcomes.publish([event]).catch((error: unknown) =>
+      logger.error('Could not publish the outcome event', {
+        ...keys,
+        outcome: event.outcome,
+        error: String(error),
+      }),
+    );
+  };
 
   const tryFailure = (failure: RelayFailure): TryFailure => ({
     provider: failure.provider ?? 'relay',
@@ -124,12 +157,14 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       let failure: RelayFailure;
       const circuit = breakers.check(provider.name);
       if (circuit.allowed) {
+        const startedAt = now();
         try {
           const receipt = await provider.send(outbound);
+          const latencyMs = now() - startedAt;
           breakers.recordSuccess(provider.name);
           // Fallback only moves forward, so every provider before this one failed, in this delivery or earlier.
           const fallbackFrom = chain.slice(0, index).map((earlier) => earlier.name);
-          return { kind: 'sent', receipt, fallbackFrom, failures };
+          return { kind: 'sent', receipt, fallbackFrom, failures, latencyMs };
         } catch (error) {
           failure = toRelayFailure(error);
           if (failure.failureClass === 'provider') breakers.recordFailure(provider.name);
@@ -189,6 +224,17 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       });
     }
     logger.warn('Message dead-lettered', { ...keys, ...describeFailure(failure) });
+    telemetry.count(METRIC_NAMES.deadLettered, { [FAILURE_CLASS]: failure.failureClass });
+    await publish(
+      {
+        outcome: 'dead-lettered',
+        code: failure.code,
+        failureClass: failure.failureClass,
+        reason: failure.reason,
+        ...(failure.provider !== undefined && { provider: failure.provider }),
+      },
+      keys,
+    );
     return { outcome: 'dead-lettered', failure };
   };
 
@@ -234,6 +280,9 @@ export function createRelay(dependencies: RelayDependencies): Relay {
           logger.warn('Could not delay the retry', { ...keys, error: String(error) }),
         );
     }
+    telemetry.count(METRIC_NAMES.retried, {});
+    if (failure.provider !== undefined)
+      telemetry.count(METRIC_NAMES.retried, { [PROVIDER]: failure.provider });
     logger.warn('Send failed, will retry', {
       ...keys,
       ...describeFailure(failure),
@@ -288,6 +337,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
           provider: admission.record.provider,
           sentAt: admission.record.sentAt,
         });
+        telemetry.count(METRIC_NAMES.duplicate, {});
         return { outcome: 'duplicate', record: admission.record };
       case 'in-flight':
         return retryLater(
@@ -385,6 +435,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
         list?.filter((mailbox) => !suppressed.has(mailbox.address.toLowerCase()));
       const suppressedRecipients = [...suppressed.keys()];
       if (suppressedRecipients.length > 0) {
+        telemetry.count(METRIC_NAMES.suppressed, {}, suppressedRecipients.length);
         logger.warn('Suppressed recipients dropped', {
           ...keys,
           suppressedRecipients: [...suppressed.values()].map(({ address, reason }) => ({ address, reason })),
@@ -399,6 +450,14 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       if (recipientsOf(addressed).length === 0) {
         await record(claimed, { state: 'suppressed', leaseUntil: undefined, suppressedRecipients });
         logger.warn('Message not sent: every recipient is suppressed', { ...keys });
+        await publish(
+          {
+            outcome: 'suppressed',
+            suppressedRecipients,
+            reason: 'every recipient is on the suppression list',
+          },
+          keys,
+        );
         return { outcome: 'suppressed', suppressedRecipients };
       }
       // S3 attachments are read only now: they can be large.
@@ -430,6 +489,29 @@ export function createRelay(dependencies: RelayDependencies): Relay {
             providerMessageId: receipt.providerMessageId,
             ...(fallbackFrom.length > 0 && { fallbackFrom }),
           });
+          const byProvider = { [PROVIDER]: receipt.provider };
+          const byRoute = { ...byProvider, [ROUTE]: route.name };
+          for (const dimensions of [byProvider, byRoute]) {
+            telemetry.count(METRIC_NAMES.sent, dimensions);
+            if (fallbackFrom.length > 0) telemetry.count(METRIC_NAMES.fallbackUsed, dimensions);
+          }
+          telemetry.milliseconds(METRIC_NAMES.sendLatency, byProvider, result.latencyMs);
+          const enqueuedAt = Number(sqsRecord.attributes.SentTimestamp);
+          if (Number.isFinite(enqueuedAt) && enqueuedAt > 0) {
+            telemetry.milliseconds(METRIC_NAMES.endToEndLatency, byProvider, Math.max(0, now() - enqueuedAt));
+          }
+          await publish(
+            {
+              outcome: 'sent',
+              provider: receipt.provider,
+              ...(receipt.providerMessageId !== undefined && {
+                providerMessageId: receipt.providerMessageId,
+              }),
+              ...(fallbackFrom.length > 0 && { fallbackFrom }),
+              ...(suppressedRecipients.length > 0 && { suppressedRecipients }),
+            },
+            keys,
+          );
           if (receipt.rejectedRecipients) {
             // Sent to the others: reported, not retried (a retry would send it to them twice).
             logger.warn('Some recipients were refused', {
@@ -519,6 +601,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       return outcome;
     }
     const { message } = parsed;
+    telemetry.count(METRIC_NAMES.accepted, {});
     Object.assign(keys, {
       recipients: recipientsOf(message).length,
       ...(message.idempotencyKey && { idempotencyKey: message.idempotencyKey }),

@@ -223,6 +223,8 @@ export const relaySettingsSchema = z
     circuitBreaker: circuitBreakerSettingsSchema,
     ledger: ledgerSettingsSchema,
     suppression: suppressionSettingsSchema,
+    /** Where final outcomes are published; absent: not published. */
+    events: z.strictObject({ busName: z.string().min(1) }).optional(),
   })
   .refine((settings) => settings.ses ?? settings.graph ?? settings.smtp, {
     message: 'configure at least one provider: ses, graph or smtp',

@@ -1,7 +1,9 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
@@ -11,6 +13,8 @@ import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
 import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
+import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
+import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
 import { type GraphSettings, type RelaySettings, readSettings, type SmtpSettings } from '../core/settings.ts';
@@ -26,6 +30,7 @@ import type { MailProvider } from '../providers/provider.ts';
 import { createSesClient, SesProvider } from '../providers/ses.ts';
 import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
 import { SmtpProvider } from '../providers/smtp/smtp-provider.ts';
+import { EmfTelemetry } from './telemetry.ts';
 
 /** Exchange Online's resource for SMTP AUTH with OAuth (global cloud). */
 const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
@@ -56,6 +61,11 @@ export function createSendHandler(
     providers: createProviders(settings, options),
     ledger: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName),
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
+    // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
+    telemetry: new EmfTelemetry(new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE })),
+    ...(settings.events && {
+      outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
+    }),
     deadLetters: new SqsDeadLetterQueue(sqs, settings.deadLetterQueueUrl),
     recordDelay: new SqsRecordDelay(sqs, settings.queueUrl),
     ...(settings.attachments && {

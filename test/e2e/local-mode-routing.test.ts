@@ -163,6 +163,19 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
       fallbackFrom: ['graph'],
       failures: [expect.objectContaining({ provider: 'graph', code: 'InvalidAuthenticationToken' })],
     });
+    // Producing apps learn it from the outcome event (published right after the ledger write).
+    await eventually(async () => (relay.eventBridge.events.length > 0 ? true : undefined));
+    expect(relay.eventBridge.events).toContainEqual(
+      expect.objectContaining({
+        source: 'mail-relay',
+        detailType: 'Mail Sent',
+        detail: expect.objectContaining({
+          idempotencyKey: 'graph-401',
+          provider: 'ses',
+          fallbackFrom: ['graph'],
+        }),
+      }),
+    );
     // `mail-relay status` answers "was it sent, by which provider, when".
     const { stdout } = await run(
       process.execPath,
@@ -221,6 +234,11 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
     expect(attribute(dead, DEAD_LETTER_ATTRIBUTES.reason)).toMatch(
       /^gave up after 3 attempts: graph InvalidAuthenticationToken: .*\| smtp 5\.7\.708: .*\| smtp 5\.7\.708: .*\| smtp 5\.7\.708/,
     );
+    // Published right after the dead-letter queue has it.
+    const event = await eventually(async () =>
+      relay.eventBridge.events.find((candidate) => candidate.detailType === 'Mail Dead-Lettered'),
+    );
+    expect(event.detail).toMatchObject({ code: '5.7.708', provider: 'smtp', route: 'alerts' });
     // Graph once (fallback moves on), SMTP retry.maxAttempts times.
     expect(sendMailRequests('alerts@fabrikam.com')).toHaveLength(1);
     expect(smtp.transcript.filter((entry) => entry.stage === 'mailFrom')).toHaveLength(3);
@@ -305,6 +323,14 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
       return found?.state === 'suppressed' ? found : undefined;
     }, 20_000);
     expect(entry.suppressedRecipients).toEqual(['bounced@example.org']);
+    // Published right after the ledger write.
+    const event = await eventually(async () =>
+      relay.eventBridge.events.find((candidate) => candidate.detail.messageId === allSuppressed),
+    );
+    expect(event).toMatchObject({
+      detailType: 'Mail Suppressed',
+      detail: { outcome: 'suppressed', suppressedRecipients: ['bounced@example.org'] },
+    });
     expect(smtpDelivered('All suppressed')).toHaveLength(0);
   }, 30_000);
 });

@@ -335,6 +335,7 @@ describe('MailRelay send function', () => {
         retentionDays: 14,
       },
       suppression: { tableName: `stack-${logicalIdOf(stack, relay.suppressionList.table)}-ABC123` },
+      events: { busName: 'default' },
     });
   });
 

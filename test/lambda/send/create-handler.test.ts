@@ -10,7 +10,14 @@ import {
 } from '../../../local/secrets-manager-emulator.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
+import { startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
+
+interface EmfDirective {
+  Namespace: string;
+  Dimensions: string[][];
+  Metrics: { Name: string; Unit: string }[];
+}
 
 const context = {
   functionName: 'send',
@@ -111,6 +118,129 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     expect(second).toEqual({ batchItemFailures: [] });
     const [dead] = await drain(peers.sqs, dlqUrl);
     expect(dead?.Body).toBe('{');
+  });
+
+  it('writes its metrics as EMF and publishes each final outcome to EventBridge', async () => {
+    const events = await startEventBridgePeer();
+    vi.stubEnv('AWS_ENDPOINT_URL_EVENTBRIDGE', events.endpoint);
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    const written: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    try {
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      const handler = createSendHandler({
+        ...environment(),
+        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'relay-bus' } }),
+      });
+      const sent = sqsRecord(
+        validMessage({ subject: 'Measured', idempotencyKey: 'emf-1', tags: { app: 'billing' } }),
+        { messageId: 'emf-ok' },
+      );
+      const result = await handler(
+        { Records: [sent, sqsRecord(validMessage({ to: [] }), { messageId: 'emf-bad' })] },
+        context,
+      );
+      vi.restoreAllMocks();
+
+      expect(result).toEqual({ batchItemFailures: [] });
+      const emf = written
+        .flatMap((chunk) => chunk.split('\n'))
+        .filter((line) => line.includes('"_aws"'))
+        .map(
+          (line) =>
+            JSON.parse(line) as Record<string, unknown> & { _aws: { CloudWatchMetrics: EmfDirective[] } },
+        );
+      const points = emf.map((document) => {
+        const [directive] = document._aws.CloudWatchMetrics;
+        const name = directive?.Metrics[0]?.Name ?? '';
+        return {
+          namespace: directive?.Namespace,
+          name,
+          dimensions: Object.fromEntries((directive?.Dimensions[0] ?? []).map((key) => [key, document[key]])),
+          value: document[name],
+        };
+      });
+      const service = { service: 'mail-relay' };
+      expect(points).toEqual(
+        expect.arrayContaining([
+          { namespace: 'MailRelay', name: 'Accepted', dimensions: service, value: 1 },
+          { namespace: 'MailRelay', name: 'Sent', dimensions: { ...service, Provider: 'ses' }, value: 1 },
+          {
+            namespace: 'MailRelay',
+            name: 'Sent',
+            dimensions: { ...service, Provider: 'ses', Route: 'default' },
+            value: 1,
+          },
+          {
+            namespace: 'MailRelay',
+            name: 'DeadLettered',
+            dimensions: { ...service, FailureClass: 'permanent' },
+            value: 1,
+          },
+          expect.objectContaining({ name: 'SendLatency', dimensions: { ...service, Provider: 'ses' } }),
+          expect.objectContaining({ name: 'EndToEndLatency', dimensions: { ...service, Provider: 'ses' } }),
+        ]),
+      );
+      expect(points.filter((point) => point.name === 'Accepted')).toHaveLength(1);
+      // The records of a batch are processed concurrently: any order.
+      expect(events.events).toHaveLength(2);
+      expect(events.events).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            source: 'mail-relay',
+            detailType: 'Mail Sent',
+            busName: 'relay-bus',
+            detail: expect.objectContaining({
+              outcome: 'sent',
+              messageId: 'emf-ok',
+              idempotencyKey: 'emf-1',
+              tags: { app: 'billing' },
+              provider: 'ses',
+              route: 'default',
+            }),
+          }),
+          expect.objectContaining({
+            detailType: 'Mail Dead-Lettered',
+            detail: expect.objectContaining({
+              outcome: 'dead-lettered',
+              messageId: 'emf-bad',
+              code: 'InvalidMessage',
+              failureClass: 'permanent',
+              reason: expect.stringContaining('no recipient'),
+            }),
+          }),
+        ]),
+      );
+      // Outcome events never carry the subject or the body.
+      expect(JSON.stringify(events.events)).not.toContain('Measured');
+    } finally {
+      await events.close();
+    }
+  });
+
+  it('still finishes the message when EventBridge refuses the outcome event', async () => {
+    const events = await startEventBridgePeer();
+    vi.stubEnv('AWS_ENDPOINT_URL_EVENTBRIDGE', events.endpoint);
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    events.failNext(1);
+    try {
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      const handler = createSendHandler({
+        ...environment(),
+        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default' } }),
+      });
+      const result = await handler(
+        { Records: [sqsRecord(validMessage(), { messageId: 'no-event' })] },
+        context,
+      );
+      expect(result).toEqual({ batchItemFailures: [] });
+      expect(events.events).toHaveLength(0);
+    } finally {
+      await events.close();
+    }
   });
 
   it('never logs the event, even when POWERTOOLS_LOGGER_LOG_EVENT asks for it', async () => {
