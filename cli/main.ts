@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { isEmailAddress } from '../lambda/core/address.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import {
   ATTACHMENT_BUCKET_NAME,
@@ -13,6 +14,7 @@ import {
 } from '../local/local-relay.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
 import { describeDelivery, lookUpDelivery } from './status.ts';
+import { describeSuppressions, withSuppressionList } from './suppression.ts';
 import { uploadAttachment } from './upload.ts';
 
 const USAGE = `Usage:
@@ -41,7 +43,12 @@ const USAGE = `Usage:
   mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json]
       Was it sent, by which provider, when: reads the delivery ledger for an idempotency key or an SQS
       message id. Default: local mode's ledger; against AWS pass --table (stack output
-      DeliveryLedgerTableName) and --region. Exit code 1 when nothing is recorded.`;
+      DeliveryLedgerTableName) and --region. Exit code 1 when nothing is recorded.
+
+  mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
+                         [--table NAME] [--region R] [--endpoint URL]
+      The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
+      against AWS pass --table (stack output SuppressionListTableName) and --region.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -53,6 +60,8 @@ export async function main(argv: string[]): Promise<number> {
         return await send(rest);
       case 'status':
         return await status(rest);
+      case 'suppression':
+        return await suppression(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -264,4 +273,48 @@ async function status(args: string[]): Promise<number> {
   }
   console.log(values.json ? JSON.stringify(record, null, 2) : describeDelivery(record));
   return 0;
+}
+
+async function suppression(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      table: { type: 'string' },
+      region: { type: 'string' },
+      endpoint: { type: 'string' },
+      reason: { type: 'string' },
+    },
+  });
+  const [action, address, ...extra] = positionals;
+  const options = {
+    ...(values.table && { table: values.table }),
+    ...(values.region && { region: values.region }),
+    ...(values.endpoint && { endpoint: values.endpoint }),
+  };
+  if (action === 'list' && address === undefined) {
+    console.log(describeSuppressions(await withSuppressionList(options, (list) => list.list())));
+    return 0;
+  }
+  if ((action === 'add' || action === 'remove') && address !== undefined && extra.length === 0) {
+    if (!isEmailAddress(address)) {
+      console.error(`"${address}" is not an email address.`);
+      return 1;
+    }
+    await withSuppressionList(options, (list) =>
+      action === 'add'
+        ? list.suppress({
+            address,
+            reason: values.reason ?? 'added by an operator',
+            since: new Date().toISOString(),
+          })
+        : list.remove(address),
+    );
+    console.log(
+      `${action === 'add' ? 'Suppressed' : 'Removed from the suppression list'}: ${address.toLowerCase()}`,
+    );
+    return 0;
+  }
+  console.error(`suppression takes list, add ADDRESS or remove ADDRESS.\n\n${USAGE}`);
+  return 1;
 }

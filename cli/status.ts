@@ -1,32 +1,14 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDeliveryLedger } from '../lambda/core/dynamo-ledger.ts';
 import type { DeliveryRecord } from '../lambda/core/ledger.ts';
-import { DEFAULT_DYNAMODB_PORT, LEDGER_TABLE_NAME, LOCAL_REGION } from '../local/local-relay.ts';
-
-export interface StatusOptions {
-  /** The ledger table (stack output DeliveryLedgerTableName); default: local mode's. */
-  readonly table?: string;
-  readonly endpoint?: string;
-  readonly region?: string;
-}
+import { LEDGER_TABLE_NAME } from '../local/local-relay.ts';
+import { type TableOptions, tableClient } from './tables.ts';
 
 /** The ledger entry for an idempotency key or an SQS message id, whichever it is. */
 export async function lookUpDelivery(
   id: string,
-  options: StatusOptions = {},
+  options: TableOptions = {},
 ): Promise<DeliveryRecord | undefined> {
-  const local = options.table === undefined;
-  const port = process.env.MAIL_RELAY_DYNAMODB_PORT ?? String(DEFAULT_DYNAMODB_PORT);
-  const endpoint = options.endpoint ?? (local ? `http://127.0.0.1:${port}` : undefined);
-  const isLocal = endpoint !== undefined && ['127.0.0.1', 'localhost'].includes(new URL(endpoint).hostname);
-  const region = options.region ?? (isLocal ? LOCAL_REGION : undefined);
-  const client = new DynamoDBClient({
-    ...(region && { region }),
-    ...(endpoint && { endpoint }),
-    // Emulators accept any credentials; never pick up a real profile for a local table.
-    ...(isLocal && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
-  });
-
+  const client = tableClient(options);
   try {
     const ledger = new DynamoDeliveryLedger(client, options.table ?? LEDGER_TABLE_NAME);
     return (

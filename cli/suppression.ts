@@ -1,0 +1,29 @@
+import { DynamoSuppressionList } from '../lambda/core/dynamo-suppression.ts';
+import type { Suppression } from '../lambda/core/suppression.ts';
+import { SUPPRESSION_TABLE_NAME } from '../local/local-relay.ts';
+import { type TableOptions, tableClient } from './tables.ts';
+
+/** Runs one operation on the suppression list (local mode's, or a stack's with a table name). */
+export async function withSuppressionList<T>(
+  options: TableOptions,
+  operation: (list: DynamoSuppressionList) => Promise<T>,
+): Promise<T> {
+  const client = tableClient(options);
+  try {
+    return await operation(new DynamoSuppressionList(client, options.table ?? SUPPRESSION_TABLE_NAME));
+  } finally {
+    client.destroy();
+  }
+}
+
+/** One line per entry: address, since, reason, and expiry when it has one. */
+export function describeSuppressions(entries: readonly Suppression[]): string {
+  if (entries.length === 0) return 'The suppression list is empty.';
+  return entries
+    .map((entry) => {
+      const expires =
+        entry.expiresAt === undefined ? '' : `  (until ${new Date(entry.expiresAt * 1000).toISOString()})`;
+      return `${entry.address}  since ${entry.since}  ${entry.reason}${expires}`;
+    })
+    .join('\n');
+}
