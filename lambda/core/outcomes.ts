@@ -13,6 +13,12 @@ export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 
 export const OUTCOME_EVENT_SOURCE = 'mail-relay';
 
+/** Headers the relay adds to every message it sends, so feedback (bounces, SES events) can name the request. */
+export const TRACE_HEADERS = {
+  messageId: 'X-Mail-Relay-Message-Id',
+  idempotencyKey: 'X-Mail-Relay-Idempotency-Key',
+} as const;
+
 /** EventBridge detail-type per outcome: what a rule matches on. */
 export const OUTCOME_DETAIL_TYPES: Record<OutcomeKind, string> = {
   sent: 'Mail Sent',

@@ -10,7 +10,7 @@ import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
 import type { DeliveryLedger, DeliveryRecord, TryFailure } from './ledger.ts';
 import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, NO_TELEMETRY, type RelayTelemetry } from './metrics.ts';
-import type { OutcomeEvent, OutcomePublisher } from './outcomes.ts';
+import { type OutcomeEvent, type OutcomePublisher, TRACE_HEADERS } from './outcomes.ts';
 import type { RecordDelay } from './record-delay.ts';
 import { implicitRoute, rewriteSender, selectRoute } from './routing.ts';
 import type { RelaySettings, RouteSettings } from './settings.ts';
@@ -462,7 +462,17 @@ export function createRelay(dependencies: RelayDependencies): Relay {
       }
       // S3 attachments are read only now: they can be large.
       const outbound = await resolveAttachments(
-        { ...addressed, from: sender.from, ...(sender.replyTo && { replyTo: sender.replyTo }) },
+        {
+          ...addressed,
+          from: sender.from,
+          ...(sender.replyTo && { replyTo: sender.replyTo }),
+          // Bounce reports and SES events carry these back, so feedback finds the request it is about.
+          headers: {
+            ...addressed.headers,
+            [TRACE_HEADERS.messageId]: sqsRecord.messageId,
+            ...(message.idempotencyKey && { [TRACE_HEADERS.idempotencyKey]: message.idempotencyKey }),
+          },
+        },
         {
           maxMessageBytes: settings.limits.maxMessageBytes,
           ...(settings.attachments && { settings: settings.attachments }),

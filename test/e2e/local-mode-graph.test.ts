@@ -66,7 +66,7 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
   beforeEach(() => peer.clearFaults());
 
   it('sends mail from a Graph sender through Graph, and other senders through SES', async () => {
-    await enqueue(
+    const graphMessageId = await enqueue(
       sqs,
       relay.queueUrl,
       validMessage({
@@ -93,7 +93,11 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
       toRecipients: [{ emailAddress: { address: 'ana@example.org', name: 'Ana' } }],
       bccRecipients: [{ emailAddress: { address: 'audit@example.org' } }],
       body: { contentType: 'HTML', content: '<p>Hello</p>' },
-      internetMessageHeaders: [{ name: 'X-Order', value: '7' }],
+      // The relay's trace header lets bounce reports name the request.
+      internetMessageHeaders: [
+        { name: 'X-Order', value: '7' },
+        { name: 'X-Mail-Relay-Message-Id', value: graphMessageId },
+      ],
     });
     expect(delivered.attachments[0]?.bytes.toString()).toBe('bytes');
     // The certificate credential local mode generated went through Entra ID's client assertion check.
