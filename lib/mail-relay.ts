@@ -765,6 +765,19 @@ export class MailRelay extends Construct {
         }),
       );
     }
+    // Outcome events (source mail-relay) on the configured bus, and only there.
+    this.sendFunction.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['events:PutEvents'],
+        resources: [
+          Stack.of(this).formatArn({
+            service: 'events',
+            resource: 'event-bus',
+            resourceName: config.events.busName,
+          }),
+        ],
+      }),
+    );
     this.deliveryLedger.grantClaims(this.sendFunction);
     this.suppressionList.grantLookup(this.sendFunction);
     this.graphCredential?.grantRead(this.sendFunction);

@@ -368,6 +368,26 @@ describe('MailRelay send function', () => {
   });
 });
 
+describe('MailRelay outcome events', () => {
+  it.each([
+    [undefined, 'default'],
+    ['orders-bus', 'orders-bus'],
+  ])('lets the function put events on the configured bus only (%s)', (busName, expected) => {
+    const { template } = buildRelay(busName === undefined ? MINIMAL : { ...MINIMAL, events: { busName } });
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+      (policy) =>
+        policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+    );
+    const putEvents = statements.filter((statement) =>
+      [statement.Action].flat().includes('events:PutEvents'),
+    );
+
+    expect(putEvents).toHaveLength(1);
+    expect(JSON.stringify(putEvents[0]?.Resource)).toContain(`:event-bus/${expected}`);
+    expect(relaySettingsSchema.parse(settingsIn(template)).events).toEqual({ busName: expected });
+  });
+});
+
 describe('MailRelay delivery ledger and suppression list', () => {
   it('creates both tables on demand, encrypted, with TTL and point-in-time recovery', () => {
     const { stack, relay, template } = buildRelay();
