@@ -15,6 +15,7 @@ import {
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
 import { describeDelivery, lookUpDelivery } from './status.ts';
 import { describeSuppressions, withSuppressionList } from './suppression.ts';
+import type { TableOptions } from './tables.ts';
 import { uploadAttachment } from './upload.ts';
 
 const USAGE = `Usage:
@@ -246,27 +247,33 @@ async function send(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Options of the commands that read a relay table: local mode's by default, a stack's with --table. */
+const TABLE_OPTIONS = {
+  table: { type: 'string' },
+  region: { type: 'string' },
+  endpoint: { type: 'string' },
+} as const;
+
+function tableOptions(values: { table?: string; region?: string; endpoint?: string }): TableOptions {
+  return {
+    ...(values.table && { table: values.table }),
+    ...(values.region && { region: values.region }),
+    ...(values.endpoint && { endpoint: values.endpoint }),
+  };
+}
+
 async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: {
-      table: { type: 'string' },
-      region: { type: 'string' },
-      endpoint: { type: 'string' },
-      json: { type: 'boolean' },
-    },
+    options: { ...TABLE_OPTIONS, json: { type: 'boolean' } },
   });
   const [id] = positionals;
   if (id === undefined || positionals.length > 1) {
     console.error(`status takes one id: an idempotency key or an SQS message id.\n\n${USAGE}`);
     return 1;
   }
-  const record = await lookUpDelivery(id, {
-    ...(values.table && { table: values.table }),
-    ...(values.region && { region: values.region }),
-    ...(values.endpoint && { endpoint: values.endpoint }),
-  });
+  const record = await lookUpDelivery(id, tableOptions(values));
   if (!record) {
     console.error(`No delivery recorded for ${id} (the ledger keeps entries for ledger.retentionDays).`);
     return 1;
@@ -279,19 +286,10 @@ async function suppression(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: {
-      table: { type: 'string' },
-      region: { type: 'string' },
-      endpoint: { type: 'string' },
-      reason: { type: 'string' },
-    },
+    options: { ...TABLE_OPTIONS, reason: { type: 'string' } },
   });
   const [action, address, ...extra] = positionals;
-  const options = {
-    ...(values.table && { table: values.table }),
-    ...(values.region && { region: values.region }),
-    ...(values.endpoint && { endpoint: values.endpoint }),
-  };
+  const options = tableOptions(values);
   if (action === 'list' && address === undefined) {
     console.log(describeSuppressions(await withSuppressionList(options, (list) => list.list())));
     return 0;
