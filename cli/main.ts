@@ -22,8 +22,8 @@ const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
                    [--dynamodb-port N]
-      Runs the whole relay locally (SQS, S3, SES and Secrets Manager emulators on 127.0.0.1, the real
-      send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
+      Runs the whole relay locally (SQS, S3, SES, Secrets Manager and DynamoDB emulators on 127.0.0.1,
+      the real send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
       (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}).
       --graph-peer        also start the local Entra ID + Graph peer: the Graph route with no tenant.
       --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
@@ -44,7 +44,8 @@ const USAGE = `Usage:
   mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json]
       Was it sent, by which provider, when: reads the delivery ledger for an idempotency key or an SQS
       message id. Default: local mode's ledger; against AWS pass --table (stack output
-      DeliveryLedgerTableName) and --region. Exit code 1 when nothing is recorded.
+      DeliveryLedgerTableName) and --region. --json prints the ledger entry as stored. Exit code 1 when
+      nothing is recorded.
 
   mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
                          [--table NAME] [--region R] [--endpoint URL]

@@ -1,5 +1,5 @@
 import { DynamoDeliveryLedger } from '../lambda/core/dynamo-ledger.ts';
-import type { DeliveryRecord } from '../lambda/core/ledger.ts';
+import { type DeliveryRecord, RELAY_FAILURE_PROVIDER } from '../lambda/core/ledger.ts';
 import { LEDGER_TABLE_NAME } from '../local/local-relay.ts';
 import { type TableOptions, tableClient } from './tables.ts';
 
@@ -42,7 +42,7 @@ export function describeDelivery(record: DeliveryRecord): string {
       break;
     case 'retrying':
       lines.push(
-        `retrying${route}: ${record.attempts} failed ${record.attempts === 1 ? 'try' : 'tries'} on provider #${record.providerIndex + 1} of the chain, last at ${record.updatedAt}`,
+        `retrying: next try on ${nextProvider(record)} (attempt ${record.attempts + 1} of the provider)${route}`,
       );
       break;
     case 'dead-lettered': {
@@ -54,7 +54,7 @@ export function describeDelivery(record: DeliveryRecord): string {
     }
     case 'suppressed':
       lines.push(
-        `not sent: every recipient is suppressed (${(record.suppressedRecipients ?? []).join(', ')})${route}`,
+        `suppressed: not sent, every recipient is on the suppression list (${(record.suppressedRecipients ?? []).join(', ')})${route}`,
       );
       break;
   }
@@ -71,4 +71,14 @@ export function describeDelivery(record: DeliveryRecord): string {
   }
   lines.push(`  key ${record.key}, SQS message ${record.messageId}, first seen ${record.createdAt}`);
   return lines.join('\n');
+}
+
+/**
+ * The provider the next delivery starts with. The entry keeps the chain position, not the route's
+ * chain: after a failed try on it (attempts > 0) the last failure names it; otherwise only its place.
+ */
+function nextProvider(record: DeliveryRecord): string {
+  const last = record.failures.at(-1);
+  if (record.attempts > 0 && last && last.provider !== RELAY_FAILURE_PROVIDER) return last.provider;
+  return `provider #${record.providerIndex + 1} of the route's chain`;
 }

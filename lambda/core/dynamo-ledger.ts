@@ -58,7 +58,8 @@ export class DynamoDeliveryLedger implements DeliveryLedger {
         ? {
             ConditionExpression: 'attribute_not_exists(#key) OR #expiresAt < :now',
             ExpressionAttributeNames: { '#key': 'key', '#expiresAt': 'expiresAt' },
-            ExpressionAttributeValues: { ':now': { N: String(Math.floor(this.now() / 1000)) } },
+            // Rounded up: an entry `get` calls expired (expiresAt < now in seconds) is also replaceable.
+            ExpressionAttributeValues: { ':now': { N: String(Math.ceil(this.now() / 1000)) } },
           }
         : {
             ConditionExpression: '#version = :expected',

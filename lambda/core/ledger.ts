@@ -58,6 +58,9 @@ export interface DeliveryRecord {
 
 export const MAX_TRY_FAILURES = 10;
 
+/** The `provider` of a recorded failure that came from no provider (ledger, suppression list, policy). */
+export const RELAY_FAILURE_PROVIDER = 'relay';
+
 /**
  * Storage of the delivery ledger. Deliberately small: the claim logic lives in the core (delivery.ts)
  * and needs only a read and a conditional write.

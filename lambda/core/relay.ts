@@ -7,7 +7,12 @@ import { CircuitBreakers } from './circuit-breaker.ts';
 import { DEAD_LETTER_ATTRIBUTES, type DeadLetterSink } from './dead-letter.ts';
 import { admit, bodyHashOf, ClaimedDelivery, ledgerKeyOf, OUTCOME_UNKNOWN, withFailure } from './delivery.ts';
 import { type FailureClass, RelayFailure, toRelayFailure } from './failures.ts';
-import type { DeliveryLedger, DeliveryRecord, TryFailure } from './ledger.ts';
+import {
+  type DeliveryLedger,
+  type DeliveryRecord,
+  RELAY_FAILURE_PROVIDER,
+  type TryFailure,
+} from './ledger.ts';
 import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, NO_TELEMETRY, type RelayTelemetry } from './metrics.ts';
 import { type OutcomeEvent, type OutcomePublisher, TRACE_HEADERS } from './outcomes.ts';
@@ -122,7 +127,7 @@ export function createRelay(dependencies: RelayDependencies): Relay {
   };
 
   const tryFailure = (failure: RelayFailure): TryFailure => ({
-    provider: failure.provider ?? 'relay',
+    provider: failure.provider ?? RELAY_FAILURE_PROVIDER,
     code: failure.code,
     failureClass: failure.failureClass,
     reason: failure.reason.slice(0, 500),

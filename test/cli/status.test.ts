@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeDelivery } from '../../cli/status.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import type { DeliveryRecord } from '../../lambda/core/ledger.ts';
+import { LEDGER_TABLE_NAME, SUPPRESSION_TABLE_NAME } from '../../local/local-relay.ts';
+import { createRelayTables } from '../../local/relay-tables.ts';
 import { type DynamoPeer, startDynamo } from '../helpers/dynamo.ts';
 
 const run = promisify(execFile);
@@ -59,7 +61,30 @@ describe('mail-relay status', () => {
       failures: [],
     });
     expect(suppressed.split('\n')[0]).toBe(
-      'not sent: every recipient is suppressed (a@example.org), route contoso',
+      'suppressed: not sent, every recipient is on the suppression list (a@example.org), route contoso',
+    );
+  });
+
+  it('names the provider the next try goes to while a message is retrying', () => {
+    const retrying: DeliveryRecord = {
+      ...sent,
+      state: 'retrying',
+      providerIndex: 0,
+      attempts: 1,
+      provider: undefined,
+      providerMessageId: undefined,
+      fallbackFrom: undefined,
+      sentAt: undefined,
+    };
+    expect(describeDelivery(retrying).split('\n')).toEqual([
+      'retrying: next try on graph (attempt 2 of the provider), route contoso',
+      '  failed tries:',
+      '    2026-11-22T10:00:00.000Z  graph  provider  InvalidAuthenticationToken: Access token validation failure',
+      '  key invoice-42, SQS message 7c1e, first seen 2026-11-22T10:00:00.000Z',
+    ]);
+    // Not tried yet where the chain stands (a failure before any provider call): only its place is known.
+    expect(describeDelivery({ ...retrying, providerIndex: 1, attempts: 0 }).split('\n')[0]).toBe(
+      "retrying: next try on provider #2 of the route's chain (attempt 1 of the provider), route contoso",
     );
   });
 
@@ -103,10 +128,38 @@ describe('mail-relay status', () => {
       expect(JSON.parse((await status('invoice-42', '--json')).stdout)).toMatchObject({ provider: 'ses' });
     });
 
+    it("reads local mode's ledger without --table, with dummy credentials, never a profile", async () => {
+      await createRelayTables(dynamo.client, {
+        ledgerTableName: LEDGER_TABLE_NAME,
+        suppressionTableName: SUPPRESSION_TABLE_NAME,
+      });
+      await new DynamoDeliveryLedger(dynamo.client, LEDGER_TABLE_NAME).put(
+        { ...sent, key: 'local-1' },
+        undefined,
+      );
+      const environment: NodeJS.ProcessEnv = {
+        ...process.env,
+        MAIL_RELAY_DYNAMODB_PORT: new URL(dynamo.endpoint).port,
+        // The standard chain would fail on this: local mode must not consult it.
+        AWS_PROFILE: 'mail-relay-test-no-such-profile',
+        AWS_CONFIG_FILE: '/nonexistent/config',
+        AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
+      };
+      for (const name of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+        delete environment[name];
+      }
+      const local = await run(process.execPath, ['cli/mail-relay.js', 'status', 'local-1'], {
+        env: environment,
+      });
+      expect(local.stdout).toContain('key local-1, SQS message 7c1e');
+    });
+
     it('exits 1 and says so when nothing is recorded', async () => {
       const failed = await status('nope').catch((error: { code: number; stderr: string }) => error);
       expect(failed).toMatchObject({ code: 1 });
-      expect((failed as { stderr: string }).stderr).toContain('No delivery recorded for nope');
+      expect((failed as { stderr: string }).stderr).toContain(
+        'No delivery recorded for nope (the ledger keeps entries for ledger.retentionDays).',
+      );
     });
   });
 });

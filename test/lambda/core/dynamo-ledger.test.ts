@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
-import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
 import type { DeliveryRecord } from '../../../lambda/core/ledger.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 
@@ -22,7 +21,7 @@ const record = (key: string, changes: Partial<DeliveryRecord> = {}): DeliveryRec
   ...changes,
 });
 
-describe('the delivery ledger and suppression list on the DynamoDB emulator', () => {
+describe('the delivery ledger on the DynamoDB emulator', () => {
   let dynamo: DynamoPeer;
   let ledger: DynamoDeliveryLedger;
 
@@ -81,31 +80,20 @@ describe('the delivery ledger and suppression list on the DynamoDB emulator', ()
     expect((await ledger.get('old'))?.messageId).toBe('again');
   });
 
-  it('finds suppressed recipients in any case, across several batches, ignoring expired entries', async () => {
-    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName, () => NOW);
-    await list.suppress({ address: 'Bounced@Example.org', reason: 'hard bounce', since: 'then' });
-    await list.suppress({
-      address: 'old@example.org',
-      reason: 'complaint',
-      since: 'then',
-      expiresAt: NOW / 1000 - 1,
-    });
-    await list.suppress({ address: 'user150@example.org', reason: 'hard bounce', since: 'then' });
-    const many = Array.from({ length: 250 }, (_, index) => `user${index}@example.org`);
+  it('agrees with itself on expiry within a second: what get calls expired, put may replace', async () => {
+    const halfASecondLater = new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName, () => NOW + 500);
+    await ledger.put(record('edge', { expiresAt: NOW / 1000 }), undefined);
+    expect(await ledger.get('edge')).toBeDefined();
 
-    const found = await list.find(['bounced@EXAMPLE.org', 'old@example.org', 'ok@example.org', ...many]);
+    expect(await halfASecondLater.get('edge')).toBeUndefined();
+    expect(await halfASecondLater.put(record('edge', { messageId: 'after' }), undefined)).toBe(true);
+  });
 
-    expect([...found.keys()].sort()).toEqual(['bounced@example.org', 'user150@example.org']);
-    expect(found.get('bounced@example.org')).toEqual({
-      address: 'bounced@example.org',
-      reason: 'hard bounce',
-      since: 'then',
+  it('passes on errors other than a lost race', async () => {
+    const elsewhere = new DynamoDeliveryLedger(dynamo.client, 'no-such-table', () => NOW);
+    await expect(elsewhere.put(record('x'), undefined)).rejects.toMatchObject({
+      name: 'ResourceNotFoundException',
     });
-    expect((await list.list()).map((entry) => entry.address)).toEqual([
-      'bounced@example.org',
-      'user150@example.org',
-    ]);
-    await list.remove('BOUNCED@example.org');
-    expect((await list.find(['bounced@example.org'])).size).toBe(0);
+    await expect(elsewhere.get('x')).rejects.toMatchObject({ name: 'ResourceNotFoundException' });
   });
 });

@@ -1,5 +1,7 @@
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
+import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
 import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
@@ -259,6 +261,40 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     const output = written.join('');
     expect(output).toContain('Message sent');
     expect(output).not.toContain('Private-body-7781');
+  });
+
+  it('keeps its ledger and reads its suppression list in the configured DynamoDB tables', async () => {
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const ledger = new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName);
+    const suppressions = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    await suppressions.suppress({ address: 'Gone@Example.org', reason: 'hard bounce', since: 'then' });
+    const handler = createSendHandler(environment());
+    const before = peers.capture.sent.length;
+
+    const once = validMessage({
+      idempotencyKey: 'ledger-wired-1',
+      to: ['customer@example.org', 'gone@example.org'],
+    });
+    // The same message delivered twice (a producer retry): one send, the second is a duplicate.
+    await handler({ Records: [sqsRecord(once, { messageId: 'first' })] }, context);
+    await handler({ Records: [sqsRecord(once, { messageId: 'second' })] }, context);
+    const onlySuppressed = validMessage({ to: ['GONE@example.org'] });
+    const result = await handler({ Records: [sqsRecord(onlySuppressed, { messageId: 'gone-1' })] }, context);
+
+    expect(result).toEqual({ batchItemFailures: [] });
+    const sends = peers.capture.sent.slice(before);
+    expect(sends.map((send) => send.destination.to)).toEqual([['customer@example.org']]);
+    expect(await ledger.get('ledger-wired-1')).toMatchObject({
+      state: 'sent',
+      provider: 'ses',
+      messageId: 'first',
+      suppressedRecipients: ['gone@example.org'],
+    });
+    expect(await ledger.get('sqs:gone-1')).toMatchObject({
+      state: 'suppressed',
+      suppressedRecipients: ['gone@example.org'],
+    });
   });
 
   describe('with Microsoft Graph configured', () => {
