@@ -53,6 +53,14 @@ export class MailRelayStack extends Stack {
         value: this.relay.graphCredential.secret.secretArn,
       });
     }
+    new CfnOutput(this, 'AlarmTopicArn', {
+      description: 'Every relay alarm notifies this SNS topic (on ALARM and on OK): subscribe your endpoints',
+      value: this.relay.monitoring.alarmTopic.topicArn,
+    });
+    new CfnOutput(this, 'DashboardName', {
+      description: "The relay's CloudWatch dashboard",
+      value: this.relay.monitoring.dashboard.dashboardName,
+    });
     if (this.relay.staticEgress) this.addEgressOutputs(this.relay.staticEgress);
   }
 

@@ -6,12 +6,12 @@ import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type {
-  GraphCloud,
+import {
+  type GraphCloud,
   PROVIDER_NAMES,
-  SMTP_AUTH_METHODS,
-  SMTP_MODES,
-  SMTP_TLS_MODES,
+  type SMTP_AUTH_METHODS,
+  type SMTP_MODES,
+  type SMTP_TLS_MODES,
 } from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
 import {
@@ -26,6 +26,7 @@ import { DeliveryLedger } from './delivery-ledger.ts';
 import { importExistingSecret } from './existing-secret.ts';
 import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
+import { RelayMonitoring } from './relay-monitoring.ts';
 import { SendFunction } from './send-function.ts';
 import { StaticEgress } from './static-egress.ts';
 import { SuppressionList } from './suppression-list.ts';
@@ -672,6 +673,8 @@ export class MailRelay extends Construct {
   readonly suppressionList: SuppressionList;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
+  /** The alarms, the topic they notify (and the SES brake, when configured), and the dashboard. */
+  readonly monitoring: RelayMonitoring;
 
   constructor(scope: Construct, id: string, props: MailRelayProps) {
     super(scope, id);
@@ -800,6 +803,16 @@ export class MailRelay extends Construct {
       reason:
         'The bundle is built for Node.js 22 (esbuild target node22, ESM, AWS SDK bundled); a newer runtime ' +
         'is adopted as a deliberate change with its own test run, not implicitly because a newer one exists.',
+    });
+
+    this.monitoring = new RelayMonitoring(this, 'Monitoring', {
+      config: config.monitoring,
+      outbox: this.outbox,
+      deadLetterQueue: this.deadLetterQueue,
+      sendFunction: this.sendFunction,
+      providers: PROVIDER_NAMES.filter((provider) => config[provider] !== undefined),
+      sesConfigured: config.ses !== undefined,
+      sesConfigurationSetName: config.ses?.configurationSetName,
     });
   }
 

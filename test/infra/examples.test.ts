@@ -38,7 +38,8 @@ describe('the example configurations', () => {
       template.hasResourceProperties('AWS::SQS::Queue', {
         RedrivePolicy: Match.objectLike({ maxReceiveCount: config.queue.maxReceiveCount }),
       });
-      template.resourceCountIs('AWS::Lambda::Function', 1);
+      // Plus the SES brake, which pauses the configuration set on critical bounces, when enabled.
+      template.resourceCountIs('AWS::Lambda::Function', config.monitoring.pauseSesOnCriticalBounces ? 2 : 1);
       template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         BatchSize: config.sendFunction.batchSize,
         ScalingConfig: { MaximumConcurrency: config.sendFunction.maxConcurrency },

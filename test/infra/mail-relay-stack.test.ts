@@ -41,6 +41,8 @@ describe('MailRelayStack outputs', () => {
     const { outputs } = buildStack({ ses: SES });
 
     expect(Object.keys(outputs).sort()).toEqual([
+      'AlarmTopicArn',
+      'DashboardName',
       'DeadLetterQueueUrl',
       'DeliveryLedgerTableName',
       'OutboxQueueUrl',
@@ -58,6 +60,17 @@ describe('MailRelayStack outputs', () => {
     });
     expect(outputs.SuppressionListTableName?.Value).toEqual({
       Ref: logicalIdOf(stack, stack.relay.suppressionList.table),
+    });
+  });
+
+  it('name the alarm topic and the dashboard', () => {
+    const { stack, outputs } = buildStack({ ses: SES });
+
+    expect(outputs.AlarmTopicArn?.Value).toEqual({
+      Ref: logicalIdOf(stack, stack.relay.monitoring.alarmTopic),
+    });
+    expect(outputs.DashboardName?.Value).toEqual({
+      Ref: logicalIdOf(stack, stack.relay.monitoring.dashboard),
     });
   });
 

@@ -1,0 +1,631 @@
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import {
+  Alarm,
+  AlarmStatusWidget,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  type HorizontalAnnotation,
+  type IMetric,
+  MathExpression,
+  Metric,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import {
+  Architecture,
+  Code,
+  type IFunction,
+  Function as LambdaFunction,
+  Runtime,
+} from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription, LambdaSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import { Construct, type IConstruct } from 'constructs';
+import type { FailureClass } from '../lambda/core/failures.ts';
+import {
+  METRIC_DIMENSIONS,
+  METRIC_NAMES,
+  METRICS_NAMESPACE,
+  METRICS_SERVICE,
+  type MetricName,
+} from '../lambda/core/metrics.ts';
+import type { PROVIDER_NAMES } from '../lambda/core/settings.ts';
+import { ConfigurationError } from '../lambda/core/validation.ts';
+import type { MonitoringConfig } from './config.ts';
+
+export type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+/** The failure classes DeadLettered is emitted with (lambda/core/failures.ts). */
+const FAILURE_CLASSES: readonly FailureClass[] = ['permanent', 'transient', 'provider'];
+
+/** The period of the alarms on queues and on the function: short, so a stuck relay is noticed soon. */
+const SHORT_PERIOD = Duration.minutes(5);
+
+/**
+ * SES computes Reputation.BounceRate and Reputation.ComplaintRate itself, as a rolling rate over a
+ * representative volume of recent mail, and publishes them sparsely rather than every minute. So
+ * each reading is already a judgement over many messages: the alarm takes the highest reading in an
+ * hour (a long period tolerates the gaps between readings) and fires on a single one above the
+ * threshold, the same reading SES's own review acts on.
+ */
+const SES_REPUTATION_PERIOD = Duration.hours(1);
+
+export interface RelayMonitoringProps {
+  /** The validated `monitoring` section. */
+  readonly config: MonitoringConfig;
+  /** The outbox the send function consumes. */
+  readonly outbox: IQueue;
+  /** Where messages that cannot be sent end up. */
+  readonly deadLetterQueue: IQueue;
+  /** The function that sends the outbox. */
+  readonly sendFunction: IFunction;
+  /** The providers the relay is configured with; each gets its own bounce and complaint rate alarms. */
+  readonly providers: readonly ProviderName[];
+  /** Whether an `ses` section is configured: adds the alarms on the SES account reputation. */
+  readonly sesConfigured: boolean;
+  /**
+   * The SES configuration set the relay sends with; required by `pauseSesOnCriticalBounces`.
+   *
+   * @default - none
+   */
+  readonly sesConfigurationSetName?: string;
+}
+
+/**
+ * The relay's CloudWatch alarms, the SNS topic they all notify (on ALARM and on OK), and a dashboard.
+ *
+ * Rates (bounces, complaints, fallbacks) come from the relay's own metrics (namespace `MailRelay`,
+ * emitted by the send function) over `bounceRate.periodMinutes`, and a window with fewer than
+ * `bounceRate.minimumSent` sent messages counts as rate 0, so a handful of messages cannot page anyone.
+ *
+ * **Automatic brake** (`pauseSesOnCriticalBounces`): the `ses` provider's critical bounce rate alarm
+ * also notifies a second topic, whose small function pauses sending on the SES configuration set
+ * (`ses:PutConfigurationSetSendingOptions`, that configuration set only). Messages the relay then
+ * sends through SES fail at provider level and move to the next provider of their chain or are
+ * retried. Runbook to resume once the cause is fixed (bad list cleaned, suppression list checked):
+ *
+ * ```sh
+ * aws sesv2 put-configuration-set-sending-options --configuration-set-name <name> --sending-enabled
+ * ```
+ *
+ * and, if messages were dead-lettered meanwhile, redrive the dead-letter queue to the outbox.
+ */
+export class RelayMonitoring extends Construct {
+  /** Every alarm notifies this topic, on ALARM and on OK (stack output AlarmTopicArn). */
+  readonly alarmTopic: Topic;
+  /** The relay's dashboard. */
+  readonly dashboard: Dashboard;
+  /** Every alarm of the relay. */
+  readonly alarms: Alarm[] = [];
+  /** The function that pauses the SES configuration set, when `pauseSesOnCriticalBounces` is set. */
+  readonly brakeFunction?: IFunction;
+
+  private readonly criticalBounceAlarms = new Map<ProviderName, Alarm>();
+
+  private readonly config: MonitoringConfig;
+  private readonly providers: readonly ProviderName[];
+  private readonly namePrefix: string;
+  private readonly sesConfigurationSetName: string | undefined;
+
+  constructor(scope: Construct, id: string, props: RelayMonitoringProps) {
+    super(scope, id);
+    const { config } = props;
+    this.config = config;
+    this.providers = props.providers;
+    this.sesConfigurationSetName = props.sesConfigurationSetName;
+    if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName === undefined) {
+      throw new ConfigurationError(`Invalid MailRelay props at ${scope.node.path}`, [
+        'monitoring.pauseSesOnCriticalBounces: needs ses.configurationSetName (the SES configuration set whose sending the critical bounce alarm pauses)',
+      ]);
+    }
+    this.namePrefix = readableName(scope);
+
+    // CloudWatch alarms cannot publish to a topic encrypted with the AWS managed key alias/aws/sns
+    // (its key policy, which nobody can edit, does not let CloudWatch use it): a customer managed
+    // key whose policy allows CloudWatch is the only way to have both encryption and notifications.
+    const key = new Key(this, 'TopicKey', {
+      description: `Encrypts the alarm topics of ${this.namePrefix}`,
+      enableKeyRotation: true,
+      // Only in-flight notifications were ever encrypted with it.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    key.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'CloudWatchAlarmsPublishToEncryptedTopics',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+      }),
+    );
+
+    this.alarmTopic = this.encryptedTopic('AlarmTopic', key, 'Mail relay alarms');
+    if (config.alarmEmail !== undefined) {
+      this.alarmTopic.addSubscription(new EmailSubscription(config.alarmEmail));
+    }
+
+    this.addRateAlarms();
+    if (props.sesConfigured) this.addSesReputationAlarms();
+    this.addQueueAlarms(props.outbox, props.deadLetterQueue);
+    this.addFunctionAlarms(props.sendFunction);
+
+    if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
+      const critical = this.criticalBounceAlarms.get('ses');
+      if (!critical) {
+        throw new ConfigurationError(`Invalid MailRelay props at ${scope.node.path}`, [
+          'monitoring.pauseSesOnCriticalBounces: needs an ses section',
+        ]);
+      }
+      this.brakeFunction = this.addSesBrake(critical, key, props.sesConfigurationSetName);
+    }
+
+    this.dashboard = this.buildDashboard(props);
+  }
+
+  /** A topic encrypted with the key, refusing requests without TLS, that CloudWatch alarms may publish to. */
+  private encryptedTopic(id: string, key: Key, displayName: string): Topic {
+    const topic = new Topic(this, id, { displayName, masterKey: key, enforceSSL: true });
+    // The topic policy replaces SNS's default one, so CloudWatch is allowed explicitly, for this account's alarms.
+    topic.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [topic.topicArn],
+        conditions: {
+          ArnLike: {
+            'aws:SourceArn': `arn:${Aws.PARTITION}:cloudwatch:${Aws.REGION}:${Aws.ACCOUNT_ID}:alarm:*`,
+          },
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        },
+      }),
+    );
+    return topic;
+  }
+
+  /** An alarm (≥ threshold, one period, missing data is fine) that notifies the alarm topic on ALARM and OK. */
+  private alarm(id: string, name: string, description: string, metric: IMetric, threshold: number): Alarm {
+    const alarm = new Alarm(this, id, {
+      alarmName: `${this.namePrefix}-${name}`,
+      alarmDescription: description,
+      metric,
+      threshold,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    const action = new SnsAction(this.alarmTopic);
+    alarm.addAlarmAction(action);
+    alarm.addOkAction(action);
+    this.alarms.push(alarm);
+    return alarm;
+  }
+
+  private get ratePeriod(): Duration {
+    return Duration.minutes(this.config.bounceRate.periodMinutes);
+  }
+
+  /** `numerator / Sent` of one provider, 0 in a window with fewer than minimumSent sent messages. */
+  private providerRate(provider: ProviderName, numerator: MetricName, label: string): MathExpression {
+    const minimumSent = this.config.bounceRate.minimumSent;
+    // Ids unique per provider and metric, so the rates of several providers share one graph.
+    const sent = `sent_${provider}`;
+    const part = `${numerator.toLowerCase()}_${provider}`;
+    return new MathExpression({
+      // FILL: a window with sent messages but no bounces has no Bounced data point, and is rate 0.
+      expression: `IF(${sent} >= ${minimumSent}, FILL(${part}, 0) / ${sent}, 0)`,
+      usingMetrics: {
+        [sent]: relayMetric(METRIC_NAMES.sent, { [METRIC_DIMENSIONS.provider]: provider }),
+        [part]: relayMetric(numerator, { [METRIC_DIMENSIONS.provider]: provider }),
+      },
+      period: this.ratePeriod,
+      label,
+    });
+  }
+
+  /** FallbackUsed / Sent over every configured provider, 0 in a window with fewer than minimumSent sent. */
+  private fallbackRate(): MathExpression {
+    const usingMetrics: Record<string, IMetric> = {};
+    for (const provider of this.providers) {
+      const dimensions = { [METRIC_DIMENSIONS.provider]: provider };
+      usingMetrics[`sent_${provider}`] = relayMetric(METRIC_NAMES.sent, dimensions);
+      usingMetrics[`fallback_${provider}`] = relayMetric(METRIC_NAMES.fallbackUsed, dimensions);
+    }
+    // FILL: a provider that sent nothing in the window must not blank the sum.
+    const sum = (prefix: string) =>
+      this.providers.map((provider) => `FILL(${prefix}_${provider}, 0)`).join(' + ');
+    return new MathExpression({
+      expression: `IF((${sum('sent')}) >= ${this.config.bounceRate.minimumSent}, (${sum('fallback')}) / (${sum('sent')}), 0)`,
+      usingMetrics,
+      period: this.ratePeriod,
+      label: 'Fallback rate',
+    });
+  }
+
+  private addRateAlarms(): void {
+    const { bounceRate, complaintRate, fallbackRate } = this.config;
+    const window = `${bounceRate.periodMinutes} minutes (judged from ${bounceRate.minimumSent} sent messages)`;
+    for (const provider of this.providers) {
+      const rate = this.providerRate(provider, METRIC_NAMES.bounced, `Bounce rate (${provider})`);
+      this.alarm(
+        `BounceRateWarning-${provider}`,
+        `${provider}-bounce-rate-warning`,
+        `Bounced / Sent through ${provider} reached ${bounceRate.warning} over ${window}. Check which senders and ` +
+          'recipient lists bounce (the Bounced events, `mail-relay status`), clean the lists and make sure ' +
+          'hard-bounced addresses are on the suppression list before the critical threshold is reached.',
+        rate,
+        bounceRate.warning,
+      );
+      const critical = this.alarm(
+        `BounceRateCritical-${provider}`,
+        `${provider}-bounce-rate-critical`,
+        `Bounced / Sent through ${provider} reached ${bounceRate.critical} over ${window}: the provider may ` +
+          'throttle or suspend the account. Stop the sender that bounces (its producing app), clean its list, ' +
+          'add the bounced addresses to the suppression list (`mail-relay suppression add`).' +
+          (provider === 'ses' && this.config.pauseSesOnCriticalBounces
+            ? ' SES sending on the configuration set was paused automatically; resume it with ' +
+              `\`aws sesv2 put-configuration-set-sending-options --configuration-set-name ${this.sesConfigurationSetName} --sending-enabled\`.`
+            : ''),
+        rate,
+        bounceRate.critical,
+      );
+      this.criticalBounceAlarms.set(provider, critical);
+      this.alarm(
+        `ComplaintRate-${provider}`,
+        `${provider}-complaint-rate`,
+        `Complained / Sent through ${provider} reached ${complaintRate} over ${window}. Find the sender whose ` +
+          'recipients mark its mail as spam, stop it or make it easy to unsubscribe; complainers are suppressed.',
+        this.providerRate(provider, METRIC_NAMES.complained, `Complaint rate (${provider})`),
+        complaintRate,
+      );
+    }
+    this.alarm(
+      'FallbackRate',
+      'fallback-rate',
+      `A share of ${fallbackRate} or more of the messages sent over ${window} went out through a fallback provider: ` +
+        "the first provider of their chains keeps failing at provider level. Check the send function's logs " +
+        'for the provider errors (expired credential, paused account, lost permission) and fix that provider.',
+      this.fallbackRate(),
+      fallbackRate,
+    );
+  }
+
+  private addSesReputationAlarms(): void {
+    const { sesReputation } = this.config;
+    this.alarm(
+      'SesReputationBounceRate',
+      'ses-reputation-bounce-rate',
+      `The SES account's Reputation.BounceRate reached ${sesReputation.bounceRate} (SES reviews the account ` +
+        'at 5% and may pause sending at 10%). Find the senders that bounce, clean their lists, and check the ' +
+        'SES console (Reputation metrics, Virtual Deliverability Manager).',
+      sesReputationMetric('Reputation.BounceRate'),
+      sesReputation.bounceRate,
+    );
+    this.alarm(
+      'SesReputationComplaintRate',
+      'ses-reputation-complaint-rate',
+      `The SES account's Reputation.ComplaintRate reached ${sesReputation.complaintRate} (SES reviews the ` +
+        'account at 0.1%). Find the sender whose recipients report spam and stop or fix that mail.',
+      sesReputationMetric('Reputation.ComplaintRate'),
+      sesReputation.complaintRate,
+    );
+  }
+
+  private addQueueAlarms(outbox: IQueue, deadLetterQueue: IQueue): void {
+    this.alarm(
+      'DeadLetterQueueNotEmpty',
+      'dead-letter-queue-not-empty',
+      'Messages reached the dead-letter queue: they will not be sent unless someone acts. Read the reason ' +
+        'in their message attributes (MailRelay.FailureClass, MailRelay.Reason), fix the cause, then redrive ' +
+        'them to the outbox or delete them.',
+      deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        statistic: 'Maximum',
+        period: SHORT_PERIOD,
+      }),
+      1,
+    );
+    this.alarm(
+      'OutboxOldestMessageAge',
+      'outbox-oldest-message-age',
+      `The oldest message in the outbox is ${this.config.outboxAgeMinutes} minutes old: mail is delayed. ` +
+        'Check the send function for errors and throttles, the providers for throttling (retries), and ' +
+        'whether sendFunction.maxConcurrency keeps up with the volume.',
+      outbox.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: SHORT_PERIOD }),
+      this.config.outboxAgeMinutes * 60,
+    );
+  }
+
+  private addFunctionAlarms(sendFunction: IFunction): void {
+    this.alarm(
+      'SendFunctionErrors',
+      'send-function-errors',
+      'The send function failed (an invocation error, not a message that could not be sent): its batch is ' +
+        "retried by SQS. Read the function's logs for the error.",
+      sendFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD }),
+      1,
+    );
+    this.alarm(
+      'SendFunctionThrottles',
+      'send-function-throttles',
+      'Lambda throttled the send function: the account or function concurrency is exhausted and mail is ' +
+        "delayed. Raise the account's Lambda concurrency quota, or lower the concurrency other functions take.",
+      sendFunction.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD }),
+      1,
+    );
+  }
+
+  /**
+   * The brake: the critical SES bounce alarm also notifies a topic of its own (an SNS filter policy
+   * cannot match the alarm name inside the message body), whose function pauses the configuration set.
+   */
+  private addSesBrake(critical: Alarm, key: Key, configurationSetName: string): IFunction {
+    const topic = this.encryptedTopic('SesBrakeTopic', key, 'Mail relay SES brake');
+    critical.addAlarmAction(new SnsAction(topic));
+
+    const logGroup = new LogGroup(this, 'SesBrakeLogGroup', {
+      // A pause is rare and worth auditing later.
+      retention: RetentionDays.ONE_YEAR,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new Role(this, 'SesBrakeRole', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Mail relay: pauses the SES configuration set on critical bounces',
+    });
+    logGroup.grantWrite(role);
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['ses:PutConfigurationSetSendingOptions'],
+        resources: [
+          Stack.of(this).formatArn({
+            service: 'ses',
+            resource: 'configuration-set',
+            resourceName: configurationSetName,
+          }),
+        ],
+      }),
+    );
+
+    const brake = new LambdaFunction(this, 'SesBrake', {
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      handler: 'index.handler',
+      code: Code.fromInline(SES_BRAKE_CODE),
+      timeout: Duration.seconds(30),
+      memorySize: 128,
+      role,
+      logGroup,
+      description: `Pauses sending on the SES configuration set ${configurationSetName} when the critical bounce alarm fires`,
+      environment: { CONFIGURATION_SET_NAME: configurationSetName },
+    });
+    topic.addSubscription(new LambdaSubscription(brake));
+    return brake;
+  }
+
+  private buildDashboard(props: RelayMonitoringProps): Dashboard {
+    const { bounceRate, complaintRate, fallbackRate, outboxAgeMinutes, sesReputation } = this.config;
+    const perProvider = (name: MetricName, statistic = 'Sum') =>
+      this.providers.map((provider) =>
+        relayMetric(name, { [METRIC_DIMENSIONS.provider]: provider }, statistic).with({ label: provider }),
+      );
+    const threshold = (value: number, label: string, color?: string): HorizontalAnnotation => ({
+      value,
+      label,
+      ...(color !== undefined && { color }),
+    });
+    const sentTotal = new MathExpression({
+      expression: this.providers.map((provider) => `FILL(sent_${provider}, 0)`).join(' + '),
+      usingMetrics: Object.fromEntries(
+        this.providers.map((provider) => [
+          `sent_${provider}`,
+          relayMetric(METRIC_NAMES.sent, { [METRIC_DIMENSIONS.provider]: provider }),
+        ]),
+      ),
+      period: SHORT_PERIOD,
+      label: 'Sent',
+    });
+    const width = 12;
+
+    const dashboard = new Dashboard(this, 'Dashboard');
+    dashboard.addWidgets(
+      new AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Messages sent per provider',
+        left: perProvider(METRIC_NAMES.sent),
+        width,
+      }),
+      new GraphWidget({
+        title: 'Outcomes',
+        left: [
+          sentTotal,
+          relayMetric(METRIC_NAMES.retried, {}).with({ label: 'Retried' }),
+          ...FAILURE_CLASSES.map((failureClass) =>
+            relayMetric(METRIC_NAMES.deadLettered, { [METRIC_DIMENSIONS.failureClass]: failureClass }).with({
+              label: `Dead-lettered (${failureClass})`,
+            }),
+          ),
+          relayMetric(METRIC_NAMES.duplicate, {}).with({ label: 'Duplicate' }),
+          relayMetric(METRIC_NAMES.suppressed, {}).with({ label: 'Suppressed' }),
+        ],
+        width,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Bounce rate per provider vs thresholds',
+        left: this.providers.map((provider) =>
+          this.providerRate(provider, METRIC_NAMES.bounced, `Bounce rate (${provider})`),
+        ),
+        leftAnnotations: [
+          threshold(bounceRate.warning, 'warning', '#ff7f0e'),
+          threshold(bounceRate.critical, 'critical', '#d62728'),
+        ],
+        width,
+      }),
+      new GraphWidget({
+        title: 'Complaint rate vs threshold',
+        left: this.providers.map((provider) =>
+          this.providerRate(provider, METRIC_NAMES.complained, `Complaint rate (${provider})`),
+        ),
+        leftAnnotations: [threshold(complaintRate, 'alarm', '#d62728')],
+        width,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Outbox depth and oldest message age',
+        left: [
+          props.outbox.metricApproximateNumberOfMessagesVisible({
+            statistic: 'Maximum',
+            period: SHORT_PERIOD,
+            label: 'Messages waiting',
+          }),
+        ],
+        right: [
+          props.outbox.metricApproximateAgeOfOldestMessage({
+            statistic: 'Maximum',
+            period: SHORT_PERIOD,
+            label: 'Oldest message age (seconds)',
+          }),
+        ],
+        rightAnnotations: [threshold(outboxAgeMinutes * 60, 'alarm', '#d62728')],
+        width,
+      }),
+      new GraphWidget({
+        title: 'Dead-letter queue depth',
+        left: [
+          props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+            statistic: 'Maximum',
+            period: SHORT_PERIOD,
+            label: 'Dead-lettered messages',
+          }),
+        ],
+        width,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Send latency p50/p90/p99 per provider',
+        left: this.providers.flatMap((provider) =>
+          ['p50', 'p90', 'p99'].map((statistic) =>
+            relayMetric(METRIC_NAMES.sendLatency, { [METRIC_DIMENSIONS.provider]: provider }, statistic).with(
+              {
+                label: `${provider} ${statistic}`,
+              },
+            ),
+          ),
+        ),
+        width,
+      }),
+      new GraphWidget({
+        title: 'End-to-end latency p50/p99',
+        left: this.providers.flatMap((provider) =>
+          ['p50', 'p99'].map((statistic) =>
+            relayMetric(
+              METRIC_NAMES.endToEndLatency,
+              { [METRIC_DIMENSIONS.provider]: provider },
+              statistic,
+            ).with({ label: `${provider} ${statistic}` }),
+          ),
+        ),
+        width,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Fallbacks',
+        left: perProvider(METRIC_NAMES.fallbackUsed),
+        right: [this.fallbackRate()],
+        rightAnnotations: [threshold(fallbackRate, 'alarm', '#d62728')],
+        width,
+      }),
+      new GraphWidget({
+        title: 'Send function errors and throttles',
+        left: [
+          props.sendFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Errors' }),
+          props.sendFunction.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Throttles' }),
+        ],
+        width,
+      }),
+    );
+    if (props.sesConfigured) {
+      dashboard.addWidgets(
+        new GraphWidget({
+          title: 'SES reputation: bounce rate',
+          left: [sesReputationMetric('Reputation.BounceRate').with({ label: 'Reputation.BounceRate' })],
+          leftAnnotations: [threshold(sesReputation.bounceRate, 'alarm', '#d62728')],
+          width,
+        }),
+        new GraphWidget({
+          title: 'SES reputation: complaint rate',
+          left: [sesReputationMetric('Reputation.ComplaintRate').with({ label: 'Reputation.ComplaintRate' })],
+          leftAnnotations: [threshold(sesReputation.complaintRate, 'alarm', '#d62728')],
+          width,
+        }),
+      );
+    }
+    return dashboard;
+  }
+}
+
+/**
+ * One of the relay's own metrics. Powertools adds the `service` dimension to every dimension set it
+ * writes, so the metric is only found with it.
+ */
+function relayMetric(
+  name: MetricName,
+  dimensions: Record<string, string>,
+  statistic = 'Sum',
+  period = SHORT_PERIOD,
+): Metric {
+  return new Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName: name,
+    dimensionsMap: { [METRIC_DIMENSIONS.service]: METRICS_SERVICE, ...dimensions },
+    statistic,
+    period,
+  });
+}
+
+function sesReputationMetric(name: 'Reputation.BounceRate' | 'Reputation.ComplaintRate'): Metric {
+  return new Metric({
+    namespace: 'AWS/SES',
+    metricName: name,
+    statistic: 'Maximum',
+    period: SES_REPUTATION_PERIOD,
+  });
+}
+
+/** `<stack name>-<construct ids below the stack>`: alarm names that say which relay they watch. */
+function readableName(construct: IConstruct): string {
+  const stack = Stack.of(construct);
+  const scopes = construct.node.scopes;
+  const below = scopes.slice(scopes.indexOf(stack) + 1).map((scope) => scope.node.id);
+  return [stack.stackName, ...below].join('-');
+}
+
+/**
+ * The brake's code: Node.js with the AWS SDK v3 the Lambda runtime ships (nothing to bundle). It acts
+ * on ALARM notifications only, and pausing an already paused configuration set changes nothing.
+ */
+const SES_BRAKE_CODE = `
+const { SESv2Client, PutConfigurationSetSendingOptionsCommand } = require('@aws-sdk/client-sesv2');
+const ses = new SESv2Client({});
+exports.handler = async (event) => {
+  const alarms = (event.Records || []).map((record) => {
+    try { return JSON.parse(record.Sns.Message); } catch { return {}; }
+  });
+  const firing = alarms.filter((alarm) => alarm.NewStateValue === 'ALARM');
+  if (firing.length === 0) return;
+  const name = process.env.CONFIGURATION_SET_NAME;
+  await ses.send(new PutConfigurationSetSendingOptionsCommand({ ConfigurationSetName: name, SendingEnabled: false }));
+  console.log(JSON.stringify({ message: 'Paused SES sending on the configuration set', configurationSet: name, alarms: firing.map((alarm) => alarm.AlarmName) }));
+};
+`;

@@ -1,0 +1,510 @@
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { ConfigurationError } from '../../lambda/core/validation.ts';
+import type { RelayConfigInput } from '../../lib/config.ts';
+import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
+import { errorFrom, fastApp, logicalIdOf } from './support.ts';
+
+const SES = { identities: ['example.com'], configurationSetName: 'mail-relay' };
+const GRAPH = {
+  tenantId: 'contoso.onmicrosoft.com',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  senders: ['contoso.com'],
+};
+/** Values unlike the defaults, so each threshold is seen to come from the configuration. */
+const MONITORING = {
+  bounceRate: { warning: 0.03, critical: 0.07, minimumSent: 50, periodMinutes: 30 },
+  complaintRate: 0.002,
+  sesReputation: { bounceRate: 0.04, complaintRate: 0.0005 },
+  outboxAgeMinutes: 20,
+  fallbackRate: 0.2,
+};
+const RATE_PERIOD = 30 * 60;
+/** The stack's name and the relay's id: every alarm name starts with it. */
+const PREFIX = 'MailRelay-Relay';
+
+function build(config: RelayConfigInput) {
+  const stack = new MailRelayStack(fastApp(), 'MailRelay', { config });
+  const template = Template.fromStack(stack);
+  const topicId = logicalIdOf(stack, stack.relay.monitoring.alarmTopic);
+  return { stack, template, topicId };
+}
+
+interface AlarmProperties {
+  readonly AlarmName: string;
+  readonly AlarmActions: unknown[];
+  readonly OKActions: unknown[];
+  readonly [key: string]: unknown;
+}
+
+function alarmsIn(template: Template): Map<string, AlarmProperties> {
+  const alarms = template.findResources('AWS::CloudWatch::Alarm') as Record<
+    string,
+    { Properties: AlarmProperties }
+  >;
+  return new Map(Object.values(alarms).map((alarm) => [alarm.Properties.AlarmName, alarm.Properties]));
+}
+
+function alarmNamed(template: Template, name: string): AlarmProperties {
+  const alarm = alarmsIn(template).get(`${PREFIX}-${name}`);
+  if (!alarm) throw new Error(`no alarm named ${PREFIX}-${name}`);
+  return alarm;
+}
+
+/** What every alarm shares: ≥ threshold, one datapoint in one period, no data is fine, both actions to the topic. */
+function common(topicId: string, threshold: number) {
+  return {
+    Threshold: threshold,
+    EvaluationPeriods: 1,
+    DatapointsToAlarm: 1,
+    ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    TreatMissingData: 'notBreaching',
+    AlarmActions: [{ Ref: topicId }],
+    OKActions: [{ Ref: topicId }],
+  };
+}
+
+function relayMetricStat(id: string, metricName: string, provider: string) {
+  return {
+    Id: id,
+    MetricStat: {
+      Metric: {
+        Namespace: 'MailRelay',
+        MetricName: metricName,
+        Dimensions: [
+          { Name: 'Provider', Value: provider },
+          { Name: 'service', Value: 'mail-relay' },
+        ],
+      },
+      Period: RATE_PERIOD,
+      Stat: 'Sum',
+    },
+    ReturnData: false,
+  };
+}
+
+/** The metric math of a per-provider rate: numerator / Sent, 0 below minimumSent. */
+function rateMetrics(provider: string, metricName: string, label: string) {
+  const part = `${metricName.toLowerCase()}_${provider}`;
+  return [
+    {
+      Id: 'expr_1',
+      Expression: `IF(sent_${provider} >= 50, FILL(${part}, 0) / sent_${provider}, 0)`,
+      Label: label,
+      ReturnData: true,
+    },
+    relayMetricStat(`sent_${provider}`, 'Sent', provider),
+    relayMetricStat(part, metricName, provider),
+  ];
+}
+
+const SES_AND_GRAPH_ALARMS = [
+  'graph-bounce-rate-warning',
+  'graph-bounce-rate-critical',
+  'graph-complaint-rate',
+  'ses-bounce-rate-warning',
+  'ses-bounce-rate-critical',
+  'ses-complaint-rate',
+  'fallback-rate',
+  'ses-reputation-bounce-rate',
+  'ses-reputation-complaint-rate',
+  'dead-letter-queue-not-empty',
+  'outbox-oldest-message-age',
+  'send-function-errors',
+  'send-function-throttles',
+].map((name) => `${PREFIX}-${name}`);
+
+describe('RelayMonitoring alarms (ses and graph)', () => {
+  const { stack, template, topicId } = build({ ses: SES, graph: GRAPH, monitoring: MONITORING });
+
+  it('are exactly these, each notifying the alarm topic on ALARM and on OK', () => {
+    const alarms = alarmsIn(template);
+
+    expect([...alarms.keys()].sort()).toEqual([...SES_AND_GRAPH_ALARMS].sort());
+    for (const alarm of alarms.values()) {
+      expect(alarm.AlarmActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
+      expect(alarm.OKActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
+      expect(alarm.AlarmDescription, alarm.AlarmName).toEqual(expect.any(String));
+    }
+    expect(stack.relay.monitoring.alarms).toHaveLength(SES_AND_GRAPH_ALARMS.length);
+  });
+
+  it.each(['graph', 'ses'])(
+    'warn and page on the bounce rate of %s over the configured window',
+    (provider) => {
+      const metrics = rateMetrics(provider, 'Bounced', `Bounce rate (${provider})`);
+
+      expect(alarmNamed(template, `${provider}-bounce-rate-warning`)).toEqual({
+        AlarmName: `${PREFIX}-${provider}-bounce-rate-warning`,
+        AlarmDescription: expect.stringContaining(`through ${provider} reached 0.03 over 30 minutes`),
+        Metrics: metrics,
+        ...common(topicId, 0.03),
+      });
+      expect(alarmNamed(template, `${provider}-bounce-rate-critical`)).toEqual({
+        AlarmName: `${PREFIX}-${provider}-bounce-rate-critical`,
+        AlarmDescription: expect.stringContaining(`through ${provider} reached 0.07 over 30 minutes`),
+        Metrics: metrics,
+        ...common(topicId, 0.07),
+      });
+    },
+  );
+
+  it.each(['graph', 'ses'])('alarm on the complaint rate of %s', (provider) => {
+    expect(alarmNamed(template, `${provider}-complaint-rate`)).toEqual({
+      AlarmName: `${PREFIX}-${provider}-complaint-rate`,
+      AlarmDescription: expect.stringContaining(`through ${provider} reached 0.002`),
+      Metrics: rateMetrics(provider, 'Complained', `Complaint rate (${provider})`),
+      ...common(topicId, 0.002),
+    });
+  });
+
+  it('alarm on the share of messages sent by a fallback provider, over all providers', () => {
+    const sum = (prefix: string) => `FILL(${prefix}_graph, 0) + FILL(${prefix}_ses, 0)`;
+
+    expect(alarmNamed(template, 'fallback-rate')).toEqual({
+      AlarmName: `${PREFIX}-fallback-rate`,
+      AlarmDescription: expect.stringContaining('fallback provider'),
+      Metrics: [
+        {
+          Id: 'expr_1',
+          Expression: `IF((${sum('sent')}) >= 50, (${sum('fallback')}) / (${sum('sent')}), 0)`,
+          Label: 'Fallback rate',
+          ReturnData: true,
+        },
+        relayMetricStat('sent_graph', 'Sent', 'graph'),
+        relayMetricStat('fallback_graph', 'FallbackUsed', 'graph'),
+        relayMetricStat('sent_ses', 'Sent', 'ses'),
+        relayMetricStat('fallback_ses', 'FallbackUsed', 'ses'),
+      ],
+      ...common(topicId, 0.2),
+    });
+  });
+
+  it.each([
+    ['ses-reputation-bounce-rate', 'Reputation.BounceRate', 0.04],
+    ['ses-reputation-complaint-rate', 'Reputation.ComplaintRate', 0.0005],
+  ])('alarm on the SES account reputation: %s', (name, metricName, threshold) => {
+    expect(alarmNamed(template, name)).toEqual({
+      AlarmName: `${PREFIX}-${name}`,
+      AlarmDescription: expect.stringContaining(metricName),
+      Namespace: 'AWS/SES',
+      MetricName: metricName,
+      Statistic: 'Maximum',
+      Period: 3600,
+      ...common(topicId, threshold),
+    });
+  });
+
+  it('alarm as soon as one message is in the dead-letter queue', () => {
+    expect(alarmNamed(template, 'dead-letter-queue-not-empty')).toEqual({
+      AlarmName: `${PREFIX}-dead-letter-queue-not-empty`,
+      AlarmDescription: expect.stringContaining('redrive'),
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [logicalIdOf(stack, stack.relay.deadLetterQueue), 'QueueName'] },
+        },
+      ],
+      Statistic: 'Maximum',
+      Period: 300,
+      ...common(topicId, 1),
+    });
+  });
+
+  it('alarm when the oldest outbox message is outboxAgeMinutes old', () => {
+    expect(alarmNamed(template, 'outbox-oldest-message-age')).toEqual({
+      AlarmName: `${PREFIX}-outbox-oldest-message-age`,
+      AlarmDescription: expect.stringContaining('20 minutes'),
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalIdOf(stack, stack.relay.outbox), 'QueueName'] } },
+      ],
+      Statistic: 'Maximum',
+      Period: 300,
+      ...common(topicId, 20 * 60),
+    });
+  });
+
+  it.each([
+    ['send-function-errors', 'Errors'],
+    ['send-function-throttles', 'Throttles'],
+  ])('alarm on the first send function %s', (name, metricName) => {
+    expect(alarmNamed(template, name)).toEqual({
+      AlarmName: `${PREFIX}-${name}`,
+      AlarmDescription: expect.any(String),
+      Namespace: 'AWS/Lambda',
+      MetricName: metricName,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalIdOf(stack, stack.relay.sendFunction) } }],
+      Statistic: 'Sum',
+      Period: 300,
+      ...common(topicId, 1),
+    });
+  });
+
+  it('use the defaults without a monitoring section', () => {
+    const defaults = build({ ses: SES, graph: GRAPH }).template;
+
+    expect(alarmNamed(defaults, 'ses-bounce-rate-warning').Threshold).toBe(0.02);
+    expect(alarmNamed(defaults, 'ses-bounce-rate-critical').Threshold).toBe(0.05);
+    expect(alarmNamed(defaults, 'ses-complaint-rate').Threshold).toBe(0.001);
+    expect(JSON.stringify(alarmNamed(defaults, 'ses-bounce-rate-critical').Metrics)).toContain(
+      'IF(sent_ses >= 100,',
+    );
+    expect(JSON.stringify(alarmNamed(defaults, 'ses-bounce-rate-critical').Metrics)).toContain(
+      '"Period":3600',
+    );
+    expect(alarmNamed(defaults, 'ses-reputation-bounce-rate').Threshold).toBe(0.05);
+    expect(alarmNamed(defaults, 'ses-reputation-complaint-rate').Threshold).toBe(0.001);
+    expect(alarmNamed(defaults, 'outbox-oldest-message-age').Threshold).toBe(15 * 60);
+    expect(alarmNamed(defaults, 'fallback-rate').Threshold).toBe(0.1);
+  });
+});
+
+describe('RelayMonitoring without ses', () => {
+  it('has no SES reputation alarms and rates only for the configured providers', () => {
+    const { template } = build({ graph: GRAPH });
+
+    expect([...alarmsIn(template).keys()].sort()).toEqual(
+      [
+        'graph-bounce-rate-warning',
+        'graph-bounce-rate-critical',
+        'graph-complaint-rate',
+        'fallback-rate',
+        'dead-letter-queue-not-empty',
+        'outbox-oldest-message-age',
+        'send-function-errors',
+        'send-function-throttles',
+      ]
+        .map((name) => `${PREFIX}-${name}`)
+        .sort(),
+    );
+    expect(JSON.stringify(template.toJSON())).not.toContain('AWS/SES');
+  });
+});
+
+describe('RelayMonitoring alarm topic', () => {
+  it('is encrypted with a rotated customer managed key that CloudWatch alarms may use, and requires TLS', () => {
+    const { stack, template, topicId } = build({ ses: SES });
+    const [keyId] = Object.keys(template.findResources('AWS::KMS::Key'));
+
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    template.hasResourceProperties('AWS::SNS::Topic', {
+      KmsMasterKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      EnableKeyRotation: true,
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          }),
+        ]),
+      },
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [{ Ref: topicId }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Action: 'sns:Publish',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Condition: Match.objectLike({ StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } }),
+          }),
+        ]),
+      },
+    });
+    expect(stack.relay.monitoring.alarmTopic).toBeDefined();
+  });
+
+  it('has no subscriber without alarmEmail', () => {
+    const { template } = build({ ses: SES });
+
+    template.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  it('subscribes alarmEmail', () => {
+    const { template, topicId } = build({ ses: SES, monitoring: { alarmEmail: 'ops@example.com' } });
+
+    template.resourceCountIs('AWS::SNS::Subscription', 1);
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+      TopicArn: { Ref: topicId },
+    });
+  });
+});
+
+describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
+  it('is absent unless enabled', () => {
+    const { stack, template } = build({ ses: SES, graph: GRAPH });
+
+    expect(stack.relay.monitoring.brakeFunction).toBeUndefined();
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    expect(JSON.stringify(template.toJSON())).not.toContain('PutConfigurationSetSendingOptions');
+  });
+
+  describe('when enabled', () => {
+    const { stack, template, topicId } = build({
+      ses: SES,
+      graph: GRAPH,
+      monitoring: { ...MONITORING, pauseSesOnCriticalBounces: true },
+    });
+    const brake = stack.relay.monitoring.brakeFunction;
+    if (!brake) throw new Error('expected the brake function');
+    const brakeId = logicalIdOf(stack, brake);
+    const topics = Object.keys(template.findResources('AWS::SNS::Topic'));
+    const brakeTopicId = topics.find((id) => id !== topicId) ?? '';
+
+    it('gives the ses critical bounce alarm, and only it, a second action: the brake topic', () => {
+      const alarms = alarmsIn(template);
+
+      expect(topics).toHaveLength(2);
+      expect(alarmNamed(template, 'ses-bounce-rate-critical').AlarmActions).toEqual([
+        { Ref: topicId },
+        { Ref: brakeTopicId },
+      ]);
+      expect(alarmNamed(template, 'ses-bounce-rate-critical').OKActions).toEqual([{ Ref: topicId }]);
+      expect(alarmNamed(template, 'ses-bounce-rate-critical').AlarmDescription).toContain(
+        'aws sesv2 put-configuration-set-sending-options --configuration-set-name mail-relay --sending-enabled',
+      );
+      for (const alarm of alarms.values()) {
+        if (alarm.AlarmName === `${PREFIX}-ses-bounce-rate-critical`) continue;
+        expect(alarm.AlarmActions, alarm.AlarmName).toEqual([{ Ref: topicId }]);
+      }
+    });
+
+    it('subscribes a function to the brake topic that pauses the configuration set', () => {
+      template.hasResourceProperties('AWS::SNS::Subscription', {
+        Protocol: 'lambda',
+        TopicArn: { Ref: brakeTopicId },
+        Endpoint: { 'Fn::GetAtt': [brakeId, 'Arn'] },
+      });
+      template.hasResourceProperties('AWS::Lambda::Permission', {
+        Action: 'lambda:InvokeFunction',
+        Principal: 'sns.amazonaws.com',
+        SourceArn: { Ref: brakeTopicId },
+      });
+      template.hasResourceProperties('AWS::SNS::Topic', {
+        KmsMasterKeyId: Match.objectLike({ 'Fn::GetAtt': Match.anyValue() }),
+      });
+      const fn = template.toJSON().Resources[brakeId].Properties;
+      expect(fn.Runtime).toBe('nodejs24.x');
+      expect(fn.Environment.Variables).toEqual({ CONFIGURATION_SET_NAME: 'mail-relay' });
+      expect(fn.Code.ZipFile).toContain('PutConfigurationSetSendingOptionsCommand');
+      expect(fn.Code.ZipFile).toContain('SendingEnabled: false');
+      expect(fn.Code.ZipFile).toContain("NewStateValue === 'ALARM'");
+    });
+
+    it('lets the function call ses:PutConfigurationSetSendingOptions on that configuration set only', () => {
+      const roleId = logicalIdOf(stack, brake.role ?? brake);
+      const policies = template.findResources('AWS::IAM::Policy', {
+        Properties: { Roles: [{ Ref: roleId }] },
+      }) as Record<string, { Properties: { PolicyDocument: { Statement: Record<string, unknown>[] } } }>;
+      const statements = Object.values(policies).flatMap(
+        (policy) => policy.Properties.PolicyDocument.Statement,
+      );
+      const logGroupId = Object.keys(
+        template.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 365 } }),
+      )[0];
+
+      expect(statements).toEqual([
+        {
+          Effect: 'Allow',
+          Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          Resource: { 'Fn::GetAtt': [logGroupId, 'Arn'] },
+        },
+        {
+          Effect: 'Allow',
+          Action: 'ses:PutConfigurationSetSendingOptions',
+          Resource: {
+            'Fn::Join': [
+              '',
+              [
+                'arn:',
+                { Ref: 'AWS::Partition' },
+                ':ses:',
+                { Ref: 'AWS::Region' },
+                ':',
+                { Ref: 'AWS::AccountId' },
+                ':configuration-set/mail-relay',
+              ],
+            ],
+          },
+        },
+      ]);
+      template.hasResourceProperties('AWS::IAM::Role', {
+        RoleName: Match.absent(),
+        ManagedPolicyArns: Match.absent(),
+        AssumeRolePolicyDocument: Match.objectLike({
+          Statement: [Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' } })],
+        }),
+      });
+    });
+  });
+
+  it.each([
+    ['ses without a configuration set', { ses: { identities: ['example.com'] } }],
+    ['no ses at all', { graph: GRAPH }],
+  ])('is refused at synth with %s', (_case, providers) => {
+    const error = errorFrom(() => build({ ...providers, monitoring: { pauseSesOnCriticalBounces: true } }));
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as ConfigurationError).problems).toEqual([
+      expect.stringMatching(/^monitoring\.pauseSesOnCriticalBounces: needs ses\.configurationSetName/),
+    ]);
+    expect(error.message).toContain('MailRelay/Relay');
+  });
+});
+
+describe('RelayMonitoring dashboard', () => {
+  const TITLES = [
+    'Alarms',
+    'Messages sent per provider',
+    'Outcomes',
+    'Bounce rate per provider vs thresholds',
+    'Complaint rate vs threshold',
+    'Outbox depth and oldest message age',
+    'Dead-letter queue depth',
+    'Send latency p50/p90/p99 per provider',
+    'End-to-end latency p50/p99',
+    'Fallbacks',
+    'Send function errors and throttles',
+  ];
+  const SES_TITLES = ['SES reputation: bounce rate', 'SES reputation: complaint rate'];
+
+  function bodyOf(template: Template): string {
+    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    return JSON.stringify(dashboards[0]?.Properties.DashboardBody);
+  }
+
+  it('has a widget for each concern, and the SES reputation with ses', () => {
+    const body = bodyOf(build({ ses: SES, graph: GRAPH, monitoring: MONITORING }).template);
+
+    for (const title of [...TITLES, ...SES_TITLES])
+      expect(body, title).toContain(`\\"title\\":\\"${title}\\"`);
+    expect(body).toContain('Reputation.BounceRate');
+    // The thresholds are drawn on the rate graphs.
+    expect(body).toContain('\\"value\\":0.03');
+    expect(body).toContain('\\"value\\":0.07');
+  });
+
+  it('leaves out the SES reputation without ses', () => {
+    const body = bodyOf(build({ graph: GRAPH }).template);
+
+    for (const title of TITLES) expect(body, title).toContain(`\\"title\\":\\"${title}\\"`);
+    for (const title of SES_TITLES) expect(body, title).not.toContain(title);
+  });
+});
