@@ -8,7 +8,7 @@ import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { parseGraphCredential } from '../../lambda/providers/graph/credentials.ts';
 import { parseRelayConfig } from '../../lib/config.ts';
 import { MailRelay, type MailRelayGraphProps, type MailRelayProps } from '../../lib/mail-relay.ts';
-import { errorFrom, fastApp, logicalIdOf, secretArn, settingsIn } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf, secretArn, sesArn, settingsIn } from './support.ts';
 
 const MiB = 1024 * 1024;
 const MINIMAL: MailRelayProps = { ses: { identities: ['example.com'] } };
@@ -22,24 +22,6 @@ function buildRelay(props: MailRelayProps = MINIMAL) {
   const stack = new Stack(fastApp(), 'Test');
   const relay = new MailRelay(stack, 'Relay', props);
   return { stack, relay, template: Template.fromStack(stack) };
-}
-
-/** `arn:<partition>:ses:<region>:<account>:<resource>` as CloudFormation renders it. */
-function sesArn(resource: string) {
-  return {
-    'Fn::Join': [
-      '',
-      [
-        'arn:',
-        { Ref: 'AWS::Partition' },
-        ':ses:',
-        { Ref: 'AWS::Region' },
-        ':',
-        { Ref: 'AWS::AccountId' },
-        `:${resource}`,
-      ],
-    ],
-  };
 }
 
 interface PolicyStatementJson {

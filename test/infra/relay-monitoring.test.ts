@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import type { RelayConfigInput } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
-import { errorFrom, fastApp, logicalIdOf } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf, sesArn } from './support.ts';
 
 const SES = { identities: ['example.com'], configurationSetName: 'mail-relay' };
 const GRAPH = {
@@ -428,20 +428,7 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
         {
           Effect: 'Allow',
           Action: 'ses:PutConfigurationSetSendingOptions',
-          Resource: {
-            'Fn::Join': [
-              '',
-              [
-                'arn:',
-                { Ref: 'AWS::Partition' },
-                ':ses:',
-                { Ref: 'AWS::Region' },
-                ':',
-                { Ref: 'AWS::AccountId' },
-                ':configuration-set/mail-relay',
-              ],
-            ],
-          },
+          Resource: sesArn('configuration-set/mail-relay'),
         },
       ]);
       template.hasResourceProperties('AWS::IAM::Role', {

@@ -74,3 +74,21 @@ export function settingsIn(template: Template): unknown {
   });
   return JSON.parse(parts.join(''));
 }
+
+/** `arn:<partition>:ses:<region>:<account>:<resource>` as CloudFormation renders it. */
+export function sesArn(resource: string) {
+  return {
+    'Fn::Join': [
+      '',
+      [
+        'arn:',
+        { Ref: 'AWS::Partition' },
+        ':ses:',
+        { Ref: 'AWS::Region' },
+        ':',
+        { Ref: 'AWS::AccountId' },
+        `:${resource}`,
+      ],
+    ],
+  };
+}
