@@ -473,6 +473,17 @@ const monitoringConfigSchema = z.strictObject({
 });
 export type MonitoringConfig = z.output<typeof monitoringConfigSchema>;
 
+const suppressionConfigSchema = z.strictObject({
+  retentionDays: z
+    .int()
+    .min(1)
+    .max(3650)
+    .optional()
+    .describe(
+      'Days a hard bounce or complaint keeps a recipient on the suppression list. Default: until removed (mail-relay suppression remove). Soft bounces never suppress.',
+    ),
+});
+
 const eventsConfigSchema = z.strictObject({
   busName: z
     .string()
@@ -518,6 +529,8 @@ export interface RelayResources {
   readonly attachmentBucketName?: string;
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
+  /** The configuration set SES sends use: the one the stack created when none is configured. */
+  readonly sesConfigurationSetName?: string;
 }
 
 /** MAIL_RELAY_SETTINGS for a validated configuration: what MailRelay writes and local mode starts from. */
@@ -530,7 +543,14 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
     deadLetterQueueUrl: resources.deadLetterQueueUrl,
     maxReceiveCount: config.queue.maxReceiveCount,
     limits: config.message,
-    ...(config.ses && { ses: config.ses }),
+    ...(config.ses && {
+      ses: {
+        ...config.ses,
+        ...(resources.sesConfigurationSetName !== undefined && {
+          configurationSetName: resources.sesConfigurationSetName,
+        }),
+      },
+    }),
     ...(config.graph && { graph: graphSettingsFor(config.graph, resources.graphCredentialSecretId ?? '') }),
     ...(config.smtp && { smtp: smtpSettingsFor(config.smtp) }),
     ...(config.attachments &&
@@ -757,6 +777,9 @@ export const relayConfigSchema = z
     monitoring: monitoringConfigSchema
       .prefault({})
       .describe('CloudWatch alarms (to one SNS topic) and the dashboard.'),
+    suppression: suppressionConfigSchema
+      .prefault({})
+      .describe('The suppression list (DynamoDB): recipients the relay drops from every message.'),
     events: eventsConfigSchema
       .prefault({})
       .describe(

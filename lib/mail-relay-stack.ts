@@ -53,6 +53,16 @@ export class MailRelayStack extends Stack {
         value: this.relay.graphCredential.secret.secretArn,
       });
     }
+    if (this.relay.sesFeedback) {
+      new CfnOutput(this, 'SesConfigurationSetName', {
+        description: 'Every SES send uses this configuration set; its events feed the suppression list',
+        value: this.relay.sesFeedback.configurationSet.configurationSetName,
+      });
+      new CfnOutput(this, 'FeedbackDeadLetterQueueUrl', {
+        description: 'SES events and bounce reports the relay could not process, with the error',
+        value: this.relay.sesFeedback.deadLetterQueue.queueUrl,
+      });
+    }
     new CfnOutput(this, 'AlarmTopicArn', {
       description: 'Every relay alarm notifies this SNS topic (on ALARM and on OK): subscribe your endpoints',
       value: this.relay.monitoring.alarmTopic.topicArn,

@@ -28,6 +28,7 @@ import { GraphCredential } from './graph-credential.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { RelayMonitoring } from './relay-monitoring.ts';
 import { SendFunction } from './send-function.ts';
+import { SesFeedback } from './ses-feedback.ts';
 import { StaticEgress } from './static-egress.ts';
 import { SuppressionList } from './suppression-list.ts';
 
@@ -56,9 +57,10 @@ export interface MailRelaySesProps {
   readonly identities: string[];
 
   /**
-   * SES configuration set applied to every message (event publishing, suppression, dedicated IPs).
+   * An existing SES configuration set for every message (dedicated IPs, your own event destinations).
+   * The relay adds an EventBridge event destination to it for its feedback function.
    *
-   * @default - no configuration set
+   * @default - the stack creates a configuration set (with reputation metrics)
    */
   readonly configurationSetName?: string;
 }
@@ -393,6 +395,16 @@ export interface MailRelayMonitoringProps {
   readonly pauseSesOnCriticalBounces?: boolean;
 }
 
+/** The suppression list. */
+export interface MailRelaySuppressionProps {
+  /**
+   * Days a hard bounce or complaint keeps a recipient suppressed.
+   *
+   * @default - until removed
+   */
+  readonly retentionDays?: number;
+}
+
 /** Outcome events for producing apps. */
 export interface MailRelayEventsProps {
   /**
@@ -613,6 +625,13 @@ export interface MailRelayProps {
    * @default - the default bus
    */
   readonly events?: MailRelayEventsProps;
+
+  /**
+   * The suppression list.
+   *
+   * @default - see MailRelaySuppressionProps
+   */
+  readonly suppression?: MailRelaySuppressionProps;
 }
 
 // Compile-time guard that the props mirror the config file key for key (the constructor's typed
@@ -645,6 +664,7 @@ type _PropsMirrorConfigFile = AssertTrue<
       NonNullable<NonNullable<ConfigFileShape['monitoring']>['sesReputation']>
     >
   | SameKeys<MailRelayEventsProps, NonNullable<ConfigFileShape['events']>>
+  | SameKeys<MailRelaySuppressionProps, NonNullable<ConfigFileShape['suppression']>>
 >;
 
 /**
@@ -671,6 +691,8 @@ export class MailRelay extends Construct {
   readonly deliveryLedger: DeliveryLedger;
   /** Recipients the relay drops from every message (hard bounces, complaints). */
   readonly suppressionList: SuppressionList;
+  /** The SES configuration set, its events and the feedback function, when `ses` is configured. */
+  readonly sesFeedback?: SesFeedback;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
   /** The alarms, the topic they notify (and the SES brake, when configured), and the dashboard. */
@@ -726,6 +748,21 @@ export class MailRelay extends Construct {
     this.deliveryLedger = new DeliveryLedger(this, 'DeliveryLedger');
     this.suppressionList = new SuppressionList(this, 'SuppressionList');
 
+    if (config.ses) {
+      this.sesFeedback = new SesFeedback(this, 'SesFeedback', {
+        ...(config.ses.configurationSetName !== undefined && {
+          existingConfigurationSetName: config.ses.configurationSetName,
+        }),
+        suppressionList: this.suppressionList,
+        ...(config.suppression.retentionDays !== undefined && {
+          suppressionRetentionDays: config.suppression.retentionDays,
+        }),
+        outcomeBusName: config.events.busName,
+        logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+      });
+    }
+    const configurationSetName = this.sesFeedback?.configurationSet.configurationSetName;
+
     const settings = relaySettingsFor(config, {
       queueUrl: this.outbox.queueUrl,
       deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
@@ -733,6 +770,8 @@ export class MailRelay extends Construct {
       ...(this.attachmentBucket && { attachmentBucketName: this.attachmentBucket.bucket.bucketName }),
       ledgerTableName: this.deliveryLedger.table.tableName,
       suppressionTableName: this.suppressionList.table.tableName,
+      // Every SES send uses the relay's configuration set, so its events reach the feedback function.
+      ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
     });
     this.sendFunction = new SendFunction(this, 'SendFunction', {
       settings,
@@ -764,7 +803,7 @@ export class MailRelay extends Construct {
       this.sendFunction.addToRolePolicy(
         new PolicyStatement({
           actions: ['ses:SendEmail', 'ses:SendRawEmail'],
-          resources: sesResourceArns(config.ses),
+          resources: sesResourceArns(config.ses, configurationSetName),
         }),
       );
     }
@@ -798,13 +837,6 @@ export class MailRelay extends Construct {
       });
     }
 
-    Validations.of(this.sendFunction).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'The bundle is built for Node.js 22 (esbuild target node22, ESM, AWS SDK bundled); a newer runtime ' +
-        'is adopted as a deliberate change with its own test run, not implicitly because a newer one exists.',
-    });
-
     this.monitoring = new RelayMonitoring(this, 'Monitoring', {
       config: config.monitoring,
       outbox: this.outbox,
@@ -812,7 +844,8 @@ export class MailRelay extends Construct {
       sendFunction: this.sendFunction,
       providers: PROVIDER_NAMES.filter((provider) => config[provider] !== undefined),
       sesConfigured: config.ses !== undefined,
-      sesConfigurationSetName: config.ses?.configurationSetName,
+      ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
+      ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
     });
   }
 
@@ -855,11 +888,12 @@ export class MailRelay extends Construct {
 }
 
 /** SES authorises a send against the identity used and the configuration set, so grant exactly those. */
-function sesResourceArns(ses: NonNullable<RelayConfig['ses']>): string[] {
+function sesResourceArns(
+  ses: NonNullable<RelayConfig['ses']>,
+  configurationSetName: string | undefined,
+): string[] {
   const arnPrefix = `arn:${Aws.PARTITION}:ses:${Aws.REGION}:${Aws.ACCOUNT_ID}`;
   const arns = ses.identities.map((identity) => `${arnPrefix}:identity/${identity}`);
-  if (ses.configurationSetName !== undefined) {
-    arns.push(`${arnPrefix}:configuration-set/${ses.configurationSetName}`);
-  }
+  if (configurationSetName !== undefined) arns.push(`${arnPrefix}:configuration-set/${configurationSetName}`);
   return arns;
 }

@@ -74,6 +74,12 @@ export interface RelayMonitoringProps {
    * @default - none
    */
   readonly sesConfigurationSetName?: string;
+  /**
+   * Where feedback (SES events, bounce reports) the relay could not process ends up.
+   *
+   * @default - none: no feedback function
+   */
+  readonly feedbackDeadLetterQueue?: IQueue;
 }
 
 /**
@@ -120,7 +126,7 @@ export class RelayMonitoring extends Construct {
     this.sesConfigurationSetName = props.sesConfigurationSetName;
     if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName === undefined) {
       throw new ConfigurationError(`Invalid MailRelay props at ${scope.node.path}`, [
-        'monitoring.pauseSesOnCriticalBounces: needs ses.configurationSetName (the SES configuration set whose sending the critical bounce alarm pauses)',
+        'monitoring.pauseSesOnCriticalBounces: needs the ses section (the brake pauses the SES configuration set the relay sends with)',
       ]);
     }
     this.namePrefix = readableName(scope);
@@ -152,6 +158,7 @@ export class RelayMonitoring extends Construct {
     this.addRateAlarms();
     if (props.sesConfigured) this.addSesReputationAlarms();
     this.addQueueAlarms(props.outbox, props.deadLetterQueue);
+    if (props.feedbackDeadLetterQueue) this.addFeedbackAlarm(props.feedbackDeadLetterQueue);
     this.addFunctionAlarms(props.sendFunction);
 
     if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
@@ -338,6 +345,23 @@ export class RelayMonitoring extends Construct {
         'whether sendFunction.maxConcurrency keeps up with the volume.',
       outbox.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: SHORT_PERIOD }),
       this.config.outboxAgeMinutes * 60,
+    );
+  }
+
+  private addFeedbackAlarm(feedbackDeadLetterQueue: IQueue): void {
+    this.alarm(
+      'FeedbackDeadLetterQueueNotEmpty',
+      'feedback-dead-letter-queue-not-empty',
+      'Feedback the relay could not process (SES events, bounce reports) is waiting in the feedback ' +
+        'dead-letter queue: until it is processed, those bounces and complaints put no one on the suppression ' +
+        'list. Each message holds the event and the error (responsePayload.errorMessage); fix the cause, then ' +
+        'invoke the feedback function with the event again, or suppress the addresses by hand ' +
+        '(mail-relay suppression add).',
+      feedbackDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        statistic: 'Maximum',
+        period: SHORT_PERIOD,
+      }),
+      1,
     );
   }
 

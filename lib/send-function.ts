@@ -1,126 +1,25 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Duration, Stack } from 'aws-cdk-lib';
-import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
+import type { RelaySettings } from '../lambda/core/settings.ts';
+import { REPO_ROOT, RelayFunction, type RelayFunctionProps } from './relay-function.ts';
 
-/** Resolved from this file, not process.cwd(), so synth works from any directory. */
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SEND_HANDLER_ENTRY = join(REPO_ROOT, 'lambda', 'send', 'handler.ts');
 
-/** Powertools reads these; the service name tags every log line and metric. */
-const POWERTOOLS_SERVICE_NAME = 'mail-relay';
-
-export interface SendFunctionProps {
-  /** What the function reads at cold start from `MAIL_RELAY_SETTINGS` (tokens such as queue URLs are allowed). */
+export interface SendFunctionProps
+  extends Omit<RelayFunctionProps, 'entry' | 'description' | 'name' | 'settings'> {
+  /** What the function reads at cold start from `MAIL_RELAY_SETTINGS`. */
   readonly settings: RelaySettings;
-
-  /**
-   * Timeout of one invocation (one SQS batch).
-   *
-   * @default Duration.seconds(30)
-   */
-  readonly timeout?: Duration;
-
-  /**
-   * Memory, which also scales the CPU share.
-   *
-   * @default 512
-   */
-  readonly memorySize?: number;
-
-  /**
-   * How long the function's own log group keeps its logs.
-   *
-   * @default RetentionDays.ONE_MONTH
-   */
-  readonly logRetention?: RetentionDays;
-
-  /**
-   * A VPC to run in, for example for static egress IPs. The role is not given the network-interface
-   * permissions Lambda needs there: the caller adds them (see MailRelay).
-   *
-   * @default - not in a VPC: Lambda's own network
-   */
-  readonly vpc?: IVpc;
-
-  /**
-   * The subnets of `vpc` to run in.
-   *
-   * @default - the VPC's private subnets
-   */
-  readonly vpcSubnets?: SubnetSelection;
-
-  /**
-   * Security groups of the function in `vpc`.
-   *
-   * @default - one created by Lambda's construct, allowing all outbound traffic
-   */
-  readonly securityGroups?: ISecurityGroup[];
 }
 
-/**
- * The Lambda function that sends the outbox's mail requests (`lambda/send/handler.ts`).
- *
- * Fixed choices: Node.js 22 on arm64, an esbuild bundle (ESM, minified, with source maps and the
- * AWS SDK inside), its own log group with a retention, and its own role that may write only to
- * that log group (no AWS managed policy). Callers add the permissions the settings need.
- */
-export class SendFunction extends NodejsFunction {
+/** The Lambda function that sends the outbox's mail requests (`lambda/send/handler.ts`). */
+export class SendFunction extends RelayFunction {
   constructor(scope: Construct, id: string, props: SendFunctionProps) {
-    // Created beside the function because they must exist before it: the function takes both as props.
-    const logGroup = new LogGroup(scope, `${id}LogGroup`, {
-      retention: props.logRetention ?? RetentionDays.ONE_MONTH,
-    });
-    const role = new Role(scope, `${id}Role`, {
-      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: 'Mail relay send function',
-    });
-    logGroup.grantWrite(role);
-
     super(scope, id, {
+      ...props,
       entry: SEND_HANDLER_ENTRY,
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
-      runtime: Runtime.NODEJS_22_X,
-      architecture: Architecture.ARM_64,
-      timeout: props.timeout ?? Duration.seconds(30),
-      memorySize: props.memorySize ?? 512,
-      logGroup,
-      role,
-      vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets,
-      securityGroups: props.securityGroups,
+      name: 'send function',
       description:
-        'Sends mail requests from the mail relay outbox through the configured providers (Amazon SES, Microsoft Graph)',
-      environment: {
-        NODE_OPTIONS: '--enable-source-maps',
-        POWERTOOLS_SERVICE_NAME,
-        POWERTOOLS_LOG_LEVEL: 'INFO',
-        // One JSON variable, validated as a whole at cold start; toJsonString resolves the queue URL token.
-        [SETTINGS_ENV_VAR]: Stack.of(scope).toJsonString(props.settings),
-      },
-      bundling: {
-        format: OutputFormat.ESM,
-        target: 'node22',
-        minify: true,
-        sourceMap: true,
-        // Stack traces need only the mappings; the sources would double the asset.
-        sourcesContent: false,
-        // Prefer the ESM builds of dependencies so esbuild can drop unused code.
-        mainFields: ['module', 'main'],
-        // Some bundled CommonJS dependencies call require() for Node built-ins, which ESM lacks.
-        banner:
-          "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
-        // Ship the SDK version the relay is tested with instead of whatever the runtime provides.
-        bundleAwsSDK: true,
-      },
+        'Sends mail requests from the mail relay outbox through the configured providers (Amazon SES, Microsoft Graph, SMTP)',
     });
   }
 }

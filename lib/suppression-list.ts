@@ -36,7 +36,12 @@ export class SuppressionList extends Construct {
     return this.table.grant(grantee, 'dynamodb:BatchGetItem', 'dynamodb:GetItem');
   }
 
-  /** Add, remove and list entries (feedback processing, operators). */
+  /** What the feedback function needs: write entries. */
+  grantRecord(grantee: IGrantable): Grant {
+    return this.table.grant(grantee, 'dynamodb:PutItem');
+  }
+
+  /** Add, remove and list entries (operators, `mail-relay suppression`). */
   grantManage(grantee: IGrantable): Grant {
     return this.table.grant(
       grantee,

@@ -45,7 +45,9 @@ export interface OutcomeEvent {
   readonly code?: string;
   readonly failureClass?: FailureClass;
   readonly reason?: string;
-  /** Recipients dropped because they are on the suppression list (sent, suppressed). */
+  /** For bounced: hard (the address is suppressed) or soft. */
+  readonly bounceType?: 'hard' | 'soft';
+  /** Recipients dropped because they are on the suppression list (sent, suppressed), or put on it (bounced, complained). */
   readonly suppressedRecipients?: readonly string[];
   /** Recipients the feedback is about (delivered, bounced, complained). */
   readonly recipients?: readonly string[];

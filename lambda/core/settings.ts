@@ -240,11 +240,19 @@ export const relaySettingsSchema = z
   );
 export type RelaySettings = z.infer<typeof relaySettingsSchema>;
 
-/** Reads and validates the settings at cold start, failing with every problem listed. */
+/** Reads and validates the send function's settings at cold start, failing with every problem listed. */
 export function readSettings(env: Readonly<Record<string, string | undefined>>): RelaySettings {
+  return readSettingsWith(relaySettingsSchema, env);
+}
+
+/** Reads one function's settings from MAIL_RELAY_SETTINGS with its schema, every problem listed. */
+export function readSettingsWith<T extends z.ZodType>(
+  schema: T,
+  env: Readonly<Record<string, string | undefined>>,
+): z.output<T> {
   const raw = env[SETTINGS_ENV_VAR];
   if (!raw) {
-    throw new ConfigurationError('Invalid send function environment', [
+    throw new ConfigurationError('Invalid function environment', [
       `${SETTINGS_ENV_VAR}: not set (the MailRelay construct writes it; in local mode \`npm start\` does)`,
     ]);
   }
@@ -252,14 +260,12 @@ export function readSettings(env: Readonly<Record<string, string | undefined>>):
   try {
     parsed = JSON.parse(raw);
   } catch {
-    throw new ConfigurationError('Invalid send function environment', [
-      `${SETTINGS_ENV_VAR}: not valid JSON`,
-    ]);
+    throw new ConfigurationError('Invalid function environment', [`${SETTINGS_ENV_VAR}: not valid JSON`]);
   }
-  const result = relaySettingsSchema.safeParse(parsed);
+  const result = schema.safeParse(parsed);
   if (!result.success) {
     throw new ConfigurationError(
-      'Invalid send function environment',
+      'Invalid function environment',
       // `MAIL_RELAY_SETTINGS.ses.identities[0]: …`, or `MAIL_RELAY_SETTINGS: …` for the value as a whole.
       describeIssues(result.error).map((problem) =>
         problem.startsWith('(root):')
@@ -270,6 +276,16 @@ export function readSettings(env: Readonly<Record<string, string | undefined>>):
   }
   return result.data;
 }
+
+/** The feedback function's settings: where suppressions go, for how long, and where outcomes go. */
+export const feedbackSettingsSchema = z.strictObject({
+  suppression: suppressionSettingsSchema.extend({
+    /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
+    retentionDays: z.int().min(1).max(3650).optional(),
+  }),
+  events: z.strictObject({ busName: z.string().min(1) }).optional(),
+});
+export type FeedbackSettings = z.infer<typeof feedbackSettingsSchema>;
 
 export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
   return settings.identities.find((identity) => identityCovers(identity, address));

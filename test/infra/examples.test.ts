@@ -34,12 +34,17 @@ describe('the example configurations', () => {
     (file) => {
       const { config, template } = synthesize(file);
 
-      template.resourceCountIs('AWS::SQS::Queue', 2);
+      // Outbox and dead-letter queue; with ses, the feedback function's dead-letter queue too.
+      template.resourceCountIs('AWS::SQS::Queue', config.ses ? 3 : 2);
       template.hasResourceProperties('AWS::SQS::Queue', {
         RedrivePolicy: Match.objectLike({ maxReceiveCount: config.queue.maxReceiveCount }),
       });
-      // Plus the SES brake, which pauses the configuration set on critical bounces, when enabled.
-      template.resourceCountIs('AWS::Lambda::Function', config.monitoring.pauseSesOnCriticalBounces ? 2 : 1);
+      // The send function; with ses, the feedback function; the SES brake, which pauses the
+      // configuration set on critical bounces, when enabled.
+      template.resourceCountIs(
+        'AWS::Lambda::Function',
+        1 + (config.ses ? 1 : 0) + (config.monitoring.pauseSesOnCriticalBounces ? 1 : 0),
+      );
       template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         BatchSize: config.sendFunction.batchSize,
         ScalingConfig: { MaximumConcurrency: config.sendFunction.maxConcurrency },

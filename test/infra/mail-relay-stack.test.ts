@@ -45,10 +45,25 @@ describe('MailRelayStack outputs', () => {
       'DashboardName',
       'DeadLetterQueueUrl',
       'DeliveryLedgerTableName',
+      'FeedbackDeadLetterQueueUrl',
       'OutboxQueueUrl',
       'SendFunctionName',
+      'SesConfigurationSetName',
       'SuppressionListTableName',
     ]);
+  });
+
+  it('name the SES configuration set and the feedback dead-letter queue', () => {
+    const { stack, outputs } = buildStack({ ses: SES });
+    const feedback = stack.relay.sesFeedback;
+    if (!feedback) throw new Error('no SES feedback with ses configured');
+
+    expect(outputs.SesConfigurationSetName?.Value).toEqual({
+      Ref: logicalIdOf(stack, feedback.configurationSet),
+    });
+    expect(outputs.FeedbackDeadLetterQueueUrl?.Value).toEqual({
+      Ref: logicalIdOf(stack, feedback.deadLetterQueue),
+    });
   });
 
   it('name the delivery ledger for mail-relay status, and the suppression list', () => {

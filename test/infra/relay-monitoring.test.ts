@@ -109,6 +109,7 @@ const SES_AND_GRAPH_ALARMS = [
   'ses-reputation-bounce-rate',
   'ses-reputation-complaint-rate',
   'dead-letter-queue-not-empty',
+  'feedback-dead-letter-queue-not-empty',
   'outbox-oldest-message-age',
   'send-function-errors',
   'send-function-throttles',
@@ -350,7 +351,8 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
     const { stack, template } = build({ ses: SES, graph: GRAPH });
 
     expect(stack.relay.monitoring.brakeFunction).toBeUndefined();
-    template.resourceCountIs('AWS::Lambda::Function', 1);
+    // The send function and the SES feedback function.
+    template.resourceCountIs('AWS::Lambda::Function', 2);
     template.resourceCountIs('AWS::SNS::Topic', 1);
     expect(JSON.stringify(template.toJSON())).not.toContain('PutConfigurationSetSendingOptions');
   });
@@ -441,15 +443,33 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
     });
   });
 
-  it.each([
-    ['ses without a configuration set', { ses: { identities: ['example.com'] } }],
-    ['no ses at all', { graph: GRAPH }],
-  ])('is refused at synth with %s', (_case, providers) => {
-    const error = errorFrom(() => build({ ...providers, monitoring: { pauseSesOnCriticalBounces: true } }));
+  it('pauses the configuration set the stack created when ses names none', () => {
+    const { stack, template } = build({
+      ses: { identities: ['example.com'] },
+      monitoring: { pauseSesOnCriticalBounces: true },
+    });
+    const created = stack.relay.sesFeedback?.configurationSet;
+    if (!created) throw new Error('expected the relay configuration set');
+
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          {
+            Effect: 'Allow',
+            Action: 'ses:PutConfigurationSetSendingOptions',
+            Resource: sesArn('configuration-set/', logicalIdOf(stack, created)),
+          },
+        ]),
+      },
+    });
+  });
+
+  it('is refused at synth without ses', () => {
+    const error = errorFrom(() => build({ graph: GRAPH, monitoring: { pauseSesOnCriticalBounces: true } }));
 
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as ConfigurationError).problems).toEqual([
-      expect.stringMatching(/^monitoring\.pauseSesOnCriticalBounces: needs ses\.configurationSetName/),
+      expect.stringMatching(/^monitoring\.pauseSesOnCriticalBounces: needs the ses section/),
     ]);
     expect(error.message).toContain('MailRelay/Relay');
   });

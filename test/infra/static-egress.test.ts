@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { MailRelay, type MailRelayEgressProps } from '../../lib/mail-relay.ts';
 import { StaticEgress } from '../../lib/static-egress.ts';
-import { errorFrom, fastApp, logicalIdOf } from './support.ts';
+import { errorFrom, fastApp, logicalIdOf, relayFunctionIn } from './support.ts';
 
 const SES = { identities: ['example.com'] };
 const REUSED = ['eipalloc-0123456789abcdef0', 'eipalloc-0fedcba987654321f'];
@@ -150,7 +150,7 @@ describe('MailRelay with static egress through a NAT gateway', () => {
 
   it('creates the function only once the NAT route exists', () => {
     const { template } = buildRelay({});
-    const [sendFunction] = Object.values(template.findResources('AWS::Lambda::Function'));
+    const sendFunction = template.toJSON().Resources[relayFunctionIn(template, 'send')[0]];
     const privateRoutes = Object.keys(template.findResources('AWS::EC2::Route')).filter((id) =>
       id.includes('PrivateSubnet'),
     );

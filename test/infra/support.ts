@@ -46,6 +46,7 @@ const DEPLOYED_REF: Record<string, (logicalId: string) => string> = {
   'AWS::SecretsManager::Secret': (logicalId) => secretArn(`${logicalId}-AbCdEf`),
   'AWS::S3::Bucket': (logicalId) => logicalId.toLowerCase(),
   'AWS::DynamoDB::Table': (logicalId) => `stack-${logicalId}-ABC123`,
+  'AWS::SES::ConfigurationSet': (logicalId) => `${logicalId}-AbC123`,
 };
 
 /** A complete secret ARN (the name with its 6-character suffix) in a made-up account. */
@@ -53,15 +54,40 @@ export function secretArn(name: string, region = 'eu-west-1'): string {
   return `arn:aws:secretsmanager:${region}:123456789012:secret:${name}`;
 }
 
+export interface FunctionResource {
+  readonly Properties: {
+    readonly Description?: string;
+    readonly Code: { readonly S3Key: string };
+    readonly Environment: { readonly Variables: Record<string, unknown> };
+    readonly Role: unknown;
+  };
+}
+
+/** What each relay function's description starts with (lib/send-function.ts, lib/ses-feedback.ts …). */
+export const FUNCTION_DESCRIPTIONS = {
+  send: 'Sends mail requests',
+  feedback: 'Turns SES bounces',
+  bounceReader: 'Reads non-delivery reports',
+} as const;
+
+/** The logical ID and resource of one of the relay's functions; fails the test when it is missing. */
+export function relayFunctionIn(
+  template: Template,
+  which: keyof typeof FUNCTION_DESCRIPTIONS = 'send',
+): [string, FunctionResource] {
+  const functions = template.findResources('AWS::Lambda::Function') as Record<string, FunctionResource>;
+  const found = Object.entries(functions).find(([, resource]) =>
+    resource.Properties.Description?.startsWith(FUNCTION_DESCRIPTIONS[which]),
+  );
+  if (!found) throw new Error(`no ${which} function in the template`);
+  return found;
+}
+
 /** Reads MAIL_RELAY_SETTINGS back from the template, standing in a deploy-time value for each `Ref`. */
-export function settingsIn(template: Template): unknown {
+export function settingsIn(template: Template, which: keyof typeof FUNCTION_DESCRIPTIONS = 'send'): unknown {
   const resources = template.toJSON().Resources as Record<string, { Type: string }>;
-  const functions = template.findResources('AWS::Lambda::Function') as Record<
-    string,
-    { Properties: { Environment: { Variables: Record<string, unknown> } } }
-  >;
-  const [sendFunction] = Object.values(functions);
-  const value = sendFunction?.Properties.Environment.Variables[SETTINGS_ENV_VAR] as
+  const [, relayFunction] = relayFunctionIn(template, which);
+  const value = relayFunction.Properties.Environment.Variables[SETTINGS_ENV_VAR] as
     | string
     | { 'Fn::Join': [string, Array<string | { Ref: string }>] };
   if (typeof value === 'string') return JSON.parse(value);
@@ -75,8 +101,27 @@ export function settingsIn(template: Template): unknown {
   return JSON.parse(parts.join(''));
 }
 
+export interface PolicyStatementJson {
+  readonly Effect?: string;
+  readonly Action: string | string[];
+  readonly Resource: unknown;
+}
+
+/** The statements of the inline policies attached to one role (by logical ID). */
+export function statementsOfRole(template: Template, roleId: string): PolicyStatementJson[] {
+  const policies = template.findResources('AWS::IAM::Policy') as Record<
+    string,
+    { Properties: { Roles: unknown[]; PolicyDocument: { Statement: PolicyStatementJson[] } } }
+  >;
+  return Object.values(policies)
+    .filter((policy) =>
+      policy.Properties.Roles.some((role) => JSON.stringify(role) === JSON.stringify({ Ref: roleId })),
+    )
+    .flatMap((policy) => policy.Properties.PolicyDocument.Statement);
+}
+
 /** `arn:<partition>:ses:<region>:<account>:<resource>` as CloudFormation renders it. */
-export function sesArn(resource: string) {
+export function sesArn(resource: string, refSuffix?: string) {
   return {
     'Fn::Join': [
       '',
@@ -88,6 +133,7 @@ export function sesArn(resource: string) {
         ':',
         { Ref: 'AWS::AccountId' },
         `:${resource}`,
+        ...(refSuffix !== undefined ? [{ Ref: refSuffix }] : []),
       ],
     ],
   };

@@ -16,7 +16,7 @@ import { startDynamo } from '../helpers/dynamo.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
 import { createClientCertificate } from '../peers/certificates.ts';
 import { startGraphPeer } from '../peers/graph-peer.ts';
-import { cdkJsonContext, REPO_ROOT } from './support.ts';
+import { cdkJsonContext, REPO_ROOT, relayFunctionIn } from './support.ts';
 
 /** The parts of `<stack>.assets.json` (cloud assembly schema) this test reads. */
 interface FileAsset {
@@ -51,10 +51,7 @@ describe('a full synth with bundling', () => {
 
   /** Follows the link the CLI follows when it publishes: the function's S3 key -> asset manifest entry. */
   function functionAsset(): FileAsset {
-    const functions = Object.values(template.findResources('AWS::Lambda::Function')) as Array<{
-      Properties: { Code: { S3Key: string } };
-    }>;
-    const s3Key = functions[0]?.Properties.Code.S3Key;
+    const s3Key = relayFunctionIn(template, 'send')[1].Properties.Code.S3Key;
     const asset = fileAssets.find((file) =>
       Object.values(file.destinations).some((destination) => destination.objectKey === s3Key),
     );

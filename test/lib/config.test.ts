@@ -63,6 +63,7 @@ describe('parseRelayConfig', () => {
         fallbackRate: 0.1,
         pauseSesOnCriticalBounces: false,
       },
+      suppression: {},
       events: { busName: 'default' },
     });
   });

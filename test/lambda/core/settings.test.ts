@@ -52,7 +52,7 @@ describe('readSettings', () => {
     expect(error.problems).toEqual([
       'MAIL_RELAY_SETTINGS: not set (the MailRelay construct writes it; in local mode `npm start` does)',
     ]);
-    expect(error.message).toMatch(/^Invalid send function environment:\n {2}- MAIL_RELAY_SETTINGS: not set/);
+    expect(error.message).toMatch(/^Invalid function environment:\n {2}- MAIL_RELAY_SETTINGS: not set/);
   });
 
   it('reports an empty variable as not set', () => {

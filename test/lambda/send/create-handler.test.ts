@@ -11,15 +11,10 @@ import {
   startSecretsManagerEmulator,
 } from '../../../local/secrets-manager-emulator.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
+import { emfPoints } from '../../helpers/emf.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
 import { startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
-
-interface EmfDirective {
-  Namespace: string;
-  Dimensions: string[][];
-  Metrics: { Name: string; Unit: string }[];
-}
 
 const context = {
   functionName: 'send',
@@ -148,23 +143,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       vi.restoreAllMocks();
 
       expect(result).toEqual({ batchItemFailures: [] });
-      const emf = written
-        .flatMap((chunk) => chunk.split('\n'))
-        .filter((line) => line.includes('"_aws"'))
-        .map(
-          (line) =>
-            JSON.parse(line) as Record<string, unknown> & { _aws: { CloudWatchMetrics: EmfDirective[] } },
-        );
-      const points = emf.map((document) => {
-        const [directive] = document._aws.CloudWatchMetrics;
-        const name = directive?.Metrics[0]?.Name ?? '';
-        return {
-          namespace: directive?.Namespace,
-          name,
-          dimensions: Object.fromEntries((directive?.Dimensions[0] ?? []).map((key) => [key, document[key]])),
-          value: document[name],
-        };
-      });
+      const points = emfPoints(written);
       const service = { service: 'mail-relay' };
       expect(points).toEqual(
         expect.arrayContaining([

@@ -1,0 +1,42 @@
+/** What a provider told the relay about a message after accepting it. */
+export const FEEDBACK_KINDS = [
+  'sent',
+  'delivered',
+  'bounced',
+  'complained',
+  'delayed',
+  'rejected',
+  'rendering-failure',
+] as const;
+export type FeedbackKind = (typeof FEEDBACK_KINDS)[number];
+
+/**
+ * One piece of feedback, whatever its source (an SES event, a non-delivery report read from a
+ * mailbox): the relay's own vocabulary, so suppression, metrics and outcome events are decided once.
+ */
+export interface FeedbackEvent {
+  readonly kind: FeedbackKind;
+  /** The provider that sent the message: graph, smtp or ses. */
+  readonly provider: string;
+  /** Lower-cased addresses the feedback is about (for a bounce: the ones that bounced). */
+  readonly recipients: readonly string[];
+  /**
+   * For bounces. hard: the address does not exist or refuses for good (suppress it); soft: may
+   * succeed later (mailbox full, greylisting, a transient 4.x.x), never suppressed.
+   */
+  readonly bounceType?: 'hard' | 'soft';
+  /** Enhanced status code (RFC 3463) such as 5.1.1, when known. */
+  readonly status?: string;
+  /** The remote server's words (Diagnostic-Code, SES diagnosticCode), at most 500 characters. */
+  readonly diagnostic?: string;
+  /** The provider's id of the sent message (SES message id, Internet Message-ID). */
+  readonly providerMessageId?: string;
+  /** The relay's request: the SQS message id from the X-Mail-Relay-Message-Id header, when it came back. */
+  readonly sourceMessageId?: string;
+  /** From the X-Mail-Relay-Idempotency-Key header, when it came back. */
+  readonly idempotencyKey?: string;
+  /** Message tags, when the provider returns them (SES). */
+  readonly tags?: Readonly<Record<string, string>>;
+  /** ISO 8601: when the provider saw it. */
+  readonly at: string;
+}

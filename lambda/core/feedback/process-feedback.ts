@@ -1,0 +1,177 @@
+import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
+import type { OutcomeEvent, OutcomePublisher } from '../outcomes.ts';
+import type { RelayLogger } from '../relay.ts';
+import type { Suppression } from '../suppression.ts';
+import { truncate } from '../text.ts';
+import type { FeedbackEvent } from './feedback-event.ts';
+
+/** What the feedback path writes to the suppression list. */
+export interface SuppressionWriter {
+  suppress(entry: Suppression): Promise<void>;
+}
+
+export interface FeedbackDependencies {
+  readonly suppressions: SuppressionWriter;
+  readonly telemetry: RelayTelemetry;
+  readonly outcomes?: OutcomePublisher;
+  readonly logger: RelayLogger;
+  /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
+  readonly suppressionDays?: number;
+  readonly now?: () => number;
+}
+
+/** What processing one batch of feedback did, for the caller's summary log and tests. */
+export interface FeedbackSummary {
+  readonly suppressed: readonly string[];
+  readonly published: number;
+}
+
+const OUTCOME_OF: Partial<Record<FeedbackEvent['kind'], OutcomeEvent['outcome']>> = {
+  delivered: 'delivered',
+  bounced: 'bounced',
+  complained: 'complained',
+};
+
+/** Hard bounces and complaints suppress; a soft bounce may recover (mailbox full, greylisting, policy). */
+export function suppresses(event: FeedbackEvent): boolean {
+  return event.kind === 'complained' || (event.kind === 'bounced' && event.bounceType === 'hard');
+}
+
+/**
+ * Turns provider feedback into the relay's effects: hard bounces and complaints put the recipients on
+ * the suppression list, deliveries, bounces and complaints are counted per provider (once per message
+ * and kind, so Bounced / Sent is a per-message rate like the alarms expect), and each becomes an
+ * outcome event. A suppression write that fails throws, so the caller retries the feedback; metrics and
+ * events are best effort and never stop it.
+ */
+export async function processFeedback(
+  events: readonly FeedbackEvent[],
+  dependencies: FeedbackDependencies,
+): Promise<FeedbackSummary> {
+  const { logger, telemetry } = dependencies;
+  const now = dependencies.now ?? Date.now;
+  const suppressed: string[] = [];
+  const counted = new Set<string>();
+  const outcomes: OutcomeEvent[] = [];
+
+  for (const [index, event] of events.entries()) {
+    const about = {
+      provider: event.provider,
+      ...(event.sourceMessageId && { messageId: event.sourceMessageId }),
+      ...(event.providerMessageId && { providerMessageId: event.providerMessageId }),
+    };
+    if (suppresses(event)) {
+      const reason = suppressionReason(event);
+      for (const address of event.recipients) {
+        await dependencies.suppressions.suppress({
+          address,
+          reason,
+          since: event.at,
+          ...(dependencies.suppressionDays !== undefined && {
+            expiresAt: Math.floor(now() / 1000) + dependencies.suppressionDays * 86_400,
+          }),
+        });
+        suppressed.push(address);
+      }
+    }
+    const metric = metricOf(event);
+    const messageKey = `${event.kind}\u0000${event.bounceType ?? ''}\u0000${event.providerMessageId ?? event.sourceMessageId ?? `#${index}`}`;
+    if (metric && !counted.has(messageKey)) {
+      counted.add(messageKey);
+      const byProvider = { [METRIC_DIMENSIONS.provider]: event.provider };
+      telemetry.count(metric, byProvider);
+      if (event.kind === 'bounced') {
+        telemetry.count(metric, {
+          ...byProvider,
+          [METRIC_DIMENSIONS.bounceType]: event.bounceType ?? 'soft',
+        });
+      }
+    }
+
+    // Addresses are the recipient's personal data, but naming them is what makes a bounce actionable;
+    // the diagnostic is the remote server's words about the address, never the message.
+    const details = {
+      ...about,
+      recipients: event.recipients,
+      ...(event.bounceType && { bounceType: event.bounceType }),
+      ...(event.status && { status: event.status }),
+      ...(event.diagnostic && { diagnostic: event.diagnostic }),
+    };
+    switch (event.kind) {
+      case 'bounced':
+        logger.warn('Bounce received', { ...details, suppressed: suppresses(event) });
+        break;
+      case 'complained':
+        logger.warn('Complaint received', { ...details, suppressed: true });
+        break;
+      case 'rejected':
+      case 'rendering-failure':
+        logger.warn(
+          `Provider ${event.kind === 'rejected' ? 'rejected' : 'could not render'} the message`,
+          details,
+        );
+        break;
+      case 'delayed':
+        logger.info('Delivery delayed', details);
+        break;
+      default:
+        break;
+    }
+
+    const outcome = OUTCOME_OF[event.kind];
+    if (outcome) outcomes.push(outcomeEvent(outcome, event));
+  }
+
+  if (outcomes.length > 0 && dependencies.outcomes) {
+    try {
+      await dependencies.outcomes.publish(outcomes);
+    } catch (error) {
+      logger.error('Could not publish the outcome events', {
+        count: outcomes.length,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return { suppressed, published: 0 };
+    }
+  }
+  return { suppressed, published: dependencies.outcomes ? outcomes.length : 0 };
+}
+
+function metricOf(event: FeedbackEvent) {
+  switch (event.kind) {
+    case 'delivered':
+      return METRIC_NAMES.delivered;
+    case 'bounced':
+      return METRIC_NAMES.bounced;
+    case 'complained':
+      return METRIC_NAMES.complained;
+    default:
+      return undefined;
+  }
+}
+
+function suppressionReason(event: FeedbackEvent): string {
+  if (event.kind === 'complained') {
+    return `complaint${event.diagnostic ? ` (${event.diagnostic})` : ''} via ${event.provider}`;
+  }
+  const code = event.status ? ` ${event.status}` : '';
+  const words = event.diagnostic ? `: ${event.diagnostic}` : '';
+  return truncate(`hard bounce${code} via ${event.provider}${words}`, 500);
+}
+
+function outcomeEvent(outcome: OutcomeEvent['outcome'], event: FeedbackEvent): OutcomeEvent {
+  return {
+    outcome,
+    // The relay's request id when the trace header came back; otherwise the provider's id is all there is.
+    messageId: event.sourceMessageId ?? event.providerMessageId ?? 'unknown',
+    ...(event.idempotencyKey && { idempotencyKey: event.idempotencyKey }),
+    ...(event.tags && { tags: event.tags }),
+    provider: event.provider,
+    ...(event.providerMessageId && { providerMessageId: event.providerMessageId }),
+    recipients: event.recipients,
+    ...(event.bounceType && { bounceType: event.bounceType }),
+    ...(event.status && { code: event.status }),
+    ...(event.diagnostic && { reason: event.diagnostic }),
+    ...(suppresses(event) && { suppressedRecipients: event.recipients }),
+    at: event.at,
+  };
+}

@@ -1,0 +1,44 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
+import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
+import { processFeedback } from '../core/feedback/process-feedback.ts';
+import { parseSesEvent } from '../core/feedback/ses-events.ts';
+import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
+import { feedbackSettingsSchema, readSettingsWith } from '../core/settings.ts';
+import { EmfTelemetry } from '../send/telemetry.ts';
+
+export type FeedbackHandler = (event: unknown, context: Context) => Promise<void>;
+
+/**
+ * The feedback function: SES events (EventBridge rule on the configuration set's events) become
+ * suppressions, metrics and outcome events. A payload it cannot read, or a suppression it cannot
+ * write, fails the invocation, so EventBridge retries it and finally keeps it in the rule's DLQ.
+ */
+export function createFeedbackHandler(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): FeedbackHandler {
+  const settings = readSettingsWith(feedbackSettingsSchema, env);
+  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const dynamo = new DynamoDBClient({});
+  const dependencies = {
+    suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
+    telemetry: new EmfTelemetry(new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE })),
+    ...(settings.events && {
+      outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
+    }),
+    logger,
+    ...(settings.suppression.retentionDays !== undefined && {
+      suppressionDays: settings.suppression.retentionDays,
+    }),
+  };
+  const handler = middy(async (event: unknown) => {
+    await processFeedback(parseSesEvent(event), dependencies);
+  }).use(injectLambdaContext(logger, { logEvent: false }));
+  return handler as FeedbackHandler;
+}

@@ -1,0 +1,3 @@
+import { createFeedbackHandler } from './create-handler.ts';
+
+export const handler = createFeedbackHandler();
