@@ -484,6 +484,32 @@ const suppressionConfigSchema = z.strictObject({
     ),
 });
 
+const bounceReportsConfigSchema = z.strictObject({
+  mailboxes: z
+    .array(z.string().refine(isEmailAddress, { message: 'must be a mailbox address (not a domain)' }))
+    .min(1, 'list at least one sending mailbox')
+    .refine((list) => new Set(list.map((mailbox) => mailbox.toLowerCase())).size === list.length, {
+      message: 'lists a mailbox twice',
+    })
+    .describe(
+      'Sending mailboxes (Microsoft 365) whose Inbox receives the non-delivery reports of what the relay sent through Graph or an SMTP connector. The Graph app needs the Mail.Read application permission for them.',
+    ),
+  scheduleMinutes: z.int().min(1).max(60).default(5).describe('How often the reader looks for new reports.'),
+  lookbackHours: z
+    .int()
+    .min(1)
+    .max(720)
+    .default(24)
+    .describe('How far back the first reading of a mailbox looks.'),
+  maxMessagesPerMailbox: z
+    .int()
+    .min(1)
+    .max(1000)
+    .default(100)
+    .describe('Messages read per mailbox per run; the rest wait for the next run.'),
+});
+export type BounceReportsConfig = z.output<typeof bounceReportsConfigSchema>;
+
 const eventsConfigSchema = z.strictObject({
   busName: z
     .string()
@@ -785,6 +811,11 @@ export const relayConfigSchema = z
       .describe(
         'Outcome events (sent, dead-lettered, bounced …) published to EventBridge for producing apps.',
       ),
+    bounceReports: bounceReportsConfigSchema
+      .optional()
+      .describe(
+        'Reads non-delivery reports from the sending mailboxes through Graph (Mail.Read) on a schedule: bounces of Graph and SMTP sends become suppressions, metrics and outcome events. Needs graph.',
+      ),
     ledger: ledgerConfigSchema
       .prefault({})
       .describe('The DynamoDB delivery ledger: no message sent twice, and `mail-relay status`.'),
@@ -812,6 +843,14 @@ export const relayConfigSchema = z
         for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
           ctx.addIssue({ code: 'custom', ...problem });
         }
+      }
+      if (fieldOf(config, 'bounceReports') !== undefined && graph === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['bounceReports'],
+          message:
+            'reads the mailboxes through Microsoft Graph (Mail.Read application permission): configure graph too',
+        });
       }
       const routes = fieldOf(config, 'routes');
       if (Array.isArray(routes)) {

@@ -3,6 +3,7 @@ import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } fr
 import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { MESSAGE_ID_INDEX } from '../lambda/core/dynamo-ledger.ts';
+import { REPORT_CURSOR_PREFIX } from '../lambda/core/feedback/dynamo-report-cursors.ts';
 
 /**
  * The delivery ledger: one item per message (partition key `key`, the idempotency key or
@@ -52,5 +53,28 @@ export class DeliveryLedger extends Construct {
   /** For operators and tools reading the ledger (`mail-relay status --table`): by key or by SQS message id. */
   grantRead(grantee: IGrantable): Grant {
     return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:Query');
+  }
+  /**
+   * What the bounce report reader needs: read entries (which provider sent a reported message) and
+   * write its own cursor items, and only those: PutItem is limited to `bounce-reports#…` keys.
+   */
+  grantReportCursors(grantee: IGrantable): Grant {
+    Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem'],
+      resourceArns: [this.table.tableArn],
+    });
+    // The message id index, by name: table.grant would allow every index (index/*).
+    Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:Query'],
+      resourceArns: [`${this.table.tableArn}/index/${MESSAGE_ID_INDEX}`],
+    });
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:PutItem'],
+      resourceArns: [this.table.tableArn],
+      conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${REPORT_CURSOR_PREFIX}*`] } },
+    });
   }
 }

@@ -14,6 +14,7 @@ import {
   type SMTP_TLS_MODES,
 } from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
+import { BounceReportReader } from './bounce-report-reader.ts';
 import {
   type EGRESS_NAT_KINDS,
   parseRelayConfig,
@@ -405,6 +406,37 @@ export interface MailRelaySuppressionProps {
   readonly retentionDays?: number;
 }
 
+/** The scheduled reader of non-delivery reports (bounces of Graph and SMTP sends). */
+export interface MailRelayBounceReportsProps {
+  /**
+   * Sending mailboxes whose Inbox receives the non-delivery reports. The Graph app registration needs
+   * the Mail.Read application permission for them (an application access policy or RBAC for
+   * Applications can scope it to exactly these mailboxes).
+   */
+  readonly mailboxes: string[];
+
+  /**
+   * How often the reader looks for new reports, in minutes.
+   *
+   * @default 5
+   */
+  readonly scheduleMinutes?: number;
+
+  /**
+   * How far back the first reading of a mailbox looks, in hours.
+   *
+   * @default 24
+   */
+  readonly lookbackHours?: number;
+
+  /**
+   * Messages read per mailbox per run; the rest wait for the next run.
+   *
+   * @default 100
+   */
+  readonly maxMessagesPerMailbox?: number;
+}
+
 /** Outcome events for producing apps. */
 export interface MailRelayEventsProps {
   /**
@@ -632,6 +664,14 @@ export interface MailRelayProps {
    * @default - see MailRelaySuppressionProps
    */
   readonly suppression?: MailRelaySuppressionProps;
+
+  /**
+   * Reads non-delivery reports from the sending mailboxes through Graph (Mail.Read), so bounces of
+   * Graph and SMTP sends reach the suppression list, the metrics and the outcome events. Needs `graph`.
+   *
+   * @default - not read: only SES bounces are seen
+   */
+  readonly bounceReports?: MailRelayBounceReportsProps;
 }
 
 // Compile-time guard that the props mirror the config file key for key (the constructor's typed
@@ -665,6 +705,7 @@ type _PropsMirrorConfigFile = AssertTrue<
     >
   | SameKeys<MailRelayEventsProps, NonNullable<ConfigFileShape['events']>>
   | SameKeys<MailRelaySuppressionProps, NonNullable<ConfigFileShape['suppression']>>
+  | SameKeys<MailRelayBounceReportsProps, NonNullable<ConfigFileShape['bounceReports']>>
 >;
 
 /**
@@ -693,6 +734,8 @@ export class MailRelay extends Construct {
   readonly suppressionList: SuppressionList;
   /** The SES configuration set, its events and the feedback function, when `ses` is configured. */
   readonly sesFeedback?: SesFeedback;
+  /** The scheduled reader of non-delivery reports, when `bounceReports` is configured. */
+  readonly bounceReportReader?: BounceReportReader;
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
   /** The alarms, the topic they notify (and the SES brake, when configured), and the dashboard. */
@@ -807,19 +850,7 @@ export class MailRelay extends Construct {
         }),
       );
     }
-    // Outcome events (source mail-relay) on the configured bus, and only there.
-    this.sendFunction.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['events:PutEvents'],
-        resources: [
-          Stack.of(this).formatArn({
-            service: 'events',
-            resource: 'event-bus',
-            resourceName: config.events.busName,
-          }),
-        ],
-      }),
-    );
+    this.sendFunction.allowOutcomeEvents(config.events.busName);
     this.deliveryLedger.grantClaims(this.sendFunction);
     this.suppressionList.grantLookup(this.sendFunction);
     this.graphCredential?.grantRead(this.sendFunction);
@@ -837,6 +868,21 @@ export class MailRelay extends Construct {
       });
     }
 
+    if (config.bounceReports && settings.graph && this.graphCredential) {
+      this.bounceReportReader = new BounceReportReader(this, 'BounceReports', {
+        config: config.bounceReports,
+        graph: settings.graph,
+        graphCredential: this.graphCredential,
+        deliveryLedger: this.deliveryLedger,
+        suppressionList: this.suppressionList,
+        ...(config.suppression.retentionDays !== undefined && {
+          suppressionRetentionDays: config.suppression.retentionDays,
+        }),
+        outcomeBusName: config.events.busName,
+        logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+      });
+    }
+
     this.monitoring = new RelayMonitoring(this, 'Monitoring', {
       config: config.monitoring,
       outbox: this.outbox,
@@ -846,6 +892,7 @@ export class MailRelay extends Construct {
       sesConfigured: config.ses !== undefined,
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
+      ...(this.bounceReportReader && { bounceReportFunction: this.bounceReportReader.readerFunction }),
     });
   }
 

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, Stack, Validations } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, type IDestination, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -150,5 +150,16 @@ export class RelayFunction extends NodejsFunction {
         'The bundle is built for Node.js 22 (esbuild target node22, ESM, AWS SDK bundled); a newer runtime ' +
         'is adopted as a deliberate change with its own test run, not implicitly because a newer one exists.',
     });
+  }
+  /** Outcome events (source `mail-relay`) on that bus, and only there. */
+  allowOutcomeEvents(busName: string): void {
+    this.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['events:PutEvents'],
+        resources: [
+          Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: busName }),
+        ],
+      }),
+    );
   }
 }

@@ -80,6 +80,12 @@ export interface RelayMonitoringProps {
    * @default - none: no feedback function
    */
   readonly feedbackDeadLetterQueue?: IQueue;
+  /**
+   * The scheduled reader of bounce reports; a run that fails alarms.
+   *
+   * @default - none
+   */
+  readonly bounceReportFunction?: IFunction;
 }
 
 /**
@@ -159,6 +165,7 @@ export class RelayMonitoring extends Construct {
     if (props.sesConfigured) this.addSesReputationAlarms();
     this.addQueueAlarms(props.outbox, props.deadLetterQueue);
     if (props.feedbackDeadLetterQueue) this.addFeedbackAlarm(props.feedbackDeadLetterQueue);
+    if (props.bounceReportFunction) this.addBounceReportAlarm(props.bounceReportFunction);
     this.addFunctionAlarms(props.sendFunction);
 
     if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
@@ -365,6 +372,19 @@ export class RelayMonitoring extends Construct {
     );
   }
 
+  private addBounceReportAlarm(readerFunction: IFunction): void {
+    this.alarm(
+      'BounceReportErrors',
+      'bounce-report-errors',
+      'The bounce report reader could not read a sending mailbox: bounces of Graph and SMTP sends are not ' +
+        'reaching the suppression list. Its log names the mailbox and the Graph error; usually the app lacks ' +
+        'Mail.Read (admin consent) or an application access policy leaves the mailbox out. Reports wait in the ' +
+        'mailbox and are read once the cause is fixed.',
+      readerFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD }),
+      1,
+    );
+  }
+
   private addFunctionAlarms(sendFunction: IFunction): void {
     this.alarm(
       'SendFunctionErrors',
@@ -530,6 +550,15 @@ export class RelayMonitoring extends Construct {
             period: SHORT_PERIOD,
             label: 'Dead-lettered messages',
           }),
+          ...(props.feedbackDeadLetterQueue
+            ? [
+                props.feedbackDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+                  statistic: 'Maximum',
+                  period: SHORT_PERIOD,
+                  label: 'Feedback not processed (SES events)',
+                }),
+              ]
+            : []),
         ],
         width,
       }),

@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import { EventBus, Rule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import {
@@ -114,18 +113,7 @@ export class SesFeedback extends Construct {
       onFailure: new SqsDestination(this.deadLetterQueue),
     });
     props.suppressionList.grantRecord(this.feedbackFunction);
-    this.feedbackFunction.addToRolePolicy(
-      new PolicyStatement({
-        actions: ['events:PutEvents'],
-        resources: [
-          Stack.of(this).formatArn({
-            service: 'events',
-            resource: 'event-bus',
-            resourceName: props.outcomeBusName,
-          }),
-        ],
-      }),
-    );
+    this.feedbackFunction.allowOutcomeEvents(props.outcomeBusName);
 
     new Rule(this, 'Rule', {
       description: 'SES events of the mail relay configuration set, to the feedback function',

@@ -287,6 +287,21 @@ export const feedbackSettingsSchema = z.strictObject({
 });
 export type FeedbackSettings = z.infer<typeof feedbackSettingsSchema>;
 
+/** The bounce report reader's settings: the feedback settings, plus which mailboxes and how to reach them. */
+export const bounceReportSettingsSchema = feedbackSettingsSchema.extend({
+  graph: graphSettingsSchema,
+  /** Sending mailboxes whose Inbox receives the non-delivery reports. */
+  mailboxes: z
+    .array(z.string().refine(isEmailAddress, { message: 'must be a mailbox address' }))
+    .min(1, 'list at least one mailbox'),
+  /** How far back the first reading of a mailbox looks. */
+  lookbackMinutes: z.int().min(1).max(43_200),
+  maxMessagesPerMailbox: z.int().min(1).max(1000),
+  /** The ledger: which provider sent a reported message, and where each mailbox's reading stopped. */
+  ledger: z.strictObject({ tableName: tableNameSchema }),
+});
+export type BounceReportSettings = z.infer<typeof bounceReportSettingsSchema>;
+
 export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
   return settings.identities.find((identity) => identityCovers(identity, address));
 }

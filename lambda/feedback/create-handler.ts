@@ -7,10 +7,10 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
-import { processFeedback } from '../core/feedback/process-feedback.ts';
+import { type FeedbackDependencies, processFeedback } from '../core/feedback/process-feedback.ts';
 import { parseSesEvent } from '../core/feedback/ses-events.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
-import { feedbackSettingsSchema, readSettingsWith } from '../core/settings.ts';
+import { type FeedbackSettings, feedbackSettingsSchema, readSettingsWith } from '../core/settings.ts';
 import { EmfTelemetry } from '../send/telemetry.ts';
 
 export type FeedbackHandler = (event: unknown, context: Context) => Promise<void>;
@@ -18,16 +18,30 @@ export type FeedbackHandler = (event: unknown, context: Context) => Promise<void
 /**
  * The feedback function: SES events (EventBridge rule on the configuration set's events) become
  * suppressions, metrics and outcome events. A payload it cannot read, or a suppression it cannot
- * write, fails the invocation, so EventBridge retries it and finally keeps it in the rule's DLQ.
+ * write, fails the invocation: Lambda retries it twice, then keeps it in the feedback dead-letter
+ * queue (on-failure destination) with the error.
  */
 export function createFeedbackHandler(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): FeedbackHandler {
   const settings = readSettingsWith(feedbackSettingsSchema, env);
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
-  const dynamo = new DynamoDBClient({});
-  const dependencies = {
+  const dependencies = createFeedbackDependencies(settings, logger, new DynamoDBClient({}));
+  const handler = middy(async (event: unknown) => {
+    await processFeedback(parseSesEvent(event), dependencies);
+  }).use(injectLambdaContext(logger, { logEvent: false }));
+  return handler as FeedbackHandler;
+}
+
+/** What acting on feedback needs (suppression list, EMF metrics, outcome events), shared with the bounce report reader. */
+export function createFeedbackDependencies(
+  settings: FeedbackSettings,
+  logger: Logger,
+  dynamo: DynamoDBClient,
+): FeedbackDependencies {
+  return {
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
+    // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
     telemetry: new EmfTelemetry(new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE })),
     ...(settings.events && {
       outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
@@ -37,8 +51,4 @@ export function createFeedbackHandler(
       suppressionDays: settings.suppression.retentionDays,
     }),
   };
-  const handler = middy(async (event: unknown) => {
-    await processFeedback(parseSesEvent(event), dependencies);
-  }).use(injectLambdaContext(logger, { logEvent: false }));
-  return handler as FeedbackHandler;
 }

@@ -2,7 +2,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { relaySettingsSchema } from '../../lambda/core/settings.ts';
+import {
+  bounceReportSettingsSchema,
+  feedbackSettingsSchema,
+  relaySettingsSchema,
+} from '../../lambda/core/settings.ts';
 import { loadRelayConfig, relayConfigSchema } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { fastApp, REPO_ROOT, settingsIn } from './support.ts';
@@ -40,10 +44,13 @@ describe('the example configurations', () => {
         RedrivePolicy: Match.objectLike({ maxReceiveCount: config.queue.maxReceiveCount }),
       });
       // The send function; with ses, the feedback function; the SES brake, which pauses the
-      // configuration set on critical bounces, when enabled.
+      // configuration set on critical bounces, when enabled; the bounce report reader.
       template.resourceCountIs(
         'AWS::Lambda::Function',
-        1 + (config.ses ? 1 : 0) + (config.monitoring.pauseSesOnCriticalBounces ? 1 : 0),
+        1 +
+          (config.ses ? 1 : 0) +
+          (config.monitoring.pauseSesOnCriticalBounces ? 1 : 0) +
+          (config.bounceReports ? 1 : 0),
       );
       template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         BatchSize: config.sendFunction.batchSize,
@@ -69,6 +76,48 @@ describe('the example configurations', () => {
       retentionDays: config.ledger.retentionDays,
     });
     expect(settings.maxReceiveCount).toBe(8);
+  });
+
+  it('include a full example that sees bounces from every provider and alarms on them', () => {
+    const { config, template } = synthesize('full.config.json');
+
+    // SES: the existing configuration set named in the example publishes to EventBridge.
+    template.hasResourceProperties('AWS::SES::ConfigurationSetEventDestination', {
+      ConfigurationSetName: config.ses?.configurationSetName,
+      EventDestination: Match.objectLike({ MatchingEventTypes: Match.arrayWith(['bounce', 'complaint']) }),
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: Match.objectLike({ source: ['aws.ses'] }),
+    });
+    // Graph and SMTP: the reports of the configured mailboxes, on the configured schedule.
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: `rate(${config.bounceReports?.scheduleMinutes} minutes)`,
+    });
+    expect(bounceReportSettingsSchema.parse(settingsIn(template, 'bounceReader'))).toMatchObject({
+      mailboxes: config.bounceReports?.mailboxes,
+      suppression: { retentionDays: config.suppression.retentionDays },
+    });
+    expect(feedbackSettingsSchema.parse(settingsIn(template, 'feedback')).suppression.retentionDays).toBe(
+      config.suppression.retentionDays,
+    );
+    const alarmNames = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((alarm) =>
+      String(alarm.Properties.AlarmName),
+    );
+    for (const name of [
+      'graph-bounce-rate-critical',
+      'smtp-bounce-rate-critical',
+      'ses-bounce-rate-critical',
+      'ses-complaint-rate',
+      'ses-reputation-bounce-rate',
+      'feedback-dead-letter-queue-not-empty',
+      'bounce-report-errors',
+    ]) {
+      expect(
+        alarmNames.some((alarmName) => alarmName.endsWith(`-${name}`)),
+        name,
+      ).toBe(true);
+    }
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
   it.each(exampleFiles)('%s sets the function timeout and memory it names', (file) => {

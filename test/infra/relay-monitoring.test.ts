@@ -214,6 +214,26 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
     });
   });
 
+  it('alarm as soon as one SES event is in the feedback dead-letter queue', () => {
+    const feedback = stack.relay.sesFeedback;
+    if (!feedback) throw new Error('expected SES feedback');
+    expect(alarmNamed(template, 'feedback-dead-letter-queue-not-empty')).toEqual({
+      AlarmName: `${PREFIX}-feedback-dead-letter-queue-not-empty`,
+      AlarmDescription: expect.stringContaining('suppression list'),
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [logicalIdOf(stack, feedback.deadLetterQueue), 'QueueName'] },
+        },
+      ],
+      Statistic: 'Maximum',
+      Period: 300,
+      ...common(topicId, 1),
+    });
+  });
+
   it('alarm when the oldest outbox message is outboxAgeMinutes old', () => {
     expect(alarmNamed(template, 'outbox-oldest-message-age')).toEqual({
       AlarmName: `${PREFIX}-outbox-oldest-message-age`,

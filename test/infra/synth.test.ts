@@ -50,8 +50,8 @@ describe('a full synth with bundling', () => {
   });
 
   /** Follows the link the CLI follows when it publishes: the function's S3 key -> asset manifest entry. */
-  function functionAsset(): FileAsset {
-    const s3Key = relayFunctionIn(template, 'send')[1].Properties.Code.S3Key;
+  function functionAsset(which: Parameters<typeof relayFunctionIn>[1] = 'send'): FileAsset {
+    const s3Key = relayFunctionIn(template, which)[1].Properties.Code.S3Key;
     const asset = fileAssets.find((file) =>
       Object.values(file.destinations).some((destination) => destination.objectKey === s3Key),
     );
@@ -59,8 +59,29 @@ describe('a full synth with bundling', () => {
     return asset;
   }
 
-  function bundleFile(name: string): string {
-    return join(outdir, functionAsset().source.path, name);
+  function bundleFile(name: string, which: Parameters<typeof relayFunctionIn>[1] = 'send'): string {
+    return join(outdir, functionAsset(which).source.path, name);
+  }
+
+  /** Imports a bundle in a child process with only what Lambda's environment would hold. */
+  function exportedHandlerType(bundle: string, settings: unknown): string {
+    return execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(pathToFileURL(bundle).href)}); console.log(typeof m.handler);`,
+      ],
+      {
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: 'eu-west-1',
+          [SETTINGS_ENV_VAR]: JSON.stringify(settings),
+        },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'], // stderr lands in the error if the import fails
+      },
+    ).trim();
   }
 
   it('points the function at a zipped asset holding the bundle and its exported handler', () => {
@@ -104,29 +125,32 @@ describe('a full synth with bundling', () => {
   ])(
     'produces a bundle that loads in Node.js with %s settings and exports the handler function',
     (_, settings) => {
-      const bundleUrl = pathToFileURL(bundleFile('index.mjs')).href;
-
       // A child process, so the cold-start code runs with only the environment Lambda would give it.
-      const exportedType = execFileSync(
-        process.execPath,
-        [
-          '--input-type=module',
-          '-e',
-          `const m = await import(${JSON.stringify(bundleUrl)}); console.log(typeof m.handler);`,
-        ],
-        {
-          env: {
-            PATH: process.env.PATH,
-            AWS_REGION: 'eu-west-1',
-            [SETTINGS_ENV_VAR]: JSON.stringify(settings),
-          },
-          encoding: 'utf8',
-          stdio: ['ignore', 'pipe', 'pipe'], // stderr lands in the error if the import fails
-        },
-      );
-      expect(exportedType.trim()).toBe('function');
+      expect(exportedHandlerType(bundleFile('index.mjs'), settings)).toBe('function');
     },
   );
+
+  it('bundles the feedback function and the bounce report reader (mailparser inside) into loadable handlers', () => {
+    const feedback = { suppression: { tableName: 'mail-relay-suppression', retentionDays: 30 } };
+    expect(exportedHandlerType(bundleFile('index.mjs', 'feedback'), feedback)).toBe('function');
+    const reader = {
+      ...feedback,
+      graph: {
+        tenantId: 'contoso.onmicrosoft.com',
+        clientId: '11111111-2222-3333-4444-555555555555',
+        senders: ['contoso.com'],
+        credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf',
+        saveToSentItems: true,
+        authorityHost: 'https://login.microsoftonline.com',
+        graphEndpoint: 'https://graph.microsoft.com',
+      },
+      mailboxes: ['noreply@contoso.com'],
+      lookbackMinutes: 60,
+      maxMessagesPerMailbox: 10,
+      ledger: { tableName: 'mail-relay-ledger' },
+    };
+    expect(exportedHandlerType(bundleFile('index.mjs', 'bounceReader'), reader)).toBe('function');
+  });
 
   it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
     const peers: Peers = await startPeers();

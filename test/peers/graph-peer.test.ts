@@ -427,6 +427,71 @@ describe('Graph peer', () => {
     ).toEqual([429, 202]);
   });
 
+  it('lists Inbox messages by receivedDateTime with $filter, $orderby, $top and nextLink, and serves their MIME', async () => {
+    const token = await secretToken(peer);
+    const auth = { authorization: `Bearer ${token}` };
+    const mime = (subject: string) =>
+      `From: Microsoft Outlook <postmaster@contoso.com>\r\nSubject: ${subject}\r\n\r\nbody\r\n`;
+    const first = peer.deliverToInbox(
+      MAILBOX,
+      mime('Undeliverable: one'),
+      new Date('2026-11-22T10:00:00.400Z'),
+    );
+    const second = peer.deliverToInbox(MAILBOX, mime('Undeliverable: two'), new Date('2026-11-22T10:05:00Z'));
+    const third = peer.deliverToInbox(MAILBOX, mime('Hello'), new Date('2026-11-22T10:10:00Z'));
+    const inbox = `/v1.0/users/${MAILBOX}/mailFolders/inbox/messages`;
+
+    // Graph's default order is newest first; receivedDateTime has second precision.
+    const all = (await request(peer, { url: inbox, headers: auth })).json();
+    expect((all.value as { id: string }[]).map((message) => message.id)).toEqual([third, second, first]);
+    expect((all.value as { receivedDateTime: string }[])[2]?.receivedDateTime).toBe('2026-11-22T10:00:00Z');
+
+    const query = new URLSearchParams({
+      $filter: 'receivedDateTime ge 2026-11-22T10:05:00Z',
+      $orderby: 'receivedDateTime asc',
+      $select: 'id,receivedDateTime',
+      $top: '1',
+    });
+    const page = (await request(peer, { url: `${inbox}?${query}`, headers: auth })).json();
+    expect(page.value).toEqual([{ id: second, receivedDateTime: '2026-11-22T10:05:00Z' }]);
+    const next = (await request(peer, { url: String(page['@odata.nextLink']), headers: auth })).json();
+    expect(next.value).toEqual([{ id: third, receivedDateTime: '2026-11-22T10:10:00Z' }]);
+    expect(next['@odata.nextLink']).toBeUndefined();
+
+    const content = await request(peer, {
+      url: `/v1.0/users/${MAILBOX}/messages/${second}/$value`,
+      headers: auth,
+    });
+    expect(content.status).toBe(200);
+    expect(content.body.toString()).toBe(mime('Undeliverable: two'));
+
+    const missing = await request(peer, {
+      url: `/v1.0/users/${MAILBOX}/messages/AAMkADnope/$value`,
+      headers: auth,
+    });
+    expect(missing.status).toBe(404);
+    expect(missing.json().error?.code).toBe('ErrorItemNotFound');
+    const badFilter = await request(peer, {
+      url: `${inbox}?${new URLSearchParams({ $filter: "subject eq 'x'" })}`,
+      headers: auth,
+    });
+    expect(badFilter.status).toBe(400);
+    const unauthenticated = await request(peer, { url: inbox });
+    expect(unauthenticated.status).toBe(401);
+  });
+
+  it('refuses reading a mailbox with an injected 403 ErrorAccessDenied, as Graph does without Mail.Read', async () => {
+    const token = await secretToken(peer);
+    peer.injectFault({ operation: 'listMessages', mailbox: MAILBOX, status: 403, code: 'ErrorAccessDenied' });
+
+    const denied = await request(peer, {
+      url: `/v1.0/users/${MAILBOX}/mailFolders/inbox/messages`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.json().error?.code).toBe('ErrorAccessDenied');
+  });
+
   describe('@azure/msal-node against the peer', () => {
     /** MSAL's network module over node:https, trusting the peer's certificate. */
     const networkClient = (): INetworkModule => {

@@ -56,7 +56,9 @@ export type GraphOperation =
   | 'createUploadSession'
   | 'uploadChunk'
   | 'sendDraft'
-  | 'deleteMessage';
+  | 'deleteMessage'
+  | 'listMessages'
+  | 'getMessageContent';
 
 export interface GraphFault {
   /** absent = any Graph (non-token) operation */
@@ -111,6 +113,17 @@ export interface DeliveredMessage {
   attachments: DeliveredAttachment[];
 }
 
+/** A message in a mailbox's Inbox, as Graph lists it and returns its MIME ($value). */
+export interface InboxMessage {
+  readonly id: string;
+  readonly mailbox: string;
+  /** ISO 8601 with second precision, as Graph reports receivedDateTime. */
+  readonly receivedDateTime: string;
+  readonly subject: string;
+  readonly from: string;
+  readonly mime: Buffer;
+}
+
 export interface GraphPeer {
   /** https://127.0.0.1:<port> */
   readonly url: string;
@@ -130,6 +143,11 @@ export interface GraphPeer {
   openDrafts(mailbox?: string): number;
   injectFault(fault: GraphFault): void;
   clearFaults(): void;
+  /**
+   * Puts a message (raw MIME) in the mailbox's Inbox, as if it had just arrived (a bounce report
+   * from Exchange Online, say). Returns its Graph id.
+   */
+  deliverToInbox(mailbox: string, mime: string | Buffer, receivedAt?: Date): string;
   /** Clears records, drafts, faults (not clients). */
   reset(): void;
   close(): Promise<void>;
@@ -160,6 +178,8 @@ const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
   'uploadChunk',
   'sendDraft',
   'deleteMessage',
+  'listMessages',
+  'getMessageContent',
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -320,6 +340,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   const delivered: DeliveredMessage[] = [];
   const tokens = new Map<string, { clientId: string; expiresAt: number }>();
   const drafts = new Map<string, Draft>();
+  const inboxes = new Map<string, InboxMessage[]>();
   const sessions = new Map<string, UploadSession>();
   let faults: QueuedFault[] = [];
   const inFlight = new Map<string, number>();
@@ -837,9 +858,99 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         return sendDraft(req, mailbox, route.messageId ?? '');
       case 'deleteMessage':
         return deleteMessage(req, mailbox, route.messageId ?? '');
+      case 'listMessages':
+        return listMessages(req, target, mailbox);
+      case 'getMessageContent':
+        return messageContent(req, mailbox, route.messageId ?? '');
       default:
         throw new GraphError(500, 'InternalServerError', `graph peer: no handler for ${operation}`);
     }
+  }
+
+  /**
+   * GET /users/{id}/mailFolders/inbox/messages with the query options a poller uses: $filter on
+   * receivedDateTime (ge/gt, optionally `and` a le/lt bound), $orderby receivedDateTime asc|desc
+   * (Graph's default is desc), $top (default 10, at most 1000), $skip (what @odata.nextLink carries)
+   * and $select. Anything else in $filter is refused, as Graph refuses what it cannot parse.
+   */
+  function listMessages(req: IncomingMessage, target: URL, mailbox: string): Reply {
+    let messages = [...(inboxes.get(mailbox) ?? [])];
+    const filter = target.searchParams.get('$filter');
+    if (filter !== null) {
+      const clauses = filter.split(/\s+and\s+/i);
+      for (const clause of clauses) {
+        const match = /^receivedDateTime\s+(ge|gt|le|lt)\s+(\S+)$/i.exec(clause.trim());
+        const bound = match ? Date.parse(match[2] ?? '') : Number.NaN;
+        if (!match || Number.isNaN(bound)) {
+          throw new GraphError(400, 'BadRequest', 'Invalid filter clause');
+        }
+        const operator = (match[1] ?? '').toLowerCase();
+        messages = messages.filter((message) => {
+          const at = Date.parse(message.receivedDateTime);
+          return operator === 'ge'
+            ? at >= bound
+            : operator === 'gt'
+              ? at > bound
+              : operator === 'le'
+                ? at <= bound
+                : at < bound;
+        });
+      }
+    }
+    const orderBy = (target.searchParams.get('$orderby') ?? 'receivedDateTime desc').trim();
+    const order = /^receivedDateTime(\s+(asc|desc))?$/i.exec(orderBy);
+    if (!order) throw new GraphError(400, 'BadRequest', `Invalid $orderby: ${orderBy}`);
+    const descending = (order[2] ?? 'asc').toLowerCase() === 'desc';
+    messages.sort((a, b) => {
+      const difference = Date.parse(a.receivedDateTime) - Date.parse(b.receivedDateTime);
+      return descending ? -difference : difference;
+    });
+    const top = Number(target.searchParams.get('$top') ?? '10');
+    const skip = Number(target.searchParams.get('$skip') ?? '0');
+    if (!Number.isInteger(top) || top < 1 || top > 1000 || !Number.isInteger(skip) || skip < 0) {
+      throw new GraphError(400, 'BadRequest', 'Invalid $top or $skip');
+    }
+    const page = messages.slice(skip, skip + top);
+    const select = target.searchParams
+      .get('$select')
+      ?.split(',')
+      .map((field) => field.trim());
+    const value = page.map((message) => {
+      const full: Record<string, unknown> = {
+        id: message.id,
+        receivedDateTime: message.receivedDateTime,
+        subject: message.subject,
+        from: { emailAddress: { address: message.from, name: message.from } },
+        isRead: false,
+      };
+      return select
+        ? Object.fromEntries(Object.entries(full).filter(([key]) => key === 'id' || select.includes(key)))
+        : full;
+    });
+    const next = new URL(target.toString());
+    next.searchParams.set('$skip', String(skip + top));
+    return json(
+      200,
+      {
+        '@odata.context': `${url}/v1.0/$metadata#users('${mailbox}')/mailFolders('inbox')/messages`,
+        value,
+        ...(skip + top < messages.length && { '@odata.nextLink': next.toString() }),
+      },
+      graphHeaders(req),
+    );
+  }
+
+  /** GET /users/{id}/messages/{message id}/$value: the message's MIME. */
+  function messageContent(req: IncomingMessage, mailbox: string, messageId: string): Reply {
+    const message = (inboxes.get(mailbox) ?? []).find((candidate) => candidate.id === messageId);
+    if (!message) {
+      throw new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.');
+    }
+    return {
+      status: 200,
+      headers: { ...graphHeaders(req), 'content-type': 'text/plain' },
+      body: message.mime,
+    };
   }
 
   function faultMessage(fault: GraphFault, mailbox: string): string {
@@ -1204,6 +1315,18 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     const messageId = parts[4] ?? '';
     if (parts.length === 4 && fourth === 'sendmail' && method === 'POST')
       return { operation: 'sendMail', mailbox };
+    if (
+      parts.length === 6 &&
+      fourth === 'mailfolders' &&
+      lower[4] === 'inbox' &&
+      lower[5] === 'messages' &&
+      method === 'GET'
+    ) {
+      return { operation: 'listMessages', mailbox };
+    }
+    if (parts.length === 6 && sixth === '$value' && fourth === 'messages' && method === 'GET') {
+      return { operation: 'getMessageContent', mailbox, messageId };
+    }
     if (fourth !== 'messages') return { operation: 'unknown' };
     if (parts.length === 4 && method === 'POST') return { operation: 'createDraft', mailbox };
     if (parts.length === 5 && method === 'DELETE') return { operation: 'deleteMessage', mailbox, messageId };
@@ -1301,12 +1424,32 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     clearFaults(): void {
       faults = [];
     },
+    deliverToInbox(mailbox: string, mime: string | Buffer, receivedAt = new Date()): string {
+      const owner = mailbox.toLowerCase();
+      const bytes = Buffer.isBuffer(mime) ? mime : Buffer.from(mime);
+      const headerBlock = bytes.toString('latin1').split(/\r?\n\r?\n/, 1)[0] ?? '';
+      const unfolded = headerBlock.replace(/\r?\n[ \t]+/g, ' ');
+      const header = (name: string) =>
+        new RegExp(`^${name}:[ \t]*(.*)$`, 'im').exec(unfolded)?.[1]?.trim() ?? '';
+      const message: InboxMessage = {
+        id: `AAMkAD${randomUUID().replaceAll('-', '')}`,
+        mailbox: owner,
+        // Graph reports receivedDateTime to the second.
+        receivedDateTime: `${receivedAt.toISOString().slice(0, 19)}Z`,
+        subject: header('Subject'),
+        from: /<([^>]+)>/.exec(header('From'))?.[1] ?? header('From'),
+        mime: bytes,
+      };
+      inboxes.set(owner, [...(inboxes.get(owner) ?? []), message]);
+      return message.id;
+    },
     reset(): void {
       requests.length = 0;
       tokenRequests.length = 0;
       delivered.length = 0;
       drafts.clear();
       sessions.clear();
+      inboxes.clear();
       faults = [];
       maxInFlight.clear();
       // Requests still in flight keep counting.

@@ -37,6 +37,12 @@ export interface FeedbackEvent {
   readonly idempotencyKey?: string;
   /** Message tags, when the provider returns them (SES). */
   readonly tags?: Readonly<Record<string, string>>;
+  /**
+   * Nothing proves the feedback is about a message the relay sent: a report in a mailbox that names
+   * no request the ledger knows (anyone can mail a report-shaped message to a sending mailbox).
+   * Counted and published, but it never puts anyone on the suppression list.
+   */
+  readonly unverified?: boolean;
   /** ISO 8601: when the provider saw it. */
   readonly at: string;
 }

@@ -32,8 +32,12 @@ const OUTCOME_OF: Partial<Record<FeedbackEvent['kind'], OutcomeEvent['outcome']>
   complained: 'complained',
 };
 
-/** Hard bounces and complaints suppress; a soft bounce may recover (mailbox full, greylisting, policy). */
+/**
+ * Hard bounces and complaints suppress; a soft bounce may recover (mailbox full, greylisting, policy),
+ * and unverified feedback (a report naming no message the relay sent) could be forged.
+ */
 export function suppresses(event: FeedbackEvent): boolean {
+  if (event.unverified) return false;
   return event.kind === 'complained' || (event.kind === 'bounced' && event.bounceType === 'hard');
 }
 
@@ -96,6 +100,7 @@ export async function processFeedback(
       ...(event.bounceType && { bounceType: event.bounceType }),
       ...(event.status && { status: event.status }),
       ...(event.diagnostic && { diagnostic: event.diagnostic }),
+      ...(event.unverified && { unverified: true }),
     };
     switch (event.kind) {
       case 'bounced':

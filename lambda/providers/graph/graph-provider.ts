@@ -203,19 +203,7 @@ export class GraphProvider implements MailProvider {
   }
 
   private fault(response: HttpResponse, problem?: string): RelayFailure {
-    const error = (parseJson(response.body) as { error?: { code?: unknown; message?: unknown } }).error;
-    const code = typeof error?.code === 'string' ? error.code : `HTTP${response.status}`;
-    const text = problem ?? (typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`);
-    const requestId = response.headers['request-id'];
-    const retryAfterSeconds = parseRetryAfter(response.headers['retry-after'], this.now());
-    return classifyFault({
-      provider: GRAPH_PROVIDER,
-      code,
-      // Graph's message and request id (what Microsoft support asks for); never the request body.
-      message: `${truncate(text, 400)}${requestId ? ` (request-id ${requestId})` : ''}`,
-      status: response.status,
-      ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
-    });
+    return graphFault(response, this.now(), problem);
   }
 
   private receipt(response: HttpResponse): SendReceipt {
@@ -224,7 +212,25 @@ export class GraphProvider implements MailProvider {
   }
 }
 
-function networkFailure(error: unknown): RelayFailure {
+/** A Graph error response as the relay's failure: Graph's code and message, and its request id. */
+export function graphFault(response: HttpResponse, now: number, problem?: string): RelayFailure {
+  const error = (parseJson(response.body) as { error?: { code?: unknown; message?: unknown } }).error;
+  const code = typeof error?.code === 'string' ? error.code : `HTTP${response.status}`;
+  const text = problem ?? (typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`);
+  const requestId = response.headers['request-id'];
+  const retryAfterSeconds = parseRetryAfter(response.headers['retry-after'], now);
+  return classifyFault({
+    provider: GRAPH_PROVIDER,
+    code,
+    // Graph's message and request id (what Microsoft support asks for); never the request body.
+    message: `${truncate(text, 400)}${requestId ? ` (request-id ${requestId})` : ''}`,
+    status: response.status,
+    ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
+  });
+}
+
+/** A failure below HTTP (refused, reset, timed out): transient unless the table says otherwise. */
+export function networkFailure(error: unknown): RelayFailure {
   const code = error instanceof TransportError ? error.code : 'UnexpectedError';
   const message = error instanceof Error ? error.message : String(error);
   return classifyFault(

@@ -1,0 +1,3 @@
+import { createBounceReportHandler } from './create-handler.ts';
+
+export const handler = createBounceReportHandler();

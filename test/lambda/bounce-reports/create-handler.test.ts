@@ -1,0 +1,248 @@
+import type { Context } from 'aws-lambda';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createBounceReportHandler } from '../../../lambda/bounce-reports/create-handler.ts';
+import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
+import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
+import { BounceReportError } from '../../../lambda/core/feedback/bounce-reports.ts';
+import { DynamoReportCursors } from '../../../lambda/core/feedback/dynamo-report-cursors.ts';
+import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
+import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
+import {
+  type SecretsManagerEmulator,
+  startSecretsManagerEmulator,
+} from '../../../local/secrets-manager-emulator.ts';
+import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
+import { captureStdout, emfPoints } from '../../helpers/emf.ts';
+import { exchangeNdr } from '../../helpers/ndr.ts';
+import { type EventBridgePeer, startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
+import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
+
+const context = {
+  functionName: 'bounce-reports',
+  awsRequestId: 'request-1',
+  getRemainingTimeInMillis: () => 300_000,
+} as unknown as Context;
+
+const TENANT = 'contoso.onmicrosoft.com';
+const CLIENT_ID = '3c2b1a00-0000-4000-8000-0000000000c1';
+const NOREPLY = 'noreply@contoso.com';
+const SCANNER = 'scanner@fabrikam.com';
+
+describe('the bounce report reader (Graph peer, dynalite, EventBridge peer)', () => {
+  const clientSecret = `reader-test-${Math.random().toString(36).slice(2)}`;
+  let graph: GraphPeer;
+  let secrets: SecretsManagerEmulator;
+  let dynamo: DynamoPeer;
+  let events: EventBridgePeer;
+  let secretArn: string;
+  const saved = { ...process.env };
+
+  beforeAll(async () => {
+    [graph, secrets, dynamo, events] = await Promise.all([
+      startGraphPeer({ tenantId: TENANT, clients: [{ clientId: CLIENT_ID, clientSecret }] }),
+      startSecretsManagerEmulator(0),
+      startDynamo(),
+      startEventBridgePeer(),
+    ]);
+    secretArn = secrets.putSecret('relay/graph', JSON.stringify({ clientSecret }));
+    Object.assign(process.env, {
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: events.endpoint,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+      POWERTOOLS_LOG_LEVEL: 'ERROR',
+    });
+  });
+  afterAll(async () => {
+    process.env = saved;
+    await Promise.all([graph.close(), secrets.stop(), dynamo.stop(), events.close()]);
+  });
+  afterEach(() => vi.restoreAllMocks());
+
+  /** A message the relay sent, as the send function records it in the ledger. */
+  async function recordSent(messageId: string, provider: string, idempotencyKey?: string): Promise<void> {
+    const now = new Date().toISOString();
+    await new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName).put(
+      {
+        key: idempotencyKey ?? `sqs:${messageId}`,
+        state: 'sent',
+        version: 1,
+        messageId,
+        bodyHash: 'x',
+        providerIndex: 0,
+        attempts: 1,
+        failures: [],
+        provider,
+        createdAt: now,
+        updatedAt: now,
+        sentAt: now,
+        expiresAt: Math.floor(Date.now() / 1000) + 86_400,
+      },
+      undefined,
+    );
+  }
+
+  function handlerFor(mailboxes: string[]) {
+    return createBounceReportHandler(
+      {
+        ...process.env,
+        [SETTINGS_ENV_VAR]: JSON.stringify({
+          graph: {
+            tenantId: TENANT,
+            clientId: CLIENT_ID,
+            senders: ['contoso.com'],
+            credentialSecretId: secretArn,
+            saveToSentItems: true,
+            authorityHost: graph.authorityHost,
+            graphEndpoint: graph.graphEndpoint,
+          },
+          mailboxes,
+          lookbackMinutes: 60,
+          maxMessagesPerMailbox: 50,
+          ledger: { tableName: dynamo.ledgerTableName },
+          suppression: { tableName: dynamo.suppressionTableName, retentionDays: 365 },
+          events: { busName: 'relay-bus' },
+        }),
+      },
+      { graphTransport: createHttpsTransport({ ca: graph.caCertificate }) },
+    );
+  }
+
+  it('turns a hard bounce into a suppression, a Bounced metric and a Mail Bounced event, once', async () => {
+    // The message went out through SMTP (the ledger says so), from a Graph-covered mailbox.
+    await recordSent('sqs-ab12', 'smtp', 'order-1234');
+    graph.deliverToInbox(
+      NOREPLY,
+      exchangeNdr({
+        mailbox: NOREPLY,
+        recipient: 'Nobody@Fabrikam.com',
+        status: '5.1.10',
+        diagnostic: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
+        relayMessageId: 'sqs-ab12',
+        idempotencyKey: 'order-1234',
+      }),
+    );
+    graph.deliverToInbox(NOREPLY, 'From: Ana <ana@fabrikam.com>\r\nSubject: Thanks!\r\n\r\nGot it.\r\n');
+    // Report-shaped, but about no message the relay sent: anyone can mail this to a sending mailbox.
+    graph.deliverToInbox(
+      NOREPLY,
+      exchangeNdr({
+        mailbox: NOREPLY,
+        recipient: 'ceo@fabrikam.com',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 User unknown',
+        relayMessageId: 'forged-0000',
+      }),
+    );
+    graph.deliverToInbox(
+      NOREPLY,
+      exchangeNdr({
+        mailbox: NOREPLY,
+        recipient: 'full@fabrikam.com',
+        status: '5.2.2',
+        diagnostic: '552 5.2.2 Mailbox full',
+        relayMessageId: 'sqs-unknown-to-the-ledger',
+      }),
+    );
+
+    const stdout = captureStdout();
+    const results = await handlerFor([NOREPLY])({}, context).finally(() => stdout.stop());
+
+    expect(results).toEqual([{ mailbox: NOREPLY, messagesRead: 4, reports: 3 }]);
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    const found = await list.find(['nobody@fabrikam.com', 'full@fabrikam.com', 'ceo@fabrikam.com']);
+    expect([...found.keys()]).toEqual(['nobody@fabrikam.com']);
+    expect(found.get('nobody@fabrikam.com')?.reason).toMatch(
+      /^hard bounce 5\.1\.10 via smtp: 550 5\.1\.10 RESOLVER/,
+    );
+
+    const bounced = emfPoints(stdout.written).filter((point) => point.name === 'Bounced');
+    expect(bounced.map((point) => point.dimensions)).toEqual([
+      { service: 'mail-relay', Provider: 'smtp' },
+      { service: 'mail-relay', Provider: 'smtp', BounceType: 'hard' },
+      // Not in the ledger: the mailbox's own path, Graph (graph.senders covers contoso.com).
+      { service: 'mail-relay', Provider: 'graph' },
+      { service: 'mail-relay', Provider: 'graph', BounceType: 'hard' },
+      { service: 'mail-relay', Provider: 'graph' },
+      { service: 'mail-relay', Provider: 'graph', BounceType: 'soft' },
+    ]);
+    expect(
+      events.events.map((event) => [
+        event.detailType,
+        event.detail.messageId,
+        event.detail.bounceType,
+        event.detail.suppressedRecipients,
+      ]),
+    ).toEqual([
+      ['Mail Bounced', 'sqs-ab12', 'hard', ['nobody@fabrikam.com']],
+      // The forged report is counted and published, and suppresses no one.
+      ['Mail Bounced', 'forged-0000', 'hard', undefined],
+      ['Mail Bounced', 'sqs-unknown-to-the-ledger', 'soft', undefined],
+    ]);
+    expect(events.events[0]?.detail).toMatchObject({
+      idempotencyKey: 'order-1234',
+      provider: 'smtp',
+      code: '5.1.10',
+      recipients: ['nobody@fabrikam.com'],
+      suppressedRecipients: ['nobody@fabrikam.com'],
+    });
+
+    // The next run finds nothing new.
+    const again = await handlerFor([NOREPLY])({}, context);
+    expect(again).toEqual([{ mailbox: NOREPLY, messagesRead: 0, reports: 0 }]);
+    expect(events.events).toHaveLength(3);
+    expect(await new DynamoReportCursors(dynamo.client, dynamo.ledgerTableName).get(NOREPLY)).toMatchObject({
+      seenIds: expect.any(Array),
+    });
+  });
+
+  it('reads the other mailboxes when one refuses (no Mail.Read), fails the run, and reads it once allowed', async () => {
+    await recordSent('sqs-scan-1', 'smtp');
+    await recordSent('sqs-late-1', 'graph');
+    graph.deliverToInbox(
+      SCANNER,
+      exchangeNdr({
+        mailbox: SCANNER,
+        recipient: 'left@example.com',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 <left@example.com>: Recipient address rejected: User unknown',
+        relayMessageId: 'sqs-scan-1',
+      }),
+    );
+    graph.injectFault({
+      operation: 'listMessages',
+      mailbox: NOREPLY,
+      status: 403,
+      code: 'ErrorAccessDenied',
+    });
+
+    const error = await handlerFor([NOREPLY, SCANNER])({}, context).catch((caught: unknown) => caught);
+
+    expect(error).toBeInstanceOf(BounceReportError);
+    expect((error as BounceReportError).results).toEqual([
+      expect.objectContaining({ mailbox: NOREPLY, error: expect.stringContaining('ErrorAccessDenied') }),
+      { mailbox: SCANNER, messagesRead: 1, reports: 1 },
+    ]);
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    expect((await list.find(['left@example.com'])).get('left@example.com')?.reason).toMatch(/via smtp/);
+
+    graph.deliverToInbox(
+      NOREPLY,
+      exchangeNdr({
+        mailbox: NOREPLY,
+        recipient: 'late@fabrikam.com',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 User unknown',
+        relayMessageId: 'sqs-late-1',
+      }),
+    );
+    const allowed = await handlerFor([NOREPLY, SCANNER])({}, context);
+    expect(allowed).toEqual([
+      { mailbox: NOREPLY, messagesRead: 1, reports: 1 },
+      { mailbox: SCANNER, messagesRead: 0, reports: 0 },
+    ]);
+    expect((await list.find(['late@fabrikam.com'])).size).toBe(1);
+  });
+});
