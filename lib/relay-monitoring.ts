@@ -524,6 +524,27 @@ export class RelayMonitoring extends Construct {
     );
     dashboard.addWidgets(
       new GraphWidget({
+        title: 'Feedback per provider: delivered, bounced, complained',
+        left: this.providers.flatMap((provider) => {
+          const byProvider = { [METRIC_DIMENSIONS.provider]: provider };
+          return [
+            relayMetric(METRIC_NAMES.delivered, byProvider).with({ label: `Delivered (${provider})` }),
+            ...(['hard', 'soft'] as const).map((bounceType) =>
+              relayMetric(METRIC_NAMES.bounced, {
+                ...byProvider,
+                [METRIC_DIMENSIONS.bounceType]: bounceType,
+              }).with({
+                label: `Bounced ${bounceType} (${provider})`,
+              }),
+            ),
+            relayMetric(METRIC_NAMES.complained, byProvider).with({ label: `Complained (${provider})` }),
+          ];
+        }),
+        width: 24,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
         title: 'Outbox depth and oldest message age',
         left: [
           props.outbox.metricApproximateNumberOfMessagesVisible({

@@ -502,6 +502,7 @@ describe('RelayMonitoring dashboard', () => {
     'Outcomes',
     'Bounce rate per provider vs thresholds',
     'Complaint rate vs threshold',
+    'Feedback per provider: delivered, bounced, complained',
     'Outbox depth and oldest message age',
     'Dead-letter queue depth',
     'Send latency p50/p90/p99 per provider',
@@ -526,6 +527,14 @@ describe('RelayMonitoring dashboard', () => {
     // The thresholds are drawn on the rate graphs.
     expect(body).toContain('\\"value\\":0.03');
     expect(body).toContain('\\"value\\":0.07');
+    // Feedback counts per provider, hard and soft bounces apart.
+    for (const label of [
+      'Delivered (ses)',
+      'Bounced hard (graph)',
+      'Bounced soft (ses)',
+      'Complained (graph)',
+    ])
+      expect(body, label).toContain(`\\"label\\":\\"${label}\\"`);
   });
 
   it('leaves out the SES reputation without ses', () => {
