@@ -99,6 +99,15 @@ describe('a full synth with bundling', () => {
     expect(existsSync(bundleFile('index.mjs.map'))).toBe(true);
   });
 
+  const GRAPH_SETTINGS = {
+    tenantId: 'contoso.onmicrosoft.com',
+    clientId: '11111111-2222-3333-4444-555555555555',
+    senders: ['contoso.com'],
+    credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf',
+    saveToSentItems: true,
+    authorityHost: 'https://login.microsoftonline.com',
+    graphEndpoint: 'https://graph.microsoft.com',
+  };
   const queueSettings = {
     queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/outbox',
     deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/dead-letters',
@@ -110,15 +119,7 @@ describe('a full synth with bundling', () => {
       'Microsoft Graph and an attachment bucket',
       {
         ...queueSettings,
-        graph: {
-          tenantId: 'contoso.onmicrosoft.com',
-          clientId: '11111111-2222-3333-4444-555555555555',
-          senders: ['contoso.com'],
-          credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf',
-          saveToSentItems: true,
-          authorityHost: 'https://login.microsoftonline.com',
-          graphEndpoint: 'https://graph.microsoft.com',
-        },
+        graph: GRAPH_SETTINGS,
         attachments: { bucket: 'mail-relay-attachments' },
       },
     ],
@@ -135,15 +136,7 @@ describe('a full synth with bundling', () => {
     expect(exportedHandlerType(bundleFile('index.mjs', 'feedback'), feedback)).toBe('function');
     const reader = {
       ...feedback,
-      graph: {
-        tenantId: 'contoso.onmicrosoft.com',
-        clientId: '11111111-2222-3333-4444-555555555555',
-        senders: ['contoso.com'],
-        credentialSecretId: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:graph-AbCdEf',
-        saveToSentItems: true,
-        authorityHost: 'https://login.microsoftonline.com',
-        graphEndpoint: 'https://graph.microsoft.com',
-      },
+      graph: GRAPH_SETTINGS,
       mailboxes: ['noreply@contoso.com'],
       lookbackMinutes: 60,
       maxMessagesPerMailbox: 10,
