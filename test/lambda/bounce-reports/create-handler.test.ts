@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createBounceReportHandler } from '../../../lambda/bounce-reports/create-handler.ts';
@@ -244,5 +246,44 @@ describe('the bounce report reader (Graph peer, dynalite, EventBridge peer)', ()
       { mailbox: SCANNER, messagesRead: 0, reports: 0 },
     ]);
     expect((await list.find(['late@fabrikam.com'])).size).toBe(1);
+  });
+
+  it('reads a real-format Exchange Online report (fixture) sent through Graph', async () => {
+    const mailbox = 'facturas@contoso.com';
+    // The fixture's original carries X-Mail-Relay-Idempotency-Key: order-1234.
+    await dynamo.client.send(
+      new DeleteItemCommand({ TableName: dynamo.ledgerTableName, Key: { key: { S: 'order-1234' } } }),
+    );
+    await recordSent('d630ec51-7f2e-4145-9285-3f98349eb824', 'graph', 'order-1234');
+    graph.deliverToInbox(
+      mailbox,
+      readFileSync(
+        new URL('../../fixtures/feedback/ndr/exchange-online-recipient-not-found.eml', import.meta.url),
+      ),
+    );
+    graph.deliverToInbox(
+      mailbox,
+      readFileSync(new URL('../../fixtures/feedback/ndr/exchange-online-auto-reply.eml', import.meta.url)),
+    );
+    const before = events.events.length;
+
+    const results = await handlerFor([mailbox])({}, context);
+
+    expect(results).toEqual([{ mailbox, messagesRead: 2, reports: 1 }]);
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    expect((await list.find(['nils.ekberg@fabrikam.com'])).get('nils.ekberg@fabrikam.com')?.reason).toMatch(
+      /^hard bounce 5\.1\.10 via graph: 550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound/,
+    );
+    expect(events.events.slice(before)).toEqual([
+      expect.objectContaining({
+        detailType: 'Mail Bounced',
+        detail: expect.objectContaining({
+          messageId: 'd630ec51-7f2e-4145-9285-3f98349eb824',
+          idempotencyKey: 'order-1234',
+          provider: 'graph',
+          suppressedRecipients: ['nils.ekberg@fabrikam.com'],
+        }),
+      }),
+    ]);
   });
 });
