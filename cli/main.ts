@@ -176,6 +176,11 @@ function banner(relay: LocalRelay): string {
     `  Suppression list:  ${relay.suppressionTableName} at ${relay.dynamoDbEndpoint}`,
     `  Outcome events:    ${relay.eventBridge.endpoint}/mail-relay/events   (what EventBridge would receive, source mail-relay)`,
   );
+  if (ses) {
+    lines.push(
+      '  SES feedback:      send to bounce@, complaint@ or success@simulator.amazonses.com (the SES mailbox simulator)',
+    );
+  }
   const sender = graph?.senders[0] ?? relay.settings.smtp?.senders[0] ?? ses?.identities[0] ?? 'example.com';
   lines.push(
     '',

@@ -69,6 +69,17 @@ export function describeDelivery(record: DeliveryRecord): string {
       );
     }
   }
+  if (record.feedback?.length) {
+    lines.push('  after sending:');
+    for (const note of record.feedback) {
+      const kind = note.kind === 'bounced' ? `bounced (${note.bounceType ?? 'soft'})` : note.kind;
+      const words = [note.status, note.diagnostic].filter(Boolean).join(' ');
+      const suppressed = note.suppressed ? ', now suppressed' : '';
+      lines.push(
+        `    ${note.at}  ${note.provider}  ${kind}: ${note.recipients.join(', ')}${words ? `: ${words}` : ''}${suppressed}`,
+      );
+    }
+  }
   lines.push(`  key ${record.key}, SQS message ${record.messageId}, first seen ${record.createdAt}`);
   return lines.join('\n');
 }

@@ -70,6 +70,7 @@ export class BounceReportReader extends Construct {
     });
     props.graphCredential.grantRead(this.readerFunction);
     props.deliveryLedger.grantReportCursors(this.readerFunction);
+    props.deliveryLedger.grantFeedbackNotes(this.readerFunction);
     props.suppressionList.grantRecord(this.readerFunction);
     this.readerFunction.allowOutcomeEvents(props.outcomeBusName);
     this.schedule = new Rule(this, 'Schedule', {

@@ -54,6 +54,15 @@ export class DeliveryLedger extends Construct {
   grantRead(grantee: IGrantable): Grant {
     return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:Query');
   }
+  /** What the feedback functions need to note bounces on entries: UpdateItem, nothing else. */
+  grantFeedbackNotes(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:UpdateItem'],
+      resourceArns: [this.table.tableArn],
+    });
+  }
+
   /**
    * What the bounce report reader needs: read entries (which provider sent a reported message) and
    * write its own cursor items, and only those: PutItem is limited to `bounce-reports#…` keys.

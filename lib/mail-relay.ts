@@ -797,6 +797,7 @@ export class MailRelay extends Construct {
           existingConfigurationSetName: config.ses.configurationSetName,
         }),
         suppressionList: this.suppressionList,
+        deliveryLedger: this.deliveryLedger,
         ...(config.suppression.retentionDays !== undefined && {
           suppressionRetentionDays: config.suppression.retentionDays,
         }),

@@ -14,6 +14,7 @@ import {
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { FeedbackSettings } from '../lambda/core/settings.ts';
+import type { DeliveryLedger } from './delivery-ledger.ts';
 import { REPO_ROOT, RelayFunction } from './relay-function.ts';
 import type { SuppressionList } from './suppression-list.ts';
 
@@ -27,6 +28,8 @@ export interface SesFeedbackProps {
    */
   readonly existingConfigurationSetName?: string;
   readonly suppressionList: SuppressionList;
+  /** Where bounces are noted on the message's entry, for `mail-relay status`. */
+  readonly deliveryLedger: DeliveryLedger;
   /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
   readonly suppressionRetentionDays?: number;
   /** The bus outcome events go to. */
@@ -97,6 +100,7 @@ export class SesFeedback extends Construct {
         }),
       },
       events: { busName: props.outcomeBusName },
+      ledger: { tableName: props.deliveryLedger.table.tableName },
     };
     this.feedbackFunction = new RelayFunction(this, 'Function', {
       entry: FEEDBACK_HANDLER_ENTRY,
@@ -113,6 +117,7 @@ export class SesFeedback extends Construct {
       onFailure: new SqsDestination(this.deadLetterQueue),
     });
     props.suppressionList.grantRecord(this.feedbackFunction);
+    props.deliveryLedger.grantFeedbackNotes(this.feedbackFunction);
     this.feedbackFunction.allowOutcomeEvents(props.outcomeBusName);
 
     new Rule(this, 'Rule', {

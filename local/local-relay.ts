@@ -10,6 +10,7 @@ import {
   SETTINGS_ENV_VAR,
   type SmtpSettings,
 } from '../lambda/core/settings.ts';
+import { createFeedbackHandler } from '../lambda/feedback/create-handler.ts';
 import { createHttpsTransport, type HttpTransport } from '../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import {
@@ -29,6 +30,7 @@ import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emu
 import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
+import { simulatedSesEvents } from './ses-simulator.ts';
 import { LocalSqsEventSource } from './sqs-event-source.ts';
 
 export const LOCAL_REGION = 'us-east-1';
@@ -285,6 +287,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       onInvocationError: (error) => console.error(`[local event source] invocation failed: ${String(error)}`),
     });
     source.start();
+    if (config.ses) simulateSesFeedback(capture, config);
 
     return {
       ...queues,
@@ -385,4 +388,50 @@ async function withPortHint<T>(starting: Promise<T>, option: string): Promise<T>
 function required<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`The SQS emulator returned no ${what}`);
   return value;
+}
+
+/**
+ * SES's mailbox simulator, locally: a send to bounce@, complaint@, success@, ooto@ or
+ * suppressionlist@simulator.amazonses.com produces the SES events AWS would publish, handed to the
+ * real feedback handler as the EventBridge rule does (suppression list, metrics, outcome events,
+ * ledger notes). Asynchronous, as in AWS: the send has long returned when the event arrives.
+ */
+function simulateSesFeedback(capture: SesCapture, config: RelayConfig): void {
+  const handler = createFeedbackHandler({
+    ...process.env,
+    [SETTINGS_ENV_VAR]: JSON.stringify({
+      suppression: {
+        tableName: SUPPRESSION_TABLE_NAME,
+        ...(config.suppression.retentionDays !== undefined && {
+          retentionDays: config.suppression.retentionDays,
+        }),
+      },
+      events: { busName: config.events.busName },
+      ledger: { tableName: LEDGER_TABLE_NAME },
+    }),
+  });
+  const context = {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: 'mail-relay-feedback-local',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:${LOCAL_REGION}:000000000000:function:mail-relay-feedback-local`,
+    memoryLimitInMB: '256',
+    awsRequestId: 'local',
+    logGroupName: '/aws/lambda/mail-relay-feedback-local',
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 30_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+  capture.onSent((send) => {
+    // Later, as SES's events come after its answer (and after the relay has recorded the send).
+    setTimeout(() => {
+      for (const event of simulatedSesEvents(send)) {
+        handler(event, context).catch((error: unknown) =>
+          console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
+        );
+      }
+    }, 200);
+  });
 }

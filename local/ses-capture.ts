@@ -32,9 +32,15 @@ export class SesCapture {
   readonly sent: CapturedSend[] = [];
   sendAttempts = 0;
   private readonly faults: { fault: InjectedFault; remaining: number }[] = [];
+  private readonly listeners: ((send: CapturedSend) => void)[] = [];
   private server: Server | undefined;
 
   constructor(private readonly upstream: string) {}
+
+  /** Called with each send SES accepted (local mode's SES feedback simulator listens). */
+  onSent(listener: (send: CapturedSend) => void): void {
+    this.listeners.push(listener);
+  }
 
   injectFault(fault: InjectedFault): void {
     this.faults.push({ fault, remaining: fault.times ?? 1 });
@@ -96,7 +102,7 @@ export class SesCapture {
   private record(requestBody: Buffer, responseBody: Buffer): void {
     const request = JSON.parse(requestBody.toString('utf8')) as SendEmailRequest;
     const { MessageId } = JSON.parse(responseBody.toString('utf8')) as { MessageId: string };
-    this.sent.push({
+    const send: CapturedSend = {
       messageId: MessageId,
       fromEmailAddress: request.FromEmailAddress,
       destination: {
@@ -107,7 +113,9 @@ export class SesCapture {
       raw: Buffer.from(request.Content?.Raw?.Data ?? '', 'base64'),
       tags: Object.fromEntries((request.EmailTags ?? []).map((tag) => [tag.Name, tag.Value])),
       configurationSetName: request.ConfigurationSetName,
-    });
+    };
+    this.sent.push(send);
+    for (const listener of this.listeners) listener(send);
   }
 }
 

@@ -6,8 +6,16 @@ import {
   PutItemCommand,
   type PutItemCommandInput,
   QueryCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { DELIVERY_STATES, type DeliveryLedger, type DeliveryRecord, type DeliveryState } from './ledger.ts';
+import {
+  DELIVERY_STATES,
+  type DeliveryLedger,
+  type DeliveryRecord,
+  type DeliveryState,
+  type FeedbackNote,
+  type FeedbackNotes,
+} from './ledger.ts';
 
 /** Global secondary index on `messageId` (keys only), for looking a message up by its SQS message id. */
 export const MESSAGE_ID_INDEX = 'messageId';
@@ -17,7 +25,7 @@ export const MESSAGE_ID_INDEX = 'messageId';
  * `expiresAt`. Reads are strongly consistent and writes conditional on the version read, so two
  * functions never both claim a message. TTL deletes lazily, so expired items are filtered here too.
  */
-export class DynamoDeliveryLedger implements DeliveryLedger {
+export class DynamoDeliveryLedger implements DeliveryLedger, FeedbackNotes {
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tableName: string,
@@ -66,16 +74,37 @@ export class DynamoDeliveryLedger implements DeliveryLedger {
             ExpressionAttributeNames: { '#version': 'version' },
             ExpressionAttributeValues: { ':expected': { N: String(expectedVersion) } },
           };
-    try {
-      await this.client.send(
-        new PutItemCommand({ TableName: this.tableName, Item: toItem(record), ...condition }),
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
-      throw error;
-    }
+    return conditionally(() =>
+      this.client.send(new PutItemCommand({ TableName: this.tableName, Item: toItem(record), ...condition })),
+    );
+  }
+
+  /** One UpdateItem appending to the list, so it never races the send function's versioned writes. */
+  async noteFeedback(key: string, note: FeedbackNote): Promise<boolean> {
+    return conditionally(() =>
+      this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: { key: { S: key } },
+          UpdateExpression: 'SET #feedback = list_append(if_not_exists(#feedback, :empty), :note)',
+          ConditionExpression: 'attribute_exists(#key)',
+          ExpressionAttributeNames: { '#feedback': 'feedback', '#key': 'key' },
+          ExpressionAttributeValues: { ':empty': { L: [] }, ':note': { L: [{ S: JSON.stringify(note) }] } },
+        }),
+      ),
+    );
+  }
+}
+
+/** Runs a conditional write: false when its condition failed, the error for anything else. */
+async function conditionally(write: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await write();
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+    throw error;
   }
 }
 
@@ -109,6 +138,9 @@ function toItem(record: DeliveryRecord): Record<string, AttributeValue> {
     const value = record[field];
     if (value !== undefined) item[field] = { S: JSON.stringify(value) };
   }
+  // A list of JSON strings, so noteFeedback can append with list_append.
+  if (record.feedback !== undefined)
+    item.feedback = { L: record.feedback.map((note) => ({ S: JSON.stringify(note) })) };
   return item;
 }
 
@@ -128,6 +160,7 @@ function fromItem(item: Record<string, AttributeValue>): DeliveryRecord {
     leaseUntil: number('leaseUntil'),
     fallbackFrom: json('fallbackFrom'),
     suppressedRecipients: json('suppressedRecipients'),
+    feedback: item.feedback?.L?.map((note) => JSON.parse(note.S ?? '{}') as FeedbackNote),
   };
   return {
     key: text('key') ?? '',

@@ -21,6 +21,20 @@ export interface TryFailure {
   readonly at: string;
 }
 
+/** What a provider said about a message after accepting it (a bounce, a complaint, a delivery). */
+export interface FeedbackNote {
+  readonly kind: 'delivered' | 'bounced' | 'complained';
+  readonly provider: string;
+  readonly recipients: readonly string[];
+  readonly bounceType?: 'hard' | 'soft';
+  readonly status?: string;
+  readonly diagnostic?: string;
+  /** Whether the recipients were put on the suppression list. */
+  readonly suppressed: boolean;
+  /** ISO 8601. */
+  readonly at: string;
+}
+
 /** A message's entry in the ledger: one per idempotency key (or SQS message id when it has none). */
 export interface DeliveryRecord {
   /** The message's idempotencyKey, or `sqs:<message id>` when it has none. */
@@ -54,6 +68,8 @@ export interface DeliveryRecord {
   readonly sentAt?: string;
   /** Epoch seconds after which the entry expires (DynamoDB TTL); an expired entry counts as absent. */
   readonly expiresAt: number;
+  /** Bounces, complaints and deliveries reported after the send, oldest first. */
+  readonly feedback?: readonly FeedbackNote[];
 }
 
 export const MAX_TRY_FAILURES = 10;
@@ -73,4 +89,10 @@ export interface DeliveryLedger {
    * none, or it has expired). Resolves false when another writer got there first.
    */
   put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean>;
+}
+
+/** Where the feedback functions note what they learnt about a message, for `mail-relay status`. */
+export interface FeedbackNotes {
+  /** Appends to the entry's feedback; resolves false when there is no such entry (expired, unknown). */
+  noteFeedback(key: string, note: FeedbackNote): Promise<boolean>;
 }

@@ -284,6 +284,8 @@ export const feedbackSettingsSchema = z.strictObject({
     retentionDays: z.int().min(1).max(3650).optional(),
   }),
   events: z.strictObject({ busName: z.string().min(1) }).optional(),
+  /** The delivery ledger, where feedback is noted for `mail-relay status`. */
+  ledger: z.strictObject({ tableName: tableNameSchema }).optional(),
 });
 export type FeedbackSettings = z.infer<typeof feedbackSettingsSchema>;
 

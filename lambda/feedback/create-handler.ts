@@ -5,6 +5,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
 import { type FeedbackDependencies, processFeedback } from '../core/feedback/process-feedback.ts';
@@ -46,6 +47,7 @@ export function createFeedbackDependencies(
     ...(settings.events && {
       outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
     }),
+    ...(settings.ledger && { notes: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName) }),
     logger,
     ...(settings.suppression.retentionDays !== undefined && {
       suppressionDays: settings.suppression.retentionDays,

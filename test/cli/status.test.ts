@@ -49,6 +49,39 @@ describe('mail-relay status', () => {
     );
   });
 
+  it('lists what happened after sending: bounces (and whether they suppressed), complaints, deliveries', () => {
+    const lines = describeDelivery({
+      ...sent,
+      failures: [],
+      fallbackFrom: undefined,
+      feedback: [
+        {
+          kind: 'bounced',
+          provider: 'ses',
+          recipients: ['nobody@fabrikam.com'],
+          bounceType: 'hard',
+          status: '5.1.1',
+          diagnostic: '550 5.1.1 User unknown',
+          suppressed: true,
+          at: '2026-11-22T10:00:05.000Z',
+        },
+        {
+          kind: 'delivered',
+          provider: 'ses',
+          recipients: ['ana@fabrikam.com'],
+          suppressed: false,
+          at: '2026-11-22T10:00:03.000Z',
+        },
+      ],
+    }).split('\n');
+
+    expect(lines.slice(1, 4)).toEqual([
+      '  after sending:',
+      '    2026-11-22T10:00:05.000Z  ses  bounced (hard): nobody@fabrikam.com: 5.1.1 550 5.1.1 User unknown, now suppressed',
+      '    2026-11-22T10:00:03.000Z  ses  delivered: ana@fabrikam.com',
+    ]);
+  });
+
   it('describes dead-lettered and suppressed messages', () => {
     const dead = describeDelivery({ ...sent, state: 'dead-lettered', provider: undefined });
     expect(dead.split('\n')[0]).toBe(

@@ -68,7 +68,7 @@ describe('the bounce report reader', () => {
     });
   });
 
-  it('may read the credential and the ledger, write only its own cursor items and suppressions, and put events', () => {
+  it('may read the credential and the ledger, write its own cursor items, suppressions and feedback notes, and put events', () => {
     const statements = statementsOfRole(template, roleId).map((statement) => ({
       actions: [statement.Action].flat(),
       resource: JSON.stringify(statement.Resource),
@@ -81,7 +81,8 @@ describe('the bounce report reader', () => {
           actions: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
         }),
         expect.objectContaining({
-          actions: ['dynamodb:GetItem'],
+          // Read entries; note bounces on them (for `mail-relay status`).
+          actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
           resource: JSON.stringify({ 'Fn::GetAtt': [ledgerId, 'Arn'] }),
         }),
         expect.objectContaining({
@@ -108,7 +109,13 @@ describe('the bounce report reader', () => {
     );
     expect(
       statements.flatMap((statement) => statement.actions).filter((action) => action.startsWith('dynamodb:')),
-    ).toEqual(['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:PutItem']);
+    ).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+      'dynamodb:Query',
+      'dynamodb:PutItem',
+      'dynamodb:PutItem',
+    ]);
   });
 
   it('alarms when a run fails, on the alarm topic', () => {

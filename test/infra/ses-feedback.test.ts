@@ -93,23 +93,28 @@ describe('SES feedback', () => {
         retentionDays: 90,
       },
       events: { busName: 'orders-bus' },
+      ledger: { tableName: `stack-${logicalIdOf(stack, relay.deliveryLedger.table)}-ABC123` },
     });
   });
 
-  it('lets the function write the suppression list, put events on the bus and nothing else', () => {
+  it('lets the function write the suppression list, note feedback on ledger entries, put events, nothing else', () => {
     const roleId = (feedbackFunction.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
     const actions = statementsOfRole(template, roleId).map((statement) => [
       [statement.Action].flat(),
       JSON.stringify(statement.Resource),
     ]);
 
-    expect(actions).toHaveLength(4);
+    expect(actions).toHaveLength(5);
     expect(actions).toEqual(
       expect.arrayContaining([
         [['logs:CreateLogStream', 'logs:PutLogEvents'], expect.stringContaining('FeedbackFunctionLogGroup')],
         [
           ['dynamodb:PutItem'],
           JSON.stringify({ 'Fn::GetAtt': [logicalIdOf(stack, relay.suppressionList.table), 'Arn'] }),
+        ],
+        [
+          ['dynamodb:UpdateItem'],
+          JSON.stringify({ 'Fn::GetAtt': [logicalIdOf(stack, relay.deliveryLedger.table), 'Arn'] }),
         ],
         [['events:PutEvents'], expect.stringContaining(':event-bus/orders-bus')],
         [

@@ -1,3 +1,4 @@
+import type { FeedbackNote, FeedbackNotes } from '../ledger.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
 import type { OutcomeEvent, OutcomePublisher } from '../outcomes.ts';
 import type { RelayLogger } from '../relay.ts';
@@ -14,6 +15,8 @@ export interface FeedbackDependencies {
   readonly suppressions: SuppressionWriter;
   readonly telemetry: RelayTelemetry;
   readonly outcomes?: OutcomePublisher;
+  /** The delivery ledger, so `mail-relay status` tells the bounce too. */
+  readonly notes?: FeedbackNotes;
   readonly logger: RelayLogger;
   /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
   readonly suppressionDays?: number;
@@ -26,7 +29,7 @@ export interface FeedbackSummary {
   readonly published: number;
 }
 
-const OUTCOME_OF: Partial<Record<FeedbackEvent['kind'], OutcomeEvent['outcome']>> = {
+const OUTCOME_OF: Partial<Record<FeedbackEvent['kind'], FeedbackNote['kind']>> = {
   delivered: 'delivered',
   bounced: 'bounced',
   complained: 'complained',
@@ -124,7 +127,10 @@ export async function processFeedback(
     }
 
     const outcome = OUTCOME_OF[event.kind];
-    if (outcome) outcomes.push(outcomeEvent(outcome, event));
+    if (outcome) {
+      outcomes.push(outcomeEvent(outcome, event));
+      await noteInLedger(event, outcome, dependencies);
+    }
   }
 
   if (outcomes.length > 0 && dependencies.outcomes) {
@@ -139,6 +145,39 @@ export async function processFeedback(
     }
   }
   return { suppressed, published: dependencies.outcomes ? outcomes.length : 0 };
+}
+
+/** The ledger entry the feedback is about: the idempotency key, else the SQS message id. */
+function ledgerKeyOf(event: FeedbackEvent): string | undefined {
+  if (event.idempotencyKey) return event.idempotencyKey;
+  return event.sourceMessageId ? `sqs:${event.sourceMessageId}` : undefined;
+}
+
+/** Best effort: the suppression, metric and event already carry the feedback; this is for `status`. */
+async function noteInLedger(
+  event: FeedbackEvent,
+  kind: FeedbackNote['kind'],
+  dependencies: FeedbackDependencies,
+): Promise<void> {
+  const key = ledgerKeyOf(event);
+  if (!dependencies.notes || key === undefined || event.unverified) return;
+  try {
+    await dependencies.notes.noteFeedback(key, {
+      kind,
+      provider: event.provider,
+      recipients: event.recipients,
+      ...(event.bounceType && { bounceType: event.bounceType }),
+      ...(event.status && { status: event.status }),
+      ...(event.diagnostic && { diagnostic: event.diagnostic }),
+      suppressed: suppresses(event),
+      at: event.at,
+    });
+  } catch (error) {
+    dependencies.logger.warn('Could not note the feedback in the delivery ledger', {
+      messageId: event.sourceMessageId,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
 }
 
 function metricOf(event: FeedbackEvent) {

@@ -191,6 +191,12 @@ describe('the bounce report reader (Graph peer, dynalite, EventBridge peer)', ()
       suppressedRecipients: ['nobody@fabrikam.com'],
     });
 
+    expect(
+      (await new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName).get('order-1234'))?.feedback,
+    ).toEqual([
+      expect.objectContaining({ kind: 'bounced', provider: 'smtp', status: '5.1.10', suppressed: true }),
+    ]);
+
     // The next run finds nothing new.
     const again = await handlerFor([NOREPLY])({}, context);
     expect(again).toEqual([{ mailbox: NOREPLY, messagesRead: 0, reports: 0 }]);

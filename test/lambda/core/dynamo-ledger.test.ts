@@ -61,6 +61,38 @@ describe('the delivery ledger on the DynamoDB emulator', () => {
     expect(await ledger.get('missing')).toBeUndefined();
   });
 
+  it('appends feedback to an entry, keeps it through a versioned write, and refuses an unknown key', async () => {
+    await ledger.put(record('noted', { state: 'sent', provider: 'graph' }), undefined);
+    const bounce = {
+      kind: 'bounced' as const,
+      provider: 'graph',
+      recipients: ['nobody@fabrikam.com'],
+      bounceType: 'hard' as const,
+      status: '5.1.10',
+      suppressed: true,
+      at: '2026-11-22T10:05:00.000Z',
+    };
+    const delivered = {
+      kind: 'delivered' as const,
+      provider: 'graph',
+      recipients: ['ana@fabrikam.com'],
+      suppressed: false,
+      at: 'b',
+    };
+
+    expect(await ledger.noteFeedback('noted', bounce)).toBe(true);
+    expect(await ledger.noteFeedback('noted', delivered)).toBe(true);
+    const read = await ledger.get('noted');
+    expect(read?.feedback).toEqual([bounce, delivered]);
+    // The send function rewrites whole entries (a later copy, say): the notes survive.
+    if (!read) throw new Error('entry missing');
+    expect(await ledger.put({ ...read, version: 2 }, 1)).toBe(true);
+    expect((await ledger.get('noted'))?.feedback).toEqual([bounce, delivered]);
+
+    expect(await ledger.noteFeedback('never-sent', bounce)).toBe(false);
+    expect(await ledger.get('never-sent')).toBeUndefined();
+  });
+
   it('lets exactly one of two writers with the same expected version through', async () => {
     await ledger.put(record('race'), undefined);
     const results = await Promise.all([

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
 import { FeedbackPayloadError } from '../../../lambda/core/feedback/ses-events.ts';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
@@ -52,10 +53,31 @@ describe('the feedback handler (SES events over EventBridge)', () => {
         ...(retentionDays !== undefined && { retentionDays }),
       },
       events: { busName: 'relay-bus' },
+      ledger: { tableName: dynamo.ledgerTableName },
     }),
   });
 
   it('turns a permanent SES bounce into a suppression, a Bounced metric and a Mail Bounced event', async () => {
+    // The fixture's request (X-Mail-Relay-Idempotency-Key: order-1234), as the send function recorded it.
+    const ledger = new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName);
+    const now = new Date().toISOString();
+    await ledger.put(
+      {
+        key: 'order-1234',
+        state: 'sent',
+        version: 1,
+        messageId: '0b9e1c52-6f0e-4c1a-9a55-3f1d2b7e8c40',
+        bodyHash: 'h',
+        providerIndex: 0,
+        attempts: 1,
+        failures: [],
+        provider: 'ses',
+        createdAt: now,
+        updatedAt: now,
+        expiresAt: Math.floor(Date.now() / 1000) + 3600,
+      },
+      undefined,
+    );
     const handler = createFeedbackHandler(environment(30));
     const stdout = captureStdout();
     try {
@@ -87,6 +109,15 @@ describe('the feedback handler (SES events over EventBridge)', () => {
         dimensions: { service: 'mail-relay', Provider: 'ses', BounceType: 'hard' },
         value: 1,
       },
+    ]);
+    // `mail-relay status order-1234` tells the bounce.
+    expect((await ledger.get('order-1234'))?.feedback).toEqual([
+      expect.objectContaining({
+        kind: 'bounced',
+        bounceType: 'hard',
+        recipients: ['nobody@fabrikam.com'],
+        suppressed: true,
+      }),
     ]);
     expect(events.events.at(-1)).toEqual({
       source: 'mail-relay',

@@ -184,4 +184,51 @@ describe('processFeedback', () => {
       expect.objectContaining({ level: 'error', message: 'Could not publish the outcome events' }),
     );
   });
+
+  it('notes bounces on the ledger entry of their request (idempotency key, else sqs:<id>), never unverified ones', async () => {
+    const run = harness();
+    const notes: { key: string; kind: string; suppressed: boolean }[] = [];
+    const dependencies = {
+      ...run.dependencies,
+      notes: {
+        noteFeedback: async (key: string, note: { kind: string; suppressed: boolean }) => {
+          notes.push({ key, kind: note.kind, suppressed: note.suppressed });
+          return true;
+        },
+      },
+    };
+    await processFeedback(
+      [
+        hardBounce,
+        { ...hardBounce, idempotencyKey: undefined, bounceType: 'soft', sourceMessageId: 'sqs-77' },
+        { ...hardBounce, idempotencyKey: undefined, sourceMessageId: 'forged', unverified: true },
+      ],
+      dependencies,
+    );
+    expect(notes).toEqual([
+      { key: 'order-1234', kind: 'bounced', suppressed: true },
+      { key: 'sqs:sqs-77', kind: 'bounced', suppressed: false },
+    ]);
+    // The unverified one is counted but suppresses no one.
+    expect(run.suppressions.map((entry) => entry.address)).toEqual(['nobody@fabrikam.com']);
+  });
+
+  it('goes on when the ledger cannot take the note: the suppression and event already carry the bounce', async () => {
+    const run = harness();
+    const summary = await processFeedback([hardBounce], {
+      ...run.dependencies,
+      notes: {
+        noteFeedback: async () => {
+          throw new Error('ProvisionedThroughputExceededException');
+        },
+      },
+    });
+    expect(summary).toEqual({ suppressed: ['nobody@fabrikam.com'], published: 1 });
+    expect(run.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: 'Could not note the feedback in the delivery ledger',
+      }),
+    );
+  });
 });
