@@ -791,18 +791,22 @@ export class MailRelay extends Construct {
     this.deliveryLedger = new DeliveryLedger(this, 'DeliveryLedger');
     this.suppressionList = new SuppressionList(this, 'SuppressionList');
 
+    // Where both feedback functions (SES events, bounce reports) put what they learn.
+    const feedbackTargets = {
+      suppressionList: this.suppressionList,
+      deliveryLedger: this.deliveryLedger,
+      ...(config.suppression.retentionDays !== undefined && {
+        suppressionRetentionDays: config.suppression.retentionDays,
+      }),
+      outcomeBusName: config.events.busName,
+      logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+    };
     if (config.ses) {
       this.sesFeedback = new SesFeedback(this, 'SesFeedback', {
+        ...feedbackTargets,
         ...(config.ses.configurationSetName !== undefined && {
           existingConfigurationSetName: config.ses.configurationSetName,
         }),
-        suppressionList: this.suppressionList,
-        deliveryLedger: this.deliveryLedger,
-        ...(config.suppression.retentionDays !== undefined && {
-          suppressionRetentionDays: config.suppression.retentionDays,
-        }),
-        outcomeBusName: config.events.busName,
-        logRetention: config.sendFunction.logRetentionDays as RetentionDays,
       });
     }
     const configurationSetName = this.sesFeedback?.configurationSet.configurationSetName;
@@ -874,13 +878,7 @@ export class MailRelay extends Construct {
         config: config.bounceReports,
         graph: settings.graph,
         graphCredential: this.graphCredential,
-        deliveryLedger: this.deliveryLedger,
-        suppressionList: this.suppressionList,
-        ...(config.suppression.retentionDays !== undefined && {
-          suppressionRetentionDays: config.suppression.retentionDays,
-        }),
-        outcomeBusName: config.events.busName,
-        logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+        ...feedbackTargets,
       });
     }
 
