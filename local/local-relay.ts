@@ -31,7 +31,7 @@ import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
 import { simulatedSesEvents } from './ses-simulator.ts';
-import { LocalSqsEventSource } from './sqs-event-source.ts';
+import { LocalSqsEventSource, localLambdaContext } from './sqs-event-source.ts';
 
 export const LOCAL_REGION = 'us-east-1';
 export const OUTBOX_QUEUE_NAME = 'mail-relay-outbox';
@@ -410,26 +410,13 @@ function simulateSesFeedback(capture: SesCapture, config: RelayConfig): void {
       ledger: { tableName: LEDGER_TABLE_NAME },
     }),
   });
-  const context = {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: 'mail-relay-feedback-local',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:${LOCAL_REGION}:000000000000:function:mail-relay-feedback-local`,
-    memoryLimitInMB: '256',
-    awsRequestId: 'local',
-    logGroupName: '/aws/lambda/mail-relay-feedback-local',
-    logStreamName: 'local',
-    getRemainingTimeInMillis: () => 30_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
   capture.onSent((send) => {
     // Later, as SES's events come after its answer (and after the relay has recorded the send).
     setTimeout(() => {
       for (const event of simulatedSesEvents(send)) {
-        handler(event, context).catch((error: unknown) =>
-          console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
+        handler(event, localLambdaContext('mail-relay-feedback-local', LOCAL_REGION, 30_000)).catch(
+          (error: unknown) =>
+            console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
         );
       }
     }, 200);

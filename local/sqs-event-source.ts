@@ -146,23 +146,31 @@ export class LocalSqsEventSource {
   }
 
   private context(): Context {
-    const deadline = Date.now() + this.options.functionTimeoutMs;
-    const functionName = this.options.functionName ?? 'mail-relay-send-local';
-    return {
-      callbackWaitsForEmptyEventLoop: false,
-      functionName,
-      functionVersion: '$LATEST',
-      invokedFunctionArn: `arn:aws:lambda:${this.options.region}:000000000000:function:${functionName}`,
-      memoryLimitInMB: '512',
-      awsRequestId: randomUUID(),
-      logGroupName: `/aws/lambda/${functionName}`,
-      logStreamName: 'local',
-      getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-      done: () => undefined,
-      fail: () => undefined,
-      succeed: () => undefined,
-    };
+    return localLambdaContext(
+      this.options.functionName ?? 'mail-relay-send-local',
+      this.options.region,
+      this.options.functionTimeoutMs,
+    );
   }
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What Lambda passes a handler, for local invocations: a fresh request id and the time left. */
+export function localLambdaContext(functionName: string, region: string, timeoutMs: number): Context {
+  const deadline = Date.now() + timeoutMs;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:${region}:000000000000:function:${functionName}`,
+    memoryLimitInMB: '512',
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}

@@ -4,7 +4,15 @@ import { describe, expect, it } from 'vitest';
 import { bounceReportSettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
-import { errorFrom, fastApp, logicalIdOf, relayFunctionIn, settingsIn, statementsOfRole } from './support.ts';
+import {
+  alarmBasics,
+  errorFrom,
+  fastApp,
+  logicalIdOf,
+  relayFunctionIn,
+  settingsIn,
+  statementsOfRole,
+} from './support.ts';
 
 const GRAPH = {
   tenantId: 'contoso.onmicrosoft.com',
@@ -133,13 +141,7 @@ describe('the bounce report reader', () => {
         Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionId } }],
         Statistic: 'Sum',
         Period: 300,
-        Threshold: 1,
-        EvaluationPeriods: 1,
-        DatapointsToAlarm: 1,
-        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-        TreatMissingData: 'notBreaching',
-        AlarmActions: [{ Ref: topicId }],
-        OKActions: [{ Ref: topicId }],
+        ...alarmBasics(topicId, 1),
       },
     ]);
   });

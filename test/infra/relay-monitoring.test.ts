@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import type { RelayConfigInput } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
-import { errorFrom, fastApp, logicalIdOf, sesArn } from './support.ts';
+import { alarmBasics, errorFrom, fastApp, logicalIdOf, sesArn } from './support.ts';
 
 const SES = { identities: ['example.com'], configurationSetName: 'mail-relay' };
 const GRAPH = {
@@ -49,19 +49,6 @@ function alarmNamed(template: Template, name: string): AlarmProperties {
   const alarm = alarmsIn(template).get(`${PREFIX}-${name}`);
   if (!alarm) throw new Error(`no alarm named ${PREFIX}-${name}`);
   return alarm;
-}
-
-/** What every alarm shares: ≥ threshold, one datapoint in one period, no data is fine, both actions to the topic. */
-function common(topicId: string, threshold: number) {
-  return {
-    Threshold: threshold,
-    EvaluationPeriods: 1,
-    DatapointsToAlarm: 1,
-    ComparisonOperator: 'GreaterThanOrEqualToThreshold',
-    TreatMissingData: 'notBreaching',
-    AlarmActions: [{ Ref: topicId }],
-    OKActions: [{ Ref: topicId }],
-  };
 }
 
 function relayMetricStat(id: string, metricName: string, provider: string) {
@@ -139,13 +126,13 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
         AlarmName: `${PREFIX}-${provider}-bounce-rate-warning`,
         AlarmDescription: expect.stringContaining(`through ${provider} reached 0.03 over 30 minutes`),
         Metrics: metrics,
-        ...common(topicId, 0.03),
+        ...alarmBasics(topicId, 0.03),
       });
       expect(alarmNamed(template, `${provider}-bounce-rate-critical`)).toEqual({
         AlarmName: `${PREFIX}-${provider}-bounce-rate-critical`,
         AlarmDescription: expect.stringContaining(`through ${provider} reached 0.07 over 30 minutes`),
         Metrics: metrics,
-        ...common(topicId, 0.07),
+        ...alarmBasics(topicId, 0.07),
       });
     },
   );
@@ -155,7 +142,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       AlarmName: `${PREFIX}-${provider}-complaint-rate`,
       AlarmDescription: expect.stringContaining(`through ${provider} reached 0.002`),
       Metrics: rateMetrics(provider, 'Complained', `Complaint rate (${provider})`),
-      ...common(topicId, 0.002),
+      ...alarmBasics(topicId, 0.002),
     });
   });
 
@@ -177,7 +164,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
         relayMetricStat('sent_ses', 'Sent', 'ses'),
         relayMetricStat('fallback_ses', 'FallbackUsed', 'ses'),
       ],
-      ...common(topicId, 0.2),
+      ...alarmBasics(topicId, 0.2),
     });
   });
 
@@ -192,7 +179,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       MetricName: metricName,
       Statistic: 'Maximum',
       Period: 3600,
-      ...common(topicId, threshold),
+      ...alarmBasics(topicId, threshold),
     });
   });
 
@@ -210,7 +197,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       ],
       Statistic: 'Maximum',
       Period: 300,
-      ...common(topicId, 1),
+      ...alarmBasics(topicId, 1),
     });
   });
 
@@ -230,7 +217,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       ],
       Statistic: 'Maximum',
       Period: 300,
-      ...common(topicId, 1),
+      ...alarmBasics(topicId, 1),
     });
   });
 
@@ -245,7 +232,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       ],
       Statistic: 'Maximum',
       Period: 300,
-      ...common(topicId, 20 * 60),
+      ...alarmBasics(topicId, 20 * 60),
     });
   });
 
@@ -261,7 +248,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalIdOf(stack, stack.relay.sendFunction) } }],
       Statistic: 'Sum',
       Period: 300,
-      ...common(topicId, 1),
+      ...alarmBasics(topicId, 1),
     });
   });
 

@@ -138,3 +138,16 @@ export function sesArn(resource: string, refSuffix?: string) {
     ],
   };
 }
+
+/** What every relay alarm shares: ≥ threshold, one datapoint in one period, no data is fine, both actions to the topic. */
+export function alarmBasics(topicId: string, threshold: number) {
+  return {
+    Threshold: threshold,
+    EvaluationPeriods: 1,
+    DatapointsToAlarm: 1,
+    ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    TreatMissingData: 'notBreaching',
+    AlarmActions: [{ Ref: topicId }],
+    OKActions: [{ Ref: topicId }],
+  };
+}

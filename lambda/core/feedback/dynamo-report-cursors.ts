@@ -48,7 +48,7 @@ export class DynamoReportCursors implements ReportCursorStore {
   }
 }
 
-/** Exported for the tests and for operators who want to re-read a mailbox: delete this item. */
-export function keyOf(mailbox: string): string {
+/** Deleting this item makes the next run read the mailbox's look-back window again. */
+function keyOf(mailbox: string): string {
   return `${REPORT_CURSOR_PREFIX}${mailbox.toLowerCase()}`;
 }
