@@ -22,11 +22,11 @@ import {
   relaySettingsFor,
   smtpSettingsFor,
 } from '../lib/config.ts';
-import { createClientCertificate } from '../test/peers/certificates.ts';
-import { type EventBridgePeer, startEventBridgePeer } from '../test/peers/eventbridge-peer.ts';
-import { type GraphPeer, startGraphPeer } from '../test/peers/graph-peer.ts';
-import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from '../test/peers/smtp-peer.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import { createClientCertificate } from './peers/certificates.ts';
+import { type EventBridgePeer, startEventBridgePeer } from './peers/eventbridge-peer.ts';
+import { type GraphPeer, startGraphPeer } from './peers/graph-peer.ts';
+import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from './peers/smtp-peer.ts';
 import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';

@@ -7,6 +7,7 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { createSendHandler } from '../../lambda/send/create-handler.ts';
+import { type ReceivedMessage, type SmtpPeer, startSmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { type DynamoPeer, startDynamo } from '../helpers/dynamo.ts';
 import {
   approximateCount,
@@ -18,7 +19,6 @@ import {
   startPeers,
   validMessage,
 } from '../helpers/peers.ts';
-import { type ReceivedMessage, type SmtpPeer, startSmtpPeer } from '../peers/smtp-peer.ts';
 
 // "Never twice" across a crash: a send function really dies (SIGKILL, as Lambda ends a timed-out or
 // crashed function) right after the SMTP server accepted a message, and another takes over.

@@ -7,8 +7,8 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
+import type { GraphPeer } from '../../local/peers/graph-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
-import type { GraphPeer } from '../peers/graph-peer.ts';
 
 const run = promisify(execFile);
 

@@ -11,9 +11,9 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../../lambda/core/dynamo-suppression.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
+import type { GraphPeer } from '../../local/peers/graph-peer.ts';
+import type { SmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
-import type { GraphPeer } from '../peers/graph-peer.ts';
-import type { SmtpPeer } from '../peers/smtp-peer.ts';
 
 const run = promisify(execFile);
 

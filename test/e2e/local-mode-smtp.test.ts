@@ -6,8 +6,8 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
+import type { SmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
-import type { SmtpPeer } from '../peers/smtp-peer.ts';
 
 describe('local mode end to end through SMTP: SQS → handler → SMTP capture (connector mode)', () => {
   let relay: LocalRelay;

@@ -11,11 +11,11 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { loadRelayConfig } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
+import { createClientCertificate } from '../../local/peers/certificates.ts';
+import { startGraphPeer } from '../../local/peers/graph-peer.ts';
 import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
 import { startDynamo } from '../helpers/dynamo.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../helpers/peers.ts';
-import { createClientCertificate } from '../peers/certificates.ts';
-import { startGraphPeer } from '../peers/graph-peer.ts';
 import { cdkJsonContext, REPO_ROOT, relayFunctionIn } from './support.ts';
 
 /** The parts of `<stack>.assets.json` (cloud assembly schema) this test reads. */

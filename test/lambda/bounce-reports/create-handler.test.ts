@@ -9,6 +9,8 @@ import { BounceReportError } from '../../../lambda/core/feedback/bounce-reports.
 import { DynamoReportCursors } from '../../../lambda/core/feedback/dynamo-report-cursors.ts';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
+import { type EventBridgePeer, startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
+import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
 import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
@@ -16,8 +18,6 @@ import {
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { captureStdout, emfPoints } from '../../helpers/emf.ts';
 import { exchangeNdr } from '../../helpers/ndr.ts';
-import { type EventBridgePeer, startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
-import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
 
 const context = {
   functionName: 'bounce-reports',

@@ -7,9 +7,9 @@ import { FeedbackPayloadError } from '../../../lambda/core/feedback/ses-events.t
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
 import { createFeedbackHandler } from '../../../lambda/feedback/create-handler.ts';
+import { type EventBridgePeer, startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { captureStdout, emfPoints } from '../../helpers/emf.ts';
-import { type EventBridgePeer, startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
 
 const context = {
   functionName: 'feedback',

@@ -6,6 +6,8 @@ import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
 import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
 import { createSendHandler } from '../../../lambda/send/create-handler.ts';
+import { startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
+import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
 import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
@@ -13,8 +15,6 @@ import {
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { emfPoints } from '../../helpers/emf.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
-import { startEventBridgePeer } from '../../peers/eventbridge-peer.ts';
-import { type GraphPeer, startGraphPeer } from '../../peers/graph-peer.ts';
 
 const context = {
   functionName: 'send',

@@ -7,8 +7,8 @@ import {
   graphSecretReader,
   parseGraphCredential,
 } from '../../../../lambda/providers/graph/credentials.ts';
+import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';
 import { startSecretsManagerEmulator } from '../../../../local/secrets-manager-emulator.ts';
-import { createClientCertificate, type GeneratedCertificate } from '../../../peers/certificates.ts';
 
 function failureOf(action: () => unknown): RelayFailure {
   try {

@@ -10,13 +10,13 @@ import {
   type HttpTransport,
 } from '../../../../lambda/providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';
+import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
 import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
 } from '../../../../local/secrets-manager-emulator.ts';
 import { failureOf } from '../../../helpers/failures.ts';
-import { createClientCertificate, type GeneratedCertificate } from '../../../peers/certificates.ts';
-import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
 
 const TENANT = '72f988bf-0000-4000-8000-00000000cafe';
 const CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a1';

@@ -7,9 +7,9 @@ import { createHttpsTransport } from '../../../../lambda/providers/graph/https-t
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { parseSmtpCredentials } from '../../../../lambda/providers/smtp/smtp-credentials.ts';
 import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/providers/smtp/smtp-provider.ts';
+import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
+import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../../local/peers/smtp-peer.ts';
 import { failureOf } from '../../../helpers/failures.ts';
-import { type GraphPeer, startGraphPeer } from '../../../peers/graph-peer.ts';
-import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../peers/smtp-peer.ts';
 
 function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(

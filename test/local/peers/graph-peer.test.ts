@@ -2,8 +2,8 @@ import { constants, randomUUID, sign } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { ConfidentialClientApplication, type INetworkModule, type NetworkResponse } from '@azure/msal-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createClientCertificate, type GeneratedCertificate } from './certificates.ts';
-import { type GraphPeer, startGraphPeer } from './graph-peer.ts';
+import { createClientCertificate, type GeneratedCertificate } from '../../../local/peers/certificates.ts';
+import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
 
 const TENANT = '72f988bf-0000-4000-8000-00000000beef';
 const CERT_CLIENT = '0a1b2c3d-0000-4000-8000-0000000000c1';

@@ -5,8 +5,8 @@ import { simpleParser } from 'mailparser';
 import { createTransport } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startGraphPeer } from './graph-peer.ts';
-import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from './smtp-peer.ts';
+import { startGraphPeer } from '../../../local/peers/graph-peer.ts';
+import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../local/peers/smtp-peer.ts';
 
 const FROM = 'noreply@contoso.com';
 const TO = 'alice@fabrikam.com';
