@@ -1,4 +1,10 @@
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LOOPBACK } from './emulators.ts';
 
@@ -10,15 +16,46 @@ export interface CapturedSend {
   readonly raw: Buffer;
   readonly tags: Record<string, string>;
   readonly configurationSetName: string | undefined;
+  /** Set when a lost-answer fault withheld SES's answer to this (accepted) send. */
+  readonly answerWithheld?: SesLostAnswer['lostAnswer'];
 }
 
-/** A scripted SES error response (e.g. 503, or 400 MessageRejected). */
-export interface InjectedFault {
+/** A scripted SES error response (e.g. 503, or 400 MessageRejected): the send is not forwarded. */
+export interface InjectedError {
   readonly status: number;
   readonly code: string;
   readonly message?: string;
   /** How many consecutive sends fail this way. @default 1 */
   readonly times?: number;
+  readonly lostAnswer?: never;
+}
+
+/**
+ * A lost answer: the send is forwarded to the emulator and recorded exactly as a successful one
+ * (`sent`, listeners), then the client does not get SES's answer. 'hang': never answered, the
+ * connection stays open until the client closes it; 'reset': the connection is destroyed.
+ */
+export interface SesLostAnswer {
+  readonly lostAnswer: 'hang' | 'reset';
+  /**
+   * Withhold the answer this long only: then 'hang' writes the real answer (a late answer, which a
+   * client with a shorter timeout never reads) and 'reset' destroys the connection.
+   */
+  readonly answerAfterMs?: number;
+  /** How many consecutive sends lose their answer this way. @default 1 */
+  readonly times?: number;
+  readonly status?: never;
+  readonly code?: never;
+}
+
+export type InjectedFault = InjectedError | SesLostAnswer;
+
+/** Decides, per SendEmail, whether to fail it (randomised soak tests); `times` of its result is ignored. */
+export type SesFaultPlan = () => InjectedFault | undefined;
+
+export interface SesCaptureOptions {
+  /** Consulted for each SendEmail when no injected fault is left. */
+  readonly faultPlan?: SesFaultPlan;
 }
 
 const SEND_EMAIL_PATH = '/v2/email/outbound-emails';
@@ -26,7 +63,8 @@ const SEND_EMAIL_PATH = '/v2/email/outbound-emails';
 /**
  * Sits in front of the SES emulator. Everything passes through; for SendEmail it keeps the raw MIME
  * and the envelope (the emulator's store drops custom headers and Bcc for raw messages), serves them
- * at /mail-relay/sent and /mail-relay/raw/<messageId>, and can answer with scripted errors.
+ * at /mail-relay/sent and /mail-relay/raw/<messageId>, and can answer with scripted errors or lose
+ * the answer to a send it forwarded (the client cannot tell whether the message went).
  */
 export class SesCapture {
   readonly sent: CapturedSend[] = [];
@@ -34,8 +72,14 @@ export class SesCapture {
   private readonly faults: { fault: InjectedFault; remaining: number }[] = [];
   private readonly listeners: ((send: CapturedSend) => void)[] = [];
   private server: Server | undefined;
+  private faultPlan: SesFaultPlan | undefined;
 
-  constructor(private readonly upstream: string) {}
+  constructor(
+    private readonly upstream: string,
+    options: SesCaptureOptions = {},
+  ) {
+    this.faultPlan = options.faultPlan;
+  }
 
   /** Called with each send SES accepted (local mode's SES feedback simulator listens). */
   onSent(listener: (send: CapturedSend) => void): void {
@@ -43,15 +87,18 @@ export class SesCapture {
   }
 
   injectFault(fault: InjectedFault): void {
+    if (fault.lostAnswer !== undefined) checkLostAnswer(fault);
     this.faults.push({ fault, remaining: fault.times ?? 1 });
+  }
+
+  /** Replaces the fault plan (undefined: none). */
+  setFaultPlan(plan: SesFaultPlan | undefined): void {
+    this.faultPlan = plan;
   }
 
   async listen(port: number): Promise<string> {
     this.server = createServer((req, res) => {
-      void this.handle(req).then(
-        ({ status, headers, body }) => res.writeHead(status, headers).end(body),
-        (error: unknown) => res.writeHead(502).end(`ses capture: ${String(error)}`),
-      );
+      void this.serve(req, res);
     });
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject).listen(port, LOOPBACK, resolve);
@@ -59,47 +106,85 @@ export class SesCapture {
     return `http://${LOOPBACK}:${(this.server.address() as AddressInfo).port}`;
   }
 
+  /** Stops listening and drops every open connection, including those whose answer is withheld. */
   close(): Promise<void> {
+    const server = this.server;
+    if (!server) return Promise.resolve();
     return new Promise((resolve) => {
-      this.server?.closeAllConnections();
-      this.server?.close(() => resolve());
+      server.close(() => resolve());
+      server.closeAllConnections();
     });
   }
 
-  private async handle(req: IncomingMessage): Promise<Reply> {
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let reply: Reply;
+    let lostAnswer: SesLostAnswer | undefined;
+    try {
+      ({ reply, lostAnswer } = await this.handle(req));
+    } catch (error) {
+      reply = { status: 502, headers: {}, body: `ses capture: ${String(error)}` };
+    }
+    // The client (or close()) went away meanwhile: nobody to answer.
+    if (res.destroyed) return;
+    if (lostAnswer) withholdAnswer(res, reply, lostAnswer);
+    else res.writeHead(reply.status, reply.headers).end(reply.body);
+  }
+
+  private async handle(req: IncomingMessage): Promise<{ reply: Reply; lostAnswer?: SesLostAnswer }> {
     const body = await readBody(req);
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/mail-relay/sent') {
       const summary = this.sent.map(({ raw, ...rest }) => ({ ...rest, bytes: raw.length }));
-      return json(200, summary);
+      return { reply: json(200, summary) };
     }
     const raw = /^\/mail-relay\/raw\/([^/?]+?)(?:\.eml)?$/.exec(url);
     if (req.method === 'GET' && raw) {
       const found = this.sent.find((send) => send.messageId === decodeURIComponent(raw[1] ?? ''));
-      return found
-        ? { status: 200, headers: { 'content-type': 'message/rfc822' }, body: found.raw }
-        : json(404, { message: 'no such message' });
+      return {
+        reply: found
+          ? { status: 200, headers: { 'content-type': 'message/rfc822' }, body: found.raw }
+          : json(404, { message: 'no such message' }),
+      };
     }
-    if (req.method !== 'POST' || !url.startsWith(SEND_EMAIL_PATH)) return forward(this.upstream, req, body);
+    if (req.method !== 'POST' || !url.startsWith(SEND_EMAIL_PATH)) {
+      return { reply: await forward(this.upstream, req, body) };
+    }
 
     this.sendAttempts += 1;
-    const scripted = this.faults[0];
-    if (scripted) {
-      scripted.remaining -= 1;
-      if (scripted.remaining <= 0) this.faults.shift();
-      const { status, code, message = `injected ${code}` } = scripted.fault;
+    const fault = this.takeFault();
+    if (fault !== undefined && fault.lostAnswer === undefined) {
+      const { status, code, message = `injected ${code}` } = fault;
       return {
-        status,
-        headers: { 'content-type': 'application/json', 'x-amzn-errortype': code },
-        body: JSON.stringify({ message }),
+        reply: {
+          status,
+          headers: { 'content-type': 'application/json', 'x-amzn-errortype': code },
+          body: JSON.stringify({ message }),
+        },
       };
     }
     const reply = await forward(this.upstream, req, body);
-    if (reply.status === 200) this.record(body, reply.body);
-    return reply;
+    if (reply.status === 200) this.record(body, reply.body, fault?.lostAnswer);
+    return { reply, ...(fault && { lostAnswer: fault }) };
   }
 
-  private record(requestBody: Buffer, responseBody: Buffer): void {
+  /** The next injected fault (counted down), else the plan's. */
+  private takeFault(): InjectedFault | undefined {
+    const scripted = this.faults[0];
+    if (!scripted) {
+      const planned = this.faultPlan?.();
+      if (planned?.lostAnswer !== undefined) checkLostAnswer(planned);
+      return planned;
+    }
+    scripted.remaining -= 1;
+    if (scripted.remaining <= 0) this.faults.shift();
+    return scripted.fault;
+  }
+
+  private record(
+    requestBody: Buffer,
+    responseBody: Buffer,
+    answerWithheld: SesLostAnswer['lostAnswer'] | undefined,
+  ): void {
     const request = JSON.parse(requestBody.toString('utf8')) as SendEmailRequest;
     const { MessageId } = JSON.parse(responseBody.toString('utf8')) as { MessageId: string };
     const send: CapturedSend = {
@@ -113,6 +198,7 @@ export class SesCapture {
       raw: Buffer.from(request.Content?.Raw?.Data ?? '', 'base64'),
       tags: Object.fromEntries((request.EmailTags ?? []).map((tag) => [tag.Name, tag.Value])),
       configurationSetName: request.ConfigurationSetName,
+      ...(answerWithheld !== undefined && { answerWithheld }),
     };
     this.sent.push(send);
     for (const listener of this.listeners) listener(send);
@@ -162,4 +248,34 @@ function forward(upstream: string, req: IncomingMessage, body: Buffer): Promise<
     );
     outgoing.once('error', reject).end(body);
   });
+}
+
+/**
+ * SES processed the send; the client does not get the answer (or gets it only late). A timer is
+ * dropped when the connection closes, so a client that gives up (or close()) leaves nothing behind.
+ */
+function withholdAnswer(res: ServerResponse, reply: Reply, fault: SesLostAnswer): void {
+  if (fault.answerAfterMs === undefined) {
+    if (fault.lostAnswer === 'reset') res.destroy();
+    return;
+  }
+  const timer = setTimeout(() => {
+    if (res.destroyed) return;
+    if (fault.lostAnswer === 'reset') res.destroy();
+    else res.writeHead(reply.status, reply.headers).end(reply.body);
+  }, fault.answerAfterMs);
+  res.once('close', () => clearTimeout(timer));
+}
+
+function checkLostAnswer(fault: SesLostAnswer): void {
+  if (fault.lostAnswer !== 'hang' && fault.lostAnswer !== 'reset') {
+    throw new RangeError(
+      `ses capture: lostAnswer must be 'hang' or 'reset', not ${String(fault.lostAnswer)}`,
+    );
+  }
+  const delay = fault.answerAfterMs;
+  // setTimeout would turn Infinity or NaN into 1 ms: the opposite of what was asked.
+  if (delay !== undefined && !(Number.isFinite(delay) && delay >= 0)) {
+    throw new RangeError(`ses capture: answerAfterMs must be a finite number >= 0, not ${delay}`);
+  }
 }

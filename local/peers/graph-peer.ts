@@ -15,15 +15,36 @@ import { createServerCertificate } from './certificates.ts';
 
 /**
  * A local HTTPS peer that plays Entra ID's token endpoint and the part of Microsoft Graph the relay
- * uses to send mail (sendMail; draft + attachments + upload sessions + send; delete). It checks
+ * uses to send mail (sendMail; draft + attachments + upload sessions + send; delete) and to look
+ * messages up afterwards (by internetMessageId, in the whole mailbox or in Sent Items). It checks
  * what the real services check (credentials, client assertions, tokens, message shape, upload
- * ranges), answers in their error formats, records everything, and can be told to fail.
+ * ranges), answers in their error formats, records everything, and can be told to fail: with an
+ * error answer instead of the real one, or by losing the answer of a request it did process (the
+ * case a "never twice, never lost" client has to survive: it cannot tell whether the mail went).
  * Quiet: it never writes to the console.
+ *
+ * Mailbox model: each mailbox has an Inbox (filled by `deliverToInbox`), Drafts (POST /messages,
+ * until sent or deleted) and Sent Items (a copy of each message sent with saveToSentItems true;
+ * sending a draft always saves it). Every message has an internetMessageId: the client's, when it
+ * set one when creating the message (an Inbox message: its Message-ID header), else one the peer
+ * assigns (`<uuid@graph-peer.mail-relay.local>`).
+ *
+ * Lost answers (`GraphLostAnswerFault`): the peer does everything the request asks (delivers,
+ * stores, issues the token), records it with status 0 and `answerWithheld`, then holds the answer
+ * until the client gives up ('hang'), resets the connection ('reset'), or writes it only after
+ * `answerAfterMs`, which a client with a shorter timeout never reads.
  *
  * Known differences from the real services: upload-session responses are camelCase with "n-"
  * ranges (Outlook answers PascalCase); the 3 MB minimum for upload sessions and send-as checks
  * between From and the mailbox are not modelled (ErrorSendAsDenied only as an injected fault);
  * every client-assertion failure is AADSTS700027; drafts are address-checked when created.
+ * Message lookups (GET /users/{id}/messages and .../mailFolders/sentitems/messages) accept only
+ * `$filter=internetMessageId eq '<value>'` (exact, case-sensitive match), `$select`, `$top` and
+ * `$skip`; they refuse `$orderby` and any other filter with 400, and list newest first. Sent Items
+ * copies appear at once (Exchange takes a moment); a sent draft gets a new id in Sent Items (as in
+ * Exchange, where moving an item changes its id); folder ids are opaque strings (see
+ * `mailFolderId`), drafts have sentDateTime null; only Inbox messages can be read as MIME ($value)
+ * and only drafts deleted. The wording of ErrorInvalidInternetMessageId is the peer's own.
  */
 
 export interface GraphPeerClient {
@@ -46,6 +67,8 @@ export interface GraphPeerOptions {
   tokenLifetimeSeconds?: number;
   /** Max request body accepted by Graph JSON endpoints; bigger -> 413. default 4 * 1024 * 1024 (Graph's ~4 MB). */
   maxRequestBytes?: number;
+  /** Consulted for each token and Graph request no queued fault matches (see `GraphFaultPlan`). */
+  faultPlan?: GraphFaultPlan;
 }
 
 export type GraphOperation =
@@ -58,13 +81,22 @@ export type GraphOperation =
   | 'sendDraft'
   | 'deleteMessage'
   | 'listMessages'
-  | 'getMessageContent';
+  | 'getMessageContent'
+  /** GET /users/{id}/messages and GET /users/{id}/mailFolders/sentitems/messages */
+  | 'findMessages';
 
-export interface GraphFault {
+/** Which requests a queued fault applies to, and how many times. */
+export interface GraphFaultScope {
   /** absent = any Graph (non-token) operation */
   operation?: GraphOperation;
   /** absent = any mailbox */
   mailbox?: string;
+  /** default 1; Infinity allowed */
+  times?: number;
+}
+
+/** An error answer instead of the real one: the request is not processed. */
+export interface GraphErrorFault extends GraphFaultScope {
   status: number;
   /** Graph error code (e.g. ErrorInvalidRecipients) or OAuth error (invalid_client) */
   code: string;
@@ -72,8 +104,57 @@ export interface GraphFault {
   message?: string;
   /** sets the Retry-After header */
   retryAfterSeconds?: number;
-  /** default 1; Infinity allowed */
-  times?: number;
+  lostAnswer?: never;
+}
+
+/**
+ * 'hang': the answer is never written; the connection stays open until the client closes it.
+ * 'reset': the connection is destroyed without an answer.
+ */
+export type LostAnswerMode = 'hang' | 'reset';
+
+/**
+ * A lost answer: the request is processed completely (a sendMail is delivered and recorded as
+ * usual), then the client does not get the answer.
+ */
+export interface GraphLostAnswerFault extends GraphFaultScope {
+  lostAnswer: LostAnswerMode;
+  /**
+   * Withhold the answer this long only: then 'hang' writes the normal answer (a late answer, which
+   * a client with a shorter timeout never reads) and 'reset' destroys the connection. Absent: 'hang'
+   * never answers, 'reset' resets at once.
+   */
+  answerAfterMs?: number;
+  status?: never;
+  code?: never;
+}
+
+export type GraphFault = GraphErrorFault | GraphLostAnswerFault;
+
+export interface GraphFaultPlanRequest {
+  readonly operation: GraphOperation;
+  /** absent for token requests */
+  readonly mailbox?: string;
+}
+
+/**
+ * Decides, per request, whether to fail it (randomised soak tests). Consulted only when no queued
+ * fault matches; the operation, mailbox and times of the fault it returns are ignored.
+ */
+export type GraphFaultPlan = (request: GraphFaultPlanRequest) => GraphFault | undefined;
+
+/** What became of an answer a lost-answer fault withheld. */
+export interface WithheldAnswer {
+  readonly mode: LostAnswerMode;
+  readonly answerAfterMs?: number;
+  /** The status the peer would have answered: the request was processed as usual. */
+  readonly status: number;
+  /**
+   * 'pending': still withheld; 'clientClosed': the connection closed first (the client gave up, or
+   * the peer was closed); 'reset': the peer destroyed the connection; 'answeredLate': written after
+   * answerAfterMs.
+   */
+  outcome: 'pending' | 'clientClosed' | 'reset' | 'answeredLate';
 }
 
 export interface RecordedRequest {
@@ -81,9 +162,15 @@ export interface RecordedRequest {
   method: string;
   path: string;
   mailbox?: string;
+  /** 0 when a lost-answer fault withheld the answer (see `answerWithheld`) */
   status: number;
   startedAt: number;
+  /** When the answer was written; for a withheld answer, when the exchange ended. */
   endedAt: number;
+  /** Graph's client correlation header (client-request-id), when the client sent it. */
+  clientRequestId?: string;
+  /** Set when a lost-answer fault applied. */
+  answerWithheld?: WithheldAnswer;
 }
 
 export interface TokenRequest {
@@ -111,6 +198,8 @@ export interface DeliveredMessage {
   /** The Graph message JSON as received (attachments removed from it; see `attachments`) */
   message: Record<string, unknown>;
   attachments: DeliveredAttachment[];
+  /** The client's message.internetMessageId, or the one the peer assigned. */
+  internetMessageId: string;
 }
 
 /** A message in a mailbox's Inbox, as Graph lists it and returns its MIME ($value). */
@@ -122,7 +211,14 @@ export interface InboxMessage {
   readonly subject: string;
   readonly from: string;
   readonly mime: Buffer;
+  /** From its Message-ID header, else assigned by the peer. */
+  readonly internetMessageId: string;
+  /** From its Date header (second precision), else receivedDateTime. */
+  readonly sentDateTime: string;
 }
+
+/** The well-known folders the peer models. */
+export type MailFolderName = 'inbox' | 'drafts' | 'sentitems';
 
 export interface GraphPeer {
   /** https://127.0.0.1:<port> */
@@ -142,13 +238,18 @@ export interface GraphPeer {
   /** Drafts created and neither sent nor deleted (to check the client cleans up after failures). */
   openDrafts(mailbox?: string): number;
   injectFault(fault: GraphFault): void;
+  /** Removes queued faults (not the fault plan). */
   clearFaults(): void;
+  /** Replaces the fault plan (undefined: none). reset() and clearFaults() leave it in place. */
+  setFaultPlan(plan: GraphFaultPlan | undefined): void;
+  /** The opaque id Graph reports as parentFolderId for this mailbox's folder. */
+  mailFolderId(mailbox: string, folder: MailFolderName): string;
   /**
    * Puts a message (raw MIME) in the mailbox's Inbox, as if it had just arrived (a bounce report
    * from Exchange Online, say). Returns its Graph id.
    */
   deliverToInbox(mailbox: string, mime: string | Buffer, receivedAt?: Date): string;
-  /** Clears records, drafts, faults (not clients). */
+  /** Clears records, drafts, Sent Items, Inbox, queued faults (not clients, not the fault plan). */
   reset(): void;
   close(): Promise<void>;
   /** The client an access token was issued to, when this peer's token endpoint issued it and it has not expired. */
@@ -169,6 +270,18 @@ const UPLOAD_SESSION_LIFETIME_MS = 15 * 60 * 1000;
 const CLOCK_SKEW_SECONDS = 60;
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const JSON_TYPE = 'application/json';
+/** Right-hand side of the msg-ids the peer assigns (Exchange uses its server's name). */
+const ASSIGNED_MESSAGE_ID_DOMAIN = 'graph-peer.mail-relay.local';
+/** Fields a message lookup can $select, as Graph names them. */
+const FOUND_MESSAGE_FIELDS: ReadonlySet<string> = new Set([
+  'id',
+  'internetMessageId',
+  'isDraft',
+  'parentFolderId',
+  'receivedDateTime',
+  'sentDateTime',
+  'subject',
+]);
 
 const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
   'sendMail',
@@ -180,6 +293,7 @@ const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
   'deleteMessage',
   'listMessages',
   'getMessageContent',
+  'findMessages',
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -283,6 +397,18 @@ interface Draft {
   readonly mailbox: string;
   readonly message: Record<string, unknown>;
   readonly attachments: DeliveredAttachment[];
+  readonly internetMessageId: string;
+  /** ISO 8601, second precision */
+  readonly createdDateTime: string;
+}
+
+/** A copy kept in a mailbox's Sent Items. */
+interface SentItem {
+  readonly id: string;
+  readonly subject: string;
+  readonly internetMessageId: string;
+  /** ISO 8601, second precision */
+  readonly sentDateTime: string;
 }
 
 interface UploadSession {
@@ -317,6 +443,8 @@ interface Route {
   tenant?: string;
   messageId?: string;
   sessionId?: string;
+  /** findMessages in one folder; absent = the whole mailbox */
+  folder?: 'sentitems';
   /** For discovery and peer-inspection GETs. */
   resource?: 'openid-configuration' | 'instance-discovery' | 'keys' | 'delivered' | 'me';
 }
@@ -341,6 +469,8 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   const tokens = new Map<string, { clientId: string; expiresAt: number }>();
   const drafts = new Map<string, Draft>();
   const inboxes = new Map<string, InboxMessage[]>();
+  const sentItems = new Map<string, SentItem[]>();
+  let faultPlan = options.faultPlan;
   const sessions = new Map<string, UploadSession>();
   let faults: QueuedFault[] = [];
   const inFlight = new Map<string, number>();
@@ -419,20 +549,19 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       return;
     }
 
+    const clientRequestId = header(req, 'client-request-id');
     let reply: Reply;
+    let lostAnswer: GraphLostAnswerFault | undefined;
     try {
-      reply = respond(req, target, route, body);
+      const fault = faultFor(route);
+      // A lost answer lets the request be processed as usual; an error fault replaces the processing.
+      if (fault?.lostAnswer !== undefined) lostAnswer = fault;
+      reply = respond(req, target, route, body, fault?.lostAnswer === undefined ? fault : undefined);
     } catch (error) {
       reply =
         error instanceof GraphError
           ? graphErrorReply(req, error.status, error.code, error.message)
           : graphErrorReply(req, 500, 'InternalServerError', `graph peer: ${String(error)}`);
-    }
-
-    if (isGraph && latencyMs > 0) await sleep(latencyMs);
-    if (res.destroyed) {
-      release();
-      return;
     }
 
     const record: RecordedRequest = {
@@ -443,7 +572,20 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       status: reply.status,
       startedAt,
       endedAt: Date.now(),
+      ...(clientRequestId !== undefined && { clientRequestId }),
     };
+    if (lostAnswer) {
+      withholdAnswer(res, record, reply, lostAnswer, release);
+      return;
+    }
+
+    if (isGraph && latencyMs > 0) await sleep(latencyMs);
+    if (res.destroyed) {
+      release();
+      return;
+    }
+
+    record.endedAt = Date.now();
     // Recorded and released before the response leaves, so a client that has it sees both.
     if (route.resource !== 'delivered') requests.push(record);
     release();
@@ -453,17 +595,87 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     res.writeHead(reply.status, reply.headers).end(reply.body);
   }
 
-  function respond(req: IncomingMessage, target: URL, route: Route, body: ReadBody): Reply {
+  /**
+   * The request was processed; the client does not get the answer (or gets it only late). It is
+   * recorded at once with status 0, so a test can see the effect while the client still waits.
+   */
+  function withholdAnswer(
+    res: ServerResponse,
+    record: RecordedRequest,
+    reply: Reply,
+    fault: GraphLostAnswerFault,
+    release: () => void,
+  ): void {
+    const withheld: WithheldAnswer = {
+      mode: fault.lostAnswer,
+      ...(fault.answerAfterMs !== undefined && { answerAfterMs: fault.answerAfterMs }),
+      status: reply.status,
+      outcome: 'pending',
+    };
+    record.status = 0;
+    record.answerWithheld = withheld;
+    requests.push(record);
+    const settle = (outcome: WithheldAnswer['outcome']) => {
+      if (withheld.outcome !== 'pending') return;
+      withheld.outcome = outcome;
+      record.endedAt = Date.now();
+      release();
+    };
+    const resetConnection = () => {
+      settle('reset');
+      res.destroy();
+    };
+    // The in-flight count keeps the request until the exchange ends, as a server still holding it would.
+    res.once('close', () => settle('clientClosed'));
+    if (res.destroyed) {
+      settle('clientClosed');
+      return;
+    }
+    if (fault.answerAfterMs === undefined) {
+      if (fault.lostAnswer === 'reset') resetConnection();
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (res.destroyed) return;
+      if (fault.lostAnswer === 'reset') {
+        resetConnection();
+        return;
+      }
+      settle('answeredLate');
+      res.writeHead(reply.status, reply.headers).end(reply.body);
+    }, fault.answerAfterMs);
+    // A client that gives up first (or close()) must not leave a timer behind.
+    res.once('close', () => clearTimeout(timer));
+  }
+
+  function respond(
+    req: IncomingMessage,
+    target: URL,
+    route: Route,
+    body: ReadBody,
+    fault: GraphErrorFault | undefined,
+  ): Reply {
     switch (route.operation) {
       case 'token':
-        return tokenRequest(req, route, body);
+        return tokenRequest(req, route, body, fault);
       case 'discovery':
         return discovery(req, route);
       case 'unknown':
         return unknown(req, target, route);
       default:
-        return graphRequest(req, target, route, body);
+        return graphRequest(req, target, route, body, fault);
     }
+  }
+
+  /** The fault for a token or Graph request: the first matching queued fault, else the plan's. */
+  function faultFor(route: Route): GraphFault | undefined {
+    if (route.operation !== 'token' && !GRAPH_OPERATIONS.has(route.operation)) return undefined;
+    const operation = route.operation as GraphOperation;
+    const fault =
+      takeFault(operation, route.mailbox) ??
+      faultPlan?.({ operation, ...(route.mailbox !== undefined && { mailbox: route.mailbox }) });
+    if (fault?.lostAnswer !== undefined) checkLostAnswer(fault);
+    return fault;
   }
 
   function takeFault(operation: GraphOperation, mailbox: string | undefined): GraphFault | undefined {
@@ -483,7 +695,12 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   // -------------------------------------------------------------------------------------------
   // Entra ID
 
-  function tokenRequest(req: IncomingMessage, route: Route, body: ReadBody): Reply {
+  function tokenRequest(
+    req: IncomingMessage,
+    route: Route,
+    body: ReadBody,
+    fault: GraphErrorFault | undefined,
+  ): Reply {
     const form = new URLSearchParams(body.truncated ? '' : body.bytes.toString('utf8'));
     const assertion = form.get('client_assertion') ?? undefined;
     const secret = form.get('client_secret') ?? undefined;
@@ -498,7 +715,6 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     };
     tokenRequests.push(tokenRecord);
 
-    const fault = takeFault('token', undefined);
     if (fault) {
       const description =
         fault.message ?? defaultOAuthDescription(fault.code, fault.status, clientId, tenantId);
@@ -815,10 +1031,15 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   // -------------------------------------------------------------------------------------------
   // Graph
 
-  function graphRequest(req: IncomingMessage, target: URL, route: Route, body: ReadBody): Reply {
+  function graphRequest(
+    req: IncomingMessage,
+    target: URL,
+    route: Route,
+    body: ReadBody,
+    fault: GraphErrorFault | undefined,
+  ): Reply {
     const operation = route.operation as GraphOperation;
     const mailbox = route.mailbox ?? '';
-    const fault = takeFault(operation, mailbox);
     if (fault) {
       return graphErrorReply(
         req,
@@ -862,6 +1083,8 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         return listMessages(req, target, mailbox);
       case 'getMessageContent':
         return messageContent(req, mailbox, route.messageId ?? '');
+      case 'findMessages':
+        return findMessages(req, target, mailbox, route.folder);
       default:
         throw new GraphError(500, 'InternalServerError', `graph peer: no handler for ${operation}`);
     }
@@ -905,36 +1128,126 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       const difference = Date.parse(a.receivedDateTime) - Date.parse(b.receivedDateTime);
       return descending ? -difference : difference;
     });
-    const top = Number(target.searchParams.get('$top') ?? '10');
-    const skip = Number(target.searchParams.get('$skip') ?? '0');
-    if (!Number.isInteger(top) || top < 1 || top > 1000 || !Number.isInteger(skip) || skip < 0) {
-      throw new GraphError(400, 'BadRequest', 'Invalid $top or $skip');
+    const paging = pagingOf(target);
+    const select = selectOf(target);
+    const page = messages.slice(paging.skip, paging.skip + paging.top).map((message) =>
+      selected(
+        {
+          id: message.id,
+          receivedDateTime: message.receivedDateTime,
+          subject: message.subject,
+          from: { emailAddress: { address: message.from, name: message.from } },
+          isRead: false,
+          internetMessageId: message.internetMessageId,
+        },
+        select,
+      ),
+    );
+    return listingReply(
+      req,
+      target,
+      `users('${mailbox}')/mailFolders('inbox')/messages`,
+      page,
+      paging,
+      messages.length,
+    );
+  }
+
+  /**
+   * GET /users/{id}/messages (every folder) and GET /users/{id}/mailFolders/sentitems/messages,
+   * with what a client needs to find out whether a message it may have sent exists:
+   * $filter=internetMessageId eq '<msg-id>' (an OData string literal, '' for a quote), $select,
+   * $top and $skip (shared with the Inbox listing). Newest first; $orderby is refused.
+   */
+  function findMessages(req: IncomingMessage, target: URL, mailbox: string, folder: Route['folder']): Reply {
+    const filter = target.searchParams.get('$filter');
+    const wanted = filter === null ? undefined : internetMessageIdFilter(filter);
+    if (target.searchParams.has('$orderby')) {
+      throw new GraphError(400, 'BadRequest', 'This peer does not sort message lookups ($orderby).');
     }
-    const page = messages.slice(skip, skip + top);
-    const select = target.searchParams
-      .get('$select')
-      ?.split(',')
-      .map((field) => field.trim());
-    const value = page.map((message) => {
-      const full: Record<string, unknown> = {
-        id: message.id,
-        receivedDateTime: message.receivedDateTime,
-        subject: message.subject,
-        from: { emailAddress: { address: message.from, name: message.from } },
-        isRead: false,
-      };
-      return select
-        ? Object.fromEntries(Object.entries(full).filter(([key]) => key === 'id' || select.includes(key)))
-        : full;
-    });
+    const select = selectOf(target);
+    for (const field of select ?? []) {
+      if (!FOUND_MESSAGE_FIELDS.has(field)) {
+        throw new GraphError(
+          400,
+          'RequestBroker--ParseUri',
+          `Could not find a property named '${field}' on type 'microsoft.graph.message'.`,
+        );
+      }
+    }
+    const paging = pagingOf(target);
+    const matches = storedMessages(mailbox, folder).filter(
+      (message) => wanted === undefined || message.internetMessageId === wanted,
+    );
+    const page = matches
+      .slice(paging.skip, paging.skip + paging.top)
+      .map((message) => selected(message, select));
+    const source = folder === undefined ? 'messages' : `mailFolders('${folder}')/messages`;
+    return listingReply(req, target, `users('${mailbox}')/${source}`, page, paging, matches.length);
+  }
+
+  /**
+   * The mailbox's messages as Graph describes them, newest first by receivedDateTime (within one
+   * second: Sent Items, then Drafts, then Inbox, each latest first).
+   */
+  function storedMessages(mailbox: string, folder: Route['folder']): Record<string, unknown>[] {
+    const sent = (sentItems.get(mailbox) ?? []).map((item) => ({
+      id: item.id,
+      internetMessageId: item.internetMessageId,
+      isDraft: false,
+      parentFolderId: folderId(mailbox, 'sentitems'),
+      receivedDateTime: item.sentDateTime,
+      sentDateTime: item.sentDateTime,
+      subject: item.subject,
+    }));
+    if (folder === 'sentitems') return sent.reverse();
+    const inbox = (inboxes.get(mailbox) ?? []).map((message) => ({
+      id: message.id,
+      internetMessageId: message.internetMessageId,
+      isDraft: false,
+      parentFolderId: folderId(mailbox, 'inbox'),
+      receivedDateTime: message.receivedDateTime,
+      sentDateTime: message.sentDateTime,
+      subject: message.subject,
+    }));
+    const draftsOfMailbox = [...drafts.values()]
+      .filter((draft) => draft.mailbox === mailbox)
+      .map((draft) => ({
+        id: draft.id,
+        internetMessageId: draft.internetMessageId,
+        isDraft: true,
+        parentFolderId: folderId(mailbox, 'drafts'),
+        receivedDateTime: draft.createdDateTime,
+        sentDateTime: null,
+        subject: typeof draft.message.subject === 'string' ? draft.message.subject : '',
+      }));
+    return [...inbox, ...draftsOfMailbox, ...sent]
+      .reverse()
+      .sort((a, b) => Date.parse(b.receivedDateTime) - Date.parse(a.receivedDateTime));
+  }
+
+  function folderId(mailbox: string, folder: MailFolderName): string {
+    // Opaque and stable, shaped like Exchange's folder ids.
+    const digest = createHash('sha256').update(`${mailbox.toLowerCase()}/${folder}`).digest('base64url');
+    return `AQMkAD${digest.slice(0, 40)}AAAA=`;
+  }
+
+  function listingReply(
+    req: IncomingMessage,
+    target: URL,
+    context: string,
+    value: Record<string, unknown>[],
+    paging: Paging,
+    total: number,
+  ): Reply {
     const next = new URL(target.toString());
-    next.searchParams.set('$skip', String(skip + top));
+    next.searchParams.set('$skip', String(paging.skip + paging.top));
     return json(
       200,
       {
-        '@odata.context': `${url}/v1.0/$metadata#users('${mailbox}')/mailFolders('inbox')/messages`,
+        '@odata.context': `${url}/v1.0/$metadata#${context}`,
         value,
-        ...(skip + top < messages.length && { '@odata.nextLink': next.toString() }),
+        ...(paging.skip + paging.top < total && { '@odata.nextLink': next.toString() }),
       },
       graphHeaders(req),
     );
@@ -953,7 +1266,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     };
   }
 
-  function faultMessage(fault: GraphFault, mailbox: string): string {
+  function faultMessage(fault: GraphErrorFault, mailbox: string): string {
     if (fault.code === 'ErrorInvalidUser') return `The requested user '${mailbox}' is invalid.`;
     return defaultGraphMessage(fault.code, fault.status);
   }
@@ -993,28 +1306,70 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     if (payload.message === undefined || payload.message === null) {
       throw new GraphError(400, 'ErrorInvalidParameter', "The value of the parameter 'Message' is empty.");
     }
-    const { message, attachments } = validateMessage(payload.message, 'inline');
+    const {
+      message,
+      attachments,
+      internetMessageId = assignedMessageId(),
+    } = validateMessage(payload.message, 'inline');
     requireRecipients(message);
-    delivered.push({ mailbox, via: 'sendMail', saveToSentItems, at: Date.now(), message, attachments });
+    const at = Date.now();
+    delivered.push({
+      mailbox,
+      via: 'sendMail',
+      saveToSentItems,
+      at,
+      message,
+      attachments,
+      internetMessageId,
+    });
+    if (saveToSentItems) saveSentItem(mailbox, message, internetMessageId, at);
     return graphReply(req, 202);
   }
 
+  function saveSentItem(
+    mailbox: string,
+    message: Record<string, unknown>,
+    internetMessageId: string,
+    at: number,
+  ): void {
+    const item: SentItem = {
+      id: newMessageId(),
+      subject: typeof message.subject === 'string' ? message.subject : '',
+      internetMessageId,
+      sentDateTime: secondPrecision(new Date(at)),
+    };
+    sentItems.set(mailbox, [...(sentItems.get(mailbox) ?? []), item]);
+  }
+
   function createDraft(req: IncomingMessage, mailbox: string, body: ReadBody): Reply {
-    const { message, attachments } = validateMessage(parseJsonObject(body), 'inline');
+    const {
+      message,
+      attachments,
+      internetMessageId = assignedMessageId(),
+    } = validateMessage(parseJsonObject(body), 'inline');
     const id = newMessageId();
-    drafts.set(id, { id, mailbox, message, attachments });
-    const now = new Date().toISOString();
+    const now = new Date();
+    drafts.set(id, {
+      id,
+      mailbox,
+      message,
+      attachments,
+      internetMessageId,
+      createdDateTime: secondPrecision(now),
+    });
     return json(
       201,
       {
         '@odata.context': `${url}/v1.0/$metadata#users('${encodeURIComponent(mailbox)}')/messages/$entity`,
         '@odata.etag': `W/"${randomBytes(12).toString('base64')}"`,
         id,
-        createdDateTime: now,
-        lastModifiedDateTime: now,
+        createdDateTime: now.toISOString(),
+        lastModifiedDateTime: now.toISOString(),
         isDraft: true,
         hasAttachments: attachments.length > 0,
+        parentFolderId: folderId(mailbox, 'drafts'),
         ...message,
+        internetMessageId,
       },
       graphHeaders(req),
     );
@@ -1233,14 +1588,18 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       }
     }
     drafts.delete(draft.id);
+    const at = Date.now();
     delivered.push({
       mailbox,
       via: 'draft',
       saveToSentItems: true,
-      at: Date.now(),
+      at,
       message: draft.message,
       attachments: draft.attachments,
+      internetMessageId: draft.internetMessageId,
     });
+    // Sending a draft always keeps it in Sent Items (under a new id: the item moved).
+    saveSentItem(mailbox, draft.message, draft.internetMessageId, at);
     return graphReply(req, 202);
   }
 
@@ -1324,10 +1683,20 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     ) {
       return { operation: 'listMessages', mailbox };
     }
+    if (
+      parts.length === 6 &&
+      fourth === 'mailfolders' &&
+      lower[4] === 'sentitems' &&
+      lower[5] === 'messages' &&
+      method === 'GET'
+    ) {
+      return { operation: 'findMessages', mailbox, folder: 'sentitems' };
+    }
     if (parts.length === 6 && sixth === '$value' && fourth === 'messages' && method === 'GET') {
       return { operation: 'getMessageContent', mailbox, messageId };
     }
     if (fourth !== 'messages') return { operation: 'unknown' };
+    if (parts.length === 4 && method === 'GET') return { operation: 'findMessages', mailbox };
     if (parts.length === 4 && method === 'POST') return { operation: 'createDraft', mailbox };
     if (parts.length === 5 && method === 'DELETE') return { operation: 'deleteMessage', mailbox, messageId };
     if (parts.length === 6 && sixth === 'send' && method === 'POST')
@@ -1419,10 +1788,17 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       return [...drafts.values()].filter((draft) => draft.mailbox === wanted).length;
     },
     injectFault(fault: GraphFault): void {
+      if (fault.lostAnswer !== undefined) checkLostAnswer(fault);
       faults.push({ fault, remaining: fault.times ?? 1 });
     },
     clearFaults(): void {
       faults = [];
+    },
+    setFaultPlan(plan: GraphFaultPlan | undefined): void {
+      faultPlan = plan;
+    },
+    mailFolderId(mailbox: string, folder: MailFolderName): string {
+      return folderId(mailbox, folder);
     },
     deliverToInbox(mailbox: string, mime: string | Buffer, receivedAt = new Date()): string {
       const owner = mailbox.toLowerCase();
@@ -1431,14 +1807,18 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       const unfolded = headerBlock.replace(/\r?\n[ \t]+/g, ' ');
       const header = (name: string) =>
         new RegExp(`^${name}:[ \t]*(.*)$`, 'im').exec(unfolded)?.[1]?.trim() ?? '';
+      // Graph reports receivedDateTime to the second.
+      const receivedDateTime = secondPrecision(receivedAt);
+      const sentAt = Date.parse(header('Date'));
       const message: InboxMessage = {
         id: `AAMkAD${randomUUID().replaceAll('-', '')}`,
         mailbox: owner,
-        // Graph reports receivedDateTime to the second.
-        receivedDateTime: `${receivedAt.toISOString().slice(0, 19)}Z`,
+        receivedDateTime,
         subject: header('Subject'),
         from: /<([^>]+)>/.exec(header('From'))?.[1] ?? header('From'),
         mime: bytes,
+        internetMessageId: /<[^<>\s]+>/.exec(header('Message-ID'))?.[0] ?? assignedMessageId(),
+        sentDateTime: Number.isNaN(sentAt) ? receivedDateTime : secondPrecision(new Date(sentAt)),
       };
       inboxes.set(owner, [...(inboxes.get(owner) ?? []), message]);
       return message.id;
@@ -1450,6 +1830,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       drafts.clear();
       sessions.clear();
       inboxes.clear();
+      sentItems.clear();
       faults = [];
       maxInFlight.clear();
       // Requests still in flight keep counting.
@@ -1477,7 +1858,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
 function validateMessage(
   value: unknown,
   via: DeliveredAttachment['via'],
-): { message: Record<string, unknown>; attachments: DeliveredAttachment[] } {
+): { message: Record<string, unknown>; attachments: DeliveredAttachment[]; internetMessageId?: string } {
   if (!isObject(value)) {
     throw new GraphError(
       400,
@@ -1568,7 +1949,91 @@ function validateMessage(
     }
     for (const attachment of rawAttachments) attachments.push(validateAttachment(attachment, via));
   }
-  return { message, attachments };
+  const internetMessageId = validInternetMessageId(message.internetMessageId);
+  return { message, attachments, ...(internetMessageId !== undefined && { internetMessageId }) };
+}
+
+/** RFC 5322 msg-id: "<" dot-atom-text "@" (dot-atom-text / no-fold-literal) ">", without comments or folding. */
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+const DOT_ATOM_TEXT = `${ATEXT}(?:\\.${ATEXT})*`;
+const MSG_ID = new RegExp(`^<${DOT_ATOM_TEXT}@(?:${DOT_ATOM_TEXT}|\\[[\\x21-\\x5a\\x5e-\\x7e]*\\])>$`);
+
+/** A client may set internetMessageId when it creates a message; Graph refuses one that is not a msg-id. */
+function validInternetMessageId(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') {
+    throw new GraphError(
+      400,
+      'RequestBodyRead',
+      "Cannot convert the literal to the expected type 'Edm.String' (internetMessageId).",
+    );
+  }
+  if (!MSG_ID.test(value)) {
+    throw new GraphError(
+      400,
+      'ErrorInvalidInternetMessageId',
+      `The value '${value}' of internetMessageId is invalid: an RFC 5322 msg-id such as <id@domain> is expected.`,
+    );
+  }
+  return value;
+}
+
+function assignedMessageId(): string {
+  return `<${randomUUID()}@${ASSIGNED_MESSAGE_ID_DOMAIN}>`;
+}
+
+/**
+ * The one $filter a message lookup understands, in Graph's OData syntax: internetMessageId eq '<value>'
+ * (a quote inside the literal is doubled). Anything else is refused, as the Inbox listing refuses
+ * what it cannot parse.
+ */
+function internetMessageIdFilter(filter: string): string {
+  const match = /^internetMessageId\s+eq\s+'((?:[^']|'')*)'$/i.exec(filter.trim());
+  if (!match) throw new GraphError(400, 'BadRequest', 'Invalid filter clause');
+  return (match[1] ?? '').replaceAll("''", "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Query options shared by the listings
+
+interface Paging {
+  readonly top: number;
+  readonly skip: number;
+}
+
+/** $top (default 10, at most 1000) and $skip (what @odata.nextLink carries). */
+function pagingOf(target: URL): Paging {
+  const top = Number(target.searchParams.get('$top') ?? '10');
+  const skip = Number(target.searchParams.get('$skip') ?? '0');
+  if (!Number.isInteger(top) || top < 1 || top > 1000 || !Number.isInteger(skip) || skip < 0) {
+    throw new GraphError(400, 'BadRequest', 'Invalid $top or $skip');
+  }
+  return { top, skip };
+}
+
+function selectOf(target: URL): string[] | undefined {
+  return target.searchParams
+    .get('$select')
+    ?.split(',')
+    .map((field) => field.trim());
+}
+
+/** The $select-ed fields of a listed message; Graph always includes its id. */
+function selected(full: Record<string, unknown>, select: string[] | undefined): Record<string, unknown> {
+  return select
+    ? Object.fromEntries(Object.entries(full).filter(([key]) => key === 'id' || select.includes(key)))
+    : full;
+}
+
+function checkLostAnswer(fault: GraphLostAnswerFault): void {
+  if (fault.lostAnswer !== 'hang' && fault.lostAnswer !== 'reset') {
+    throw new RangeError(`graph peer: lostAnswer must be 'hang' or 'reset', not ${String(fault.lostAnswer)}`);
+  }
+  const delay = fault.answerAfterMs;
+  // setTimeout would turn Infinity or NaN into 1 ms: the opposite of what was asked.
+  if (delay !== undefined && !(Number.isFinite(delay) && delay >= 0)) {
+    throw new RangeError(`graph peer: answerAfterMs must be a finite number >= 0, not ${delay}`);
+  }
 }
 
 function validateRecipient(value: unknown, field: string): void {
@@ -1759,6 +2224,11 @@ function missingParameter(name: string): OAuthError {
 function newMessageId(): string {
   // Shaped like Exchange ids: long, URL-safe base64 ending in '=', which clients must URL-encode.
   return `AAMkAG${randomBytes(42).toString('base64url')}AAA=`;
+}
+
+/** ISO 8601 to the second, as Graph reports message times: "2024-05-01T12:34:56Z". */
+function secondPrecision(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
 }
 
 /** Entra ID's timestamp format: "2024-05-01 12:34:56Z". */

@@ -13,7 +13,8 @@ import { createServerCertificate } from './certificates.ts';
  * A local SMTP peer (smtp-server based) on 127.0.0.1 that stands in for Exchange Online's inbound
  * MX (connector relay), Microsoft 365 client submission (587 + XOAUTH2) and third-party smart hosts.
  * It answers with Exchange's replies, records what it received and every command-level decision,
- * and can be told to refuse at any stage. Quiet: smtp-server's logger is off.
+ * and can be told to refuse at any stage, or to take a message and never say so (`SmtpLostReply`:
+ * the client cannot tell whether the message went). Quiet: smtp-server's logger is off.
  */
 
 export type SmtpAuthMethod = 'PLAIN' | 'LOGIN' | 'XOAUTH2';
@@ -40,6 +41,8 @@ export interface SmtpPeerOptions {
   hostname?: string;
   /** Called for each accepted message (local mode saves them as .eml files). */
   onReceived?: (message: ReceivedMessage) => void;
+  /** Consulted at each stage no queued fault matches (see `SmtpFaultPlan`). */
+  faultPlan?: SmtpFaultPlan;
 }
 
 export interface ReceivedMessage {
@@ -67,13 +70,50 @@ export interface SmtpRejection {
   reply: string;
   /** default Infinity for rcptTo with an address, else 1 */
   times?: number;
+  lostReply?: never;
 }
+
+/**
+ * No reply after DATA: the peer takes the whole message and records it in `received` (a real server
+ * would have queued it), then does not send the final reply. 'hang': never replies, and keeps the
+ * connection open until the client closes it; 'close': drops the connection at once.
+ */
+export interface SmtpLostReply {
+  stage: 'data';
+  lostReply: 'hang' | 'close';
+  /** Only transactions with this recipient (case-insensitive). */
+  address?: string;
+  /** default 1 */
+  times?: number;
+  reply?: never;
+}
+
+export type SmtpFault = SmtpRejection | SmtpLostReply;
+
+/**
+ * What the plan is told about the command: for auth the username, for mailFrom the sender, for
+ * rcptTo the recipient; for data the envelope's recipients.
+ */
+export interface SmtpFaultContext {
+  readonly address?: string;
+  readonly recipients?: readonly string[];
+}
+
+/**
+ * Decides, per command, whether to fail it (randomised soak tests). Consulted only when no queued
+ * fault matches; the stage, address and times of the fault it returns are ignored. A lostReply
+ * applies at the data stage only: returned for another stage, the peer refuses the command with
+ * `451 4.3.0` naming the mistake.
+ */
+export type SmtpFaultPlan = (stage: SmtpStage, context: SmtpFaultContext) => SmtpFault | undefined;
 
 export interface SmtpTranscriptEntry {
   stage: SmtpStage | 'starttls';
   address?: string;
   accepted: boolean;
   reply?: string;
+  /** data only: the message was accepted and recorded, and this is what became of the reply. */
+  lostReply?: SmtpLostReply['lostReply'];
 }
 
 export interface SmtpPeer {
@@ -86,9 +126,13 @@ export interface SmtpPeer {
   readonly transcript: readonly SmtpTranscriptEntry[];
   /** Connections accepted (to check pooling: several messages over one connection). */
   readonly connections: number;
-  reject(rejection: SmtpRejection): void;
+  /** Queues a refusal, or (stage data) a lost reply. */
+  reject(fault: SmtpFault): void;
+  /** Removes queued faults (not the fault plan). */
   clearRejections(): void;
-  /** Clears records (received, transcript, connection count) and rejections. */
+  /** Replaces the fault plan (undefined: none). reset() and clearRejections() leave it in place. */
+  setFaultPlan(plan: SmtpFaultPlan | undefined): void;
+  /** Clears records (received, transcript, connection count) and queued faults. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -100,9 +144,13 @@ const DEFAULT_HOSTNAME = 'mail-relay-smtp-peer.local';
 const REPLY_AUTH_FAILED = '535 5.7.3 Authentication unsuccessful';
 const REPLY_MUST_STARTTLS = '530 5.7.0 Must issue a STARTTLS command first';
 const REPLY_TOO_BIG = '552 5.3.4 Message size exceeds fixed maximum message size';
+/** The plan's mistakes are answered, visibly, rather than thrown inside smtp-server's handlers. */
+const REPLY_LOST_REPLY_MISPLACED =
+  '451 4.3.0 smtp peer: the fault plan returned a lostReply for a stage other than data';
+const REPLY_NOT_A_REPLY = '451 4.3.0 smtp peer: the fault plan returned a reply that is not an SMTP reply';
 
 interface QueuedRejection {
-  rejection: SmtpRejection;
+  rejection: SmtpFault;
   remaining: number;
 }
 
@@ -111,13 +159,19 @@ interface PeerUser {
   method: SmtpAuthMethod;
 }
 
+const SMTP_REPLY = /^([2-5]\d\d)(?: (.*))?$/s;
+
 /** An Error smtp-server writes as exactly `reply` (enhanced status codes are hidden, so nothing is prefixed). */
 function replyError(reply: string): Error & { responseCode: number } {
-  const match = /^([2-5]\d\d)(?: (.*))?$/s.exec(reply);
+  const match = SMTP_REPLY.exec(reply);
   if (!match) throw new Error(`Not an SMTP reply: ${JSON.stringify(reply)}`);
   const error = new Error(match[2] ?? '') as Error & { responseCode: number };
   error.responseCode = Number(match[1]);
   return error;
+}
+
+function isSmtpReply(reply: unknown): reply is string {
+  return typeof reply === 'string' && SMTP_REPLY.test(reply);
 }
 
 function sameAddress(a: string, b: string): boolean {
@@ -137,21 +191,43 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
   const received: ReceivedMessage[] = [];
   const transcript: SmtpTranscriptEntry[] = [];
   let rejections: QueuedRejection[] = [];
+  let faultPlan = options.faultPlan;
   let connections = 0;
   const sockets = new Set<Socket>();
 
-  /** Takes (counts down) the first rejection for this stage that matches. */
-  function takeRejection(stage: SmtpStage, matches: (address: string) => boolean): string | undefined {
+  /**
+   * The fault for this command: the first matching queued one (counted down), else the plan's.
+   * A rejection comes back as its reply text.
+   */
+  function takeFault(
+    stage: SmtpStage,
+    matches: (address: string) => boolean,
+    context: SmtpFaultContext,
+  ): string | SmtpLostReply | undefined {
     const queued = rejections.find(
       (entry) =>
         entry.remaining > 0 &&
         entry.rejection.stage === stage &&
         (entry.rejection.address === undefined || stage === 'connect' || matches(entry.rejection.address)),
     );
-    if (!queued) return undefined;
-    queued.remaining -= 1;
-    rejections = rejections.filter((entry) => entry.remaining > 0);
-    return queued.rejection.reply;
+    if (queued) {
+      queued.remaining -= 1;
+      rejections = rejections.filter((entry) => entry.remaining > 0);
+    }
+    const fault = queued?.rejection ?? faultPlan?.(stage, context);
+    if (fault === undefined) return undefined;
+    if (fault.lostReply === undefined) return isSmtpReply(fault.reply) ? fault.reply : REPLY_NOT_A_REPLY;
+    return stage === 'data' ? fault : REPLY_LOST_REPLY_MISPLACED;
+  }
+
+  /** The refusal for a command before DATA (a lostReply only applies at data). */
+  function takeRejection(
+    stage: Exclude<SmtpStage, 'data'>,
+    matches: (address: string) => boolean,
+    context: SmtpFaultContext,
+  ): string | undefined {
+    const fault = takeFault(stage, matches, context);
+    return typeof fault === 'string' ? fault : undefined;
   }
 
   function refuse(
@@ -194,7 +270,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
 
     onConnect(_session, callback) {
       connections += 1;
-      const reply = takeRejection('connect', () => true);
+      const reply = takeRejection('connect', () => true, {});
       if (reply) return refuse('connect', undefined, reply, callback);
       accept('connect');
       callback();
@@ -209,7 +285,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     onAuth(auth: SMTPServerAuthentication, _session, callback) {
       const method = auth.method as SmtpAuthMethod;
       const username = auth.username ?? '';
-      const reply = takeRejection('auth', (address) => sameAddress(address, username));
+      const reply = takeRejection('auth', (address) => sameAddress(address, username), { address: username });
       if (reply) return refuse('auth', username, reply, callback);
       let ok = false;
       if (authMethods.includes(method)) {
@@ -234,7 +310,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       if (requireTls && tlsMode !== 'none' && !session.secure) {
         return refuse('mailFrom', sender, REPLY_MUST_STARTTLS, callback);
       }
-      const reply = takeRejection('mailFrom', (wanted) => sameAddress(wanted, sender));
+      const reply = takeRejection('mailFrom', (wanted) => sameAddress(wanted, sender), { address: sender });
       if (reply) return refuse('mailFrom', sender, reply, callback);
       accept('mailFrom', sender);
       callback();
@@ -242,7 +318,9 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
 
     onRcptTo(address: SMTPServerAddress, _session, callback) {
       const recipient = address.address;
-      const reply = takeRejection('rcptTo', (wanted) => sameAddress(wanted, recipient));
+      const reply = takeRejection('rcptTo', (wanted) => sameAddress(wanted, recipient), {
+        address: recipient,
+      });
       if (reply) return refuse('rcptTo', recipient, reply, callback);
       accept('rcptTo', recipient);
       callback();
@@ -258,8 +336,10 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
         const rcptTo = session.envelope.rcptTo.map((recipient) => recipient.address);
         if (stream.sizeExceeded) return refuse('data', undefined, REPLY_TOO_BIG, callback);
-        const reply = takeRejection('data', (wanted) => rcptTo.some((to) => sameAddress(to, wanted)));
-        if (reply) return refuse('data', undefined, reply, callback);
+        const fault = takeFault('data', (wanted) => rcptTo.some((to) => sameAddress(to, wanted)), {
+          recipients: rcptTo,
+        });
+        if (typeof fault === 'string') return refuse('data', undefined, fault, callback);
         const user = session.user as PeerUser | undefined;
         const message: ReceivedMessage = {
           envelope: { mailFrom, rcptTo },
@@ -270,6 +350,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         };
         received.push(message);
         options.onReceived?.(message);
+        if (fault) return loseReply(session, fault.lostReply);
         accept('data');
         const id = `<${randomBytes(12).toString('hex')}@${hostname}>`;
         callback(null, `2.6.0 ${id} [InternalId=${received.length}] Queued mail for delivery`);
@@ -279,6 +360,18 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
       });
     },
   });
+
+  /** The message is in and recorded; the client never gets the reply that says so. */
+  function loseReply(session: SMTPServerSession, mode: SmtpLostReply['lostReply']): void {
+    transcript.push({ stage: 'data', accepted: true, lostReply: mode });
+    // Not calling onData's callback is the hang: smtp-server sends nothing and, while a handler is
+    // pending, does not time the client out, so the connection stays until the client closes it.
+    if (mode === 'hang') return;
+    for (const connection of server.connections) {
+      // After STARTTLS _socket is the TLS socket; destroying it drops the TCP connection too.
+      if (connection.session === session) connection._socket.destroy();
+    }
+  }
 
   // MAIL FROM with SIZE=n over the limit: smtp-server refuses before onMailFrom with its own text.
   // Give it Exchange's reply instead, on every connection.
@@ -335,14 +428,22 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     get connections() {
       return connections;
     },
-    reject(rejection: SmtpRejection): void {
-      replyError(rejection.reply); // validates the reply now rather than mid-session
-      const times =
-        rejection.times ?? (rejection.stage === 'rcptTo' && rejection.address !== undefined ? Infinity : 1);
-      rejections.push({ rejection, remaining: times });
+    reject(fault: SmtpFault): void {
+      // Validated now rather than mid-session.
+      if (fault.lostReply === undefined) replyError(fault.reply);
+      else if (fault.stage !== 'data' || (fault.lostReply !== 'hang' && fault.lostReply !== 'close')) {
+        throw new Error(
+          `smtp peer: a lostReply is 'hang' or 'close' at stage data: ${JSON.stringify(fault)}`,
+        );
+      }
+      const times = fault.times ?? (fault.stage === 'rcptTo' && fault.address !== undefined ? Infinity : 1);
+      rejections.push({ rejection: fault, remaining: times });
     },
     clearRejections(): void {
       rejections = [];
+    },
+    setFaultPlan(plan: SmtpFaultPlan | undefined): void {
+      faultPlan = plan;
     },
     reset(): void {
       received.length = 0;

@@ -1,9 +1,14 @@
 import { constants, randomUUID, sign } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { ConfidentialClientApplication, type INetworkModule, type NetworkResponse } from '@azure/msal-node';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createClientCertificate, type GeneratedCertificate } from '../../../local/peers/certificates.ts';
-import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
+import {
+  type GraphFaultPlanRequest,
+  type GraphPeer,
+  type RecordedRequest,
+  startGraphPeer,
+} from '../../../local/peers/graph-peer.ts';
 
 const TENANT = '72f988bf-0000-4000-8000-00000000beef';
 const CERT_CLIENT = '0a1b2c3d-0000-4000-8000-0000000000c1';
@@ -18,15 +23,19 @@ interface PeerResponse {
   json(): Record<string, unknown> & { error?: { code?: string; message?: string } };
 }
 
+interface RequestOptions {
+  method?: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  /** Aborting closes the client's connection (the client gives up). */
+  signal?: AbortSignal;
+}
+
 /** One HTTPS exchange with the peer, trusting its self-signed certificate. */
 function request(
   peer: GraphPeer,
-  {
-    method = 'GET',
-    url,
-    headers = {},
-    body,
-  }: { method?: string; url: string; headers?: Record<string, string>; body?: string | Buffer },
+  { method = 'GET', url, headers = {}, body, signal }: RequestOptions,
 ): Promise<PeerResponse> {
   return new Promise((resolve, reject) => {
     const outgoing = httpsRequest(
@@ -34,6 +43,7 @@ function request(
       {
         method,
         ca: peer.caCertificate,
+        ...(signal && { signal }),
         headers: {
           ...headers,
           ...(body !== undefined && { 'content-length': String(Buffer.byteLength(body)) }),
@@ -83,8 +93,13 @@ async function secretToken(peer: GraphPeer): Promise<string> {
   return String(response.json().access_token);
 }
 
-function graph(peer: GraphPeer, token: string | undefined, method: string, path: string, value?: unknown) {
-  return request(peer, {
+function graphRequest(
+  token: string | undefined,
+  method: string,
+  path: string,
+  value?: unknown,
+): RequestOptions {
+  return {
     method,
     url: `/v1.0/users/${encodeURIComponent(MAILBOX)}/${path}`,
     headers: {
@@ -92,8 +107,67 @@ function graph(peer: GraphPeer, token: string | undefined, method: string, path:
       ...(value !== undefined && { 'content-type': 'application/json' }),
     },
     ...(value !== undefined && { body: JSON.stringify(value) }),
+  };
+}
+
+function graph(peer: GraphPeer, token: string | undefined, method: string, path: string, value?: unknown) {
+  return request(peer, graphRequest(token, method, path, value));
+}
+
+/** A request whose outcome is watched rather than awaited, and that the client can give up on. */
+interface OpenRequest {
+  /** The response, or the error the client saw; never rejects. */
+  readonly outcome: Promise<{ response?: PeerResponse; error?: NodeJS.ErrnoException }>;
+  readonly settled: boolean;
+  giveUp(): void;
+}
+
+function openRequest(peer: GraphPeer, options: RequestOptions): OpenRequest {
+  const controller = new AbortController();
+  let settled = false;
+  const outcome = request(peer, { ...options, signal: controller.signal })
+    .then(
+      (response) => ({ response }),
+      (error: NodeJS.ErrnoException) => ({ error }),
+    )
+    .finally(() => {
+      settled = true;
+    });
+  return {
+    outcome,
+    get settled() {
+      return settled;
+    },
+    giveUp: () => controller.abort(),
+  };
+}
+
+/** Waits for the peer to record a request (it records a withheld answer as soon as it has processed it). */
+function recorded(peer: GraphPeer, matches: (request: RecordedRequest) => boolean): Promise<RecordedRequest> {
+  return vi.waitUntil(() => peer.requests.find(matches), { timeout: 10_000, interval: 5 });
+}
+
+/** GET a message lookup (whole mailbox or Sent Items) with Graph's OData query options. */
+async function findMessages(
+  peer: GraphPeer,
+  token: string,
+  folder: 'messages' | 'mailFolders/sentitems/messages',
+  query: Record<string, string> = {},
+): Promise<PeerResponse> {
+  // Encoded as Graph's SDKs do: percent-encoding, %20 for spaces.
+  const search = Object.entries(query)
+    .map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
+    .join('&');
+  return request(peer, {
+    url: `/v1.0/users/${encodeURIComponent(MAILBOX)}/${folder}${search ? `?${search}` : ''}`,
+    headers: { authorization: `Bearer ${token}` },
   });
 }
+
+/** The OData filter a client uses to look a message up by its internetMessageId. */
+const byInternetMessageId = (internetMessageId: string) => ({
+  $filter: `internetMessageId eq '${internetMessageId.replaceAll("'", "''")}'`,
+});
 
 /** A PS256 client assertion built by hand, as RFC 7523 and Entra ID describe it. */
 function clientAssertion(
@@ -492,6 +566,493 @@ describe('Graph peer', () => {
     expect(denied.json().error?.code).toBe('ErrorAccessDenied');
   });
 
+  it('records the client-request-id header of each request that has one', async () => {
+    const token = await secretToken(peer);
+    const correlation = randomUUID();
+    const sent = await request(peer, {
+      ...graphRequest(token, 'POST', 'sendMail', { message: message() }),
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        'client-request-id': correlation,
+      },
+    });
+    expect(sent.headers['client-request-id']).toBe(correlation);
+    await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    expect(
+      peer.requests
+        .filter((recorded) => recorded.operation === 'sendMail')
+        .map((recorded) => recorded.clientRequestId),
+    ).toEqual([correlation, undefined]);
+  });
+
+  describe('lost answers', () => {
+    it("'hang' delivers the sendMail, records it with status 0, and writes no answer until the client gives up", async () => {
+      const token = await secretToken(peer);
+      peer.injectFault({ operation: 'sendMail', mailbox: MAILBOX, lostAnswer: 'hang' });
+
+      const lost = openRequest(peer, graphRequest(token, 'POST', 'sendMail', { message: message() }));
+      const record = await recorded(peer, (entry) => entry.operation === 'sendMail');
+      expect(record).toMatchObject({
+        status: 0,
+        answerWithheld: { mode: 'hang', status: 202, outcome: 'pending' },
+      });
+      expect(peer.delivered).toHaveLength(1);
+      expect(peer.delivered[0]?.message).toMatchObject({ subject: 'Invoice 42' });
+
+      // The peer goes on answering other requests while that one waits.
+      const next = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+      expect(next.status).toBe(202);
+      expect(lost.settled).toBe(false);
+      expect(record.answerWithheld?.outcome).toBe('pending');
+
+      lost.giveUp();
+      const { response, error } = await lost.outcome;
+      expect(response).toBeUndefined();
+      expect(error?.name).toBe('AbortError');
+      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
+      expect(peer.delivered).toHaveLength(2);
+    });
+
+    it("'reset' delivers the sendMail, then drops the connection without an answer", async () => {
+      const token = await secretToken(peer);
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'reset' });
+
+      const { response, error } = await openRequest(
+        peer,
+        graphRequest(token, 'POST', 'sendMail', { message: message() }),
+      ).outcome;
+      expect(response).toBeUndefined();
+      expect(error?.code).toBe('ECONNRESET');
+      expect(peer.delivered).toHaveLength(1);
+      expect(peer.requests.find((entry) => entry.operation === 'sendMail')).toMatchObject({
+        status: 0,
+        answerWithheld: { mode: 'reset', status: 202, outcome: 'reset' },
+      });
+    });
+
+    it('answerAfterMs: a patient client gets the real answer late; a client that gives up first never does', async () => {
+      const token = await secretToken(peer);
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'hang', answerAfterMs: 300 });
+      const late = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+      expect(late.status).toBe(202);
+      const lateRecord = peer.requests.find((entry) => entry.operation === 'sendMail');
+      expect(lateRecord).toMatchObject({
+        status: 0,
+        answerWithheld: { mode: 'hang', answerAfterMs: 300, status: 202, outcome: 'answeredLate' },
+      });
+      // Timers fire no earlier than asked, however busy the machine.
+      expect((lateRecord?.endedAt ?? 0) - (lateRecord?.startedAt ?? 0)).toBeGreaterThanOrEqual(300);
+
+      // Far longer than this client waits: it gives up as soon as the peer has processed the request.
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'hang', answerAfterMs: 600_000 });
+      const impatient = openRequest(peer, graphRequest(token, 'POST', 'sendMail', { message: message() }));
+      const record = await recorded(peer, (entry) => entry !== lateRecord && entry.operation === 'sendMail');
+      impatient.giveUp();
+      expect((await impatient.outcome).response).toBeUndefined();
+      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
+      expect(peer.delivered).toHaveLength(2);
+
+      // With 'reset', answerAfterMs delays the reset instead.
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'reset', answerAfterMs: 200 });
+      const reset = await openRequest(peer, graphRequest(token, 'POST', 'sendMail', { message: message() }))
+        .outcome;
+      expect(reset.error?.code).toBe('ECONNRESET');
+      const resetRecord = peer.requests.at(-1);
+      expect(resetRecord?.answerWithheld).toMatchObject({
+        mode: 'reset',
+        answerAfterMs: 200,
+        outcome: 'reset',
+      });
+      expect((resetRecord?.endedAt ?? 0) - (resetRecord?.startedAt ?? 0)).toBeGreaterThanOrEqual(200);
+      expect(peer.delivered).toHaveLength(3);
+    });
+
+    it('loses the answer of a token request after issuing the token', async () => {
+      peer.injectFault({ operation: 'token', lostAnswer: 'reset' });
+      const { response, error } = await openRequest(peer, {
+        url: peer.tokenEndpoint,
+        ...form({
+          grant_type: 'client_credentials',
+          client_id: SECRET_CLIENT,
+          client_secret: SECRET,
+          scope: `${peer.graphEndpoint}/.default`,
+        }),
+      }).outcome;
+      expect(response).toBeUndefined();
+      expect(error?.code).toBe('ECONNRESET');
+      expect(peer.tokenRequests).toEqual([
+        expect.objectContaining({ clientId: SECRET_CLIENT, granted: true }),
+      ]);
+      expect(peer.requests).toEqual([
+        expect.objectContaining({
+          operation: 'token',
+          status: 0,
+          answerWithheld: expect.objectContaining({ status: 200 }),
+        }),
+      ]);
+    });
+
+    it('refuses a lost-answer fault it could not honour', () => {
+      expect(() => peer.injectFault({ lostAnswer: 'hang', answerAfterMs: Number.POSITIVE_INFINITY })).toThrow(
+        RangeError,
+      );
+      expect(() => peer.injectFault({ lostAnswer: 'hang', answerAfterMs: -1 })).toThrow(RangeError);
+    });
+  });
+
+  describe('internetMessageId', () => {
+    it("keeps the client's msg-id on sendMail and assigns one when it is absent", async () => {
+      const token = await secretToken(peer);
+      const accepted = [
+        '<invoice-42.2026-11-22@contoso.com>',
+        "<o'brien+1@contoso.com>",
+        '<a1b2@[127.0.0.1]>',
+      ];
+      for (const internetMessageId of accepted) {
+        const sent = await graph(peer, token, 'POST', 'sendMail', {
+          message: message({ internetMessageId }),
+        });
+        expect(sent.status).toBe(202);
+      }
+      await graph(peer, token, 'POST', 'sendMail', { message: message() });
+      await graph(peer, token, 'POST', 'sendMail', { message: message() });
+
+      const ids = peer.delivered.map((delivered) => delivered.internetMessageId);
+      expect(ids.slice(0, 3)).toEqual(accepted);
+      for (const assigned of ids.slice(3)) expect(assigned).toMatch(/^<[0-9a-f-]{36}@[a-z0-9.-]+>$/);
+      expect(ids[3]).not.toBe(ids[4]);
+    });
+
+    it('refuses a malformed msg-id with 400 ErrorInvalidInternetMessageId and delivers nothing', async () => {
+      const token = await secretToken(peer);
+      for (const internetMessageId of [
+        'invoice-42@contoso.com',
+        '<invoice-42>',
+        '<two words@contoso.com>',
+        '<a..b@contoso.com>',
+        '<a@b@contoso.com>',
+        '',
+      ]) {
+        const refused = await graph(peer, token, 'POST', 'sendMail', {
+          message: message({ internetMessageId }),
+        });
+        expect(refused.status).toBe(400);
+        expect(refused.json().error?.code).toBe('ErrorInvalidInternetMessageId');
+        expect(refused.json().error?.message).toContain('is invalid');
+        const draft = await graph(peer, token, 'POST', 'messages', message({ internetMessageId }));
+        expect(draft.json().error?.code).toBe('ErrorInvalidInternetMessageId');
+      }
+      expect(peer.delivered).toHaveLength(0);
+      expect(peer.openDrafts()).toBe(0);
+    });
+
+    it("gives a draft the client's msg-id or its own, and delivers the draft with it", async () => {
+      const token = await secretToken(peer);
+      const chosen = await graph(
+        peer,
+        token,
+        'POST',
+        'messages',
+        message({ internetMessageId: '<draft-1@contoso.com>' }),
+      );
+      expect(chosen.status).toBe(201);
+      expect(chosen.json()).toMatchObject({ internetMessageId: '<draft-1@contoso.com>', isDraft: true });
+      const assigned = await graph(peer, token, 'POST', 'messages', message());
+      const assignedId = String(assigned.json().internetMessageId);
+      expect(assignedId).toMatch(/^<[0-9a-f-]{36}@[a-z0-9.-]+>$/);
+
+      for (const draft of [chosen, assigned]) {
+        const sent = await graph(
+          peer,
+          token,
+          'POST',
+          `messages/${encodeURIComponent(String(draft.json().id))}/send`,
+        );
+        expect(sent.status).toBe(202);
+      }
+      expect(peer.delivered.map((delivered) => [delivered.via, delivered.internetMessageId])).toEqual([
+        ['draft', '<draft-1@contoso.com>'],
+        ['draft', assignedId],
+      ]);
+    });
+  });
+
+  describe('mailbox store and lookup by internetMessageId', () => {
+    it('keeps a sendMail in Sent Items when saveToSentItems is true, and finds it in the mailbox and in Sent Items', async () => {
+      const token = await secretToken(peer);
+      const saved = '<saved.1@contoso.com>';
+      const unsaved = '<unsaved.1@contoso.com>';
+      await graph(peer, token, 'POST', 'sendMail', {
+        message: message({ internetMessageId: saved }),
+        saveToSentItems: true,
+      });
+      await graph(peer, token, 'POST', 'sendMail', {
+        message: message({ internetMessageId: unsaved }),
+        saveToSentItems: false,
+      });
+      // sendMail's default is true.
+      await graph(peer, token, 'POST', 'sendMail', { message: message({ subject: 'default' }) });
+
+      for (const folder of ['messages', 'mailFolders/sentitems/messages'] as const) {
+        const found = await findMessages(peer, token, folder, byInternetMessageId(saved));
+        expect(found.status).toBe(200);
+        expect(found.json().value).toEqual([
+          {
+            id: expect.stringMatching(/^AAMk/),
+            internetMessageId: saved,
+            isDraft: false,
+            parentFolderId: peer.mailFolderId(MAILBOX, 'sentitems'),
+            receivedDateTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
+            sentDateTime: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/),
+            subject: 'Invoice 42',
+          },
+        ]);
+        expect((await findMessages(peer, token, folder, byInternetMessageId(unsaved))).json().value).toEqual(
+          [],
+        );
+      }
+      const everything = await findMessages(peer, token, 'mailFolders/sentitems/messages');
+      expect((everything.json().value as { subject: string }[]).map((found) => found.subject)).toEqual([
+        'default',
+        'Invoice 42',
+      ]);
+      expect(peer.requests.filter((entry) => entry.operation === 'findMessages')).toHaveLength(5);
+    });
+
+    it('finds a draft in the mailbox (not in Sent Items) until it is sent, then in Sent Items under a new id', async () => {
+      const token = await secretToken(peer);
+      const internetMessageId = '<draft-lookup.7@contoso.com>';
+      const draft = await graph(peer, token, 'POST', 'messages', message({ internetMessageId }));
+      const draftId = String(draft.json().id);
+
+      const asDraft = await findMessages(peer, token, 'messages', byInternetMessageId(internetMessageId));
+      expect(asDraft.json().value).toEqual([
+        expect.objectContaining({
+          id: draftId,
+          isDraft: true,
+          parentFolderId: peer.mailFolderId(MAILBOX, 'drafts'),
+          sentDateTime: null,
+        }),
+      ]);
+      expect(
+        (
+          await findMessages(
+            peer,
+            token,
+            'mailFolders/sentitems/messages',
+            byInternetMessageId(internetMessageId),
+          )
+        ).json().value,
+      ).toEqual([]);
+
+      await graph(peer, token, 'POST', `messages/${encodeURIComponent(draftId)}/send`);
+      const asSent = (
+        await findMessages(peer, token, 'messages', byInternetMessageId(internetMessageId))
+      ).json().value as Record<string, unknown>[];
+      expect(asSent).toEqual([
+        expect.objectContaining({
+          internetMessageId,
+          isDraft: false,
+          parentFolderId: peer.mailFolderId(MAILBOX, 'sentitems'),
+        }),
+      ]);
+      expect(asSent[0]?.id).not.toBe(draftId);
+
+      // A deleted draft is gone from the mailbox.
+      const discarded = await graph(
+        peer,
+        token,
+        'POST',
+        'messages',
+        message({ internetMessageId: '<gone@contoso.com>' }),
+      );
+      await graph(peer, token, 'DELETE', `messages/${encodeURIComponent(String(discarded.json().id))}`);
+      expect(
+        (await findMessages(peer, token, 'messages', byInternetMessageId('<gone@contoso.com>'))).json().value,
+      ).toEqual([]);
+    });
+
+    it('finds an Inbox message by the Message-ID of its MIME in the mailbox only', async () => {
+      const token = await secretToken(peer);
+      peer.deliverToInbox(
+        MAILBOX,
+        'From: ana@example.org\r\nSubject: Re: Invoice 42\r\nMessage-ID: <reply.9@example.org>\r\nDate: Sun, 22 Nov 2026 10:00:00 +0000\r\n\r\nThanks\r\n',
+        new Date('2026-11-22T10:00:05Z'),
+      );
+      const found = await findMessages(peer, token, 'messages', byInternetMessageId('<reply.9@example.org>'));
+      expect(found.json().value).toEqual([
+        expect.objectContaining({
+          isDraft: false,
+          parentFolderId: peer.mailFolderId(MAILBOX, 'inbox'),
+          sentDateTime: '2026-11-22T10:00:00Z',
+          receivedDateTime: '2026-11-22T10:00:05Z',
+          subject: 'Re: Invoice 42',
+        }),
+      ]);
+      expect(
+        (
+          await findMessages(
+            peer,
+            token,
+            'mailFolders/sentitems/messages',
+            byInternetMessageId('<reply.9@example.org>'),
+          )
+        ).json().value,
+      ).toEqual([]);
+
+      // Without Message-ID and Date headers: an assigned msg-id, and the arrival time as sentDateTime.
+      const bare = peer.deliverToInbox(
+        MAILBOX,
+        'Subject: bare\r\n\r\nbody\r\n',
+        new Date('2026-11-22T11:00:00Z'),
+      );
+      const inbox = await request(peer, {
+        url: `/v1.0/users/${MAILBOX}/mailFolders/inbox/messages?$select=internetMessageId`,
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const bareListed = (inbox.json().value as { id: string; internetMessageId: string }[]).find(
+        (listed) => listed.id === bare,
+      );
+      expect(bareListed?.internetMessageId).toMatch(/^<[0-9a-f-]{36}@[a-z0-9.-]+>$/);
+      const bareFound = await findMessages(
+        peer,
+        token,
+        'messages',
+        byInternetMessageId(bareListed?.internetMessageId ?? ''),
+      );
+      expect(bareFound.json().value).toEqual([
+        expect.objectContaining({ id: bare, sentDateTime: '2026-11-22T11:00:00Z' }),
+      ]);
+    });
+
+    it('honours $select and $top, matches a quote escaped as in OData, and refuses other filters and fields', async () => {
+      const token = await secretToken(peer);
+      const quoted = "<o'brien.3@contoso.com>";
+      await graph(peer, token, 'POST', 'sendMail', { message: message({ internetMessageId: quoted }) });
+      await graph(peer, token, 'POST', 'sendMail', {
+        message: message({ internetMessageId: '<other.3@contoso.com>' }),
+      });
+
+      const selected = await findMessages(peer, token, 'messages', {
+        ...byInternetMessageId(quoted),
+        $select: 'internetMessageId,isDraft',
+      });
+      expect(selected.json().value).toEqual([
+        { id: expect.any(String), internetMessageId: quoted, isDraft: false },
+      ]);
+
+      const firstPage = await findMessages(peer, token, 'mailFolders/sentitems/messages', {
+        $select: 'internetMessageId',
+        $top: '1',
+      });
+      expect(firstPage.json().value).toEqual([
+        { id: expect.any(String), internetMessageId: '<other.3@contoso.com>' },
+      ]);
+      const secondPage = await request(peer, {
+        url: String(firstPage.json()['@odata.nextLink']),
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(secondPage.json().value).toEqual([{ id: expect.any(String), internetMessageId: quoted }]);
+
+      const refusedQueries: Record<string, string>[] = [
+        { $filter: "subject eq 'Invoice 42'" },
+        { $filter: `internetMessageId eq ${quoted}` },
+        { $filter: "internetMessageId eq '<a@b.c>' or internetMessageId eq '<d@e.f>'" },
+        { $select: 'id,body' },
+        { $orderby: 'sentDateTime desc' },
+        { $top: '0' },
+      ];
+      for (const query of refusedQueries) {
+        const refused = await findMessages(peer, token, 'messages', query);
+        expect(refused.status).toBe(400);
+      }
+      const unauthenticated = await request(peer, { url: `/v1.0/users/${MAILBOX}/messages` });
+      expect(unauthenticated.status).toBe(401);
+    });
+
+    it('answers a lookup with an injected 403 ErrorAccessDenied, as Graph does without Mail.Read', async () => {
+      const token = await secretToken(peer);
+      peer.injectFault({
+        operation: 'findMessages',
+        mailbox: MAILBOX,
+        status: 403,
+        code: 'ErrorAccessDenied',
+        times: 2,
+      });
+      for (const folder of ['messages', 'mailFolders/sentitems/messages'] as const) {
+        const denied = await findMessages(peer, token, folder, byInternetMessageId('<x@contoso.com>'));
+        expect(denied.status).toBe(403);
+        expect(denied.json().error?.code).toBe('ErrorAccessDenied');
+      }
+      expect((await findMessages(peer, token, 'messages')).status).toBe(200);
+    });
+  });
+
+  describe('fault plan', () => {
+    it('is consulted for each token and Graph request no queued fault matches, until it is removed', async () => {
+      const consulted: GraphFaultPlanRequest[] = [];
+      let sendMails = 0;
+      peer.setFaultPlan((planned) => {
+        consulted.push(planned);
+        if (planned.operation === 'sendMail') {
+          sendMails += 1;
+          return sendMails % 2 === 0 ? { status: 503, code: 'ServiceUnavailable' } : undefined;
+        }
+        if (planned.operation === 'findMessages') return { lostAnswer: 'reset' };
+        return undefined;
+      });
+      try {
+        const token = await secretToken(peer);
+        const statuses = [];
+        for (let index = 0; index < 3; index += 1) {
+          statuses.push((await graph(peer, token, 'POST', 'sendMail', { message: message() })).status);
+        }
+        expect(statuses).toEqual([202, 503, 202]);
+        expect(peer.delivered).toHaveLength(2);
+
+        // A queued fault comes first; the plan is not asked about that request.
+        peer.injectFault({
+          operation: 'sendMail',
+          status: 429,
+          code: 'TooManyRequests',
+          retryAfterSeconds: 1,
+        });
+        expect((await graph(peer, token, 'POST', 'sendMail', { message: message() })).status).toBe(429);
+
+        // A planned lost answer: the lookup is processed, its answer lost.
+        const lookup = await openRequest(peer, {
+          url: `/v1.0/users/${MAILBOX}/messages`,
+          headers: { authorization: `Bearer ${token}` },
+        }).outcome;
+        expect(lookup.error?.code).toBe('ECONNRESET');
+        expect(peer.requests.at(-1)).toMatchObject({
+          operation: 'findMessages',
+          status: 0,
+          answerWithheld: { mode: 'reset', status: 200 },
+        });
+
+        expect(consulted).toEqual([
+          { operation: 'token' },
+          { operation: 'sendMail', mailbox: MAILBOX },
+          { operation: 'sendMail', mailbox: MAILBOX },
+          { operation: 'sendMail', mailbox: MAILBOX },
+          { operation: 'findMessages', mailbox: MAILBOX },
+        ]);
+
+        // reset() keeps the plan (it is configuration); setFaultPlan(undefined) removes it.
+        peer.reset();
+        const again = await secretToken(peer);
+        expect(consulted).toHaveLength(6);
+        peer.setFaultPlan(undefined);
+        expect((await graph(peer, again, 'POST', 'sendMail', { message: message() })).status).toBe(202);
+        expect(consulted).toHaveLength(6);
+      } finally {
+        peer.setFaultPlan(undefined);
+      }
+    });
+  });
+
   describe('@azure/msal-node against the peer', () => {
     /** MSAL's network module over node:https, trusting the peer's certificate. */
     const networkClient = (): INetworkModule => {
@@ -610,5 +1171,47 @@ describe('Graph peer concurrency accounting', () => {
       await graph(peer, token, 'POST', 'sendMail', { message: message() });
     }
     expect(peer.maxConcurrency(MAILBOX)).toBe(1);
+  });
+});
+
+describe('Graph peer started for one test', () => {
+  it('takes its fault plan from the start options, and refuses a plan fault it could not honour with a 500', async () => {
+    const peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
+      faultPlan: ({ operation }) =>
+        operation === 'sendMail'
+          ? { status: 503, code: 'ServiceUnavailable' }
+          : operation === 'createDraft'
+            ? { lostAnswer: 'hang', answerAfterMs: Number.NaN }
+            : undefined,
+    });
+    try {
+      const token = await secretToken(peer);
+      const unavailable = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+      expect(unavailable.status).toBe(503);
+      expect(unavailable.json().error?.code).toBe('ServiceUnavailable');
+      const misplanned = await graph(peer, token, 'POST', 'messages', message());
+      expect(misplanned.status).toBe(500);
+      expect(misplanned.json().error?.message).toMatch(/answerAfterMs/);
+      expect(peer.delivered).toHaveLength(0);
+      expect(peer.openDrafts()).toBe(0);
+    } finally {
+      await peer.close();
+    }
+  });
+
+  it('close() ends while an answer is still withheld', async () => {
+    const peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
+    });
+    const token = await secretToken(peer);
+    peer.injectFault({ operation: 'sendMail', lostAnswer: 'hang' });
+    const lost = openRequest(peer, graphRequest(token, 'POST', 'sendMail', { message: message() }));
+    const record = await recorded(peer, (entry) => entry.operation === 'sendMail');
+    await peer.close();
+    expect((await lost.outcome).response).toBeUndefined();
+    await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
   });
 });

@@ -3,10 +3,17 @@ import { request as httpsRequest } from 'node:https';
 import { connect as netConnect } from 'node:net';
 import { simpleParser } from 'mailparser';
 import { createTransport } from 'nodemailer';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startGraphPeer } from '../../../local/peers/graph-peer.ts';
-import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../local/peers/smtp-peer.ts';
+import {
+  type SmtpFaultContext,
+  type SmtpPeer,
+  type SmtpPeerOptions,
+  type SmtpStage,
+  startSmtpPeer,
+} from '../../../local/peers/smtp-peer.ts';
 
 const FROM = 'noreply@contoso.com';
 const TO = 'alice@fabrikam.com';
@@ -296,6 +303,169 @@ describe('smtp peer', () => {
     expect(replies[1]).not.toContain('STARTTLS');
     expect(replies[1]).not.toContain('AUTH');
     expect(replies[2]).toBe('552 5.3.4 Message size exceeds fixed maximum message size');
+  });
+});
+
+describe('smtp peer lost replies and fault plan', () => {
+  it("'hang' after DATA: records the message, never replies, and keeps the connection until the client closes it", async () => {
+    const peer = await peerWith();
+    peer.reject({ stage: 'data', lostReply: 'hang' });
+
+    // nodemailer's connection class: the test decides when the client gives up.
+    const client = new SMTPConnection({
+      host: peer.host,
+      port: peer.port,
+      secure: false,
+      tls: { ca: peer.caCertificate, servername: 'localhost' },
+    });
+    client.on('error', () => {});
+    await new Promise<void>((resolve, reject) =>
+      client.connect((error) => (error ? reject(error) : resolve())),
+    );
+    let ended = false;
+    client.once('end', () => {
+      ended = true;
+    });
+    let replied = false;
+    client.send({ from: FROM, to: [TO] }, 'Subject: lost\r\n\r\nbody\r\n', () => {
+      replied = true;
+    });
+
+    await vi.waitUntil(() => peer.received.length === 1, { timeout: 10_000, interval: 5 });
+    expect(peer.received[0]?.envelope).toEqual({ mailFrom: FROM, rcptTo: [TO] });
+    expect(peer.received[0]?.secure).toBe(true);
+    expect(peer.transcript.at(-1)).toEqual({ stage: 'data', accepted: true, lostReply: 'hang' });
+
+    // Another client is served meanwhile; the first still has neither a reply nor a closed connection.
+    await transportFor(peer).sendMail({ from: FROM, to: TO, text: 'next' });
+    expect(peer.received).toHaveLength(2);
+    expect(replied).toBe(false);
+    expect(ended).toBe(false);
+
+    client.close();
+    expect(replied).toBe(false);
+  });
+
+  it("'close' after DATA: records the message and drops the connection without a reply, for the matching recipient only", async () => {
+    const peer = await peerWith();
+    peer.reject({ stage: 'data', address: 'BOB@fabrikam.com', lostReply: 'close' });
+
+    await transportFor(peer).sendMail({ from: FROM, to: TO, text: 'to alice' });
+    const error = await sendError(
+      transportFor(peer).sendMail({ from: FROM, to: 'bob@fabrikam.com', text: 'to bob' }),
+    );
+    expect(error.code).toBe('ECONNECTION');
+    expect(error.message).toMatch(/Connection closed unexpectedly/);
+    expect(error.responseCode).toBeUndefined();
+    expect(peer.received.map((message) => message.envelope.rcptTo)).toEqual([[TO], ['bob@fabrikam.com']]);
+    expect(peer.transcript.filter((entry) => entry.stage === 'data')).toEqual([
+      { stage: 'data', accepted: true },
+      { stage: 'data', accepted: true, lostReply: 'close' },
+    ]);
+
+    // Used once (times defaults to 1): the next message to bob is answered.
+    const info = await transportFor(peer).sendMail({ from: FROM, to: 'bob@fabrikam.com', text: 'again' });
+    expect(info.response).toMatch(/^250 2\.6\.0 /);
+    expect(peer.received).toHaveLength(3);
+  });
+
+  it('refuses to queue a lostReply for a stage other than data', async () => {
+    const peer = await peerWith();
+    expect(() =>
+      peer.reject({ stage: 'rcptTo', lostReply: 'hang' } as unknown as Parameters<SmtpPeer['reject']>[0]),
+    ).toThrow(/stage data/);
+  });
+
+  it('asks the fault plan at each stage no queued fault matches, until it is removed', async () => {
+    const asked: [SmtpStage, SmtpFaultContext][] = [];
+    const peer = await peerWith();
+    peer.setFaultPlan((stage, context) => {
+      asked.push([stage, context]);
+      if (stage === 'rcptTo' && context.address === 'ghost@fabrikam.com') {
+        return {
+          stage,
+          reply: '550 5.1.1 RESOLVER.ADR.RecipNotFound; Recipient not found by SMTP address lookup',
+        };
+      }
+      if (stage === 'data' && context.recipients?.includes('carol@fabrikam.com')) {
+        return { stage, lostReply: 'close' };
+      }
+      if (stage === 'mailFrom' && context.address === 'misplaced@contoso.com') {
+        return { stage: 'data', lostReply: 'hang' };
+      }
+      if (stage === 'mailFrom' && context.address === 'garbled@contoso.com') {
+        return { stage, reply: 'busy, come back later' };
+      }
+      return undefined;
+    });
+
+    const info = await transportFor(peer).sendMail({ from: FROM, to: [TO, 'ghost@fabrikam.com'], text: 'x' });
+    expect(info.rejected).toEqual(['ghost@fabrikam.com']);
+    expect(asked).toEqual([
+      ['connect', {}],
+      ['mailFrom', { address: FROM }],
+      ['rcptTo', { address: TO }],
+      ['rcptTo', { address: 'ghost@fabrikam.com' }],
+      ['data', { recipients: [TO] }],
+    ]);
+
+    const lost = await sendError(
+      transportFor(peer).sendMail({ from: FROM, to: 'carol@fabrikam.com', text: 'x' }),
+    );
+    expect(lost.code).toBe('ECONNECTION');
+    expect(peer.received.map((message) => message.envelope.rcptTo)).toEqual([[TO], ['carol@fabrikam.com']]);
+
+    // A queued rejection comes first: the plan is not asked about that MAIL FROM.
+    peer.reject({ stage: 'mailFrom', reply: '451 4.7.500 Server busy. Please try again later.' });
+    asked.length = 0;
+    const busy = await sendError(transportFor(peer).sendMail({ from: FROM, to: TO, text: 'x' }));
+    expect(busy.response).toBe('451 4.7.500 Server busy. Please try again later.');
+    expect(asked.map(([stage]) => stage)).toEqual(['connect']);
+
+    // A lostReply before DATA cannot be honoured; the peer says so in its reply.
+    const misplaced = await sendError(
+      transportFor(peer).sendMail({ from: 'misplaced@contoso.com', to: TO, text: 'x' }),
+    );
+    expect(misplaced.responseCode).toBe(451);
+    expect(misplaced.response).toMatch(/^451 4\.3\.0 smtp peer: .*lostReply/);
+    const garbled = await sendError(
+      transportFor(peer).sendMail({ from: 'garbled@contoso.com', to: TO, text: 'x' }),
+    );
+    expect(garbled.response).toMatch(/^451 4\.3\.0 smtp peer: .*not an SMTP reply/);
+
+    peer.setFaultPlan(undefined);
+    asked.length = 0;
+    await transportFor(peer).sendMail({
+      from: FROM,
+      to: ['ghost@fabrikam.com', 'carol@fabrikam.com'],
+      text: 'x',
+    });
+    expect(asked).toEqual([]);
+    expect(peer.received).toHaveLength(3);
+  });
+
+  it('takes its fault plan from the start options, and tells it the AUTH username', async () => {
+    const reply = '454 4.7.0 Temporary authentication failure';
+    const peer = await peerWith({
+      authMethods: ['PLAIN'],
+      users: [
+        { username: 'relay@contoso.com', password: 'right' },
+        { username: 'other@contoso.com', password: 'right' },
+      ],
+      faultPlan: (stage, { address }) =>
+        stage === 'auth' && address === 'relay@contoso.com' ? { stage, reply } : undefined,
+    });
+    const as = (user: string) =>
+      transportFor(peer, { authMethod: 'PLAIN', auth: { user, pass: 'right' } }).sendMail({
+        from: FROM,
+        to: TO,
+        text: 'x',
+      });
+    const error = await sendError(as('relay@contoso.com'));
+    expect(error.code).toBe('EAUTH');
+    expect(error.response).toBe(reply);
+    await as('other@contoso.com');
+    expect(peer.received.map((message) => message.authenticatedUser)).toEqual(['other@contoso.com']);
   });
 });
 

@@ -1,0 +1,209 @@
+import { SESv2Client, SESv2ServiceException, SendEmailCommand } from '@aws-sdk/client-sesv2';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type RunningEmulator, startSesEmulator } from '../../local/emulators.ts';
+import {
+  type CapturedSend,
+  type InjectedFault,
+  SesCapture,
+  type SesCaptureOptions,
+} from '../../local/ses-capture.ts';
+
+const FROM = 'billing@example.com';
+
+let emulator: RunningEmulator;
+let capture: SesCapture;
+let client: SESv2Client;
+/** What the capture's onSent listeners were given. */
+let heard: CapturedSend[];
+
+beforeAll(async () => {
+  emulator = await startSesEmulator(0);
+});
+afterAll(() => emulator.stop());
+
+async function startCapture(options: SesCaptureOptions = {}): Promise<void> {
+  capture = new SesCapture(emulator.endpoint, options);
+  heard = [];
+  capture.onSent((send) => heard.push(send));
+  const endpoint = await capture.listen(0);
+  // One attempt: every request the test makes is one the capture sees.
+  client = new SESv2Client({
+    region: 'us-east-1',
+    endpoint,
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts: 1,
+  });
+  await fetch(`${emulator.endpoint}/clear-store`, { method: 'POST' });
+}
+
+beforeEach(() => startCapture());
+afterEach(async () => {
+  client.destroy();
+  await capture.close();
+});
+
+/** A send whose outcome is watched rather than awaited, and that the client can give up on. */
+function openSend(subject: string) {
+  const controller = new AbortController();
+  let settled = false;
+  const outcome = client
+    .send(
+      new SendEmailCommand({
+        FromEmailAddress: FROM,
+        Destination: { ToAddresses: ['customer@example.org'] },
+        Content: { Raw: { Data: Buffer.from(`From: ${FROM}\r\nSubject: ${subject}\r\n\r\nbody\r\n`) } },
+      }),
+      { abortSignal: controller.signal },
+    )
+    .then(
+      (output) => ({ messageId: output.MessageId, error: undefined }),
+      (error: Error & { code?: string; $metadata?: { httpStatusCode?: number } }) => ({
+        messageId: undefined,
+        error,
+      }),
+    )
+    .finally(() => {
+      settled = true;
+    });
+  return {
+    outcome,
+    get settled() {
+      return settled;
+    },
+    giveUp: () => controller.abort(),
+  };
+}
+
+const send = (subject: string) => openSend(subject).outcome;
+
+/** The capture records a forwarded send as soon as the emulator accepted it, before any answer. */
+const captured = (count: number) =>
+  vi.waitUntil(() => capture.sent.length >= count, { timeout: 10_000, interval: 5 });
+
+async function emulatorMessageIds(): Promise<string[]> {
+  const store = (await (await fetch(`${emulator.endpoint}/store`)).json()) as {
+    emails: { messageId: string }[];
+  };
+  return store.emails.map((email) => email.messageId);
+}
+
+describe('SES capture', () => {
+  it('answers an injected error without forwarding the send, as before', async () => {
+    capture.injectFault({ status: 503, code: 'ServiceUnavailable' });
+    const { error } = await send('refused');
+    expect(error).toBeInstanceOf(SESv2ServiceException);
+    expect(error?.name).toBe('ServiceUnavailable');
+    expect(error?.$metadata?.httpStatusCode).toBe(503);
+    expect(capture.sent).toEqual([]);
+    expect(await emulatorMessageIds()).toEqual([]);
+
+    const { messageId } = await send('next');
+    expect(capture.sent.map((sent) => sent.messageId)).toEqual([messageId]);
+    expect(capture.sendAttempts).toBe(2);
+  });
+
+  it("'hang' forwards and records the send, then never answers until the client gives up", async () => {
+    capture.injectFault({ lostAnswer: 'hang' });
+    const lost = openSend('lost');
+    await captured(1);
+    expect(capture.sent[0]).toMatchObject({ fromEmailAddress: FROM, answerWithheld: 'hang' });
+    expect(heard).toEqual([capture.sent[0]]);
+    expect(await emulatorMessageIds()).toEqual([capture.sent[0]?.messageId]);
+
+    // The capture answers other sends meanwhile; the first one is still waiting.
+    const next = await send('next');
+    expect(next.messageId).toBe(capture.sent[1]?.messageId);
+    expect(lost.settled).toBe(false);
+
+    lost.giveUp();
+    const { messageId, error } = await lost.outcome;
+    expect(messageId).toBeUndefined();
+    expect(error?.name).toBe('AbortError');
+    expect(capture.sendAttempts).toBe(2);
+  });
+
+  it("'reset' forwards and records the send, then drops the connection without an answer", async () => {
+    capture.injectFault({ lostAnswer: 'reset' });
+    const { messageId, error } = await send('reset');
+    expect(messageId).toBeUndefined();
+    expect(error?.$metadata?.httpStatusCode).toBeUndefined();
+    // The SDK's name for a connection that ended without a response.
+    expect(error?.code).toBe('ECONNRESET');
+    expect(capture.sent).toHaveLength(1);
+    expect(capture.sent[0]?.answerWithheld).toBe('reset');
+    expect(heard).toHaveLength(1);
+    expect(await emulatorMessageIds()).toEqual([capture.sent[0]?.messageId]);
+  });
+
+  it('answerAfterMs: a patient client gets the real answer late; a client that gives up first never does', async () => {
+    capture.injectFault({ lostAnswer: 'hang', answerAfterMs: 300 });
+    const startedAt = Date.now();
+    const late = await send('late');
+    // Timers fire no earlier than asked, however busy the machine.
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300);
+    expect(late.messageId).toBe(capture.sent[0]?.messageId);
+
+    capture.injectFault({ lostAnswer: 'hang', answerAfterMs: 600_000 });
+    const impatient = openSend('impatient');
+    await captured(2);
+    impatient.giveUp();
+    const { messageId, error } = await impatient.outcome;
+    expect(messageId).toBeUndefined();
+    expect(error?.name).toBe('AbortError');
+    expect(await emulatorMessageIds()).toEqual(capture.sent.map((sent) => sent.messageId));
+  });
+
+  it('close() drops a connection whose answer is withheld instead of waiting for it', async () => {
+    capture.injectFault({ lostAnswer: 'hang' });
+    const lost = openSend('lost');
+    await captured(1);
+    await capture.close();
+    const { messageId, error } = await lost.outcome;
+    expect(messageId).toBeUndefined();
+    expect(error?.name).not.toBe('AbortError');
+  });
+
+  it('refuses a lost-answer fault it could not honour', () => {
+    expect(() =>
+      capture.injectFault({ lostAnswer: 'hang', answerAfterMs: Number.POSITIVE_INFINITY }),
+    ).toThrow(RangeError);
+    expect(() => capture.injectFault({ lostAnswer: 'reset', answerAfterMs: Number.NaN })).toThrow(RangeError);
+  });
+
+  it('consults the fault plan (constructor option or setter) for each send no injected fault is left for', async () => {
+    client.destroy();
+    await capture.close();
+    const plan: (InjectedFault | undefined)[] = [
+      undefined,
+      { status: 400, code: 'MessageRejected', message: 'Email address is not verified.' },
+      { lostAnswer: 'reset' },
+    ];
+    let asked = 0;
+    await startCapture({
+      faultPlan: () => {
+        asked += 1;
+        return plan.shift();
+      },
+    });
+
+    expect((await send('one')).messageId).toBe(capture.sent[0]?.messageId);
+    const rejected = (await send('two')).error;
+    expect(rejected?.name).toBe('MessageRejected');
+    expect(rejected?.message).toBe('Email address is not verified.');
+    const reset = await send('three');
+    expect(reset.messageId).toBeUndefined();
+    expect(capture.sent.map((sent) => sent.answerWithheld)).toEqual([undefined, 'reset']);
+    expect(asked).toBe(3);
+
+    // An injected fault comes first; the plan is not asked about that send.
+    capture.injectFault({ status: 503, code: 'ServiceUnavailable' });
+    expect((await send('four')).error?.name).toBe('ServiceUnavailable');
+    expect(asked).toBe(3);
+
+    capture.setFaultPlan(() => ({ status: 429, code: 'TooManyRequestsException' }));
+    expect((await send('five')).error?.name).toBe('TooManyRequestsException');
+    capture.setFaultPlan(undefined);
+    expect((await send('six')).messageId).toBe(capture.sent[2]?.messageId);
+    expect(capture.sendAttempts).toBe(6);
+  });
+});
