@@ -32,6 +32,7 @@ import {
   type SmtpSettings,
   sesSettingsSchema,
   smtpSettingsSchema,
+  UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
 import { ConfigurationError, describeIssues } from '../lambda/core/validation.ts';
 import { SECRET_ARN_PATTERN } from './secret-arn.ts';
@@ -112,6 +113,14 @@ const graphConfigSchema = z.strictObject({
     .default(true)
     .describe(
       "Keep a copy of each message in the sending mailbox's Sent Items. Messages with more than 3 MB of attachments are sent as drafts, which Graph always saves.",
+    ),
+  sentItemsLookupSeconds: z
+    .int()
+    .min(0)
+    .max(3600)
+    .optional()
+    .describe(
+      "After a lost sendMail answer (a timeout or a reset after the request went out), how long the relay keeps looking for the message's copy in the sending mailbox, by the Message-ID it gave the message, before it concludes the message was not sent. Needs the Mail.ReadBasic.All application permission (or Mail.Read) and saveToSentItems. 0 turns the lookups off: such a message then follows its route's onUnknownOutcome. Default 300 with saveToSentItems, else 0.",
     ),
   cloud: z
     .enum(GRAPH_CLOUD_NAMES)
@@ -376,6 +385,12 @@ const routeConfigSchema = z.strictObject({
       'Sends from this service mailbox instead of the original From, shown as "Original Name via <name>", with the original sender as Reply-To (unless the message sets one): for servers that refuse send-as (550 5.7.1).',
     )
     .optional(),
+  onUnknownOutcome: z
+    .enum(UNKNOWN_OUTCOME_ACTIONS)
+    .default('dead-letter')
+    .describe(
+      'A message a provider may have sent without the relay knowing (the answer was lost, or a function stopped while the provider had it) and that the relay cannot check (SES, SMTP, Graph without lookups): "dead-letter" never sends it twice, it goes to the dead-letter queue as OutcomeUnknown for an operator to check and release (mail-relay dlq redrive); "resend" never loses it, it is sent again and may arrive twice (for mail where a duplicate is harmless, such as password resets).',
+    ),
 });
 export type RouteConfig = z.output<typeof routeConfigSchema>;
 
@@ -518,6 +533,9 @@ const eventsConfigSchema = z.strictObject({
     .describe('The EventBridge bus outcome events (source mail-relay) are published to.'),
 });
 
+/** Exchange files the sent copy within seconds; five minutes leaves a wide margin before "not sent". */
+const DEFAULT_SENT_ITEMS_LOOKUP_SECONDS = 300;
+
 /** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
 export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
   const cloud = GRAPH_CLOUDS[graph.cloud];
@@ -527,6 +545,8 @@ export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string)
     senders: graph.senders,
     credentialSecretId,
     saveToSentItems: graph.saveToSentItems,
+    sentItemsLookupSeconds:
+      graph.sentItemsLookupSeconds ?? (graph.saveToSentItems ? DEFAULT_SENT_ITEMS_LOOKUP_SECONDS : 0),
     authorityHost: graph.authorityHost ?? cloud.authorityHost,
     graphEndpoint: graph.graphEndpoint ?? cloud.graphEndpoint,
   };
@@ -843,6 +863,19 @@ export const relayConfigSchema = z
         for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
           ctx.addIssue({ code: 'custom', ...problem });
         }
+      }
+      const lookupSeconds = fieldOf(config, 'graph', 'sentItemsLookupSeconds');
+      if (
+        typeof lookupSeconds === 'number' &&
+        lookupSeconds > 0 &&
+        fieldOf(config, 'graph', 'saveToSentItems') === false
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['graph', 'sentItemsLookupSeconds'],
+          message:
+            'looks for the copy Graph saves in Sent Items, and graph.saveToSentItems is false: turn saveToSentItems on, or set this to 0',
+        });
       }
       if (fieldOf(config, 'bounceReports') !== undefined && graph === undefined) {
         ctx.addIssue({

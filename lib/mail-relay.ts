@@ -12,6 +12,7 @@ import {
   type SMTP_AUTH_METHODS,
   type SMTP_MODES,
   type SMTP_TLS_MODES,
+  type UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
 import { BounceReportReader } from './bounce-report-reader.ts';
@@ -92,6 +93,15 @@ export interface MailRelayGraphProps {
    * @default true
    */
   readonly saveToSentItems?: boolean;
+
+  /**
+   * After a lost sendMail answer, how long (seconds) the relay keeps looking for the message's copy in
+   * the mailbox (by its Message-ID; needs Mail.ReadBasic.All) before concluding it was not sent.
+   * 0 turns the lookups off. Needs saveToSentItems.
+   *
+   * @default - 300 with saveToSentItems, else 0
+   */
+  readonly sentItemsLookupSeconds?: number;
 
   /**
    * The Microsoft cloud of the tenant; picks the token authority and the Graph endpoint.
@@ -251,6 +261,14 @@ export interface MailRelayRouteProps {
    * @default - the message's own From
    */
   readonly rewriteFrom?: MailRelayRewriteFromProps;
+
+  /**
+   * A message a provider may have sent (its answer was lost) and nobody can check: `dead-letter` never
+   * sends it twice (an operator decides), `resend` never loses it (it may arrive twice).
+   *
+   * @default 'dead-letter'
+   */
+  readonly onUnknownOutcome?: (typeof UNKNOWN_OUTCOME_ACTIONS)[number];
 }
 
 /** Retries of transient failures on one provider. */

@@ -26,13 +26,15 @@ export interface StoredObject {
 
 /** Where S3-referenced attachments are read from. */
 export interface AttachmentStore {
-  open(bucket: string, key: string): Promise<StoredObject>;
+  open(bucket: string, key: string, signal?: AbortSignal): Promise<StoredObject>;
 }
 
 export interface ResolveOptions {
   readonly maxMessageBytes: number;
   readonly settings?: AttachmentSettings;
   readonly store?: AttachmentStore;
+  /** The invocation's deadline for reading S3 objects. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface ResolveOptions {
  */
 export async function resolveAttachments(
   message: RelayMessage,
-  { maxMessageBytes, settings, store }: ResolveOptions,
+  { maxMessageBytes, settings, store, signal }: ResolveOptions,
 ): Promise<OutboundMessage> {
   const { attachments, ...rest } = message;
   if (!attachments) return rest;
@@ -74,7 +76,7 @@ export async function resolveAttachments(
         },
       );
     }
-    const object = await store.open(reference.bucket, reference.key);
+    const object = await store.open(reference.bucket, reference.key, signal);
     if (object.size !== undefined && size + object.size > maxMessageBytes) {
       object.discard();
       throw tooLarge(size + object.size, maxMessageBytes);
@@ -123,9 +125,11 @@ function permanent(code: string, reason: string, extra: { hint?: string } = {}):
 export class S3AttachmentStore implements AttachmentStore {
   constructor(private readonly client: S3Client) {}
 
-  async open(bucket: string, key: string): Promise<StoredObject> {
+  async open(bucket: string, key: string, signal?: AbortSignal): Promise<StoredObject> {
     try {
-      const output = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const output = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), {
+        ...(signal && { abortSignal: signal }),
+      });
       const body = output.Body;
       if (!body) throw new Error('S3 returned no body');
       return {

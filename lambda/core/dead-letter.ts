@@ -20,7 +20,7 @@ const MAX_SHORT_TEXT_LENGTH = 256;
 
 export interface DeadLetterSink {
   /** Must resolve only once the message is safely stored: the caller deletes it from the outbox next. */
-  deadLetter(record: SQSRecord, failure: RelayFailure, attempts: number): Promise<void>;
+  deadLetter(record: SQSRecord, failure: RelayFailure, attempts: number, signal?: AbortSignal): Promise<void>;
 }
 
 /** Moves a message to the DLQ unchanged (so it can be redriven once fixed), with the reason as attributes. */
@@ -30,13 +30,19 @@ export class SqsDeadLetterQueue implements DeadLetterSink {
     private readonly queueUrl: string,
   ) {}
 
-  async deadLetter(record: SQSRecord, failure: RelayFailure, attempts: number): Promise<void> {
+  async deadLetter(
+    record: SQSRecord,
+    failure: RelayFailure,
+    attempts: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await this.client.send(
       new SendMessageCommand({
         QueueUrl: this.queueUrl,
         MessageBody: record.body,
         MessageAttributes: deadLetterAttributes(record, failure, attempts),
       }),
+      { ...(signal && { abortSignal: signal }) },
     );
   }
 }

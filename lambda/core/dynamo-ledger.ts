@@ -32,9 +32,10 @@ export class DynamoDeliveryLedger implements DeliveryLedger, FeedbackNotes {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async get(key: string): Promise<DeliveryRecord | undefined> {
+  async get(key: string, signal?: AbortSignal): Promise<DeliveryRecord | undefined> {
     const { Item } = await this.client.send(
       new GetItemCommand({ TableName: this.tableName, Key: { key: { S: key } }, ConsistentRead: true }),
+      { ...(signal && { abortSignal: signal }) },
     );
     if (!Item) return undefined;
     const record = fromItem(Item);
@@ -57,7 +58,11 @@ export class DynamoDeliveryLedger implements DeliveryLedger, FeedbackNotes {
     return key === undefined ? undefined : this.get(key);
   }
 
-  async put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean> {
+  async put(
+    record: DeliveryRecord,
+    expectedVersion: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const condition: Pick<
       PutItemCommandInput,
       'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
@@ -75,7 +80,12 @@ export class DynamoDeliveryLedger implements DeliveryLedger, FeedbackNotes {
             ExpressionAttributeValues: { ':expected': { N: String(expectedVersion) } },
           };
     return conditionally(() =>
-      this.client.send(new PutItemCommand({ TableName: this.tableName, Item: toItem(record), ...condition })),
+      this.client.send(
+        new PutItemCommand({ TableName: this.tableName, Item: toItem(record), ...condition }),
+        {
+          ...(signal && { abortSignal: signal }),
+        },
+      ),
     );
   }
 
@@ -116,13 +126,16 @@ const STRING_FIELDS = [
   'route',
   'provider',
   'providerMessageId',
+  'handedOffTo',
+  'handedOffAt',
+  'internetMessageId',
   'createdAt',
   'updatedAt',
   'sentAt',
 ] as const;
 const NUMBER_FIELDS = ['version', 'providerIndex', 'attempts', 'leaseUntil', 'expiresAt'] as const;
 /** Lists kept as JSON strings: small, read whole, and never queried. */
-const JSON_FIELDS = ['failures', 'fallbackFrom', 'suppressedRecipients'] as const;
+const JSON_FIELDS = ['failures', 'fallbackFrom', 'suppressedRecipients', 'maybeSent', 'release'] as const;
 
 function toItem(record: DeliveryRecord): Record<string, AttributeValue> {
   const item: Record<string, AttributeValue> = {};
@@ -156,10 +169,15 @@ function fromItem(item: Record<string, AttributeValue>): DeliveryRecord {
     route: text('route'),
     provider: text('provider'),
     providerMessageId: text('providerMessageId'),
+    handedOffTo: text('handedOffTo'),
+    handedOffAt: text('handedOffAt'),
+    internetMessageId: text('internetMessageId'),
     sentAt: text('sentAt'),
     leaseUntil: number('leaseUntil'),
     fallbackFrom: json('fallbackFrom'),
     suppressedRecipients: json('suppressedRecipients'),
+    maybeSent: json('maybeSent'),
+    release: json('release'),
     feedback: item.feedback?.L?.map((note) => JSON.parse(note.S ?? '{}') as FeedbackNote),
   };
   return {

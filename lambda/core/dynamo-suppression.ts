@@ -23,7 +23,7 @@ export class DynamoSuppressionList implements SuppressionList {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async find(addresses: readonly string[]): Promise<Map<string, Suppression>> {
+  async find(addresses: readonly string[], signal?: AbortSignal): Promise<Map<string, Suppression>> {
     const unique = [...new Set(addresses.map((address) => address.toLowerCase()))];
     const found = new Map<string, Suppression>();
     for (let start = 0; start < unique.length; start += BATCH_GET_MAX_KEYS) {
@@ -37,6 +37,7 @@ export class DynamoSuppressionList implements SuppressionList {
         if (round > 0) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** round));
         const response = await this.client.send(
           new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: keys } } }),
+          { ...(signal && { abortSignal: signal }) },
         );
         for (const item of response.Responses?.[this.tableName] ?? []) {
           const entry = fromItem(item);

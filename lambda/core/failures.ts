@@ -18,6 +18,12 @@ export interface FailureDetails {
   readonly hint?: string;
   readonly provider?: string;
   readonly retryAfterSeconds?: number;
+  /**
+   * The request that sends the message was written in full and its answer was lost (a timeout or a
+   * reset before the reply): the provider may have accepted the message. Such a failure is never
+   * retried or passed to the next provider as if nothing had happened. Absent: nothing was sent.
+   */
+  readonly maybeSent?: boolean;
 }
 
 export class RelayFailure extends Error implements FailureDetails {
@@ -27,6 +33,7 @@ export class RelayFailure extends Error implements FailureDetails {
   readonly hint?: string;
   readonly provider?: string;
   readonly retryAfterSeconds?: number;
+  readonly maybeSent: boolean;
 
   constructor(details: FailureDetails, options?: { cause?: unknown }) {
     super(`${details.provider ? `${details.provider}: ` : ''}${details.code}: ${details.reason}`, options);
@@ -37,6 +44,7 @@ export class RelayFailure extends Error implements FailureDetails {
     if (details.hint !== undefined) this.hint = details.hint;
     if (details.provider !== undefined) this.provider = details.provider;
     if (details.retryAfterSeconds !== undefined) this.retryAfterSeconds = details.retryAfterSeconds;
+    this.maybeSent = details.maybeSent === true;
   }
 }
 
@@ -50,6 +58,8 @@ export interface ProviderFault {
   readonly retryAfterSeconds?: number;
   /** Class for codes the table does not know, when the status says little (e.g. a token endpoint refusal). */
   readonly fallbackClass?: FailureClass;
+  /** The sending request was written in full and no answer came back (see FailureDetails.maybeSent). */
+  readonly maybeSent?: boolean;
 }
 
 interface FailureRule {
@@ -59,7 +69,10 @@ interface FailureRule {
   readonly hint?: string;
 }
 
-/** Network-level codes from Node and the AWS SDK: nothing reached the provider or the answer was lost. */
+/**
+ * Network-level codes from Node and the AWS SDK. Alone they do not say whether the request reached the
+ * provider: the adapter that saw the failure says that (ProviderFault.maybeSent).
+ */
 export const NETWORK_ERROR_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -401,9 +414,14 @@ export function classifyFault(fault: ProviderFault, cause?: unknown): RelayFailu
     provider: fault.provider,
     ...(rule?.hint !== undefined && { hint: rule.hint }),
     ...(fault.retryAfterSeconds !== undefined && { retryAfterSeconds: fault.retryAfterSeconds }),
+    ...(fault.maybeSent === true && { maybeSent: true, hint: ANSWER_LOST_HINT }),
   };
   return new RelayFailure(details, { cause });
 }
+
+/** What to do about a message whose answer was lost, when the relay could not find out itself. */
+export const ANSWER_LOST_HINT =
+  "The provider may have sent it: look for its Message-ID in the sending mailbox's Sent Items (Graph), the server's log (SMTP) or the SES events. To send it anyway, release it with `mail-relay dlq redrive`.";
 
 function classifyByStatus(fault: ProviderFault): FailureClass {
   if (NETWORK_ERROR_CODES.has(fault.code)) return 'transient';

@@ -2,7 +2,8 @@ import type { FailureClass } from './failures.ts';
 
 /**
  * Where a message stands in the delivery ledger:
- * - sending: a function is calling a provider right now (until `leaseUntil`);
+ * - sending: a function has handed the message to a provider (`handedOffTo`) and holds it until
+ *   `leaseUntil`; written right before the request that sends it, never earlier;
  * - retrying: the last try failed and the message is back on the queue;
  * - sent: a provider accepted it: a copy arriving later is a duplicate and is not sent again;
  * - dead-lettered: it is in the dead-letter queue with its reason;
@@ -19,6 +20,29 @@ export interface TryFailure {
   readonly reason: string;
   /** ISO 8601. */
   readonly at: string;
+}
+
+/**
+ * A provider may have accepted the message, but the relay does not know: its answer was lost, or the
+ * function died while the provider had it. Until this is resolved (the provider is asked, the route
+ * allows a resend, or an operator releases it) the message is not sent again.
+ */
+export interface MaybeSent {
+  readonly provider: string;
+  /** ISO 8601: when the message was handed to the provider. */
+  readonly since: string;
+  /** e.g. "the answer to sendMail was lost (ETIMEDOUT …)" or "a function stopped while graph had it". */
+  readonly reason: string;
+  /** Epoch ms until which the provider can still be asked (Provider.lookupWindowSeconds). */
+  readonly lookupUntil?: number;
+}
+
+/** An operator's decision to send a message again (`mail-relay dlq redrive`). */
+export interface Release {
+  /** ISO 8601. */
+  readonly at: string;
+  /** Who released it (the operator's AWS identity, or the local user name). */
+  readonly by: string;
 }
 
 /** What a provider said about a message after accepting it (a bounce, a complaint, a delivery). */
@@ -55,6 +79,15 @@ export interface DeliveryRecord {
   readonly failures: readonly TryFailure[];
   /** Epoch milliseconds until which the sending function owns the message (state sending). */
   readonly leaseUntil?: number;
+  /** The provider the message was last handed to, and when (ISO 8601). */
+  readonly handedOffTo?: string;
+  readonly handedOffAt?: string;
+  /** The Message-ID the relay chose for the message, the same on every try (`<…@domain>`). */
+  readonly internetMessageId?: string;
+  /** Set while a provider may have accepted the message and nobody knows (see MaybeSent). */
+  readonly maybeSent?: MaybeSent;
+  /** An operator released the message from the dead-letter queue; consumed by the next hand-off. */
+  readonly release?: Release;
   /** The provider that accepted the message. */
   readonly provider?: string;
   readonly providerMessageId?: string;
@@ -83,12 +116,12 @@ export const RELAY_FAILURE_PROVIDER = 'relay';
  */
 export interface DeliveryLedger {
   /** The entry, read strongly consistent; undefined when absent or expired. */
-  get(key: string): Promise<DeliveryRecord | undefined>;
+  get(key: string, signal?: AbortSignal): Promise<DeliveryRecord | undefined>;
   /**
    * Writes the entry only if the stored one still has `expectedVersion` (undefined: only if there is
    * none, or it has expired). Resolves false when another writer got there first.
    */
-  put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean>;
+  put(record: DeliveryRecord, expectedVersion: number | undefined, signal?: AbortSignal): Promise<boolean>;
 }
 
 /** Where the feedback functions note what they learnt about a message, for `mail-relay status`. */

@@ -4,7 +4,7 @@ import { SQS_MAX_VISIBILITY_TIMEOUT_SECONDS } from './limits.ts';
 
 /** Postpones the next delivery of a record that is about to be reported as failed. */
 export interface RecordDelay {
-  delay(record: SQSRecord, seconds: number): Promise<void>;
+  delay(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -18,13 +18,14 @@ export class SqsRecordDelay implements RecordDelay {
     private readonly queueUrl: string,
   ) {}
 
-  async delay(record: SQSRecord, seconds: number): Promise<void> {
+  async delay(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<void> {
     await this.client.send(
       new ChangeMessageVisibilityCommand({
         QueueUrl: this.queueUrl,
         ReceiptHandle: record.receiptHandle,
         VisibilityTimeout: Math.min(Math.max(Math.ceil(seconds), 0), SQS_MAX_VISIBILITY_TIMEOUT_SECONDS),
       }),
+      { ...(signal && { abortSignal: signal }) },
     );
   }
 }

@@ -97,6 +97,11 @@ export const graphSettingsSchema = z.strictObject({
   /** Secrets Manager secret (ARN or name) with the app credential: see providers/graph/credentials.ts. */
   credentialSecretId: z.string().min(1),
   saveToSentItems: z.boolean(),
+  /**
+   * After a lost answer, how long the relay keeps looking for the message's sent copy in the mailbox
+   * (Mail.ReadBasic.All) before it concludes the message was not sent. Absent or 0: it does not look.
+   */
+  sentItemsLookupSeconds: z.int().min(0).max(3600).optional(),
   authorityHost: httpsOriginSchema,
   graphEndpoint: httpsOriginSchema,
 });
@@ -169,6 +174,13 @@ export const rewriteFromSchema = z.strictObject({
 });
 export type RewriteFrom = z.infer<typeof rewriteFromSchema>;
 
+/**
+ * When a provider may have accepted a message and nobody can find out: `dead-letter` never sends it
+ * twice (an operator decides), `resend` never loses it (it may arrive twice).
+ */
+export const UNKNOWN_OUTCOME_ACTIONS = ['dead-letter', 'resend'] as const;
+export type UnknownOutcomeAction = (typeof UNKNOWN_OUTCOME_ACTIONS)[number];
+
 export const routeSettingsSchema = z.strictObject({
   name: routeNameSchema,
   from: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
@@ -177,6 +189,8 @@ export const routeSettingsSchema = z.strictObject({
     .min(1, 'name at least one provider')
     .refine((names) => new Set(names).size === names.length, { message: 'names a provider twice' }),
   rewriteFrom: rewriteFromSchema.optional(),
+  /** What to do with a message a provider may have sent (its answer was lost). Absent: dead-letter. */
+  onUnknownOutcome: z.enum(UNKNOWN_OUTCOME_ACTIONS).optional(),
 });
 export type RouteSettings = z.infer<typeof routeSettingsSchema>;
 

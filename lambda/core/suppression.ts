@@ -13,5 +13,5 @@ export interface Suppression {
 /** The recipients the relay must not send to (hard bounces, complaints), shared by every route. */
 export interface SuppressionList {
   /** The suppressed ones among these addresses (any case), keyed by lower-cased address. */
-  find(addresses: readonly string[]): Promise<Map<string, Suppression>>;
+  find(addresses: readonly string[], signal?: AbortSignal): Promise<Map<string, Suppression>>;
 }

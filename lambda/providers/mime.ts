@@ -10,8 +10,10 @@ const toAddress = (mailbox: Mailbox): Address | string =>
  * Builds the RFC 5322 message. Bcc is deliberately left out of the headers (recipients are given
  * to the provider's envelope), so Bcc recipients stay hidden from everyone else.
  */
-export function composeMime(message: OutboundMessage): Promise<Buffer> {
+export function composeMime(message: OutboundMessage, options: { messageId?: string } = {}): Promise<Buffer> {
   const composer = new MailComposer({
+    // The relay's own Message-ID, so the sent message can be found in a server's log or a mailbox.
+    ...(options.messageId !== undefined && { messageId: options.messageId }),
     from: toAddress(message.from),
     ...(message.to && { to: message.to.map(toAddress) }),
     ...(message.cc && { cc: message.cc.map(toAddress) }),

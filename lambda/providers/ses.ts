@@ -1,24 +1,37 @@
-import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
+import { SESv2Client, type SESv2ClientConfig, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import type { OutboundMessage } from '../core/attachments.ts';
-import { classifyFault, type ProviderFault } from '../core/failures.ts';
+import { classifyFault, type ProviderFault, RelayFailure } from '../core/failures.ts';
 import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/limits.ts';
 import { recipientsOf } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
+import { createHttpsTransport, TransportError } from './graph/https-transport.ts';
 import { composeMime } from './mime.ts';
-import type { MailProvider, SendReceipt } from './provider.ts';
+import type { MailProvider, SendContext, SendReceipt } from './provider.ts';
+import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from './sdk-request-handler.ts';
 
 export const SES_PROVIDER = 'ses';
 
+export interface SesClientOptions {
+  /** No answer for this long ends a request (the invocation's deadline may end it sooner). @default 15000 */
+  readonly requestTimeoutMs?: number;
+  /** Endpoint, region, credentials: the SDK's standard configuration when absent (Lambda, local mode). */
+  readonly client?: Pick<SESv2ClientConfig, 'endpoint' | 'region' | 'credentials'>;
+}
+
 /**
- * SES v2 client for the relay. The SDK's standard retry (3 attempts, jittered backoff) absorbs
- * momentary throttling inside one invocation; anything longer is the relay's retry via SQS.
- * Timeouts stay well under the function timeout so a hung connection becomes a retry, not a crash.
+ * SES v2 client for the relay, over the relay's own HTTP transport: every call is bounded (a timeout,
+ * and the invocation's deadline as an abort signal), a lost answer is told apart from a refusal, and
+ * the SDK retries only refusals (momentary throttling inside one invocation; anything longer is the
+ * relay's retry via SQS), never a SendEmail whose answer was lost.
  */
-export function createSesClient(): SESv2Client {
+export function createSesClient(options: SesClientOptions = {}): SESv2Client {
   return new SESv2Client({
-    maxAttempts: 3,
-    requestHandler: { connectionTimeout: 3_000, requestTimeout: 15_000 },
+    ...options.client,
+    requestHandler: new TransportRequestHandler(
+      createHttpsTransport({ timeoutMs: options.requestTimeoutMs ?? 15_000 }),
+    ) as never,
+    retryStrategy: new RefusalOnlyRetryStrategy(3),
   });
 }
 
@@ -35,7 +48,7 @@ export class SesProvider implements MailProvider {
     return sesIdentityFor(this.settings, address) !== undefined;
   }
 
-  async send(message: OutboundMessage): Promise<SendReceipt> {
+  async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
     const recipients = recipientsOf(message).length;
     if (recipients > SES_MAX_RECIPIENTS_PER_MESSAGE) {
       throw classifyFault({
@@ -44,7 +57,7 @@ export class SesProvider implements MailProvider {
         message: `the message has ${recipients} recipients in to + cc + bcc; SES accepts at most ${SES_MAX_RECIPIENTS_PER_MESSAGE}`,
       });
     }
-    const raw = await composeMime(message);
+    const raw = await composeMime(message, { messageId: context.internetMessageId });
     if (raw.length > SES_MAX_MESSAGE_BYTES) {
       throw classifyFault({
         provider: SES_PROVIDER,
@@ -54,26 +67,29 @@ export class SesProvider implements MailProvider {
     }
     const addresses = (list: OutboundMessage['to']) => (list ?? []).map((mailbox) => mailbox.address);
     try {
-      const output = await this.client.send(
-        new SendEmailCommand({
-          FromEmailAddress: message.from.address,
-          // Explicit envelope: SES would otherwise read recipients from the headers, which carry no Bcc.
-          Destination: {
-            ToAddresses: addresses(message.to),
-            CcAddresses: addresses(message.cc),
-            BccAddresses: addresses(message.bcc),
-          },
-          Content: { Raw: { Data: raw } },
-          ...(message.tags && {
-            EmailTags: Object.entries(message.tags).map(([Name, Value]) => ({ Name, Value })),
-          }),
-          ...(this.settings.configurationSetName && {
-            ConfigurationSetName: this.settings.configurationSetName,
-          }),
+      const command = new SendEmailCommand({
+        FromEmailAddress: message.from.address,
+        // Explicit envelope: SES would otherwise read recipients from the headers, which carry no Bcc.
+        Destination: {
+          ToAddresses: addresses(message.to),
+          CcAddresses: addresses(message.cc),
+          BccAddresses: addresses(message.bcc),
+        },
+        Content: { Raw: { Data: raw } },
+        ...(message.tags && {
+          EmailTags: Object.entries(message.tags).map(([Name, Value]) => ({ Name, Value })),
         }),
+        ...(this.settings.configurationSetName && {
+          ConfigurationSetName: this.settings.configurationSetName,
+        }),
+      });
+      const output = await withHandOff(context.handOff, () =>
+        this.client.send(command, { abortSignal: context.signal }),
       );
       return { provider: this.name, providerMessageId: output.MessageId };
     } catch (error) {
+      // The relay's own refusal to hand off (the ledger said no) passes through as it is.
+      if (error instanceof RelayFailure) throw error;
       throw classifyFault(sesFault(error), error);
     }
   }
@@ -89,6 +105,15 @@ export function sesFault(error: unknown): ProviderFault {
     $response?: { statusCode?: number };
   };
   const status = details.$metadata?.httpStatusCode ?? details.$response?.statusCode;
+  if (error instanceof TransportError) {
+    // Below HTTP: no answer. Written in full, SES may have accepted it.
+    return {
+      provider: SES_PROVIDER,
+      code: error.code,
+      message: truncate(`SES request failed: ${error.message}`, 500),
+      ...(error.requestWritten && { maybeSent: true }),
+    };
+  }
   const code =
     details.code && !details.name?.endsWith('Exception') ? details.code : (details.name ?? 'Error');
   return {

@@ -11,6 +11,7 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
+import { invocationDeadlines } from '../core/deadline.ts';
 import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
@@ -40,6 +41,11 @@ export interface SendHandlerOptions {
   readonly graphTransport?: HttpTransport;
   /** Extra CA for SMTP servers: local mode's SMTP capture has a self-signed certificate. */
   readonly smtpCa?: string;
+  /**
+   * How long a provider may stay silent before a call counts as failed (SES requests, SMTP connect and
+   * greeting; Graph's comes with graphTransport). Tests and the soak shorten it. @default 15000 (SES), 10000 (SMTP)
+   */
+  readonly providerTimeoutMs?: number;
 }
 
 export type SendHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -77,18 +83,24 @@ export function createSendHandler(
     settings,
     logger,
   });
-  const processor = new BatchProcessor(EventType.SQS);
-
   // logEvent pinned off: the event holds message bodies, which must never reach the logs, even if
   // POWERTOOLS_LOGGER_LOG_EVENT is set on the function.
   const loggerContext = injectLambdaContext(logger, { logEvent: false });
   const handler = middy(async (event: SQSEvent, context: Context) =>
     // A batch where every record failed is still a partial response: Lambda then retries exactly
-    // those records instead of treating the invocation as an error.
-    processPartialResponse(event, (record: SQSRecord) => relay.processRecord(record), processor, {
-      context,
-      throwOnFullBatchFailure: false,
-    }),
+    // those records instead of treating the invocation as an error. One processor per invocation: it
+    // holds the batch's results, and local mode runs several invocations at once in one process.
+    // Deadlines from the time Lambda says is left: nothing runs into the function's timeout.
+    processPartialResponse(
+      event,
+      (record: SQSRecord) =>
+        relay.processRecord(
+          record,
+          invocationDeadlines(context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000),
+        ),
+      new BatchProcessor(EventType.SQS),
+      { context, throwOnFullBatchFailure: false },
+    ),
   ).use(loggerContext);
   return handler as SendHandler;
 }
@@ -103,7 +115,15 @@ function createProviders(settings: RelaySettings, options: SendHandlerOptions): 
   const graph = settings.graph && createGraphClients(settings.graph, secrets, options);
   if (graph) providers.push(graph.provider);
   if (settings.smtp) providers.push(createSmtpProvider(settings.smtp, secrets, graph, options));
-  if (settings.ses) providers.push(new SesProvider(createSesClient(), settings.ses));
+  if (settings.ses) {
+    const timeout = options.providerTimeoutMs;
+    providers.push(
+      new SesProvider(
+        createSesClient(timeout !== undefined ? { requestTimeoutMs: timeout } : {}),
+        settings.ses,
+      ),
+    );
+  }
   return providers;
 }
 
@@ -153,5 +173,6 @@ function createSmtpProvider(
         ),
       }),
     ...(options.smtpCa !== undefined && { ca: options.smtpCa }),
+    ...(options.providerTimeoutMs !== undefined && { connectionTimeoutMs: options.providerTimeoutMs }),
   });
 }

@@ -642,6 +642,7 @@ describe('MailRelay with Microsoft Graph', () => {
       ...GRAPH,
       credentialSecretId: secretArn(`${secretId}-AbCdEf`),
       saveToSentItems: true,
+      sentItemsLookupSeconds: 300,
       authorityHost: 'https://login.microsoftonline.us',
       graphEndpoint: 'https://graph.microsoft.us',
     });
@@ -662,6 +663,8 @@ describe('MailRelay with Microsoft Graph', () => {
     expect(relaySettingsSchema.parse(settingsIn(template)).graph).toMatchObject({
       credentialSecretId: credentialSecretArn,
       saveToSentItems: false,
+      // Without a copy in Sent Items there is nothing to look up after a lost answer.
+      sentItemsLookupSeconds: 0,
       authorityHost: 'https://login.example.test',
       graphEndpoint: 'https://graph.example.test',
     });

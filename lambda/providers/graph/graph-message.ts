@@ -26,6 +26,8 @@ export interface GraphMessage {
   readonly bccRecipients: GraphRecipient[];
   readonly replyTo: GraphRecipient[];
   readonly internetMessageHeaders?: { readonly name: string; readonly value: string }[];
+  /** RFC 5322 Message-ID; settable when the message is created (sendMail, a new draft). */
+  readonly internetMessageId?: string;
   readonly attachments?: GraphFileAttachment[];
 }
 
@@ -43,6 +45,7 @@ const recipient = (mailbox: Mailbox): GraphRecipient => ({
 export function toGraphMessage(
   message: OutboundMessage,
   attachments: readonly OutboundAttachment[] = message.attachments ?? [],
+  internetMessageId?: string,
 ): GraphMessage {
   const headers = Object.entries(message.headers ?? {}).map(([name, value]) => ({ name, value }));
   return {
@@ -57,6 +60,7 @@ export function toGraphMessage(
     bccRecipients: (message.bcc ?? []).map(recipient),
     replyTo: (message.replyTo ?? []).map(recipient),
     ...(headers.length > 0 && { internetMessageHeaders: headers }),
+    ...(internetMessageId !== undefined && { internetMessageId }),
     ...(attachments.length > 0 && { attachments: attachments.map(toFileAttachment) }),
   };
 }

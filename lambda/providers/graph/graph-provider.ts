@@ -1,6 +1,7 @@
 import { identityCovers } from '../../core/address.ts';
 import { attachmentBytes, type OutboundAttachment, type OutboundMessage } from '../../core/attachments.ts';
-import { classifyFault, type RelayFailure } from '../../core/failures.ts';
+import { untilAborted } from '../../core/deadline.ts';
+import { classifyFault, RelayFailure } from '../../core/failures.ts';
 import {
   GRAPH_INLINE_ATTACHMENT_BYTES,
   GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
@@ -8,7 +9,7 @@ import {
 } from '../../core/limits.ts';
 import type { GraphSettings } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
-import type { MailProvider, SendReceipt } from '../provider.ts';
+import type { MailProvider, SendContext, SendReceipt, SentLookup, SentQuery } from '../provider.ts';
 import { GRAPH_PROVIDER } from './credentials.ts';
 import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import {
@@ -26,7 +27,10 @@ const MAX_REQUEST_BYTES = 4_000_000;
 export const UPLOAD_CHUNK_BYTES = 10 * 320 * 1024;
 
 export interface GraphProviderOptions {
-  readonly settings: Pick<GraphSettings, 'senders' | 'graphEndpoint' | 'saveToSentItems'>;
+  readonly settings: Pick<
+    GraphSettings,
+    'senders' | 'graphEndpoint' | 'saveToSentItems' | 'sentItemsLookupSeconds'
+  >;
   readonly tokens: TokenSource;
   readonly transport: HttpTransport;
   /** @default 4 (Exchange Online's limit per app per mailbox) */
@@ -34,15 +38,30 @@ export interface GraphProviderOptions {
   readonly now?: () => number;
 }
 
+/** One Graph request as the provider makes it. */
+interface GraphCall {
+  method: HttpRequest['method'];
+  path?: string;
+  url?: string;
+  body?: string | Buffer;
+  headers?: Record<string, string>;
+  authenticated?: boolean;
+  signal: AbortSignal;
+  /** For the request that sends the message: the relay's hand-off, right before it is written. */
+  handOff?: () => Promise<void>;
+}
+
 /**
  * Sends as a Microsoft 365 mailbox through Graph with application permissions (`Mail.Send`).
  * Small messages are one `sendMail`; above 3 MB of attachments, a draft gets its large attachments
  * through upload sessions and is then sent (up to Graph's 150 MB). Every failure is classified;
  * nothing is retried here: a throttled mailbox is remembered until its Retry-After passes, and the
- * record is delayed by that much instead.
+ * record is delayed by that much instead. Each message carries the relay's Message-ID, so after a
+ * lost answer its sent copy can be looked up in the mailbox (`findSent`, Mail.ReadBasic.All).
  */
 export class GraphProvider implements MailProvider {
   readonly name = GRAPH_PROVIDER;
+  readonly lookupWindowSeconds: number;
   private readonly limiter: MailboxLimiter;
   private readonly throttledUntil = new Map<string, number>();
   private readonly now: () => number;
@@ -52,33 +71,72 @@ export class GraphProvider implements MailProvider {
       options.maxConcurrentRequestsPerMailbox ?? GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
     );
     this.now = options.now ?? Date.now;
+    // Only a copy saved to Sent Items can be found again.
+    this.lookupWindowSeconds = options.settings.saveToSentItems
+      ? (options.settings.sentItemsLookupSeconds ?? 0)
+      : 0;
   }
 
   canSendAs(address: string): boolean {
     return this.options.settings.senders.some((sender) => identityCovers(sender, address));
   }
 
-  async send(message: OutboundMessage): Promise<SendReceipt> {
+  async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
     const mailbox = message.from.address.toLowerCase();
+    const { signal, internetMessageId, handOff } = context;
     if (attachmentBytes(message) <= GRAPH_INLINE_ATTACHMENT_BYTES) {
       const body = JSON.stringify({
-        message: toGraphMessage(message),
+        message: toGraphMessage(message, message.attachments ?? [], internetMessageId),
         saveToSentItems: this.options.settings.saveToSentItems,
       });
       // Large bodies can push even a message with small attachments over the request cap.
       if (Buffer.byteLength(body) <= MAX_REQUEST_BYTES) {
-        return this.receipt(await this.call(mailbox, { method: 'POST', path: 'sendMail', body }));
+        return this.receipt(
+          await this.call(mailbox, { method: 'POST', path: 'sendMail', body, signal, handOff }),
+        );
       }
     }
-    return this.sendThroughDraft(mailbox, message);
+    return this.sendThroughDraft(mailbox, message, context);
+  }
+
+  /**
+   * After a lost answer: does the mailbox hold a sent copy with this Message-ID? Looks in every folder
+   * (a message still in the Outbox has been accepted too); a draft with it was never sent.
+   */
+  async findSent(query: SentQuery, signal: AbortSignal): Promise<SentLookup> {
+    const mailbox = query.from.toLowerCase();
+    const escaped = query.internetMessageId.replaceAll("'", "''");
+    const parameters = Object.entries({
+      $filter: `internetMessageId eq '${escaped}'`,
+      $select: 'id,internetMessageId,isDraft',
+      $top: '10',
+    })
+      .map(([name, value]) => `${name}=${encodeURIComponent(value)}`)
+      .join('&');
+    try {
+      const response = await this.call(mailbox, { method: 'GET', path: `messages?${parameters}`, signal });
+      const found =
+        (parseJson(response.body) as { value?: { id?: unknown; isDraft?: unknown }[] }).value ?? [];
+      const sent = found.find((item) => item.isDraft === false);
+      return sent
+        ? { found: true, ...(typeof sent.id === 'string' && { providerMessageId: query.internetMessageId }) }
+        : { found: false };
+    } catch (error) {
+      return { unavailable: error instanceof RelayFailure ? error : networkFailure(error) };
+    }
   }
 
   /** learn.microsoft.com/graph/outlook-large-attachments: draft, attachments, send. */
-  private async sendThroughDraft(mailbox: string, message: OutboundMessage): Promise<SendReceipt> {
+  private async sendThroughDraft(
+    mailbox: string,
+    message: OutboundMessage,
+    { signal, internetMessageId, handOff }: SendContext,
+  ): Promise<SendReceipt> {
     const draft = await this.call(mailbox, {
       method: 'POST',
       path: 'messages',
-      body: JSON.stringify(toGraphMessage(message, [])),
+      body: JSON.stringify(toGraphMessage(message, [], internetMessageId)),
+      signal,
     });
     const draftId = (parseJson(draft.body) as { id?: unknown }).id;
     if (typeof draftId !== 'string') {
@@ -92,21 +150,38 @@ export class GraphProvider implements MailProvider {
             ? JSON.stringify(toFileAttachment(attachment))
             : undefined;
         if (inline !== undefined && Buffer.byteLength(inline) <= MAX_REQUEST_BYTES) {
-          await this.call(mailbox, { method: 'POST', path: `${messagePath}/attachments`, body: inline });
+          await this.call(mailbox, {
+            method: 'POST',
+            path: `${messagePath}/attachments`,
+            body: inline,
+            signal,
+          });
         } else {
-          await this.upload(mailbox, messagePath, attachment);
+          await this.upload(mailbox, messagePath, attachment, signal);
         }
       }
-      const sent = await this.call(mailbox, { method: 'POST', path: `${messagePath}/send` });
+      const sent = await this.call(mailbox, { method: 'POST', path: `${messagePath}/send`, signal, handOff });
       return this.receipt(sent);
     } catch (error) {
-      // A half-built draft would sit in the mailbox's Drafts folder; the retry builds a new one.
-      await this.call(mailbox, { method: 'DELETE', path: messagePath }).catch(() => undefined);
+      // The draft may have been sent (its id now names the sent copy): leave it for the lookup.
+      if (error instanceof RelayFailure && error.maybeSent) throw error;
+      // A half-built draft would sit in the mailbox's Drafts folder; the retry builds a new one. Not
+      // bound to the invocation's deadline, which may be what ended the send.
+      await this.call(mailbox, {
+        method: 'DELETE',
+        path: messagePath,
+        signal: AbortSignal.timeout(5_000),
+      }).catch(() => undefined);
       throw error;
     }
   }
 
-  private async upload(mailbox: string, messagePath: string, attachment: OutboundAttachment): Promise<void> {
+  private async upload(
+    mailbox: string,
+    messagePath: string,
+    attachment: OutboundAttachment,
+    signal: AbortSignal,
+  ): Promise<void> {
     const session = await this.call(mailbox, {
       method: 'POST',
       path: `${messagePath}/attachments/createUploadSession`,
@@ -120,6 +195,7 @@ export class GraphProvider implements MailProvider {
           ...(attachment.contentId !== undefined && { contentId: attachment.contentId }),
         },
       }),
+      signal,
     });
     const uploadUrl = (parseJson(session.body) as { uploadUrl?: unknown }).uploadUrl;
     if (typeof uploadUrl !== 'string') throw this.fault(session, 'the upload session has no uploadUrl');
@@ -136,46 +212,48 @@ export class GraphProvider implements MailProvider {
           'content-range': `bytes ${start}-${start + chunk.length - 1}/${total}`,
         },
         authenticated: false,
+        signal,
       });
     }
   }
 
   /** One Graph request for a mailbox: throttle memory, concurrency limit, token, classification. */
-  private async call(
-    mailbox: string,
-    request: {
-      method: HttpRequest['method'];
-      path?: string;
-      url?: string;
-      body?: string | Buffer;
-      headers?: Record<string, string>;
-      authenticated?: boolean;
-    },
-  ): Promise<HttpResponse> {
+  private async call(mailbox: string, request: GraphCall): Promise<HttpResponse> {
     this.refuseWhileThrottled(mailbox);
+    const { signal } = request;
     const authenticated = request.authenticated ?? true;
-    const token = authenticated ? await this.options.tokens.getToken() : undefined;
+    const token = authenticated
+      ? await untilAborted(this.options.tokens.getToken(), signal, () => deadlineFailure('the access token'))
+      : undefined;
     const url =
       request.url ??
       `${this.options.settings.graphEndpoint}/v1.0/users/${encodeURIComponent(mailbox)}/${request.path ?? ''}`;
-    const response = await this.limiter.run(mailbox, async () => {
-      // Checked again: a request that waited for a permit may find the mailbox throttled meanwhile.
-      this.refuseWhileThrottled(mailbox);
-      try {
-        return await this.options.transport({
-          method: request.method,
-          url,
-          headers: {
-            ...(token !== undefined && { authorization: `Bearer ${token}` }),
-            ...(typeof request.body === 'string' && { 'content-type': 'application/json' }),
-            ...request.headers,
-          },
-          ...(request.body !== undefined && { body: request.body }),
-        });
-      } catch (error) {
-        throw networkFailure(error);
-      }
-    });
+    const response = await this.limiter.run(
+      mailbox,
+      signal,
+      async () => {
+        // Checked again: a request that waited for a permit may find the mailbox throttled meanwhile.
+        this.refuseWhileThrottled(mailbox);
+        try {
+          return await this.options.transport({
+            method: request.method,
+            url,
+            headers: {
+              ...(token !== undefined && { authorization: `Bearer ${token}` }),
+              ...(typeof request.body === 'string' && { 'content-type': 'application/json' }),
+              ...request.headers,
+            },
+            ...(request.body !== undefined && { body: request.body }),
+            signal,
+            ...(request.handOff && { beforeWrite: request.handOff }),
+          });
+        } catch (error) {
+          // Only the request that sends can leave a message sent behind a lost answer.
+          throw networkFailure(error, request.handOff !== undefined);
+        }
+      },
+      () => deadlineFailure('a free Graph connection for this mailbox'),
+    );
     if (response.status >= 200 && response.status < 300) return response;
     const failure = this.fault(response);
     if (failure.retryAfterSeconds !== undefined) {
@@ -229,19 +307,36 @@ export function graphFault(response: HttpResponse, now: number, problem?: string
   });
 }
 
-/** A failure below HTTP (refused, reset, timed out): transient unless the table says otherwise. */
-export function networkFailure(error: unknown): RelayFailure {
+/**
+ * A failure below HTTP (refused, reset, timed out, out of time): transient unless the table says
+ * otherwise. When `sending` and the request was written in full, the answer was lost: maybe sent.
+ */
+export function networkFailure(error: unknown, sending = false): RelayFailure {
+  // The relay's own refusal to hand off (the ledger said no) passes through as it is.
+  if (error instanceof RelayFailure) return error;
   const code = error instanceof TransportError ? error.code : 'UnexpectedError';
   const message = error instanceof Error ? error.message : String(error);
+  const maybeSent = sending && error instanceof TransportError && error.requestWritten;
   return classifyFault(
     {
       provider: GRAPH_PROVIDER,
       code,
       message: `Graph request failed: ${truncate(message, 300)}`,
       fallbackClass: 'transient',
+      ...(maybeSent && { maybeSent: true }),
     },
     error,
   );
+}
+
+/** Out of the invocation's time before the request was written: nothing was sent. */
+function deadlineFailure(waitingFor: string): RelayFailure {
+  return classifyFault({
+    provider: GRAPH_PROVIDER,
+    code: 'DeadlineExceeded',
+    message: `the invocation ran out of time while waiting for ${waitingFor}; nothing was sent`,
+    fallbackClass: 'transient',
+  });
 }
 
 /** Retry-After is seconds or an HTTP date (RFC 9110); capped at what an SQS delay can express. */

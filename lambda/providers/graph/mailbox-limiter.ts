@@ -8,8 +8,14 @@ export class MailboxLimiter {
 
   constructor(private readonly limit: number) {}
 
-  async run<T>(key: string, operation: () => Promise<T>): Promise<T> {
-    await this.acquire(key);
+  /** Runs `operation` once a permit is free; rejects with `onAbort()` if `signal` aborts first. */
+  async run<T>(
+    key: string,
+    signal: AbortSignal | undefined,
+    operation: () => Promise<T>,
+    onAbort: () => Error = () => new Error('aborted while waiting for a permit'),
+  ): Promise<T> {
+    await this.acquire(key, signal, onAbort);
     try {
       return await operation();
     } finally {
@@ -17,15 +23,28 @@ export class MailboxLimiter {
     }
   }
 
-  private acquire(key: string): Promise<void> {
+  private acquire(key: string, signal: AbortSignal | undefined, onAbort: () => Error): Promise<void> {
+    if (signal?.aborted) return Promise.reject(onAbort());
     const active = this.active.get(key) ?? 0;
     if (active < this.limit) {
       this.active.set(key, active + 1);
       return Promise.resolve();
     }
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const queue = this.waiting.get(key) ?? [];
-      queue.push(resolve);
+      const grant = () => {
+        signal?.removeEventListener('abort', giveUp);
+        resolve();
+      };
+      // A waiter that gives up leaves the queue, so its permit goes to the next one.
+      const giveUp = () => {
+        const waiters = this.waiting.get(key);
+        const index = waiters?.indexOf(grant) ?? -1;
+        if (index >= 0) waiters?.splice(index, 1);
+        reject(onAbort());
+      };
+      signal?.addEventListener('abort', giveUp, { once: true });
+      queue.push(grant);
       this.waiting.set(key, queue);
     });
   }

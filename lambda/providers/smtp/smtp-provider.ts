@@ -1,18 +1,21 @@
 import { isIP } from 'node:net';
-import nodemailer, { type Transporter } from 'nodemailer';
-import type SMTPPool from 'nodemailer/lib/smtp-pool';
+import { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import XOAuth2 from 'nodemailer/lib/xoauth2';
 import { identityCovers } from '../../core/address.ts';
 import type { OutboundMessage } from '../../core/attachments.ts';
-import { classifyFault, RelayFailure } from '../../core/failures.ts';
+import { untilAborted } from '../../core/deadline.ts';
+import { classifyFault, type RelayFailure } from '../../core/failures.ts';
 import { recipientsOf } from '../../core/message.ts';
 import type { SmtpSettings } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
 import { composeMime } from '../mime.ts';
-import type { MailProvider, RejectedRecipient, SendReceipt } from '../provider.ts';
+import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../provider.ts';
+import { SmtpConnectionPool } from './smtp-connection-pool.ts';
 import { parseSmtpReply, SMTP_PROVIDER, smtpFailure } from './smtp-fault.ts';
 
-/** How long nodemailer may reuse a token before asking the token source again. */
-const TOKEN_REUSE_MS = 5 * 60 * 1000;
+/** Open sessions per server and user in one warm function. */
+const DEFAULT_MAX_CONNECTIONS = 2;
 
 export interface SmtpCredentials {
   readonly username: string;
@@ -27,19 +30,24 @@ export interface SmtpProviderOptions {
   readonly tokens?: TokenSource;
   /** Extra CA to trust (local peers with self-signed certificates); certificate checks stay on. */
   readonly ca?: string;
-  /** @default 10000 */
+  /** Connect and greeting limit; three times this for any later reply. @default 10000 */
   readonly connectionTimeoutMs?: number;
+  /** @default 2 */
+  readonly maxConnections?: number;
 }
 
 /**
- * Sends raw MIME over SMTP with nodemailer: to an Exchange Online inbound connector (port 25, no
- * AUTH, trusted by IP), to Microsoft 365 client submission (587, XOAUTH2) or to any smart host.
- * Connections are pooled per warm function and per authenticated user; certificates are verified.
+ * Sends raw MIME over SMTP: to an Exchange Online inbound connector (port 25, no AUTH, trusted by
+ * IP), to Microsoft 365 client submission (587, XOAUTH2) or to any smart host. Sessions are pooled per
+ * warm function and per authenticated user; certificates are verified. The relay drives each
+ * transaction over nodemailer's SMTPConnection so it knows how far a message got: the hand-off is
+ * recorded after the server said 354 and before the first byte of data, and a session that ends
+ * after the whole message went out but before the server's reply leaves the message maybe sent.
  */
 export class SmtpProvider implements MailProvider {
   readonly name = SMTP_PROVIDER;
-  /** Promises, so concurrent first sends share one pool instead of racing to create several. */
-  private readonly pools = new Map<string, Promise<Transporter<SMTPPool.SentMessageInfo>>>();
+  /** Promises, so concurrent first sends share one pool (and one credential read). */
+  private readonly pools = new Map<string, Promise<SmtpConnectionPool>>();
 
   constructor(private readonly options: SmtpProviderOptions) {}
 
@@ -47,13 +55,13 @@ export class SmtpProvider implements MailProvider {
     return this.options.settings.senders.some((sender) => identityCovers(sender, address));
   }
 
-  async send(message: OutboundMessage): Promise<SendReceipt> {
+  async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
     const { host, port } = this.options.settings;
     const envelope = {
       from: message.from.address,
       to: recipientsOf(message).map((mailbox) => mailbox.address),
     };
-    const raw = await composeMime(message);
+    const raw = await composeMime(message, { messageId: context.internetMessageId });
     const limit = this.options.settings.maxMessageBytes;
     if (limit !== undefined && raw.length > limit) {
       throw classifyFault({
@@ -64,38 +72,48 @@ export class SmtpProvider implements MailProvider {
       });
     }
     // Taken here so a refused token is classified as Entra ID's answer (AADSTS…), not as an SMTP error;
-    // the pool's connections then get the same cached token.
-    if (this.options.settings.auth === 'xoauth2') await this.tokens().getToken();
-    let info: SMTPPool.SentMessageInfo;
-    try {
-      const transport = await this.transportFor(message.from.address);
-      info = await transport.sendMail({ envelope, raw });
-    } catch (error) {
-      // Already classified: the credential could not be read or parsed.
-      if (error instanceof RelayFailure) throw error;
+    // the sessions then get the same cached token.
+    if (this.options.settings.auth === 'xoauth2') {
+      await untilAborted(this.tokens().getToken(), context.signal, () => outOfTime(host, port, false));
+    }
+    const pool = await this.poolFor(message.from.address);
+    for (let session = 1; ; session += 1) {
+      let acquired: { connection: SMTPConnection; reused: boolean };
+      try {
+        acquired = await pool.acquire(context.signal);
+      } catch (error) {
+        if (context.signal.aborted) throw outOfTime(host, port, false);
+        throw smtpFailure(error, { host, port });
+      }
+      const transaction = await runTransaction(acquired.connection, envelope, raw, context);
+      if (transaction.ok) {
+        pool.release(acquired.connection);
+        return receipt(transaction.info, context.internetMessageId);
+      }
+      pool.discard(acquired.connection);
+      const { error, stage } = transaction;
+      if (stage === 'refused-hand-off') throw error;
+      if (context.signal.aborted) throw outOfTime(host, port, stage === 'data-sent');
+      // A kept session the server closed while idle fails before anything was handed off: once more
+      // on a new one, rather than counting a failed try.
+      if (acquired.reused && session === 1 && stage === 'envelope' && !hasReply(error)) continue;
+      if (stage === 'data-sent' && !hasReply(error)) throw answerLost(error, host, port);
       throw smtpFailure(firstRecipientError(error), { host, port });
     }
-    // Some recipients refused, the rest accepted: the message went out, and the refusals are reported.
-    const rejectedRecipients = rejectedOf(info);
-    return {
-      provider: this.name,
-      providerMessageId: info.messageId,
-      ...(rejectedRecipients.length > 0 && { rejectedRecipients }),
-    };
   }
 
   /** Closes pooled connections (a warm function keeps them; tests close them). */
   close(): void {
     for (const pool of this.pools.values())
       void pool.then(
-        (transport) => transport.close(),
+        (open) => open.close(),
         () => undefined,
       );
     this.pools.clear();
   }
 
-  private transportFor(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
-    // XOAUTH2 authenticates as the sending mailbox, so each mailbox gets its own connections.
+  private poolFor(from: string): Promise<SmtpConnectionPool> {
+    // XOAUTH2 authenticates as the sending mailbox, so each mailbox gets its own sessions.
     const user = this.options.settings.auth === 'xoauth2' ? from.toLowerCase() : '';
     let pool = this.pools.get(user);
     if (!pool) {
@@ -107,63 +125,219 @@ export class SmtpProvider implements MailProvider {
     return pool;
   }
 
-  private async createPool(from: string): Promise<Transporter<SMTPPool.SentMessageInfo>> {
+  private async createPool(from: string): Promise<SmtpConnectionPool> {
     const { settings } = this.options;
-    const auth = await this.auth(from);
+    // Read once per pool: an unreadable credential is the credential's failure, not an SMTP one.
+    const credentials =
+      settings.auth === 'plain' || settings.auth === 'login' ? await this.credentials() : undefined;
     const timeout = this.options.connectionTimeoutMs ?? 10_000;
-    return nodemailer.createTransport({
-      pool: true,
-      maxConnections: 2,
-      host: settings.host,
-      port: settings.port,
-      secure: settings.tls === 'implicit',
-      requireTLS: settings.tls === 'starttls' && settings.requireTls,
-      ignoreTLS: settings.tls === 'none',
-      tls: {
-        rejectUnauthorized: true,
-        // SNI takes names only; for an IP address the certificate is checked against its IP entries.
-        ...(isIP(settings.host) === 0 && { servername: settings.host }),
-        ...(this.options.ca !== undefined && { ca: this.options.ca }),
-      },
-      connectionTimeout: timeout,
-      greetingTimeout: timeout,
-      socketTimeout: 3 * timeout,
-      ...(auth && { auth }),
-    });
+    const open = async (signal: AbortSignal): Promise<SMTPConnection> => {
+      const connection = new SMTPConnection({
+        host: settings.host,
+        port: settings.port,
+        secure: settings.tls === 'implicit',
+        requireTLS: settings.tls === 'starttls' && settings.requireTls,
+        ignoreTLS: settings.tls === 'none',
+        tls: {
+          rejectUnauthorized: true,
+          // SNI takes names only; for an IP address the certificate is checked against its IP entries.
+          ...(isIP(settings.host) === 0 && { servername: settings.host }),
+          ...(this.options.ca !== undefined && { ca: this.options.ca }),
+        },
+        connectionTimeout: timeout,
+        greetingTimeout: timeout,
+        socketTimeout: 3 * timeout,
+      });
+      // An idle session's socket may fail at any time; the failure is seen by the next send.
+      connection.on('error', () => undefined);
+      const stop = () => connection.close();
+      signal.addEventListener('abort', stop, { once: true });
+      try {
+        await step(connection, (done) => connection.connect(done));
+        if (credentials) {
+          const { username, password } = credentials;
+          await step(connection, (done) =>
+            connection.login(
+              { credentials: { user: username, pass: password }, method: settings.auth.toUpperCase() },
+              done,
+            ),
+          );
+        } else if (settings.auth === 'xoauth2') {
+          const accessToken = await this.tokens().getToken();
+          await step(connection, (done) =>
+            connection.login(
+              { type: 'OAuth2', user: from, oauth2: new XOAuth2({ user: from, accessToken }) } as never,
+              done,
+            ),
+          );
+        }
+        return connection;
+      } catch (error) {
+        connection.close();
+        throw error;
+      } finally {
+        signal.removeEventListener('abort', stop);
+      }
+    };
+    return new SmtpConnectionPool(open, this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  }
+
+  private async credentials(): Promise<SmtpCredentials> {
+    const { settings, credentials } = this.options;
+    if (!credentials) throw new Error(`${settings.auth} needs credentials`);
+    return credentials();
   }
 
   private tokens(): TokenSource {
     if (!this.options.tokens) throw new Error('xoauth2 needs a token source');
     return this.options.tokens;
   }
+}
 
-  private async auth(from: string): Promise<SMTPPool.Options['auth'] | undefined> {
-    const { settings, credentials } = this.options;
-    switch (settings.auth) {
-      case 'none':
-        return undefined;
-      case 'xoauth2': {
-        const source = this.tokens();
-        return {
-          type: 'OAuth2',
-          user: from,
-          // Each new connection asks again (the token source caches until near expiry), so a
-          // long-lived pool never authenticates with an expired token.
-          provisionCallback: (_user, _renew, callback) => {
-            source.getToken().then(
-              (token) => callback(null, token, Date.now() + TOKEN_REUSE_MS),
-              (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
-            );
+/** How far one transaction got, when it did not end with the server's 250. */
+type TransactionResult =
+  | { readonly ok: true; readonly info: SMTPConnection.SentMessageInfo }
+  | {
+      readonly ok: false;
+      readonly error: unknown;
+      /**
+       * envelope: MAIL FROM / RCPT TO / DATA (nothing handed off); refused-hand-off: the relay would not
+       * hand it off; data: part of the message went out (no terminator, so the server discards it);
+       * data-sent: the whole message went out.
+       */
+      readonly stage: 'envelope' | 'refused-hand-off' | 'data' | 'data-sent';
+    };
+
+/**
+ * One MAIL FROM … DATA transaction. The message is a stream nodemailer reads only after the server
+ * accepted DATA (354): its first read records the hand-off, and only then are the bytes released.
+ */
+function runTransaction(
+  connection: SMTPConnection,
+  envelope: { from: string; to: string[] },
+  raw: Buffer,
+  context: SendContext,
+): Promise<TransactionResult> {
+  return new Promise((resolve) => {
+    let stage: 'envelope' | 'data' | 'data-sent' = 'envelope';
+    let refusedHandOff: unknown;
+    let settled = false;
+    const settle = (result: TransactionResult) => {
+      if (settled) return;
+      settled = true;
+      context.signal.removeEventListener('abort', onAbort);
+      connection.off('end', onEnd);
+      resolve(result);
+    };
+    // close() drops a pending send without calling back: end it here.
+    const onAbort = () => {
+      settle({ ok: false, error: context.signal.reason, stage });
+      connection.close();
+    };
+    const onEnd = () => settle({ ok: false, error: new Error('Connection closed unexpectedly'), stage });
+    const message = new Readable({
+      read() {
+        if (stage !== 'envelope') return;
+        stage = 'data';
+        context.handOff().then(
+          () => {
+            this.push(raw);
+            this.push(null);
           },
-        };
-      }
-      default: {
-        if (!credentials) throw new Error(`${settings.auth} needs credentials`);
-        const { username, password } = await credentials();
-        return { type: 'login', user: username, pass: password, method: settings.auth.toUpperCase() };
-      }
+          (error: unknown) => {
+            refusedHandOff = error;
+            // A plain error: nodemailer rewrites the code of the error a stream fails with.
+            this.destroy(new Error('hand-off refused'));
+          },
+        );
+      },
+    });
+    message.once('end', () => {
+      stage = 'data-sent';
+    });
+    context.signal.addEventListener('abort', onAbort, { once: true });
+    connection.once('end', onEnd);
+    if (context.signal.aborted) {
+      onAbort();
+      return;
     }
-  }
+    connection.send(envelope, message, (error, info) => {
+      if (refusedHandOff !== undefined)
+        settle({ ok: false, error: refusedHandOff, stage: 'refused-hand-off' });
+      else if (error) settle({ ok: false, error, stage });
+      else settle({ ok: true, info });
+    });
+  });
+}
+
+/** Runs one callback-style step of a session, failing also when the session errors or ends. */
+function step(
+  connection: SMTPConnection,
+  run: (done: (error?: Error | null) => void) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      connection.off('error', onError);
+      connection.off('end', onEnd);
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(Object.assign(new Error('Connection closed unexpectedly'), { code: 'ECONNECTION' }));
+    };
+    connection.once('error', onError);
+    connection.once('end', onEnd);
+    run((error) => {
+      cleanup();
+      if (error) reject(error);
+      else resolve();
+    });
+  });
+}
+
+function hasReply(error: unknown): boolean {
+  return typeof (error as { responseCode?: unknown } | undefined)?.responseCode === 'number';
+}
+
+/** The whole message went out and the server never answered: it may have queued the message. */
+function answerLost(error: unknown, host: string, port: number): RelayFailure {
+  const details = (error ?? {}) as { code?: string; message?: string };
+  return classifyFault(
+    {
+      provider: SMTP_PROVIDER,
+      code: details.code === 'ETIMEDOUT' ? 'ETIMEDOUT' : 'NoReplyAfterData',
+      message: `${host}:${port} took the whole message but gave no reply to its end (${details.message ?? String(error)})`,
+      fallbackClass: 'transient',
+      maybeSent: true,
+    },
+    error,
+  );
+}
+
+/** The invocation ran out of time: before the data went out nothing was sent, after it maybe. */
+function outOfTime(host: string, port: number, dataSent: boolean): RelayFailure {
+  return classifyFault({
+    provider: SMTP_PROVIDER,
+    code: 'DeadlineExceeded',
+    message: dataSent
+      ? `${host}:${port} had the whole message but had not answered when the invocation ran out of time`
+      : `the invocation ran out of time before the message went to ${host}:${port}; nothing was sent`,
+    fallbackClass: 'transient',
+    ...(dataSent && { maybeSent: true }),
+  });
+}
+
+function receipt(info: SMTPConnection.SentMessageInfo, internetMessageId: string): SendReceipt {
+  // Some recipients refused, the rest accepted: the message went out, and the refusals are reported.
+  const rejectedRecipients = rejectedOf(info);
+  return {
+    provider: SMTP_PROVIDER,
+    providerMessageId: internetMessageId,
+    ...(rejectedRecipients.length > 0 && { rejectedRecipients }),
+  };
 }
 
 interface RecipientError {
@@ -171,7 +345,7 @@ interface RecipientError {
   readonly response?: string;
 }
 
-function rejectedOf(info: SMTPPool.SentMessageInfo): RejectedRecipient[] {
+function rejectedOf(info: SMTPConnection.SentMessageInfo): RejectedRecipient[] {
   const errors = ((info as { rejectedErrors?: RecipientError[] }).rejectedErrors ?? []) as RecipientError[];
   return (info.rejected ?? []).map((entry) => {
     const recipient = String(entry);

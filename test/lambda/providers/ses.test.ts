@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { simpleParser } from 'mailparser';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
+import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { createMessageSchema, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
-import { SesProvider } from '../../../lambda/providers/ses.ts';
+import { createSesClient, SesProvider } from '../../../lambda/providers/ses.ts';
 import { failureOf } from '../../helpers/failures.ts';
 import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
+import { sendContext } from '../../helpers/scripted-relay.ts';
 
 function message(overrides: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);
@@ -30,6 +32,7 @@ describe('SesProvider against the SES v2 emulator', () => {
   it('sends raw MIME with the full envelope, tags and configuration set', async () => {
     const receipt = await provider.send(
       message({ cc: 'Ops <ops@example.org>', bcc: ['audit@example.org'], tags: { tenant: 'acme' } }),
+      sendContext(),
     );
 
     expect(receipt.provider).toBe('ses');
@@ -58,6 +61,7 @@ describe('SesProvider against the SES v2 emulator', () => {
           },
         ],
       }),
+      sendContext(),
     );
 
     const store = (await fetch(`${peers.sesEmulator.endpoint}/store`).then((response) =>
@@ -90,7 +94,7 @@ describe('SesProvider against the SES v2 emulator', () => {
   ])('classifies SES $code ($status) as $failureClass', async ({ status, code, failureClass }) => {
     peers.capture.injectFault({ status, code });
 
-    const failure = await failureOf(provider.send(message()));
+    const failure = await failureOf(provider.send(message(), sendContext()));
 
     expect(failure.failureClass).toBe(failureClass);
     expect(failure.code).toBe(code);
@@ -106,7 +110,7 @@ describe('SesProvider against the SES v2 emulator', () => {
       createMessageSchema({ maxRecipients: 500, maxMessageBytes: 1024 * 1024 }),
     );
     if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-    const failure = await failureOf(provider.send(inlineAttachments(parsed.message)));
+    const failure = await failureOf(provider.send(inlineAttachments(parsed.message), sendContext()));
     expect(failure).toMatchObject({ failureClass: 'permanent', code: 'TooManyRecipients', provider: 'ses' });
     expect(failure.hint).toMatch(/Exchange Online takes 500/);
     expect(peers.capture.sendAttempts).toBe(attemptsBefore);
@@ -116,10 +120,98 @@ describe('SesProvider against the SES v2 emulator', () => {
     const unreachable = new SESv2Client(UNREACHABLE_CLIENT_CONFIG);
     const offline = new SesProvider(unreachable, { identities: ['example.com'] });
 
-    const failure = await failureOf(offline.send(message()));
+    const failure = await failureOf(offline.send(message(), sendContext()));
 
     expect(failure.failureClass).toBe('transient');
     expect(failure.code).toBe('ECONNREFUSED');
     unreachable.destroy();
+  });
+});
+
+describe("the relay's SES client: hand-off, lost answers, refusals and deadlines", () => {
+  let peers: Peers;
+  const clients: SESv2Client[] = [];
+  const relayProvider = (requestTimeoutMs = 300) => {
+    const client = createSesClient({
+      requestTimeoutMs,
+      client: {
+        endpoint: peers.sesEndpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 't', secretAccessKey: 't' },
+      },
+    });
+    clients.push(client);
+    return new SesProvider(client, { identities: ['example.com'] });
+  };
+
+  beforeAll(async () => {
+    peers = await startPeers();
+  });
+  afterAll(async () => {
+    for (const client of clients) client.destroy();
+    await peers.stop();
+  });
+  beforeEach(() => {
+    peers.capture.sent.length = 0;
+    peers.capture.sendAttempts = 0;
+  });
+
+  it('hands the message off right before SendEmail is written, with the relay’s Message-ID', async () => {
+    const attemptsAtHandOff: number[] = [];
+    await relayProvider().send(
+      message(),
+      sendContext({
+        internetMessageId: '<relay-3@example.com>',
+        handOff: async () => void attemptsAtHandOff.push(peers.capture.sendAttempts),
+      }),
+    );
+    expect(attemptsAtHandOff).toEqual([0]);
+    const mail = await simpleParser(peers.capture.sent[0]?.raw ?? Buffer.alloc(0));
+    expect(mail.messageId).toBe('<relay-3@example.com>');
+  });
+
+  it('sends nothing when the hand-off is refused', async () => {
+    const refused = new RelayFailure({
+      failureClass: 'transient',
+      code: 'InFlight',
+      reason: 'claimed elsewhere',
+    });
+    const failure = await relayProvider()
+      .send(message(), sendContext({ handOff: () => Promise.reject(refused) }))
+      .catch((error: unknown) => error);
+    expect(failure).toBe(refused);
+    expect(peers.capture.sendAttempts).toBe(0);
+  });
+
+  it('says the message may be sent, and does not repeat it, when SES took it and the answer never came', async () => {
+    peers.capture.injectFault({ lostAnswer: 'hang' });
+    const failure = await failureOf(relayProvider().send(message(), sendContext()));
+    expect(failure).toMatchObject({ provider: 'ses', code: 'ETIMEDOUT', maybeSent: true });
+    expect(peers.capture.sendAttempts).toBe(1);
+    expect(peers.capture.sent).toHaveLength(1);
+  });
+
+  it('says so too when the connection is reset after SendEmail was written', async () => {
+    peers.capture.injectFault({ lostAnswer: 'reset' });
+    const failure = await failureOf(relayProvider().send(message(), sendContext()));
+    expect(failure).toMatchObject({ code: 'ECONNRESET', maybeSent: true });
+    expect(peers.capture.sendAttempts).toBe(1);
+  });
+
+  it('retries throttling inside the call, since a refusal sent nothing', async () => {
+    peers.capture.injectFault({ status: 429, code: 'TooManyRequestsException', times: 2 });
+    const receipt = await relayProvider().send(message(), sendContext());
+    expect(receipt.provider).toBe('ses');
+    expect(peers.capture.sendAttempts).toBe(3);
+    expect(peers.capture.sent).toHaveLength(1);
+  });
+
+  it('ends a hung call at the invocation’s deadline instead of running into the function timeout', async () => {
+    peers.capture.injectFault({ lostAnswer: 'hang' });
+    const deadline = new AbortController();
+    const sending = relayProvider(60_000).send(message(), sendContext({ signal: deadline.signal }));
+    await vi.waitUntil(() => peers.capture.sent.length === 1);
+    deadline.abort();
+    expect(await failureOf(sending)).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
   });
 });

@@ -1,6 +1,7 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { GraphSettings } from '../../../../lambda/core/settings.ts';
 import { cachedCredential, graphSecretReader } from '../../../../lambda/providers/graph/credentials.ts';
@@ -17,6 +18,7 @@ import {
   startSecretsManagerEmulator,
 } from '../../../../local/secrets-manager-emulator.ts';
 import { failureOf } from '../../../helpers/failures.ts';
+import { sendContext } from '../../../helpers/scripted-relay.ts';
 
 const TENANT = '72f988bf-0000-4000-8000-00000000cafe';
 const CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a1';
@@ -126,6 +128,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
           },
         ],
       }),
+      sendContext(),
     );
 
     expect(receipt.provider).toBe('graph');
@@ -167,7 +170,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
   });
 
   it('passes saveToSentItems from the settings', async () => {
-    await coldStart({ saveToSentItems: false }).send(outbound());
+    await coldStart({ saveToSentItems: false }).send(outbound(), sendContext());
     expect(peer.delivered[0]?.saveToSentItems).toBe(false);
   });
 
@@ -181,6 +184,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
           { filename: 'scan.tiff', contentType: 'image/tiff', content: large.toString('base64') },
         ],
       }),
+      sendContext(),
     );
 
     const [delivered] = peer.delivered;
@@ -210,6 +214,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
         outbound({
           attachments: [{ filename: 'big.bin', content: patterned(5 * 1024 * 1024).toString('base64') }],
         }),
+        sendContext(),
       ),
     );
     expect(failure).toMatchObject({
@@ -226,7 +231,9 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     const messages = Array.from({ length: 100 }, (_, index) => outbound({ subject: `Message ${index}` }));
     // In batches of 10, as one invocation sends one SQS batch at a time.
     for (let index = 0; index < messages.length; index += 10) {
-      await Promise.all(messages.slice(index, index + 10).map((message) => provider.send(message)));
+      await Promise.all(
+        messages.slice(index, index + 10).map((message) => provider.send(message, sendContext())),
+      );
     }
     expect(peer.delivered).toHaveLength(100);
     expect(peer.tokenRequests).toHaveLength(1);
@@ -240,7 +247,10 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
 
   it('authenticates with a client secret as well', async () => {
     const secretArn = secrets.putSecret('graph-secret', JSON.stringify({ clientSecret: CLIENT_SECRET }));
-    await coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: secretArn }).send(outbound());
+    await coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: secretArn }).send(
+      outbound(),
+      sendContext(),
+    );
     expect(peer.tokenRequests).toEqual([expect.objectContaining({ credential: 'secret', granted: true })]);
     expect(peer.delivered).toHaveLength(1);
   });
@@ -248,7 +258,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
   it('reports an unfilled secret as provider-level, and picks the credential up once it is filled', async () => {
     const arn = secrets.putSecret('graph-later', JSON.stringify({ placeholder: 'fill me' }));
     const provider = coldStart({ credentialSecretId: arn });
-    const failure = await failureOf(provider.send(outbound()));
+    const failure = await failureOf(provider.send(outbound(), sendContext()));
     expect(failure).toMatchObject({
       failureClass: 'provider',
       code: 'GraphCredentialNotSet',
@@ -260,7 +270,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       'graph-later',
       JSON.stringify({ certificate: certificate.certificatePem, privateKey: certificate.privateKeyPem }),
     );
-    await provider.send(outbound());
+    await provider.send(outbound(), sendContext());
     expect(peer.delivered).toHaveLength(1);
   });
 
@@ -277,14 +287,14 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     ] as const;
     it.each(cases)('$status $code → $failureClass', async ({ operation, status, code, failureClass }) => {
       peer.injectFault({ operation, status, code });
-      const failure = await failureOf(coldStart().send(outbound()));
+      const failure = await failureOf(coldStart().send(outbound(), sendContext()));
       expect(failure).toMatchObject({ failureClass, code, provider: 'graph' });
       expect(peer.delivered).toHaveLength(0);
     });
 
     it('401 invalid_client from Entra ID → provider-level, with the AADSTS code and a hint', async () => {
       peer.injectFault({ operation: 'token', status: 401, code: 'invalid_client' });
-      const failure = await failureOf(coldStart().send(outbound()));
+      const failure = await failureOf(coldStart().send(outbound(), sendContext()));
       expect(failure).toMatchObject({ failureClass: 'provider', code: 'AADSTS7000215', provider: 'graph' });
       expect(failure.reason).toMatch(/^Entra ID refused the token request: .*AADSTS7000215/);
       expect(failure.hint).toMatch(/client secret is wrong/);
@@ -294,7 +304,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     it('a wrong client secret is refused for real by the peer and lands in the same class', async () => {
       const arn = secrets.putSecret('graph-wrong', JSON.stringify({ clientSecret: 'not-the-secret' }));
       const failure = await failureOf(
-        coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: arn }).send(outbound()),
+        coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: arn }).send(outbound(), sendContext()),
       );
       expect(failure).toMatchObject({ failureClass: 'provider', code: 'AADSTS7000215' });
     });
@@ -302,28 +312,30 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     it('reads the secret again after Entra ID refused it, so a rotated credential is picked up', async () => {
       const arn = secrets.putSecret('graph-rotated', JSON.stringify({ clientSecret: 'expired-secret' }));
       const provider = coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: arn });
-      await failureOf(provider.send(outbound()));
+      await failureOf(provider.send(outbound(), sendContext()));
       secrets.putSecret('graph-rotated', JSON.stringify({ clientSecret: CLIENT_SECRET }));
-      await provider.send(outbound());
+      await provider.send(outbound(), sendContext());
       expect(peer.delivered).toHaveLength(1);
       expect(secrets.reads.get('graph-rotated')).toBe(2);
     });
 
     it('404 ErrorInvalidUser for a mailbox that does not exist → permanent', async () => {
-      const failure = await failureOf(coldStart().send(outbound({ from: 'nobody@contoso.com' })));
+      const failure = await failureOf(
+        coldStart().send(outbound({ from: 'nobody@contoso.com' }), sendContext()),
+      );
       expect(failure).toMatchObject({ failureClass: 'permanent', code: 'ErrorInvalidUser' });
       expect(failure.hint).toMatch(/shared mailbox/);
     });
 
     it('an unreachable Graph endpoint → transient network failure', async () => {
       const provider = coldStart();
-      await provider.send(outbound()); // token cached
+      await provider.send(outbound(), sendContext()); // token cached
       const offline = new GraphProvider({
         settings: settings({ graphEndpoint: 'https://127.0.0.1:9' }),
         tokens: { getToken: async () => 'token' },
         transport,
       });
-      const failure = await failureOf(offline.send(outbound()));
+      const failure = await failureOf(offline.send(outbound(), sendContext()));
       expect(failure).toMatchObject({ failureClass: 'transient', code: 'ECONNREFUSED', provider: 'graph' });
     });
   });
@@ -334,7 +346,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       const provider = coldStart({}, { now: () => now });
       peer.injectFault({ operation: 'sendMail', status: 429, code: 'TooManyRequests', retryAfterSeconds: 7 });
 
-      const throttled = await failureOf(provider.send(outbound()));
+      const throttled = await failureOf(provider.send(outbound(), sendContext()));
       expect(throttled).toMatchObject({
         failureClass: 'transient',
         code: 'TooManyRequests',
@@ -343,7 +355,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
 
       const callsBefore = peer.requests.filter((request) => request.operation === 'sendMail').length;
       now += 3_000;
-      const refused = await failureOf(provider.send(outbound()));
+      const refused = await failureOf(provider.send(outbound(), sendContext()));
       expect(refused).toMatchObject({
         failureClass: 'transient',
         code: 'TooManyRequests',
@@ -352,14 +364,164 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       expect(peer.requests.filter((request) => request.operation === 'sendMail')).toHaveLength(callsBefore);
 
       // Other mailboxes are not held back.
-      await provider.send(outbound({ from: 'crm@contoso.com' }));
+      await provider.send(outbound({ from: 'crm@contoso.com' }), sendContext());
 
       now += 4_000;
-      await provider.send(outbound());
+      await provider.send(outbound(), sendContext());
       expect(peer.delivered.map((message) => message.mailbox)).toEqual([
         'crm@contoso.com',
         'billing@contoso.com',
       ]);
+    });
+  });
+
+  describe('hand-off, lost answers and deadlines', () => {
+    /** The relay's Graph transport with a short no-answer limit, as a nearly spent invocation has. */
+    const impatient = (overrides: Partial<GraphSettings> = {}) => {
+      const graph = settings(overrides);
+      const quick = createHttpsTransport({ ca: peer.caCertificate, timeoutMs: 300 });
+      const credential = cachedCredential(graphSecretReader(secretsClient), graph.credentialSecretId);
+      return new GraphProvider({
+        settings: graph,
+        tokens: new MsalTokenSource(graph, credential, quick),
+        transport: quick,
+      });
+    };
+    const sendMails = () => peer.requests.filter((request) => request.operation === 'sendMail');
+    const withThreeMbAttachment = () =>
+      outbound({
+        attachments: [
+          {
+            filename: 'big.bin',
+            contentType: 'application/octet-stream',
+            content: patterned(3_500_000).toString('base64'),
+          },
+        ],
+      });
+
+    it('hands the message off right before sendMail is written, and sets the relay’s Message-ID', async () => {
+      const order: string[] = [];
+      const provider = coldStart();
+      await provider.send(
+        outbound(),
+        sendContext({
+          internetMessageId: '<relay-1@contoso.com>',
+          handOff: async () => {
+            order.push(`hand-off after ${sendMails().length} sendMail requests`);
+          },
+        }),
+      );
+      expect(order).toEqual(['hand-off after 0 sendMail requests']);
+      expect(peer.delivered[0]?.internetMessageId).toBe('<relay-1@contoso.com>');
+    });
+
+    it('writes nothing when the hand-off is refused', async () => {
+      // What the relay's hand-off rejects with when another function handed the message off first.
+      const refused = new RelayFailure({
+        failureClass: 'transient',
+        code: 'InFlight',
+        reason: 'claimed elsewhere',
+      });
+      const failure = await coldStart()
+        .send(outbound(), sendContext({ handOff: () => Promise.reject(refused) }))
+        .catch((error: unknown) => error);
+      expect(failure).toBe(refused);
+      expect(sendMails()).toHaveLength(0);
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it('says the message may be sent when Graph took sendMail and the answer never came', async () => {
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'hang' });
+      const failure = await failureOf(impatient().send(outbound(), sendContext()));
+      expect(failure).toMatchObject({
+        provider: 'graph',
+        code: 'ETIMEDOUT',
+        maybeSent: true,
+        failureClass: 'transient',
+      });
+      expect(peer.delivered).toHaveLength(1);
+    });
+
+    it('says so too when the connection is reset after sendMail was written', async () => {
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'reset' });
+      const failure = await failureOf(coldStart().send(outbound(), sendContext()));
+      expect(failure).toMatchObject({ code: 'ECONNRESET', maybeSent: true });
+      expect(peer.delivered).toHaveLength(1);
+    });
+
+    it('knows nothing was sent when a lost answer was to a request that does not send (draft creation)', async () => {
+      peer.injectFault({ operation: 'createDraft', lostAnswer: 'hang' });
+      let handedOff = false;
+      const failure = await failureOf(
+        impatient().send(
+          withThreeMbAttachment(),
+          sendContext({ handOff: async () => void (handedOff = true) }),
+        ),
+      );
+      expect(failure).toMatchObject({ code: 'ETIMEDOUT', maybeSent: false });
+      expect(handedOff).toBe(false);
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it('hands a large message off before the draft is sent, and keeps the draft when that answer is lost', async () => {
+      peer.injectFault({ operation: 'sendDraft', lostAnswer: 'hang' });
+      const failure = await failureOf(impatient().send(withThreeMbAttachment(), sendContext()));
+      expect(failure).toMatchObject({ maybeSent: true });
+      expect(peer.delivered).toHaveLength(1);
+      // Deleting it would delete the sent copy the relay needs to find.
+      expect(peer.requests.filter((request) => request.operation === 'deleteMessage')).toHaveLength(0);
+    });
+
+    it('stops at the deadline: before the request is written nothing was sent, after it maybe', async () => {
+      const before = new AbortController();
+      before.abort();
+      const early = await failureOf(coldStart().send(outbound(), sendContext({ signal: before.signal })));
+      expect(early).toMatchObject({ code: 'DeadlineExceeded', maybeSent: false });
+      expect(sendMails()).toHaveLength(0);
+
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'hang' });
+      const late = new AbortController();
+      const sending = coldStart().send(
+        outbound(),
+        sendContext({ signal: late.signal, handOff: async () => void setImmediate(() => late.abort()) }),
+      );
+      const failure = await failureOf(sending);
+      expect(failure).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
+    });
+
+    it('finds the sent copy in the mailbox by its Message-ID, and nothing for a message it never got', async () => {
+      const provider = coldStart({ sentItemsLookupSeconds: 120 });
+      expect(provider.lookupWindowSeconds).toBe(120);
+      await provider.send(outbound(), sendContext({ internetMessageId: '<found@contoso.com>' }));
+      const signal = new AbortController().signal;
+
+      expect(
+        await provider.findSent(
+          { from: 'billing@contoso.com', internetMessageId: '<found@contoso.com>' },
+          signal,
+        ),
+      ).toEqual({
+        found: true,
+        providerMessageId: '<found@contoso.com>',
+      });
+      expect(
+        await provider.findSent(
+          { from: 'billing@contoso.com', internetMessageId: "<n'one@contoso.com>" },
+          signal,
+        ),
+      ).toEqual({
+        found: false,
+      });
+    });
+
+    it('cannot look without a copy in Sent Items, and says why when the app may not read the mailbox', async () => {
+      expect(coldStart({ saveToSentItems: false, sentItemsLookupSeconds: 120 }).lookupWindowSeconds).toBe(0);
+      peer.injectFault({ operation: 'findMessages', status: 403, code: 'ErrorAccessDenied' });
+      const lookup = await coldStart({ sentItemsLookupSeconds: 120 }).findSent(
+        { from: 'billing@contoso.com', internetMessageId: '<x@contoso.com>' },
+        new AbortController().signal,
+      );
+      expect(lookup).toMatchObject({ unavailable: { code: 'ErrorAccessDenied', failureClass: 'provider' } });
     });
   });
 });
@@ -405,7 +567,7 @@ describe('GraphProvider concurrency per mailbox', () => {
     const large = outbound({
       attachments: [{ filename: 'big.bin', content: patterned(7 * 1024 * 1024).toString('base64') }],
     });
-    await Promise.all([...billing, ...ops, large].map((message) => provider.send(message)));
+    await Promise.all([...billing, ...ops, large].map((message) => provider.send(message, sendContext())));
 
     expect(peer.delivered).toHaveLength(33);
     expect(peer.maxConcurrency('billing@contoso.com')).toBe(4);

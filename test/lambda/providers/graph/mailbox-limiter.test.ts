@@ -18,7 +18,7 @@ describe('MailboxLimiter', () => {
     const gates = Array.from({ length: 10 }, gate);
     const started: number[] = [];
     const runs = gates.map((g, index) =>
-      limiter.run('ana@contoso.com', async () => {
+      limiter.run('ana@contoso.com', undefined, async () => {
         started.push(index);
         active += 1;
         highest = Math.max(highest, active);
@@ -41,11 +41,11 @@ describe('MailboxLimiter', () => {
     const limiter = new MailboxLimiter(1);
     const first = gate();
     const order: string[] = [];
-    const a = limiter.run('a@contoso.com', async () => {
+    const a = limiter.run('a@contoso.com', undefined, async () => {
       order.push('a1');
       await first.done;
     });
-    const b = limiter.run('b@contoso.com', async () => {
+    const b = limiter.run('b@contoso.com', undefined, async () => {
       order.push('b1');
     });
     await b;
@@ -56,9 +56,9 @@ describe('MailboxLimiter', () => {
 
   it('frees the permit when the operation fails', async () => {
     const limiter = new MailboxLimiter(1);
-    await expect(limiter.run('a@contoso.com', () => Promise.reject(new Error('boom')))).rejects.toThrow(
-      'boom',
-    );
-    await expect(limiter.run('a@contoso.com', async () => 'next')).resolves.toBe('next');
+    await expect(
+      limiter.run('a@contoso.com', undefined, () => Promise.reject(new Error('boom'))),
+    ).rejects.toThrow('boom');
+    await expect(limiter.run('a@contoso.com', undefined, async () => 'next')).resolves.toBe('next');
   });
 });

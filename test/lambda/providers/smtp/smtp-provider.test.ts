@@ -1,6 +1,7 @@
 import { type AddressObject, simpleParser } from 'mailparser';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
 import { createHttpsTransport } from '../../../../lambda/providers/graph/https-transport.ts';
@@ -10,6 +11,7 @@ import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/provi
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
 import { type SmtpPeer, type SmtpPeerOptions, startSmtpPeer } from '../../../../local/peers/smtp-peer.ts';
 import { failureOf } from '../../../helpers/failures.ts';
+import { sendContext } from '../../../helpers/scripted-relay.ts';
 
 function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(
@@ -96,6 +98,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
             { filename: 'scan.pdf', contentType: 'application/pdf', content: pdf.toString('base64') },
           ],
         }),
+        sendContext(),
       );
 
       expect(receipt).toMatchObject({ provider: 'smtp' });
@@ -118,20 +121,24 @@ describe('SmtpProvider against the local SMTP peer', () => {
 
     it('reuses pooled connections for several messages', async () => {
       const relay = provider(connector);
-      await Promise.all([1, 2, 3, 4, 5].map((n) => relay.send(outbound({ subject: `Pooled ${n}` }))));
+      await Promise.all(
+        [1, 2, 3, 4, 5].map((n) => relay.send(outbound({ subject: `Pooled ${n}` }), sendContext())),
+      );
       expect(connector.received).toHaveLength(5);
       expect(connector.connections).toBeLessThanOrEqual(2);
     });
 
     it('refuses to send in clear text when the server offers no STARTTLS', async () => {
       const plain = await peer({ tls: 'none' });
-      const failure = await failureOf(provider(plain).send(outbound()));
+      const failure = await failureOf(provider(plain).send(outbound(), sendContext()));
       expect(failure).toMatchObject({ failureClass: 'provider', code: 'TlsFailed', provider: 'smtp' });
       expect(plain.received).toHaveLength(0);
     });
 
     it('verifies the server certificate (an untrusted one is a TLS failure)', async () => {
-      const failure = await failureOf(provider(connector, {}, { ca: undefined }).send(outbound()));
+      const failure = await failureOf(
+        provider(connector, {}, { ca: undefined }).send(outbound(), sendContext()),
+      );
       expect(failure).toMatchObject({ failureClass: 'provider', code: 'TlsFailed' });
     });
 
@@ -158,7 +165,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
       ],
     ] as const)('a %s rejection "%s" is %s (%s) with a hint', async (stage, reply, code, failureClass) => {
       connector.reject({ stage, reply });
-      const failure = await failureOf(provider(connector).send(outbound()));
+      const failure = await failureOf(provider(connector).send(outbound(), sendContext()));
       expect(failure).toMatchObject({ code, failureClass, provider: 'smtp' });
       expect(failure.reason).toContain(reply.slice(4));
       expect(failure.hint).toBeTruthy();
@@ -169,6 +176,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
       connector.reject({ stage: 'rcptTo', address: 'gone@example.org', reply: '550 5.1.1 User unknown' });
       const receipt = await provider(connector).send(
         outbound({ to: ['ana@example.org', 'gone@example.org', 'bob@example.org'] }),
+        sendContext(),
       );
       expect(receipt.rejectedRecipients).toEqual([
         { address: 'gone@example.org', reason: '550 5.1.1 User unknown' },
@@ -183,6 +191,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
           outbound({
             attachments: [{ filename: 'big.bin', content: Buffer.alloc(4096).toString('base64') }],
           }),
+          sendContext(),
         ),
       );
       expect(failure).toMatchObject({ code: 'MessageTooLarge', failureClass: 'permanent', provider: 'smtp' });
@@ -192,8 +201,94 @@ describe('SmtpProvider against the local SMTP peer', () => {
 
     it('fails permanently when every recipient is refused', async () => {
       connector.reject({ stage: 'rcptTo', address: 'gone@example.org', reply: '550 5.1.1 User unknown' });
-      const failure = await failureOf(provider(connector).send(outbound({ to: 'gone@example.org' })));
+      const failure = await failureOf(
+        provider(connector).send(outbound({ to: 'gone@example.org' }), sendContext()),
+      );
       expect(failure).toMatchObject({ code: '5.1.1', failureClass: 'permanent' });
+    });
+  });
+
+  describe('hand-off, lost answers and deadlines', () => {
+    let server: SmtpPeer;
+    beforeAll(async () => {
+      server = await peer({ tls: 'none' });
+    });
+    afterEach(() => server.reset());
+    const plainText = (options: Partial<SmtpProviderOptions> = {}) =>
+      provider(
+        server,
+        { tls: 'none', requireTls: false, mode: 'smarthost' },
+        { connectionTimeoutMs: 300, ...options },
+      );
+
+    it('hands off only once the server accepted DATA, and carries the relay’s Message-ID', async () => {
+      const stages: string[] = [];
+      await plainText().send(
+        outbound(),
+        sendContext({
+          internetMessageId: '<relay-2@contoso.com>',
+          handOff: async () => {
+            stages.push(server.transcript.map((entry) => entry.stage).join(','));
+          },
+        }),
+      );
+      expect(stages[0]).toMatch(/mailFrom,rcptTo/);
+      const mail = await simpleParser(server.received[0]?.raw ?? Buffer.alloc(0));
+      expect(mail.messageId).toBe('<relay-2@contoso.com>');
+    });
+
+    it('sends no data and drops the session when the hand-off is refused', async () => {
+      const refused = new RelayFailure({
+        failureClass: 'transient',
+        code: 'InFlight',
+        reason: 'claimed elsewhere',
+      });
+      const relay = plainText();
+      const failure = await relay
+        .send(outbound(), sendContext({ handOff: () => Promise.reject(refused) }))
+        .catch((error: unknown) => error);
+      expect(failure).toBe(refused);
+      expect(server.received).toHaveLength(0);
+      // The next message gets a fresh session, not the one left inside DATA.
+      await relay.send(outbound({ subject: 'next' }), sendContext());
+      expect(server.received).toHaveLength(1);
+      expect(server.connections).toBe(2);
+    });
+
+    it('says the message may be sent when the server took all of it and never replied', async () => {
+      server.reject({ stage: 'data', lostReply: 'hang' });
+      const failure = await failureOf(plainText().send(outbound(), sendContext()));
+      expect(failure).toMatchObject({ provider: 'smtp', maybeSent: true, failureClass: 'transient' });
+      expect(server.received).toHaveLength(1);
+    });
+
+    it('says so too when the server drops the connection instead of replying to the end of data', async () => {
+      server.reject({ stage: 'data', lostReply: 'close' });
+      const failure = await failureOf(plainText().send(outbound(), sendContext()));
+      expect(failure).toMatchObject({ code: 'NoReplyAfterData', maybeSent: true });
+    });
+
+    it('knows a refusal at the end of data was no send', async () => {
+      server.reject({ stage: 'data', reply: '451 4.3.0 Temporary server error' });
+      const failure = await failureOf(plainText().send(outbound(), sendContext()));
+      expect(failure).toMatchObject({ code: '4.3.0', maybeSent: false, failureClass: 'transient' });
+    });
+
+    it('stops at the deadline: before the data nothing was sent, after it maybe', async () => {
+      const before = new AbortController();
+      before.abort();
+      const early = await failureOf(plainText().send(outbound(), sendContext({ signal: before.signal })));
+      expect(early).toMatchObject({ code: 'DeadlineExceeded', maybeSent: false });
+
+      server.reject({ stage: 'data', lostReply: 'hang' });
+      const late = new AbortController();
+      const waiting = plainText({ connectionTimeoutMs: 60_000 }).send(
+        outbound(),
+        sendContext({ signal: late.signal }),
+      );
+      await vi.waitUntil(() => server.received.length === 1);
+      late.abort();
+      expect(await failureOf(waiting)).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
     });
   });
 
@@ -213,7 +308,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
         smarthost,
         { mode: 'smarthost', port: smarthost.port, auth },
         { credentials: async () => ({ username: 'relay-user', password: 'relay-pass' }) },
-      ).send(outbound());
+      ).send(outbound(), sendContext());
       expect(smarthost.received[0]).toMatchObject({
         authenticatedUser: 'relay-user',
         authMethod: auth.toUpperCase(),
@@ -226,7 +321,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
           smarthost,
           { mode: 'smarthost', auth: 'plain' },
           { credentials: async () => ({ username: 'relay-user', password: 'wrong' }) },
-        ).send(outbound()),
+        ).send(outbound(), sendContext()),
       );
       expect(failure).toMatchObject({ code: 'AuthenticationFailed', failureClass: 'provider' });
     });
@@ -244,19 +339,19 @@ describe('SmtpProvider against the local SMTP peer', () => {
           },
         },
       );
-      const failure = await failureOf(relay.send(outbound()));
+      const failure = await failureOf(relay.send(outbound(), sendContext()));
       expect(failure).toMatchObject({
         code: 'SmtpCredentialNotSet',
         failureClass: 'provider',
         provider: 'smtp',
       });
-      await relay.send(outbound({ subject: 'After the secret was filled' }));
+      await relay.send(outbound({ subject: 'After the secret was filled' }), sendContext());
       expect(reads).toBe(2);
     });
 
     it('speaks implicit TLS (port 465 style)', async () => {
       const implicit = await peer({ tls: 'implicit' });
-      await provider(implicit, { mode: 'smarthost', tls: 'implicit' }).send(outbound());
+      await provider(implicit, { mode: 'smarthost', tls: 'implicit' }).send(outbound(), sendContext());
       expect(implicit.received[0]?.secure).toBe(true);
     });
   });
@@ -294,8 +389,8 @@ describe('SmtpProvider against the local SMTP peer', () => {
     it('authenticates as the sending mailbox with a token the token endpoint issued', async () => {
       const tokens = tokenSource();
       const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
-      await relay.send(outbound());
-      await relay.send(outbound({ from: 'billing@contoso.com' }));
+      await relay.send(outbound(), sendContext());
+      await relay.send(outbound({ from: 'billing@contoso.com' }), sendContext());
 
       expect(submission.received.map((message) => message.authenticatedUser)).toEqual([
         'scanner@contoso.com',
@@ -309,7 +404,9 @@ describe('SmtpProvider against the local SMTP peer', () => {
       submission.reset();
       const tokens = tokenSource();
       const relay = provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens });
-      await Promise.all([1, 2, 3, 4, 5, 6].map((n) => relay.send(outbound({ subject: `Concurrent ${n}` }))));
+      await Promise.all(
+        [1, 2, 3, 4, 5, 6].map((n) => relay.send(outbound({ subject: `Concurrent ${n}` }), sendContext())),
+      );
       expect(submission.received).toHaveLength(6);
       expect(submission.connections).toBeLessThanOrEqual(2);
     });
@@ -319,7 +416,10 @@ describe('SmtpProvider against the local SMTP peer', () => {
       const tokens = tokenSource();
       const connectionsBefore = submission.connections;
       const failure = await failureOf(
-        provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens }).send(outbound()),
+        provider(submission, { mode: 'submission', auth: 'xoauth2' }, { tokens }).send(
+          outbound(),
+          sendContext(),
+        ),
       );
       expect(failure).toMatchObject({ code: 'AADSTS7000215', failureClass: 'provider', provider: 'graph' });
       expect(submission.connections).toBe(connectionsBefore);
@@ -331,7 +431,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
           submission,
           { mode: 'submission', auth: 'xoauth2' },
           { tokens: { getToken: async () => 'forged' } },
-        ).send(outbound()),
+        ).send(outbound(), sendContext()),
       );
       expect(failure).toMatchObject({ code: 'AuthenticationFailed', failureClass: 'provider' });
     });
