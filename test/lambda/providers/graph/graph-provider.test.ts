@@ -455,7 +455,11 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       const failure = await failureOf(
         impatient().send(
           withThreeMbAttachment(),
-          sendContext({ handOff: async () => void (handedOff = true) }),
+          sendContext({
+            handOff: async () => {
+              handedOff = true;
+            },
+          }),
         ),
       );
       expect(failure).toMatchObject({ code: 'ETIMEDOUT', maybeSent: false });
