@@ -12,6 +12,7 @@ import {
   type LocalRelay,
   startLocalRelay,
 } from '../local/local-relay.ts';
+import { type DlqOptions, dlqList, dlqRedrive, dlqShow, MOVED_BY_SQS } from './dlq.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
 import { describeDelivery, lookUpDelivery } from './status.ts';
 import { describeSuppressions, withSuppressionList } from './suppression.ts';
@@ -50,7 +51,39 @@ const USAGE = `Usage:
   mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
                          [--table NAME] [--region R] [--endpoint URL]
       The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
-      against AWS pass --table (stack output SuppressionListTableName) and --region.`;
+      against AWS pass --table (stack output SuppressionListTableName) and --region.
+
+  mail-relay dlq list [--reason CODE] [--json]
+  mail-relay dlq show ID [--json]
+  mail-relay dlq redrive [--reason CODE] [--id ID] [--dry-run] [--by NAME]
+         options of all three: [--dlq-url URL] [--outbox-url URL] [--sqs-endpoint URL]
+                               [--table NAME] [--endpoint URL] [--region R]
+      The dead-letter queue, judged by the delivery ledger. Messages stay in the queue: a command holds
+      what it reads (SQS has no peek) and makes it visible again when it ends, or after 5 minutes if it
+      is killed; run one dlq command at a time. Copies of one message (same ledger key and body) count
+      as one. CODE is a MailRelay.FailureCode, or ${MOVED_BY_SQS} for messages
+      SQS moved itself after maxReceiveCount (no reason attached). Default: local mode's queues and
+      ledger; against AWS pass --dlq-url, --outbox-url and --table (stack outputs DeadLetterQueueUrl,
+      OutboxQueueUrl, DeliveryLedgerTableName) and --region.
+      list     every message: ledger key, failure code, class, provider, reason, deliveries, age, copies,
+               what the ledger says; then counts by failure code. Exit code 0, also when empty.
+               --json prints {deadLetterQueueUrl, messages: [{ledgerKey, failureCode, failureClass,
+               provider, reason, hint, attempts, movedBySqs, copies, dlqMessageIds, sourceMessageIds,
+               firstDeadLetteredAt, lastDeadLetteredAt, ageSeconds, ledger: {state, verdict, says,
+               release}}], countsByCode: {CODE: {messages, copies}}, total: {messages, copies},
+               truncated}; absent values are null; verdict is one of sent, in-flight, conflict,
+               maybe-sent, released, not-sent, no-entry, ledger-unavailable.
+      show     one message: ID is a DLQ message id, the original SQS message id or the idempotency key.
+               Every MailRelay.* attribute in words, the producer's attributes, the ledger entry, and
+               from, recipients, subject, attachments, tags (never the body). Exit code 1 when nothing
+               matches. --json: {matches: [list's fields + copyDetails, ledgerEntry, message]}.
+      redrive  per message: already sent: its DLQ copies are deleted, not sent again; another function
+               has it right now, or its idempotency key belongs to another message: skipped; otherwise
+               your release is recorded in its ledger entry (--by, default the OS user name; this is what
+               lets a message a provider may have sent (OutcomeUnknown) go out again), one copy goes back
+               to the outbox (same body, the producer's attributes, MailRelay.SourceMessageId), then
+               every DLQ copy is deleted. --dry-run prints what it would do and changes nothing. Exit code
+               1 when --id matches nothing or a message could not be handled.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -64,6 +97,8 @@ export async function main(argv: string[]): Promise<number> {
         return await status(rest);
       case 'suppression':
         return await suppression(rest);
+      case 'dlq':
+        return await dlq(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -320,5 +355,60 @@ async function suppression(args: string[]): Promise<number> {
     return 0;
   }
   console.error(`suppression takes list, add ADDRESS or remove ADDRESS.\n\n${USAGE}`);
+  return 1;
+}
+
+async function dlq(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...TABLE_OPTIONS,
+      'dlq-url': { type: 'string' },
+      'outbox-url': { type: 'string' },
+      'sqs-endpoint': { type: 'string' },
+      reason: { type: 'string' },
+      id: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      by: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const [action, id, ...extra] = positionals;
+  const options: DlqOptions = {
+    ...tableOptions(values),
+    ...(values['dlq-url'] && { dlqUrl: values['dlq-url'] }),
+    ...(values['outbox-url'] && { outboxUrl: values['outbox-url'] }),
+    ...(values['sqs-endpoint'] && { sqsEndpoint: values['sqs-endpoint'] }),
+  };
+  const misplaced = (allowed: readonly string[]) =>
+    ['reason', 'id', 'dry-run', 'by', 'json'].filter(
+      (flag) => values[flag as keyof typeof values] !== undefined && !allowed.includes(flag),
+    );
+  const refuse = (flags: string[]) => {
+    console.error(`dlq ${action} does not take ${flags.map((flag) => `--${flag}`).join(', ')}.\n\n${USAGE}`);
+    return 1;
+  };
+  if (action === 'list' && id === undefined) {
+    const wrong = misplaced(['reason', 'json']);
+    if (wrong.length > 0) return refuse(wrong);
+    return dlqList(options, { ...(values.reason && { reason: values.reason }), json: values.json === true });
+  }
+  if (action === 'show' && id !== undefined && extra.length === 0) {
+    const wrong = misplaced(['json']);
+    if (wrong.length > 0) return refuse(wrong);
+    return dlqShow(options, id, { json: values.json === true });
+  }
+  if (action === 'redrive' && id === undefined) {
+    const wrong = misplaced(['reason', 'id', 'dry-run', 'by']);
+    if (wrong.length > 0) return refuse(wrong);
+    return dlqRedrive(options, {
+      ...(values.reason && { reason: values.reason }),
+      ...(values.id && { id: values.id }),
+      ...(values.by && { by: values.by }),
+      dryRun: values['dry-run'] === true,
+    });
+  }
+  console.error(`dlq takes list, show ID or redrive.\n\n${USAGE}`);
   return 1;
 }

@@ -60,7 +60,11 @@ export function deadLetterAttributes(
     [DEAD_LETTER_ATTRIBUTES.failureClass]: text(failure.failureClass),
     [DEAD_LETTER_ATTRIBUTES.code]: text(failure.code),
     [DEAD_LETTER_ATTRIBUTES.reason]: text(failure.reason || failure.code, MAX_REASON_LENGTH),
-    [DEAD_LETTER_ATTRIBUTES.sourceMessageId]: text(record.messageId),
+    // A copy moved back from the DLQ keeps naming the original: that is how the relay finds the ledger
+    // entry of a message without an idempotency key (and only for the very same body).
+    [DEAD_LETTER_ATTRIBUTES.sourceMessageId]: text(
+      record.messageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.stringValue ?? record.messageId,
+    ),
     [DEAD_LETTER_ATTRIBUTES.attempts]: { DataType: 'Number', StringValue: String(attempts) },
     ...(failure.hint && { [DEAD_LETTER_ATTRIBUTES.hint]: text(failure.hint, MAX_REASON_LENGTH) }),
     ...(failure.provider && { [DEAD_LETTER_ATTRIBUTES.provider]: text(failure.provider) }),

@@ -56,6 +56,18 @@ describe('deadLetterAttributes', () => {
     });
   });
 
+  it('keeps naming the original message when a copy moved back from the DLQ is dead-lettered again', () => {
+    const redriven = sqsRecord({
+      messageId: 'redriven-7',
+      messageAttributes: { 'MailRelay.SourceMessageId': { dataType: 'String', stringValue: 'abc-123' } },
+    });
+    const attributes = deadLetterAttributes(redriven, failure(), 1);
+    expect(attributes[DEAD_LETTER_ATTRIBUTES.sourceMessageId]).toEqual({
+      DataType: 'String',
+      StringValue: 'abc-123',
+    });
+  });
+
   it('sets the hint and provider when the failure has them', () => {
     const attributes = deadLetterAttributes(sqsRecord(), fullFailure, 1);
     expect(attributes[DEAD_LETTER_ATTRIBUTES.hint]).toEqual({
