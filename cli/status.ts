@@ -37,7 +37,7 @@ export function describeDelivery(record: DeliveryRecord): string {
     }
     case 'sending':
       lines.push(
-        `sending: a function has had it since ${record.updatedAt}${route} (its claim runs until ${new Date(record.leaseUntil ?? 0).toISOString()})`,
+        `sending: handed to ${record.handedOffTo ?? 'a provider'} at ${record.handedOffAt ?? record.updatedAt}${route} (the function holds it until ${new Date(record.leaseUntil ?? 0).toISOString()})`,
       );
       break;
     case 'retrying':
@@ -57,6 +57,19 @@ export function describeDelivery(record: DeliveryRecord): string {
         `suppressed: not sent, every recipient is on the suppression list (${(record.suppressedRecipients ?? []).join(', ')})${route}`,
       );
       break;
+  }
+  if (record.maybeSent && record.state !== 'sent') {
+    const looking =
+      record.maybeSent.lookupUntil !== undefined
+        ? `; the relay looks for it in the mailbox until ${new Date(record.maybeSent.lookupUntil).toISOString()}`
+        : '';
+    lines.push(
+      `  ${record.maybeSent.provider} may have sent it (${record.maybeSent.reason}), since ${record.maybeSent.since}${looking}`,
+    );
+    if (record.internetMessageId) lines.push(`  its Message-ID: ${record.internetMessageId}`);
+  }
+  if (record.release) {
+    lines.push(`  released by ${record.release.by} at ${record.release.at}: the next delivery sends it`);
   }
   if (record.state !== 'suppressed' && record.suppressedRecipients?.length) {
     lines.push(`  suppressed recipients dropped: ${record.suppressedRecipients.join(', ')}`);

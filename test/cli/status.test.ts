@@ -98,6 +98,37 @@ describe('mail-relay status', () => {
     );
   });
 
+  it('says which provider has a message being sent, and which may have sent one, with its Message-ID', () => {
+    const sending = describeDelivery({
+      ...sent,
+      state: 'sending',
+      handedOffTo: 'smtp',
+      handedOffAt: '2026-11-22T10:00:02.000Z',
+      leaseUntil: Date.parse('2026-11-22T10:00:32.000Z'),
+      failures: [],
+    });
+    expect(sending.split('\n')[0]).toBe(
+      'sending: handed to smtp at 2026-11-22T10:00:02.000Z, route contoso (the function holds it until 2026-11-22T10:00:32.000Z)',
+    );
+    const unknown = describeDelivery({
+      ...sent,
+      state: 'dead-lettered',
+      failures: [],
+      internetMessageId: '<4f1c@contoso.com>',
+      maybeSent: {
+        provider: 'smtp',
+        since: '2026-11-22T10:00:02.000Z',
+        reason: 'the answer was lost: ETIMEDOUT',
+      },
+      release: { at: '2026-11-22T11:00:00.000Z', by: 'ana' },
+    }).split('\n');
+    expect(unknown.slice(1, 4)).toEqual([
+      '  smtp may have sent it (the answer was lost: ETIMEDOUT), since 2026-11-22T10:00:02.000Z',
+      '  its Message-ID: <4f1c@contoso.com>',
+      '  released by ana at 2026-11-22T11:00:00.000Z: the next delivery sends it',
+    ]);
+  });
+
   it('names the provider the next try goes to while a message is retrying', () => {
     const retrying: DeliveryRecord = {
       ...sent,
