@@ -61,4 +61,25 @@ describe('MailboxLimiter', () => {
     ).rejects.toThrow('boom');
     await expect(limiter.run('a@contoso.com', undefined, async () => 'next')).resolves.toBe('next');
   });
+
+  it('lets a waiter give up at its deadline, and passes the permit to the next one instead', async () => {
+    const limiter = new MailboxLimiter(1);
+    const busy = gate();
+    const holder = limiter.run('a@contoso.com', undefined, () => busy.done);
+    const deadline = new AbortController();
+    const order: string[] = [];
+    const impatient = limiter.run(
+      'a@contoso.com',
+      deadline.signal,
+      async () => void order.push('impatient'),
+      () => new Error('out of time'),
+    );
+    const patient = limiter.run('a@contoso.com', undefined, async () => void order.push('patient'));
+
+    deadline.abort();
+    await expect(impatient).rejects.toThrow('out of time');
+    busy.release();
+    await Promise.all([holder, patient]);
+    expect(order).toEqual(['patient']);
+  });
 });

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { invocationDeadlines, untilAborted } from '../../../lambda/core/deadline.ts';
+
+describe('invocationDeadlines', () => {
+  it('keeps time to record the outcome: a fifth of what is left, 1 to 5 seconds', async () => {
+    // Nothing is left: both signals abort at once, so nothing waits into the timeout.
+    const none = invocationDeadlines(0);
+    await expect.poll(() => none.work.aborted && none.wrapUp.aborted).toBe(true);
+
+    // 1.2 s left: the work stops at 0.2 s (1 s kept), the recording at 0.7 s.
+    const short = invocationDeadlines(1_200);
+    const startedAt = Date.now();
+    await new Promise((resolve) => short.work.addEventListener('abort', resolve));
+    const workStopped = Date.now() - startedAt;
+    await new Promise((resolve) => short.wrapUp.addEventListener('abort', resolve));
+    const wrapUpStopped = Date.now() - startedAt;
+    // Lower bounds only: a busy machine may fire timers late, never early.
+    expect(workStopped).toBeGreaterThanOrEqual(190);
+    expect(wrapUpStopped).toBeGreaterThanOrEqual(690);
+    expect(wrapUpStopped).toBeGreaterThan(workStopped);
+  });
+
+  it('leaves a long invocation nearly all its time for work', () => {
+    const long = invocationDeadlines(900_000);
+    expect(long.work.aborted).toBe(false);
+    expect(long.wrapUp.aborted).toBe(false);
+  });
+});
+
+describe('untilAborted', () => {
+  it('settles with the work, or rejects as soon as the signal aborts', async () => {
+    await expect(
+      untilAborted(Promise.resolve('done'), new AbortController().signal, () => new Error('late')),
+    ).resolves.toBe('done');
+    const controller = new AbortController();
+    const waiting = untilAborted(new Promise(() => undefined), controller.signal, () => new Error('late'));
+    controller.abort();
+    await expect(waiting).rejects.toThrow('late');
+    const aborted = AbortSignal.abort();
+    await expect(untilAborted(Promise.resolve('done'), aborted, () => new Error('late'))).rejects.toThrow(
+      'late',
+    );
+  });
+});
