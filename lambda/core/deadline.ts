@@ -10,8 +10,8 @@ export interface RecordDeadlines {
 }
 
 /** Time kept back from provider work for recording outcomes (ledger, DLQ, retry delay). */
-const WRAP_UP_SHARE = 0.2;
-const MIN_WRAP_UP_MS = 1_000;
+const WRAP_UP_SHARE = 0.25;
+const MIN_WRAP_UP_MS = 2_000;
 const MAX_WRAP_UP_MS = 5_000;
 /** The last writes stop this long before the function's timeout, so the invocation still returns. */
 const FINAL_MARGIN_MS = 500;
@@ -22,7 +22,9 @@ const FINAL_MARGIN_MS = 500;
  * before the function times out. Nothing runs into the Lambda timeout.
  */
 export function invocationDeadlines(remainingMs: number): RecordDeadlines {
-  const wrapUp = Math.min(MAX_WRAP_UP_MS, Math.max(MIN_WRAP_UP_MS, remainingMs * WRAP_UP_SHARE));
+  // A short invocation still keeps half its time for work.
+  const floor = Math.min(MIN_WRAP_UP_MS, remainingMs / 2);
+  const wrapUp = Math.min(MAX_WRAP_UP_MS, Math.max(floor, remainingMs * WRAP_UP_SHARE));
   return {
     work: AbortSignal.timeout(Math.max(0, remainingMs - wrapUp)),
     wrapUp: AbortSignal.timeout(Math.max(0, remainingMs - FINAL_MARGIN_MS)),

@@ -99,7 +99,12 @@ type WalkResult =
   /** Another function handed the message to a provider first. */
   | { readonly kind: 'claim-lost'; readonly failure: RelayFailure }
   /** The provider may have accepted it: the answer to the sending request was lost. */
-  | { readonly kind: 'maybe-sent'; readonly maybeSent: MaybeSent; readonly failure: RelayFailure };
+  | {
+      readonly kind: 'maybe-sent';
+      readonly maybeSent: MaybeSent;
+      readonly failure: RelayFailure;
+      readonly failures: TryFailure[];
+    };
 
 /** What one delivery works with once the message is parsed and routed. */
 interface Delivery {
@@ -336,6 +341,7 @@ class RelayCore implements Relay {
   private async resolveMaybeSent(
     delivery: Delivery,
     maybeSent: MaybeSent,
+    failuresSoFar?: readonly TryFailure[],
   ): Promise<RecordOutcome | undefined> {
     const { entry, keys, deadlines, sqsRecord, attempt } = delivery;
     const provider = this.byName.get(maybeSent.provider);
@@ -428,7 +434,7 @@ class RelayCore implements Relay {
       state: 'dead-lettered',
       leaseUntil: undefined,
       maybeSent,
-      failures: withFailure(entry.record?.failures ?? [], this.tryFailure(failure)),
+      failures: withFailure(failuresSoFar ?? entry.record?.failures ?? [], this.tryFailure(failure)),
     });
   }
 
@@ -582,7 +588,7 @@ class RelayCore implements Relay {
             ...keys,
             ...describeFailure(result.failure),
           });
-          const resolved = await this.resolveMaybeSent(delivery, result.maybeSent);
+          const resolved = await this.resolveMaybeSent(delivery, result.maybeSent, result.failures);
           if (resolved) return resolved;
           // The route resends: a transient failure of that provider, retried as usual.
           await this.recordQuietly(delivery, { maybeSent: undefined });
@@ -688,13 +694,17 @@ class RelayCore implements Relay {
               ...(lookupWindow > 0 && { lookupUntil: Date.parse(handedOffAt) + lookupWindow * 1000 }),
             };
             failures = withFailure(failures, this.tryFailure(failure));
-            await this.recordQuietly(delivery, {
-              state: 'retrying',
-              leaseUntil: undefined,
-              maybeSent: ambiguous,
-              failures,
-            });
-            return { kind: 'maybe-sent', maybeSent: ambiguous, failure };
+            // Only a lookup needs the window recorded now; otherwise the next write (the DLQ entry)
+            // says it all, and until then the hand-off's lease says the same.
+            if (lookupWindow > 0) {
+              await this.recordQuietly(delivery, {
+                state: 'retrying',
+                leaseUntil: undefined,
+                maybeSent: ambiguous,
+                failures,
+              });
+            }
+            return { kind: 'maybe-sent', maybeSent: ambiguous, failure, failures };
           }
           if (failure.code === CLAIM_LOST && failure.provider === undefined)
             return { kind: 'claim-lost', failure };

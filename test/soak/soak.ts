@@ -71,6 +71,14 @@ export interface SoakReport {
   readonly deadLetteredTwice: readonly number[];
   /** Moved to the DLQ by SQS itself, without the relay's reason. */
   readonly deadLetteredWithoutReason: readonly number[];
+  /** What happened to each message in one of the lists above: the peers that had it, its DLQ copies. */
+  readonly problems: readonly SoakProblem[];
+}
+
+export interface SoakProblem {
+  readonly id: number;
+  readonly peers: readonly string[];
+  readonly deadLetters: readonly { code: string | undefined; reason: string | undefined }[];
 }
 
 const SOAK_HEADER = 'X-Soak-Id';
@@ -78,9 +86,9 @@ const REGION = 'us-east-1';
 const credentials = { accessKeyId: 'soak', secretAccessKey: 'soak' };
 const TENANT_ID = '00000000-0000-4000-8000-00000000500a';
 const CLIENT_ID = '00000000-0000-4000-8000-00000000c11e';
-/** Short, so lost answers and killed batches come back quickly; the lease is the function timeout. */
-const FUNCTION_TIMEOUT_SECONDS = 4;
-const VISIBILITY_TIMEOUT_SECONDS = 5;
+/** Short, so lost answers and killed batches come back quickly; the lease is the function timeout (the shortest the configuration allows). */
+const FUNCTION_TIMEOUT_SECONDS = 5;
+const VISIBILITY_TIMEOUT_SECONDS = 6;
 const PROVIDER_TIMEOUT_MS = 1_000;
 const MAX_RECEIVE_COUNT = 10;
 const WORKER = fileURLToPath(new URL('./soak-worker.ts', import.meta.url));
@@ -400,14 +408,21 @@ function reconcile(options: SoakOptions, observed: Observed): SoakReport {
       received.set(id, [...(received.get(id) ?? []), provider]);
     }
   }
-  const deadLettered = new Map<number, { code: string | undefined; provider: string | undefined }[]>();
+  const deadLettered = new Map<
+    number,
+    { code: string | undefined; provider: string | undefined; reason: string | undefined }[]
+  >();
   for (const message of observed.deadLetters) {
     const body = JSON.parse(message.Body ?? '{}') as { headers?: Record<string, string> };
     const id = Number(body.headers?.[SOAK_HEADER]);
     const attribute = (name: string) => message.MessageAttributes?.[name]?.StringValue;
     deadLettered.set(id, [
       ...(deadLettered.get(id) ?? []),
-      { code: attribute(DEAD_LETTER_ATTRIBUTES.code), provider: attribute(DEAD_LETTER_ATTRIBUTES.provider) },
+      {
+        code: attribute(DEAD_LETTER_ATTRIBUTES.code),
+        provider: attribute(DEAD_LETTER_ATTRIBUTES.provider),
+        reason: attribute(DEAD_LETTER_ATTRIBUTES.reason),
+      },
     ]);
   }
   const report = {
@@ -449,12 +464,25 @@ function reconcile(options: SoakOptions, observed: Observed): SoakReport {
       if (peers.length > 0) report.sentAndDeadLettered.push(id);
     }
   }
+  const problemIds = new Set([
+    ...report.lost,
+    ...report.duplicated,
+    ...report.sentAndDeadLettered,
+    ...report.deadLetteredTwice,
+    ...report.deadLetteredWithoutReason,
+  ]);
+  const problems = [...problemIds].map((id) => ({
+    id,
+    peers: received.get(id) ?? [],
+    deadLetters: (deadLettered.get(id) ?? []).map(({ code, reason }) => ({ code, reason })),
+  }));
   return {
     options,
     durationMs: observed.durationMs,
     kills: observed.kills,
     faults: observed.faults,
     ...report,
+    problems,
   };
 }
 
@@ -491,6 +519,16 @@ export function formatSoakReport(report: SoakReport): string {
     `| ${'outcome'.padEnd(width)} | messages |`,
     `| ${'-'.repeat(width)} | -------- |`,
     ...rows.map(([label, value]) => `| ${label.padEnd(width)} | ${String(value).padStart(8)} |`),
+    ...(report.problems.length > 0 ? ['', 'to look at:'] : []),
+    ...report.problems
+      .slice(0, 20)
+      .map(
+        ({ id, peers, deadLetters }) =>
+          `  message ${id}: received by [${peers.join(', ')}]; in the DLQ: ${
+            deadLetters.map(({ code, reason }) => `${code ?? '(no reason)'}: ${reason ?? ''}`).join(' || ') ||
+            'no'
+          }`,
+      ),
   ].join('\n');
 }
 

@@ -2,21 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { invocationDeadlines, untilAborted } from '../../../lambda/core/deadline.ts';
 
 describe('invocationDeadlines', () => {
-  it('keeps time to record the outcome: a fifth of what is left, 1 to 5 seconds', async () => {
+  it('keeps time to record the outcome: a quarter of what is left, 2 to 5 seconds, at most half', async () => {
     // Nothing is left: both signals abort at once, so nothing waits into the timeout.
     const none = invocationDeadlines(0);
     await expect.poll(() => none.work.aborted && none.wrapUp.aborted).toBe(true);
 
-    // 1.2 s left: the work stops at 0.2 s (1 s kept), the recording at 0.7 s.
-    const short = invocationDeadlines(1_200);
+    // 2.4 s left: 2 s would be most of it, so half is kept: the work stops at 1.2 s, the recording at 1.9 s.
+    const short = invocationDeadlines(2_400);
     const startedAt = Date.now();
     await new Promise((resolve) => short.work.addEventListener('abort', resolve));
     const workStopped = Date.now() - startedAt;
     await new Promise((resolve) => short.wrapUp.addEventListener('abort', resolve));
     const wrapUpStopped = Date.now() - startedAt;
     // Lower bounds only: a busy machine may fire timers late, never early.
-    expect(workStopped).toBeGreaterThanOrEqual(190);
-    expect(wrapUpStopped).toBeGreaterThanOrEqual(690);
+    expect(workStopped).toBeGreaterThanOrEqual(1_190);
+    expect(wrapUpStopped).toBeGreaterThanOrEqual(1_890);
     expect(wrapUpStopped).toBeGreaterThan(workStopped);
   });
 
