@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isEmailAddress } from '../lambda/core/address.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
@@ -12,6 +13,7 @@ import {
   type LocalRelay,
   startLocalRelay,
 } from '../local/local-relay.ts';
+import { DEFAULT_STATE_DIR } from '../local/state-dir.ts';
 import { type DlqOptions, dlqList, dlqRedrive, dlqShow, MOVED_BY_SQS } from './dlq.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
 import { describeDelivery, lookUpDelivery } from './status.ts';
@@ -22,16 +24,21 @@ import { uploadAttachment } from './upload.ts';
 const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
-                   [--dynamodb-port N]
+                   [--dynamodb-port N] [--state-dir DIR] [--fresh]
       Runs the whole relay locally (SQS, S3, SES, Secrets Manager and DynamoDB emulators on 127.0.0.1,
       the real send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
-      (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}).
+      (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}); 0 picks a free port (the banner shows it).
       --graph-peer        also start the local Entra ID + Graph peer: the Graph route with no tenant.
       --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
       --smtp-port         the SMTP capture that stands in for the configured SMTP server (default ${DEFAULT_SMTP_PORT};
-                          also MAIL_RELAY_SMTP_PORT); what it receives is saved under .local/smtp/.
+                          also MAIL_RELAY_SMTP_PORT); what it receives is saved under <state dir>/smtp/.
       --dynamodb-port     the DynamoDB emulator with the delivery ledger and suppression list (default
                           ${DEFAULT_DYNAMODB_PORT}; also MAIL_RELAY_DYNAMODB_PORT).
+      --state-dir         where the outbox, the dead-letter queue, the delivery ledger and the suppression
+                          list are kept across restarts (default ${DEFAULT_STATE_DIR}; also MAIL_RELAY_STATE_DIR).
+      --fresh             forget them: start with empty queues, ledger and suppression list.
+      Ctrl-C (or SIGTERM) stops receiving, lets the batches in progress finish and saves the queues;
+      a second Ctrl-C exits at once.
 
   mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
                   [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …] [--attach-s3 FILE …]
@@ -138,6 +145,8 @@ async function start(args: string[]): Promise<number> {
       'graph-credential': { type: 'string' },
       'smtp-port': { type: 'string' },
       'dynamodb-port': { type: 'string' },
+      'state-dir': { type: 'string' },
+      fresh: { type: 'boolean' },
     },
   });
   if (values['graph-peer'] && values['graph-credential']) {
@@ -159,14 +168,30 @@ async function start(args: string[]): Promise<number> {
     ...(values['graph-credential'] && { graphCredentialPath: values['graph-credential'] }),
     smtpPort: port(values['smtp-port'], 'MAIL_RELAY_SMTP_PORT', DEFAULT_SMTP_PORT),
     dynamoDbPort: port(values['dynamodb-port'], 'MAIL_RELAY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
+    stateDir: values['state-dir'] ?? process.env.MAIL_RELAY_STATE_DIR ?? DEFAULT_STATE_DIR,
+    fresh: values.fresh === true,
   });
   console.log(banner(relay));
   await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+    const stopSignals = ['SIGINT', 'SIGTERM'] as const;
+    const onFirstSignal = () => {
+      for (const signal of stopSignals) process.off(signal, onFirstSignal);
+      // From now on, a second signal is someone who does not want to wait.
+      for (const signal of stopSignals) {
+        process.once(signal, () => {
+          console.log('Exiting at once: the queues are as last saved (at most about half a second ago).');
+          process.exit(128 + constants.signals[signal]);
+        });
+      }
+      resolve();
+    };
+    for (const signal of stopSignals) process.on(signal, onFirstSignal);
   });
-  console.log('Stopping…');
+  console.log('Stopping: no new batches; waiting for those in progress (Ctrl-C again to exit at once)…');
   await relay.stop();
+  console.log(
+    `Stopped. The queues, the delivery ledger and the suppression list are kept in ${relay.state.directory}.`,
+  );
   return 0;
 }
 
@@ -175,6 +200,7 @@ function banner(relay: LocalRelay): string {
   const lines = [
     'mail-relay local mode is running (Ctrl-C to stop)',
     '',
+    ...restoredLine(relay),
     `  Outbox queue:      ${relay.queueUrl}`,
     `  Dead-letter queue: ${relay.deadLetterQueueUrl}`,
     `  SQS endpoint:      ${relay.sqsEndpoint}   (any AWS SDK, region us-east-1, any credentials)`,
@@ -209,6 +235,7 @@ function banner(relay: LocalRelay): string {
   lines.push(
     `  Delivery ledger:   ${relay.ledgerTableName} at ${relay.dynamoDbEndpoint}   (npx mail-relay status <message id or idempotency key>)`,
     `  Suppression list:  ${relay.suppressionTableName} at ${relay.dynamoDbEndpoint}`,
+    `  State:             ${relay.state.directory}   (queues, ledger, suppression list: kept across restarts; --fresh forgets them)`,
     `  Outcome events:    ${relay.eventBridge.endpoint}/mail-relay/events   (what EventBridge would receive, source mail-relay)`,
   );
   if (ses) {
@@ -224,6 +251,16 @@ function banner(relay: LocalRelay): string {
     '',
   );
   return lines.join('\n');
+}
+
+/** Says what came back from the state directory, when anything did. */
+function restoredLine(relay: LocalRelay): string[] {
+  const { outbox, deadLetterQueue } = relay.state.restored;
+  if (outbox === 0 && deadLetterQueue === 0) return [];
+  return [
+    `  Restored from ${relay.state.directory}: ${outbox} message(s) in the outbox, ${deadLetterQueue} in the dead-letter queue`,
+    '',
+  ];
 }
 
 function domainOf(identity: string): string {

@@ -27,11 +27,13 @@ import { createClientCertificate } from './peers/certificates.ts';
 import { type EventBridgePeer, startEventBridgePeer } from './peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from './peers/graph-peer.ts';
 import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from './peers/smtp-peer.ts';
+import { QueueSnapshots, restoreQueues } from './queue-snapshot.ts';
 import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
 import { simulatedSesEvents } from './ses-simulator.ts';
 import { LocalSqsEventSource, localLambdaContext } from './sqs-event-source.ts';
+import { claimStateDirectory, DEFAULT_STATE_DIR } from './state-dir.ts';
 
 export const LOCAL_REGION = 'us-east-1';
 export const OUTBOX_QUEUE_NAME = 'mail-relay-outbox';
@@ -44,7 +46,6 @@ export const DEFAULT_SMTP_PORT = 1025;
 export const DEFAULT_DYNAMODB_PORT = 4569;
 export const LEDGER_TABLE_NAME = 'mail-relay-ledger';
 export const SUPPRESSION_TABLE_NAME = 'mail-relay-suppression';
-export const DEFAULT_SMTP_CAPTURE_DIR = '.local/smtp';
 const SMTP_CREDENTIAL_SECRET_NAME = 'mail-relay/smtp-credential';
 /** The user local mode's SMTP capture accepts for plain/login routes. */
 const LOCAL_SMTP_USER = { username: 'local', password: 'local' };
@@ -90,10 +91,18 @@ export interface LocalRelayOptions {
   readonly graphCredentialPath?: string;
   /** SMTP capture server standing in for the configured SMTP server. 0 picks a free port. @default 1025 */
   readonly smtpPort?: number;
-  /** Where the SMTP capture saves what it receives, one .eml per message. @default .local/smtp */
+  /** Where the SMTP capture saves what it receives, one .eml per message. @default <stateDir>/smtp */
   readonly smtpCaptureDir?: string;
   /** DynamoDB emulator (delivery ledger, suppression list). 0 picks a free port. @default 4569 */
   readonly dynamoDbPort?: number;
+  /**
+   * What survives a restart lives here: the outbox and DLQ (a snapshot file) and the delivery ledger
+   * and suppression list (the DynamoDB emulator's files). One local mode at a time per directory.
+   * @default .local (in the working directory)
+   */
+  readonly stateDir?: string;
+  /** Deletes the queues, ledger and suppression list kept in stateDir before starting. */
+  readonly fresh?: boolean;
 }
 
 export interface LocalRelay {
@@ -118,6 +127,15 @@ export interface LocalRelay {
   readonly eventBridge: EventBridgePeer;
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
+  /** The state directory (absolute), and how many messages each queue got back from it at start. */
+  readonly state: {
+    readonly directory: string;
+    readonly restored: { readonly outbox: number; readonly deadLetterQueue: number };
+  };
+  /**
+   * Stops receiving, lets the invocations in progress finish (each bounded by the function
+   * timeout), writes the final queue snapshot, then stops the emulators.
+   */
   stop(): Promise<void>;
 }
 
@@ -125,13 +143,23 @@ export interface LocalRelay {
  * The whole relay on this machine: SQS and SES emulators on 127.0.0.1, the outbox and its DLQ,
  * and the real send handler driven by a local SQS event source. Needs no AWS account.
  * It configures the handler through process environment variables, so run one per process.
+ * The queues, the delivery ledger and the suppression list are kept in the state directory.
  */
 export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
   const config = loadRelayConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
-  // Whatever has started, stopped in reverse order (also when a later step fails).
+  // Whatever has started, stopped one after the other in reverse order (also when a later step
+  // fails): the final queue snapshot is taken before the SQS emulator goes, and the state directory
+  // is released only once the DynamoDB emulator has closed its files.
   const stops: (() => Promise<void>)[] = [];
-  const stopAll = () => Promise.allSettled(stops.reverse().map((stop) => stop()));
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+  };
   try {
+    // First: a second local mode on the same directory must stop here, before it touches anything.
+    const state = await claimStateDirectory(options.stateDir ?? DEFAULT_STATE_DIR, {
+      fresh: options.fresh ?? false,
+    });
+    stops.push(state.release);
     const sqs = await withPortHint(
       startSqsEmulator(options.sqsPort ?? DEFAULT_SQS_PORT),
       '--sqs-port or MAIL_RELAY_SQS_PORT (is LocalStack or another local mode running?)',
@@ -149,7 +177,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     const secrets = await startSecretsManagerEmulator(0);
     stops.push(secrets.stop);
     const dynamoDb = await withPortHint(
-      startDynamoDbEmulator(options.dynamoDbPort ?? DEFAULT_DYNAMODB_PORT),
+      startDynamoDbEmulator(options.dynamoDbPort ?? DEFAULT_DYNAMODB_PORT, { path: state.dynamoDbPath }),
       '--dynamodb-port or MAIL_RELAY_DYNAMODB_PORT',
     );
     stops.push(dynamoDb.stop);
@@ -165,6 +193,18 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     });
     const client = new SQSClient({});
     const queues = await createQueues(client, config, options.visibilityTimeoutSeconds);
+    // Restored before anything can receive, and before the first snapshot could overwrite the file.
+    const restored = await restoreQueues(sqs.store, state.queueSnapshotPath, QUEUE_NAMES);
+    const snapshots = new QueueSnapshots({
+      store: sqs.store,
+      queueNames: QUEUE_NAMES,
+      file: state.queueSnapshotPath,
+      writeThrough: [DEAD_LETTER_QUEUE_NAME],
+      onError: (error) =>
+        console.error(`[local queues] could not write ${state.queueSnapshotPath}: ${String(error)}`),
+    });
+    snapshots.start();
+    stops.push(() => snapshots.stop());
     const tables = { ledgerTableName: LEDGER_TABLE_NAME, suppressionTableName: SUPPRESSION_TABLE_NAME };
     const dynamo = new DynamoDBClient({});
     await createRelayTables(dynamo, tables).finally(() => dynamo.destroy());
@@ -210,7 +250,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     let smtp: SmtpSettings | undefined;
     let smtpCapture: LocalRelay['smtpCapture'];
     if (config.smtp) {
-      const directory = path.resolve(options.smtpCaptureDir ?? DEFAULT_SMTP_CAPTURE_DIR);
+      const directory = path.resolve(options.smtpCaptureDir ?? state.smtpCaptureDir);
       await mkdir(directory, { recursive: true });
       const configured = smtpSettingsFor(config.smtp);
       const peer = await withPortHint(
@@ -287,7 +327,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       onInvocationError: (error) => console.error(`[local event source] invocation failed: ${String(error)}`),
     });
     source.start();
-    if (config.ses) simulateSesFeedback(capture, config);
+    const feedbackInProgress = config.ses ? simulateSesFeedback(capture, config) : async () => undefined;
+    let stopping: Promise<void> | undefined;
 
     return {
       ...queues,
@@ -302,10 +343,21 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       dynamoDbEndpoint: dynamoDb.endpoint,
       eventBridge,
       ...tables,
-      async stop() {
-        await source.stop();
-        client.destroy();
-        await stopAll();
+      state: {
+        directory: state.directory,
+        restored: {
+          outbox: restored[OUTBOX_QUEUE_NAME] ?? 0,
+          deadLetterQueue: restored[DEAD_LETTER_QUEUE_NAME] ?? 0,
+        },
+      },
+      stop() {
+        stopping ??= (async () => {
+          await source.stop();
+          await feedbackInProgress();
+          client.destroy();
+          await stopAll();
+        })();
+        return stopping;
       },
     };
   } catch (error) {
@@ -313,6 +365,9 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     throw error;
   }
 }
+
+/** The queues local mode keeps across restarts. */
+const QUEUE_NAMES = [OUTBOX_QUEUE_NAME, DEAD_LETTER_QUEUE_NAME] as const;
 
 /**
  * Standard AWS SDK settings, so the handler runs unmodified. Dummy credentials: the emulators
@@ -395,8 +450,9 @@ function required<T>(value: T | undefined, what: string): T {
  * suppressionlist@simulator.amazonses.com produces the SES events AWS would publish, handed to the
  * real feedback handler as the EventBridge rule does (suppression list, metrics, outcome events,
  * ledger notes). Asynchronous, as in AWS: the send has long returned when the event arrives.
+ * Returns a function that waits for the feedback still to come (local mode's stop lets it finish).
  */
-function simulateSesFeedback(capture: SesCapture, config: RelayConfig): void {
+function simulateSesFeedback(capture: SesCapture, config: RelayConfig): () => Promise<void> {
   const handler = createFeedbackHandler({
     ...process.env,
     [SETTINGS_ENV_VAR]: JSON.stringify({
@@ -410,15 +466,23 @@ function simulateSesFeedback(capture: SesCapture, config: RelayConfig): void {
       ledger: { tableName: LEDGER_TABLE_NAME },
     }),
   });
+  const inProgress = new Set<Promise<unknown>>();
   capture.onSent((send) => {
     // Later, as SES's events come after its answer (and after the relay has recorded the send).
-    setTimeout(() => {
-      for (const event of simulatedSesEvents(send)) {
-        handler(event, localLambdaContext('mail-relay-feedback-local', LOCAL_REGION, 30_000)).catch(
-          (error: unknown) =>
-            console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
-        );
-      }
-    }, 200);
+    const delivery = new Promise((resolve) => setTimeout(resolve, 200)).then(() =>
+      Promise.all(
+        simulatedSesEvents(send).map((event) =>
+          handler(event, localLambdaContext('mail-relay-feedback-local', LOCAL_REGION, 30_000)).catch(
+            (error: unknown) =>
+              console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
+          ),
+        ),
+      ),
+    );
+    inProgress.add(delivery);
+    void delivery.finally(() => inProgress.delete(delivery));
   });
+  return async () => {
+    await Promise.allSettled([...inProgress]);
+  };
 }

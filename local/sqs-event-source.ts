@@ -34,7 +34,7 @@ export interface LocalSqsEventSourceOptions {
  */
 export class LocalSqsEventSource {
   private running = false;
-  private readonly abort = new AbortController();
+  private abort = new AbortController();
   private workers: Promise<void>[] = [];
 
   constructor(private readonly options: LocalSqsEventSourceOptions) {}
@@ -42,9 +42,16 @@ export class LocalSqsEventSource {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.abort = new AbortController();
     this.workers = Array.from({ length: this.options.maxConcurrency }, () => this.poll());
   }
 
+  /**
+   * Stops receiving and waits for the batches in progress: each invocation runs to its end or to
+   * the function timeout, and its records are deleted or left for a retry, exactly as while running.
+   * A long poll in progress is abandoned; should the queue have handed it messages at that very
+   * moment, they come back after the visibility timeout, as after a lost ReceiveMessage answer.
+   */
   async stop(): Promise<void> {
     this.running = false;
     this.abort.abort();

@@ -8,6 +8,7 @@ import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../../lambda/core/dynamo-suppression.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
 import { enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
+import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
 // SES's mailbox simulator in local mode: the send handler sends through the SES emulator, the
 // capture turns simulator recipients into the SES events AWS would publish, and the real feedback
@@ -25,7 +26,7 @@ describe('local mode: SES feedback from the mailbox simulator', () => {
       configPath,
       JSON.stringify({ ses: { identities: ['example.com'] }, suppression: { retentionDays: 30 } }),
     );
-    relay = await startLocalRelay({ sqsPort: 0, sesPort: 0, dynamoDbPort: 0, configPath, logLevel: 'ERROR' });
+    relay = await startLocalRelay({ ...isolatedLocalMode(workDir), configPath, logLevel: 'ERROR' });
     sqs = producerClient(relay.sqsEndpoint);
     dynamo = new DynamoDBClient({
       region: 'us-east-1',

@@ -9,6 +9,7 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
 import type { GraphPeer } from '../../local/peers/graph-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
+import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
 const run = promisify(execFile);
 
@@ -47,10 +48,8 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
     );
     // A long visibility timeout: a retry that comes back in seconds can only be Retry-After's doing.
     relay = await startLocalRelay({
-      sqsPort: 0,
-      sesPort: 0,
+      ...isolatedLocalMode(workDir),
       graphPeer: true,
-      graphPeerPort: 0,
       configPath,
       visibilityTimeoutSeconds: 60,
       logLevel: 'ERROR',

@@ -14,6 +14,7 @@ import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
 import type { GraphPeer } from '../../local/peers/graph-peer.ts';
 import type { SmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
+import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
 const run = promisify(execFile);
 
@@ -57,12 +58,8 @@ async function startRoutingRelay(workDir: string, circuitThreshold: number): Pro
   );
   // A long visibility timeout: a retry that comes back in seconds can only be the relay's delay.
   return startLocalRelay({
-    sqsPort: 0,
-    sesPort: 0,
+    ...isolatedLocalMode(workDir),
     graphPeer: true,
-    graphPeerPort: 0,
-    smtpPort: 0,
-    dynamoDbPort: 0,
     smtpCaptureDir: path.join(workDir, `smtp-${circuitThreshold}`),
     configPath,
     visibilityTimeoutSeconds: 60,
@@ -163,8 +160,11 @@ describe('local mode: routes, fallback, retries, idempotency and sender policy',
       fallbackFrom: ['graph'],
       failures: [expect.objectContaining({ provider: 'graph', code: 'InvalidAuthenticationToken' })],
     });
-    // Producing apps learn it from the outcome event (published right after the ledger write).
-    await eventually(async () => (relay.eventBridge.events.length > 0 ? true : undefined));
+    // Producing apps learn it from the outcome event (published right after the ledger write; earlier
+    // tests' events are there too, so wait for this one).
+    await eventually(async () =>
+      relay.eventBridge.events.find((event) => event.detail.idempotencyKey === 'graph-401'),
+    );
     expect(relay.eventBridge.events).toContainEqual(
       expect.objectContaining({
         source: 'mail-relay',

@@ -8,6 +8,7 @@ import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
 import type { SmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
+import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
 describe('local mode end to end through SMTP: SQS → handler → SMTP capture (connector mode)', () => {
   let relay: LocalRelay;
@@ -36,9 +37,7 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
       }),
     );
     relay = await startLocalRelay({
-      sqsPort: 0,
-      sesPort: 0,
-      smtpPort: 0,
+      ...isolatedLocalMode(workDir),
       smtpCaptureDir: captureDir,
       configPath,
       visibilityTimeoutSeconds: 1,

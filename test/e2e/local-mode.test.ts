@@ -17,6 +17,7 @@ import {
   producerClient,
   validMessage,
 } from '../helpers/peers.ts';
+import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
 interface StoredEmail {
   messageId: string;
@@ -55,8 +56,7 @@ describe('local mode end to end: SQS API → local event source → real handler
       }),
     );
     relay = await startLocalRelay({
-      sqsPort: 0,
-      sesPort: 0,
+      ...isolatedLocalMode(workDir),
       configPath,
       visibilityTimeoutSeconds: 1,
       logLevel: 'ERROR',

@@ -705,9 +705,31 @@ describe('parseRelayConfig with routes', () => {
         from: ['*@crm.fabrikam.com'],
         providers: ['graph'],
         rewriteFrom: { address: 'crm@contoso.com', name: 'Contoso CRM' },
+        onUnknownOutcome: 'resend' as const,
       },
     ];
-    expect(parseRelayConfig({ ...providers, routes }).routes).toEqual(routes);
+    // A route that does not say dead-letters what a provider may have sent: never twice by default.
+    expect(parseRelayConfig({ ...providers, routes }).routes).toEqual(
+      routes.map((route) => ({ onUnknownOutcome: 'dead-letter', ...route })),
+    );
+  });
+
+  it('refuses an unknown onUnknownOutcome, and Sent Items lookups without Sent Items', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ...providers,
+        graph: { ...providers.graph, saveToSentItems: false, sentItemsLookupSeconds: 120 },
+        routes: [
+          { name: 'contoso', from: ['*@contoso.com'], providers: ['graph'], onUnknownOutcome: 'retry' },
+        ],
+      }),
+    );
+    expect(error.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^routes\[0\]\.onUnknownOutcome: .*"dead-letter".*"resend"/),
+        'graph.sentItemsLookupSeconds: looks for the copy Graph saves in Sent Items, and graph.saveToSentItems is false: turn saveToSentItems on, or set this to 0',
+      ]),
+    );
   });
 
   it('reports every route problem in one error, naming the field and the fix', () => {

@@ -108,6 +108,35 @@ describe('LocalSqsEventSource (Lambda SQS event source semantics on fauxqs)', ()
     expect(moved[0]?.Body).toBe('always-fails');
   });
 
+  it('stops receiving but lets the batch in progress finish: its successes deleted, its failures left', async () => {
+    const { outbox } = await queuesWithRedrive(5);
+    await enqueue(peers.sqs, outbox.url, 'done');
+    await enqueue(peers.sqs, outbox.url, 'retry-me');
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const bodies: string[] = [];
+
+    run(outbox, async (event) => {
+      bodies.push(...event.Records.map((record) => record.body));
+      await released;
+      return {
+        batchItemFailures: event.Records.filter((record) => record.body === 'retry-me').map((record) => ({
+          itemIdentifier: record.messageId,
+        })),
+      };
+    });
+    // Both in one batch, whose invocation is still running when stop is called.
+    await eventually(async () => (bodies.length === 2 ? true : undefined));
+    const stopping = source?.stop();
+    release();
+    await stopping;
+
+    // Done by the time stop returns: the success deleted, the failure still there for its retry.
+    expect(await approximateCount(peers.sqs, outbox.url)).toBe(1);
+  });
+
   it('retries the whole batch when the handler throws or names an unknown record', async () => {
     const { outbox } = await queuesWithRedrive(5);
     await enqueue(peers.sqs, outbox.url, 'a');
