@@ -12,7 +12,7 @@ import {
   DEFAULT_SQS_PORT,
   LOCAL_REGION,
   OUTBOX_QUEUE_NAME,
-} from '../local/local-relay.ts';
+} from '../local/local-names.ts';
 import type { TableOptions } from './tables.ts';
 
 /** Where `mail-relay dlq` looks: local mode's queues and ledger by default, a stack's with the flags. */

@@ -5,7 +5,7 @@ import { admit, bodyHashOf, LedgerEntry, ledgerKeyOf, OUTCOME_UNKNOWN } from '..
 import { DynamoDeliveryLedger } from '../lambda/core/dynamo-ledger.ts';
 import type { DeliveryRecord } from '../lambda/core/ledger.ts';
 import { SQS_MAX_MESSAGE_ATTRIBUTES } from '../lambda/core/limits.ts';
-import { LEDGER_TABLE_NAME } from '../local/local-relay.ts';
+import { LEDGER_TABLE_NAME } from '../local/local-names.ts';
 import {
   type DeadLetterSession,
   type DlqOptions,

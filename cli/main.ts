@@ -10,9 +10,8 @@ import {
   DEFAULT_SES_PORT,
   DEFAULT_SMTP_PORT,
   DEFAULT_SQS_PORT,
-  type LocalRelay,
-  startLocalRelay,
-} from '../local/local-relay.ts';
+} from '../local/local-names.ts';
+import type { LocalRelay } from '../local/local-relay.ts';
 import { DEFAULT_STATE_DIR } from '../local/state-dir.ts';
 import { type DlqOptions, dlqList, dlqRedrive, dlqShow, MOVED_BY_SQS } from './dlq.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
@@ -154,6 +153,8 @@ async function start(args: string[]): Promise<number> {
       'use either --graph-peer (local Graph peer) or --graph-credential (real Graph), not both',
     );
   }
+  // Loaded only here: the emulators and peers take a second to load, the other commands need none of it.
+  const { startLocalRelay } = await import('../local/local-relay.ts');
   const relay = await startLocalRelay({
     sqsPort: port(values['sqs-port'], 'MAIL_RELAY_SQS_PORT', DEFAULT_SQS_PORT),
     sesPort: port(values['ses-port'], 'MAIL_RELAY_SES_PORT', DEFAULT_SES_PORT),

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { defaultMessageSchema, MESSAGE_CONTRACT_VERSION, parseMessage } from '../lambda/core/message.ts';
-import { DEFAULT_SQS_PORT, OUTBOX_QUEUE_NAME } from '../local/local-relay.ts';
+import { DEFAULT_SQS_PORT, OUTBOX_QUEUE_NAME } from '../local/local-names.ts';
 
 export const DEFAULT_LOCAL_QUEUE_URL = `http://127.0.0.1:${DEFAULT_SQS_PORT}/000000000000/${OUTBOX_QUEUE_NAME}`;
 

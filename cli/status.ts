@@ -1,6 +1,6 @@
 import { DynamoDeliveryLedger } from '../lambda/core/dynamo-ledger.ts';
 import { type DeliveryRecord, RELAY_FAILURE_PROVIDER } from '../lambda/core/ledger.ts';
-import { LEDGER_TABLE_NAME } from '../local/local-relay.ts';
+import { LEDGER_TABLE_NAME } from '../local/local-names.ts';
 import { type TableOptions, tableClient } from './tables.ts';
 
 /** The ledger entry for an idempotency key or an SQS message id, whichever it is. */

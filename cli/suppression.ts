@@ -1,6 +1,6 @@
 import { DynamoSuppressionList } from '../lambda/core/dynamo-suppression.ts';
 import type { Suppression } from '../lambda/core/suppression.ts';
-import { SUPPRESSION_TABLE_NAME } from '../local/local-relay.ts';
+import { SUPPRESSION_TABLE_NAME } from '../local/local-names.ts';
 import { type TableOptions, tableClient } from './tables.ts';
 
 /** Runs one operation on the suppression list (local mode's, or a stack's with a table name). */

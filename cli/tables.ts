@@ -1,5 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DEFAULT_DYNAMODB_PORT, LOCAL_REGION } from '../local/local-relay.ts';
+import { DEFAULT_DYNAMODB_PORT, LOCAL_REGION } from '../local/local-names.ts';
 
 export interface TableOptions {
   /** A table of a deployed stack (a stack output); default: local mode's table. */

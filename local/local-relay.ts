@@ -23,6 +23,20 @@ import {
   smtpSettingsFor,
 } from '../lib/config.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
+import {
+  ATTACHMENT_BUCKET_NAME,
+  DEAD_LETTER_QUEUE_NAME,
+  DEFAULT_DYNAMODB_PORT,
+  DEFAULT_GRAPH_PEER_PORT,
+  DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
+  DEFAULT_SES_PORT,
+  DEFAULT_SMTP_PORT,
+  DEFAULT_SQS_PORT,
+  LEDGER_TABLE_NAME,
+  LOCAL_REGION,
+  OUTBOX_QUEUE_NAME,
+  SUPPRESSION_TABLE_NAME,
+} from './local-names.ts';
 import { createClientCertificate } from './peers/certificates.ts';
 import { type EventBridgePeer, startEventBridgePeer } from './peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from './peers/graph-peer.ts';
@@ -35,17 +49,6 @@ import { simulatedSesEvents } from './ses-simulator.ts';
 import { LocalSqsEventSource, localLambdaContext } from './sqs-event-source.ts';
 import { claimStateDirectory, DEFAULT_STATE_DIR } from './state-dir.ts';
 
-export const LOCAL_REGION = 'us-east-1';
-export const OUTBOX_QUEUE_NAME = 'mail-relay-outbox';
-export const DEAD_LETTER_QUEUE_NAME = 'mail-relay-dlq';
-export const DEFAULT_SQS_PORT = 4566;
-export const DEFAULT_SES_PORT = 8005;
-export const DEFAULT_GRAPH_PEER_PORT = 8443;
-export const ATTACHMENT_BUCKET_NAME = 'mail-relay-attachments';
-export const DEFAULT_SMTP_PORT = 1025;
-export const DEFAULT_DYNAMODB_PORT = 4569;
-export const LEDGER_TABLE_NAME = 'mail-relay-ledger';
-export const SUPPRESSION_TABLE_NAME = 'mail-relay-suppression';
 const SMTP_CREDENTIAL_SECRET_NAME = 'mail-relay/smtp-credential';
 /** The user local mode's SMTP capture accepts for plain/login routes. */
 const LOCAL_SMTP_USER = { username: 'local', password: 'local' };
@@ -63,8 +66,6 @@ const LOCAL_GRAPH_APP = {
   tenantId: '00000000-0000-4000-8000-00000000a11c',
   clientId: '00000000-0000-4000-8000-0000000c11e7',
 } as const;
-/** Locally a failed message comes back after this long instead of 6 x the function timeout. */
-export const DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS = 10;
 
 export interface LocalRelayOptions {
   /** 0 picks a free port. @default 4566 */

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeDelivery } from '../../cli/status.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import type { DeliveryRecord } from '../../lambda/core/ledger.ts';
-import { LEDGER_TABLE_NAME, SUPPRESSION_TABLE_NAME } from '../../local/local-relay.ts';
+import { LEDGER_TABLE_NAME, SUPPRESSION_TABLE_NAME } from '../../local/local-names.ts';
 import { createRelayTables } from '../../local/relay-tables.ts';
 import { type DynamoPeer, startDynamo } from '../helpers/dynamo.ts';
 
