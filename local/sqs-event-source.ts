@@ -21,6 +21,12 @@ export interface LocalSqsEventSourceOptions {
   readonly maxConcurrency: number;
   /** An invocation running longer than this counts as failed, like a Lambda timeout. */
   readonly functionTimeoutMs: number;
+  /**
+   * Long-poll time of each ReceiveMessage. A process killed during one leaves it open in the queue,
+   * where it can still take messages (hidden for the visibility timeout): tests that kill pollers
+   * keep it short. @default 5
+   */
+  readonly waitTimeSeconds?: number;
   readonly functionName?: string;
   /** Called with a short description whenever an invocation fails as a whole. */
   readonly onInvocationError?: (error: unknown) => void;
@@ -66,7 +72,7 @@ export class LocalSqsEventSource {
           new ReceiveMessageCommand({
             QueueUrl: this.options.queueUrl,
             MaxNumberOfMessages: this.options.batchSize,
-            WaitTimeSeconds: 5,
+            WaitTimeSeconds: this.options.waitTimeSeconds ?? 5,
             MessageSystemAttributeNames: ['All'],
             MessageAttributeNames: ['All'],
           }),

@@ -25,9 +25,10 @@ export function invocationDeadlines(remainingMs: number): RecordDeadlines {
   // A short invocation still keeps half its time for work.
   const floor = Math.min(MIN_WRAP_UP_MS, remainingMs / 2);
   const wrapUp = Math.min(MAX_WRAP_UP_MS, Math.max(floor, remainingMs * WRAP_UP_SHARE));
+  // AbortSignal.timeout takes whole milliseconds only (it throws on 1999.5).
   return {
-    work: AbortSignal.timeout(Math.max(0, remainingMs - wrapUp)),
-    wrapUp: AbortSignal.timeout(Math.max(0, remainingMs - FINAL_MARGIN_MS)),
+    work: AbortSignal.timeout(Math.max(0, Math.floor(remainingMs - wrapUp))),
+    wrapUp: AbortSignal.timeout(Math.max(0, Math.floor(remainingMs - FINAL_MARGIN_MS))),
   };
 }
 

@@ -15,6 +15,7 @@ import { invocationDeadlines } from '../core/deadline.ts';
 import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
+import { RelayFailure } from '../core/failures.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
@@ -94,10 +95,21 @@ export function createSendHandler(
     processPartialResponse(
       event,
       (record: SQSRecord) =>
-        relay.processRecord(
-          record,
-          invocationDeadlines(context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000),
-        ),
+        relay
+          .processRecord(
+            record,
+            invocationDeadlines(context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000),
+          )
+          .catch((error: unknown) => {
+            // The relay reports its own failures; anything else must not make the record retry silently.
+            if (!(error instanceof RelayFailure)) {
+              logger.error('The record could not be processed', {
+                messageId: record.messageId,
+                error: String(error),
+              });
+            }
+            throw error;
+          }),
       new BatchProcessor(EventType.SQS),
       { context, throwOnFullBatchFailure: false },
     ),

@@ -16,6 +16,8 @@ const source = new LocalSqsEventSource({
   batchSize: 1,
   maxConcurrency: 1,
   functionTimeoutMs: settings.ledger.leaseSeconds * 1000,
+  // Tests kill this process: a long poll it leaves behind must not hide messages for long.
+  waitTimeSeconds: 1,
 });
 source.start();
 process.stdout.write('ready\n');

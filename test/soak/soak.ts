@@ -12,7 +12,6 @@ import {
 } from '@aws-sdk/client-sqs';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { OUTCOME_UNKNOWN } from '../../lambda/core/delivery.ts';
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from '../../local/emulators.ts';
 import { createClientCertificate } from '../../local/peers/certificates.ts';
 import { type GraphFault, startGraphPeer } from '../../local/peers/graph-peer.ts';
@@ -20,6 +19,7 @@ import { type SmtpFault, startSmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { createRelayTables } from '../../local/relay-tables.ts';
 import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
 import { type InjectedFault, SesCapture } from '../../local/ses-capture.ts';
+import { sendFunctionEnvironment, threeRouteSettings } from '../helpers/relay-rig.ts';
 
 /**
  * The soak: many messages through the real send handler in several child processes, with faults
@@ -163,64 +163,42 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await createRelayTables(dynamoClient, tables);
     dynamoClient.destroy();
 
-    const settings: RelaySettings = {
-      queueUrl: outbox.url,
-      deadLetterQueueUrl: dlq.url,
-      maxReceiveCount: MAX_RECEIVE_COUNT,
-      limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
-      // SES also covers the Graph senders: it is their fallback.
-      ses: { identities: ['ses.example', 'graph.example'] },
-      graph: {
-        tenantId: TENANT_ID,
-        clientId: CLIENT_ID,
-        senders: ['graph.example'],
-        credentialSecretId: secrets.putSecret(
+    const settings = threeRouteSettings(
+      {
+        queueUrl: outbox.url,
+        deadLetterQueueUrl: dlq.url,
+        ...tables,
+        leaseSeconds: FUNCTION_TIMEOUT_SECONDS,
+        graph,
+        graphTenantId: TENANT_ID,
+        graphClientId: CLIENT_ID,
+        graphCredentialSecretId: secrets.putSecret(
           'soak/graph',
           JSON.stringify({ certificate: certificate.certificatePem, privateKey: certificate.privateKeyPem }),
         ),
-        saveToSentItems: true,
+        // Longer than a killed batch takes to come back, so a lookup still finds what Graph took.
         sentItemsLookupSeconds: 3 * VISIBILITY_TIMEOUT_SECONDS,
-        authorityHost: graph.authorityHost,
-        graphEndpoint: graph.graphEndpoint,
+        smtp,
       },
-      smtp: {
-        senders: ['smtp.example'],
-        mode: 'smarthost',
-        host: smtp.host,
-        port: smtp.port,
-        tls: 'none',
-        requireTls: false,
-        auth: 'none',
+      { graph: 'graph.example', smtp: 'smtp.example', ses: 'ses.example' },
+    );
+    const env = sendFunctionEnvironment(
+      settings,
+      {
+        sqs: sqsEmulator.endpoint,
+        ses: sesEndpoint,
+        dynamodb: dynamo.endpoint,
+        secretsManager: secrets.endpoint,
       },
-      routes: [
-        { name: 'graph', from: ['*@graph.example'], providers: ['graph', 'ses'] },
-        { name: 'smtp', from: ['*@smtp.example'], providers: ['smtp'] },
-        { name: 'ses', from: ['*@ses.example'], providers: ['ses'] },
-      ],
-      retry: { maxAttempts: 3, baseDelaySeconds: 1, maxDelaySeconds: 2 },
-      circuitBreaker: { failureThreshold: 1000, cooldownSeconds: 1 },
-      ledger: { tableName: tables.ledgerTableName, leaseSeconds: FUNCTION_TIMEOUT_SECONDS, retentionDays: 1 },
-      suppression: { tableName: tables.suppressionTableName },
-    };
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '',
-      [SETTINGS_ENV_VAR]: JSON.stringify(settings),
-      SOAK_QUEUE_ARN: outbox.arn,
-      SOAK_GRAPH_CA: graph.caCertificate,
-      SOAK_PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS),
-      SOAK_BATCH_SIZE: '10',
-      SOAK_CONCURRENCY: '2',
-      AWS_REGION: REGION,
-      AWS_ACCESS_KEY_ID: 'soak',
-      AWS_SECRET_ACCESS_KEY: 'soak',
-      AWS_ENDPOINT_URL_SQS: sqsEmulator.endpoint,
-      AWS_ENDPOINT_URL_SESV2: sesEndpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      POWERTOOLS_LOG_LEVEL: 'CRITICAL',
-      POWERTOOLS_METRICS_DISABLED: 'true',
-    };
+      {
+        SOAK_QUEUE_ARN: outbox.arn,
+        SOAK_GRAPH_CA: graph.caCertificate,
+        SOAK_PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS),
+        SOAK_BATCH_SIZE: '10',
+        SOAK_CONCURRENCY: '2',
+        POWERTOOLS_LOG_LEVEL: 'CRITICAL',
+      },
+    );
 
     const workers = new Set<ChildProcess>();
     const startWorker = () => spawnWorker(env, workers);

@@ -20,6 +20,13 @@ describe('invocationDeadlines', () => {
     expect(wrapUpStopped).toBeGreaterThan(workStopped);
   });
 
+  it('takes any remaining time Lambda reports, odd milliseconds included', () => {
+    // A quarter of 3999 ms is not a whole number of milliseconds.
+    for (const remainingMs of [3_999, 1, 0.5, 12_345.678]) {
+      expect(() => invocationDeadlines(remainingMs)).not.toThrow();
+    }
+  });
+
   it('leaves a long invocation nearly all its time for work', () => {
     const long = invocationDeadlines(900_000);
     expect(long.work.aborted).toBe(false);
