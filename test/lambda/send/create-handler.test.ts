@@ -224,6 +224,38 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     }
   });
 
+  it('logs a record it could not finish for a reason the relay does not report itself, and retries it', async () => {
+    const written: string[] = [];
+    for (const stream of [process.stdout, process.stderr]) {
+      vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        written.push(String(chunk));
+        return true;
+      });
+    }
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    // The DLQ is gone: an invalid message cannot be put there, so it must stay on the outbox.
+    const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+    const handler = createSendHandler({
+      ...environment(),
+      [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, deadLetterQueueUrl: `${dlqUrl}-deleted` }),
+    });
+
+    const response = await handler({ Records: [sqsRecord('{', { messageId: 'no-dlq-1' })] }, context);
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'no-dlq-1' }] });
+    const logged = written.flatMap((chunk) =>
+      chunk.startsWith('{') ? [JSON.parse(chunk) as Record<string, unknown>] : [],
+    );
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        level: 'ERROR',
+        message: 'The record could not be processed',
+        messageId: 'no-dlq-1',
+        error: expect.stringMatching(/queue/i),
+      }),
+    );
+  });
+
   it('never logs the event, even when POWERTOOLS_LOGGER_LOG_EVENT asks for it', async () => {
     const written: string[] = [];
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
