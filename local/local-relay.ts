@@ -11,7 +11,7 @@ import {
   type SmtpSettings,
 } from '../lambda/core/settings.ts';
 import { createFeedbackHandler } from '../lambda/feedback/create-handler.ts';
-import { createHttpsTransport, type HttpTransport } from '../lambda/providers/graph/https-transport.ts';
+import { createHttpTransport, type HttpTransport } from '../lambda/providers/http-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import {
   DEFAULT_CONFIG_PATH,
@@ -232,7 +232,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
         );
         stops.push(() => peer.close());
         graphPeer = peer;
-        graphTransport = createHttpsTransport({ ca: peer.caCertificate });
+        graphTransport = createHttpTransport({ ca: peer.caCertificate });
         credential = JSON.stringify({
           certificate: certificate.certificatePem,
           privateKey: certificate.privateKeyPem,

@@ -14,9 +14,9 @@ import { processFeedback } from '../core/feedback/process-feedback.ts';
 import { bounceReportSettingsSchema, readSettingsWith } from '../core/settings.ts';
 import { createFeedbackDependencies } from '../feedback/create-handler.ts';
 import { cachedCredential, graphSecretReader } from '../providers/graph/credentials.ts';
-import { createHttpsTransport, type HttpTransport } from '../providers/graph/https-transport.ts';
 import { GraphMailboxReader } from '../providers/graph/mailbox-reader.ts';
 import { MsalTokenSource } from '../providers/graph/token-source.ts';
+import { createHttpTransport, type HttpTransport } from '../providers/http-transport.ts';
 
 export interface BounceReportHandlerOptions {
   /** HTTPS for Entra ID and Graph; tests pass one that trusts the Graph peer's certificate. */
@@ -37,7 +37,7 @@ export function createBounceReportHandler(
   const settings = readSettingsWith(bounceReportSettingsSchema, env);
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const dynamo = new DynamoDBClient({});
-  const transport = options.graphTransport ?? createHttpsTransport();
+  const transport = options.graphTransport ?? createHttpTransport();
   const credential = cachedCredential(
     graphSecretReader(new SecretsManagerClient({})),
     settings.graph.credentialSecretId,

@@ -7,7 +7,7 @@ import type {
   HttpRequest as SdkHttpRequest,
   HttpResponse as SdkHttpResponse,
 } from '@smithy/types';
-import { type HttpTransport, TransportError } from './graph/https-transport.ts';
+import { type HttpTransport, TransportError } from './http-transport.ts';
 
 /** The hand-off of the send running in this async context (see SendContext.handOff). */
 const currentHandOff = new AsyncLocalStorage<() => Promise<void>>();

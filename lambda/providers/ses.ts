@@ -5,7 +5,7 @@ import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/l
 import { recipientsOf } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
-import { createHttpsTransport, TransportError } from './graph/https-transport.ts';
+import { createHttpTransport, TransportError } from './http-transport.ts';
 import { composeMime } from './mime.ts';
 import type { MailProvider, SendContext, SendReceipt } from './provider.ts';
 import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from './sdk-request-handler.ts';
@@ -29,7 +29,7 @@ export function createSesClient(options: SesClientOptions = {}): SESv2Client {
   return new SESv2Client({
     ...options.client,
     requestHandler: new TransportRequestHandler(
-      createHttpsTransport({ timeoutMs: options.requestTimeoutMs ?? 15_000 }),
+      createHttpTransport({ timeoutMs: options.requestTimeoutMs ?? 15_000 }),
     ) as never,
     retryStrategy: new RefusalOnlyRetryStrategy(3),
   });

@@ -26,8 +26,8 @@ import {
   graphSecretReader,
 } from '../providers/graph/credentials.ts';
 import { GraphProvider } from '../providers/graph/graph-provider.ts';
-import { createHttpsTransport, type HttpTransport } from '../providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../providers/graph/token-source.ts';
+import { createHttpTransport, type HttpTransport } from '../providers/http-transport.ts';
 import type { MailProvider } from '../providers/provider.ts';
 import { createSesClient, SesProvider } from '../providers/ses.ts';
 import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
@@ -151,7 +151,7 @@ function createGraphClients(
   secrets: SecretsManagerClient,
   options: SendHandlerOptions,
 ): GraphClients {
-  const transport = options.graphTransport ?? createHttpsTransport();
+  const transport = options.graphTransport ?? createHttpTransport();
   // The credential is read from Secrets Manager on first use, once per cold start.
   const credential = cachedCredential(graphSecretReader(secrets), graph.credentialSecretId);
   const provider = new GraphProvider({

@@ -5,7 +5,7 @@ import type { Context, SQSRecord } from 'aws-lambda';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
-import { createHttpsTransport } from '../../lambda/providers/graph/https-transport.ts';
+import { createHttpTransport } from '../../lambda/providers/http-transport.ts';
 import { createSendHandler, type SendHandlerOptions } from '../../lambda/send/create-handler.ts';
 import { createClientCertificate } from '../../local/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../../local/peers/graph-peer.ts';
@@ -190,7 +190,7 @@ export async function startRelayRig() {
     /** The handler as Lambda runs it, in this process, with `remainingMs` left in the invocation. */
     invoke(record: SQSRecord, remainingMs = 30_000, options: SendHandlerOptions = {}) {
       const handler = createSendHandler(env, {
-        graphTransport: createHttpsTransport({ ca: graph.caCertificate, timeoutMs: 500 }),
+        graphTransport: createHttpTransport({ ca: graph.caCertificate, timeoutMs: 500 }),
         providerTimeoutMs: 500,
         ...options,
       });

@@ -4,7 +4,7 @@
 // Prints "ready" once polling.
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { readSettings } from '../../lambda/core/settings.ts';
-import { createHttpsTransport } from '../../lambda/providers/graph/https-transport.ts';
+import { createHttpTransport } from '../../lambda/providers/http-transport.ts';
 import { createSendHandler } from '../../lambda/send/create-handler.ts';
 import { LocalSqsEventSource } from '../../local/sqs-event-source.ts';
 
@@ -22,7 +22,7 @@ const source = new LocalSqsEventSource({
   queueArn: process.env.SOAK_QUEUE_ARN ?? '',
   region: process.env.AWS_REGION ?? 'us-east-1',
   handler: createSendHandler(process.env, {
-    graphTransport: createHttpsTransport({
+    graphTransport: createHttpTransport({
       ca: process.env.SOAK_GRAPH_CA ?? '',
       timeoutMs: providerTimeoutMs,
     }),

@@ -9,15 +9,15 @@ import {
 } from '../../core/limits.ts';
 import type { GraphSettings } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
-import type { MailProvider, SendContext, SendReceipt, SentLookup, SentQuery } from '../provider.ts';
-import { GRAPH_PROVIDER } from './credentials.ts';
-import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import {
   type HttpRequest,
   type HttpResponse,
   type HttpTransport,
   TransportError,
-} from './https-transport.ts';
+} from '../http-transport.ts';
+import type { MailProvider, SendContext, SendReceipt, SentLookup, SentQuery } from '../provider.ts';
+import { GRAPH_PROVIDER } from './credentials.ts';
+import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import { MailboxLimiter } from './mailbox-limiter.ts';
 import type { TokenSource } from './token-source.ts';
 

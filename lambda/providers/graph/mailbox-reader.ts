@@ -1,6 +1,6 @@
 import type { InboxEntry, MailboxReader } from '../../core/feedback/bounce-reports.ts';
+import type { HttpResponse, HttpTransport } from '../http-transport.ts';
 import { graphFault, networkFailure } from './graph-provider.ts';
-import type { HttpResponse, HttpTransport } from './https-transport.ts';
 import type { TokenSource } from './token-source.ts';
 
 /** Graph returns at most this many messages per page of a list. */

@@ -8,8 +8,8 @@ import {
 import { classifyFault, type FailureClass, RelayFailure } from '../../core/failures.ts';
 import type { GraphSettings } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
+import { type HttpTransport, TransportError } from '../http-transport.ts';
 import { type CredentialSource, GRAPH_PROVIDER, type GraphCredential } from './credentials.ts';
-import { type HttpTransport, TransportError } from './https-transport.ts';
 
 /** Hands out Graph access tokens: one token request per token lifetime, however many messages. */
 export interface TokenSource {

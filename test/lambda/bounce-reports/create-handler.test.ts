@@ -8,7 +8,7 @@ import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.t
 import { BounceReportError } from '../../../lambda/core/feedback/bounce-reports.ts';
 import { DynamoReportCursors } from '../../../lambda/core/feedback/dynamo-report-cursors.ts';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
-import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
+import { createHttpTransport } from '../../../lambda/providers/http-transport.ts';
 import { type EventBridgePeer, startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
 import {
@@ -108,7 +108,7 @@ describe('the bounce report reader (Graph peer, dynalite, EventBridge peer)', ()
           events: { busName: 'relay-bus' },
         }),
       },
-      { graphTransport: createHttpsTransport({ ca: graph.caCertificate }) },
+      { graphTransport: createHttpTransport({ ca: graph.caCertificate }) },
     );
   }
 

@@ -4,7 +4,7 @@ import { DynamoDeliveryLedger } from '../../../lambda/core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
 import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
-import { createHttpsTransport } from '../../../lambda/providers/graph/https-transport.ts';
+import { createHttpTransport } from '../../../lambda/providers/http-transport.ts';
 import { createSendHandler } from '../../../lambda/send/create-handler.ts';
 import { startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
@@ -345,7 +345,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
             },
           }),
         },
-        { graphTransport: createHttpsTransport({ ca: graphPeer.caCertificate }) },
+        { graphTransport: createHttpTransport({ ca: graphPeer.caCertificate }) },
       );
       const sesBefore = peers.capture.sent.length;
 

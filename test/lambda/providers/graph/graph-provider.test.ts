@@ -6,11 +6,8 @@ import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/mess
 import type { GraphSettings } from '../../../../lambda/core/settings.ts';
 import { cachedCredential, graphSecretReader } from '../../../../lambda/providers/graph/credentials.ts';
 import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
-import {
-  createHttpsTransport,
-  type HttpTransport,
-} from '../../../../lambda/providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import { createHttpTransport, type HttpTransport } from '../../../../lambda/providers/http-transport.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
 import {
@@ -99,7 +96,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       'graph-certificate',
       JSON.stringify({ certificate: certificate.certificatePem, privateKey: certificate.privateKeyPem }),
     );
-    transport = createHttpsTransport({ ca: peer.caCertificate });
+    transport = createHttpTransport({ ca: peer.caCertificate });
   });
   afterAll(async () => {
     secretsClient.destroy();
@@ -379,7 +376,7 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     /** The relay's Graph transport with a short no-answer limit, as a nearly spent invocation has. */
     const impatient = (overrides: Partial<GraphSettings> = {}) => {
       const graph = settings(overrides);
-      const quick = createHttpsTransport({ ca: peer.caCertificate, timeoutMs: 300 });
+      const quick = createHttpTransport({ ca: peer.caCertificate, timeoutMs: 300 });
       const credential = cachedCredential(graphSecretReader(secretsClient), graph.credentialSecretId);
       return new GraphProvider({
         settings: graph,
@@ -541,7 +538,7 @@ describe('GraphProvider concurrency per mailbox', () => {
       clients: [{ clientId: SECRET_CLIENT_ID, clientSecret: CLIENT_SECRET }],
       latencyMs: 40,
     });
-    const transport = createHttpsTransport({ ca: peer.caCertificate });
+    const transport = createHttpTransport({ ca: peer.caCertificate });
     const graph = {
       tenantId: TENANT,
       clientId: SECRET_CLIENT_ID,

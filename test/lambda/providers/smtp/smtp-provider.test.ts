@@ -4,8 +4,8 @@ import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
-import { createHttpsTransport } from '../../../../lambda/providers/graph/https-transport.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
+import { createHttpTransport } from '../../../../lambda/providers/http-transport.ts';
 import { parseSmtpCredentials } from '../../../../lambda/providers/smtp/smtp-credentials.ts';
 import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/providers/smtp/smtp-provider.ts';
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
@@ -383,7 +383,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
           graphEndpoint: graphPeer.graphEndpoint,
         },
         { get: async () => ({ kind: 'secret', clientSecret }), invalidate: () => {} },
-        createHttpsTransport({ ca: graphPeer.caCertificate }),
+        createHttpTransport({ ca: graphPeer.caCertificate }),
       );
 
     it('authenticates as the sending mailbox with a token the token endpoint issued', async () => {

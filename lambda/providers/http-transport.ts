@@ -49,7 +49,7 @@ export class TransportError extends Error {
   }
 }
 
-export interface HttpsTransportOptions {
+export interface HttpTransportOptions {
   /** Extra CA certificate (PEM) to trust, for local peers with self-signed certificates. */
   readonly ca?: string;
   /** Idle socket / no-response limit per request. @default 20000 */
@@ -61,7 +61,7 @@ export interface HttpsTransportOptions {
  * and the SES client. Not fetch: a plain request function takes a CA for local peers without global
  * settings, never retries by itself, and can tell whether the request body was written.
  */
-export function createHttpsTransport(options: HttpsTransportOptions = {}): HttpTransport {
+export function createHttpTransport(options: HttpTransportOptions = {}): HttpTransport {
   const httpsAgent = new HttpsAgent({ keepAlive: true, ...(options.ca !== undefined && { ca: options.ca }) });
   const httpAgent = new HttpAgent({ keepAlive: true });
   const timeoutMs = options.timeoutMs ?? 20_000;
