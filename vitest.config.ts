@@ -7,9 +7,9 @@ export default defineConfig({
     // more files than cores run side by side. Every test waits for conditions, so a busy machine
     // makes them slower, never wrong.
     maxWorkers: 4,
-    // Peers start on free loopback ports per test file; synth with bundling takes a few seconds.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Limits that only end a broken run: tests wait for conditions, and a busy machine is slow.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     env: {
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       CDK_DISABLE_VERSION_CHECK: 'true',

@@ -74,9 +74,14 @@ describe('send functions that die', () => {
       expect(rig.codeOf(dead)).toBe('OutcomeUnknown');
       expect(dead.MessageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.StringValue).toBe(messageId);
       expect(rig.smtpCopies('Killed mid-send')).toHaveLength(1);
-      expect(await rig.ledger().get('crash-1')).toMatchObject({
-        state: 'dead-lettered',
-        maybeSent: { provider: 'smtp', reason: expect.stringContaining('a function stopped') },
+      // The function writes the ledger right after the DLQ.
+      const entry = await eventually(async () => {
+        const found = await rig.ledger().get('crash-1');
+        return found?.state === 'dead-lettered' ? found : undefined;
+      }, SLOW);
+      expect(entry.maybeSent).toMatchObject({
+        provider: 'smtp',
+        reason: expect.stringContaining('a function stopped'),
       });
     },
     SLOW,

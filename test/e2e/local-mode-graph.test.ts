@@ -27,7 +27,7 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
   const workDir = mkdtempSync(path.join(tmpdir(), 'mail-relay-graph-e2e-'));
 
   const deliveredWithSubject = (subject: string) =>
-    eventually(async () => peer.delivered.find((message) => message.message.subject === subject), 20_000);
+    eventually(async () => peer.delivered.find((message) => message.message.subject === subject));
 
   beforeAll(async () => {
     const configPath = path.join(workDir, 'config.json');
@@ -140,7 +140,7 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
       via: 'uploadSession',
     });
     expect(attachment?.bytes.equals(bytes)).toBe(true);
-  }, 60_000);
+  });
 
   it('honours Retry-After: the retry comes after the delay Graph asked for, not the visibility timeout', async () => {
     peer.injectFault({
@@ -164,7 +164,7 @@ describe('local mode end to end through Microsoft Graph: SQS → handler → Ent
     const waited = (calls[1]?.startedAt ?? 0) - (calls[0]?.endedAt ?? 0);
     expect(waited).toBeGreaterThanOrEqual(1_500);
     expect(peer.delivered.filter((message) => message.message.subject === 'Throttled once')).toHaveLength(1);
-  }, 30_000);
+  });
 
   it('dead-letters a permanent Graph refusal at once with provider, code and hint', async () => {
     peer.injectFault({

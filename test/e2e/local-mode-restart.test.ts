@@ -154,7 +154,7 @@ describe('local mode across a restart', () => {
     // Nothing went out a second time.
     expect(after.relay.capture.sent).toEqual([]);
     expect(graph?.delivered).toHaveLength(1);
-  }, 60_000);
+  });
 
   it('starts empty with fresh', async () => {
     const options = setUp({ ses: { identities: ['example.com'] } });
@@ -174,7 +174,7 @@ describe('local mode across a restart', () => {
     expect(await approximateCount(after.sqs, after.relay.deadLetterQueueUrl)).toBe(0);
     expect(await after.ledger.get(`sqs:${sentId}`)).toBeUndefined();
     expect(await after.ledger.get(`sqs:${invalidId}`)).toBeUndefined();
-  }, 60_000);
+  });
 
   it('lets the batch in progress finish when stopped: sent, recorded, off the outbox', async () => {
     const options = setUp({ ses: { identities: ['example.com'] } });
@@ -197,5 +197,5 @@ describe('local mode across a restart', () => {
     expect(await after.ledger.get(`sqs:${messageId}`)).toMatchObject({ state: 'sent', provider: 'ses' });
     expect(await approximateCount(after.sqs, after.relay.queueUrl)).toBe(0);
     expect(after.relay.capture.sent).toEqual([]);
-  }, 60_000);
+  });
 });

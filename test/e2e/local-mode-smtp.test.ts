@@ -21,7 +21,7 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
     eventually(async () => {
       const messages = await drain(sqs, relay.deadLetterQueueUrl, { polls: 1 });
       return messages.find((message) => message.Body?.includes(subject));
-    }, 20_000);
+    });
 
   beforeAll(async () => {
     const configPath = path.join(workDir, 'config.json');
@@ -74,8 +74,13 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
       mailFrom: 'scanner@contoso.com',
       rcptTo: ['ana@example.org', 'audit@example.org'],
     });
-    const file = await eventually(async () => readdirSync(captureDir).find((name) => name.endsWith('.eml')));
-    const mail = await simpleParser(readFileSync(path.join(captureDir, file)));
+    // Written as it arrives: wait for the whole file, not just its name.
+    const mail = await eventually(async () => {
+      const [name] = readdirSync(captureDir).filter((entry) => entry.endsWith('.eml'));
+      if (!name) return undefined;
+      const parsed = await simpleParser(readFileSync(path.join(captureDir, name)));
+      return parsed.attachments.length > 0 ? parsed : undefined;
+    });
     expect(mail.subject).toBe('Scan via connector');
     expect(mail.attachments[0]?.content.toString()).toBe('scan bytes');
     expect(relay.settings.smtp).toMatchObject({

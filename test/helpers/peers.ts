@@ -118,8 +118,11 @@ export async function enqueue(sqs: SQSClient, queueUrl: string, body: unknown): 
   return sent.MessageId ?? '';
 }
 
-/** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+/**
+ * Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. The limit only ends
+ * a broken run: a busy machine makes conditions slow, and a passing test never waits for the limit.
+ */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

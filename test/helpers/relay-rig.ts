@@ -281,7 +281,10 @@ export async function startRelayRig() {
           await once(worker, 'exit');
         }
       }
-      await peers.sqs.send(new PurgeQueueCommand({ QueueUrl: settings.deadLetterQueueUrl }));
+      // A message a killed worker left behind must not reach the next test.
+      for (const queueUrl of [settings.queueUrl, settings.deadLetterQueueUrl]) {
+        await peers.sqs.send(new PurgeQueueCommand({ QueueUrl: queueUrl }));
+      }
     },
 
     /** Forgets a worker the test killed itself. */

@@ -43,7 +43,7 @@ describe('a full synth with bundling', () => {
       files: Record<string, FileAsset>;
     };
     fileAssets = Object.values(manifest.files);
-  }, 60_000);
+  });
 
   afterAll(() => {
     if (outdir) rmSync(outdir, { recursive: true, force: true });

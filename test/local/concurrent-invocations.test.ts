@@ -231,11 +231,11 @@ describe('concurrent invocations of the real send handler under the local event 
     for (const [refusing = [], clean = []] of ROUND_BATCHES) {
       await enqueueBatch(refusing);
       const refused = refusing.find(({ kind }) => kind === 'refused') as TestMessage;
-      await eventually(async () => (retryScheduled(refused) ? true : undefined), 20_000);
+      await eventually(async () => (retryScheduled(refused) ? true : undefined));
       await enqueueBatch(clean);
       // Both invocations are over once their slow message is sent and deleted.
       const slow = [...refusing, ...clean].filter(({ kind }) => kind === 'slow');
-      await eventually(async () => (slow.every(finished) ? true : undefined), 20_000);
+      await eventually(async () => (slow.every(finished) ? true : undefined));
     }
 
     // Settled once no message is both unsent and still on the outbox: each was sent, or deleted unsent.
@@ -245,7 +245,7 @@ describe('concurrent invocations of the real send handler under the local event 
       return MESSAGES.every(({ index, messageId }) => sentCounts.has(index) || !waiting.has(messageId ?? ''))
         ? true
         : undefined;
-    }, 40_000);
+    });
     expect(mostAtOnce, 'invocations overlapped').toBeGreaterThan(1);
     const sentCounts = deliveries();
     expect(
@@ -261,7 +261,7 @@ describe('concurrent invocations of the real send handler under the local event 
           const waiting = idsOnOutbox();
           return MESSAGES.filter(({ messageId }) => waiting.has(messageId ?? '')).map(({ index }) => index);
         },
-        { timeout: 40_000, interval: 100, message: 'sent but still on the outbox' },
+        { timeout: 90_000, interval: 100, message: 'sent but still on the outbox' },
       )
       .toEqual([]);
     const finalCounts = deliveries();
@@ -278,5 +278,5 @@ describe('concurrent invocations of the real send handler under the local event 
     await source.stop();
     source = undefined;
     client.destroy();
-  }, 60_000);
+  });
 });

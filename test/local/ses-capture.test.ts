@@ -78,7 +78,7 @@ const send = (subject: string) => openSend(subject).outcome;
 
 /** The capture records a forwarded send as soon as the emulator accepted it, before any answer. */
 const captured = (count: number) =>
-  vi.waitUntil(() => capture.sent.length >= count, { timeout: 10_000, interval: 5 });
+  vi.waitUntil(() => capture.sent.length >= count, { timeout: 60_000, interval: 5 });
 
 async function emulatorMessageIds(): Promise<string[]> {
   const store = (await (await fetch(`${emulator.endpoint}/store`)).json()) as {

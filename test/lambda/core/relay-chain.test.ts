@@ -225,7 +225,9 @@ describe('relay: routes, fallback, retries and the ledger', () => {
     const relay = relayWith();
     const body = contoso({ idempotencyKey: 'k-inflight' });
     const sending = relay.processRecord(sqsRecord(body, { messageId: 'a' }));
-    await vi.waitFor(() => expect(ledger.records.get('k-inflight')?.state).toBe('sending'));
+    await vi.waitFor(() => expect(ledger.records.get('k-inflight')?.state).toBe('sending'), {
+      timeout: 60_000,
+    });
 
     const failure = await failureOf(relay.processRecord(sqsRecord(body, { messageId: 'b' })));
     release();

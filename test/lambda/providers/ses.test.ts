@@ -210,7 +210,7 @@ describe("the relay's SES client: hand-off, lost answers, refusals and deadlines
     peers.capture.injectFault({ lostAnswer: 'hang' });
     const deadline = new AbortController();
     const sending = relayProvider(60_000).send(message(), sendContext({ signal: deadline.signal }));
-    await vi.waitUntil(() => peers.capture.sent.length === 1);
+    await vi.waitUntil(() => peers.capture.sent.length === 1, { timeout: 60_000 });
     deadline.abort();
     expect(await failureOf(sending)).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
   });

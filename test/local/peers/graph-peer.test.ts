@@ -144,7 +144,7 @@ function openRequest(peer: GraphPeer, options: RequestOptions): OpenRequest {
 
 /** Waits for the peer to record a request (it records a withheld answer as soon as it has processed it). */
 function recorded(peer: GraphPeer, matches: (request: RecordedRequest) => boolean): Promise<RecordedRequest> {
-  return vi.waitUntil(() => peer.requests.find(matches), { timeout: 10_000, interval: 5 });
+  return vi.waitUntil(() => peer.requests.find(matches), { timeout: 60_000, interval: 5 });
 }
 
 /** GET a message lookup (whole mailbox or Sent Items) with Graph's OData query options. */
@@ -610,7 +610,10 @@ describe('Graph peer', () => {
       const { response, error } = await lost.outcome;
       expect(response).toBeUndefined();
       expect(error?.name).toBe('AbortError');
-      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
+      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', {
+        interval: 5,
+        timeout: 60_000,
+      });
       expect(peer.delivered).toHaveLength(2);
     });
 
@@ -650,7 +653,10 @@ describe('Graph peer', () => {
       const record = await recorded(peer, (entry) => entry !== lateRecord && entry.operation === 'sendMail');
       impatient.giveUp();
       expect((await impatient.outcome).response).toBeUndefined();
-      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
+      await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', {
+        interval: 5,
+        timeout: 60_000,
+      });
       expect(peer.delivered).toHaveLength(2);
 
       // With 'reset', answerAfterMs delays the reset instead.
@@ -1212,6 +1218,9 @@ describe('Graph peer started for one test', () => {
     const record = await recorded(peer, (entry) => entry.operation === 'sendMail');
     await peer.close();
     expect((await lost.outcome).response).toBeUndefined();
-    await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', { interval: 5 });
+    await vi.waitUntil(() => record.answerWithheld?.outcome === 'clientClosed', {
+      interval: 5,
+      timeout: 60_000,
+    });
   });
 });

@@ -331,7 +331,7 @@ describe('smtp peer lost replies and fault plan', () => {
       replied = true;
     });
 
-    await vi.waitUntil(() => peer.received.length === 1, { timeout: 10_000, interval: 5 });
+    await vi.waitUntil(() => peer.received.length === 1, { timeout: 60_000, interval: 5 });
     expect(peer.received[0]?.envelope).toEqual({ mailFrom: FROM, rcptTo: [TO] });
     expect(peer.received[0]?.secure).toBe(true);
     expect(peer.transcript.at(-1)).toEqual({ stage: 'data', accepted: true, lostReply: 'hang' });

@@ -286,7 +286,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
         outbound(),
         sendContext({ signal: late.signal }),
       );
-      await vi.waitUntil(() => server.received.length === 1);
+      await vi.waitUntil(() => server.received.length === 1, { timeout: 60_000 });
       late.abort();
       expect(await failureOf(waiting)).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
     });
