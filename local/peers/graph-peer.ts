@@ -63,6 +63,11 @@ export interface GraphPeerOptions {
   mailboxes?: string[];
   /** Delay before each Graph (not token) response is written, to make concurrency observable. default 0 */
   latencyMs?: number;
+  /**
+   * Awaited before each Graph (not token) response is written, after latencyMs: a test holds answers
+   * until a condition holds (e.g. that many requests are in flight) instead of hoping a delay suffices.
+   */
+  holdAnswer?: () => Promise<void>;
   /** default 3599 */
   tokenLifetimeSeconds?: number;
   /** Max request body accepted by Graph JSON endpoints; bigger -> 413. default 4 * 1024 * 1024 (Graph's ~4 MB). */
@@ -580,6 +585,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     }
 
     if (isGraph && latencyMs > 0) await sleep(latencyMs);
+    if (isGraph && options.holdAnswer) await options.holdAnswer();
     if (res.destroyed) {
       release();
       return;

@@ -1150,21 +1150,32 @@ describe('Graph peer', () => {
 
 describe('Graph peer concurrency accounting', () => {
   let peer: GraphPeer;
+  /** Set to hold every answer until that many requests have arrived. */
+  let holdUntilArrived = 0;
 
   beforeAll(async () => {
     peer = await startGraphPeer({
       tenantId: TENANT,
       clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
       latencyMs: 60,
+      holdAnswer: async () => {
+        held += 1;
+        await vi.waitUntil(() => held >= holdUntilArrived, { timeout: 60_000, interval: 5 });
+      },
     });
   });
+  /** Requests that reached the point where the peer answers. */
+  let held = 0;
   afterAll(() => peer.close());
 
   it('sees six overlapping requests for one mailbox as six in flight, and one at a time as one', async () => {
     const token = await secretToken(peer);
+    // Every answer waits until all six requests are in: they overlap however slow the machine is.
+    holdUntilArrived = 6;
     const responses = await Promise.all(
       Array.from({ length: 6 }, () => graph(peer, token, 'POST', 'sendMail', { message: message() })),
     );
+    holdUntilArrived = 0;
     expect(responses.map((response) => response.status)).toEqual(Array(6).fill(202));
     expect(peer.maxConcurrency(MAILBOX)).toBe(6);
     expect(peer.maxConcurrency('ops@contoso.com')).toBe(0);
