@@ -69,6 +69,13 @@ describe('the example configurations', () => {
       address: 'facturas@fabrikam.com',
       name: 'Fabrikam CRM',
     });
+    expect(settings.routes?.map((route) => route.onUnknownOutcome)).toEqual([
+      'dead-letter',
+      'dead-letter',
+      'dead-letter',
+      'resend',
+    ]);
+    expect(settings.graph?.sentItemsLookupSeconds).toBe(300);
     expect(settings.retry).toEqual(config.retry);
     expect(settings.circuitBreaker).toEqual(config.circuitBreaker);
     expect(settings.ledger).toMatchObject({
