@@ -96,8 +96,11 @@ type WalkResult =
   | { readonly kind: 'permanent'; readonly failure: RelayFailure }
   | { readonly kind: 'retry'; readonly failure: RelayFailure; readonly delaySeconds: number }
   | { readonly kind: 'exhausted'; readonly failure: RelayFailure }
-  /** Another function handed the message to a provider first. */
-  | { readonly kind: 'claim-lost'; readonly failure: RelayFailure }
+  /**
+   * The hand-off was refused (another function handed the message off first) or could not be written
+   * (the ledger is unreachable): the provider got nothing, and no provider try is counted.
+   */
+  | { readonly kind: 'not-handed-off'; readonly failure: RelayFailure; readonly delaySeconds: number }
   /** The provider may have accepted it: the answer to the sending request was lost. */
   | {
       readonly kind: 'maybe-sent';
@@ -122,6 +125,8 @@ interface Delivery {
 
 /** The code of a hand-off that lost the race for the ledger entry to another function. */
 const CLAIM_LOST = 'InFlight';
+/** The ledger could not be read or written: nothing was sent. */
+const LEDGER_UNAVAILABLE = 'LedgerUnavailable';
 /** First wait before looking for a lost-answer message again; it doubles up to the provider's window. */
 const LOOKUP_FIRST_DELAY_SECONDS = 10;
 
@@ -579,8 +584,8 @@ class RelayCore implements Relay {
             undefined,
             delivery,
           );
-        case 'claim-lost':
-          return this.retryLater(sqsRecord, result.failure, 1, attempt, keys, deadlines, [
+        case 'not-handed-off':
+          return this.retryLater(sqsRecord, result.failure, result.delaySeconds, attempt, keys, deadlines, [
             this.tryFailure(result.failure),
           ]);
         case 'maybe-sent': {
@@ -706,8 +711,17 @@ class RelayCore implements Relay {
             }
             return { kind: 'maybe-sent', maybeSent: ambiguous, failure, failures };
           }
-          if (failure.code === CLAIM_LOST && failure.provider === undefined)
-            return { kind: 'claim-lost', failure };
+          // The relay's own hand-off failed: nothing went to the provider, which is not to blame.
+          if (handedOffAt === undefined && failure.provider === undefined) {
+            if (failure.code === CLAIM_LOST) return { kind: 'not-handed-off', failure, delaySeconds: 1 };
+            if (failure.code === LEDGER_UNAVAILABLE) {
+              return {
+                kind: 'not-handed-off',
+                failure,
+                delaySeconds: this.delayFor(failure, delivery.attempt),
+              };
+            }
+          }
           if (failure.failureClass === 'provider') this.breakers.recordFailure(provider.name);
           else this.breakers.recordInconclusive(provider.name);
         }
@@ -727,29 +741,24 @@ class RelayCore implements Relay {
       // Provider-level: this provider cannot send it now, so the next one tries at once. Transient:
       // the same provider again later, until its attempts are used up.
       const moveOn = failure.failureClass === 'provider' || attempts >= settings.retry.maxAttempts;
-      if (moveOn && !isLast) {
+      const next = moveOn && !isLast;
+      if (next) {
         index += 1;
         attempts = 0;
-        // The refusal is settled: the entry must not say a provider has the message any more.
-        if (handedOffAt !== undefined) {
-          await this.recordQuietly(delivery, {
-            state: 'retrying',
-            leaseUntil: undefined,
-            providerIndex: index,
-            attempts,
-            failures,
-          });
-        }
-        continue;
       }
-      await this.recordQuietly(delivery, {
-        state: 'retrying',
-        leaseUntil: undefined,
-        providerIndex: index,
-        attempts,
-        failures,
-        internetMessageId,
-      });
+      // Written when the message goes back to the queue, and when a provider that had it refused it:
+      // the entry must not say a provider has the message any more.
+      if (!next || handedOffAt !== undefined) {
+        await this.recordQuietly(delivery, {
+          state: 'retrying',
+          leaseUntil: undefined,
+          providerIndex: index,
+          attempts,
+          failures,
+          internetMessageId,
+        });
+      }
+      if (next) continue;
       if (attempts >= settings.retry.maxAttempts) {
         return { kind: 'exhausted', failure: exhausted(failure, failures, delivery.attempt) };
       }
@@ -1113,7 +1122,7 @@ function ledgerUnavailable(error: unknown): RelayFailure {
   return new RelayFailure(
     {
       failureClass: 'transient',
-      code: 'LedgerUnavailable',
+      code: LEDGER_UNAVAILABLE,
       reason: `could not read or write the delivery ledger entry (nothing was sent): ${String(error)}`,
     },
     { cause: error },
