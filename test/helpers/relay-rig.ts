@@ -97,6 +97,7 @@ export function sendFunctionEnvironment(
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsManager,
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    // RIG_DEBUG=1 when debugging a test: the send functions log everything, and their logs are shown.
     POWERTOOLS_LOG_LEVEL: process.env.RIG_DEBUG ? 'DEBUG' : 'ERROR',
     POWERTOOLS_METRICS_DISABLED: 'true',
     ...extra,
