@@ -115,11 +115,10 @@ export class GraphProvider implements MailProvider {
       .join('&');
     try {
       const response = await this.call(mailbox, { method: 'GET', path: `messages?${parameters}`, signal });
-      const found =
-        (parseJson(response.body) as { value?: { id?: unknown; isDraft?: unknown }[] }).value ?? [];
-      const sent = found.find((item) => item.isDraft === false);
-      return sent
-        ? { found: true, ...(typeof sent.id === 'string' && { providerMessageId: query.internetMessageId }) }
+      const found = (parseJson(response.body) as { value?: { isDraft?: unknown }[] }).value ?? [];
+      // The Message-ID names the sent message (the request id of the lost answer is unknown).
+      return found.some((item) => item.isDraft === false)
+        ? { found: true, providerMessageId: query.internetMessageId }
         : { found: false };
     } catch (error) {
       return { unavailable: error instanceof RelayFailure ? error : networkFailure(error) };
