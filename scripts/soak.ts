@@ -1,12 +1,12 @@
 /**
  * `npm run soak [-- --messages N --workers K --kill-every MS --fault-rate R --seed S]`: the "never
- * twice, never lost" soak (test/soak/soak.ts) with its reconciliation table. Exits 1 when a message
+ * twice, never lost" soak (scripts/soak/soak.ts) with its reconciliation table. Exits 1 when a message
  * was lost or sent twice.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import { parseArgs } from 'node:util';
-import { DEFAULT_SOAK_OPTIONS, formatSoakReport, runSoak } from '../test/soak/soak.ts';
+import { DEFAULT_SOAK_OPTIONS, formatSoakReport, runSoak } from './soak/soak.ts';
 
 const { values } = parseArgs({
   options: {

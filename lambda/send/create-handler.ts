@@ -87,33 +87,32 @@ export function createSendHandler(
   // logEvent pinned off: the event holds message bodies, which must never reach the logs, even if
   // POWERTOOLS_LOGGER_LOG_EVENT is set on the function.
   const loggerContext = injectLambdaContext(logger, { logEvent: false });
-  const handler = middy(async (event: SQSEvent, context: Context) =>
+  const handler = middy(async (event: SQSEvent, context: Context) => {
+    // Deadlines from the time Lambda says is left, one set for the batch: nothing runs into the
+    // function's timeout.
+    const deadlines = invocationDeadlines(
+      context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000,
+    );
     // A batch where every record failed is still a partial response: Lambda then retries exactly
     // those records instead of treating the invocation as an error. One processor per invocation: it
     // holds the batch's results, and local mode runs several invocations at once in one process.
-    // Deadlines from the time Lambda says is left: nothing runs into the function's timeout.
-    processPartialResponse(
+    return processPartialResponse(
       event,
       (record: SQSRecord) =>
-        relay
-          .processRecord(
-            record,
-            invocationDeadlines(context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000),
-          )
-          .catch((error: unknown) => {
-            // The relay reports its own failures; anything else must not make the record retry silently.
-            if (!(error instanceof RelayFailure)) {
-              logger.error('The record could not be processed', {
-                messageId: record.messageId,
-                error: String(error),
-              });
-            }
-            throw error;
-          }),
+        relay.processRecord(record, deadlines).catch((error: unknown) => {
+          // The relay reports its own failures; anything else must not make the record retry silently.
+          if (!(error instanceof RelayFailure)) {
+            logger.error('The record could not be processed', {
+              messageId: record.messageId,
+              error: String(error),
+            });
+          }
+          throw error;
+        }),
       new BatchProcessor(EventType.SQS),
       { context, throwOnFullBatchFailure: false },
-    ),
-  ).use(loggerContext);
+    );
+  }).use(loggerContext);
   return handler as SendHandler;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatSoakReport, runSoak } from '../soak/soak.ts';
+import { formatSoakReport, runSoak } from '../../scripts/soak/soak.ts';
 
 // The soak of `npm run soak`, smaller: 500 messages through three send-function processes that are
 // SIGKILLed at random, with throttling, 5xx, lost answers and SMTP silence after DATA at the peers.

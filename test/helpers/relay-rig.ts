@@ -4,105 +4,19 @@ import { DeleteMessageCommand, PurgeQueueCommand, ReceiveMessageCommand } from '
 import type { Context, SQSRecord } from 'aws-lambda';
 import { DEAD_LETTER_ATTRIBUTES } from '../../lambda/core/dead-letter.ts';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { createHttpTransport } from '../../lambda/providers/http-transport.ts';
 import { createSendHandler, type SendHandlerOptions } from '../../lambda/send/create-handler.ts';
 import { createClientCertificate } from '../../local/peers/certificates.ts';
-import { type GraphPeer, startGraphPeer } from '../../local/peers/graph-peer.ts';
-import { type SmtpFaultPlan, type SmtpPeer, startSmtpPeer } from '../../local/peers/smtp-peer.ts';
+import { startGraphPeer } from '../../local/peers/graph-peer.ts';
+import { type SmtpFaultPlan, startSmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
+import {
+  type RouteDomains,
+  sendFunctionEnvironment,
+  threeRouteSettings,
+} from '../../scripts/soak/send-function-wiring.ts';
 import { startDynamo } from './dynamo.ts';
 import { createQueue, drain, eventually, sqsRecord, startPeers } from './peers.ts';
-
-/** The From domains of the three routes: graph (falling back to SES), smtp and ses. */
-export interface RouteDomains {
-  readonly graph: string;
-  readonly smtp: string;
-  readonly ses: string;
-}
-
-/** Where the send function finds everything: queues, tables and the two peers it talks to besides SES. */
-export interface RelayWiring {
-  readonly queueUrl: string;
-  readonly deadLetterQueueUrl: string;
-  readonly ledgerTableName: string;
-  readonly suppressionTableName: string;
-  readonly leaseSeconds: number;
-  readonly graph: GraphPeer;
-  readonly graphTenantId: string;
-  readonly graphClientId: string;
-  readonly graphCredentialSecretId: string;
-  readonly sentItemsLookupSeconds: number;
-  readonly smtp: SmtpPeer;
-}
-
-/**
- * Settings with every provider and three routes: Graph senders fall back to SES, SMTP and SES senders
- * have one provider each. Short retries, as tests and the soak want them.
- */
-export function threeRouteSettings(wiring: RelayWiring, domains: RouteDomains): RelaySettings {
-  const { graph, smtp } = wiring;
-  return {
-    queueUrl: wiring.queueUrl,
-    deadLetterQueueUrl: wiring.deadLetterQueueUrl,
-    maxReceiveCount: 10,
-    limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
-    // SES also covers the Graph senders: it is their fallback.
-    ses: { identities: [domains.ses, domains.graph] },
-    graph: {
-      tenantId: wiring.graphTenantId,
-      clientId: wiring.graphClientId,
-      senders: [domains.graph],
-      credentialSecretId: wiring.graphCredentialSecretId,
-      saveToSentItems: true,
-      sentItemsLookupSeconds: wiring.sentItemsLookupSeconds,
-      authorityHost: graph.authorityHost,
-      graphEndpoint: graph.graphEndpoint,
-    },
-    smtp: {
-      senders: [domains.smtp],
-      mode: 'smarthost',
-      host: smtp.host,
-      port: smtp.port,
-      tls: 'none',
-      requireTls: false,
-      auth: 'none',
-    },
-    routes: [
-      { name: 'graph', from: [`*@${domains.graph}`], providers: ['graph', 'ses'] },
-      { name: 'smtp', from: [`*@${domains.smtp}`], providers: ['smtp'] },
-      { name: 'ses', from: [`*@${domains.ses}`], providers: ['ses'] },
-    ],
-    retry: { maxAttempts: 3, baseDelaySeconds: 1, maxDelaySeconds: 2 },
-    circuitBreaker: { failureThreshold: 1000, cooldownSeconds: 1 },
-    ledger: { tableName: wiring.ledgerTableName, leaseSeconds: wiring.leaseSeconds, retentionDays: 1 },
-    suppression: { tableName: wiring.suppressionTableName },
-  };
-}
-
-/** The environment of a send function in its own process: its settings and the emulators' endpoints. */
-export function sendFunctionEnvironment(
-  settings: RelaySettings,
-  endpoints: { sqs: string; ses: string; dynamodb: string; secretsManager: string },
-  extra: Record<string, string> = {},
-): Record<string, string> {
-  return {
-    PATH: process.env.PATH ?? '',
-    [SETTINGS_ENV_VAR]: JSON.stringify(settings),
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'test',
-    AWS_SECRET_ACCESS_KEY: 'test',
-    AWS_ENDPOINT_URL_SQS: endpoints.sqs,
-    AWS_ENDPOINT_URL_SESV2: endpoints.ses,
-    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
-    AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoints.secretsManager,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    // RIG_DEBUG=1 when debugging a test: the send functions log everything, and their logs are shown.
-    POWERTOOLS_LOG_LEVEL: process.env.RIG_DEBUG ? 'DEBUG' : 'ERROR',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-    ...extra,
-  };
-}
 
 const TENANT_ID = '00000000-0000-4000-8000-0000000e2e01';
 const CLIENT_ID = '00000000-0000-4000-8000-0000000e2e02';

@@ -19,7 +19,7 @@ import { type SmtpFault, startSmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { createRelayTables } from '../../local/relay-tables.ts';
 import { startSecretsManagerEmulator } from '../../local/secrets-manager-emulator.ts';
 import { type InjectedFault, SesCapture } from '../../local/ses-capture.ts';
-import { sendFunctionEnvironment, threeRouteSettings } from '../helpers/relay-rig.ts';
+import { sendFunctionEnvironment, threeRouteSettings } from './send-function-wiring.ts';
 
 /**
  * The soak: many messages through the real send handler in several child processes, with faults
