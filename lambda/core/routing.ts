@@ -1,5 +1,5 @@
 import type { Mailbox } from './address.ts';
-import { domainOf, identityCovers } from './address.ts';
+import { domainOf, identityCovers, sameAddress } from './address.ts';
 import { RelayFailure } from './failures.ts';
 import type { ProviderName, RewriteFrom, RouteSettings } from './settings.ts';
 
@@ -13,15 +13,18 @@ export function patternKind(pattern: string): PatternKind {
 
 const SPECIFICITY: Record<PatternKind, number> = { address: 2, domain: 1, any: 0 };
 
-/** `*` matches anyone, `*@contoso.com` addresses at exactly contoso.com, an address itself (any case). */
+/**
+ * `*` matches anyone, `*@contoso.com` addresses at exactly contoso.com, an address itself (any case).
+ * A domain matches in Unicode or punycode alike (`*@bücher.de` matches `ana@xn--bcher-kva.de`).
+ */
 export function patternMatches(pattern: string, address: string): boolean {
   switch (patternKind(pattern)) {
     case 'any':
       return true;
     case 'domain':
-      return pattern.slice(2).toLowerCase() === domainOf(address);
+      return domainOf(pattern) === domainOf(address);
     case 'address':
-      return pattern.toLowerCase() === address.toLowerCase();
+      return sameAddress(pattern, address);
   }
 }
 

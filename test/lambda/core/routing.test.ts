@@ -34,6 +34,30 @@ describe('routing', () => {
     expect(patternMatches('scanner@contoso.com', 'other@contoso.com')).toBe(false);
   });
 
+  it('matches a Unicode domain pattern against the punycode address', () => {
+    expect(patternMatches('*@bücher.de', 'ana@xn--bcher-kva.de')).toBe(true);
+  });
+
+  it('matches a punycode domain pattern against an address written with the Unicode domain', () => {
+    expect(patternMatches('*@xn--bcher-kva.de', 'ana@Bücher.de')).toBe(true);
+  });
+
+  it('matches an address pattern with a Unicode domain against the punycode address', () => {
+    expect(patternMatches('Ana@bücher.de', 'ana@xn--bcher-kva.de')).toBe(true);
+  });
+
+  it('does not match a Unicode domain pattern against another domain', () => {
+    expect(patternMatches('*@bücher.de', 'ana@xn--bcher-kva.com')).toBe(false);
+  });
+
+  it('routes a punycode From by a route written with the Unicode domain', () => {
+    const unicode: RouteSettings[] = [
+      { name: 'anyone', from: ['*'], providers: ['ses'] },
+      { name: 'buecher', from: ['*@bücher.de'], providers: ['graph'] },
+    ];
+    expect(routeFor(unicode, 'ana@xn--bcher-kva.de')?.name).toBe('buecher');
+  });
+
   it('picks the most specific route whatever the order', () => {
     expect(routeFor(routes, 'scanner@contoso.com')?.name).toBe('scanner');
     expect(routeFor([...routes].reverse(), 'scanner@contoso.com')?.name).toBe('scanner');
