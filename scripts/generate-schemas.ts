@@ -8,13 +8,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECIPIENTS } from '../lambda/core/limits.ts';
-import { defaultMessageSchema } from '../lambda/core/message.ts';
+import { messageContractSchema } from '../lambda/core/message.ts';
 import { relayConfigSchema } from '../lib/config.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export function generateSchemas(): Record<string, object> {
-  const message = z.toJSONSchema(defaultMessageSchema, { io: 'input', unrepresentable: 'any' });
+  const message = z.toJSONSchema(messageContractSchema, { io: 'input', unrepresentable: 'any' });
   const config = z.toJSONSchema(relayConfigSchema, { io: 'input', unrepresentable: 'any' });
   return {
     'schema/message.schema.json': {
@@ -22,10 +22,13 @@ export function generateSchemas(): Record<string, object> {
       $id: 'https://mail-relay.dev/schema/message.v1.json',
       title: 'mail-relay message (contract v1)',
       description:
-        'One JSON document per SQS message. Also enforced by the relay, not expressible here: at least one ' +
-        `recipient and at most ${DEFAULT_MAX_RECIPIENTS} (default) across to + cc + bcc; text or html; ` +
-        `decoded bodies + attachments at most ${DEFAULT_MAX_MESSAGE_BYTES} bytes (default); addresses ` +
-        'must parse as "a@example.com" or "Name <a@example.com>"; no CR/LF in header values.',
+        'One JSON document per SQS message, in one of two forms: composed (subject, text/html and ' +
+        'attachments as fields) or raw (the MIME message itself in "mime", with its envelope in ' +
+        '"recipients"; a message with a "mime" field is read as raw). Also enforced by the relay, not ' +
+        `expressible here: at least one recipient and at most ${DEFAULT_MAX_RECIPIENTS} (default) across ` +
+        `to + cc + bcc (or recipients); text or html; decoded bodies + attachments (or the MIME) at most ` +
+        `${DEFAULT_MAX_MESSAGE_BYTES} bytes (default); addresses must parse as "a@example.com" or ` +
+        '"Name <a@example.com>"; no CR/LF in header values; a raw message\'s From header must name its "from".',
     },
     'schema/config.schema.json': {
       ...config,

@@ -1,6 +1,10 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Mailbox } from './address.ts';
 import { classifyFault, RelayFailure } from './failures.ts';
-import { decodedSizeOf, type RelayMessage } from './message.ts';
+import { type ComposedMessage, decodedSizeOf, type RawMessage } from './message.ts';
+import { inspectMime } from './mime/inspect.ts';
+import { normaliseMime } from './mime/normalise.ts';
+import type { RawMime } from './mime/raw-mime.ts';
 import type { AttachmentSettings } from './settings.ts';
 import { truncate } from './text.ts';
 
@@ -12,10 +16,33 @@ export interface OutboundAttachment {
   readonly content: Buffer;
 }
 
-/** A validated message ready for a provider: every attachment resolved to bytes. */
-export type OutboundMessage = Omit<RelayMessage, 'attachments'> & {
+/** A composed message ready for a provider: every attachment resolved to bytes. */
+export type ComposedOutbound = Omit<ComposedMessage, 'attachments'> & {
   readonly attachments?: readonly OutboundAttachment[];
 };
+
+/**
+ * A raw message ready for a provider: its MIME read and normalised, the From checked against it. The
+ * relay-owned changes (From rewrite, trace headers, Message-ID, Bcc) are applied when a provider
+ * renders it (providers/mime.ts), since the Message-ID is chosen per send.
+ */
+export interface RawOutbound {
+  /** The address it is sent as: the MIME's From, or the route's rewriteFrom. */
+  readonly from: Mailbox;
+  /** Set when the route rewrote the From: the From header is replaced by `from`. */
+  readonly rewrittenFrom?: { readonly replyTo: readonly Mailbox[] };
+  /** The envelope, without suppressed recipients. */
+  readonly recipients: readonly Mailbox[];
+  readonly mime: RawMime;
+  /** The MIME's own Message-ID, kept when it has one. */
+  readonly messageId?: string;
+  /** Headers the relay sets (trace headers). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
+/** A validated message ready for a provider. */
+export type OutboundMessage = ComposedOutbound | RawOutbound;
 
 export interface StoredObject {
   /** Size announced before the bytes are read, so an oversized object is refused without downloading it. */
@@ -42,9 +69,9 @@ export interface ResolveOptions {
  * relay's own bucket only (a producer must not make the relay mail out any object it can read).
  */
 export async function resolveAttachments(
-  message: RelayMessage,
+  message: ComposedMessage,
   { maxMessageBytes, settings, store, signal }: ResolveOptions,
-): Promise<OutboundMessage> {
+): Promise<ComposedOutbound> {
   const { attachments, ...rest } = message;
   if (!attachments) return rest;
   let size = decodedSizeOf(message);
@@ -61,36 +88,106 @@ export async function resolveAttachments(
     }
     const reference = attachment.s3;
     if (!reference) continue; // the contract guarantees content or s3
-    const field = `attachments[${index}].s3`;
-    if (!settings || !store) {
-      throw permanent('AttachmentBucketNotConfigured', `${field}: this relay has no attachment bucket`, {
-        hint: 'Enable attachments in the relay configuration, or send the file inline as base64 content.',
-      });
-    }
-    if (reference.bucket !== settings.bucket) {
-      throw permanent(
-        'AttachmentBucketNotAllowed',
-        `${field}.bucket: must be the relay's attachment bucket`,
-        {
-          hint: `Upload the file to ${settings.bucket} (the AttachmentBucketName stack output) and reference it there.`,
-        },
-      );
-    }
-    const object = await store.open(reference.bucket, reference.key, signal);
-    if (object.size !== undefined && size + object.size > maxMessageBytes) {
-      object.discard();
-      throw tooLarge(size + object.size, maxMessageBytes);
-    }
-    const content = await object.read();
+    const content = await readStored(reference, `attachments[${index}].s3`, size, {
+      maxMessageBytes,
+      settings,
+      store,
+      signal,
+    });
     size += content.length;
-    if (size > maxMessageBytes) throw tooLarge(size, maxMessageBytes);
     resolved.push({ ...common, content });
   }
   return { ...rest, attachments: resolved };
 }
 
+/**
+ * Reads an object of the relay's own bucket only (a producer must not make the relay mail out any
+ * object it can read), refusing it unread when its announced size is over the limit.
+ */
+async function readStored(
+  reference: { bucket: string; key: string },
+  field: string,
+  sizeSoFar: number,
+  { maxMessageBytes, settings, store, signal }: ResolveOptions,
+): Promise<Buffer> {
+  if (!settings || !store) {
+    throw permanent('AttachmentBucketNotConfigured', `${field}: this relay has no attachment bucket`, {
+      hint: 'Enable attachments in the relay configuration, or send the content inline as base64.',
+    });
+  }
+  if (reference.bucket !== settings.bucket) {
+    throw permanent('AttachmentBucketNotAllowed', `${field}.bucket: must be the relay's attachment bucket`, {
+      hint: `Upload the file to ${settings.bucket} (the AttachmentBucketName stack output) and reference it there.`,
+    });
+  }
+  const object = await store.open(reference.bucket, reference.key, signal);
+  if (object.size !== undefined && sizeSoFar + object.size > maxMessageBytes) {
+    object.discard();
+    throw tooLarge(sizeSoFar + object.size, maxMessageBytes);
+  }
+  const content = await object.read();
+  if (sizeSoFar + content.length > maxMessageBytes)
+    throw tooLarge(sizeSoFar + content.length, maxMessageBytes);
+  return content;
+}
+
+/** What the relay sets on a raw message besides its envelope. */
+export interface RawDelivery {
+  /** The route's rewriteFrom: the From it leaves with, and where replies go (the original sender). */
+  readonly rewrite?: { readonly from: Mailbox; readonly replyTo: readonly Mailbox[] } | undefined;
+  /** The envelope still to be sent to (suppressed recipients removed). */
+  readonly recipients: readonly Mailbox[];
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * Reads a raw message's MIME (inline or from the relay's bucket), normalises it (line endings, 8-bit
+ * content, long lines, Date: core/mime/normalise.ts) and checks it says what the message claims: its
+ * From header names the message's `from`, and no header shows text that is not what it seems.
+ */
+export async function resolveRawMessage(
+  message: RawMessage,
+  delivery: RawDelivery,
+  options: ResolveOptions & { readonly now: Date; readonly ingressBucket?: string | undefined },
+): Promise<RawOutbound> {
+  const reference = message.mime.s3;
+  // What an SMTP client submitted is stored in the ingress bucket; a producer's MIME in the attachment bucket.
+  const bucketOptions =
+    reference && reference.bucket === options.ingressBucket
+      ? { ...options, settings: { bucket: options.ingressBucket } }
+      : options;
+  const bytes = reference
+    ? await readStored(reference, 'mime.s3', 0, bucketOptions)
+    : Buffer.from(message.mime.content ?? '', 'base64');
+  const { mime } = normaliseMime(bytes, { now: options.now });
+  const summary = inspectMime(mime);
+  const problems = [...summary.problems];
+  const headerFrom = summary.from[0]?.address;
+  if (headerFrom !== undefined && headerFrom.toLowerCase() !== message.from.address.toLowerCase()) {
+    problems.push(`from: is ${message.from.address}, but the MIME From header says ${headerFrom}`);
+  }
+  if (problems.length > 0) {
+    throw permanent('InvalidMime', problems.join('; '), {
+      hint: 'Fix the MIME message the application sends (docs/smtp-ingress.md lists what the relay accepts).',
+    });
+  }
+  return {
+    from: delivery.rewrite?.from ?? message.from,
+    ...(delivery.rewrite && { rewrittenFrom: { replyTo: delivery.rewrite.replyTo } }),
+    recipients: delivery.recipients,
+    mime,
+    ...(summary.messageId !== undefined && { messageId: summary.messageId }),
+    headers: delivery.headers,
+    ...(message.tags && { tags: message.tags }),
+  };
+}
+
+export function isRawOutbound(message: OutboundMessage): message is RawOutbound {
+  return 'mime' in message;
+}
+
 /** For messages known to carry only inline attachments (tests, tools). */
-export function inlineAttachments(message: RelayMessage): OutboundMessage {
+export function inlineAttachments(message: ComposedMessage): ComposedOutbound {
   const { attachments, ...rest } = message;
   if (!attachments) return rest;
   return {
@@ -107,7 +204,7 @@ export function inlineAttachments(message: RelayMessage): OutboundMessage {
   };
 }
 
-export function attachmentBytes(message: OutboundMessage): number {
+export function attachmentBytes(message: ComposedOutbound): number {
   return (message.attachments ?? []).reduce((total, attachment) => total + attachment.content.length, 0);
 }
 

@@ -153,6 +153,13 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     failureClass: 'permanent',
     hint: 'SES takes at most 40 MB per message once encoded; send large files through Microsoft Graph (150 MB) or as links.',
   },
+  {
+    // docs.aws.amazon.com/ses/latest/APIReference-V2/API_Destination.html: SES does not support SMTPUTF8.
+    provider: 'ses',
+    code: 'AddressNotSupported',
+    failureClass: 'provider',
+    hint: 'SES cannot send from or to an address whose local part is not ASCII (SMTPUTF8): route such messages through Microsoft Graph or an SMTP server that offers SMTPUTF8.',
+  },
 
   // Microsoft Graph: learn.microsoft.com/graph/errors, /graph/throttling and the Outlook mail API.
   {
@@ -236,6 +243,12 @@ const FAILURE_TABLE: readonly FailureRule[] = [
   { provider: 'graph', code: 'ErrorAttachmentSizeLimitExceeded', failureClass: 'permanent' },
   { provider: 'graph', code: 'ErrorMimeContentInvalidBase64String', failureClass: 'permanent' },
   { provider: 'graph', code: 'InvalidInternetMessageHeader', failureClass: 'permanent' },
+  {
+    provider: 'graph',
+    code: 'AddressNotSupported',
+    failureClass: 'provider',
+    hint: 'Microsoft Graph could not carry this address; the next provider in the route may. Exchange Online mailboxes cannot have an address whose local part is not ASCII, so such a From needs an SMTP server that offers SMTPUTF8.',
+  },
   // Entra ID token endpoint (AADSTS codes: learn.microsoft.com/entra/identity-platform/reference-error-codes).
   {
     provider: 'graph',
@@ -364,6 +377,12 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     code: '5.1.1',
     failureClass: 'permanent',
     hint: 'The recipient address does not exist at its mail server; fix the address.',
+  },
+  {
+    provider: 'smtp',
+    code: 'AddressNotSupported',
+    failureClass: 'provider',
+    hint: 'The SMTP server does not offer SMTPUTF8 (RFC 6531), so it cannot take an address whose local part is not ASCII: use a server that offers it, or another provider in the route.',
   },
 
   {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { type Mailbox, parseMailbox } from './address.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECIPIENTS } from './limits.ts';
 import type { MessageLimits } from './settings.ts';
+import { unsafeTextProblem } from './unsafe-text.ts';
 import { describeIssues } from './validation.ts';
 
 /**
@@ -23,6 +24,13 @@ const headerText = (max: number) =>
     .max(max)
     .regex(/^[^\r\n]*$/, NO_CRLF);
 
+/** Text a reader sees in a header (display names, subjects, file names): no bidi tricks or invisible spaces. */
+const displayedText = (max: number) =>
+  headerText(max).superRefine((value, ctx) => {
+    const problem = unsafeTextProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
 const mailboxString = z
   .string()
   .max(512)
@@ -38,7 +46,7 @@ const mailboxString = z
   .meta({ description: 'An address, "a@example.com" or "Name <a@example.com>".' });
 
 const mailboxObject = z
-  .strictObject({ name: headerText(256).optional(), address: z.string().max(254) })
+  .strictObject({ name: displayedText(256).optional(), address: z.string().max(254) })
   .transform((value, ctx): Mailbox => {
     const parsed = parseMailbox(value.address);
     if (!parsed.ok || parsed.mailbox.name !== undefined) {
@@ -87,7 +95,7 @@ const s3Reference = z
 
 const attachmentSchema = z
   .strictObject({
-    filename: headerText(255)
+    filename: displayedText(255)
       .min(1)
       .refine((value) => !/[/\\]/.test(value), 'must be a file name, not a path'),
     contentType: z
@@ -134,7 +142,7 @@ const contractShape = {
   cc: mailboxList.optional(),
   bcc: mailboxList.optional(),
   replyTo: mailboxList.optional(),
-  subject: headerText(998).min(1, 'must not be empty'),
+  subject: displayedText(998).min(1, 'must not be empty'),
   text: z.string().optional().meta({ description: 'Plain-text body. At least one of text and html.' }),
   html: z.string().optional().meta({ description: 'HTML body. At least one of text and html.' }),
   headers: z
@@ -169,17 +177,73 @@ const contractShape = {
 
 const contractObject = z.strictObject(contractShape);
 
-export type RelayMessage = z.output<typeof contractObject>;
+/** A message the relay composes: from, recipients, subject, bodies and attachments as JSON fields. */
+export type ComposedMessage = z.output<typeof contractObject>;
 
-export function recipientsOf(message: Pick<RelayMessage, 'to' | 'cc' | 'bcc'>): Mailbox[] {
+/** Where a raw message's MIME is: inline (base64) or in the relay's bucket. */
+const mimeSource = z
+  .strictObject({ content: base64Content.optional(), s3: s3Reference.optional() })
+  .superRefine((source, ctx) => {
+    if ((source.content === undefined) === (source.s3 === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['content'],
+        message:
+          'set exactly one of content (the MIME message, base64) and s3 (a reference to it in the attachment bucket)',
+      });
+    }
+  })
+  .meta({
+    description:
+      'The RFC 5322 message as the application wrote it: inline as base64 (content), or an object in the relay bucket (s3).',
+  });
+
+const rawShape = {
+  v: contractShape.v,
+  from: mailbox.meta({
+    description:
+      "The message's From. The relay checks that the MIME From header names the same address; routes and the sender policy use it.",
+  }),
+  recipients: z.array(mailbox).max(1000).meta({
+    description:
+      'The envelope: every address the message goes to (To, Cc and Bcc alike). Header To/Cc are shown as written; Bcc headers are never sent on.',
+  }),
+  mime: mimeSource,
+  tags: contractShape.tags,
+  idempotencyKey: contractShape.idempotencyKey,
+  route: contractShape.route,
+};
+
+const rawObject = z.strictObject(rawShape);
+
+/**
+ * A message whose MIME the application wrote (an SMTP client, or a producer that builds its own MIME):
+ * the relay keeps it as it came and owns only the envelope and a few headers (docs/smtp-ingress.md).
+ */
+export type RawMessage = z.output<typeof rawObject>;
+
+export type RelayMessage = ComposedMessage | RawMessage;
+
+export function isRawMessage<T extends object>(message: T): message is Extract<T, { mime: unknown }> {
+  return 'mime' in message;
+}
+
+/** Every recipient of the message: to + cc + bcc, or a raw message's envelope. */
+export function recipientsOf(
+  message: { readonly recipients: readonly Mailbox[] } | Pick<ComposedMessage, 'to' | 'cc' | 'bcc'>,
+): Mailbox[] {
+  if ('recipients' in message) return [...message.recipients];
   return [...(message.to ?? []), ...(message.cc ?? []), ...(message.bcc ?? [])];
 }
 
 /**
- * Bytes the message carries once inline attachments are decoded: what the size limit is about.
- * S3 attachments are counted when the relay fetches them (core/attachments.ts).
+ * Bytes the message carries once inline attachments (or inline MIME) are decoded: what the size limit
+ * is about. S3 objects are counted when the relay fetches them (core/attachments.ts).
  */
 export function decodedSizeOf(message: RelayMessage): number {
+  if (isRawMessage(message)) {
+    return message.mime.content ? base64DecodedLength(message.mime.content) : 0;
+  }
   const bodies = Buffer.byteLength(message.text ?? '') + Buffer.byteLength(message.html ?? '');
   const attachments = (message.attachments ?? []).reduce(
     (total, attachment) => total + (attachment.content ? base64DecodedLength(attachment.content) : 0),
@@ -193,64 +257,89 @@ function base64DecodedLength(compactBase64: string): number {
   return (compactBase64.length / 4) * 3 - padding;
 }
 
-/** The contract with the deployment's limits applied (recipient count and decoded size). */
-export function createMessageSchema(limits: MessageLimits) {
+/** The checks across fields both forms share: the recipient count and the decoded size. */
+function withLimits<T extends z.ZodType>(schema: T, limits: MessageLimits, composed: boolean) {
   return (
-    contractObject
+    schema
       // Runs even when a field failed, so "no recipient" and "no body" are reported together with
       // field errors. The value may then be partly unparsed (a string where a list would be), so
       // it only counts entries.
       .superRefine(
-        (message, ctx) => {
-          const recipients = entryCount(message.to) + entryCount(message.cc) + entryCount(message.bcc);
+        (value, ctx) => {
+          const message = value as Record<string, unknown>;
+          const recipients = composed
+            ? entryCount(message.to) + entryCount(message.cc) + entryCount(message.bcc)
+            : entryCount(message.recipients);
+          const field = composed ? 'to' : 'recipients';
           if (recipients === 0) {
             ctx.addIssue({
               code: 'custom',
-              path: ['to'],
-              message: 'no recipient: set at least one of to, cc, bcc',
+              path: [field],
+              message: composed
+                ? 'no recipient: set at least one of to, cc, bcc'
+                : 'no recipient: list at least one',
             });
           } else if (recipients > limits.maxRecipients) {
             ctx.addIssue({
               code: 'custom',
-              path: ['to'],
-              message: `${recipients} recipients in to + cc + bcc; at most ${limits.maxRecipients} are allowed per message`,
+              path: [field],
+              message: `${recipients} recipients${composed ? ' in to + cc + bcc' : ''}; at most ${limits.maxRecipients} are allowed per message`,
             });
           }
-          if (message.text === undefined && message.html === undefined) {
+          if (composed && message.text === undefined && message.html === undefined) {
             ctx.addIssue({ code: 'custom', path: ['text'], message: 'no body: set text, html or both' });
           }
         },
         { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
       )
-      // Needs decoded attachments, so only once every field is valid.
-      .superRefine((message, ctx) => {
+      // Needs decoded content, so only once every field is valid.
+      .superRefine((value, ctx) => {
+        const message = value as RelayMessage;
         const size = decodedSizeOf(message);
         if (size > limits.maxMessageBytes) {
           ctx.addIssue({
             code: 'custom',
-            path: ['attachments'],
-            message: `message is ${size} bytes once decoded (bodies + attachments); the limit is ${limits.maxMessageBytes}`,
+            path: [isRawMessage(message) ? 'mime' : 'attachments'],
+            message: isRawMessage(message)
+              ? `the MIME message is ${size} bytes; the limit is ${limits.maxMessageBytes}`
+              : `message is ${size} bytes once decoded (bodies + attachments); the limit is ${limits.maxMessageBytes}`,
           });
         }
       })
   );
 }
 
+/** The contract with the deployment's limits applied (recipient count and decoded size), both forms. */
+export function createMessageSchema(limits: MessageLimits) {
+  return {
+    composed: withLimits(contractObject, limits, true),
+    raw: withLimits(rawObject, limits, false),
+  };
+}
+
+export type MessageSchema = ReturnType<typeof createMessageSchema>;
+
 function entryCount(list: unknown): number {
   if (list === undefined || list === null) return 0;
   return Array.isArray(list) ? list.length : 1;
 }
 
-/** Schema with the default limits: what the committed JSON Schema and the CLI validate against. */
+/** Schema with the default limits: what the CLI validates against. */
 export const defaultMessageSchema = createMessageSchema({
   maxRecipients: DEFAULT_MAX_RECIPIENTS,
   maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
 });
 
+/** Both forms as one schema, for the committed JSON Schema (schema/message.schema.json). */
+export const messageContractSchema = z.union([defaultMessageSchema.composed, defaultMessageSchema.raw]);
+
 export type ParseResult = { ok: true; message: RelayMessage } | { ok: false; problems: string[] };
 
-/** Parses an SQS body: JSON first, then the contract. Problems name the field and the reason. */
-export function parseMessage(body: string, schema: ReturnType<typeof createMessageSchema>): ParseResult {
+/**
+ * Parses an SQS body: JSON first, then the contract (the raw form when it has a "mime" field).
+ * Problems name the field and the reason.
+ */
+export function parseMessage(body: string, schema: MessageSchema): ParseResult {
   let json: unknown;
   try {
     json = JSON.parse(body);
@@ -260,8 +349,8 @@ export function parseMessage(body: string, schema: ReturnType<typeof createMessa
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return { ok: false, problems: ['body: must be a JSON object'] };
   }
-  const result = schema.safeParse(json);
+  const result = 'mime' in json ? schema.raw.safeParse(json) : schema.composed.safeParse(json);
   return result.success
-    ? { ok: true, message: result.data }
+    ? { ok: true, message: result.data as RelayMessage }
     : { ok: false, problems: describeIssues(result.error) };
 }

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { SQSRecord } from 'aws-lambda';
 import type { MailProvider, SendContext, SendReceipt } from '../providers/provider.ts';
 import { domainOf, type Mailbox } from './address.ts';
-import { type AttachmentStore, type OutboundMessage, resolveAttachments } from './attachments.ts';
+import {
+  type AttachmentStore,
+  isRawOutbound,
+  type OutboundMessage,
+  resolveAttachments,
+  resolveRawMessage,
+} from './attachments.ts';
 import { backoffSeconds } from './backoff.ts';
 import { CircuitBreakers } from './circuit-breaker.ts';
 import { DEAD_LETTER_ATTRIBUTES, type DeadLetterSink } from './dead-letter.ts';
@@ -16,7 +22,14 @@ import {
   RELAY_FAILURE_PROVIDER,
   type TryFailure,
 } from './ledger.ts';
-import { createMessageSchema, parseMessage, type RelayMessage, recipientsOf } from './message.ts';
+import {
+  createMessageSchema,
+  isRawMessage,
+  type MessageSchema,
+  parseMessage,
+  type RelayMessage,
+  recipientsOf,
+} from './message.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, NO_TELEMETRY, type RelayTelemetry } from './metrics.ts';
 import { type OutcomeEvent, type OutcomePublisher, TRACE_HEADERS } from './outcomes.ts';
 import type { RecordDelay } from './record-delay.ts';
@@ -33,7 +46,7 @@ export interface RelayLogger {
 
 export type RelayCoreSettings = Pick<
   RelaySettings,
-  'limits' | 'maxReceiveCount' | 'attachments' | 'routes' | 'retry' | 'circuitBreaker' | 'ledger'
+  'limits' | 'maxReceiveCount' | 'attachments' | 'ingress' | 'routes' | 'retry' | 'circuitBreaker' | 'ledger'
 >;
 
 export interface RelayDependencies {
@@ -125,6 +138,8 @@ interface Delivery {
 
 /** The code of a hand-off that lost the race for the ledger entry to another function. */
 const CLAIM_LOST = 'InFlight';
+/** A provider cannot carry one of the message's addresses (SMTPUTF8): the next one may. */
+const ADDRESS_NOT_SUPPORTED = 'AddressNotSupported';
 /** The ledger could not be read or written: nothing was sent. */
 const LEDGER_UNAVAILABLE = 'LedgerUnavailable';
 /** First wait before looking for a lost-answer message again; it doubles up to the provider's window. */
@@ -141,7 +156,7 @@ class RelayCore implements Relay {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly breakers: CircuitBreakers;
-  private readonly schema: ReturnType<typeof createMessageSchema>;
+  private readonly schema: MessageSchema;
   private readonly byName: Map<string, MailProvider>;
   private readonly telemetry: RelayTelemetry;
   private readonly settings: RelayCoreSettings;
@@ -274,9 +289,11 @@ class RelayCore implements Relay {
       ? selectRoute(this.settings.routes, message.from.address, message.route)
       : implicitRoute(this.dependencies.providers, message.from.address);
     keys.route = route.name;
+    // A raw message's Reply-To is in its MIME: a rewrite sets one only when it has none.
+    const ownReplyTo = isRawMessage(message) ? undefined : message.replyTo;
     const sender = route.rewriteFrom
-      ? rewriteSender(message, route.rewriteFrom)
-      : { from: message.from, replyTo: message.replyTo };
+      ? rewriteSender({ from: message.from, replyTo: ownReplyTo }, route.rewriteFrom)
+      : { from: message.from, replyTo: ownReplyTo };
     const delivery: Delivery = {
       sqsRecord,
       message,
@@ -501,7 +518,7 @@ class RelayCore implements Relay {
   }
 
   private async send(delivery: Delivery): Promise<RecordOutcome> {
-    const { sqsRecord, message, attempt, keys, deadlines, sender } = delivery;
+    const { sqsRecord, message, attempt, keys, deadlines, sender, route } = delivery;
     try {
       const suppressed = await this.findSuppressed(message, deadlines.work);
       const remaining = (list: Mailbox[] | undefined) =>
@@ -514,13 +531,21 @@ class RelayCore implements Relay {
           suppressedRecipients: [...suppressed.values()].map(({ address, reason }) => ({ address, reason })),
         });
       }
-      const addressed = {
-        ...message,
-        to: remaining(message.to),
-        cc: remaining(message.cc),
-        bcc: remaining(message.bcc),
+      // Bounce reports and SES events carry these back, so feedback finds the request it is about.
+      const traceHeaders = {
+        [TRACE_HEADERS.messageId]: sqsRecord.messageId,
+        ...(message.idempotencyKey && { [TRACE_HEADERS.idempotencyKey]: message.idempotencyKey }),
       };
-      if (recipientsOf(addressed).length === 0) {
+      const resolveOptions = {
+        maxMessageBytes: this.settings.limits.maxMessageBytes,
+        signal: deadlines.work,
+        ...(this.settings.attachments && { settings: this.settings.attachments }),
+        ...(this.dependencies.attachmentStore && { store: this.dependencies.attachmentStore }),
+      };
+      const remainingRecipients = isRawMessage(message)
+        ? (remaining(message.recipients) ?? [])
+        : recipientsOf({ to: remaining(message.to), cc: remaining(message.cc), bcc: remaining(message.bcc) });
+      if (remainingRecipients.length === 0) {
         await this.recordQuietly(delivery, {
           state: 'suppressed',
           leaseUntil: undefined,
@@ -537,26 +562,31 @@ class RelayCore implements Relay {
         );
         return { outcome: 'suppressed', suppressedRecipients };
       }
-      // S3 attachments are read only now: they can be large.
-      const outbound = await resolveAttachments(
-        {
-          ...addressed,
-          from: sender.from,
-          ...(sender.replyTo && { replyTo: sender.replyTo }),
-          // Bounce reports and SES events carry these back, so feedback finds the request it is about.
-          headers: {
-            ...addressed.headers,
-            [TRACE_HEADERS.messageId]: sqsRecord.messageId,
-            ...(message.idempotencyKey && { [TRACE_HEADERS.idempotencyKey]: message.idempotencyKey }),
-          },
-        },
-        {
-          maxMessageBytes: this.settings.limits.maxMessageBytes,
-          signal: deadlines.work,
-          ...(this.settings.attachments && { settings: this.settings.attachments }),
-          ...(this.dependencies.attachmentStore && { store: this.dependencies.attachmentStore }),
-        },
-      );
+      // S3 objects are read only now: they can be large.
+      const outbound: OutboundMessage = isRawMessage(message)
+        ? await resolveRawMessage(
+            message,
+            {
+              ...(route.rewriteFrom && {
+                rewrite: { from: sender.from, replyTo: sender.replyTo ?? [message.from] },
+              }),
+              recipients: remainingRecipients,
+              headers: traceHeaders,
+            },
+            { ...resolveOptions, now: new Date(this.now()), ingressBucket: this.settings.ingress?.bucket },
+          )
+        : await resolveAttachments(
+            {
+              ...message,
+              to: remaining(message.to),
+              cc: remaining(message.cc),
+              bcc: remaining(message.bcc),
+              from: sender.from,
+              ...(sender.replyTo && { replyTo: sender.replyTo }),
+              headers: { ...message.headers, ...traceHeaders },
+            },
+            resolveOptions,
+          );
       const result = await this.walk(delivery, outbound, suppressedRecipients);
       switch (result.kind) {
         case 'sent':
@@ -646,8 +676,11 @@ class RelayCore implements Relay {
     let index = Math.min(resume ? previous.providerIndex : 0, chain.length - 1);
     let attempts = resume ? previous.attempts : 0;
     let failures = [...(previous?.failures ?? [])];
+    // A raw message keeps the Message-ID its application gave it (replies thread on it).
     const internetMessageId =
-      previous?.internetMessageId ?? newInternetMessageId(delivery.sender.from.address);
+      previous?.internetMessageId ??
+      (isRawOutbound(outbound) ? outbound.messageId : undefined) ??
+      newInternetMessageId(delivery.sender.from.address);
     for (;;) {
       const provider = chain[index] as MailProvider;
       const isLast = index === chain.length - 1;
@@ -722,7 +755,23 @@ class RelayCore implements Relay {
               };
             }
           }
-          if (failure.failureClass === 'provider') this.breakers.recordFailure(provider.name);
+          if (failure.code === ADDRESS_NOT_SUPPORTED) {
+            // About this message's addresses, not the provider's health: the next provider may carry
+            // them, and when none is left no retry ever will.
+            this.breakers.recordInconclusive(provider.name);
+            if (isLast) {
+              return {
+                kind: 'permanent',
+                failure: new RelayFailure({
+                  failureClass: 'permanent',
+                  code: ADDRESS_NOT_SUPPORTED,
+                  reason: `no provider of route ${route.name} can carry this message's addresses: ${failure.reason}`,
+                  ...(failure.hint !== undefined && { hint: failure.hint }),
+                  provider: provider.name,
+                }),
+              };
+            }
+          } else if (failure.failureClass === 'provider') this.breakers.recordFailure(provider.name);
           else this.breakers.recordInconclusive(provider.name);
         }
       } else {

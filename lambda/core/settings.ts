@@ -231,6 +231,8 @@ export const relaySettingsSchema = z
     graph: graphSettingsSchema.optional(),
     smtp: smtpSettingsSchema.optional(),
     attachments: attachmentSettingsSchema.optional(),
+    /** The bucket messages submitted over SMTP are stored in: raw messages may reference their MIME there. */
+    ingress: z.strictObject({ bucket: attachmentSettingsSchema.shape.bucket }).optional(),
     /** Absent: every sender a provider covers is allowed, with the providers that cover it as its chain. */
     routes: z.array(routeSettingsSchema).min(1).optional(),
     retry: retrySettingsSchema,
@@ -320,4 +322,34 @@ export type BounceReportSettings = z.infer<typeof bounceReportSettingsSchema>;
 
 export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
   return settings.identities.find((identity) => identityCovers(identity, address));
+}
+
+/** An application that submits over SMTP: the senders it may use and, optionally, the route it must take. */
+export const ingressClientSettingsSchema = z.strictObject({
+  name: routeNameSchema,
+  /** From patterns (as in routes) the client may use, for the From header, Sender and envelope sender. */
+  senders: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
+  route: routeNameSchema.optional(),
+});
+export type IngressClientSettings = z.infer<typeof ingressClientSettingsSchema>;
+
+/** The ingest function's settings: where submitted messages are stored, who may submit, where they go. */
+export const ingestSettingsSchema = z.strictObject({
+  /** The outbox the send function reads. */
+  queueUrl: z.string().url(),
+  /** Where a message the ingest refuses goes, with its reason (the ingest function's own DLQ). */
+  deadLetterQueueUrl: z.string().url(),
+  /** The relay's bucket: submitted messages are stored under `prefix<client>/`. */
+  bucket: attachmentSettingsSchema.shape.bucket,
+  prefix: z.string().regex(/^[A-Za-z0-9!_.*'()/-]{1,62}\/$/, 'must be an S3 prefix ending in /'),
+  /** Messages up to this size travel inside the outbox message (and their object is deleted at once). */
+  inlineMaxBytes: z.int().min(0).max(700_000),
+  limits: messageLimitsSchema,
+  clients: z.array(ingressClientSettingsSchema).min(1, 'list at least one client'),
+});
+export type IngestSettings = z.infer<typeof ingestSettingsSchema>;
+
+/** Reads and validates the ingest function's settings at cold start. */
+export function readIngestSettings(env: Readonly<Record<string, string | undefined>>): IngestSettings {
+  return readSettingsWith(ingestSettingsSchema, env);
 }

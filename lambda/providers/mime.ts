@@ -1,7 +1,8 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Address } from 'nodemailer/lib/mailer';
 import type { Mailbox } from '../core/address.ts';
-import type { OutboundMessage } from '../core/attachments.ts';
+import type { ComposedOutbound, RawOutbound } from '../core/attachments.ts';
+import { prepareForRelay, renderForEnvelope, renderWithRecipientHeaders } from '../core/mime/render.ts';
 
 const toAddress = (mailbox: Mailbox): Address | string =>
   mailbox.name ? { name: mailbox.name, address: mailbox.address } : mailbox.address;
@@ -10,7 +11,10 @@ const toAddress = (mailbox: Mailbox): Address | string =>
  * Builds the RFC 5322 message. Bcc is deliberately left out of the headers (recipients are given
  * to the provider's envelope), so Bcc recipients stay hidden from everyone else.
  */
-export function composeMime(message: OutboundMessage, options: { messageId?: string } = {}): Promise<Buffer> {
+export function composeMime(
+  message: ComposedOutbound,
+  options: { messageId?: string } = {},
+): Promise<Buffer> {
   const composer = new MailComposer({
     // The relay's own Message-ID, so the sent message can be found in a server's log or a mailbox.
     ...(options.messageId !== undefined && { messageId: options.messageId }),
@@ -31,4 +35,24 @@ export function composeMime(message: OutboundMessage, options: { messageId?: str
     })),
   });
   return composer.compile().build();
+}
+
+/**
+ * A raw message as it leaves: the application's MIME with the relay's own headers (trace headers, the
+ * Message-ID when it had none, the route's From rewrite). `envelope`: for providers given the
+ * recipients apart (SES, SMTP), so Bcc headers are dropped. `headers`: for Microsoft Graph, which
+ * sends to the header recipients, so To/Cc/Bcc are made to say exactly the envelope.
+ */
+export function renderRawMime(
+  message: RawOutbound,
+  options: { readonly messageId: string; readonly recipients: 'envelope' | 'headers' },
+): Buffer {
+  const prepared = prepareForRelay(message.mime, {
+    ...(message.rewrittenFrom && { from: message.from, replyTo: message.rewrittenFrom.replyTo }),
+    setHeaders: message.headers,
+    messageId: options.messageId,
+  });
+  return options.recipients === 'envelope'
+    ? renderForEnvelope(prepared)
+    : renderWithRecipientHeaders(prepared, message.recipients);
 }

@@ -1,12 +1,13 @@
 import { SESv2Client, type SESv2ClientConfig, SendEmailCommand } from '@aws-sdk/client-sesv2';
-import type { OutboundMessage } from '../core/attachments.ts';
+import { type Mailbox, needsSmtpUtf8 } from '../core/address.ts';
+import { isRawOutbound, type OutboundMessage } from '../core/attachments.ts';
 import { classifyFault, type ProviderFault, RelayFailure } from '../core/failures.ts';
 import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/limits.ts';
 import { recipientsOf } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
 import { createHttpTransport, TransportError } from './http-transport.ts';
-import { composeMime } from './mime.ts';
+import { composeMime, renderRawMime } from './mime.ts';
 import type { MailProvider, SendContext, SendReceipt } from './provider.ts';
 import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from './sdk-request-handler.ts';
 
@@ -57,7 +58,17 @@ export class SesProvider implements MailProvider {
         message: `the message has ${recipients} recipients in to + cc + bcc; SES accepts at most ${SES_MAX_RECIPIENTS_PER_MESSAGE}`,
       });
     }
-    const raw = await composeMime(message, { messageId: context.internetMessageId });
+    const unsupported = addressSesCannotCarry(message);
+    if (unsupported !== undefined) {
+      throw classifyFault({
+        provider: SES_PROVIDER,
+        code: 'AddressNotSupported',
+        message: `${unsupported}: SES cannot carry a non-ASCII local part (SMTPUTF8)`,
+      });
+    }
+    const raw = isRawOutbound(message)
+      ? renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
+      : await composeMime(message, { messageId: context.internetMessageId });
     if (raw.length > SES_MAX_MESSAGE_BYTES) {
       throw classifyFault({
         provider: SES_PROVIDER,
@@ -65,16 +76,20 @@ export class SesProvider implements MailProvider {
         message: `the message is ${raw.length} bytes once MIME-encoded; SES accepts at most ${SES_MAX_MESSAGE_BYTES}`,
       });
     }
-    const addresses = (list: OutboundMessage['to']) => (list ?? []).map((mailbox) => mailbox.address);
+    const addresses = (list: readonly Mailbox[] | undefined) =>
+      (list ?? []).map((mailbox) => mailbox.address);
     try {
       const command = new SendEmailCommand({
         FromEmailAddress: message.from.address,
         // Explicit envelope: SES would otherwise read recipients from the headers, which carry no Bcc.
-        Destination: {
-          ToAddresses: addresses(message.to),
-          CcAddresses: addresses(message.cc),
-          BccAddresses: addresses(message.bcc),
-        },
+        // A raw message's envelope has no To/Cc/Bcc split: its headers show what the application wrote.
+        Destination: isRawOutbound(message)
+          ? { ToAddresses: addresses(message.recipients) }
+          : {
+              ToAddresses: addresses(message.to),
+              CcAddresses: addresses(message.cc),
+              BccAddresses: addresses(message.bcc),
+            },
         Content: { Raw: { Data: raw } },
         ...(message.tags && {
           EmailTags: Object.entries(message.tags).map(([Name, Value]) => ({ Name, Value })),
@@ -93,6 +108,33 @@ export class SesProvider implements MailProvider {
       throw classifyFault(sesFault(error), error);
     }
   }
+}
+
+/**
+ * The first address SES cannot carry, named with its field ("to josé@example.com"). SES does not
+ * support SMTPUTF8: a local part must be 7-bit ASCII, for From and recipients alike
+ * (https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_Destination.html,
+ * https://docs.aws.amazon.com/ses/latest/APIReference/API_Destination.html); domains are already punycode.
+ */
+function addressSesCannotCarry(message: OutboundMessage): string | undefined {
+  const fields: [string, readonly Mailbox[] | undefined][] = isRawOutbound(message)
+    ? [
+        ['from', [message.from]],
+        ['recipient', message.recipients],
+        ['reply-to', message.rewrittenFrom?.replyTo],
+      ]
+    : [
+        ['from', [message.from]],
+        ['to', message.to],
+        ['cc', message.cc],
+        ['bcc', message.bcc],
+        ['reply-to', message.replyTo],
+      ];
+  for (const [field, mailboxes] of fields) {
+    const mailbox = mailboxes?.find((candidate) => needsSmtpUtf8(candidate.address));
+    if (mailbox) return `${field} ${mailbox.address}`;
+  }
+  return undefined;
 }
 
 /** Reduces an SDK v3 error (service exception or network error) to a ProviderFault. */

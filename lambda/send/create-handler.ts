@@ -75,7 +75,7 @@ export function createSendHandler(
     }),
     deadLetters: new SqsDeadLetterQueue(sqs, settings.deadLetterQueueUrl),
     recordDelay: new SqsRecordDelay(sqs, settings.queueUrl),
-    ...(settings.attachments && {
+    ...((settings.attachments ?? settings.ingress) && {
       // Path-style addressing for custom endpoints (local mode's emulator); AWS itself takes either.
       attachmentStore: new S3AttachmentStore(
         new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) }),

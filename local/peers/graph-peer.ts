@@ -11,11 +11,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type AddressObject, simpleParser } from 'mailparser';
 import { createServerCertificate } from './certificates.ts';
 
 /**
  * A local HTTPS peer that plays Entra ID's token endpoint and the part of Microsoft Graph the relay
- * uses to send mail (sendMail; draft + attachments + upload sessions + send; delete) and to look
+ * uses to send mail (sendMail as JSON or MIME; draft + attachments + upload sessions + send; delete) and to look
  * messages up afterwards (by internetMessageId, in the whole mailbox or in Sent Items). It checks
  * what the real services check (credentials, client assertions, tokens, message shape, upload
  * ranges), answers in their error formats, records everything, and can be told to fail: with an
@@ -28,6 +29,12 @@ import { createServerCertificate } from './certificates.ts';
  * sending a draft always saves it). Every message has an internetMessageId: the client's, when it
  * set one when creating the message (an Inbox message: its Message-ID header), else one the peer
  * assigns (`<uuid@graph-peer.mail-relay.local>`).
+ *
+ * MIME sendMail (`Content-Type: text/plain`, the message base64 in the body, as
+ * learn.microsoft.com/graph/api/user-sendmail describes): the recipients are the To, Cc and Bcc
+ * headers, the Message-ID header is the internetMessageId (one the peer assigns when it has none) and
+ * the message is always saved to Sent Items (the MIME form has no saveToSentItems). The peer records
+ * the MIME as it received it, Bcc header included (Exchange strips that header when it sends).
  *
  * Lost answers (`GraphLostAnswerFault`): the peer does everything the request asks (delivers,
  * stores, issues the token), records it with status 0 and `answerWithheld`, then holds the answer
@@ -44,7 +51,9 @@ import { createServerCertificate } from './certificates.ts';
  * copies appear at once (Exchange takes a moment); a sent draft gets a new id in Sent Items (as in
  * Exchange, where moving an item changes its id); folder ids are opaque strings (see
  * `mailFolderId`), drafts have sentDateTime null; only Inbox messages can be read as MIME ($value)
- * and only drafts deleted. The wording of ErrorInvalidInternetMessageId is the peer's own.
+ * and only drafts deleted. The wording of ErrorInvalidInternetMessageId is the peer's own. MIME bodies:
+ * line breaks in the base64 are accepted (.NET's decoder skips white space); the MIME itself is not
+ * checked beyond its recipients (no From/send-as check, no size limit other than the request's).
  */
 
 export interface GraphPeerClient {
@@ -197,14 +206,21 @@ export interface DeliveredAttachment {
 
 export interface DeliveredMessage {
   mailbox: string;
-  via: 'sendMail' | 'draft';
+  /** 'mime': a sendMail with a MIME body (see `mime`) */
+  via: 'sendMail' | 'draft' | 'mime';
   saveToSentItems: boolean;
   at: number;
-  /** The Graph message JSON as received (attachments removed from it; see `attachments`) */
+  /**
+   * The Graph message JSON as received (attachments removed from it; see `attachments`). For a MIME
+   * send, a summary in the same shape: subject, from, toRecipients, ccRecipients, bccRecipients.
+   */
   message: Record<string, unknown>;
+  /** Empty for a MIME send: its attachments are in `mime`. */
   attachments: DeliveredAttachment[];
-  /** The client's message.internetMessageId, or the one the peer assigned. */
+  /** The client's message.internetMessageId (MIME: its Message-ID header), or the one the peer assigned. */
   internetMessageId: string;
+  /** A MIME send's message as decoded from the request body, byte for byte. */
+  mime?: Buffer;
 }
 
 /** A message in a mailbox's Inbox, as Graph lists it and returns its MIME ($value). */
@@ -561,7 +577,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       const fault = faultFor(route);
       // A lost answer lets the request be processed as usual; an error fault replaces the processing.
       if (fault?.lostAnswer !== undefined) lostAnswer = fault;
-      reply = respond(req, target, route, body, fault?.lostAnswer === undefined ? fault : undefined);
+      reply = await respond(req, target, route, body, fault?.lostAnswer === undefined ? fault : undefined);
     } catch (error) {
       reply =
         error instanceof GraphError
@@ -660,7 +676,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     route: Route,
     body: ReadBody,
     fault: GraphErrorFault | undefined,
-  ): Reply {
+  ): Reply | Promise<Reply> {
     switch (route.operation) {
       case 'token':
         return tokenRequest(req, route, body, fault);
@@ -1011,8 +1027,9 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     if (route.resource === 'delivered') {
       return json(
         200,
-        delivered.map(({ attachments, ...message }) => ({
+        delivered.map(({ attachments, mime, ...message }) => ({
           ...message,
+          ...(mime && { mimeSize: mime.length }),
           attachments: attachments.map(({ bytes, ...attachment }) => ({ ...attachment, size: bytes.length })),
         })),
       );
@@ -1043,7 +1060,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     route: Route,
     body: ReadBody,
     fault: GraphErrorFault | undefined,
-  ): Reply {
+  ): Reply | Promise<Reply> {
     const operation = route.operation as GraphOperation;
     const mailbox = route.mailbox ?? '';
     if (fault) {
@@ -1074,7 +1091,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     }
     switch (operation) {
       case 'sendMail':
-        return sendMail(req, mailbox, body);
+        return isMimeBody(req) ? sendMimeMail(req, mailbox, body) : sendMail(req, mailbox, body);
       case 'createDraft':
         return createDraft(req, mailbox, body);
       case 'addAttachment':
@@ -1329,6 +1346,58 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       internetMessageId,
     });
     if (saveToSentItems) saveSentItem(mailbox, message, internetMessageId, at);
+    return graphReply(req, 202);
+  }
+
+  /**
+   * sendMail with `Content-Type: text/plain`: the body is the MIME message, base64. Graph answers a
+   * body that is not base64 with ErrorMimeContentInvalidBase64String, and a message without To, Cc
+   * or Bcc as it answers a JSON message without recipients.
+   */
+  async function sendMimeMail(req: IncomingMessage, mailbox: string, body: ReadBody): Promise<Reply> {
+    const encoded = body.bytes.toString('latin1').replace(/\s+/g, '');
+    if (encoded === '' || !isBase64(encoded)) {
+      throw new GraphError(
+        400,
+        'ErrorMimeContentInvalidBase64String',
+        'Invalid base64 string for MIME content.',
+      );
+    }
+    const mime = Buffer.from(encoded, 'base64');
+    const parsed = await simpleParser(mime, {
+      skipHtmlToText: true,
+      skipTextToHtml: true,
+      skipTextLinks: true,
+      skipImageLinks: true,
+    });
+    const recipients = (field: AddressObject | AddressObject[] | undefined) => {
+      const found = addressesOf(field);
+      for (const { address } of found) validateRecipient({ emailAddress: { address } }, 'recipients');
+      return found.map((mailbox) => ({ emailAddress: mailbox }));
+    };
+    const message: Record<string, unknown> = {
+      subject: parsed.subject ?? '',
+      ...(parsed.from && { from: { emailAddress: addressesOf(parsed.from)[0] } }),
+      toRecipients: recipients(parsed.to),
+      ccRecipients: recipients(parsed.cc),
+      bccRecipients: recipients(parsed.bcc),
+    };
+    requireRecipients(message);
+    const internetMessageId = /^<[^<>\s]+>$/.test(parsed.messageId ?? '')
+      ? (parsed.messageId as string)
+      : assignedMessageId();
+    const at = Date.now();
+    delivered.push({
+      mailbox,
+      via: 'mime',
+      saveToSentItems: true,
+      at,
+      message,
+      attachments: [],
+      internetMessageId,
+      mime,
+    });
+    saveSentItem(mailbox, message, internetMessageId, at);
     return graphReply(req, 202);
   }
 
@@ -2110,6 +2179,25 @@ function validateAttachment(value: unknown, via: DeliveredAttachment['via']): De
     bytes: Buffer.from(contentBytes, 'base64'),
     via,
   };
+}
+
+/** Graph reads a sendMail body as MIME when it is sent as text/plain. */
+function isMimeBody(req: IncomingMessage): boolean {
+  return /^text\/plain\s*(;|$)/i.test(header(req, 'content-type') ?? '');
+}
+
+/** The addresses of an address header, group members included, with their display names. */
+function addressesOf(
+  field: AddressObject | AddressObject[] | undefined,
+): { address: string; name?: string }[] {
+  const objects = field === undefined ? [] : Array.isArray(field) ? field : [field];
+  const flatten = (entries: AddressObject['value']): { address: string; name?: string }[] =>
+    entries.flatMap((entry) => {
+      if (entry.group) return flatten(entry.group);
+      const address = entry.address ?? '';
+      return [entry.name ? { address, name: entry.name } : { address }];
+    });
+  return objects.flatMap((object) => flatten(object.value));
 }
 
 function isBase64(value: string): boolean {

@@ -39,6 +39,11 @@ export interface SmtpPeerOptions {
   maxMessageBytes?: number;
   /** Banner host name. default 'mail-relay-smtp-peer.local' */
   hostname?: string;
+  /**
+   * Offer SMTPUTF8 (RFC 6531) in the EHLO reply; false stands in for a server that cannot take
+   * addresses with non-ASCII local parts. default true
+   */
+  smtpUtf8?: boolean;
   /** Called for each accepted message (local mode saves them as .eml files). */
   onReceived?: (message: ReceivedMessage) => void;
   /** Consulted at each stage no queued fault matches (see `SmtpFaultPlan`). */
@@ -51,6 +56,8 @@ export interface ReceivedMessage {
   raw: Buffer;
   /** TLS was active (STARTTLS or implicit) */
   secure: boolean;
+  /** The client said SMTPUTF8 in MAIL FROM */
+  smtpUtf8: boolean;
   authenticatedUser?: string;
   authMethod?: SmtpAuthMethod;
   at: number;
@@ -251,6 +258,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
     disableReverseLookup: true,
     // Exchange's replies carry their enhanced codes in the text given; smtp-server must not add its own.
     hideENHANCEDSTATUSCODES: true,
+    hideSMTPUTF8: options.smtpUtf8 === false,
     key: certificate.privateKeyPem,
     cert: certificate.certificatePem,
     secure: tlsMode === 'implicit',
@@ -345,6 +353,7 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
           envelope: { mailFrom, rcptTo },
           raw: Buffer.concat(chunks),
           secure: session.secure,
+          smtpUtf8: session.envelope.smtpUtf8 === true,
           ...(user && { authenticatedUser: user.username, authMethod: user.method }),
           at: Date.now(),
         };

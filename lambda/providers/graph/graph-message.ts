@@ -1,5 +1,5 @@
 import type { Mailbox } from '../../core/address.ts';
-import type { OutboundAttachment, OutboundMessage } from '../../core/attachments.ts';
+import type { ComposedOutbound, OutboundAttachment } from '../../core/attachments.ts';
 
 /** Graph's `recipient` resource. */
 export interface GraphRecipient {
@@ -38,12 +38,12 @@ const recipient = (mailbox: Mailbox): GraphRecipient => ({
 });
 
 /**
- * Maps a message to Graph's JSON form. Graph carries one body: HTML when given (the text part is
- * then dropped, as Outlook derives its own), else text. Only X- headers exist in the contract,
- * which is also all Graph accepts in internetMessageHeaders.
+ * Maps a composed message to Graph's JSON form (a raw message goes as MIME: graph-provider.ts). Graph
+ * carries one body: HTML when given (the text part is then dropped, as Outlook derives its own), else
+ * text. Only X- headers exist in the contract, which is also all Graph accepts in internetMessageHeaders.
  */
 export function toGraphMessage(
-  message: OutboundMessage,
+  message: ComposedOutbound,
   attachments: readonly OutboundAttachment[] = message.attachments ?? [],
   internetMessageId?: string,
 ): GraphMessage {

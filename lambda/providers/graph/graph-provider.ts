@@ -1,5 +1,12 @@
 import { identityCovers } from '../../core/address.ts';
-import { attachmentBytes, type OutboundAttachment, type OutboundMessage } from '../../core/attachments.ts';
+import {
+  attachmentBytes,
+  type ComposedOutbound,
+  isRawOutbound,
+  type OutboundAttachment,
+  type OutboundMessage,
+  type RawOutbound,
+} from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
 import { classifyFault, RelayFailure } from '../../core/failures.ts';
 import {
@@ -15,13 +22,15 @@ import {
   type HttpTransport,
   TransportError,
 } from '../http-transport.ts';
+import { renderRawMime } from '../mime.ts';
 import type { MailProvider, SendContext, SendReceipt, SentLookup, SentQuery } from '../provider.ts';
 import { GRAPH_PROVIDER } from './credentials.ts';
 import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import { MailboxLimiter } from './mailbox-limiter.ts';
+import { composedFromMime } from './mime-conversion.ts';
 import type { TokenSource } from './token-source.ts';
 
-/** Graph rejects requests much above 4 MB; stay under it with room for headers. */
+/** Graph rejects requests much above 4 MB (JSON or base64 MIME); stay under it with room for headers. */
 const MAX_REQUEST_BYTES = 4_000_000;
 /** Upload session chunks: at most 4 MiB each; a multiple of 320 KiB, as Microsoft's samples use. */
 export const UPLOAD_CHUNK_BYTES = 10 * 320 * 1024;
@@ -54,7 +63,9 @@ interface GraphCall {
 /**
  * Sends as a Microsoft 365 mailbox through Graph with application permissions (`Mail.Send`).
  * Small messages are one `sendMail`; above 3 MB of attachments, a draft gets its large attachments
- * through upload sessions and is then sent (up to Graph's 150 MB). Every failure is classified;
+ * through upload sessions and is then sent (up to Graph's 150 MB). A raw message goes as its MIME in
+ * one `sendMail` while that fits in a request, else it is converted to the JSON form and takes the
+ * draft path (mime-conversion.ts says what that loses). Every failure is classified;
  * nothing is retried here: a throttled mailbox is remembered until its Retry-After passes, and the
  * record is delayed by that much instead. Each message carries the relay's Message-ID, so after a
  * lost answer its sent copy can be looked up in the mailbox (`findSent`, Mail.ReadBasic.All).
@@ -81,7 +92,12 @@ export class GraphProvider implements MailProvider {
     return this.options.settings.senders.some((sender) => identityCovers(sender, address));
   }
 
+  // EAI (non-ASCII local part) recipients pass: Exchange Online sends to them since 2018 (techcommunity.microsoft.com/t5/exchange-team-blog/eai-support-announcement/ba-p/607595).
   async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
+    return isRawOutbound(message) ? this.sendMime(message, context) : this.sendComposed(message, context);
+  }
+
+  private async sendComposed(message: ComposedOutbound, context: SendContext): Promise<SendReceipt> {
     const mailbox = message.from.address.toLowerCase();
     const { signal, internetMessageId, handOff } = context;
     if (attachmentBytes(message) <= GRAPH_INLINE_ATTACHMENT_BYTES) {
@@ -97,6 +113,35 @@ export class GraphProvider implements MailProvider {
       }
     }
     return this.sendThroughDraft(mailbox, message, context);
+  }
+
+  /**
+   * A raw message as it came: `sendMail` with the MIME, base64, as `text/plain`
+   * (learn.microsoft.com/graph/api/user-sendmail, "Send a new message using MIME format";
+   * learn.microsoft.com/graph/outlook-send-mime-message). Graph sends MIME to its header recipients,
+   * so To/Cc say the envelope and a Bcc header lists the rest (Exchange removes it on sending). Graph
+   * keeps the MIME's Message-ID, so the lost-answer lookup finds the sent copy by it. A MIME sendMail
+   * has no saveToSentItems: the copy is always saved, whatever the settings say.
+   */
+  private async sendMime(message: RawOutbound, context: SendContext): Promise<SendReceipt> {
+    const mailbox = message.from.address.toLowerCase();
+    const { signal, internetMessageId, handOff } = context;
+    const mime = renderRawMime(message, { messageId: internetMessageId, recipients: 'headers' });
+    const body = mime.toString('base64');
+    if (body.length <= MAX_REQUEST_BYTES) {
+      return this.receipt(
+        await this.call(mailbox, {
+          method: 'POST',
+          path: 'sendMail',
+          body,
+          headers: { 'content-type': 'text/plain' },
+          signal,
+          handOff,
+        }),
+      );
+    }
+    // Too big for one request: Graph takes MIME only whole, so it goes as JSON, attachments apart.
+    return this.sendThroughDraft(mailbox, await composedFromMime(mime, message), context);
   }
 
   /**
@@ -128,7 +173,7 @@ export class GraphProvider implements MailProvider {
   /** learn.microsoft.com/graph/outlook-large-attachments: draft, attachments, send. */
   private async sendThroughDraft(
     mailbox: string,
-    message: OutboundMessage,
+    message: ComposedOutbound,
     { signal, internetMessageId, handOff }: SendContext,
   ): Promise<SendReceipt> {
     const draft = await this.call(mailbox, {

@@ -2,14 +2,14 @@ import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
-import { identityCovers } from '../../core/address.ts';
-import type { OutboundMessage } from '../../core/attachments.ts';
+import { identityCovers, needsSmtpUtf8 } from '../../core/address.ts';
+import { isRawOutbound, type OutboundMessage } from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
 import { classifyFault, type RelayFailure } from '../../core/failures.ts';
 import { recipientsOf } from '../../core/message.ts';
 import type { SmtpSettings } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
-import { composeMime } from '../mime.ts';
+import { composeMime, renderRawMime } from '../mime.ts';
 import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../provider.ts';
 import { SmtpConnectionPool } from './smtp-connection-pool.ts';
 import { parseSmtpReply, SMTP_PROVIDER, smtpFailure } from './smtp-fault.ts';
@@ -61,7 +61,11 @@ export class SmtpProvider implements MailProvider {
       from: message.from.address,
       to: recipientsOf(message).map((mailbox) => mailbox.address),
     };
-    const raw = await composeMime(message, { messageId: context.internetMessageId });
+    // An address with a non-ASCII local part goes only to a server that offers SMTPUTF8 (RFC 6531).
+    const smtpUtf8Address = [envelope.from, ...envelope.to].find(needsSmtpUtf8);
+    const raw = isRawOutbound(message)
+      ? renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
+      : await composeMime(message, { messageId: context.internetMessageId });
     const limit = this.options.settings.maxMessageBytes;
     if (limit !== undefined && raw.length > limit) {
       throw classifyFault({
@@ -84,6 +88,15 @@ export class SmtpProvider implements MailProvider {
       } catch (error) {
         if (context.signal.aborted) throw outOfTime(host, port, false);
         throw smtpFailure(error, { host, port });
+      }
+      if (smtpUtf8Address !== undefined && !offersSmtpUtf8(acquired.connection)) {
+        // Refused before MAIL FROM: nothing was handed off, and the session serves the next message.
+        pool.release(acquired.connection);
+        throw classifyFault({
+          provider: SMTP_PROVIDER,
+          code: 'AddressNotSupported',
+          message: `${smtpUtf8Address === envelope.from ? 'from' : 'recipient'} ${smtpUtf8Address}: ${host}:${port} does not offer SMTPUTF8, which a non-ASCII local part needs`,
+        });
       }
       const transaction = await runTransaction(acquired.connection, envelope, raw, context);
       if (transaction.ok) {
@@ -268,6 +281,17 @@ function runTransaction(
       else settle({ ok: true, info });
     });
   });
+}
+
+/**
+ * Whether the server offered SMTPUTF8 in its EHLO reply. nodemailer then adds the SMTPUTF8 parameter to
+ * MAIL FROM itself for an envelope address that is not ASCII (and sends the address bare when the
+ * server did not offer it); it keeps the offered extensions in `_supportedExtensions`, with no public
+ * accessor (nodemailer/dist/esm/smtp-connection/index.js, _setEnvelope and _parseEhloExtensions).
+ */
+function offersSmtpUtf8(connection: SMTPConnection): boolean {
+  const extensions = (connection as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
+  return Array.isArray(extensions) && extensions.includes('SMTPUTF8');
 }
 
 /** Runs one callback-style step of a session, failing also when the session errors or ends. */

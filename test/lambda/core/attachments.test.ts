@@ -12,14 +12,14 @@ import {
   resolveAttachments,
   S3AttachmentStore,
 } from '../../../lambda/core/attachments.ts';
-import { defaultMessageSchema, parseMessage, type RelayMessage } from '../../../lambda/core/message.ts';
+import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
 import { type RunningEmulator, startSqsEmulator } from '../../../local/emulators.ts';
 import { failureOf } from '../../helpers/failures.ts';
 
 const BUCKET = 'relay-attachments';
 const LIMIT = 40 * 1024 * 1024;
 
-function message(attachments: unknown[]): RelayMessage {
+function message(attachments: unknown[]): ComposedMessage {
   const parsed = parseMessage(
     JSON.stringify({
       v: 1,
@@ -32,7 +32,7 @@ function message(attachments: unknown[]): RelayMessage {
     defaultMessageSchema,
   );
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return parsed.message;
+  return parsed.message as ComposedMessage;
 }
 
 /** Multipart, as a producer uploads a large file (the emulator, like S3 tools, caps single PUTs). */

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
+  type ComposedMessage,
   createMessageSchema,
   decodedSizeOf,
   defaultMessageSchema,
   MESSAGE_CONTRACT_VERSION,
   parseMessage,
-  type RelayMessage,
   recipientsOf,
 } from '../../../lambda/core/message.ts';
 
@@ -32,10 +32,10 @@ function problemsOf(input: unknown, schema: Schema = defaultMessageSchema): stri
   return result.problems;
 }
 
-function messageOf(input: unknown, schema: Schema = defaultMessageSchema): RelayMessage {
+function messageOf(input: unknown, schema: Schema = defaultMessageSchema): ComposedMessage {
   const result = parseMessage(JSON.stringify(input), schema);
   if (!result.ok) throw new Error(`expected a valid message, got ${result.problems.join('; ')}`);
-  return result.message;
+  return result.message as ComposedMessage;
 }
 
 describe('parseMessage with a valid message', () => {
@@ -287,7 +287,7 @@ describe('parseMessage rejecting malformed fields', () => {
       }),
       schema,
     );
-    expect(parsed.ok && parsed.message.attachments).toEqual([
+    expect(parsed.ok && (parsed.message as ComposedMessage).attachments).toEqual([
       {
         filename: 'big.pdf',
         contentType: 'application/octet-stream',
@@ -410,6 +410,93 @@ describe('recipientsOf', () => {
       'a@example.com',
       'b@example.com',
       'c@example.com',
+    ]);
+  });
+});
+
+describe('text a reader sees in headers', () => {
+  it('refuses a subject with a bidirectional override, naming the character and not the subject', () => {
+    expect(problemsOf({ ...minimal, subject: 'Invoice \u202Efdp.exe' })).toEqual([
+      'subject: contains a bidirectional override or isolate (U+202E), which would make it display as something it is not',
+    ]);
+  });
+
+  it('refuses a display name with a zero-width space', () => {
+    expect(
+      problemsOf({ ...minimal, from: { name: 'Micro\u200Bsoft', address: 'sender@example.com' } }),
+    ).toEqual([
+      'from.name: contains a zero-width space (U+200B), which would make it display as something it is not',
+    ]);
+  });
+
+  it('refuses a file name with a bidirectional isolate', () => {
+    expect(
+      problemsOf({ ...minimal, attachments: [{ filename: 'scan\u2067fdp.exe', content: base64(3) }] }),
+    ).toEqual([
+      'attachments[0].filename: contains a bidirectional override or isolate (U+2067), which would make it display as something it is not',
+    ]);
+  });
+
+  it('accepts the zero-width joiners that scripts and emoji need', () => {
+    expect(messageOf({ ...minimal, subject: 'می\u200Cخواهم 👨\u200D👩\u200D👧' }).subject).toBe(
+      'می\u200Cخواهم 👨\u200D👩\u200D👧',
+    );
+  });
+});
+
+describe('the raw form: MIME the application wrote, with its envelope', () => {
+  const raw = {
+    v: 1,
+    from: 'Sales <sales@crm.example.com>',
+    recipients: ['ana@example.org', 'hidden@example.org'],
+    mime: { content: Buffer.from('From: sales@crm.example.com\r\n\r\nHi\r\n').toString('base64') },
+  };
+
+  it('accepts inline MIME with an envelope, and counts the envelope as its recipients', () => {
+    const result = parseMessage(JSON.stringify(raw), defaultMessageSchema);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(recipientsOf(result.message).map((mailbox) => mailbox.address)).toEqual([
+      'ana@example.org',
+      'hidden@example.org',
+    ]);
+    expect(decodedSizeOf(result.message)).toBe('From: sales@crm.example.com\r\n\r\nHi\r\n'.length);
+  });
+
+  it('accepts MIME held in S3', () => {
+    const result = parseMessage(
+      JSON.stringify({ ...raw, mime: { s3: { bucket: 'relay-ingress', key: 'ingress/crm/1' } } }),
+      defaultMessageSchema,
+    );
+    expect(result.ok && 'mime' in result.message && result.message.mime).toEqual({
+      s3: { bucket: 'relay-ingress', key: 'ingress/crm/1' },
+    });
+  });
+
+  it('refuses MIME given both inline and in S3, or neither', () => {
+    const both = { ...raw, mime: { ...raw.mime, s3: { bucket: 'relay-ingress', key: 'k' } } };
+    const message =
+      'mime.content: set exactly one of content (the MIME message, base64) and s3 (a reference to it in the attachment bucket)';
+    expect(problemsOf(both)).toEqual([message]);
+    expect(problemsOf({ ...raw, mime: {} })).toEqual([message]);
+  });
+
+  it('refuses a raw message without recipients, and composed fields mixed in', () => {
+    expect(problemsOf({ ...raw, recipients: [], subject: 'x' })).toEqual([
+      'subject: unknown field',
+      'recipients: no recipient: list at least one',
+    ]);
+  });
+
+  it('refuses more recipients than the limit', () => {
+    const schema = createMessageSchema({ maxRecipients: 1, maxMessageBytes: 1_000_000 });
+    expect(problemsOf(raw, schema)).toEqual(['recipients: 2 recipients; at most 1 are allowed per message']);
+  });
+
+  it('refuses inline MIME over the size limit', () => {
+    const schema = createMessageSchema({ maxRecipients: 10, maxMessageBytes: 1024 });
+    expect(problemsOf({ ...raw, mime: { content: base64(2000) } }, schema)).toEqual([
+      'mime: the MIME message is 2000 bytes; the limit is 1024',
     ]);
   });
 });

@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ComposedOutbound } from '../../../lambda/core/attachments.ts';
 import { bodyHashOf } from '../../../lambda/core/delivery.ts';
 import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { createRelay, type RelayCoreSettings } from '../../../lambda/core/relay.ts';
@@ -343,7 +344,9 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       await relayWith().processRecord(sqsRecord(validMessage({ from: 'Luis Gómez <luis@crm.contoso.com>' })));
 
       expect(smtp.sent[0]?.from).toEqual({ name: 'Luis Gómez via Contoso CRM', address: 'crm@contoso.com' });
-      expect(smtp.sent[0]?.replyTo).toEqual([{ name: 'Luis Gómez', address: 'luis@crm.contoso.com' }]);
+      expect((smtp.sent[0] as ComposedOutbound | undefined)?.replyTo).toEqual([
+        { name: 'Luis Gómez', address: 'luis@crm.contoso.com' },
+      ]);
     });
 
     it("keeps the producer's own Reply-To when rewriting", async () => {
@@ -351,7 +354,9 @@ describe('relay: routes, fallback, retries and the ledger', () => {
         sqsRecord(validMessage({ from: 'luis@crm.contoso.com', replyTo: 'ventas@contoso.com' })),
       );
       expect(smtp.sent[0]?.from.name).toBe('luis@crm.contoso.com via Contoso CRM');
-      expect(smtp.sent[0]?.replyTo).toEqual([{ address: 'ventas@contoso.com' }]);
+      expect((smtp.sent[0] as ComposedOutbound | undefined)?.replyTo).toEqual([
+        { address: 'ventas@contoso.com' },
+      ]);
     });
   });
 
@@ -365,8 +370,8 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       );
 
       expect(outcome).toMatchObject({ outcome: 'sent', suppressedRecipients: ['bounced@example.org'] });
-      expect(graph.sent[0]?.to).toEqual([{ address: 'ok@example.org' }]);
-      expect(graph.sent[0]?.bcc).toEqual([]);
+      expect((graph.sent[0] as ComposedOutbound | undefined)?.to).toEqual([{ address: 'ok@example.org' }]);
+      expect((graph.sent[0] as ComposedOutbound | undefined)?.bcc).toEqual([]);
       expect(ledger.records.get('sqs:s-1')?.suppressedRecipients).toEqual(['bounced@example.org']);
     });
 
@@ -377,6 +382,57 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       expect(outcome).toEqual({ outcome: 'suppressed', suppressedRecipients: ['customer@example.org'] });
       expect(graph.calls).toBe(0);
       expect(ledger.records.get('sqs:s-2')?.state).toBe('suppressed');
+    });
+  });
+  describe('addresses a provider cannot carry (SMTPUTF8)', () => {
+    const cannotAddress = (provider: ScriptedProvider) => {
+      const send = provider.send.bind(provider);
+      provider.send = async (message, context) => {
+        if (message.from.address.startsWith('josé@')) {
+          provider.calls += 1;
+          throw new RelayFailure({
+            failureClass: 'provider',
+            code: 'AddressNotSupported',
+            reason: `from josé@contoso.com: ${provider.name} cannot carry a non-ASCII local part (SMTPUTF8)`,
+            provider: provider.name,
+          });
+        }
+        return send(message, context);
+      };
+    };
+
+    it("passes the message to the next provider without opening the first one's circuit", async () => {
+      cannotAddress(graph);
+      const relay = relayWith();
+      for (let index = 0; index < 4; index += 1) {
+        const outcome = await relay.processRecord(
+          sqsRecord(contoso({ from: 'josé@contoso.com' }), { messageId: `u-${index}` }),
+        );
+        expect(outcome).toMatchObject({ outcome: 'sent', fallbackFrom: ['graph'] });
+      }
+
+      await relay.processRecord(sqsRecord(contoso(), { messageId: 'ascii' }));
+
+      // Four refusals, over the threshold of 3: an ASCII sender still goes through Graph.
+      expect(graph.sent).toHaveLength(1);
+      expect(ses.sent).toHaveLength(4);
+    });
+
+    it('dead-letters a message no provider of its route can address, saying so', async () => {
+      cannotAddress(graph);
+      cannotAddress(ses);
+
+      const outcome = await relayWith().processRecord(
+        sqsRecord(contoso({ from: 'josé@contoso.com' }), { messageId: 'u-x' }),
+      );
+
+      expect(outcome).toMatchObject({ outcome: 'dead-lettered' });
+      expect(recorder.deadLetters[0]?.failure).toMatchObject({
+        failureClass: 'permanent',
+        code: 'AddressNotSupported',
+        reason:
+          "no provider of route contoso can carry this message's addresses: from josé@contoso.com: ses cannot carry a non-ASCII local part (SMTPUTF8)",
+      });
     });
   });
 });

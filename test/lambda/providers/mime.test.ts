@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
-import { defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
+import { type ComposedOutbound, inlineAttachments } from '../../../lambda/core/attachments.ts';
+import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
 import { composeMime } from '../../../lambda/providers/mime.ts';
 
-function contractMessage(input: Record<string, unknown>): OutboundMessage {
+function contractMessage(input: Record<string, unknown>): ComposedOutbound {
   const result = parseMessage(JSON.stringify({ v: 1, ...input }), defaultMessageSchema);
   if (!result.ok) throw new Error(`test input is not contract-valid: ${result.problems.join('; ')}`);
-  return inlineAttachments(result.message);
+  return inlineAttachments(result.message as ComposedMessage);
 }
 
 async function composeAndParse(input: Record<string, unknown>): Promise<{ raw: string; mail: ParsedMail }> {

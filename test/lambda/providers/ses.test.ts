@@ -4,7 +4,12 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
 import { RelayFailure } from '../../../lambda/core/failures.ts';
-import { createMessageSchema, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
+import {
+  type ComposedMessage,
+  createMessageSchema,
+  defaultMessageSchema,
+  parseMessage,
+} from '../../../lambda/core/message.ts';
 import { createSesClient, SesProvider } from '../../../lambda/providers/ses.ts';
 import { failureOf } from '../../helpers/failures.ts';
 import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
@@ -13,7 +18,7 @@ import { sendContext } from '../../helpers/scripted-relay.ts';
 function message(overrides: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return inlineAttachments(parsed.message);
+  return inlineAttachments(parsed.message as ComposedMessage);
 }
 
 describe('SesProvider against the SES v2 emulator', () => {
@@ -110,10 +115,44 @@ describe('SesProvider against the SES v2 emulator', () => {
       createMessageSchema({ maxRecipients: 500, maxMessageBytes: 1024 * 1024 }),
     );
     if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-    const failure = await failureOf(provider.send(inlineAttachments(parsed.message), sendContext()));
+    const failure = await failureOf(
+      provider.send(inlineAttachments(parsed.message as ComposedMessage), sendContext()),
+    );
     expect(failure).toMatchObject({ failureClass: 'permanent', code: 'TooManyRecipients', provider: 'ses' });
     expect(failure.hint).toMatch(/Exchange Online takes 500/);
     expect(peers.capture.sendAttempts).toBe(attemptsBefore);
+  });
+
+  it.each([
+    { field: 'to', overrides: { to: ['josé@example.org'] }, address: 'josé@example.org' },
+    { field: 'cc', overrides: { cc: ['用户@例子.广告'] }, address: '用户@xn--fsqu00a.xn--4rr70v' },
+    { field: 'bcc', overrides: { bcc: ['josé@example.org'] }, address: 'josé@example.org' },
+    { field: 'reply-to', overrides: { replyTo: 'josé@example.org' }, address: 'josé@example.org' },
+    { field: 'from', overrides: { from: 'José <josé@example.com>' }, address: 'josé@example.com' },
+  ])(
+    'refuses a $field address with a non-ASCII local part before calling SES, so the next provider may send it',
+    async ({ field, overrides, address }) => {
+      const attemptsBefore = peers.capture.sendAttempts;
+      const handOff = vi.fn(async () => undefined);
+
+      const failure = await failureOf(provider.send(message(overrides), sendContext({ handOff })));
+
+      expect(failure).toMatchObject({
+        failureClass: 'provider',
+        code: 'AddressNotSupported',
+        provider: 'ses',
+      });
+      expect(failure.reason).toBe(`${field} ${address}: SES cannot carry a non-ASCII local part (SMTPUTF8)`);
+      expect(failure.hint).toMatch(/Microsoft Graph or an SMTP server that offers SMTPUTF8/);
+      expect(handOff).not.toHaveBeenCalled();
+      expect(peers.capture.sendAttempts).toBe(attemptsBefore);
+    },
+  );
+
+  it('sends to an international domain in punycode', async () => {
+    await provider.send(message({ to: ['ana@bücher.de'] }), sendContext());
+
+    expect(peers.capture.sent[0]?.destination.to).toEqual(['ana@xn--bcher-kva.de']);
   });
 
   it('classifies a refused connection as transient', async () => {

@@ -1,6 +1,8 @@
 import { constants, randomUUID, sign } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import { ConfidentialClientApplication, type INetworkModule, type NetworkResponse } from '@azure/msal-node';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type Mail from 'nodemailer/lib/mailer';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createClientCertificate, type GeneratedCertificate } from '../../../local/peers/certificates.ts';
 import {
@@ -1053,6 +1055,164 @@ describe('Graph peer', () => {
         peer.setFaultPlan(undefined);
         expect((await graph(peer, again, 'POST', 'sendMail', { message: message() })).status).toBe(202);
         expect(consulted).toHaveLength(6);
+      } finally {
+        peer.setFaultPlan(undefined);
+      }
+    });
+  });
+
+  describe('MIME sendMail', () => {
+    /** POST sendMail with a text/plain body, as Graph takes MIME. */
+    const mimeRequest = (token: string, body: string): RequestOptions => ({
+      method: 'POST',
+      url: `/v1.0/users/${encodeURIComponent(MAILBOX)}/sendMail`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+      body,
+    });
+    const sendMime = (token: string, mime: Buffer) =>
+      request(peer, mimeRequest(token, mime.toString('base64')));
+    /** Real MIME as a mailer writes it; with a Bcc header, as the relay writes it for Graph. */
+    const composeMime = (options: Partial<Mail.Options> = {}) => {
+      const node = new MailComposer({
+        from: `Billing <${MAILBOX}>`,
+        to: 'Ana <ana@example.org>',
+        subject: 'Invoice 42',
+        text: 'See attached.',
+        messageId: '<mime.42@contoso.com>',
+        ...options,
+      }).compile();
+      node.keepBcc = true;
+      return node.build();
+    };
+
+    it('delivers the MIME byte for byte and answers 202 with no body', async () => {
+      const token = await secretToken(peer);
+      const mime = await composeMime({
+        attachments: [{ filename: 'invoice.pdf', content: patterned(5000) }],
+      });
+
+      const sent = await sendMime(token, mime);
+
+      expect(sent.status).toBe(202);
+      expect(sent.body.length).toBe(0);
+      expect(peer.delivered).toHaveLength(1);
+      expect(peer.delivered[0]).toMatchObject({ mailbox: MAILBOX, via: 'mime', saveToSentItems: true });
+      expect(peer.delivered[0]?.mime?.equals(mime)).toBe(true);
+    });
+
+    it('summarises the subject and the To, Cc and Bcc headers as the recipients', async () => {
+      const token = await secretToken(peer);
+      const mime = await composeMime({ cc: 'bo@example.org', bcc: 'Audit <audit@example.org>' });
+
+      await sendMime(token, mime);
+
+      expect(peer.delivered[0]?.message).toEqual({
+        subject: 'Invoice 42',
+        from: { emailAddress: { address: MAILBOX, name: 'Billing' } },
+        toRecipients: [{ emailAddress: { address: 'ana@example.org', name: 'Ana' } }],
+        ccRecipients: [{ emailAddress: { address: 'bo@example.org' } }],
+        bccRecipients: [{ emailAddress: { address: 'audit@example.org', name: 'Audit' } }],
+      });
+    });
+
+    it('accepts base64 broken into lines', async () => {
+      const token = await secretToken(peer);
+      const mime = await composeMime();
+      const lines = mime.toString('base64').replace(/.{76}/g, '$&\r\n');
+
+      const sent = await request(peer, mimeRequest(token, lines));
+
+      expect(sent.status).toBe(202);
+      expect(peer.delivered[0]?.mime?.equals(mime)).toBe(true);
+    });
+
+    it('refuses a body that is not base64 with ErrorMimeContentInvalidBase64String and delivers nothing', async () => {
+      const token = await secretToken(peer);
+
+      const refused = await request(peer, mimeRequest(token, 'From: billing@contoso.com\r\n\r\nnot base64'));
+
+      expect(refused.status).toBe(400);
+      expect(refused.json().error).toMatchObject({
+        code: 'ErrorMimeContentInvalidBase64String',
+        message: 'Invalid base64 string for MIME content.',
+      });
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it('refuses a MIME message without To, Cc or Bcc as Graph refuses one without recipients', async () => {
+      const token = await secretToken(peer);
+
+      const refused = await sendMime(token, await composeMime({ to: [] }));
+
+      expect(refused.status).toBe(400);
+      expect(refused.json().error?.code).toBe('ErrorInvalidRecipients');
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it("keeps the MIME's Message-ID, so the sent copy is found by it in the mailbox and in Sent Items", async () => {
+      const token = await secretToken(peer);
+      await sendMime(token, await composeMime({ messageId: '<mime.lookup@contoso.com>' }));
+
+      expect(peer.delivered[0]?.internetMessageId).toBe('<mime.lookup@contoso.com>');
+      for (const folder of ['messages', 'mailFolders/sentitems/messages'] as const) {
+        const found = await findMessages(
+          peer,
+          token,
+          folder,
+          byInternetMessageId('<mime.lookup@contoso.com>'),
+        );
+        expect(found.json().value).toEqual([
+          expect.objectContaining({
+            internetMessageId: '<mime.lookup@contoso.com>',
+            isDraft: false,
+            subject: 'Invoice 42',
+          }),
+        ]);
+      }
+    });
+
+    it('assigns a Message-ID to MIME that has none', async () => {
+      const token = await secretToken(peer);
+      const mime = Buffer.from(
+        'From: billing@contoso.com\r\nTo: ana@example.org\r\nSubject: No id\r\n\r\nHello\r\n',
+      );
+
+      await sendMime(token, mime);
+
+      expect(peer.delivered[0]?.internetMessageId).toMatch(/^<[0-9a-f-]{36}@graph-peer\.mail-relay\.local>$/);
+    });
+
+    it('loses the answer of a MIME sendMail after delivering it, as a sendMail lost-answer fault says', async () => {
+      const token = await secretToken(peer);
+      peer.injectFault({ operation: 'sendMail', mailbox: MAILBOX, lostAnswer: 'reset' });
+
+      const { response, error } = await openRequest(
+        peer,
+        mimeRequest(token, (await composeMime()).toString('base64')),
+      ).outcome;
+
+      expect(response).toBeUndefined();
+      expect(error?.code).toBe('ECONNRESET');
+      expect(peer.delivered).toEqual([expect.objectContaining({ via: 'mime' })]);
+      expect(peer.requests.find((entry) => entry.operation === 'sendMail')).toMatchObject({
+        status: 0,
+        answerWithheld: { mode: 'reset', status: 202, outcome: 'reset' },
+      });
+    });
+
+    it('asks the fault plan about a MIME sendMail as about any sendMail', async () => {
+      const token = await secretToken(peer);
+      const consulted: GraphFaultPlanRequest[] = [];
+      peer.setFaultPlan((planned) => {
+        consulted.push(planned);
+        return { status: 503, code: 'ServiceUnavailable' };
+      });
+      try {
+        const refused = await sendMime(token, await composeMime());
+
+        expect(refused.status).toBe(503);
+        expect(consulted).toEqual([{ operation: 'sendMail', mailbox: MAILBOX }]);
+        expect(peer.delivered).toHaveLength(0);
       } finally {
         peer.setFaultPlan(undefined);
       }

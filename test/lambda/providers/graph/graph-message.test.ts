@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
-import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
+import { type ComposedOutbound, inlineAttachments } from '../../../../lambda/core/attachments.ts';
+import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import { toGraphMessage } from '../../../../lambda/providers/graph/graph-message.ts';
 
-function outbound(fields: Record<string, unknown>): OutboundMessage {
+function outbound(fields: Record<string, unknown>): ComposedOutbound {
   const parsed = parseMessage(JSON.stringify({ v: 1, subject: 'Report', ...fields }), defaultMessageSchema);
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return inlineAttachments(parsed.message);
+  return inlineAttachments(parsed.message as ComposedMessage);
 }
 
 describe('toGraphMessage', () => {

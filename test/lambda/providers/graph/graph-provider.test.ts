@@ -1,13 +1,29 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import type Mail from 'nodemailer/lib/mailer';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import {
+  type ComposedOutbound,
+  inlineAttachments,
+  type RawOutbound,
+  resolveRawMessage,
+} from '../../../../lambda/core/attachments.ts';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
-import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../../../lambda/core/limits.ts';
+import {
+  type ComposedMessage,
+  defaultMessageSchema,
+  isRawMessage,
+  parseMessage,
+} from '../../../../lambda/core/message.ts';
+import { TRACE_HEADERS } from '../../../../lambda/core/outcomes.ts';
 import type { GraphSettings } from '../../../../lambda/core/settings.ts';
 import { cachedCredential, graphSecretReader } from '../../../../lambda/providers/graph/credentials.ts';
 import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { createHttpTransport, type HttpTransport } from '../../../../lambda/providers/http-transport.ts';
+import type { SendContext } from '../../../../lambda/providers/provider.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
 import {
@@ -22,7 +38,7 @@ const CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a1';
 const SECRET_CLIENT_ID = '0a1b2c3d-0000-4000-8000-0000000000a2';
 const CLIENT_SECRET = `local-test-secret-${Math.random().toString(36).slice(2)}`;
 
-function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
+function outbound(fields: Record<string, unknown> = {}): ComposedOutbound {
   const parsed = parseMessage(
     JSON.stringify({
       v: 1,
@@ -35,7 +51,7 @@ function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
     defaultMessageSchema,
   );
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return inlineAttachments(parsed.message);
+  return inlineAttachments(parsed.message as ComposedMessage);
 }
 
 /** Bytes with a recognisable pattern, so a reordered or truncated chunk cannot compare equal. */
@@ -523,6 +539,252 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
         new AbortController().signal,
       );
       expect(lookup).toMatchObject({ unavailable: { code: 'ErrorAccessDenied', failureClass: 'provider' } });
+    });
+  });
+
+  describe('raw messages (the application’s MIME)', () => {
+    const INVITE = [
+      'BEGIN:VCALENDAR',
+      'METHOD:REQUEST',
+      'PRODID:-//Contoso//Relay test//EN',
+      'VERSION:2.0',
+      'BEGIN:VEVENT',
+      'UID:invoice-review-42@contoso.com',
+      'DTSTART:20260301T100000Z',
+      'DTEND:20260301T110000Z',
+      'SUMMARY:Invoice review',
+      'END:VEVENT',
+      'END:VCALENDAR',
+      '',
+    ].join('\r\n');
+    const APPLICATION_MESSAGE_ID = '<app.42@contoso.com>';
+
+    /** MIME as the application's mailer writes it. */
+    const applicationMime = (options: Partial<Mail.Options> = {}) =>
+      new MailComposer({
+        from: 'Billing <billing@contoso.com>',
+        to: 'Ana <ana@example.org>',
+        subject: 'Invoice 42',
+        text: 'See attached.',
+        messageId: APPLICATION_MESSAGE_ID,
+        ...options,
+      })
+        .compile()
+        .build();
+
+    /** The message as the relay hands it to a provider: read, normalised, its envelope less suppressed recipients. */
+    async function rawOutbound(
+      mime: Buffer,
+      envelope: string[],
+      { suppressed = [] }: { suppressed?: string[] } = {},
+    ): Promise<RawOutbound> {
+      const parsed = parseMessage(
+        JSON.stringify({
+          v: 1,
+          from: 'Billing <billing@contoso.com>',
+          recipients: envelope,
+          mime: { content: mime.toString('base64') },
+        }),
+        defaultMessageSchema,
+      );
+      if (!parsed.ok || !isRawMessage(parsed.message)) throw new Error('not a valid raw message');
+      return resolveRawMessage(
+        parsed.message,
+        {
+          recipients: parsed.message.recipients.filter((mailbox) => !suppressed.includes(mailbox.address)),
+          headers: { [TRACE_HEADERS.messageId]: 'sqs-message-1' },
+        },
+        { maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES, now: new Date() },
+      );
+    }
+
+    /** The MIME Graph received, parsed. */
+    async function receivedMime(): Promise<ParsedMail> {
+      const [delivered] = peer.delivered;
+      expect(delivered?.via).toBe('mime');
+      return simpleParser(delivered?.mime ?? Buffer.alloc(0), { keepCidLinks: true });
+    }
+
+    const addresses = (header: AddressObject | AddressObject[] | undefined) =>
+      (header === undefined ? [] : Array.isArray(header) ? header : [header]).flatMap((object) =>
+        object.value.map((mailbox) => mailbox.address),
+      );
+    const contextFor = (message: RawOutbound, overrides: Partial<SendContext> = {}) =>
+      sendContext({ internetMessageId: message.messageId ?? '<relay-raw@contoso.com>', ...overrides });
+
+    it('sends a PDF, a calendar invite and an inline image in one MIME sendMail, every part byte-identical', async () => {
+      const pdf = patterned(200_000);
+      const logo = patterned(3_000);
+      const message = await rawOutbound(
+        await applicationMime({
+          html: '<p>Invoice <img src="cid:logo@contoso.com"></p>',
+          icalEvent: { method: 'REQUEST', content: INVITE },
+          attachments: [
+            { filename: 'invoice.pdf', contentType: 'application/pdf', content: pdf },
+            { filename: 'logo.png', contentType: 'image/png', content: logo, cid: 'logo@contoso.com' },
+          ],
+        }),
+        ['ana@example.org'],
+      );
+
+      await coldStart().send(message, contextFor(message));
+
+      expect(peer.requests.map((request) => request.operation)).toEqual(['token', 'sendMail']);
+      const received = await receivedMime();
+      const part = (contentType: string) =>
+        received.attachments.find((attachment) => attachment.contentType === contentType);
+      expect(part('application/pdf')?.content.equals(pdf)).toBe(true);
+      expect(part('image/png')).toMatchObject({ cid: 'logo@contoso.com', related: true });
+      expect(part('image/png')?.content.equals(logo)).toBe(true);
+      expect(part('text/calendar')?.content.equals(Buffer.from(INVITE))).toBe(true);
+      expect(received.html).toBe('<p>Invoice <img src="cid:logo@contoso.com"></p>');
+    });
+
+    it('carries the relay’s trace header and the application’s Message-ID in the MIME Graph gets', async () => {
+      const message = await rawOutbound(await applicationMime(), ['ana@example.org']);
+
+      await coldStart().send(message, contextFor(message));
+
+      const received = await receivedMime();
+      expect(received.messageId).toBe(APPLICATION_MESSAGE_ID);
+      expect(received.headers.get(TRACE_HEADERS.messageId.toLowerCase())).toBe('sqs-message-1');
+      expect(peer.delivered[0]?.internetMessageId).toBe(APPLICATION_MESSAGE_ID);
+    });
+
+    it('lists envelope recipients the headers do not show in the Bcc header Graph gets', async () => {
+      const message = await rawOutbound(await applicationMime({ to: 'ana@example.org' }), [
+        'ana@example.org',
+        'audit@example.org',
+      ]);
+
+      await coldStart().send(message, contextFor(message));
+
+      const received = await receivedMime();
+      expect(addresses(received.bcc)).toEqual(['audit@example.org']);
+      expect(addresses(received.to)).toEqual(['ana@example.org']);
+    });
+
+    it('shows in To and Cc only the recipients that are in the envelope', async () => {
+      const message = await rawOutbound(
+        await applicationMime({
+          to: ['ana@example.org', 'not-sent@example.org'],
+          cc: ['bo@example.org', 'not-sent-either@example.org'],
+        }),
+        ['ana@example.org', 'bo@example.org'],
+      );
+
+      await coldStart().send(message, contextFor(message));
+
+      const received = await receivedMime();
+      expect(addresses(received.to)).toEqual(['ana@example.org']);
+      expect(addresses(received.cc)).toEqual(['bo@example.org']);
+    });
+
+    it('leaves a suppressed To recipient out of the To header Graph gets', async () => {
+      const message = await rawOutbound(
+        await applicationMime({ to: ['ana@example.org', 'bounced@example.org'] }),
+        ['ana@example.org', 'bounced@example.org'],
+        { suppressed: ['bounced@example.org'] },
+      );
+
+      await coldStart().send(message, contextFor(message));
+
+      const received = await receivedMime();
+      expect(addresses(received.to)).toEqual(['ana@example.org']);
+      expect([...addresses(received.cc), ...addresses(received.bcc)]).not.toContain('bounced@example.org');
+    });
+
+    it('sends a raw message over 4 MB through a draft and an upload session, attachment bytes intact', async () => {
+      const scan = patterned(3_500_000);
+      const logo = patterned(3_000);
+      const message = await rawOutbound(
+        await applicationMime({
+          to: 'Ana <ana@example.org>',
+          cc: 'bo@example.org',
+          html: '<p>Scan <img src="cid:logo@contoso.com"></p>',
+          icalEvent: { method: 'REQUEST', content: INVITE },
+          attachments: [
+            { filename: 'scan.tiff', contentType: 'image/tiff', content: scan },
+            { filename: 'logo.png', contentType: 'image/png', content: logo, cid: 'logo@contoso.com' },
+          ],
+        }),
+        ['ana@example.org', 'bo@example.org', 'audit@example.org'],
+      );
+
+      await coldStart().send(message, contextFor(message));
+
+      const operations = peer.requests.map((request) => request.operation);
+      expect(operations).not.toContain('sendMail');
+      expect(operations).toContain('uploadChunk');
+      expect(operations.at(-1)).toBe('sendDraft');
+      const [delivered] = peer.delivered;
+      expect(delivered).toMatchObject({ via: 'draft', internetMessageId: APPLICATION_MESSAGE_ID });
+      expect(delivered?.message).toMatchObject({
+        subject: 'Invoice 42',
+        toRecipients: [{ emailAddress: { address: 'ana@example.org', name: 'Ana' } }],
+        ccRecipients: [{ emailAddress: { address: 'bo@example.org' } }],
+        bccRecipients: [{ emailAddress: { address: 'audit@example.org' } }],
+      });
+      const byName = new Map(
+        (delivered?.attachments ?? []).map((attachment) => [attachment.name, attachment]),
+      );
+      expect(byName.get('scan.tiff')?.via).toBe('uploadSession');
+      expect(byName.get('scan.tiff')?.bytes.equals(scan)).toBe(true);
+      expect(byName.get('logo.png')).toMatchObject({ isInline: true, contentId: 'logo@contoso.com' });
+      expect(byName.get('logo.png')?.bytes.equals(logo)).toBe(true);
+      expect(byName.get('invite.ics')?.bytes.equals(Buffer.from(INVITE))).toBe(true);
+      expect(peer.openDrafts()).toBe(0);
+    });
+
+    it('hands a raw message off right before its MIME sendMail is written', async () => {
+      const message = await rawOutbound(await applicationMime(), ['ana@example.org']);
+      const order: string[] = [];
+
+      await coldStart().send(
+        message,
+        contextFor(message, {
+          handOff: async () => {
+            order.push(
+              `hand-off after ${peer.requests.filter((r) => r.operation === 'sendMail').length} sendMail`,
+            );
+          },
+        }),
+      );
+
+      expect(order).toEqual(['hand-off after 0 sendMail']);
+      expect(peer.delivered).toHaveLength(1);
+    });
+
+    it('writes no MIME when the hand-off is refused', async () => {
+      const message = await rawOutbound(await applicationMime(), ['ana@example.org']);
+      const refused = new RelayFailure({
+        failureClass: 'transient',
+        code: 'InFlight',
+        reason: 'claimed elsewhere',
+      });
+
+      const failure = await coldStart()
+        .send(message, contextFor(message, { handOff: () => Promise.reject(refused) }))
+        .catch((error: unknown) => error);
+
+      expect(failure).toBe(refused);
+      expect(peer.requests.filter((request) => request.operation === 'sendMail')).toHaveLength(0);
+      expect(peer.delivered).toHaveLength(0);
+    });
+
+    it('finds a MIME-sent message by its own Message-ID after the sendMail answer was lost', async () => {
+      peer.injectFault({ operation: 'sendMail', lostAnswer: 'reset' });
+      const provider = coldStart({ sentItemsLookupSeconds: 120 });
+      const message = await rawOutbound(await applicationMime(), ['ana@example.org']);
+
+      const failure = await failureOf(provider.send(message, contextFor(message)));
+      const lookup = await provider.findSent(
+        { from: 'billing@contoso.com', internetMessageId: APPLICATION_MESSAGE_ID },
+        new AbortController().signal,
+      );
+
+      expect(failure).toMatchObject({ code: 'ECONNRESET', maybeSent: true });
+      expect(lookup).toEqual({ found: true, providerMessageId: APPLICATION_MESSAGE_ID });
     });
   });
 });

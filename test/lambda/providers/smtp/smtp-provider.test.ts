@@ -2,7 +2,7 @@ import { type AddressObject, simpleParser } from 'mailparser';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
-import { defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
+import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
 import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { createHttpTransport } from '../../../../lambda/providers/http-transport.ts';
@@ -26,7 +26,7 @@ function outbound(fields: Record<string, unknown> = {}): OutboundMessage {
     defaultMessageSchema,
   );
   if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return inlineAttachments(parsed.message);
+  return inlineAttachments(parsed.message as ComposedMessage);
 }
 
 /** What the credential cache throws for the placeholder secret. */
@@ -205,6 +205,90 @@ describe('SmtpProvider against the local SMTP peer', () => {
         provider(connector).send(outbound({ to: 'gone@example.org' }), sendContext()),
       );
       expect(failure).toMatchObject({ code: '5.1.1', failureClass: 'permanent' });
+    });
+  });
+
+  describe('addresses beyond ASCII (SMTPUTF8, RFC 6531)', () => {
+    let offering: SmtpPeer;
+    let refusing: SmtpPeer;
+    beforeAll(async () => {
+      offering = await peer();
+      refusing = await peer({ smtpUtf8: false });
+    });
+    afterEach(() => {
+      offering.reset();
+      refusing.reset();
+    });
+
+    it('says SMTPUTF8 in MAIL FROM for a recipient with a non-ASCII local part when the server offers it', async () => {
+      await provider(offering).send(outbound({ to: 'josé@example.org' }), sendContext());
+
+      expect(offering.received[0]?.smtpUtf8).toBe(true);
+      expect(offering.received[0]?.envelope.rcptTo).toEqual(['josé@example.org']);
+    });
+
+    it('says SMTPUTF8 in MAIL FROM for a From with a non-ASCII local part when the server offers it', async () => {
+      await provider(offering).send(outbound({ from: 'José <josé@contoso.com>' }), sendContext());
+
+      expect(offering.received[0]?.smtpUtf8).toBe(true);
+      expect(offering.received[0]?.envelope.mailFrom).toBe('josé@contoso.com');
+    });
+
+    it('does not say SMTPUTF8 when every address is ASCII', async () => {
+      await provider(offering).send(outbound(), sendContext());
+
+      expect(offering.received[0]?.smtpUtf8).toBe(false);
+    });
+
+    it('sends an international domain as punycode to a server without SMTPUTF8', async () => {
+      await provider(refusing).send(outbound({ to: 'ana@bücher.de' }), sendContext());
+
+      const [received] = refusing.received;
+      expect(received?.smtpUtf8).toBe(false);
+      // The peer (and mailparser) show the domain in Unicode again; the header as sent is punycode.
+      expect(received?.raw.toString('latin1')).toMatch(/^To: ana@xn--bcher-kva\.de\r$/m);
+    });
+
+    it('refuses a non-ASCII local part before MAIL FROM, handing nothing off, when the server does not offer SMTPUTF8', async () => {
+      const handOff = vi.fn(async () => undefined);
+
+      const failure = await failureOf(
+        provider(refusing).send(
+          outbound({ to: ['ana@example.org', 'josé@example.org'] }),
+          sendContext({ handOff }),
+        ),
+      );
+
+      expect(failure).toMatchObject({
+        failureClass: 'provider',
+        code: 'AddressNotSupported',
+        provider: 'smtp',
+      });
+      expect(failure.reason).toBe(
+        `recipient josé@example.org: 127.0.0.1:${refusing.port} does not offer SMTPUTF8, which a non-ASCII local part needs`,
+      );
+      expect(failure.hint).toMatch(/does not offer SMTPUTF8/);
+      expect(handOff).not.toHaveBeenCalled();
+      expect(refusing.transcript.map((entry) => entry.stage)).toEqual(['connect', 'starttls']);
+      expect(refusing.received).toHaveLength(0);
+    });
+
+    it('names the From when it is the address the server cannot take', async () => {
+      const failure = await failureOf(
+        provider(refusing).send(outbound({ from: 'josé@contoso.com' }), sendContext()),
+      );
+
+      expect(failure.reason).toMatch(/^from josé@contoso\.com: /);
+    });
+
+    it('keeps the session for the next message after refusing an address', async () => {
+      const relay = provider(refusing);
+      await failureOf(relay.send(outbound({ to: 'josé@example.org' }), sendContext()));
+
+      await relay.send(outbound(), sendContext());
+
+      expect(refusing.received).toHaveLength(1);
+      expect(refusing.connections).toBe(1);
     });
   });
 
