@@ -8,6 +8,7 @@ import {
   DEFAULT_GRAPH_PEER_PORT,
   DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
   DEFAULT_SES_PORT,
+  DEFAULT_SMTP_INGRESS_PORT,
   DEFAULT_SMTP_PORT,
   DEFAULT_SQS_PORT,
 } from '../local/local-names.ts';
@@ -23,7 +24,7 @@ import { uploadAttachment } from './upload.ts';
 const USAGE = `Usage:
   mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
-                   [--dynamodb-port N] [--state-dir DIR] [--fresh]
+                   [--dynamodb-port N] [--smtp-ingress-port N] [--state-dir DIR] [--fresh]
       Runs the whole relay locally (SQS, S3, SES, Secrets Manager and DynamoDB emulators on 127.0.0.1,
       the real send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
       (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}); 0 picks a free port (the banner shows it).
@@ -33,6 +34,9 @@ const USAGE = `Usage:
                           also MAIL_RELAY_SMTP_PORT); what it receives is saved under <state dir>/smtp/.
       --dynamodb-port     the DynamoDB emulator with the delivery ledger and suppression list (default
                           ${DEFAULT_DYNAMODB_PORT}; also MAIL_RELAY_DYNAMODB_PORT).
+      --smtp-ingress-port the SMTP submission listener for applications that only speak SMTP, with the
+                          configuration's ingress clients (default ${DEFAULT_SMTP_INGRESS_PORT}; also MAIL_RELAY_SMTP_INGRESS_PORT):
+                          STARTTLS, then AUTH as the client name with the password the banner shows.
       --state-dir         where the outbox, the dead-letter queue, the delivery ledger and the suppression
                           list are kept across restarts (default ${DEFAULT_STATE_DIR}; also MAIL_RELAY_STATE_DIR).
       --fresh             forget them: start with empty queues, ledger and suppression list.
@@ -144,6 +148,7 @@ async function start(args: string[]): Promise<number> {
       'graph-credential': { type: 'string' },
       'smtp-port': { type: 'string' },
       'dynamodb-port': { type: 'string' },
+      'smtp-ingress-port': { type: 'string' },
       'state-dir': { type: 'string' },
       fresh: { type: 'boolean' },
     },
@@ -169,6 +174,11 @@ async function start(args: string[]): Promise<number> {
     ...(values['graph-credential'] && { graphCredentialPath: values['graph-credential'] }),
     smtpPort: port(values['smtp-port'], 'MAIL_RELAY_SMTP_PORT', DEFAULT_SMTP_PORT),
     dynamoDbPort: port(values['dynamodb-port'], 'MAIL_RELAY_DYNAMODB_PORT', DEFAULT_DYNAMODB_PORT),
+    smtpIngressPort: port(
+      values['smtp-ingress-port'],
+      'MAIL_RELAY_SMTP_INGRESS_PORT',
+      DEFAULT_SMTP_INGRESS_PORT,
+    ),
     stateDir: values['state-dir'] ?? process.env.MAIL_RELAY_STATE_DIR ?? DEFAULT_STATE_DIR,
     fresh: values.fresh === true,
   });
@@ -232,6 +242,17 @@ function banner(relay: LocalRelay): string {
       `  SMTP senders:      ${relay.settings.smtp?.senders.join(', ')}   (these go through SMTP, ${relay.settings.smtp?.mode} mode)`,
       `  SMTP capture:      ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
     );
+  }
+  if (relay.smtpIngress) {
+    const { host, port: listening, credentials } = relay.smtpIngress;
+    lines.push(
+      `  SMTP submission:   ${host}:${listening}   (STARTTLS required, then AUTH PLAIN or LOGIN; self-signed certificate)`,
+    );
+    for (const credential of credentials) {
+      lines.push(
+        `    client ${credential.client}:  user ${credential.username}   password ${credential.password}`,
+      );
+    }
   }
   lines.push(
     `  Delivery ledger:   ${relay.ledgerTableName} at ${relay.dynamoDbEndpoint}   (npx mail-relay status <message id or idempotency key>)`,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isEmailAddress } from '../lambda/core/address.ts';
 import {
@@ -10,9 +11,10 @@ import {
   SES_MAX_MESSAGE_BYTES,
   SES_MAX_RECIPIENTS_PER_MESSAGE,
 } from '../lambda/core/limits.ts';
-import { patternKind, senderCoversPattern } from '../lambda/core/routing.ts';
+import { patternKind, patternMatches, senderCoversPattern } from '../lambda/core/routing.ts';
 import {
   circuitBreakerSettingsSchema,
+  fromPatternSchema,
   GRAPH_CLOUDS,
   type GraphCloud,
   type GraphSettings,
@@ -20,11 +22,13 @@ import {
   graphSendersSchema,
   graphTenantIdSchema,
   httpsOriginSchema,
+  type IngestSettings,
   messageLimitsSchema,
   PROVIDER_NAMES,
   type RelaySettings,
   retrySettingsSchema,
   rewriteFromSchema,
+  routeNameSchema,
   routeSettingsSchema,
   SMTP_AUTH_METHODS,
   SMTP_MODES,
@@ -370,6 +374,179 @@ const egressConfigSchema = z
   }));
 export type EgressConfig = z.output<typeof egressConfigSchema>;
 
+/** Where Mail Manager writes submissions: `ingress/<client>/…`, read by the ingest function. */
+export const INGRESS_PREFIX = 'ingress/';
+/** The submission port of an authenticated Mail Manager ingress endpoint (STARTTLS; 25 works too). */
+export const INGRESS_SMTP_PORT = 587;
+/** Mail Manager's largest message, headers included (not adjustable). */
+export const MAIL_MANAGER_MAX_MESSAGE_BYTES = 41_943_040;
+/**
+ * Each client has its own authenticated ingress endpoint (Mail Manager allows 50 per region) and its
+ * own rule set (40 per region), so at most 40 clients.
+ */
+export const MAX_INGRESS_CLIENTS = 40;
+/** Mail Manager's S3 prefix has at most 62 characters: `ingress/<name>/` leaves 53 for the name. */
+const MAX_INGRESS_CLIENT_NAME_LENGTH = 62 - INGRESS_PREFIX.length - 1;
+export const DEFAULT_INGRESS_INLINE_MAX_BYTES = 49_152;
+export const DEFAULT_INGRESS_RETENTION_DAYS = 14;
+
+/** An IPv4 or IPv6 address as a number, for prefix arithmetic. */
+function addressBits(address: string, version: 4 | 6): bigint {
+  if (version === 4) {
+    return address.split('.').reduce((value, octet) => (value << 8n) | BigInt(Number(octet)), 0n);
+  }
+  // An embedded IPv4 tail (::ffff:192.0.2.1) is two groups.
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(address)?.[1];
+  const hex = tail
+    ? address.slice(0, -tail.length) +
+      [0, 1]
+        .map((half) => ((addressBits(tail, 4) >> BigInt(16 * (1 - half))) & 0xffffn).toString(16))
+        .join(':')
+    : address;
+  const [head = '', rest] = hex.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const restGroups = rest === undefined || rest === '' ? [] : rest.split(':');
+  const groups =
+    rest === undefined
+      ? headGroups
+      : [...headGroups, ...Array(8 - headGroups.length - restGroups.length).fill('0'), ...restGroups];
+  return groups.reduce((value, group) => (value << 16n) | BigInt(Number.parseInt(group, 16)), 0n);
+}
+
+/** The address a number stands for, IPv6 with its longest run of zero groups shortened to `::`. */
+function formatAddress(bits: bigint, version: 4 | 6): string {
+  if (version === 4) return [24n, 16n, 8n, 0n].map((shift) => String((bits >> shift) & 0xffn)).join('.');
+  const groups = [7n, 6n, 5n, 4n, 3n, 2n, 1n, 0n].map((index) =>
+    ((bits >> (16n * index)) & 0xffffn).toString(16),
+  );
+  let best = { start: -1, length: 0 };
+  for (let start = 0; start < groups.length; start++) {
+    let length = 0;
+    while (groups[start + length] === '0') length++;
+    if (length > best.length && length > 1) best = { start, length };
+  }
+  if (best.start < 0) return groups.join(':');
+  const before = groups.slice(0, best.start).join(':');
+  const after = groups.slice(best.start + best.length).join(':');
+  return `${before}::${after}`;
+}
+
+/** Why a string cannot be an ingress client's allowed CIDR block, or undefined when it can. */
+export function ingressCidrProblem(cidr: string): string | undefined {
+  const match = /^([^/]+)\/(\d{1,3})$/.exec(cidr);
+  const version = match ? isIP(match[1] ?? '') : 0;
+  if (!match || (version !== 4 && version !== 6)) {
+    return 'must be an IPv4 or IPv6 CIDR block, address/prefix, such as 203.0.113.10/32 or 2001:db8::/48';
+  }
+  const bits = version === 4 ? 32 : 128;
+  const prefix = Number(match[2]);
+  if (prefix > bits)
+    return `must have a prefix from /1 to /${bits} (an IPv${version} address has ${bits} bits)`;
+  if (prefix === 0) {
+    return `allows every IPv${version} address on the internet: list the addresses the client connects from, so a leaked password alone cannot submit mail`;
+  }
+  const address = addressBits(match[1] ?? '', version);
+  const hostBits = BigInt(bits - prefix);
+  const network = (address >> hostBits) << hostBits;
+  if (network !== address) {
+    return `must be the network address of the block: ${formatAddress(network, version)}/${prefix}`;
+  }
+  return undefined;
+}
+
+/** The IP version of a valid CIDR block. */
+export function cidrVersion(cidr: string): 4 | 6 {
+  return isIP(cidr.slice(0, cidr.indexOf('/'))) === 6 ? 6 : 4;
+}
+
+const ingressClientConfigSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(
+      new RegExp(`^[A-Za-z0-9_-]{1,${MAX_INGRESS_CLIENT_NAME_LENGTH}}$`),
+      `must be 1-${MAX_INGRESS_CLIENT_NAME_LENGTH} letters, digits, hyphens or underscores (it becomes the S3 prefix ingress/<name>/, which Mail Manager caps at 62 characters)`,
+    )
+    .describe(
+      'Client name, unique: names its endpoint, its stack outputs (Ingress<Name>Host …), its S3 prefix and the ingressClient tag of its messages.',
+    ),
+  allowedCidrs: z
+    .array(
+      z.string().superRefine((cidr, ctx) => {
+        const problem = ingressCidrProblem(cidr);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    )
+    .min(1, 'list at least one CIDR block the client connects from')
+    .refine((cidrs) => new Set(cidrs.map((cidr) => cidr.toLowerCase())).size === cidrs.length, {
+      message: 'lists a block twice',
+    })
+    .describe(
+      "The public addresses the client connects from, as CIDR blocks (203.0.113.10/32, 2001:db8::/48). The endpoint's traffic policy refuses every other address (and TLS below 1.2); an IPv6 block makes the endpoint dual-stack.",
+    ),
+  senders: z
+    .array(fromPatternSchema)
+    .min(1, 'list at least one sender pattern')
+    .describe(
+      'From addresses the client may use, as route patterns: one address (crm@fabrikam.com), "*@domain" or "*". The ingest function refuses a submission whose From, Sender or envelope sender is not one of them.',
+    ),
+  route: routeNameSchema
+    .optional()
+    .describe(
+      "The route every message of this client takes, by name. Default: the route the From address selects (or, without routes, the providers that cover it). The route must allow all of the client's senders.",
+    ),
+});
+
+const ingressConfigSchema = z.strictObject({
+  clients: z
+    .array(ingressClientConfigSchema)
+    .min(1, 'list at least one client')
+    .max(
+      MAX_INGRESS_CLIENTS,
+      `at most ${MAX_INGRESS_CLIENTS}: each client has its own Mail Manager rule set (40 per region) and authenticated ingress endpoint (50 per region)`,
+    )
+    .describe(
+      'The applications that submit over SMTP. Each gets its own authenticated Mail Manager ingress endpoint (about $50/month each) with its own generated password (a Secrets Manager secret) and address allow-list; the user name is the endpoint ID (stack outputs Ingress<Name>Host, …UserName, …SecretArn, …Settings).',
+    ),
+  maxMessageBytes: z
+    .int()
+    .min(1024)
+    .max(
+      MAIL_MANAGER_MAX_MESSAGE_BYTES,
+      `at most ${MAIL_MANAGER_MAX_MESSAGE_BYTES} (40 MB, the largest message Mail Manager accepts)`,
+    )
+    .optional()
+    .describe(
+      `Largest submission in bytes, MIME-encoded with headers: the traffic policy refuses larger ones and the ingest function checks again. At most message.maxMessageBytes and ${MAIL_MANAGER_MAX_MESSAGE_BYTES} (Mail Manager's 40 MB). Default: the smaller of the two.`,
+    ),
+  retentionDays: z
+    .int()
+    .min(1)
+    .max(365)
+    .default(DEFAULT_INGRESS_RETENTION_DAYS)
+    .describe(
+      `Days S3 keeps a stored submission. A message too large to travel inside the outbox message is read from there when it is sent, so this must be at least queue.retentionDays; the default ${DEFAULT_INGRESS_RETENTION_DAYS} also covers the 14 days a message may wait in a dead-letter queue before it is redriven.`,
+    ),
+  inlineMaxBytes: z
+    .int()
+    .min(0)
+    .max(700_000)
+    .default(DEFAULT_INGRESS_INLINE_MAX_BYTES)
+    .describe(
+      'Submissions up to this size (MIME bytes) travel inside the outbox message, and their stored copy is deleted at once; larger ones stay in S3 and the outbox message references them. SQS carries at most 1 MiB, and base64 adds a third.',
+    ),
+});
+export type IngressConfig = z.output<typeof ingressConfigSchema>;
+export type IngressClientConfig = IngressConfig['clients'][number];
+
+/** `crm-eu_2` → `CrmEu2`: the part of a client's construct and output IDs that names it. */
+export function ingressClientId(name: string): string {
+  return name
+    .split(/[-_]/)
+    .filter((part) => part !== '')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
+}
+
 const routeConfigSchema = z.strictObject({
   name: routeSettingsSchema.shape.name.describe(
     'Route name, unique: shows in logs, `mail-relay status` and dead-letter reasons; a message may ask for it with "route".',
@@ -573,6 +750,8 @@ export interface RelayResources {
   /** Required when the configuration has a graph section. */
   readonly graphCredentialSecretId?: string;
   readonly attachmentBucketName?: string;
+  /** Required when the configuration has an ingress section: where submitted messages are stored. */
+  readonly ingressBucketName?: string;
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
   /** The configuration set SES sends use: the one the stack created when none is configured. */
@@ -603,6 +782,10 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
       resources.attachmentBucketName !== undefined && {
         attachments: { bucket: resources.attachmentBucketName },
       }),
+    ...(config.ingress &&
+      resources.ingressBucketName !== undefined && {
+        ingress: { bucket: resources.ingressBucketName },
+      }),
     ...(config.routes && { routes: config.routes }),
     retry: config.retry,
     circuitBreaker: config.circuitBreaker,
@@ -614,6 +797,37 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
     },
     suppression: { tableName: resources.suppressionTableName },
     events: { busName: config.events.busName },
+  };
+}
+
+/** The largest submission an ingress endpoint takes: ingress.maxMessageBytes, else the relay's limit up to 40 MB. */
+export function ingressMaxMessageBytes(config: RelayConfig): number {
+  return (
+    config.ingress?.maxMessageBytes ??
+    Math.min(config.message.maxMessageBytes, MAIL_MANAGER_MAX_MESSAGE_BYTES)
+  );
+}
+
+/** MAIL_RELAY_SETTINGS of the ingest function, for a configuration with an ingress section. */
+export function ingestSettingsFor(
+  config: RelayConfig,
+  resources: { readonly queueUrl: string; readonly deadLetterQueueUrl: string; readonly bucket: string },
+): IngestSettings {
+  if (!config.ingress) {
+    throw new ConfigurationError('Invalid ingest settings', ['ingress: required for the ingest function']);
+  }
+  return {
+    queueUrl: resources.queueUrl,
+    deadLetterQueueUrl: resources.deadLetterQueueUrl,
+    bucket: resources.bucket,
+    prefix: INGRESS_PREFIX,
+    inlineMaxBytes: config.ingress.inlineMaxBytes,
+    limits: { maxRecipients: config.message.maxRecipients, maxMessageBytes: ingressMaxMessageBytes(config) },
+    clients: config.ingress.clients.map((client) => ({
+      name: client.name,
+      senders: client.senders,
+      ...(client.route !== undefined && { route: client.route }),
+    })),
   };
 }
 
@@ -629,6 +843,7 @@ function estimatedSettingsBytes(config: RelayConfig): number {
     deadLetterQueueUrl: LONGEST_QUEUE_URL,
     graphCredentialSecretId: config.graph?.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN,
     attachmentBucketName: LONGEST_BUCKET_NAME,
+    ingressBucketName: LONGEST_BUCKET_NAME,
     ledgerTableName: LONGEST_TABLE_NAME,
     suppressionTableName: LONGEST_TABLE_NAME,
   });
@@ -773,6 +988,152 @@ function routeProblems(config: object, routes: unknown[]): { path: (string | num
   return problems;
 }
 
+/** Whether every address the inner From pattern matches is matched by the outer one. */
+function patternCovers(outer: string, inner: string): boolean {
+  switch (patternKind(inner)) {
+    case 'any':
+      return patternKind(outer) === 'any';
+    case 'domain':
+      // Any mailbox of the domain stands for all of them; an address pattern covers none of the others.
+      return patternKind(outer) !== 'address' && patternMatches(outer, `postmaster@${inner.slice(2)}`);
+    case 'address':
+      return patternMatches(outer, inner);
+  }
+}
+
+/**
+ * The rules across the ingress section and the rest of the configuration: unique client names (also
+ * once made into output IDs), routes that exist and allow the clients' senders (or, without routes,
+ * providers that cover them), and sizes and retention that fit the relay's. The section may have
+ * failed validation, so it is only read through fieldOf.
+ */
+function ingressProblems(config: object, ingress: object): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const clients = fieldOf(ingress, 'clients');
+  const routes = fieldOf(config, 'routes');
+  const routeList = Array.isArray(routes) ? routes : undefined;
+  const routeNames = (routeList ?? [])
+    .map((route) => fieldOf(route, 'name'))
+    .filter((name): name is string => typeof name === 'string');
+  const routePatterns = (route: unknown): string[] => {
+    const from = fieldOf(route, 'from');
+    return Array.isArray(from)
+      ? from.filter((pattern): pattern is string => typeof pattern === 'string')
+      : [];
+  };
+  const namedAt = new Map<string, number>();
+  const idAt = new Map<string, number>();
+  (Array.isArray(clients) ? clients : []).forEach((client, index) => {
+    const at = (...path: (string | number)[]) => ['ingress', 'clients', index, ...path];
+    const name = fieldOf(client, 'name');
+    if (typeof name === 'string') {
+      const sameName = namedAt.get(name);
+      const sameId = idAt.get(ingressClientId(name));
+      if (sameName !== undefined) {
+        problems.push({
+          path: at('name'),
+          message: `"${name}" is also the name of ingress.clients[${sameName}]`,
+        });
+      } else if (sameId !== undefined) {
+        problems.push({
+          path: at('name'),
+          message: `"${name}" and ingress.clients[${sameId}] would name the same stack outputs (Ingress${ingressClientId(name)}Host …): names must differ in more than hyphens and underscores`,
+        });
+      }
+      namedAt.set(name, namedAt.get(name) ?? index);
+      idAt.set(ingressClientId(name), idAt.get(ingressClientId(name)) ?? index);
+    }
+    // A value that fails its own check is reported by it; the rules here are about valid ones.
+    const rawRoute = fieldOf(client, 'route');
+    const route = routeNameSchema.safeParse(rawRoute).success ? rawRoute : undefined;
+    const forced =
+      typeof route === 'string'
+        ? routeList?.find((candidate) => fieldOf(candidate, 'name') === route)
+        : undefined;
+    if (typeof route === 'string' && forced === undefined) {
+      problems.push({
+        path: at('route'),
+        message: routeList
+          ? `no route is named "${route}" (configured: ${routeNames.join(', ')}): name one of them, or leave route out to route by the From address`
+          : `names route "${route}", but the configuration has no routes: add a routes section, or leave route out`,
+      });
+    }
+    const senders = fieldOf(client, 'senders');
+    if (!Array.isArray(senders)) return;
+    senders.forEach((pattern, position) => {
+      if (typeof pattern !== 'string' || !fromPatternSchema.safeParse(pattern).success) return;
+      if (forced !== undefined) {
+        const allowed = routePatterns(forced);
+        if (!allowed.some((outer) => patternCovers(outer, pattern))) {
+          problems.push({
+            path: at('senders', position),
+            message: `"${pattern}" is not allowed by route "${String(route)}" (it allows ${allowed.join(', ')}), which refuses a From it does not allow: add it to that route's from, or remove it here`,
+          });
+        }
+      } else if (routeList) {
+        if (
+          !routeList.some((candidate) =>
+            routePatterns(candidate).some((outer) => patternCovers(outer, pattern)),
+          )
+        ) {
+          problems.push({
+            path: at('senders', position),
+            message: `"${pattern}" is not allowed by any route, so the relay would refuse its messages: add it${patternKind(pattern) === 'address' ? ` (or *@${pattern.slice(pattern.lastIndexOf('@') + 1)})` : ''} to a route's from patterns, or remove it here`,
+          });
+        }
+      } else if (patternKind(pattern) === 'any') {
+        problems.push({
+          path: at('senders', position),
+          message:
+            '"*" (any sender) needs a route that allows "*": without routes only the senders the providers cover are allowed, so list them here',
+        });
+      } else {
+        const covered = PROVIDER_NAMES.some((provider) => {
+          const list = sendersOf(config, provider);
+          return (
+            Array.isArray(list) &&
+            list.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern))
+          );
+        });
+        if (!covered) {
+          const domain = pattern.slice(pattern.lastIndexOf('@') + 1);
+          problems.push({
+            path: at('senders', position),
+            message: `"${pattern}" is not covered by any provider, so the relay would refuse its messages: add ${patternKind(pattern) === 'domain' ? domain : `${pattern} (or ${domain})`} to ses.identities, graph.senders or smtp.senders, or remove it here`,
+          });
+        }
+      }
+    });
+  });
+  const maxMessageBytes = fieldOf(ingress, 'maxMessageBytes');
+  const relayMax = fieldOf(config, 'message', 'maxMessageBytes');
+  if (
+    typeof maxMessageBytes === 'number' &&
+    maxMessageBytes <= MAIL_MANAGER_MAX_MESSAGE_BYTES &&
+    typeof relayMax === 'number' &&
+    maxMessageBytes > relayMax
+  ) {
+    problems.push({
+      path: ['ingress', 'maxMessageBytes'],
+      message: `must be at most message.maxMessageBytes (${relayMax}): the relay would accept submissions it then refuses to send; lower this or raise message.maxMessageBytes`,
+    });
+  }
+  const retentionDays = fieldOf(ingress, 'retentionDays');
+  const queueRetention = fieldOf(config, 'queue', 'retentionDays');
+  if (
+    typeof retentionDays === 'number' &&
+    retentionDays >= 1 &&
+    typeof queueRetention === 'number' &&
+    retentionDays < queueRetention
+  ) {
+    problems.push({
+      path: ['ingress', 'retentionDays'],
+      message: `must be at least queue.retentionDays (${queueRetention}): a message waiting in the outbox may still need its stored submission; raise this or lower queue.retentionDays`,
+    });
+  }
+  return problems;
+}
+
 export const relayConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
@@ -839,6 +1200,11 @@ export const relayConfigSchema = z
     ledger: ledgerConfigSchema
       .prefault({})
       .describe('The DynamoDB delivery ledger: no message sent twice, and `mail-relay status`.'),
+    ingress: ingressConfigSchema
+      .optional()
+      .describe(
+        'An SMTP front door on Amazon SES Mail Manager, for applications, CRMs and printers that only speak SMTP: each client submits to its own authenticated endpoint (STARTTLS on 587, user name and generated password, allowed addresses only), each message is stored in S3 and the ingest function puts it on the outbox as a raw message (docs/smtp-ingress.md).',
+      ),
     egress: egressConfigSchema
       .optional()
       .describe(
@@ -888,6 +1254,10 @@ export const relayConfigSchema = z
       const routes = fieldOf(config, 'routes');
       if (Array.isArray(routes)) {
         for (const problem of routeProblems(config, routes)) ctx.addIssue({ code: 'custom', ...problem });
+      }
+      const ingress = fieldOf(config, 'ingress');
+      if (typeof ingress === 'object' && ingress !== null) {
+        for (const problem of ingressProblems(config, ingress)) ctx.addIssue({ code: 'custom', ...problem });
       }
       const base = fieldOf(config, 'retry', 'baseDelaySeconds');
       const max = fieldOf(config, 'retry', 'maxDelaySeconds');
@@ -948,6 +1318,24 @@ export const relayConfigSchema = z
         path: longerList,
         message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses`,
       });
+    }
+    if (config.ingress) {
+      const ingestBytes = Buffer.byteLength(
+        JSON.stringify(
+          ingestSettingsFor(config, {
+            queueUrl: LONGEST_QUEUE_URL,
+            deadLetterQueueUrl: LONGEST_QUEUE_URL,
+            bucket: LONGEST_BUCKET_NAME,
+          }),
+        ),
+      );
+      if (ingestBytes > MAX_SETTINGS_BYTES) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ingress', 'clients'],
+          message: `the ingest function settings would take ~${ingestBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains (*@domain) instead of many single addresses`,
+        });
+      }
     }
     const minimum = config.sendFunction.timeoutSeconds * 6;
     const visibility = config.queue.visibilityTimeoutSeconds;

@@ -31,6 +31,7 @@ import { OutboxQueue } from './outbox-queue.ts';
 import { RelayMonitoring } from './relay-monitoring.ts';
 import { SendFunction } from './send-function.ts';
 import { SesFeedback } from './ses-feedback.ts';
+import { SmtpIngress } from './smtp-ingress.ts';
 import { StaticEgress } from './static-egress.ts';
 import { SuppressionList } from './suppression-list.ts';
 
@@ -211,6 +212,55 @@ export interface MailRelayAttachmentsProps {
    * @default 7
    */
   readonly retentionDays?: number;
+}
+
+/** An application that submits over SMTP, with its own Mail Manager endpoint and password. */
+export interface MailRelayIngressClientProps {
+  /**
+   * Unique name (1-53 letters, digits, hyphens, underscores): names its endpoint, its stack outputs
+   * (`Ingress<Name>Host` …) and its S3 prefix `ingress/<name>/`.
+   */
+  readonly name: string;
+
+  /** The public CIDR blocks the client connects from (IPv4 or IPv6; no /0); every other address is refused. */
+  readonly allowedCidrs: string[];
+
+  /** From patterns the client may use: one address, `*@domain` or `*`. */
+  readonly senders: string[];
+
+  /**
+   * The route every message of this client takes; it must allow all of the client's senders.
+   *
+   * @default - the route the From address selects
+   */
+  readonly route?: string;
+}
+
+/** The SMTP front door on Amazon SES Mail Manager (docs/smtp-ingress.md). */
+export interface MailRelayIngressProps {
+  /** The applications that submit over SMTP, at most 40; each endpoint costs about $50/month. */
+  readonly clients: MailRelayIngressClientProps[];
+
+  /**
+   * Largest submission in bytes, MIME-encoded with headers; at most `message.maxMessageBytes` and 41943040.
+   *
+   * @default - the smaller of message.maxMessageBytes and 41943040 (Mail Manager's 40 MB)
+   */
+  readonly maxMessageBytes?: number;
+
+  /**
+   * Days S3 keeps a stored submission; at least `queue.retentionDays`.
+   *
+   * @default 14
+   */
+  readonly retentionDays?: number;
+
+  /**
+   * Submissions up to this many bytes travel inside the outbox message (0-700000).
+   *
+   * @default 49152
+   */
+  readonly inlineMaxBytes?: number;
 }
 
 /** Limits applied to every message before it is sent. */
@@ -635,6 +685,14 @@ export interface MailRelayProps {
   readonly egress?: MailRelayEgressProps;
 
   /**
+   * An SMTP front door: each client submits to its own authenticated Amazon SES Mail Manager endpoint,
+   * and its messages join the outbox like any other (stack outputs `Ingress<Name>…`).
+   *
+   * @default - no SMTP front door: producers use the outbox queue
+   */
+  readonly ingress?: MailRelayIngressProps;
+
+  /**
    * Which senders the relay sends for, and through which providers in which order.
    *
    * @default - every sender a provider covers, with the providers that cover it (graph, smtp, ses)
@@ -707,6 +765,8 @@ type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
   | SameKeys<MailRelaySendFunctionProps, NonNullable<ConfigFileShape['sendFunction']>>
   | SameKeys<MailRelayEgressProps, NonNullable<ConfigFileShape['egress']>>
+  | SameKeys<MailRelayIngressProps, NonNullable<ConfigFileShape['ingress']>>
+  | SameKeys<MailRelayIngressClientProps, NonNullable<ConfigFileShape['ingress']>['clients'][number]>
   | SameKeys<MailRelayRouteProps, NonNullable<ConfigFileShape['routes']>[number]>
   | SameKeys<
       MailRelayRewriteFromProps,
@@ -744,6 +804,8 @@ export class MailRelay extends Construct {
   readonly smtpCredential?: ISecret;
   /** The bucket producers upload large attachments to, when `attachments` is configured. */
   readonly attachmentBucket?: AttachmentBucket;
+  /** The SMTP front door (Mail Manager endpoints, bucket, ingest function), when `ingress` is configured. */
+  readonly smtpIngress?: SmtpIngress;
   /** The VPC, NATs and Elastic IPs the send function leaves from, when `egress` is configured. */
   readonly staticEgress?: StaticEgress;
   /** What happened to each message: no second send, and `mail-relay status`. */
@@ -797,6 +859,15 @@ export class MailRelay extends Construct {
       });
     }
 
+    if (config.ingress) {
+      this.smtpIngress = new SmtpIngress(this, 'Ingress', {
+        config,
+        outbox: this.outbox,
+        // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
+        logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+      });
+    }
+
     if (config.egress) {
       this.staticEgress = new StaticEgress(this, 'StaticEgress', {
         ...config.egress,
@@ -834,6 +905,7 @@ export class MailRelay extends Construct {
       deadLetterQueueUrl: this.deadLetterQueue.queueUrl,
       ...(this.graphCredential && { graphCredentialSecretId: this.graphCredential.secret.secretArn }),
       ...(this.attachmentBucket && { attachmentBucketName: this.attachmentBucket.bucket.bucketName }),
+      ...(this.smtpIngress && { ingressBucketName: this.smtpIngress.bucket.bucketName }),
       ledgerTableName: this.deliveryLedger.table.tableName,
       suppressionTableName: this.suppressionList.table.tableName,
       // Every SES send uses the relay's configuration set, so its events reach the feedback function.
@@ -891,6 +963,9 @@ export class MailRelay extends Construct {
       });
     }
 
+    // Messages too large to travel inline reference their stored submission.
+    this.smtpIngress?.grantRead(this.sendFunction);
+
     if (config.bounceReports && settings.graph && this.graphCredential) {
       this.bounceReportReader = new BounceReportReader(this, 'BounceReports', {
         config: config.bounceReports,
@@ -910,6 +985,7 @@ export class MailRelay extends Construct {
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
       ...(this.bounceReportReader && { bounceReportFunction: this.bounceReportReader.readerFunction }),
+      ...(this.smtpIngress && { ingestDeadLetterQueue: this.smtpIngress.deadLetterQueue }),
     });
   }
 

@@ -81,6 +81,12 @@ export interface RelayMonitoringProps {
    */
   readonly feedbackDeadLetterQueue?: IQueue;
   /**
+   * Where SMTP submissions the ingest function refused or could not process end up.
+   *
+   * @default - none: no SMTP front door
+   */
+  readonly ingestDeadLetterQueue?: IQueue;
+  /**
    * The scheduled reader of bounce reports; a run that fails alarms.
    *
    * @default - none
@@ -166,6 +172,7 @@ export class RelayMonitoring extends Construct {
     this.addQueueAlarms(props.outbox, props.deadLetterQueue);
     if (props.feedbackDeadLetterQueue) this.addFeedbackAlarm(props.feedbackDeadLetterQueue);
     if (props.bounceReportFunction) this.addBounceReportAlarm(props.bounceReportFunction);
+    if (props.ingestDeadLetterQueue) this.addIngestAlarm(props.ingestDeadLetterQueue);
     this.addFunctionAlarms(props.sendFunction);
 
     if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
@@ -365,6 +372,23 @@ export class RelayMonitoring extends Construct {
         'invoke the feedback function with the event again, or suppress the addresses by hand ' +
         '(mail-relay suppression add).',
       feedbackDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        statistic: 'Maximum',
+        period: SHORT_PERIOD,
+      }),
+      1,
+    );
+  }
+
+  private addIngestAlarm(ingestDeadLetterQueue: IQueue): void {
+    this.alarm(
+      'IngestDeadLetterQueueNotEmpty',
+      'ingest-dead-letter-queue-not-empty',
+      'Messages an application submitted over SMTP were not relayed: Mail Manager accepted them, so the ' +
+        'application believes they were sent. Each message in the ingest dead-letter queue names the stored ' +
+        'submission (bucket, key), the client and the reason (a sender the client may not use, broken MIME), ' +
+        "or holds the S3 event and the function's error. Fix the client or the configuration, tell the " +
+        "application's owner, then invoke the ingest function with the event again or delete the message.",
+      ingestDeadLetterQueue.metricApproximateNumberOfMessagesVisible({
         statistic: 'Maximum',
         period: SHORT_PERIOD,
       }),

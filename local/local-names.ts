@@ -10,6 +10,11 @@ export const DEFAULT_SES_PORT = 8005;
 export const DEFAULT_GRAPH_PEER_PORT = 8443;
 export const ATTACHMENT_BUCKET_NAME = 'mail-relay-attachments';
 export const DEFAULT_SMTP_PORT = 1025;
+/** Local mode's SMTP submission listener (the deployed relay's Mail Manager ingress endpoint). */
+export const DEFAULT_SMTP_INGRESS_PORT = 2587;
+export const INGRESS_BUCKET_NAME = 'mail-relay-ingress';
+/** Where a submission the ingest function refuses goes (local mode refuses during the SMTP session instead). */
+export const INGEST_DEAD_LETTER_QUEUE_NAME = 'mail-relay-ingest-dlq';
 export const DEFAULT_DYNAMODB_PORT = 4569;
 export const LEDGER_TABLE_NAME = 'mail-relay-ledger';
 export const SUPPRESSION_TABLE_NAME = 'mail-relay-suppression';

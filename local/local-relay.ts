@@ -1,9 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { Ingest } from '../lambda/core/ingest.ts';
 import {
   type GraphSettings,
   type RelaySettings,
@@ -11,12 +13,14 @@ import {
   type SmtpSettings,
 } from '../lambda/core/settings.ts';
 import { createFeedbackHandler } from '../lambda/feedback/create-handler.ts';
+import { S3SubmissionStore, SqsOutbox } from '../lambda/ingest/adapters.ts';
 import { createHttpTransport, type HttpTransport } from '../lambda/providers/http-transport.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
 import {
   DEFAULT_CONFIG_PATH,
   type GraphConfig,
   graphSettingsFor,
+  ingestSettingsFor,
   loadRelayConfig,
   type RelayConfig,
   relaySettingsFor,
@@ -30,8 +34,11 @@ import {
   DEFAULT_GRAPH_PEER_PORT,
   DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS,
   DEFAULT_SES_PORT,
+  DEFAULT_SMTP_INGRESS_PORT,
   DEFAULT_SMTP_PORT,
   DEFAULT_SQS_PORT,
+  INGEST_DEAD_LETTER_QUEUE_NAME,
+  INGRESS_BUCKET_NAME,
   LEDGER_TABLE_NAME,
   LOCAL_REGION,
   OUTBOX_QUEUE_NAME,
@@ -46,6 +53,7 @@ import { createRelayTables } from './relay-tables.ts';
 import { startSecretsManagerEmulator } from './secrets-manager-emulator.ts';
 import { SesCapture } from './ses-capture.ts';
 import { simulatedSesEvents } from './ses-simulator.ts';
+import { startSmtpIngress } from './smtp-ingress.ts';
 import { LocalSqsEventSource, localLambdaContext } from './sqs-event-source.ts';
 import { claimStateDirectory, DEFAULT_STATE_DIR } from './state-dir.ts';
 
@@ -104,6 +112,15 @@ export interface LocalRelayOptions {
   readonly stateDir?: string;
   /** Deletes the queues, ledger and suppression list kept in stateDir before starting. */
   readonly fresh?: boolean;
+  /** The SMTP submission listener, when the configuration has an ingress section. 0 picks a free port. @default 2587 */
+  readonly smtpIngressPort?: number;
+}
+
+/** How an application logs in to local mode's SMTP submission listener. */
+export interface LocalIngressCredential {
+  readonly client: string;
+  readonly username: string;
+  readonly password: string;
 }
 
 export interface LocalRelay {
@@ -122,6 +139,13 @@ export interface LocalRelay {
   readonly smtpCapture?: { readonly peer: SmtpPeer; readonly directory: string };
   /** S3 endpoint and bucket for large attachments, when the configuration enables them. */
   readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
+  /** The SMTP submission listener (STARTTLS, AUTH PLAIN/LOGIN), when the configuration has an ingress section. */
+  readonly smtpIngress?: {
+    readonly host: string;
+    readonly port: number;
+    readonly certificatePem: string;
+    readonly credentials: readonly LocalIngressCredential[];
+  };
   /** The DynamoDB emulator holding the delivery ledger and the suppression list. */
   readonly dynamoDbEndpoint: string;
   /** Receives the outcome events (EventBridge PutEvents); GET <endpoint>/mail-relay/events lists them. */
@@ -289,12 +313,13 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     }
 
     let attachmentBucket: LocalRelay['attachmentBucket'];
+    const s3 = new S3Client({ forcePathStyle: true });
+    stops.push(async () => s3.destroy());
     if (config.attachments) {
-      const s3 = new S3Client({ forcePathStyle: true });
       await s3.send(new CreateBucketCommand({ Bucket: ATTACHMENT_BUCKET_NAME }));
-      s3.destroy();
       attachmentBucket = { name: ATTACHMENT_BUCKET_NAME, endpoint: sqs.endpoint };
     }
+    if (config.ingress) await s3.send(new CreateBucketCommand({ Bucket: INGRESS_BUCKET_NAME }));
 
     // The settings the construct writes, with local stand-ins for Microsoft and the SMTP server.
     const settings: RelaySettings = {
@@ -303,6 +328,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
         deadLetterQueueUrl: queues.deadLetterQueueUrl,
         ...(graph && { graphCredentialSecretId: graph.credentialSecretId }),
         ...(attachmentBucket && { attachmentBucketName: attachmentBucket.name }),
+        ...(config.ingress && { ingressBucketName: INGRESS_BUCKET_NAME }),
         ...tables,
       }),
       ...(graph && { graph }),
@@ -328,6 +354,62 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       onInvocationError: (error) => console.error(`[local event source] invocation failed: ${String(error)}`),
     });
     source.start();
+    let smtpIngress: LocalRelay['smtpIngress'];
+    let stopListener = async () => undefined;
+    if (config.ingress) {
+      const ingestQueue = await client.send(
+        new CreateQueueCommand({ QueueName: INGEST_DEAD_LETTER_QUEUE_NAME }),
+      );
+      const ingest = new Ingest(
+        ingestSettingsFor(config, {
+          queueUrl: queues.queueUrl,
+          deadLetterQueueUrl: required(ingestQueue.QueueUrl, 'ingest DLQ URL'),
+          bucket: INGRESS_BUCKET_NAME,
+        }),
+        { store: new S3SubmissionStore(s3), outbox: new SqsOutbox(client, queues.queueUrl) },
+      );
+      const credentials = await localIngressCredentials(
+        state.ingressCredentialsPath,
+        config.ingress.clients.map((ingressClient) => ingressClient.name),
+      );
+      // As deployed: each client's password in Secrets Manager ({"password"}), read when it logs in.
+      const secretsClient = new SecretsManagerClient({});
+      stops.push(async () => secretsClient.destroy());
+      const listener = await withPortHint(
+        startSmtpIngress({
+          port: options.smtpIngressPort ?? DEFAULT_SMTP_INGRESS_PORT,
+          ingest,
+          s3,
+          clients: config.ingress.clients.map((ingressClient) => {
+            const secretId = secrets.putSecret(
+              `mail-relay/ingress/${ingressClient.name}`,
+              JSON.stringify({ password: credentials.get(ingressClient.name) }),
+            );
+            return {
+              name: ingressClient.name,
+              allowedCidrs: ingressClient.allowedCidrs,
+              password: async () => {
+                const secret = await secretsClient.send(new GetSecretValueCommand({ SecretId: secretId }));
+                return (JSON.parse(secret.SecretString ?? '{}') as { password?: string }).password ?? '';
+              },
+            };
+          }),
+        }),
+        '--smtp-ingress-port or MAIL_RELAY_SMTP_INGRESS_PORT',
+      );
+      let closing: Promise<void> | undefined;
+      stopListener = async () => {
+        closing ??= listener.close();
+        await closing;
+      };
+      stops.push(stopListener);
+      smtpIngress = {
+        host: listener.host,
+        port: listener.port,
+        certificatePem: listener.certificatePem,
+        credentials: [...credentials].map(([name, password]) => ({ client: name, username: name, password })),
+      };
+    }
     const feedbackInProgress = config.ses ? simulateSesFeedback(capture, config) : async () => undefined;
     let stopping: Promise<void> | undefined;
 
@@ -341,6 +423,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...(graphPeer && { graphPeer }),
       ...(smtpCapture && { smtpCapture }),
       ...(attachmentBucket && { attachmentBucket }),
+      ...(smtpIngress && { smtpIngress }),
       dynamoDbEndpoint: dynamoDb.endpoint,
       eventBridge,
       ...tables,
@@ -353,6 +436,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       },
       stop() {
         stopping ??= (async () => {
+          // Nothing new comes in while the queues drain.
+          await stopListener();
           await source.stop();
           await feedbackInProgress();
           client.destroy();
@@ -365,6 +450,27 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * The ingress clients' local passwords: generated once per state directory and kept there, so an
+ * application configured against local mode keeps working across restarts.
+ */
+async function localIngressCredentials(
+  file: string,
+  clients: readonly string[],
+): Promise<Map<string, string>> {
+  let stored: Record<string, string> = {};
+  try {
+    stored = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
+  } catch {
+    // first start, or an unreadable file: new passwords
+  }
+  const credentials = new Map(
+    clients.map((name) => [name, stored[name] ?? randomBytes(18).toString('base64url')] as const),
+  );
+  await writeFile(file, `${JSON.stringify(Object.fromEntries(credentials), null, 2)}\n`, { mode: 0o600 });
+  return credentials;
 }
 
 /** The queues local mode keeps across restarts. */

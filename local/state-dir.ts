@@ -9,6 +9,8 @@ export const QUEUE_SNAPSHOT_FILE = 'queues.json';
 export const DYNAMODB_DATA_DIR = 'dynamodb';
 /** The SMTP capture's .eml files: output for people to look at, not state, so --fresh keeps them. */
 export const SMTP_CAPTURE_SUBDIR = 'smtp';
+/** The passwords local mode generated for the ingress clients: kept, so configured apps keep working. */
+export const INGRESS_CREDENTIALS_FILE = 'ingress-credentials.json';
 /** Holds the process id of the local mode using the directory. */
 const LOCK_FILE = 'local-mode.pid';
 
@@ -18,6 +20,7 @@ export interface StateDirectory {
   readonly queueSnapshotPath: string;
   readonly dynamoDbPath: string;
   readonly smtpCaptureDir: string;
+  readonly ingressCredentialsPath: string;
   /** Lets the next local mode use the directory. */
   release(): Promise<void>;
 }
@@ -41,6 +44,7 @@ export async function claimStateDirectory(
     queueSnapshotPath: path.join(absolute, QUEUE_SNAPSHOT_FILE),
     dynamoDbPath: path.join(absolute, DYNAMODB_DATA_DIR),
     smtpCaptureDir: path.join(absolute, SMTP_CAPTURE_SUBDIR),
+    ingressCredentialsPath: path.join(absolute, INGRESS_CREDENTIALS_FILE),
     release: () => unlock(lockPath),
   };
   // A snapshot write cut short by a kill leaves its temporary file: never read, so remove it.

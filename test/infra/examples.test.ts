@@ -38,19 +38,22 @@ describe('the example configurations', () => {
     (file) => {
       const { config, template } = synthesize(file);
 
-      // Outbox and dead-letter queue; with ses, the feedback function's dead-letter queue too.
-      template.resourceCountIs('AWS::SQS::Queue', config.ses ? 3 : 2);
+      // Outbox and dead-letter queue; with ses, the feedback function's dead-letter queue too; with
+      // ingress, the ingest function's.
+      template.resourceCountIs('AWS::SQS::Queue', 2 + (config.ses ? 1 : 0) + (config.ingress ? 1 : 0));
       template.hasResourceProperties('AWS::SQS::Queue', {
         RedrivePolicy: Match.objectLike({ maxReceiveCount: config.queue.maxReceiveCount }),
       });
       // The send function; with ses, the feedback function; the SES brake, which pauses the
-      // configuration set on critical bounces, when enabled; the bounce report reader.
+      // configuration set on critical bounces, when enabled; the bounce report reader; with ingress,
+      // the ingest function and CDK's handler that sets the bucket notification.
       template.resourceCountIs(
         'AWS::Lambda::Function',
         1 +
           (config.ses ? 1 : 0) +
           (config.monitoring.pauseSesOnCriticalBounces ? 1 : 0) +
-          (config.bounceReports ? 1 : 0),
+          (config.bounceReports ? 1 : 0) +
+          (config.ingress ? 2 : 0),
       );
       template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
         BatchSize: config.sendFunction.batchSize,
@@ -138,12 +141,12 @@ describe('the example configurations', () => {
 });
 
 describe.each(exampleFiles)('the example %s', (file) => {
-  it('creates a Graph credential secret exactly when it configures graph', () => {
+  it('creates a Graph credential secret exactly when it configures graph, and one per ingress client', () => {
     const { config, template } = synthesize(file);
 
     template.resourceCountIs(
       'AWS::SecretsManager::Secret',
-      config.graph && !config.graph.credentialSecretArn ? 1 : 0,
+      (config.graph && !config.graph.credentialSecretArn ? 1 : 0) + (config.ingress?.clients.length ?? 0),
     );
   });
 
@@ -165,9 +168,9 @@ describe.each(exampleFiles)('the example %s', (file) => {
     template.resourceCountIs('AWS::DynamoDB::Table', 2);
   });
 
-  it('creates an attachment bucket exactly when it configures attachments', () => {
+  it('creates an attachment bucket exactly when it configures attachments, and an ingress bucket with ingress', () => {
     const { config, template } = synthesize(file);
 
-    template.resourceCountIs('AWS::S3::Bucket', config.attachments ? 1 : 0);
+    template.resourceCountIs('AWS::S3::Bucket', (config.attachments ? 1 : 0) + (config.ingress ? 1 : 0));
   });
 });

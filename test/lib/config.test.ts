@@ -3,10 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ingestSettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import {
   DEFAULT_CONFIG_PATH,
+  INGRESS_PREFIX,
+  INGRESS_SMTP_PORT,
+  ingestSettingsFor,
+  ingressCidrProblem,
+  ingressMaxMessageBytes,
   loadRelayConfig,
+  MAIL_MANAGER_MAX_MESSAGE_BYTES,
   parseRelayConfig,
   type SmtpConfig,
   smtpSettingsFor,
@@ -881,5 +888,337 @@ describe('parseRelayConfig route problems, one at a time', () => {
       'routes[1].providers[0]: "graph" is not configured: add a graph section (with its credentials) or remove it from the chain',
       'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',
     ]);
+  });
+});
+
+describe('parseRelayConfig with an ingress section', () => {
+  const problemsOf = (config: object) => configurationErrorFrom(() => parseRelayConfig(config)).problems;
+  const crm = { name: 'crm', allowedCidrs: ['203.0.113.10/32'], senders: ['*@crm.fabrikam.com'] };
+  const ses = { identities: ['crm.fabrikam.com', 'contoso.com'] };
+  const withClients = (...clients: object[]) => ({ ses, ingress: { clients } });
+  const routes = [
+    { name: 'crm', from: ['*@crm.fabrikam.com'], providers: ['ses'] },
+    { name: 'office', from: ['scanner@contoso.com', 'ceo@contoso.com'], providers: ['ses'] },
+  ];
+
+  it('accepts clients the providers cover and fills the defaults', () => {
+    const config = parseRelayConfig({
+      ses,
+      ingress: {
+        clients: [crm, { ...crm, name: 'scanner', allowedCidrs: ['198.51.100.7/32', '2001:db8::/48'] }],
+      },
+    });
+
+    expect(config.ingress).toEqual({
+      clients: [crm, { ...crm, name: 'scanner', allowedCidrs: ['198.51.100.7/32', '2001:db8::/48'] }],
+      retentionDays: 14,
+      inlineMaxBytes: 49_152,
+    });
+    expect(ingressMaxMessageBytes(config)).toBe(MAIL_MANAGER_MAX_MESSAGE_BYTES);
+    expect(INGRESS_PREFIX).toBe('ingress/');
+    expect(INGRESS_SMTP_PORT).toBe(587);
+  });
+
+  it('loads the ingress example, whose clients the routes allow', () => {
+    const config = loadRelayConfig(fileURLToPath(new URL('examples/ingress.config.json', REPO_ROOT)));
+
+    expect(config.ingress?.clients.map((client) => [client.name, client.route])).toEqual([
+      ['crm', 'crm'],
+      ['scanner', undefined],
+    ]);
+  });
+
+  it('defaults the largest submission to the relay limit when that is below Mail Manager’s 40 MB', () => {
+    const config = parseRelayConfig({ ...withClients(crm), message: { maxMessageBytes: 10 * MiB } });
+
+    expect(config.ingress?.maxMessageBytes).toBeUndefined();
+    expect(ingressMaxMessageBytes(config)).toBe(10 * MiB);
+    expect(
+      ingressMaxMessageBytes(
+        parseRelayConfig({ ...withClients(crm), ingress: { clients: [crm], maxMessageBytes: 2 * MiB } }),
+      ),
+    ).toBe(2 * MiB);
+  });
+
+  it('refuses a section without clients, and more clients than Mail Manager has rule sets for', () => {
+    expect(problemsOf(withClients())).toEqual(['ingress.clients: list at least one client']);
+    const many = Array.from({ length: 41 }, (_, index) => ({ ...crm, name: `client-${index}` }));
+    expect(problemsOf(withClients(...many))).toEqual([
+      'ingress.clients: at most 40: each client has its own Mail Manager rule set (40 per region) and authenticated ingress endpoint (50 per region)',
+    ]);
+  });
+
+  it('refuses a client name that is not 1-53 letters, digits, hyphens or underscores', () => {
+    const message =
+      'must be 1-53 letters, digits, hyphens or underscores (it becomes the S3 prefix ingress/<name>/, which Mail Manager caps at 62 characters)';
+
+    expect(problemsOf(withClients({ ...crm, name: 'crm app' }))).toEqual([
+      `ingress.clients[0].name: ${message}`,
+    ]);
+    expect(problemsOf(withClients({ ...crm, name: 'x'.repeat(54) }))).toEqual([
+      `ingress.clients[0].name: ${message}`,
+    ]);
+    expect(() => parseRelayConfig(withClients({ ...crm, name: 'x'.repeat(53) }))).not.toThrow();
+  });
+
+  it('refuses two clients with one name, or names that become the same stack outputs', () => {
+    expect(problemsOf(withClients(crm, crm))).toEqual([
+      'ingress.clients[1].name: "crm" is also the name of ingress.clients[0]',
+    ]);
+    expect(
+      problemsOf(
+        withClients({ ...crm, name: 'crm-eu' }, { ...crm, name: 'crm_eu' }, { ...crm, name: 'crmEu' }),
+      ),
+    ).toEqual([
+      'ingress.clients[1].name: "crm_eu" and ingress.clients[0] would name the same stack outputs (IngressCrmEuHost …): names must differ in more than hyphens and underscores',
+      'ingress.clients[2].name: "crmEu" and ingress.clients[0] would name the same stack outputs (IngressCrmEuHost …): names must differ in more than hyphens and underscores',
+    ]);
+  });
+
+  it('refuses a client without allowed addresses, or with the same block twice', () => {
+    expect(problemsOf(withClients({ ...crm, allowedCidrs: [] }))).toEqual([
+      'ingress.clients[0].allowedCidrs: list at least one CIDR block the client connects from',
+    ]);
+    expect(problemsOf(withClients({ ...crm, allowedCidrs: ['2001:DB8::/48', '2001:db8::/48'] }))).toEqual([
+      'ingress.clients[0].allowedCidrs: lists a block twice',
+    ]);
+  });
+
+  it('refuses what is not an IPv4 or IPv6 CIDR block, naming the position', () => {
+    const notCidr =
+      'must be an IPv4 or IPv6 CIDR block, address/prefix, such as 203.0.113.10/32 or 2001:db8::/48';
+
+    expect(
+      problemsOf(
+        withClients({ ...crm, allowedCidrs: ['203.0.113.10', 'crm.fabrikam.com/32', '203.0.113.256/32'] }),
+      ),
+    ).toEqual([
+      `ingress.clients[0].allowedCidrs[0]: ${notCidr}`,
+      `ingress.clients[0].allowedCidrs[1]: ${notCidr}`,
+      `ingress.clients[0].allowedCidrs[2]: ${notCidr}`,
+    ]);
+    expect(problemsOf(withClients({ ...crm, allowedCidrs: ['203.0.113.10/33', '2001:db8::/129'] }))).toEqual([
+      'ingress.clients[0].allowedCidrs[0]: must have a prefix from /1 to /32 (an IPv4 address has 32 bits)',
+      'ingress.clients[0].allowedCidrs[1]: must have a prefix from /1 to /128 (an IPv6 address has 128 bits)',
+    ]);
+  });
+
+  it('refuses the whole internet, IPv4 or IPv6, saying why', () => {
+    expect(problemsOf(withClients({ ...crm, allowedCidrs: ['0.0.0.0/0', '::/0'] }))).toEqual([
+      'ingress.clients[0].allowedCidrs[0]: allows every IPv4 address on the internet: list the addresses the client connects from, so a leaked password alone cannot submit mail',
+      'ingress.clients[0].allowedCidrs[1]: allows every IPv6 address on the internet: list the addresses the client connects from, so a leaked password alone cannot submit mail',
+    ]);
+  });
+
+  it('refuses a block written with host bits, naming its network address', () => {
+    expect(
+      problemsOf(
+        withClients({
+          ...crm,
+          allowedCidrs: ['203.0.113.10/24', '2001:db8:0:0:1::/48', '::ffff:198.51.100.7/120'],
+        }),
+      ),
+    ).toEqual([
+      'ingress.clients[0].allowedCidrs[0]: must be the network address of the block: 203.0.113.0/24',
+      'ingress.clients[0].allowedCidrs[1]: must be the network address of the block: 2001:db8::/48',
+      'ingress.clients[0].allowedCidrs[2]: must be the network address of the block: ::ffff:c633:6400/120',
+    ]);
+  });
+
+  it('accepts single addresses and networks of both versions', () => {
+    expect(ingressCidrProblem('198.51.100.7/32')).toBeUndefined();
+    expect(ingressCidrProblem('10.0.0.0/8')).toBeUndefined();
+    expect(ingressCidrProblem('2001:db8::1/128')).toBeUndefined();
+    expect(ingressCidrProblem('2001:db8:5c::/48')).toBeUndefined();
+    expect(ingressCidrProblem('::ffff:198.51.100.0/120')).toBeUndefined();
+  });
+
+  it('refuses a client without senders, or with a pattern that is not one', () => {
+    expect(problemsOf(withClients({ ...crm, senders: [] }))).toEqual([
+      'ingress.clients[0].senders: list at least one sender pattern',
+    ]);
+    expect(problemsOf(withClients({ ...crm, senders: ['crm@*'] }))).toEqual([
+      'ingress.clients[0].senders[0]: must be "*" (any sender), "*@domain" (any address at that domain) or one address',
+    ]);
+  });
+
+  it('refuses a route the configuration does not have', () => {
+    expect(problemsOf({ ...withClients({ ...crm, route: 'billing' }), routes })).toEqual([
+      'ingress.clients[0].route: no route is named "billing" (configured: crm, office): name one of them, or leave route out to route by the From address',
+    ]);
+    expect(problemsOf(withClients({ ...crm, route: 'crm' }))).toEqual([
+      'ingress.clients[0].route: names route "crm", but the configuration has no routes: add a routes section, or leave route out',
+    ]);
+  });
+
+  it('refuses senders the forced route does not allow', () => {
+    const client = {
+      ...crm,
+      route: 'office',
+      senders: ['scanner@contoso.com', '*@contoso.com', 'x@crm.fabrikam.com'],
+    };
+
+    expect(problemsOf({ ...withClients(client), routes })).toEqual([
+      'ingress.clients[0].senders[1]: "*@contoso.com" is not allowed by route "office" (it allows scanner@contoso.com, ceo@contoso.com), which refuses a From it does not allow: add it to that route\'s from, or remove it here',
+      'ingress.clients[0].senders[2]: "x@crm.fabrikam.com" is not allowed by route "office" (it allows scanner@contoso.com, ceo@contoso.com), which refuses a From it does not allow: add it to that route\'s from, or remove it here',
+    ]);
+  });
+
+  it('lets a route pattern *@domain cover the domain and its addresses, and * cover everyone', () => {
+    const clients = [
+      { ...crm, senders: ['*@crm.fabrikam.com', 'ventas@CRM.fabrikam.com'], route: 'crm' },
+      { ...crm, name: 'any', senders: ['*', '*@contoso.com', 'x@example.com'], route: 'anyone' },
+    ];
+    const anyone = { name: 'anyone', from: ['*'], providers: ['ses'] };
+
+    expect(() => parseRelayConfig({ ses, ingress: { clients }, routes: [...routes, anyone] })).not.toThrow();
+  });
+
+  it('refuses senders no route allows when the client does not force one', () => {
+    const client = {
+      ...crm,
+      senders: ['ventas@crm.fabrikam.com', 'ceo@contoso.com', 'cfo@contoso.com', '*@contoso.com', '*'],
+    };
+
+    expect(problemsOf({ ...withClients(client), routes })).toEqual([
+      'ingress.clients[0].senders[2]: "cfo@contoso.com" is not allowed by any route, so the relay would refuse its messages: add it (or *@contoso.com) to a route\'s from patterns, or remove it here',
+      'ingress.clients[0].senders[3]: "*@contoso.com" is not allowed by any route, so the relay would refuse its messages: add it to a route\'s from patterns, or remove it here',
+      'ingress.clients[0].senders[4]: "*" is not allowed by any route, so the relay would refuse its messages: add it to a route\'s from patterns, or remove it here',
+    ]);
+  });
+
+  it('without routes, refuses senders no provider covers', () => {
+    const client = {
+      ...crm,
+      senders: ['ventas@crm.fabrikam.com', '*@contoso.com', 'x@fabrikam.com', '*@fabrikam.com', '*'],
+    };
+
+    expect(problemsOf(withClients(client))).toEqual([
+      'ingress.clients[0].senders[2]: "x@fabrikam.com" is not covered by any provider, so the relay would refuse its messages: add x@fabrikam.com (or fabrikam.com) to ses.identities, graph.senders or smtp.senders, or remove it here',
+      'ingress.clients[0].senders[3]: "*@fabrikam.com" is not covered by any provider, so the relay would refuse its messages: add fabrikam.com to ses.identities, graph.senders or smtp.senders, or remove it here',
+      'ingress.clients[0].senders[4]: "*" (any sender) needs a route that allows "*": without routes only the senders the providers cover are allowed, so list them here',
+    ]);
+    // Any provider's list counts.
+    expect(() =>
+      parseRelayConfig({
+        ...withClients({ ...crm, senders: ['*@fabrikam.com'] }),
+        graph: { ...GRAPH, senders: ['fabrikam.com'] },
+      }),
+    ).not.toThrow();
+  });
+
+  it('refuses a largest submission above Mail Manager’s 40 MB or above the relay’s own limit', () => {
+    expect(
+      problemsOf({ ses, ingress: { clients: [crm], maxMessageBytes: MAIL_MANAGER_MAX_MESSAGE_BYTES + 1 } }),
+    ).toEqual([
+      'ingress.maxMessageBytes: at most 41943040 (40 MB, the largest message Mail Manager accepts)',
+    ]);
+    expect(
+      problemsOf({
+        ses,
+        message: { maxMessageBytes: 10 * MiB },
+        ingress: { clients: [crm], maxMessageBytes: 20 * MiB },
+      }),
+    ).toEqual([
+      'ingress.maxMessageBytes: must be at most message.maxMessageBytes (10485760): the relay would accept submissions it then refuses to send; lower this or raise message.maxMessageBytes',
+    ]);
+  });
+
+  it('refuses keeping submissions for less time than the outbox keeps messages', () => {
+    expect(problemsOf({ ses, ingress: { clients: [crm], retentionDays: 7 } })).toEqual([
+      'ingress.retentionDays: must be at least queue.retentionDays (14): a message waiting in the outbox may still need its stored submission; raise this or lower queue.retentionDays',
+    ]);
+    expect(() =>
+      parseRelayConfig({ ses, queue: { retentionDays: 7 }, ingress: { clients: [crm], retentionDays: 7 } }),
+    ).not.toThrow();
+  });
+
+  it('refuses an inline size SQS cannot carry', () => {
+    expect(problemsOf({ ses, ingress: { clients: [crm], inlineMaxBytes: 700_001 } })).toEqual([
+      'ingress.inlineMaxBytes: Too big: expected number to be <=700000',
+    ]);
+  });
+
+  it('refuses clients whose settings would not fit in the ingest function environment', () => {
+    const senders = Array.from({ length: 40 }, (_, index) => `sender-${index}@crm.fabrikam.com`);
+    const clients = Array.from({ length: 4 }, (_, index) => ({ ...crm, name: `crm-${index}`, senders }));
+
+    expect(problemsOf(withClients(...clients))).toEqual([
+      expect.stringMatching(
+        /^ingress\.clients: the ingest function settings would take ~\d+ bytes of its environment, over the 3500 that fit in Lambda's 4 KB; list whole domains \(\*@domain\) instead of many single addresses$/,
+      ),
+    ]);
+  });
+
+  it('reports every ingress problem with the rest in one error', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        ses,
+        routes,
+        queue: { retentionDays: 14 },
+        ingress: {
+          clients: [
+            { ...crm, route: 'nope', allowedCidrs: ['0.0.0.0/0'] },
+            { ...crm, senders: ['*@fabrikam.com'] },
+          ],
+          retentionDays: 3,
+        },
+        retry: { baseDelaySeconds: 60, maxDelaySeconds: 30 },
+      }),
+    );
+
+    expect(error.problems).toEqual([
+      expect.stringMatching(/^ingress\.clients\[0\]\.allowedCidrs\[0\]: allows every IPv4 address/),
+      expect.stringMatching(/^ingress\.clients\[0\]\.route: no route is named "nope"/),
+      'ingress.clients[1].name: "crm" is also the name of ingress.clients[0]',
+      expect.stringMatching(
+        /^ingress\.clients\[1\]\.senders\[0\]: "\*@fabrikam\.com" is not allowed by any route/,
+      ),
+      expect.stringMatching(/^ingress\.retentionDays: must be at least queue\.retentionDays \(14\)/),
+      'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',
+    ]);
+  });
+});
+
+describe('ingestSettingsFor', () => {
+  const resources = {
+    queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/outbox',
+    deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/ingest-dlq',
+    bucket: 'relay-ingress-bucket',
+  };
+
+  it('gives the ingest function the prefix, the limits and each client’s senders and route', () => {
+    const config = parseRelayConfig({
+      ses: { identities: ['fabrikam.com'] },
+      routes: [{ name: 'crm', from: ['*@fabrikam.com'], providers: ['ses'] }],
+      message: { maxRecipients: 20 },
+      ingress: {
+        clients: [
+          { name: 'crm', allowedCidrs: ['203.0.113.0/24'], senders: ['*@fabrikam.com'], route: 'crm' },
+          { name: 'scanner', allowedCidrs: ['198.51.100.7/32'], senders: ['scanner@fabrikam.com'] },
+        ],
+        inlineMaxBytes: 1000,
+      },
+    });
+
+    const settings = ingestSettingsFor(config, resources);
+
+    expect(settings).toEqual({
+      ...resources,
+      prefix: 'ingress/',
+      inlineMaxBytes: 1000,
+      limits: { maxRecipients: 20, maxMessageBytes: MAIL_MANAGER_MAX_MESSAGE_BYTES },
+      clients: [
+        { name: 'crm', senders: ['*@fabrikam.com'], route: 'crm' },
+        { name: 'scanner', senders: ['scanner@fabrikam.com'] },
+      ],
+    });
+    expect(ingestSettingsSchema.parse(settings)).toEqual(settings);
+  });
+
+  it('refuses a configuration without an ingress section', () => {
+    expect(
+      configurationErrorFrom(() => ingestSettingsFor(parseRelayConfig({ ses: SES }), resources)).problems,
+    ).toEqual(['ingress: required for the ingest function']);
   });
 });

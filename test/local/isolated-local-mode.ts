@@ -8,7 +8,10 @@ import type { LocalRelayOptions } from '../../local/local-relay.ts';
 export function isolatedLocalMode(
   workDir: string,
 ): Required<
-  Pick<LocalRelayOptions, 'sqsPort' | 'sesPort' | 'dynamoDbPort' | 'smtpPort' | 'graphPeerPort' | 'stateDir'>
+  Pick<
+    LocalRelayOptions,
+    'sqsPort' | 'sesPort' | 'dynamoDbPort' | 'smtpPort' | 'graphPeerPort' | 'smtpIngressPort' | 'stateDir'
+  >
 > {
   return {
     sqsPort: 0,
@@ -16,6 +19,7 @@ export function isolatedLocalMode(
     dynamoDbPort: 0,
     smtpPort: 0,
     graphPeerPort: 0,
+    smtpIngressPort: 0,
     stateDir: path.join(workDir, 'state'),
   };
 }
@@ -34,6 +38,8 @@ export function isolatedStartArgs(workDir: string): string[] {
     String(options.smtpPort),
     '--graph-peer-port',
     String(options.graphPeerPort),
+    '--smtp-ingress-port',
+    String(options.smtpIngressPort),
     '--state-dir',
     options.stateDir,
   ];

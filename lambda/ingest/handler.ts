@@ -1,0 +1,3 @@
+import { createIngestHandler } from './create-handler.ts';
+
+export const handler = createIngestHandler();
