@@ -6,6 +6,7 @@ import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, type IDestination, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 
@@ -162,4 +163,21 @@ export class RelayFunction extends NodejsFunction {
       }),
     );
   }
+}
+
+/**
+ * The dead-letter queue of a function invoked asynchronously (its on-failure destination): encrypted,
+ * TLS only, 14 days. `holds` says what lands there, for the cdk-nag acknowledgement.
+ */
+export function functionDeadLetterQueue(scope: Construct, id: string, holds: string): Queue {
+  const queue = new Queue(scope, id, {
+    encryption: QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  Validations.of(queue).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: `This queue is itself a dead-letter queue: ${holds}.`,
+  });
+  return queue;
 }

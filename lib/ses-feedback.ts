@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import { EventBus, Rule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { SqsDestination } from 'aws-cdk-lib/aws-lambda-destinations';
@@ -11,11 +11,11 @@ import {
   EventDestination,
   type IConfigurationSet,
 } from 'aws-cdk-lib/aws-ses';
-import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { FeedbackSettings } from '../lambda/core/settings.ts';
 import type { DeliveryLedger } from './delivery-ledger.ts';
-import { REPO_ROOT, RelayFunction } from './relay-function.ts';
+import { functionDeadLetterQueue, REPO_ROOT, RelayFunction } from './relay-function.ts';
 import type { SuppressionList } from './suppression-list.ts';
 
 const FEEDBACK_HANDLER_ENTRY = join(REPO_ROOT, 'lambda', 'feedback', 'handler.ts');
@@ -81,16 +81,11 @@ export class SesFeedback extends Construct {
       ],
     });
 
-    this.deadLetterQueue = new Queue(this, 'DeadLetterQueue', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(this.deadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason:
-        'This queue is itself a dead-letter queue: of the rule target and of the function (on-failure destination).',
-    });
+    this.deadLetterQueue = functionDeadLetterQueue(
+      this,
+      'DeadLetterQueue',
+      'of the rule target and of the function (on-failure destination)',
+    );
 
     const settings: FeedbackSettings = {
       suppression: {

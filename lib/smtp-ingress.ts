@@ -29,7 +29,7 @@ import {
   CfnMailManagerRuleSet,
   CfnMailManagerTrafficPolicy,
 } from 'aws-cdk-lib/aws-ses';
-import { type IQueue, Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import type { IQueue, Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import {
@@ -42,7 +42,7 @@ import {
   ingressMaxMessageBytes,
   type RelayConfig,
 } from './config.ts';
-import { REPO_ROOT, RelayFunction } from './relay-function.ts';
+import { functionDeadLetterQueue, REPO_ROOT, RelayFunction } from './relay-function.ts';
 
 export const INGEST_HANDLER_ENTRY = join(REPO_ROOT, 'lambda', 'ingest', 'handler.ts');
 
@@ -216,17 +216,11 @@ export class SmtpIngress extends Construct {
         'in advance; the grant is s3:PutObject below ingress/ of the relay’s own ingress bucket only.',
     );
 
-    this.deadLetterQueue = new Queue(this, 'DeadLetterQueue', {
-      encryption: QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-    });
-    Validations.of(this.deadLetterQueue).acknowledge({
-      id: 'AwsSolutions-SQS3',
-      reason:
-        'This queue is itself a dead-letter queue: of the ingest function (its on-failure destination, and ' +
-        'where it puts the submissions it refuses).',
-    });
+    this.deadLetterQueue = functionDeadLetterQueue(
+      this,
+      'DeadLetterQueue',
+      'of the ingest function (its on-failure destination, and where it puts the submissions it refuses)',
+    );
 
     this.ingestFunction = new RelayFunction(this, 'Function', {
       entry: INGEST_HANDLER_ENTRY,

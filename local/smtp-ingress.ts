@@ -65,13 +65,13 @@ export async function startSmtpIngress(options: SmtpIngressOptions): Promise<Smt
   const allowed = new Map(options.clients.map((client) => [client.name, blockListOf(client.allowedCidrs)]));
   const anyClient = blockListOf(options.clients.flatMap((client) => client.allowedCidrs));
 
-  const server = new SMTPServer({
+  const server = new SubmissionServer({
     name: 'mail-relay-ingress.local',
     banner: 'mail-relay SMTP submission (local mode)',
     logger: false,
     disableReverseLookup: true,
-    // Our replies carry their own enhanced status codes.
-    hideENHANCEDSTATUSCODES: true,
+    // Every reply carries an enhanced status code (SubmissionServer keeps ours as written).
+    hideENHANCEDSTATUSCODES: false,
     key: certificate.privateKeyPem,
     cert: certificate.certificatePem,
     secure: false,
@@ -101,13 +101,9 @@ export async function startSmtpIngress(options: SmtpIngressOptions): Promise<Smt
     onAuth(auth, session, callback) {
       const client = clients.get(auth.username ?? '');
       void (async () => {
-        const expected = client ? await client.password() : undefined;
-        if (!client || expected === undefined || !sameSecret(expected, auth.password ?? '')) {
-          return callback(
-            reply(refusal('AuthenticationFailed', 535, '5.7.8', 'authentication credentials invalid')),
-          );
-        }
-        if (!allowedFrom(allowed.get(client.name), session.remoteAddress)) {
+        // The address first, as Mail Manager's traffic policy refuses it before any AUTH: from
+        // elsewhere, the answer says nothing about the password.
+        if (client && !allowedFrom(allowed.get(client.name), session.remoteAddress)) {
           return callback(
             reply(
               refusal(
@@ -117,6 +113,12 @@ export async function startSmtpIngress(options: SmtpIngressOptions): Promise<Smt
                 `client ${client.name} may not connect from ${session.remoteAddress}`,
               ),
             ),
+          );
+        }
+        const expected = client ? await client.password() : undefined;
+        if (!client || expected === undefined || !sameSecret(expected, auth.password ?? '')) {
+          return callback(
+            reply(refusal('AuthenticationFailed', 535, '5.7.8', 'authentication credentials invalid')),
           );
         }
         callback(null, { user: client.name });
@@ -232,6 +234,35 @@ export async function startSmtpIngress(options: SmtpIngressOptions): Promise<Smt
     certificatePem: certificate.certificatePem,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+const ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+interface ConnectionReplies {
+  send(code: number, data?: unknown, context?: unknown): void;
+}
+
+/**
+ * smtp-server, with an enhanced status code on every reply (RFC 2034, advertised in EHLO): a reply
+ * of ours keeps the code we wrote (smtp-server would put its own default in front of it), one of
+ * smtp-server's gets the code of its table. And a client that tries AUTH before STARTTLS hears
+ * RFC 3207's `530 5.7.0`, not smtp-server's non-standard 538.
+ */
+class SubmissionServer extends SMTPServer {
+  override connect(
+    socket: Parameters<SMTPServer['connect']>[0],
+    options: Parameters<SMTPServer['connect']>[1],
+  ): void {
+    super.connect(socket, options);
+    const connections = (this as unknown as { connections: Set<ConnectionReplies> }).connections;
+    const connection = [...connections].at(-1);
+    if (!connection) return;
+    const send = connection.send.bind(connection);
+    connection.send = (code, data, context) => {
+      if (typeof data === 'string' && ENHANCED_CODE.test(data)) return send(code, data, false);
+      return send(code === 538 ? 530 : code, data, context);
+    };
+  }
 }
 
 type ReplyError = Error & { responseCode: number };

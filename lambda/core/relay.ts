@@ -583,7 +583,7 @@ class RelayCore implements Relay {
               bcc: remaining(message.bcc),
               from: sender.from,
               ...(sender.replyTo && { replyTo: sender.replyTo }),
-              headers: { ...message.headers, ...traceHeaders },
+              headers: { ...withoutTraceHeaders(message.headers), ...traceHeaders },
             },
             resolveOptions,
           );
@@ -1159,6 +1159,12 @@ class RetryScheduled extends Error {
   constructor(readonly failure: RelayFailure) {
     super(failure.message);
   }
+}
+
+/** Only the relay writes its trace headers: a forged one would tie feedback to another message. */
+function withoutTraceHeaders(headers: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const trace = new Set(Object.values(TRACE_HEADERS).map((name) => name.toLowerCase()));
+  return Object.fromEntries(Object.entries(headers ?? {}).filter(([name]) => !trace.has(name.toLowerCase())));
 }
 
 /** A message relay chose for a message: `<uuid@sender-domain>`, a valid RFC 5322 msg-id. */

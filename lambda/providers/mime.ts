@@ -2,7 +2,9 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Address } from 'nodemailer/lib/mailer';
 import type { Mailbox } from '../core/address.ts';
 import type { ComposedOutbound, RawOutbound } from '../core/attachments.ts';
+import { withoutHeaders } from '../core/mime/raw-mime.ts';
 import { prepareForRelay, renderForEnvelope, renderWithRecipientHeaders } from '../core/mime/render.ts';
+import { TRACE_HEADERS } from '../core/outcomes.ts';
 
 const toAddress = (mailbox: Mailbox): Address | string =>
   mailbox.name ? { name: mailbox.name, address: mailbox.address } : mailbox.address;
@@ -47,7 +49,8 @@ export function renderRawMime(
   message: RawOutbound,
   options: { readonly messageId: string; readonly recipients: 'envelope' | 'headers' },
 ): Buffer {
-  const prepared = prepareForRelay(message.mime, {
+  // Only the relay writes its trace headers: a forged one would tie feedback to another message.
+  const prepared = prepareForRelay(withoutHeaders(message.mime, ...Object.values(TRACE_HEADERS)), {
     ...(message.rewrittenFrom && { from: message.from, replyTo: message.rewrittenFrom.replyTo }),
     setHeaders: message.headers,
     messageId: options.messageId,

@@ -20,7 +20,7 @@ export interface RelayHeaders {
   readonly from?: Mailbox;
   /** Set as Reply-To only when the message has none. */
   readonly replyTo?: readonly Mailbox[];
-  /** Header fields the relay owns (trace headers such as X-MailRelay-Message-Id); replace any of that name. */
+  /** Header fields the relay owns (trace headers such as X-Mail-Relay-Message-Id); replace any of that name. */
   readonly setHeaders?: Readonly<Record<string, string>>;
   /** Set as Message-ID only when the message has none; angle brackets are added when missing. */
   readonly messageId: string;

@@ -435,4 +435,19 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       });
     });
   });
+  it('never sends a trace header the producer wrote, so feedback cannot be tied to another message', async () => {
+    await relayWith().processRecord(
+      sqsRecord(
+        contoso({ headers: { 'X-Mail-Relay-Idempotency-Key': 'someone-elses-key', 'X-Tenant': 'acme' } }),
+        {
+          messageId: 'trace-1',
+        },
+      ),
+    );
+
+    expect((graph.sent[0] as ComposedOutbound).headers).toEqual({
+      'X-Tenant': 'acme',
+      'X-Mail-Relay-Message-Id': 'trace-1',
+    });
+  });
 });

@@ -3,7 +3,8 @@ import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { type ComposedOutbound, inlineAttachments } from '../../../lambda/core/attachments.ts';
 import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../lambda/core/message.ts';
-import { composeMime } from '../../../lambda/providers/mime.ts';
+import { parseRawMime } from '../../../lambda/core/mime/raw-mime.ts';
+import { composeMime, renderRawMime } from '../../../lambda/providers/mime.ts';
 
 function contractMessage(input: Record<string, unknown>): ComposedOutbound {
   const result = parseMessage(JSON.stringify({ v: 1, ...input }), defaultMessageSchema);
@@ -139,5 +140,67 @@ describe('composeMime', () => {
     expect(logo?.contentDisposition).toBe('inline');
     expect(logo?.contentType).toBe('image/png');
     expect(Buffer.compare(logo?.content ?? Buffer.alloc(0), image)).toBe(0);
+  });
+});
+
+describe('renderRawMime', () => {
+  const submitted = parseRawMime(
+    Buffer.from(
+      [
+        'From: Sales <sales@crm.example.com>',
+        'To: ana@example.org',
+        'Bcc: boss@example.org',
+        'X-Mail-Relay-Idempotency-Key: someone-elses-key',
+        'X-Mail-Relay-Message-Id: forged',
+        'Subject: Invoice 42',
+        '',
+        'See attached.',
+        '',
+      ].join('\r\n'),
+    ),
+  );
+  const raw = {
+    from: { name: 'Sales', address: 'sales@crm.example.com' },
+    recipients: [{ address: 'ana@example.org' }, { address: 'boss@example.org' }],
+    mime: submitted,
+    headers: { 'X-Mail-Relay-Message-Id': 'sqs-1' },
+  };
+
+  it('drops trace headers the client wrote, so feedback cannot be tied to another message, and sets its own', () => {
+    const rendered = renderRawMime(raw, {
+      messageId: '<m-1@crm.example.com>',
+      recipients: 'envelope',
+    }).toString();
+
+    expect(rendered).not.toContain('someone-elses-key');
+    expect(rendered).not.toContain('forged');
+    expect(rendered).toContain('X-Mail-Relay-Message-Id: sqs-1');
+  });
+
+  it('leaves Bcc out for envelope providers and adds the Message-ID the message lacked', () => {
+    const rendered = renderRawMime(raw, {
+      messageId: '<m-1@crm.example.com>',
+      recipients: 'envelope',
+    }).toString();
+
+    expect(rendered).not.toMatch(/^Bcc:/im);
+    expect(rendered).toContain('Message-ID: <m-1@crm.example.com>');
+  });
+
+  it('rewrites the From and sets Reply-To to the original sender when the route rewrote it', async () => {
+    const rendered = renderRawMime(
+      {
+        ...raw,
+        from: { name: 'Sales via Fabrikam CRM', address: 'facturas@fabrikam.com' },
+        rewrittenFrom: { replyTo: [{ name: 'Sales', address: 'sales@crm.example.com' }] },
+      },
+      { messageId: '<m-1@crm.example.com>', recipients: 'envelope' },
+    );
+    const parsed = await simpleParser(rendered);
+
+    expect(parsed.from?.value).toEqual([
+      { name: 'Sales via Fabrikam CRM', address: 'facturas@fabrikam.com' },
+    ]);
+    expect(parsed.replyTo?.value).toEqual([{ name: 'Sales', address: 'sales@crm.example.com' }]);
   });
 });
