@@ -600,8 +600,12 @@ export interface MessageSummary {
   readonly to: string[];
   readonly cc: string[];
   readonly bcc: string[];
+  /** A raw message's envelope. */
+  readonly envelope: string[];
   readonly recipients: number;
   readonly subject: string | null;
+  /** A raw message's MIME: its size inline, or where it is in S3. */
+  readonly mime: { readonly bytes: number | null; readonly s3: string | null } | null;
   readonly attachments: {
     filename: string;
     contentType: string | null;
@@ -637,6 +641,10 @@ export function summarize(body: string): MessageSummary {
   const to = addresses(parsed?.to);
   const cc = addresses(parsed?.cc);
   const bcc = addresses(parsed?.bcc);
+  const envelope = addresses(parsed?.recipients);
+  const mimeSource =
+    parsed?.mime && typeof parsed.mime === 'object' ? (parsed.mime as Record<string, unknown>) : null;
+  const mimeS3 = mimeSource?.s3 as { bucket?: unknown; key?: unknown } | undefined;
   const attachments = (Array.isArray(parsed?.attachments) ? parsed.attachments : []).map((raw: unknown) => {
     const attachment = (raw ?? {}) as Record<string, unknown>;
     const s3 = attachment.s3 as { bucket?: unknown; key?: unknown } | undefined;
@@ -657,8 +665,21 @@ export function summarize(body: string): MessageSummary {
     to,
     cc,
     bcc,
-    recipients: to.length + cc.length + bcc.length,
+    envelope,
+    recipients: to.length + cc.length + bcc.length + envelope.length,
     subject: text(parsed?.subject),
+    mime: mimeSource
+      ? {
+          bytes:
+            typeof mimeSource.content === 'string'
+              ? Buffer.from(mimeSource.content.replace(/\s+/g, ''), 'base64').length
+              : null,
+          s3:
+            mimeS3 && typeof mimeS3 === 'object'
+              ? `s3://${String(mimeS3.bucket)}/${String(mimeS3.key)}`
+              : null,
+        }
+      : null,
     attachments,
     tags: parsed?.tags && typeof parsed.tags === 'object' ? (parsed.tags as Record<string, unknown>) : null,
     idempotencyKey: text(parsed?.idempotencyKey),
@@ -672,7 +693,12 @@ function describeSummary(summary: MessageSummary): string[] {
   if (!summary.json) return [`  not a JSON object (${summary.bytes} bytes): nothing more can be shown`];
   const list = (label: string, values: string[]) =>
     values.length > 0 ? [`${label} ${values.join(', ')}`] : [];
-  const recipients = [...list('to', summary.to), ...list('cc', summary.cc), ...list('bcc', summary.bcc)];
+  const recipients = [
+    ...list('to', summary.to),
+    ...list('cc', summary.cc),
+    ...list('bcc', summary.bcc),
+    ...list('envelope', summary.envelope),
+  ];
   const attachments = summary.attachments.map((attachment) => {
     const where = attachment.s3 ? `in S3 at ${attachment.s3}` : `${attachment.bytes ?? 0} bytes`;
     return `${attachment.filename} (${[where, attachment.contentType].filter(Boolean).join(', ')})`;
@@ -681,6 +707,16 @@ function describeSummary(summary: MessageSummary): string[] {
     ['from', summary.from],
     ['recipients', `${summary.recipients}${recipients.length > 0 ? `: ${recipients.join('; ')}` : ''}`],
     ['subject', summary.subject],
+    ...(summary.mime
+      ? [
+          [
+            'mime',
+            summary.mime.s3
+              ? `raw MIME in S3 at ${summary.mime.s3}`
+              : `raw MIME, ${summary.mime.bytes ?? 0} bytes inline`,
+          ] as [string, string],
+        ]
+      : []),
     ['attachments', attachments.length > 0 ? attachments.join('; ') : 'none'],
     [
       'tags',

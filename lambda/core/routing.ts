@@ -145,7 +145,8 @@ export function senderCoversPattern(sender: string, pattern: string): boolean {
     case 'any':
       return false;
     case 'domain':
-      return !sender.includes('@') && sender.toLowerCase() === pattern.slice(2).toLowerCase();
+      // Unicode and punycode spellings of a domain are the same domain.
+      return !sender.includes('@') && domainOf(`x@${sender}`) === domainOf(`x${pattern.slice(1)}`);
     case 'address':
       return identityCovers(sender, pattern);
   }

@@ -68,6 +68,7 @@ export const FUNCTION_DESCRIPTIONS = {
   send: 'Sends mail requests',
   feedback: 'Turns SES bounces',
   bounceReader: 'Reads non-delivery reports',
+  ingest: 'Turns messages submitted over SMTP',
 } as const;
 
 /** The logical ID and resource of one of the relay's functions; fails the test when it is missing. */

@@ -145,6 +145,19 @@ describe('a full synth with bundling', () => {
     expect(exportedHandlerType(bundleFile('index.mjs', 'bounceReader'), reader)).toBe('function');
   });
 
+  it('bundles the ingest function (the MIME toolkit inside) into a loadable handler', () => {
+    const ingest = {
+      queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/outbox',
+      deadLetterQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/ingest-dead-letters',
+      bucket: 'relay-ingress-0123abcd',
+      prefix: 'ingress/',
+      inlineMaxBytes: 49152,
+      limits: { maxRecipients: 20, maxMessageBytes: 26214400 },
+      clients: [{ name: 'scanner', senders: ['scanner@fabrikam.com'], route: 'scanner' }],
+    };
+    expect(exportedHandlerType(bundleFile('index.mjs', 'ingest'), ingest)).toBe('function');
+  });
+
   it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
     const peers: Peers = await startPeers();
     const dynamo = await startDynamo();

@@ -106,4 +106,10 @@ describe('routing', () => {
     expect(senderCoversPattern('ana@contoso.com', 'ANA@contoso.com')).toBe(true);
     expect(senderCoversPattern('contoso.com', '*')).toBe(false);
   });
+
+  it('takes the Unicode and punycode spellings of a domain as the same sender', () => {
+    expect(senderCoversPattern('bücher.de', '*@xn--bcher-kva.de')).toBe(true);
+    expect(senderCoversPattern('xn--bcher-kva.de', '*@bücher.de')).toBe(true);
+    expect(senderCoversPattern('bücher.de', '*@buecher.de')).toBe(false);
+  });
 });
