@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import {
+  Annotations,
   Aws,
   CfnCondition,
   CfnOutput,
@@ -291,6 +292,13 @@ export class SmtpIngress extends Construct {
 
   private addClient(client: IngressClientConfig, maxMessageSizeBytes: number): SmtpIngressClient {
     const scope = new Construct(this, client.name);
+    if (client.allowedCidrs.every(isLoopback)) {
+      // The local-mode default (mail-relay.config.json): deployed, it is an endpoint nobody can reach.
+      Annotations.of(scope).addWarningV2(
+        'mail-relay:ingress-loopback-only',
+        `ingress client ${client.name} allows only loopback addresses (${client.allowedCidrs.join(', ')}): no application can reach its endpoint in AWS, which still costs about $50 a month. Set the addresses your application sends from, or remove the client.`,
+      );
+    }
 
     const secret = new Secret(scope, 'Secret', {
       description: `SMTP password of the mail relay ingress client ${client.name} (the user name is the endpoint ID)`,
@@ -511,4 +519,9 @@ export class SmtpIngress extends Construct {
 /** `arn:<partition>:ses:<region>:<account>:<resource>`. */
 function mailManagerArn(resource: string): string {
   return `arn:${Aws.PARTITION}:ses:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
+}
+
+/** 127.0.0.0/8 or ::1: addresses only local mode's listener sees. */
+function isLoopback(cidr: string): boolean {
+  return cidr.startsWith('127.') || cidr === '::1/128';
 }

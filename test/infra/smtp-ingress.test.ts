@@ -1,5 +1,5 @@
 import { type CfnElement, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { relaySettingsSchema, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
@@ -684,5 +684,27 @@ describe('SmtpIngress misuse', () => {
     expect((error as ConfigurationError).problems).toEqual([
       'ingress client "crm": Test/Relay/Ingress already has a client whose stack outputs are named IngressCrm… in stack Test; rename one of the clients, or put the relays in separate stacks',
     ]);
+  });
+});
+
+describe('SmtpIngress with the local-mode default client', () => {
+  it('warns at synth that a client allowing only loopback addresses cannot be reached in AWS', () => {
+    const local = build({
+      ...PROPS,
+      ingress: {
+        clients: [{ name: 'app', allowedCidrs: ['127.0.0.1/32', '::1/128'], senders: ['*@fabrikam.com'] }],
+      },
+    });
+    const warnings = Annotations.fromStack(local.stack).findWarning('*', Match.anyValue());
+
+    expect(warnings.map((warning) => warning.entry.data)).toEqual([
+      expect.stringContaining(
+        'ingress client app allows only loopback addresses (127.0.0.1/32, ::1/128): no application can reach its endpoint in AWS',
+      ),
+    ]);
+  });
+
+  it('does not warn for clients with real addresses', () => {
+    expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('loopback'))).toEqual([]);
   });
 });
