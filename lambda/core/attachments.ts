@@ -2,8 +2,6 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Mailbox } from './address.ts';
 import { classifyFault, RelayFailure } from './failures.ts';
 import { type ComposedMessage, decodedSizeOf, type RawMessage } from './message.ts';
-import { inspectMime } from './mime/inspect.ts';
-import { normaliseMime } from './mime/normalise.ts';
 import type { RawMime } from './mime/raw-mime.ts';
 import type { AttachmentSettings } from './settings.ts';
 import { truncate } from './text.ts';
@@ -159,6 +157,11 @@ export async function resolveRawMessage(
   const bytes = reference
     ? await readStored(reference, 'mime.s3', 0, bucketOptions)
     : Buffer.from(message.mime.content ?? '', 'base64');
+  // Loaded with the first raw message: composed messages never pay for libmime's charset tables.
+  const [{ normaliseMime }, { inspectMime }] = await Promise.all([
+    import('./mime/normalise.ts'),
+    import('./mime/inspect.ts'),
+  ]);
   const { mime } = normaliseMime(bytes, { now: options.now });
   const summary = inspectMime(mime);
   const problems = [...summary.problems];

@@ -2,8 +2,6 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Address } from 'nodemailer/lib/mailer';
 import type { Mailbox } from '../core/address.ts';
 import type { ComposedOutbound, RawOutbound } from '../core/attachments.ts';
-import { withoutHeaders } from '../core/mime/raw-mime.ts';
-import { prepareForRelay, renderForEnvelope, renderWithRecipientHeaders } from '../core/mime/render.ts';
 import { TRACE_HEADERS } from '../core/outcomes.ts';
 
 const toAddress = (mailbox: Mailbox): Address | string =>
@@ -45,10 +43,13 @@ export function composeMime(
  * recipients apart (SES, SMTP), so Bcc headers are dropped. `headers`: for Microsoft Graph, which
  * sends to the header recipients, so To/Cc/Bcc are made to say exactly the envelope.
  */
-export function renderRawMime(
+export async function renderRawMime(
   message: RawOutbound,
   options: { readonly messageId: string; readonly recipients: 'envelope' | 'headers' },
-): Buffer {
+): Promise<Buffer> {
+  // Loaded with the first raw message: composed messages never pay for libmime's charset tables.
+  const [{ withoutHeaders }, { prepareForRelay, renderForEnvelope, renderWithRecipientHeaders }] =
+    await Promise.all([import('../core/mime/raw-mime.ts'), import('../core/mime/render.ts')]);
   // Only the relay writes its trace headers: a forged one would tie feedback to another message.
   const prepared = prepareForRelay(withoutHeaders(message.mime, ...Object.values(TRACE_HEADERS)), {
     ...(message.rewrittenFrom && { from: message.from, replyTo: message.rewrittenFrom.replyTo }),

@@ -67,7 +67,7 @@ export class SesProvider implements MailProvider {
       });
     }
     const raw = isRawOutbound(message)
-      ? renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
+      ? await renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
       : await composeMime(message, { messageId: context.internetMessageId });
     if (raw.length > SES_MAX_MESSAGE_BYTES) {
       throw classifyFault({

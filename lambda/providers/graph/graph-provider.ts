@@ -126,7 +126,7 @@ export class GraphProvider implements MailProvider {
   private async sendMime(message: RawOutbound, context: SendContext): Promise<SendReceipt> {
     const mailbox = message.from.address.toLowerCase();
     const { signal, internetMessageId, handOff } = context;
-    const mime = renderRawMime(message, { messageId: internetMessageId, recipients: 'headers' });
+    const mime = await renderRawMime(message, { messageId: internetMessageId, recipients: 'headers' });
     const body = mime.toString('base64');
     if (body.length <= MAX_REQUEST_BYTES) {
       return this.receipt(

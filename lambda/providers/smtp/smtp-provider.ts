@@ -64,7 +64,7 @@ export class SmtpProvider implements MailProvider {
     // An address with a non-ASCII local part goes only to a server that offers SMTPUTF8 (RFC 6531).
     const smtpUtf8Address = [envelope.from, ...envelope.to].find(needsSmtpUtf8);
     const raw = isRawOutbound(message)
-      ? renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
+      ? await renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
       : await composeMime(message, { messageId: context.internetMessageId });
     const limit = this.options.settings.maxMessageBytes;
     if (limit !== undefined && raw.length > limit) {

@@ -166,29 +166,27 @@ describe('renderRawMime', () => {
     headers: { 'X-Mail-Relay-Message-Id': 'sqs-1' },
   };
 
-  it('drops trace headers the client wrote, so feedback cannot be tied to another message, and sets its own', () => {
-    const rendered = renderRawMime(raw, {
-      messageId: '<m-1@crm.example.com>',
-      recipients: 'envelope',
-    }).toString();
+  it('drops trace headers the client wrote, so feedback cannot be tied to another message, and sets its own', async () => {
+    const rendered = (
+      await renderRawMime(raw, { messageId: '<m-1@crm.example.com>', recipients: 'envelope' })
+    ).toString();
 
     expect(rendered).not.toContain('someone-elses-key');
     expect(rendered).not.toContain('forged');
     expect(rendered).toContain('X-Mail-Relay-Message-Id: sqs-1');
   });
 
-  it('leaves Bcc out for envelope providers and adds the Message-ID the message lacked', () => {
-    const rendered = renderRawMime(raw, {
-      messageId: '<m-1@crm.example.com>',
-      recipients: 'envelope',
-    }).toString();
+  it('leaves Bcc out for envelope providers and adds the Message-ID the message lacked', async () => {
+    const rendered = (
+      await renderRawMime(raw, { messageId: '<m-1@crm.example.com>', recipients: 'envelope' })
+    ).toString();
 
     expect(rendered).not.toMatch(/^Bcc:/im);
     expect(rendered).toContain('Message-ID: <m-1@crm.example.com>');
   });
 
   it('rewrites the From and sets Reply-To to the original sender when the route rewrote it', async () => {
-    const rendered = renderRawMime(
+    const rendered = await renderRawMime(
       {
         ...raw,
         from: { name: 'Sales via Fabrikam CRM', address: 'facturas@fabrikam.com' },
