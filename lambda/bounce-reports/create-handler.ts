@@ -73,7 +73,7 @@ export function createBounceReportHandler(
     );
   }
 
-  const handler = middy(async () =>
+  const handler = middy(() =>
     readBounceReports(
       {
         mailboxes: settings.mailboxes,
@@ -90,7 +90,7 @@ export function createBounceReportHandler(
         process: (events) => processFeedback(events, feedback),
         logger,
       },
-    ),
+    ).finally(() => feedback.telemetry.flush()),
   ).use(injectLambdaContext(logger, { logEvent: false }));
   return handler as BounceReportHandler;
 }

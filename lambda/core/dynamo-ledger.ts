@@ -1,5 +1,7 @@
 import {
   type AttributeValue,
+  BatchGetItemCommand,
+  type BatchGetItemCommandOutput,
   ConditionalCheckFailedException,
   type DynamoDBClient,
   GetItemCommand,
@@ -16,6 +18,10 @@ import {
   type FeedbackNote,
   type FeedbackNotes,
 } from './ledger.ts';
+
+const BATCH_GET_LIMIT = 100;
+/** Rounds of unprocessed keys read again before the batch read gives up (each record then reads alone). */
+const BATCH_GET_ROUNDS = 3;
 
 /** Global secondary index on `messageId` (keys only), for looking a message up by its SQS message id. */
 export const MESSAGE_ID_INDEX = 'messageId';
@@ -40,6 +46,31 @@ export class DynamoDeliveryLedger implements DeliveryLedger, FeedbackNotes {
     if (!Item) return undefined;
     const record = fromItem(Item);
     return record.expiresAt * 1000 < this.now() ? undefined : record;
+  }
+
+  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<Map<string, DeliveryRecord>> {
+    const found = new Map<string, DeliveryRecord>();
+    // BatchGetItem takes 100 keys a request; DynamoDB may leave some unprocessed under load.
+    for (let start = 0; start < keys.length; start += BATCH_GET_LIMIT) {
+      let pending: Record<string, AttributeValue>[] | undefined = keys
+        .slice(start, start + BATCH_GET_LIMIT)
+        .map((key) => ({ key: { S: key } }));
+      for (let round = 0; pending && pending.length > 0; round += 1) {
+        if (round >= BATCH_GET_ROUNDS) throw new Error(`DynamoDB left ${pending.length} ledger keys unread`);
+        const output: BatchGetItemCommandOutput = await this.client.send(
+          new BatchGetItemCommand({
+            RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+          }),
+          { ...(signal && { abortSignal: signal }) },
+        );
+        for (const item of output.Responses?.[this.tableName] ?? []) {
+          const record = fromItem(item);
+          if (record.expiresAt * 1000 >= this.now()) found.set(record.key, record);
+        }
+        pending = output.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return found;
   }
 
   /** The entry whose latest delivery had this SQS message id (eventually consistent, for status queries). */

@@ -118,6 +118,11 @@ export interface DeliveryLedger {
   /** The entry, read strongly consistent; undefined when absent or expired. */
   get(key: string, signal?: AbortSignal): Promise<DeliveryRecord | undefined>;
   /**
+   * Several entries at once, read strongly consistent (one request for a batch instead of one each);
+   * the map holds the entries that exist and have not expired.
+   */
+  getMany?(keys: readonly string[], signal?: AbortSignal): Promise<Map<string, DeliveryRecord>>;
+  /**
    * Writes the entry only if the stored one still has `expectedVersion` (undefined: only if there is
    * none, or it has expired). Resolves false when another writer got there first.
    */

@@ -1,11 +1,12 @@
 /**
- * The relay's CloudWatch metrics, in one place: the send function emits them as Embedded Metric
- * Format (Powertools Metrics), and the stack's alarms and dashboard read them by these names.
+ * The relay's CloudWatch metrics, in one place: the functions emit them as Embedded Metric Format
+ * (send/telemetry.ts, one document per set of dimension values per invocation), and the stack's
+ * alarms and dashboard read them by these names.
  */
 export const METRICS_NAMESPACE = 'MailRelay';
 
 /**
- * Powertools Metrics adds a `service` dimension to every metric (POWERTOOLS_SERVICE_NAME); alarms and
+ * Every metric carries a `service` dimension with this value; alarms and
  * the dashboard must name it too, or CloudWatch finds no data.
  */
 export const METRICS_SERVICE = 'mail-relay';

@@ -26,6 +26,7 @@ import {
   createMessageSchema,
   isRawMessage,
   type MessageSchema,
+  type ParseResult,
   parseMessage,
   type RelayMessage,
   recipientsOf,
@@ -94,6 +95,33 @@ export interface Relay {
    * be deleted; throws a RelayFailure when it must be retried (the batch reports it as a failed item).
    */
   processRecord(record: SQSRecord, deadlines?: RecordDeadlines): Promise<RecordOutcome>;
+  /**
+   * The records of one invocation: what they all need is read once (their ledger entries in one
+   * request, the suppression list for all their recipients in another), then each is processed as
+   * processRecord does, concurrently. One settled result per record, in order.
+   */
+  processBatch(
+    records: readonly SQSRecord[],
+    deadlines?: RecordDeadlines,
+  ): Promise<PromiseSettledResult<RecordOutcome>[]>;
+}
+
+/**
+ * What a batch read at once. A record uses it instead of its own reads; what is missing here (the
+ * batch read failed, or did not cover it) each record reads alone, as before.
+ */
+interface BatchReads {
+  readonly parsed: ReadonlyMap<string, ParseResult>;
+  /** Ledger entries by key, for the keys in `ledgerKeys` (absent from the map: no entry). */
+  readonly ledger?: {
+    readonly keys: ReadonlySet<string>;
+    readonly found: ReadonlyMap<string, DeliveryRecord>;
+  };
+  /** Suppressions among `addresses` (lower-cased), keyed by lower-cased address. */
+  readonly suppressed?: {
+    readonly addresses: ReadonlySet<string>;
+    readonly found: ReadonlyMap<string, Suppression>;
+  };
 }
 
 /** Where the walk along a route's provider chain ended for this delivery. */
@@ -134,6 +162,8 @@ interface Delivery {
   readonly route: RouteSettings;
   readonly sender: { from: Mailbox; replyTo?: Mailbox[] | undefined };
   readonly chain: readonly MailProvider[];
+  /** What the batch read at once, when the record came with its batch. */
+  readonly reads: BatchReads | undefined;
 }
 
 /** The code of a hand-off that lost the race for the ledger entry to another function. */
@@ -174,12 +204,21 @@ class RelayCore implements Relay {
     this.telemetry = dependencies.telemetry ?? NO_TELEMETRY;
   }
 
+  async processBatch(
+    records: readonly SQSRecord[],
+    deadlines: RecordDeadlines = NO_DEADLINES,
+  ): Promise<PromiseSettledResult<RecordOutcome>[]> {
+    const reads = await this.readBatch(records, deadlines.work);
+    return Promise.allSettled(records.map((record) => this.processRecord(record, deadlines, reads)));
+  }
+
   async processRecord(
     sqsRecord: SQSRecord,
     deadlines: RecordDeadlines = NO_DEADLINES,
+    reads?: BatchReads,
   ): Promise<RecordOutcome> {
     try {
-      return await this.process(sqsRecord, deadlines);
+      return await this.process(sqsRecord, deadlines, reads);
     } catch (error) {
       // The batch reports the record as failed; the delay for its return is already set.
       throw error instanceof RetryScheduled ? error.failure : error;
@@ -190,15 +229,61 @@ class RelayCore implements Relay {
     return new Date(this.now()).toISOString();
   }
 
-  private async process(sqsRecord: SQSRecord, deadlines: RecordDeadlines): Promise<RecordOutcome> {
+  /**
+   * Reads once what the batch's records need: their ledger entries (a message's idempotency key or SQS
+   * message id, and the id a redriven copy had) and the suppressions among all their recipients. A
+   * failed read is left to each record, whose own read then fails (and is retried) alone.
+   */
+  private async readBatch(records: readonly SQSRecord[], signal: AbortSignal): Promise<BatchReads> {
+    const parsed = new Map(
+      records.map((record) => [record.messageId, parseMessage(record.body, this.schema)]),
+    );
+    const ledgerKeys = new Set<string>();
+    const addresses = new Set<string>();
+    for (const record of records) {
+      const result = parsed.get(record.messageId);
+      if (!result?.ok) {
+        ledgerKeys.add(ledgerKeyOf(undefined, record.messageId));
+        continue;
+      }
+      ledgerKeys.add(ledgerKeyOf(result.message.idempotencyKey, record.messageId));
+      const source = sourceMessageIdOf(record);
+      if (!result.message.idempotencyKey && source) ledgerKeys.add(ledgerKeyOf(undefined, source));
+      for (const mailbox of recipientsOf(result.message)) addresses.add(mailbox.address.toLowerCase());
+    }
+    const { ledger, suppressions } = this.dependencies;
+    const [found, suppressed] = await Promise.all([
+      ledger.getMany ? ledger.getMany([...ledgerKeys], signal).catch(() => undefined) : undefined,
+      addresses.size > 0 ? suppressions.find([...addresses], signal).catch(() => undefined) : new Map(),
+    ]);
+    return {
+      parsed,
+      ...(found && { ledger: { keys: ledgerKeys, found } }),
+      ...(suppressed && { suppressed: { addresses, found: suppressed } }),
+    };
+  }
+
+  /** The ledger entry for a key: from the batch's read when it covered the key, else read now. */
+  private readLedger(key: string, signal: AbortSignal, reads: BatchReads | undefined) {
+    const batch = reads?.ledger;
+    return batch?.keys.has(key)
+      ? Promise.resolve(batch.found.get(key))
+      : this.dependencies.ledger.get(key, signal);
+  }
+
+  private async process(
+    sqsRecord: SQSRecord,
+    deadlines: RecordDeadlines,
+    reads: BatchReads | undefined,
+  ): Promise<RecordOutcome> {
     const attempt = Number(sqsRecord.attributes.ApproximateReceiveCount) || 1;
     // Ids, counts, tags and failure reasons only: bodies, subjects and attachments never reach the logs.
     const keys: Record<string, unknown> = { messageId: sqsRecord.messageId, attempt };
-    const parsed = parseMessage(sqsRecord.body, this.schema);
+    const parsed = reads?.parsed.get(sqsRecord.messageId) ?? parseMessage(sqsRecord.body, this.schema);
     if (!parsed.ok) {
       const key = ledgerKeyOf(undefined, sqsRecord.messageId);
       // Best effort: when the ledger cannot be read, a crash-repeated copy may reach the DLQ twice.
-      const previous = await this.dependencies.ledger.get(key, deadlines.work).catch(() => undefined);
+      const previous = await this.readLedger(key, deadlines.work, reads).catch(() => undefined);
       if (previous?.state === 'dead-lettered' && previous.messageId === sqsRecord.messageId) {
         return this.alreadyDeadLettered(previous, keys);
       }
@@ -222,8 +307,8 @@ class RelayCore implements Relay {
     let entry: LedgerEntry | undefined;
     try {
       const bodyHash = bodyHashOf(sqsRecord.body);
-      entry = await this.findEntry(sqsRecord, message, bodyHash, deadlines.work);
-      return await this.deliver(sqsRecord, message, attempt, keys, deadlines, entry, bodyHash);
+      entry = await this.findEntry(sqsRecord, message, bodyHash, deadlines.work, reads);
+      return await this.deliver(sqsRecord, message, attempt, keys, deadlines, entry, bodyHash, reads);
     } catch (error) {
       if (error instanceof RetryScheduled) throw error;
       // Failures before any provider had the message (routing, ledger reads): nothing was sent.
@@ -249,9 +334,10 @@ class RelayCore implements Relay {
     message: RelayMessage,
     bodyHash: string,
     signal: AbortSignal,
+    reads: BatchReads | undefined,
   ): Promise<LedgerEntry> {
     const read = (key: string) =>
-      this.dependencies.ledger.get(key, signal).catch((error: unknown) => {
+      this.readLedger(key, signal, reads).catch((error: unknown) => {
         throw ledgerUnavailable(error);
       });
     if (message.idempotencyKey) {
@@ -261,8 +347,8 @@ class RelayCore implements Relay {
         await read(message.idempotencyKey),
       );
     }
-    const source = sqsRecord.messageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.stringValue;
-    if (source && source !== sqsRecord.messageId) {
+    const source = sourceMessageIdOf(sqsRecord);
+    if (source) {
       const original = await read(ledgerKeyOf(undefined, source));
       if (original?.bodyHash === bodyHash) {
         return new LedgerEntry(this.dependencies.ledger, original.key, original);
@@ -280,6 +366,7 @@ class RelayCore implements Relay {
     deadlines: RecordDeadlines,
     entry: LedgerEntry,
     bodyHash: string,
+    reads: BatchReads | undefined,
   ): Promise<RecordOutcome> {
     const admission = admit(entry.record, { bodyHash, now: this.now(), messageId: sqsRecord.messageId });
     if (admission.kind === 'already-dead-lettered') return this.alreadyDeadLettered(admission.record, keys);
@@ -305,6 +392,7 @@ class RelayCore implements Relay {
       route,
       sender,
       chain: this.chainFor(route, sender.from.address),
+      reads,
     };
 
     switch (admission.kind) {
@@ -520,7 +608,7 @@ class RelayCore implements Relay {
   private async send(delivery: Delivery): Promise<RecordOutcome> {
     const { sqsRecord, message, attempt, keys, deadlines, sender, route } = delivery;
     try {
-      const suppressed = await this.findSuppressed(message, deadlines.work);
+      const suppressed = await this.findSuppressed(message, deadlines.work, delivery.reads);
       const remaining = (list: Mailbox[] | undefined) =>
         list?.filter((mailbox) => !suppressed.has(mailbox.address.toLowerCase()));
       const suppressedRecipients = [...suppressed.keys()];
@@ -1112,12 +1200,20 @@ class RelayCore implements Relay {
   private async findSuppressed(
     message: RelayMessage,
     signal: AbortSignal,
+    reads: BatchReads | undefined,
   ): Promise<Map<string, Suppression>> {
-    try {
-      return await this.dependencies.suppressions.find(
-        recipientsOf(message).map((mailbox) => mailbox.address),
-        signal,
+    const addresses = recipientsOf(message).map((mailbox) => mailbox.address.toLowerCase());
+    const batch = reads?.suppressed;
+    if (batch && addresses.every((address) => batch.addresses.has(address))) {
+      return new Map(
+        addresses.flatMap((address) => {
+          const suppression = batch.found.get(address);
+          return suppression ? [[address, suppression] as const] : [];
+        }),
       );
+    }
+    try {
+      return await this.dependencies.suppressions.find(addresses, signal);
     } catch (error) {
       throw new RelayFailure(
         {
@@ -1159,6 +1255,12 @@ class RetryScheduled extends Error {
   constructor(readonly failure: RelayFailure) {
     super(failure.message);
   }
+}
+
+/** The SQS message id a copy moved back from the dead-letter queue had before (MailRelay.SourceMessageId). */
+function sourceMessageIdOf(sqsRecord: SQSRecord): string | undefined {
+  const source = sqsRecord.messageAttributes?.[DEAD_LETTER_ATTRIBUTES.sourceMessageId]?.stringValue;
+  return source && source !== sqsRecord.messageId ? source : undefined;
 }
 
 /** Only the relay writes its trace headers: a forged one would tie feedback to another message. */

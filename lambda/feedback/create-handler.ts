@@ -1,6 +1,5 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import middy from '@middy/core';
@@ -29,7 +28,11 @@ export function createFeedbackHandler(
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const dependencies = createFeedbackDependencies(settings, logger, new DynamoDBClient({}));
   const handler = middy(async (event: unknown) => {
-    await processFeedback(parseSesEvent(event), dependencies);
+    try {
+      await processFeedback(parseSesEvent(event), dependencies);
+    } finally {
+      dependencies.telemetry.flush();
+    }
   }).use(injectLambdaContext(logger, { logEvent: false }));
   return handler as FeedbackHandler;
 }
@@ -39,11 +42,11 @@ export function createFeedbackDependencies(
   settings: FeedbackSettings,
   logger: Logger,
   dynamo: DynamoDBClient,
-): FeedbackDependencies {
+): FeedbackDependencies & { readonly telemetry: EmfTelemetry } {
   return {
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
     // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
-    telemetry: new EmfTelemetry(new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE })),
+    telemetry: new EmfTelemetry({ namespace: METRICS_NAMESPACE, service: METRICS_SERVICE }),
     ...(settings.events && {
       outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
     }),

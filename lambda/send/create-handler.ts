@@ -1,14 +1,12 @@
-import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
-import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
 import { invocationDeadlines } from '../core/deadline.ts';
@@ -32,6 +30,7 @@ import type { MailProvider } from '../providers/provider.ts';
 import { createSesClient, SesProvider } from '../providers/ses.ts';
 import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
 import { SmtpProvider } from '../providers/smtp/smtp-provider.ts';
+import { BufferedOutcomes } from './buffered-outcomes.ts';
 import { EmfTelemetry } from './telemetry.ts';
 
 /** Exchange Online's resource for SMTP AUTH with OAuth (global cloud). */
@@ -64,15 +63,18 @@ export function createSendHandler(
   const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const sqs = new SQSClient({});
   const dynamo = new DynamoDBClient({});
+  // Gathered over an invocation and written at its end: a few EMF lines and one PutEvents per batch.
+  // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
+  const telemetry = new EmfTelemetry({ namespace: METRICS_NAMESPACE, service: METRICS_SERVICE });
+  const outcomes =
+    settings.events &&
+    new BufferedOutcomes(new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName));
   const relay = createRelay({
     providers: createProviders(settings, options),
     ledger: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName),
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
-    // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
-    telemetry: new EmfTelemetry(new Metrics({ namespace: METRICS_NAMESPACE, serviceName: METRICS_SERVICE })),
-    ...(settings.events && {
-      outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
-    }),
+    telemetry,
+    ...(outcomes && { outcomes }),
     deadLetters: new SqsDeadLetterQueue(sqs, settings.deadLetterQueueUrl),
     recordDelay: new SqsRecordDelay(sqs, settings.queueUrl),
     ...((settings.attachments ?? settings.ingress) && {
@@ -93,25 +95,32 @@ export function createSendHandler(
     const deadlines = invocationDeadlines(
       context.getRemainingTimeInMillis?.() ?? settings.ledger.leaseSeconds * 1000,
     );
-    // A batch where every record failed is still a partial response: Lambda then retries exactly
-    // those records instead of treating the invocation as an error. One processor per invocation: it
-    // holds the batch's results, and local mode runs several invocations at once in one process.
-    return processPartialResponse(
-      event,
-      (record: SQSRecord) =>
-        relay.processRecord(record, deadlines).catch((error: unknown) => {
-          // The relay reports its own failures; anything else must not make the record retry silently.
-          if (!(error instanceof RelayFailure)) {
-            logger.error('The record could not be processed', {
-              messageId: record.messageId,
-              error: String(error),
-            });
-          }
-          throw error;
-        }),
-      new BatchProcessor(EventType.SQS),
-      { context, throwOnFullBatchFailure: false },
-    );
+    try {
+      const records = event.Records ?? [];
+      const results = await relay.processBatch(records, deadlines);
+      // A batch where every record failed is still a partial response: Lambda then retries exactly
+      // those records instead of treating the invocation as an error.
+      const batchItemFailures = results.flatMap((result, index) => {
+        if (result.status === 'fulfilled') return [];
+        const record = records[index];
+        // The relay reports its own failures; anything else must not make the record retry silently.
+        if (!(result.reason instanceof RelayFailure)) {
+          logger.error('The record could not be processed', {
+            messageId: record?.messageId,
+            error: String(result.reason),
+          });
+        }
+        return record ? [{ itemIdentifier: record.messageId }] : [];
+      });
+      return { batchItemFailures };
+    } finally {
+      telemetry.flush();
+      await outcomes
+        ?.flush()
+        .catch((error: unknown) =>
+          logger.error('Could not publish the outcome events', { error: String(error) }),
+        );
+    }
   }).use(loggerContext);
   return handler as SendHandler;
 }

@@ -25,6 +25,8 @@ export interface ReceivedEvent {
 export interface EventBridgePeer {
   readonly endpoint: string;
   readonly events: readonly ReceivedEvent[];
+  /** PutEvents calls answered so far. */
+  readonly putEventsCalls: number;
   /** The next `times` PutEvents calls fail every entry with this error code (as a throttled bus does). */
   failNext(times: number, errorCode?: string): void;
   close(): Promise<void>;
@@ -35,6 +37,7 @@ const MAX_ENTRIES = 10;
 export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
   const events: ReceivedEvent[] = [];
   let failures: { remaining: number; code: string } | undefined;
+  let putEventsCalls = 0;
 
   const reply = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
@@ -48,6 +51,7 @@ export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
     if (req.headers['x-amz-target'] !== 'AWSEvents.PutEvents') {
       return reply(res, 400, { __type: 'UnknownOperationException', message: 'only PutEvents is modelled' });
     }
+    putEventsCalls += 1;
     const { Entries } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Entries?: PutEntry[] };
     if (!Array.isArray(Entries) || Entries.length === 0 || Entries.length > MAX_ENTRIES) {
       return reply(res, 400, { __type: 'ValidationException', message: 'Entries must have 1 to 10 items' });
@@ -84,6 +88,9 @@ export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
   return {
     endpoint: `http://127.0.0.1:${bound}`,
     events,
+    get putEventsCalls() {
+      return putEventsCalls;
+    },
     failNext(times, errorCode = 'ThrottlingException') {
       failures = { remaining: times, code: errorCode };
     },

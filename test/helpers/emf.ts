@@ -24,7 +24,7 @@ export function captureStdout(): { readonly written: string[]; stop(): void } {
   return { written, stop: () => spy.mockRestore() };
 }
 
-/** The metric points in captured stdout: every JSON line with an `_aws` EMF directive. */
+/** The metric points in captured stdout: every metric of every JSON line with an `_aws` EMF directive. */
 export function emfPoints(written: readonly string[]): EmfPoint[] {
   return written
     .flatMap((chunk) => chunk.split('\n'))
@@ -32,14 +32,14 @@ export function emfPoints(written: readonly string[]): EmfPoint[] {
     .map(
       (line) => JSON.parse(line) as Record<string, unknown> & { _aws: { CloudWatchMetrics: EmfDirective[] } },
     )
-    .map((document) => {
-      const [directive] = document._aws.CloudWatchMetrics;
-      const name = directive?.Metrics[0]?.Name ?? '';
-      return {
-        namespace: directive?.Namespace,
-        name,
-        dimensions: Object.fromEntries((directive?.Dimensions[0] ?? []).map((key) => [key, document[key]])),
-        value: document[name],
-      };
-    });
+    .flatMap((document) =>
+      document._aws.CloudWatchMetrics.flatMap((directive) =>
+        directive.Metrics.map(({ Name }) => ({
+          namespace: directive.Namespace,
+          name: Name,
+          dimensions: Object.fromEntries((directive.Dimensions[0] ?? []).map((key) => [key, document[key]])),
+          value: document[Name],
+        })),
+      ),
+    );
 }

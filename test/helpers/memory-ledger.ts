@@ -10,11 +10,27 @@ export class MemoryLedger implements DeliveryLedger {
   /** Set to make the next writes fail, as an unreachable table would. */
   failWrites = false;
   failReads = false;
+  /** Set to make batch reads fail while single reads work. */
+  failBatchReads = false;
   writes = 0;
+  reads = 0;
+  batchReads = 0;
 
   async get(key: string): Promise<DeliveryRecord | undefined> {
     if (this.failReads) throw new Error('ledger unreachable');
+    this.reads += 1;
     return this.records.get(key);
+  }
+
+  async getMany(keys: readonly string[]): Promise<Map<string, DeliveryRecord>> {
+    if (this.failReads || this.failBatchReads) throw new Error('ledger unreachable');
+    this.batchReads += 1;
+    return new Map(
+      keys.flatMap((key) => {
+        const record = this.records.get(key);
+        return record ? [[key, record] as const] : [];
+      }),
+    );
   }
 
   async put(record: DeliveryRecord, expectedVersion: number | undefined): Promise<boolean> {
@@ -29,6 +45,8 @@ export class MemoryLedger implements DeliveryLedger {
 
 export class MemorySuppressionList implements SuppressionList {
   readonly entries = new Map<string, Suppression>();
+  /** The addresses of each lookup, in order. */
+  readonly lookups: (readonly string[])[] = [];
 
   add(address: string, reason = 'hard bounce'): void {
     const lower = address.toLowerCase();
@@ -36,6 +54,7 @@ export class MemorySuppressionList implements SuppressionList {
   }
 
   async find(addresses: readonly string[]): Promise<Map<string, Suppression>> {
+    this.lookups.push(addresses);
     const found = new Map<string, Suppression>();
     for (const address of addresses) {
       const entry = this.entries.get(address.toLowerCase());

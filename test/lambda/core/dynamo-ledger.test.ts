@@ -121,6 +121,17 @@ describe('the delivery ledger on the DynamoDB emulator', () => {
     expect(await halfASecondLater.put(record('edge', { messageId: 'after' }), undefined)).toBe(true);
   });
 
+  it('reads many entries in one go, leaving out absent and expired ones, beyond 100 keys', async () => {
+    const keys = Array.from({ length: 120 }, (_, index) => `many-${index}`);
+    await Promise.all(keys.slice(0, 110).map((key) => ledger.put(record(key), undefined)));
+    await ledger.put(record('many-expired', { expiresAt: NOW / 1000 - 1 }), undefined);
+
+    const found = await ledger.getMany([...keys, 'many-expired']);
+
+    expect([...found.keys()].sort()).toEqual(keys.slice(0, 110).sort());
+    expect(found.get('many-7')).toEqual(record('many-7'));
+  });
+
   it('passes on errors other than a lost race', async () => {
     const elsewhere = new DynamoDeliveryLedger(dynamo.client, 'no-such-table', () => NOW);
     await expect(elsewhere.put(record('x'), undefined)).rejects.toMatchObject({

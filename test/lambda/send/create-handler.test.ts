@@ -166,8 +166,9 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
         ]),
       );
       expect(points.filter((point) => point.name === 'Accepted')).toHaveLength(1);
-      // The records of a batch are processed concurrently: any order.
+      // The records of a batch are processed concurrently: any order; their events go out together.
       expect(events.events).toHaveLength(2);
+      expect(events.putEventsCalls).toBe(1);
       expect(events.events).toEqual(
         expect.arrayContaining([
           expect.objectContaining({

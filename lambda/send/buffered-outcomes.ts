@@ -1,0 +1,23 @@
+import type { OutcomeEvent, OutcomePublisher } from '../core/outcomes.ts';
+
+/**
+ * Holds the outcome events of an invocation and publishes them together at its end (`flush`): one
+ * PutEvents for up to ten messages instead of one each. Best effort, as before: a message's fate is
+ * decided and recorded whether or not its event goes out.
+ */
+export class BufferedOutcomes implements OutcomePublisher {
+  private pending: OutcomeEvent[] = [];
+
+  constructor(private readonly target: OutcomePublisher) {}
+
+  async publish(events: readonly OutcomeEvent[]): Promise<void> {
+    this.pending.push(...events);
+  }
+
+  /** Publishes what was held; rejects with the target's error (the events are then dropped). */
+  async flush(): Promise<void> {
+    const events = this.pending;
+    this.pending = [];
+    if (events.length > 0) await this.target.publish(events);
+  }
+}
