@@ -38,7 +38,7 @@ import {
   smtpSettingsSchema,
   UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
-import { ConfigurationError, describeIssues } from '../lambda/core/validation.ts';
+import { ConfigurationError, describeIssues, formatPath } from '../lambda/core/validation.ts';
 import { SECRET_ARN_PATTERN } from './secret-arn.ts';
 
 export const DEFAULT_CONFIG_PATH = 'mail-relay.config.json';
@@ -1243,6 +1243,14 @@ export const relayConfigSchema = z
             'looks for the copy Graph saves in Sent Items, and graph.saveToSentItems is false: turn saveToSentItems on, or set this to 0',
         });
       }
+      if (fieldOf(config, 'monitoring', 'pauseSesOnCriticalBounces') === true && ses === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['monitoring', 'pauseSesOnCriticalBounces'],
+          message:
+            'pauses the SES configuration set the relay sends with when the SES bounce rate is critical: configure ses too, or turn this off',
+        });
+      }
       if (fieldOf(config, 'bounceReports') !== undefined && graph === undefined) {
         ctx.addIssue({
           code: 'custom',
@@ -1381,5 +1389,61 @@ export function loadRelayConfig(path: string): RelayConfig {
       `not valid JSON: ${(error as Error).message}`,
     ]);
   }
+  // JSON.parse keeps the last of two equal keys: a second "routes" would silently replace the first.
+  const duplicates = duplicateKeys(text);
+  if (duplicates.length > 0) {
+    throw new ConfigurationError(`Invalid mail-relay configuration ${path}`, duplicates);
+  }
   return parseRelayConfig(json, `mail-relay configuration ${path}`);
+}
+
+/**
+ * Keys that appear twice in one object of a JSON text (which JSON.parse accepts, keeping the last),
+ * as `path: "key" appears twice (lines A and B)`. Expects text JSON.parse accepted.
+ */
+export function duplicateKeys(text: string): string[] {
+  const problems: string[] = [];
+  // One frame per open object or array: the keys seen (with their lines) and where it sits.
+  const frames: {
+    keys?: Map<string, number>;
+    path: (string | number)[];
+    index: number;
+    pendingKey?: string;
+  }[] = [];
+  let line = 1;
+  for (let position = 0; position < text.length; position += 1) {
+    const char = text[position];
+    if (char === '\n') line += 1;
+    else if (char === '"') {
+      let end = position + 1;
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      const value = JSON.parse(text.slice(position, end + 1)) as string;
+      const frame = frames.at(-1);
+      const rest = text.slice(end + 1).trimStart();
+      if (frame?.keys && rest.startsWith(':')) {
+        const first = frame.keys.get(value);
+        if (first !== undefined) {
+          problems.push(
+            `${formatPath([...frame.path, value])}: appears twice (lines ${first} and ${line}); JSON keeps only the last`,
+          );
+        } else frame.keys.set(value, line);
+        frame.pendingKey = value;
+      }
+      position = end;
+    } else if (char === '{' || char === '[') {
+      const parent = frames.at(-1);
+      const key = parent?.keys ? (parent.pendingKey ?? '') : (parent?.index ?? 0);
+      frames.push({
+        ...(char === '{' && { keys: new Map<string, number>() }),
+        path: parent ? [...parent.path, key] : [],
+        index: 0,
+      });
+    } else if (char === '}' || char === ']') {
+      frames.pop();
+    } else if (char === ',') {
+      const frame = frames.at(-1);
+      if (frame && !frame.keys) frame.index += 1;
+    }
+  }
+  return problems;
 }

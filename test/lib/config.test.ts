@@ -185,6 +185,25 @@ describe('parseRelayConfig', () => {
   });
 });
 
+describe('parseRelayConfig: rules synth and local mode share', () => {
+  it('refuses the SES brake without an ses section, as synth does', () => {
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({
+        graph: {
+          tenantId: 'contoso.onmicrosoft.com',
+          clientId: '11111111-2222-3333-4444-555555555555',
+          senders: ['contoso.com'],
+        },
+        monitoring: { pauseSesOnCriticalBounces: true },
+      }),
+    );
+
+    expect(error.problems).toEqual([
+      'monitoring.pauseSesOnCriticalBounces: pauses the SES configuration set the relay sends with when the SES bounce rate is critical: configure ses too, or turn this off',
+    ]);
+  });
+});
+
 describe('parseRelayConfig with Microsoft Graph', () => {
   it('accepts a graph section without ses and fills its defaults', () => {
     const config = parseRelayConfig({ graph: GRAPH });
@@ -483,6 +502,44 @@ describe('loadRelayConfig', () => {
 
     expect(error.message).toContain(`Invalid mail-relay configuration ${path}`);
     expect(error.problems).toEqual([expect.stringMatching(/^ses\.identities: /)]);
+  });
+
+  it('refuses a key given twice in one object, naming where, instead of keeping the last', () => {
+    const path = writeScratchFile(
+      'duplicates.json',
+      [
+        '{',
+        '  "ses": { "identities": ["example.com"] },',
+        '  "routes": [{ "name": "a", "from": ["*@example.com"], "providers": ["ses"], "name": "b" }],',
+        '  "ses": { "identities": ["example.org"] }',
+        '}',
+      ].join('\n'),
+    );
+
+    const error = configurationErrorFrom(() => loadRelayConfig(path));
+
+    expect(error.problems).toEqual([
+      'routes[0].name: appears twice (lines 3 and 3); JSON keeps only the last',
+      'ses: appears twice (lines 2 and 4); JSON keeps only the last',
+    ]);
+  });
+
+  it('takes equal keys in different objects, and keys inside strings, as they are', () => {
+    const path = writeScratchFile(
+      'no-duplicates.json',
+      [
+        '{',
+        '  "$schema": "a \\"ses\\": {} text",',
+        '  "ses": { "identities": ["example.com"] },',
+        '  "routes": [',
+        '    { "name": "a", "from": ["*@example.com"], "providers": ["ses"] },',
+        '    { "name": "b", "from": ["b@example.com"], "providers": ["ses"] }',
+        '  ]',
+        '}',
+      ].join('\n'),
+    );
+
+    expect(loadRelayConfig(path).routes?.map((route) => route.name)).toEqual(['a', 'b']);
   });
 
   it('accepts the $schema reference editors use', () => {
