@@ -22,9 +22,14 @@ type Endpoints = Pick<GraphSettings, 'tenantId' | 'clientId' | 'authorityHost' |
  * MSAL client credentials flow. The authority metadata is given rather than discovered, so a cold
  * start makes exactly one request (the token POST) and no request leaves for an unexpected host.
  */
+/** A token is used until this long before it expires, then a new one is asked for. */
+const REFRESH_BEFORE_EXPIRY_MS = 5 * 60_000;
+
 export class MsalTokenSource implements TokenSource {
   private client: ConfidentialClientApplication | undefined;
   private pending: Promise<string> | undefined;
+  /** The token in hand: handed out without asking MSAL (whose cache lookup costs CPU per request). */
+  private current: { readonly token: string; readonly refreshAt: number } | undefined;
 
   /** @param scope what the token is for; Graph by default (`<graphEndpoint>/.default`). */
   constructor(
@@ -34,8 +39,9 @@ export class MsalTokenSource implements TokenSource {
     private readonly scope = `${settings.graphEndpoint}/.default`,
   ) {}
 
-  /** Concurrent callers share one in-flight request; MSAL's cache serves the rest until expiry. */
+  /** The token in hand while it is fresh; else one request, which concurrent callers share. */
   getToken(): Promise<string> {
+    if (this.current && Date.now() < this.current.refreshAt) return Promise.resolve(this.current.token);
     this.pending ??= this.acquire().finally(() => {
       this.pending = undefined;
     });
@@ -50,12 +56,18 @@ export class MsalTokenSource implements TokenSource {
         scopes: [this.scope],
       });
       if (!result?.accessToken) throw new Error('Entra ID returned no access token');
+      const expiresAt = result.expiresOn?.getTime();
+      this.current =
+        expiresAt === undefined
+          ? undefined
+          : { token: result.accessToken, refreshAt: expiresAt - REFRESH_BEFORE_EXPIRY_MS };
       return result.accessToken;
     } catch (error) {
       const failure = tokenFailure(error);
       if (failure.failureClass === 'provider') {
         // Entra ID refused the credential: read the secret again next time, in case it was rotated.
         this.client = undefined;
+        this.current = undefined;
         this.credential.invalidate();
       }
       throw failure;

@@ -1,8 +1,9 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ConfidentialClientApplication } from '@azure/msal-node';
 import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type Mail from 'nodemailer/lib/mailer';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type ComposedOutbound,
   inlineAttachments,
@@ -256,6 +257,49 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
       granted: true,
     });
     expect(peer.requests.filter((request) => request.operation === 'discovery')).toHaveLength(0);
+  });
+
+  it('hands out the token in hand without asking MSAL again until shortly before it expires', async () => {
+    const asked = vi.spyOn(ConfidentialClientApplication.prototype, 'acquireTokenByClientCredential');
+    try {
+      const provider = coldStart();
+      for (let index = 0; index < 5; index += 1) await provider.send(outbound(), sendContext());
+
+      expect(asked).toHaveBeenCalledTimes(1);
+      expect(peer.delivered).toHaveLength(5);
+    } finally {
+      asked.mockRestore();
+    }
+  });
+
+  it('asks for a new token when the one in hand is within five minutes of expiring', async () => {
+    const shortLived = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: CLIENT_ID, certificatePem: certificate.certificatePem }],
+      tokenLifetimeSeconds: 240,
+    });
+    try {
+      const graph = settings({
+        authorityHost: shortLived.authorityHost,
+        graphEndpoint: shortLived.graphEndpoint,
+      });
+      const tokens = new MsalTokenSource(
+        graph,
+        cachedCredential(graphSecretReader(secretsClient), graph.credentialSecretId),
+        createHttpTransport({ ca: shortLived.caCertificate }),
+      );
+      const asked = vi.spyOn(ConfidentialClientApplication.prototype, 'acquireTokenByClientCredential');
+      try {
+        await tokens.getToken();
+        await tokens.getToken();
+
+        expect(asked).toHaveBeenCalledTimes(2);
+      } finally {
+        asked.mockRestore();
+      }
+    } finally {
+      await shortLived.close();
+    }
   });
 
   it('authenticates with a client secret as well', async () => {
