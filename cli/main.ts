@@ -31,7 +31,9 @@ const USAGE = `Usage:
       --graph-peer        also start the local Entra ID + Graph peer: the Graph route with no tenant.
       --graph-credential  a JSON file with a real app credential: Graph mail goes to the real tenant.
       --smtp-port         the SMTP capture that stands in for the configured SMTP server (default ${DEFAULT_SMTP_PORT};
-                          also MAIL_RELAY_SMTP_PORT); what it receives is saved under <state dir>/smtp/.
+                          also MAIL_RELAY_SMTP_PORT); what it receives is saved under <state dir>/smtp/. With
+                          named connections (smtp.connections), one capture each: the first on this port, the
+                          others on free ports (the banner shows them), saving under <state dir>/smtp/<name>/.
       --dynamodb-port     the DynamoDB emulator with the delivery ledger and suppression list (default
                           ${DEFAULT_DYNAMODB_PORT}; also MAIL_RELAY_DYNAMODB_PORT).
       --smtp-ingress-port the SMTP submission listener for applications that only speak SMTP, with the
@@ -236,11 +238,20 @@ function banner(relay: LocalRelay): string {
         : `  Graph:             ${graph.graphEndpoint} (tenant ${graph.tenantId})`,
     );
   }
-  if (relay.smtpCapture) {
-    const { peer, directory } = relay.smtpCapture;
+  for (const { provider, peer, directory } of relay.smtpCaptures) {
+    const connection = relay.settings.smtp?.find((candidate) => candidate.name === provider);
+    const senders = connection?.senders.join(', ');
     lines.push(
-      `  SMTP senders:      ${relay.settings.smtp?.senders.join(', ')}   (these go through SMTP, ${relay.settings.smtp?.mode} mode)`,
-      `  SMTP capture:      ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
+      ...(provider === 'smtp'
+        ? [
+            `  SMTP senders:      ${senders}   (these go through SMTP, ${connection?.mode} mode)`,
+            `  SMTP capture:      ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
+          ]
+        : [
+            `  SMTP connection:   ${provider}   (routes name it so)`,
+            `    senders:         ${senders}   (${connection?.mode} mode)`,
+            `    capture:         ${peer.host}:${peer.port}   received mail saved to ${directory}/*.eml`,
+          ]),
     );
   }
   if (relay.smtpIngress) {
@@ -265,7 +276,8 @@ function banner(relay: LocalRelay): string {
       '  SES feedback:      send to bounce@, complaint@ or success@simulator.amazonses.com (the SES mailbox simulator)',
     );
   }
-  const sender = graph?.senders[0] ?? relay.settings.smtp?.senders[0] ?? ses?.identities[0] ?? 'example.com';
+  const sender =
+    graph?.senders[0] ?? relay.settings.smtp?.[0]?.senders[0] ?? ses?.identities[0] ?? 'example.com';
   lines.push(
     '',
     'Try:',

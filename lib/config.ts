@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isEmailAddress } from '../lambda/core/address.ts';
+import { providerFamily } from '../lambda/core/failures.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_RECEIVE_COUNT,
@@ -23,19 +24,24 @@ import {
   graphTenantIdSchema,
   httpsOriginSchema,
   type IngestSettings,
+  MAX_SMTP_CONNECTIONS,
   messageLimitsSchema,
-  PROVIDER_NAMES,
+  PROVIDER_FAMILIES,
+  providerNameSchema,
   type RelaySettings,
   retrySettingsSchema,
   rewriteFromSchema,
   routeNameSchema,
   routeSettingsSchema,
   SMTP_AUTH_METHODS,
+  SMTP_CONNECTION_NAME_PATTERN,
   SMTP_MODES,
   SMTP_TLS_MODES,
+  type SmtpConnectionSettings,
   type SmtpSettings,
   sesSettingsSchema,
-  smtpSettingsSchema,
+  smtpConnectionSettingsSchema,
+  smtpProviderName,
   UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
 import { ConfigurationError, describeIssues, formatPath } from '../lambda/core/validation.ts';
@@ -150,58 +156,141 @@ export const SMTP_SUBMISSION_HOST = 'smtp.office365.com';
 /** The port each mode connects to unless told otherwise: MX delivery on 25, submission on 587. */
 export const SMTP_DEFAULT_PORTS = { connector: 25, submission: 587, smarthost: 587 } as const;
 
-const smtpConfigSchema = z.strictObject({
-  senders: smtpSettingsSchema.shape.senders.describe(
-    'From addresses the relay sends through SMTP: one address (scanner@contoso.com) or a whole domain (contoso.com). Graph senders win over these, and these over ses.identities.',
-  ),
-  mode: z
-    .enum(SMTP_MODES)
-    .describe(
-      'connector: deliver to an Exchange Online inbound connector that trusts the static egress IP (no login, port 25; needs egress). submission: Exchange Online SMTP AUTH client submission (smtp.office365.com:587, XOAUTH2 with the graph app). smarthost: any other SMTP server (host required).',
+const smtpConnectionConfigSchema = z
+  .strictObject({
+    senders: smtpConnectionSettingsSchema.shape.senders.describe(
+      'From addresses the relay sends through SMTP: one address (scanner@contoso.com) or a whole domain (contoso.com). Graph senders win over these, and these over ses.identities.',
     ),
-  host: smtpSettingsSchema.shape.host
-    .optional()
-    .describe(
-      `SMTP server host name or IP. Default: connector, <domain of the first sender with dots replaced by dashes>.mail.protection.outlook.com (the tenant's MX endpoint); submission, ${SMTP_SUBMISSION_HOST}; smarthost: required.`,
+    mode: z
+      .enum(SMTP_MODES)
+      .describe(
+        'connector: deliver to an Exchange Online inbound connector that trusts the static egress IP (no login, port 25; needs egress). submission: Exchange Online SMTP AUTH client submission (smtp.office365.com:587, XOAUTH2 with the graph app). smarthost: any other SMTP server (host required).',
+      ),
+    host: smtpConnectionSettingsSchema.shape.host
+      .optional()
+      .describe(
+        `SMTP server host name or IP. Default: connector, <domain of the first sender with dots replaced by dashes>.mail.protection.outlook.com (the tenant's MX endpoint); submission, ${SMTP_SUBMISSION_HOST}; smarthost: required.`,
+      ),
+    port: smtpConnectionSettingsSchema.shape.port
+      .optional()
+      .describe(
+        `TCP port. Default: connector ${SMTP_DEFAULT_PORTS.connector}, submission ${SMTP_DEFAULT_PORTS.submission}, smarthost ${SMTP_DEFAULT_PORTS.smarthost}. With egress, the function's security group lets this port out.`,
+      ),
+    tls: z
+      .enum(SMTP_TLS_MODES)
+      .default('starttls')
+      .describe(
+        'starttls: upgrade a plain connection (ports 25 and 587). implicit: TLS from the start (port 465). none: never encrypt.',
+      ),
+    requireTls: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Refuse to send when the server does not offer STARTTLS, instead of sending in plain text. Must be false with tls "none".',
+      ),
+    auth: z
+      .enum(SMTP_AUTH_METHODS)
+      .optional()
+      .describe(
+        'none, plain, login (username and password from credentialSecretArn) or xoauth2 (tokens of the graph app registration, application permission SMTP.SendAsApp). Default: connector none, submission xoauth2, smarthost plain with a credentialSecretArn, else none.',
+      ),
+    credentialSecretArn: z
+      .string()
+      .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
+      .optional()
+      .describe(
+        'Complete ARN of an existing Secrets Manager secret in the stack\'s region holding {"username": "...", "password": "..."} as a JSON string, for plain and login. The function may read only this secret.',
+      ),
+    oauthScope: smtpConnectionSettingsSchema.shape.oauthScope.describe(
+      "OAuth scope requested for xoauth2 tokens. Default: the provider's, https://outlook.office365.com/.default.",
     ),
-  port: smtpSettingsSchema.shape.port
-    .optional()
-    .describe(
-      `TCP port. Default: connector ${SMTP_DEFAULT_PORTS.connector}, submission ${SMTP_DEFAULT_PORTS.submission}, smarthost ${SMTP_DEFAULT_PORTS.smarthost}. With egress, the function's security group lets this port out.`,
+    maxMessageBytes: smtpConnectionSettingsSchema.shape.maxMessageBytes.describe(
+      "The SMTP server's maximum message size, MIME-encoded (a send connector's maximum size): larger messages are dead-lettered as MessageTooLarge without connecting. Default: none; the server's own refusal (552 5.3.4) is permanent too.",
     ),
-  tls: z
-    .enum(SMTP_TLS_MODES)
-    .default('starttls')
+    maxConnections: z
+      .int()
+      .min(1)
+      .max(MAX_SMTP_CONNECTIONS)
+      .optional()
+      .describe(
+        `Sessions to this server each warm send function keeps open at once (per sending mailbox with xoauth2), 1-${MAX_SMTP_CONNECTIONS}; a batch's messages are sent concurrently, so fewer sessions make the rest wait. Default: sendFunction.batchSize. The server sees up to this times sendFunction.maxConcurrency sessions.`,
+      ),
+  })
+  .meta({ id: 'SmtpConnection' });
+/** One SMTP connection as written: the single `smtp` section, or one of `smtp.connections`. */
+export type SmtpConnectionConfig = z.output<typeof smtpConnectionConfigSchema>;
+
+const smtpConnectionsConfigSchema = z.strictObject({
+  connections: z
+    .record(
+      z
+        .string()
+        .regex(
+          SMTP_CONNECTION_NAME_PATTERN,
+          'must be 1-32 lower-case letters, digits or hyphens, starting with a letter (routes name the connection smtp:<name>)',
+        ),
+      smtpConnectionConfigSchema,
+    )
+    .refine((connections) => Object.keys(connections).length > 0, {
+      message: 'name at least one connection',
+    })
     .describe(
-      'starttls: upgrade a plain connection (ports 25 and 587). implicit: TLS from the start (port 465). none: never encrypt.',
+      'Named SMTP connections, each with its own server, senders, credentials and session pool: per-address send connectors, a High Volume Email account, a partner smart host (docs/smtp.md, Named connections). Routes name a connection smtp:<name>; without routes, the implicit chain tries them in this order, after graph and before ses.',
     ),
-  requireTls: z
-    .boolean()
-    .default(true)
-    .describe(
-      'Refuse to send when the server does not offer STARTTLS, instead of sending in plain text. Must be false with tls "none".',
-    ),
-  auth: z
-    .enum(SMTP_AUTH_METHODS)
-    .optional()
-    .describe(
-      'none, plain, login (username and password from credentialSecretArn) or xoauth2 (tokens of the graph app registration, application permission SMTP.SendAsApp). Default: connector none, submission xoauth2, smarthost plain with a credentialSecretArn, else none.',
-    ),
-  credentialSecretArn: z
-    .string()
-    .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
-    .optional()
-    .describe(
-      'Complete ARN of an existing Secrets Manager secret in the stack\'s region holding {"username": "...", "password": "..."} as a JSON string, for plain and login. The function may read only this secret.',
-    ),
-  oauthScope: smtpSettingsSchema.shape.oauthScope.describe(
-    "OAuth scope requested for xoauth2 tokens. Default: the provider's, https://outlook.office365.com/.default.",
-  ),
-  maxMessageBytes: smtpSettingsSchema.shape.maxMessageBytes.describe(
-    "The SMTP server's maximum message size, MIME-encoded (a send connector's maximum size): larger messages are dead-lettered as MessageTooLarge without connecting. Default: none; the server's own refusal (552 5.3.4) is permanent too.",
-  ),
 });
+
+const smtpConfigSchema = z.union([smtpConnectionConfigSchema, smtpConnectionsConfigSchema]);
 export type SmtpConfig = z.output<typeof smtpConfigSchema>;
+
+/** One SMTP connection of a validated configuration, with what names it. */
+export interface SmtpConnection {
+  /** `smtp` for the single form, `smtp:<name>` for a named connection: what routes and metrics say. */
+  readonly provider: string;
+  /** Where it is written: `['smtp']` or `['smtp', 'connections', '<name>']`. */
+  readonly path: readonly string[];
+  /** The connection's name in `smtp.connections`; absent for the single form. */
+  readonly name?: string;
+  readonly config: SmtpConnectionConfig;
+}
+
+/** The SMTP connections of a validated `smtp` section, in the configuration's order. */
+export function smtpConnectionsOf(smtp: SmtpConfig | undefined): SmtpConnection[] {
+  if (smtp === undefined) return [];
+  if (!('connections' in smtp)) return [{ provider: smtpProviderName(), path: ['smtp'], config: smtp }];
+  return Object.entries(smtp.connections).map(([name, config]) => ({
+    provider: smtpProviderName(name),
+    path: ['smtp', 'connections', name],
+    name,
+    config,
+  }));
+}
+
+/**
+ * The SMTP connections of an `smtp` section that may have failed validation, read as the rules across
+ * fields need them: the single form, or each entry of `connections` whose name is valid.
+ */
+function rawSmtpConnectionsOf(smtp: unknown): { provider: string; path: string[]; value: unknown }[] {
+  if (typeof smtp !== 'object' || smtp === null) return [];
+  if (!('connections' in smtp)) return [{ provider: smtpProviderName(), path: ['smtp'], value: smtp }];
+  const connections = fieldOf(smtp, 'connections');
+  if (typeof connections !== 'object' || connections === null) return [];
+  return Object.entries(connections)
+    .filter(([name]) => SMTP_CONNECTION_NAME_PATTERN.test(name))
+    .map(([name, value]) => ({
+      provider: smtpProviderName(name),
+      path: ['smtp', 'connections', name],
+      value,
+    }));
+}
+
+/** The provider names of a validated configuration in the order of an implicit chain: graph, SMTP, ses. */
+export function providerNamesOf(config: Pick<RelayConfig, 'graph' | 'smtp' | 'ses'>): string[] {
+  return [
+    ...(config.graph ? ['graph'] : []),
+    ...smtpConnectionsOf(config.smtp).map((connection) => connection.provider),
+    ...(config.ses ? ['ses'] : []),
+  ];
+}
 
 /** The domain of a sender: the part after the @ of an address, or the sender itself when it is a domain. */
 function senderDomain(sender: string): string {
@@ -218,11 +307,15 @@ function smtpAuthFor(mode: unknown, auth: unknown, credentialSecretArn: unknown)
 }
 
 /**
- * The settings the send function gets for an `smtp` section, with the per-mode defaults resolved:
- * the host (a connector's is the Exchange Online MX endpoint of the first sender's domain), the port
- * and the auth method.
+ * The settings of one SMTP connection, with the per-mode defaults resolved: the host (a connector's
+ * is the Exchange Online MX endpoint of the first sender's domain), the port and the auth method.
+ *
+ * @param path - where the connection is written, for the error about a missing host
  */
-export function smtpSettingsFor(smtp: SmtpConfig): SmtpSettings {
+export function smtpSettingsFor(
+  smtp: SmtpConnectionConfig,
+  path: readonly string[] = ['smtp'],
+): SmtpConnectionSettings {
   const firstSender = smtp.senders[0] ?? '';
   const defaultHost =
     smtp.mode === 'connector'
@@ -233,7 +326,9 @@ export function smtpSettingsFor(smtp: SmtpConfig): SmtpSettings {
   const host = smtp.host ?? defaultHost;
   if (host === undefined) {
     // The schema requires a host in smarthost mode; this is for callers that built the value by hand.
-    throw new ConfigurationError('Invalid smtp configuration', ['smtp.host: required in smarthost mode']);
+    throw new ConfigurationError('Invalid smtp configuration', [
+      `${formatPath([...path, 'host'])}: required in smarthost mode`,
+    ]);
   }
   return {
     senders: smtp.senders,
@@ -242,11 +337,24 @@ export function smtpSettingsFor(smtp: SmtpConfig): SmtpSettings {
     port: smtp.port ?? SMTP_DEFAULT_PORTS[smtp.mode],
     tls: smtp.tls,
     requireTls: smtp.requireTls,
-    auth: smtpAuthFor(smtp.mode, smtp.auth, smtp.credentialSecretArn) as SmtpSettings['auth'],
+    auth: smtpAuthFor(smtp.mode, smtp.auth, smtp.credentialSecretArn) as SmtpConnectionSettings['auth'],
     ...(smtp.credentialSecretArn !== undefined && { credentialSecretId: smtp.credentialSecretArn }),
     ...(smtp.oauthScope !== undefined && { oauthScope: smtp.oauthScope }),
     ...(smtp.maxMessageBytes !== undefined && { maxMessageBytes: smtp.maxMessageBytes }),
   };
+}
+
+/**
+ * The send function's SMTP settings: one per connection, in the configuration's order, each named by
+ * its provider name and with its session pool sized (`maxConnections`, by default the batch size, so
+ * the records of one batch, which are sent concurrently, need not wait for a session).
+ */
+export function smtpSettingsListFor(config: Pick<RelayConfig, 'smtp' | 'sendFunction'>): SmtpSettings[] {
+  return smtpConnectionsOf(config.smtp).map((connection) => ({
+    name: connection.provider,
+    ...smtpSettingsFor(connection.config, connection.path),
+    maxConnections: connection.config.maxConnections ?? config.sendFunction.batchSize,
+  }));
 }
 
 const attachmentsConfigSchema = z.strictObject({
@@ -555,7 +663,7 @@ const routeConfigSchema = z.strictObject({
     'The senders this route allows (the allow-list): one address (scanner@contoso.com), "*@domain" (every address at exactly that domain) or "*" (anyone: the default route). The most specific pattern wins; a From no route matches is refused as SenderNotAllowed.',
   ),
   providers: routeSettingsSchema.shape.providers.describe(
-    `The provider chain, in order (${PROVIDER_NAMES.join(', ')}): a provider-level failure moves the message to the next at once; transient failures retry the same provider up to retry.maxAttempts, then move on.`,
+    `The provider chain, in order (${PROVIDER_FAMILIES.join(', ')}; smtp:<name> for a connection of smtp.connections): a provider-level failure moves the message to the next at once; transient failures retry the same provider up to retry.maxAttempts, then move on.`,
   ),
   rewriteFrom: rewriteFromSchema
     .describe(
@@ -777,7 +885,7 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
       },
     }),
     ...(config.graph && { graph: graphSettingsFor(config.graph, resources.graphCredentialSecretId ?? '') }),
-    ...(config.smtp && { smtp: smtpSettingsFor(config.smtp) }),
+    ...(config.smtp && { smtp: smtpSettingsListFor(config) }),
     ...(config.attachments &&
       resources.attachmentBucketName !== undefined && {
         attachments: { bucket: resources.attachmentBucketName },
@@ -834,10 +942,25 @@ export function ingestSettingsFor(
 /** The size of MAIL_RELAY_SETTINGS, built as MailRelay builds it but with the longest plausible names. */
 function estimatedSettingsBytes(config: RelayConfig): number {
   // A smarthost without a host is reported on its own; estimate it with a stand-in host.
+  const standIn = (connection: SmtpConnectionConfig): SmtpConnectionConfig =>
+    connection.mode === 'smarthost' && connection.host === undefined
+      ? { ...connection, host: 'smarthost.invalid' }
+      : connection;
+  const smtp = config.smtp;
   const estimable =
-    config.smtp?.mode === 'smarthost' && config.smtp.host === undefined
-      ? { ...config, smtp: { ...config.smtp, host: 'smarthost.invalid' } }
-      : config;
+    smtp === undefined
+      ? config
+      : {
+          ...config,
+          smtp:
+            'connections' in smtp
+              ? {
+                  connections: Object.fromEntries(
+                    Object.entries(smtp.connections).map(([name, connection]) => [name, standIn(connection)]),
+                  ),
+                }
+              : standIn(smtp),
+        };
   const settings = relaySettingsFor(estimable, {
     queueUrl: LONGEST_QUEUE_URL,
     deadLetterQueueUrl: LONGEST_QUEUE_URL,
@@ -861,64 +984,96 @@ function fieldOf(value: unknown, ...path: string[]): unknown {
 }
 
 /**
- * The rules across fields of the smtp section and the rest of the configuration. The section may
- * have failed validation, so it is only read through fieldOf, and a field of the wrong type is left
- * to its own error.
+ * The rules across fields of one SMTP connection (the single smtp section, or one of its connections)
+ * and the rest of the configuration. The connection may have failed validation, so it is only read
+ * through fieldOf, and a field of the wrong type is left to its own error.
+ *
+ * @param path - where the connection is written: `['smtp']` or `['smtp', 'connections', '<name>']`
  */
 function smtpProblems(
-  smtp: object,
+  smtp: unknown,
+  path: readonly string[],
   others: { graph: unknown; egress: unknown },
 ): { path: string[]; message: string }[] {
   const problems: { path: string[]; message: string }[] = [];
+  const at = (field: string) => [...path, field];
   const mode = fieldOf(smtp, 'mode');
   const explicitAuth = fieldOf(smtp, 'auth');
   const credentialSecretArn = fieldOf(smtp, 'credentialSecretArn');
   const auth = smtpAuthFor(mode, explicitAuth, credentialSecretArn);
   if (mode === 'connector' && explicitAuth !== undefined && explicitAuth !== 'none') {
     problems.push({
-      path: ['smtp', 'auth'],
+      path: at('auth'),
       message:
         'must be none in connector mode: an Exchange Online inbound connector trusts the sending IP, not a login',
     });
   }
   if (mode === 'connector' && others.egress === undefined) {
     problems.push({
-      path: ['smtp', 'mode'],
+      path: at('mode'),
       message: 'connector mode needs a static egress IP: add an egress section (docs/static-egress.md)',
     });
   }
   if (mode === 'smarthost' && fieldOf(smtp, 'host') === undefined) {
     problems.push({
-      path: ['smtp', 'host'],
+      path: at('host'),
       message: 'required in smarthost mode: the SMTP server to send through',
     });
   }
   if ((explicitAuth === 'plain' || explicitAuth === 'login') && credentialSecretArn === undefined) {
     problems.push({
-      path: ['smtp', 'credentialSecretArn'],
+      path: at('credentialSecretArn'),
       message: `required for ${explicitAuth} authentication: the secret with {"username", "password"}`,
     });
   }
   if (auth === 'xoauth2' && mode !== 'connector' && others.graph === undefined) {
     problems.push({
-      path: ['smtp', 'auth'],
+      path: at('auth'),
       message:
         'xoauth2 takes its tokens from the graph app registration (application permission SMTP.SendAsApp): add a graph section',
     });
   }
   if (fieldOf(smtp, 'tls') === 'none' && (fieldOf(smtp, 'requireTls') ?? true) === true) {
     problems.push({
-      path: ['smtp', 'requireTls'],
+      path: at('requireTls'),
       message: 'must be false with tls "none": a connection that is never encrypted cannot require TLS',
     });
   }
   return problems;
 }
 
-/** Which configured senders a provider covers, as written in its section. */
-function sendersOf(config: object, provider: string): unknown {
-  if (provider === 'ses') return fieldOf(config, 'ses', 'identities');
-  return fieldOf(config, provider, 'senders');
+/**
+ * Every provider a route may name, with where its sender list is written and the list as written:
+ * graph, ses, and each SMTP connection (`smtp`, or `smtp:<name>` for each of smtp.connections).
+ */
+function configuredProviders(config: object): { provider: string; listPath: string; senders: unknown }[] {
+  return [
+    ...(fieldOf(config, 'graph') !== undefined
+      ? [{ provider: 'graph', listPath: 'graph.senders', senders: fieldOf(config, 'graph', 'senders') }]
+      : []),
+    ...rawSmtpConnectionsOf(fieldOf(config, 'smtp')).map((connection) => ({
+      provider: connection.provider,
+      listPath: formatPath([...connection.path, 'senders']),
+      senders: fieldOf(connection.value, 'senders'),
+    })),
+    ...(fieldOf(config, 'ses') !== undefined
+      ? [{ provider: 'ses', listPath: 'ses.identities', senders: fieldOf(config, 'ses', 'identities') }]
+      : []),
+  ];
+}
+
+/** Why a route names a provider that is not configured: what to add, or which names exist. */
+function unconfiguredProviderProblem(config: object, provider: string): string {
+  const smtp = fieldOf(config, 'smtp');
+  if (providerFamily(provider) !== 'smtp' || typeof smtp !== 'object' || smtp === null) {
+    const section = provider.startsWith('smtp:')
+      ? `an smtp section with the connection ${provider.slice('smtp:'.length)} in smtp.connections`
+      : `${provider === 'graph' ? 'a' : 'an'} ${provider} section`;
+    return `"${provider}" is not configured: add ${section} (with its credentials) or remove it from the chain`;
+  }
+  const configured = rawSmtpConnectionsOf(smtp).map((connection) => connection.provider);
+  const single = 'connections' in smtp ? '' : ', the single smtp section';
+  return `"${provider}" is not a configured SMTP connection (configured: ${configured.join(', ') || 'none'}${single}): name one of them, or remove it from the chain`;
 }
 
 /**
@@ -960,16 +1115,18 @@ function routeProblems(config: object, routes: unknown[]): { path: (string | num
     const rewrite = fieldOf(route, 'rewriteFrom', 'address');
     // A rewriting route sends as its service mailbox, so that is what the providers must cover.
     const sentAs = typeof rewrite === 'string' ? [rewrite] : patterns;
+    const configured = configuredProviders(config);
     providers.forEach((provider, position) => {
-      if (typeof provider !== 'string' || !(PROVIDER_NAMES as readonly string[]).includes(provider)) return;
-      const senders = sendersOf(config, provider);
-      if (fieldOf(config, provider) === undefined) {
+      if (typeof provider !== 'string' || !providerNameSchema.safeParse(provider).success) return;
+      const entry = configured.find((candidate) => candidate.provider === provider);
+      if (entry === undefined) {
         problems.push({
           path: ['routes', index, 'providers', position],
-          message: `"${provider}" is not configured: add ${provider === 'graph' ? 'a' : 'an'} ${provider} section (with its credentials) or remove it from the chain`,
+          message: unconfiguredProviderProblem(config, provider),
         });
         return;
       }
+      const { senders } = entry;
       if (!Array.isArray(senders)) return;
       const uncovered = sentAs.filter(
         (pattern) =>
@@ -977,10 +1134,9 @@ function routeProblems(config: object, routes: unknown[]): { path: (string | num
           !senders.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern)),
       );
       if (uncovered.length > 0) {
-        const list = provider === 'ses' ? 'ses.identities' : `${provider}.senders`;
         problems.push({
           path: ['routes', index, 'providers', position],
-          message: `"${provider}" cannot send as ${uncovered.join(', ')}: add ${uncovered.map((pattern) => pattern.replace(/^\*@/, '')).join(', ')} to ${list}, or remove ${provider} from the chain`,
+          message: `"${provider}" cannot send as ${uncovered.join(', ')}: add ${uncovered.map((pattern) => pattern.replace(/^\*@/, '')).join(', ')} to ${entry.listPath}, or remove ${provider} from the chain`,
         });
       }
     });
@@ -1088,13 +1244,11 @@ function ingressProblems(config: object, ingress: object): { path: (string | num
             '"*" (any sender) needs a route that allows "*": without routes only the senders the providers cover are allowed, so list them here',
         });
       } else {
-        const covered = PROVIDER_NAMES.some((provider) => {
-          const list = sendersOf(config, provider);
-          return (
+        const covered = configuredProviders(config).some(
+          ({ senders: list }) =>
             Array.isArray(list) &&
-            list.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern))
-          );
-        });
+            list.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern)),
+        );
         if (!covered) {
           const domain = pattern.slice(pattern.lastIndexOf('@') + 1);
           problems.push({
@@ -1150,7 +1304,7 @@ export const relayConfigSchema = z
     smtp: smtpConfigSchema
       .optional()
       .describe(
-        'SMTP: send as the listed senders through an Exchange Online inbound connector (from the static egress IP), Exchange Online SMTP AUTH submission, or another SMTP server (smarthost).',
+        'SMTP: one connection, sending as the listed senders through an Exchange Online inbound connector (from the static egress IP), Exchange Online SMTP AUTH submission, or another SMTP server (smarthost); routes name it smtp. Or {"connections": {"<name>": {...}}}: named connections of the same shape, each its own provider smtp:<name> (docs/smtp.md, Named connections).',
       ),
     attachments: attachmentsConfigSchema
       .optional()
@@ -1225,8 +1379,10 @@ export const relayConfigSchema = z
           message: 'configure at least one provider: ses (Amazon SES), graph (Microsoft Graph) or smtp',
         });
       }
-      if (typeof smtp === 'object' && smtp !== null) {
-        for (const problem of smtpProblems(smtp, { graph, egress: fieldOf(config, 'egress') })) {
+      // Every rule of a connection, for each connection, so all their problems are reported at once.
+      for (const connection of rawSmtpConnectionsOf(smtp)) {
+        const others = { graph, egress: fieldOf(config, 'egress') };
+        for (const problem of smtpProblems(connection.value, connection.path, others)) {
           ctx.addIssue({ code: 'custom', ...problem });
         }
       }
@@ -1313,18 +1469,22 @@ export const relayConfigSchema = z
   .superRefine((config, ctx) => {
     const settingsBytes = estimatedSettingsBytes(config);
     if (settingsBytes > MAX_SETTINGS_BYTES) {
-      const lists: [string[], string[] | undefined][] = [
+      const connections = smtpConnectionsOf(config.smtp);
+      const lists: [readonly string[], string[] | undefined][] = [
         [['ses', 'identities'], config.ses?.identities],
         [['graph', 'senders'], config.graph?.senders],
-        [['smtp', 'senders'], config.smtp?.senders],
+        ...connections.map((connection): [readonly string[], string[]] => [
+          [...connection.path, 'senders'],
+          connection.config.senders,
+        ]),
       ];
       const [longerList] = lists.reduce((longest, list) =>
         JSON.stringify(list[1] ?? []).length > JSON.stringify(longest[1] ?? []).length ? list : longest,
       );
       ctx.addIssue({
         code: 'custom',
-        path: longerList,
-        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses`,
+        path: [...longerList],
+        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses${connections.length > 1 ? ', or configure fewer SMTP connections' : ''}`,
       });
     }
     if (config.ingress) {

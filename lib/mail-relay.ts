@@ -6,22 +6,24 @@ import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import {
-  type GraphCloud,
-  PROVIDER_NAMES,
-  type SMTP_AUTH_METHODS,
-  type SMTP_MODES,
-  type SMTP_TLS_MODES,
-  type UNKNOWN_OUTCOME_ACTIONS,
+import type {
+  GraphCloud,
+  ProviderName,
+  SMTP_AUTH_METHODS,
+  SMTP_MODES,
+  SMTP_TLS_MODES,
+  UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
 import { BounceReportReader } from './bounce-report-reader.ts';
 import {
   type EGRESS_NAT_KINDS,
   parseRelayConfig,
+  providerNamesOf,
   type RelayConfig,
   type RelayConfigInput,
   relaySettingsFor,
+  smtpConnectionsOf,
   smtpSettingsFor,
 } from './config.ts';
 import { DeliveryLedger } from './delivery-ledger.ts';
@@ -46,11 +48,13 @@ const HTTPS_PORT = 443;
 
 /**
  * The TCP ports the send function connects to, which are all its security group lets out when it
- * runs behind static egress. Add a provider's ports here (an SMTP server's port) when it is configured.
+ * runs behind static egress. Add a provider's ports here (each SMTP connection's port) when it is configured.
  */
 export function sendFunctionEgressPorts(config: RelayConfig): number[] {
   const ports = [HTTPS_PORT];
-  if (config.smtp) ports.push(smtpSettingsFor(config.smtp).port);
+  for (const connection of smtpConnectionsOf(config.smtp)) {
+    ports.push(smtpSettingsFor(connection.config, connection.path).port);
+  }
   return [...new Set(ports)].sort((a, b) => a - b);
 }
 
@@ -127,8 +131,9 @@ export interface MailRelayGraphProps {
 }
 
 /**
- * SMTP: sends as the listed senders through an Exchange Online inbound connector, Exchange Online
- * SMTP AUTH client submission, or any other SMTP server.
+ * One SMTP connection: sends as the listed senders through an Exchange Online inbound connector,
+ * Exchange Online SMTP AUTH client submission, or any other SMTP server. As the `smtp` prop itself it
+ * is the connection named `smtp`; in `MailRelaySmtpConnectionsProps.connections`, `smtp:<name>`.
  */
 export interface MailRelaySmtpProps {
   /** From addresses sent through SMTP: addresses (`scanner@contoso.com`) or whole domains (`contoso.com`). */
@@ -202,6 +207,27 @@ export interface MailRelaySmtpProps {
    * @default - no limit of the relay's own (the server's 552 5.3.4 is permanent)
    */
   readonly maxMessageBytes?: number;
+
+  /**
+   * Sessions to this server each warm send function keeps open at once (1-50; per sending mailbox
+   * with xoauth2). The records of a batch are sent concurrently, so fewer make the rest wait.
+   *
+   * @default - sendFunction.batchSize
+   */
+  readonly maxConnections?: number;
+}
+
+/**
+ * Named SMTP connections, each with its own server, senders, credentials and session pool (per-address
+ * send connectors, an Exchange Online High Volume Email account, a partner's smart host).
+ */
+export interface MailRelaySmtpConnectionsProps {
+  /**
+   * The connections by name (1-32 lower-case letters, digits or hyphens, starting with a letter).
+   * Routes name a connection `smtp:<name>`; without routes, the implicit chain tries them in this
+   * order, after Graph and before SES.
+   */
+  readonly connections: Record<string, MailRelaySmtpProps>;
 }
 
 /** The S3 bucket for attachments too large to travel inside an SQS message. */
@@ -302,8 +328,11 @@ export interface MailRelayRouteProps {
   /** Allowed senders: one address, `*@domain` (every address at exactly that domain) or `*` (anyone). */
   readonly from: string[];
 
-  /** The provider chain, in order: a provider-level failure moves the message to the next at once. */
-  readonly providers: (typeof PROVIDER_NAMES)[number][];
+  /**
+   * The provider chain, in order: a provider-level failure moves the message to the next at once.
+   * `graph`, `ses`, `smtp` (the single-form smtp prop) or `smtp:<name>` (one of `smtp.connections`).
+   */
+  readonly providers: ProviderName[];
 
   /**
    * Send from a service mailbox, with the original sender as Reply-To.
@@ -641,11 +670,12 @@ export interface MailRelayProps {
   readonly graph?: MailRelayGraphProps;
 
   /**
-   * SMTP: the server and the senders the relay sends through it.
+   * SMTP: one connection (the server and the senders the relay sends through it; routes name it
+   * `smtp`), or named connections (`{ connections: { … } }`; routes name each `smtp:<name>`).
    *
    * @default - no SMTP sending
    */
-  readonly smtp?: MailRelaySmtpProps;
+  readonly smtp?: MailRelaySmtpProps | MailRelaySmtpConnectionsProps;
 
   /**
    * Creates the bucket producers upload large attachments to (messages reference them as
@@ -755,11 +785,21 @@ export interface MailRelayProps {
 type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false;
 type AssertTrue<T extends true> = T;
 type ConfigFileShape = Omit<RelayConfigInput, '$schema'>;
+/** The named-connections form of the smtp section (the other is one connection). */
+type SmtpConnectionsShape = { readonly connections: unknown };
 type _PropsMirrorConfigFile = AssertTrue<
   | SameKeys<MailRelayProps, ConfigFileShape>
   | SameKeys<MailRelaySesProps, NonNullable<ConfigFileShape['ses']>>
   | SameKeys<MailRelayGraphProps, NonNullable<ConfigFileShape['graph']>>
-  | SameKeys<MailRelaySmtpProps, NonNullable<ConfigFileShape['smtp']>>
+  | SameKeys<MailRelaySmtpProps, Exclude<NonNullable<ConfigFileShape['smtp']>, SmtpConnectionsShape>>
+  | SameKeys<
+      MailRelaySmtpConnectionsProps,
+      Extract<NonNullable<ConfigFileShape['smtp']>, SmtpConnectionsShape>
+    >
+  | SameKeys<
+      MailRelaySmtpProps,
+      Extract<NonNullable<ConfigFileShape['smtp']>, SmtpConnectionsShape>['connections'][string]
+    >
   | SameKeys<MailRelayAttachmentsProps, NonNullable<ConfigFileShape['attachments']>>
   | SameKeys<MailRelayMessageProps, NonNullable<ConfigFileShape['message']>>
   | SameKeys<MailRelayQueueProps, NonNullable<ConfigFileShape['queue']>>
@@ -800,8 +840,13 @@ export class MailRelay extends Construct {
   readonly sendFunction: SendFunction;
   /** The secret with the Microsoft Graph app credential, when `graph` is configured. */
   readonly graphCredential?: GraphCredential;
-  /** The secret with the SMTP username and password, when `smtp.credentialSecretArn` is set. */
+  /** The secret with the SMTP username and password, when the single-form `smtp.credentialSecretArn` is set. */
   readonly smtpCredential?: ISecret;
+  /**
+   * The secret of each SMTP connection that has a `credentialSecretArn`, by provider name (`smtp`,
+   * `smtp:<name>`); connections that name the same secret share it.
+   */
+  readonly smtpCredentials: ReadonlyMap<string, ISecret>;
   /** The bucket producers upload large attachments to, when `attachments` is configured. */
   readonly attachmentBucket?: AttachmentBucket;
   /** The SMTP front door (Mail Manager endpoints, bucket, ingest function), when `ingress` is configured. */
@@ -844,15 +889,8 @@ export class MailRelay extends Construct {
         secretArn: config.graph.credentialSecretArn,
       });
     }
-    if (config.smtp?.credentialSecretArn !== undefined) {
-      this.smtpCredential = importExistingSecret(
-        this,
-        'SmtpCredential',
-        config.smtp.credentialSecretArn,
-        `Invalid MailRelay props at ${this.node.path}`,
-        'smtp.credentialSecretArn',
-      );
-    }
+    this.smtpCredentials = this.importSmtpCredentials(config);
+    this.smtpCredential = this.smtpCredentials.get('smtp');
     if (config.attachments) {
       this.attachmentBucket = new AttachmentBucket(this, 'Attachments', {
         retentionPeriod: Duration.days(config.attachments.retentionDays),
@@ -949,7 +987,8 @@ export class MailRelay extends Construct {
     this.deliveryLedger.grantClaims(this.sendFunction);
     this.suppressionList.grantLookup(this.sendFunction);
     this.graphCredential?.grantRead(this.sendFunction);
-    this.smtpCredential?.grantRead(this.sendFunction);
+    // Each secret once, also when several connections name it.
+    for (const secret of new Set(this.smtpCredentials.values())) secret.grantRead(this.sendFunction);
     if (this.attachmentBucket) {
       this.attachmentBucket.grantRead(this.sendFunction);
       const bucketId = Stack.of(this).getLogicalId(
@@ -980,13 +1019,39 @@ export class MailRelay extends Construct {
       outbox: this.outbox,
       deadLetterQueue: this.deadLetterQueue,
       sendFunction: this.sendFunction,
-      providers: PROVIDER_NAMES.filter((provider) => config[provider] !== undefined),
+      providers: providerNamesOf(config),
       sesConfigured: config.ses !== undefined,
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
       ...(this.bounceReportReader && { bounceReportFunction: this.bounceReportReader.readerFunction }),
       ...(this.smtpIngress && { ingestDeadLetterQueue: this.smtpIngress.deadLetterQueue }),
     });
+  }
+
+  /**
+   * The existing secrets of the SMTP connections, by provider name: one import per distinct ARN (the
+   * single form keeps the construct ID `SmtpCredential`), each checked to be in the stack's region.
+   */
+  private importSmtpCredentials(config: RelayConfig): Map<string, ISecret> {
+    const byArn = new Map<string, ISecret>();
+    const byProvider = new Map<string, ISecret>();
+    for (const connection of smtpConnectionsOf(config.smtp)) {
+      const arn = connection.config.credentialSecretArn;
+      if (arn === undefined) continue;
+      let secret = byArn.get(arn);
+      if (!secret) {
+        secret = importExistingSecret(
+          this,
+          connection.name === undefined ? 'SmtpCredential' : `SmtpCredential-${connection.name}`,
+          arn,
+          `Invalid MailRelay props at ${this.node.path}`,
+          [...connection.path, 'credentialSecretArn'].join('.'),
+        );
+        byArn.set(arn, secret);
+      }
+      byProvider.set(connection.provider, secret);
+    }
+    return byProvider;
   }
 
   /**

@@ -34,11 +34,21 @@ import {
   METRICS_SERVICE,
   type MetricName,
 } from '../lambda/core/metrics.ts';
-import type { PROVIDER_NAMES } from '../lambda/core/settings.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import type { MonitoringConfig } from './config.ts';
 
-export type ProviderName = (typeof PROVIDER_NAMES)[number];
+/** A provider as the metrics' Provider dimension names it: graph, ses, smtp or smtp:<connection>. */
+export type ProviderName = string;
+
+/** `smtp:billing-ovh` → `smtp_billing_ovh`: the provider's part of a metric math id (letters, digits, _). */
+function metricIdOf(provider: ProviderName): string {
+  return provider.replace(/[^A-Za-z0-9]/g, '_');
+}
+
+/** `smtp:billing-ovh` → `smtp-billing-ovh`: the provider's part of alarm names and construct IDs. */
+function nameOf(provider: ProviderName): string {
+  return provider.replace(/[^A-Za-z0-9-]/g, '-');
+}
 
 /** The failure classes DeadLettered is emitted with (lambda/core/failures.ts). */
 const FAILURE_CLASSES: readonly FailureClass[] = ['permanent', 'transient', 'provider'];
@@ -64,7 +74,10 @@ export interface RelayMonitoringProps {
   readonly deadLetterQueue: IQueue;
   /** The function that sends the outbox. */
   readonly sendFunction: IFunction;
-  /** The providers the relay is configured with; each gets its own bounce and complaint rate alarms. */
+  /**
+   * The provider names the relay is configured with (each SMTP connection is one); each gets its own
+   * bounce and complaint rate alarms and its own lines on the dashboard.
+   */
   readonly providers: readonly ProviderName[];
   /** Whether an `ses` section is configured: adds the alarms on the SES account reputation. */
   readonly sesConfigured: boolean;
@@ -236,8 +249,8 @@ export class RelayMonitoring extends Construct {
   private providerRate(provider: ProviderName, numerator: MetricName, label: string): MathExpression {
     const minimumSent = this.config.bounceRate.minimumSent;
     // Ids unique per provider and metric, so the rates of several providers share one graph.
-    const sent = `sent_${provider}`;
-    const part = `${numerator.toLowerCase()}_${provider}`;
+    const sent = `sent_${metricIdOf(provider)}`;
+    const part = `${numerator.toLowerCase()}_${metricIdOf(provider)}`;
     return new MathExpression({
       // FILL: a window with sent messages but no bounces has no Bounced data point, and is rate 0.
       expression: `IF(${sent} >= ${minimumSent}, FILL(${part}, 0) / ${sent}, 0)`,
@@ -255,12 +268,12 @@ export class RelayMonitoring extends Construct {
     const usingMetrics: Record<string, IMetric> = {};
     for (const provider of this.providers) {
       const dimensions = { [METRIC_DIMENSIONS.provider]: provider };
-      usingMetrics[`sent_${provider}`] = relayMetric(METRIC_NAMES.sent, dimensions);
-      usingMetrics[`fallback_${provider}`] = relayMetric(METRIC_NAMES.fallbackUsed, dimensions);
+      usingMetrics[`sent_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.sent, dimensions);
+      usingMetrics[`fallback_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.fallbackUsed, dimensions);
     }
     // FILL: a provider that sent nothing in the window must not blank the sum.
     const sum = (prefix: string) =>
-      this.providers.map((provider) => `FILL(${prefix}_${provider}, 0)`).join(' + ');
+      this.providers.map((provider) => `FILL(${prefix}_${metricIdOf(provider)}, 0)`).join(' + ');
     return new MathExpression({
       expression: `IF((${sum('sent')}) >= ${this.config.bounceRate.minimumSent}, (${sum('fallback')}) / (${sum('sent')}), 0)`,
       usingMetrics,
@@ -275,8 +288,8 @@ export class RelayMonitoring extends Construct {
     for (const provider of this.providers) {
       const rate = this.providerRate(provider, METRIC_NAMES.bounced, `Bounce rate (${provider})`);
       this.alarm(
-        `BounceRateWarning-${provider}`,
-        `${provider}-bounce-rate-warning`,
+        `BounceRateWarning-${nameOf(provider)}`,
+        `${nameOf(provider)}-bounce-rate-warning`,
         `Bounced / Sent through ${provider} reached ${bounceRate.warning} over ${window}. Check which senders and ` +
           'recipient lists bounce (the Bounced events, `mail-relay status`), clean the lists and make sure ' +
           'hard-bounced addresses are on the suppression list before the critical threshold is reached.',
@@ -284,8 +297,8 @@ export class RelayMonitoring extends Construct {
         bounceRate.warning,
       );
       const critical = this.alarm(
-        `BounceRateCritical-${provider}`,
-        `${provider}-bounce-rate-critical`,
+        `BounceRateCritical-${nameOf(provider)}`,
+        `${nameOf(provider)}-bounce-rate-critical`,
         `Bounced / Sent through ${provider} reached ${bounceRate.critical} over ${window}: the provider may ` +
           'throttle or suspend the account. Stop the sender that bounces (its producing app), clean its list, ' +
           'add the bounced addresses to the suppression list (`mail-relay suppression add`).' +
@@ -298,8 +311,8 @@ export class RelayMonitoring extends Construct {
       );
       this.criticalBounceAlarms.set(provider, critical);
       this.alarm(
-        `ComplaintRate-${provider}`,
-        `${provider}-complaint-rate`,
+        `ComplaintRate-${nameOf(provider)}`,
+        `${nameOf(provider)}-complaint-rate`,
         `Complained / Sent through ${provider} reached ${complaintRate} over ${window}. Find the sender whose ` +
           'recipients mark its mail as spam, stop it or make it easy to unsubscribe; complainers are suppressed.',
         this.providerRate(provider, METRIC_NAMES.complained, `Complaint rate (${provider})`),
@@ -487,10 +500,10 @@ export class RelayMonitoring extends Construct {
       ...(color !== undefined && { color }),
     });
     const sentTotal = new MathExpression({
-      expression: this.providers.map((provider) => `FILL(sent_${provider}, 0)`).join(' + '),
+      expression: this.providers.map((provider) => `FILL(sent_${metricIdOf(provider)}, 0)`).join(' + '),
       usingMetrics: Object.fromEntries(
         this.providers.map((provider) => [
-          `sent_${provider}`,
+          `sent_${metricIdOf(provider)}`,
           relayMetric(METRIC_NAMES.sent, { [METRIC_DIMENSIONS.provider]: provider }),
         ]),
       ),

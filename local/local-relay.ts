@@ -24,7 +24,8 @@ import {
   loadRelayConfig,
   type RelayConfig,
   relaySettingsFor,
-  smtpSettingsFor,
+  smtpConnectionsOf,
+  smtpSettingsListFor,
 } from '../lib/config.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
 import {
@@ -98,9 +99,15 @@ export interface LocalRelayOptions {
    * sending through the real Microsoft Graph of the configured tenant (this leaves the machine).
    */
   readonly graphCredentialPath?: string;
-  /** SMTP capture server standing in for the configured SMTP server. 0 picks a free port. @default 1025 */
+  /**
+   * SMTP capture server standing in for the configured SMTP server (the first connection's; the others
+   * listen on free ports). 0 picks a free port. @default 1025
+   */
   readonly smtpPort?: number;
-  /** Where the SMTP capture saves what it receives, one .eml per message. @default <stateDir>/smtp */
+  /**
+   * Where the SMTP captures save what they receive, one .eml per message: the single smtp section's
+   * here, a named connection's in a subdirectory named after it. @default <stateDir>/smtp
+   */
   readonly smtpCaptureDir?: string;
   /** DynamoDB emulator (delivery ledger, suppression list). 0 picks a free port. @default 4569 */
   readonly dynamoDbPort?: number;
@@ -114,6 +121,15 @@ export interface LocalRelayOptions {
   readonly fresh?: boolean;
   /** The SMTP submission listener, when the configuration has an ingress section. 0 picks a free port. @default 2587 */
   readonly smtpIngressPort?: number;
+}
+
+/** The SMTP capture standing in for one SMTP connection's server. */
+export interface LocalSmtpCapture {
+  /** The connection's provider name: `smtp`, or `smtp:<name>`. */
+  readonly provider: string;
+  readonly peer: SmtpPeer;
+  /** Where it saves each message it receives, as an .eml file. */
+  readonly directory: string;
 }
 
 /** How an application logs in to local mode's SMTP submission listener. */
@@ -135,8 +151,13 @@ export interface LocalRelay {
   readonly settings: RelaySettings;
   /** Running when `graphPeer` was asked for. */
   readonly graphPeer?: GraphPeer;
-  /** Running when the configuration has an smtp section: it receives whatever the SMTP provider sends. */
-  readonly smtpCapture?: { readonly peer: SmtpPeer; readonly directory: string };
+  /**
+   * Running when the configuration has an smtp section: the capture of its first (or only) connection,
+   * which receives whatever that connection sends.
+   */
+  readonly smtpCapture?: LocalSmtpCapture;
+  /** One capture per SMTP connection, in the configuration's order. */
+  readonly smtpCaptures: readonly LocalSmtpCapture[];
   /** S3 endpoint and bucket for large attachments, when the configuration enables them. */
   readonly attachmentBucket?: { readonly name: string; readonly endpoint: string };
   /** The SMTP submission listener (STARTTLS, AUTH PLAIN/LOGIN), when the configuration has an ingress section. */
@@ -272,15 +293,21 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       };
     }
 
-    let smtp: SmtpSettings | undefined;
-    let smtpCapture: LocalRelay['smtpCapture'];
-    if (config.smtp) {
-      const directory = path.resolve(options.smtpCaptureDir ?? state.smtpCaptureDir);
+    // One capture per SMTP connection, standing in for its server with its TLS and auth: the first on
+    // --smtp-port, the others on free ports. The single smtp section's saves to <state dir>/smtp/ as
+    // it always did; a named connection's to <state dir>/smtp/<name>/.
+    const smtp: SmtpSettings[] = [];
+    const smtpCaptures: LocalSmtpCapture[] = [];
+    const captureRoot = path.resolve(options.smtpCaptureDir ?? state.smtpCaptureDir);
+    const configuredSmtp = smtpSettingsListFor(config);
+    for (const [index, connection] of smtpConnectionsOf(config.smtp).entries()) {
+      const configured = configuredSmtp[index];
+      if (!configured) continue;
+      const directory = connection.name === undefined ? captureRoot : path.join(captureRoot, connection.name);
       await mkdir(directory, { recursive: true });
-      const configured = smtpSettingsFor(config.smtp);
       const peer = await withPortHint(
         startSmtpPeer({
-          port: options.smtpPort ?? DEFAULT_SMTP_PORT,
+          port: index === 0 ? (options.smtpPort ?? DEFAULT_SMTP_PORT) : 0,
           tls: configured.tls,
           requireTls: configured.requireTls,
           authMethods: LOCAL_SMTP_AUTH[configured.auth],
@@ -298,19 +325,25 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
         '--smtp-port or MAIL_RELAY_SMTP_PORT',
       );
       stops.push(() => peer.close());
-      smtpCapture = { peer, directory };
-      smtp = {
+      smtpCaptures.push({ provider: connection.provider, peer, directory });
+      smtp.push({
         ...configured,
         host: peer.host,
         port: peer.port,
         // The capture accepts a local user: the real credential never comes near local mode.
         ...((configured.auth === 'plain' || configured.auth === 'login') && {
-          credentialSecretId: secrets.putSecret(SMTP_CREDENTIAL_SECRET_NAME, JSON.stringify(LOCAL_SMTP_USER)),
+          credentialSecretId: secrets.putSecret(
+            connection.name === undefined
+              ? SMTP_CREDENTIAL_SECRET_NAME
+              : `${SMTP_CREDENTIAL_SECRET_NAME}/${connection.name}`,
+            JSON.stringify(LOCAL_SMTP_USER),
+          ),
         }),
         ...(configured.auth === 'xoauth2' &&
           graphPeer && { oauthScope: `${graphPeer.graphEndpoint}/.default` }),
-      };
+      });
     }
+    const [smtpCapture] = smtpCaptures;
 
     let attachmentBucket: LocalRelay['attachmentBucket'];
     const s3 = new S3Client({ forcePathStyle: true });
@@ -332,7 +365,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
         ...tables,
       }),
       ...(graph && { graph }),
-      ...(smtp && { smtp }),
+      ...(smtp.length > 0 && { smtp }),
     };
     process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
     process.env.POWERTOOLS_LOG_LEVEL = options.logLevel ?? 'INFO';
@@ -345,7 +378,12 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       region: LOCAL_REGION,
       handler: createSendHandler(process.env, {
         ...(graphTransport && { graphTransport }),
-        ...(smtpCapture && { smtpCa: smtpCapture.peer.caCertificate }),
+        // Each capture has its own self-signed certificate: each connection trusts its capture's.
+        ...(smtpCapture && {
+          smtpCa: Object.fromEntries(
+            smtpCaptures.map((capture) => [capture.provider, capture.peer.caCertificate]),
+          ),
+        }),
       }),
       batchSize: config.sendFunction.batchSize,
       // A few pollers exercise concurrency; hundreds would only load a laptop, not change behaviour.
@@ -422,6 +460,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       settings,
       ...(graphPeer && { graphPeer }),
       ...(smtpCapture && { smtpCapture }),
+      smtpCaptures,
       ...(attachmentBucket && { attachmentBucket }),
       ...(smtpIngress && { smtpIngress }),
       dynamoDbEndpoint: dynamoDb.endpoint,

@@ -380,6 +380,12 @@ const FAILURE_TABLE: readonly FailureRule[] = [
   },
   {
     provider: 'smtp',
+    code: '5.5.105',
+    failureClass: 'permanent',
+    hint: 'Exchange Online High Volume Email delivers only to recipients in its own tenant: send mail for outside recipients through another route or SMTP connection.',
+  },
+  {
+    provider: 'smtp',
     code: 'AddressNotSupported',
     failureClass: 'provider',
     hint: 'The SMTP server does not offer SMTPUTF8 (RFC 6531), so it cannot take an address whose local part is not ASCII: use a server that offers it, or another provider in the route.',
@@ -389,7 +395,7 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     provider: 'smtp',
     code: 'SmtpCredentialNotSet',
     failureClass: 'provider',
-    hint: 'Put the SMTP user and password in the secret named by smtp.credentialSecretArn, as {"username": "...", "password": "..."}.',
+    hint: 'Put the SMTP user and password in the secret named by credentialSecretArn (smtp.credentialSecretArn, or smtp.connections.<name>.credentialSecretArn for a named connection), as {"username": "...", "password": "..."}.',
   },
   {
     provider: 'smtp',
@@ -422,9 +428,21 @@ const FAILURE_TABLE: readonly FailureRule[] = [
 
 const RULES = new Map(FAILURE_TABLE.map((rule) => [`${rule.provider}:${rule.code}`, rule]));
 
-/** Classifies a provider fault: the table first, then the HTTP status, then "assume transient". */
+/**
+ * The kind of provider a provider name stands for, which the failure table's rules are written for:
+ * every named SMTP connection (`smtp:billing-ovh`) is an `smtp` provider, classified the same.
+ */
+export function providerFamily(provider: string): string {
+  const separator = provider.indexOf(':');
+  return separator < 0 ? provider : provider.slice(0, separator);
+}
+
+/**
+ * Classifies a provider fault: the table first (by the provider's family), then the HTTP status, then
+ * "assume transient". The failure keeps the provider's own name (`smtp:billing-ovh`).
+ */
 export function classifyFault(fault: ProviderFault, cause?: unknown): RelayFailure {
-  const rule = RULES.get(`${fault.provider}:${fault.code}`);
+  const rule = RULES.get(`${providerFamily(fault.provider)}:${fault.code}`);
   const failureClass = rule?.failureClass ?? fault.fallbackClass ?? classifyByStatus(fault);
   const details: FailureDetails = {
     failureClass,

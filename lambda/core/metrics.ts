@@ -11,7 +11,10 @@ export const METRICS_NAMESPACE = 'MailRelay';
  */
 export const METRICS_SERVICE = 'mail-relay';
 
-/** Dimension names. `Provider` is graph, smtp or ses; `Route` a configured route name (or `default`). */
+/**
+ * Dimension names. `Provider` is a provider name: graph, ses, smtp or smtp:<connection> (one per named SMTP
+ * connection); `Route` a configured route name (or `default`).
+ */
 export const METRIC_DIMENSIONS = {
   service: 'service',
   provider: 'Provider',

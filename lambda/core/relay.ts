@@ -1191,7 +1191,7 @@ class RelayCore implements Relay {
         failureClass: 'permanent',
         code: 'SenderNotConfigured',
         reason: `from: route ${route.name} has no provider that can send as ${from} (${route.providers.join(', ')})`,
-        hint: 'Add the address or its domain to graph.senders, smtp.senders or ses.identities (verified in SES).',
+        hint: 'Add the address or its domain to graph.senders, the senders of the SMTP connection (smtp.senders, or smtp.connections.<name>.senders) or ses.identities (verified in SES).',
       });
     }
     return chain;

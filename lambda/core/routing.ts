@@ -100,7 +100,8 @@ export function selectRoute(
 
 /**
  * Without routes in the configuration every provider that covers a sender sends for it, in the order
- * Graph (the sender's own mailbox), SMTP, SES: so a sender both Graph and SES cover falls back to SES.
+ * the providers are given: Graph (the sender's own mailbox), then each SMTP connection in the
+ * configuration's order, then SES. So a sender both Graph and SES cover falls back to SES.
  */
 export function implicitRoute(
   providers: readonly { name: string; canSendAs(address: string): boolean }[],
@@ -112,7 +113,7 @@ export function implicitRoute(
       failureClass: 'permanent',
       code: 'SenderNotAllowed',
       reason: `from: ${from} is not covered by any configured sender`,
-      hint: 'Add the address or its domain to graph.senders, smtp.senders or ses.identities (verified in SES), or add a route.',
+      hint: "Add the address or its domain to graph.senders, an SMTP connection's senders (smtp.senders) or ses.identities (verified in SES), or add a route.",
     });
   }
   return {

@@ -112,7 +112,30 @@ export const SMTP_MODES = ['connector', 'submission', 'smarthost'] as const;
 export const SMTP_TLS_MODES = ['starttls', 'implicit', 'none'] as const;
 export const SMTP_AUTH_METHODS = ['none', 'plain', 'login', 'xoauth2'] as const;
 
-export const smtpSettingsSchema = z.strictObject({
+/** The provider name of the single `smtp` section, and the family of every SMTP connection's name. */
+export const SMTP_PROVIDER_NAME = 'smtp';
+/**
+ * A named SMTP connection: a lower-case letter, then up to 31 lower-case letters, digits or hyphens.
+ * It starts with a letter because JavaScript puts integer-like keys ("1", "42") before all others
+ * when it reads an object, which would change the order of the connections (the implicit chain's).
+ */
+export const SMTP_CONNECTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
+const SMTP_CONNECTION_NAME_SOURCE = SMTP_CONNECTION_NAME_PATTERN.source.slice(1, -1);
+
+/** `smtp` for the single `smtp` section, `smtp:<name>` for the connection of that name. */
+export function smtpProviderName(connection?: string): ProviderName {
+  return connection === undefined ? SMTP_PROVIDER_NAME : `${SMTP_PROVIDER_NAME}:${connection}`;
+}
+
+/** Where a connection sits in the configuration: `smtp`, or `smtp.connections.<name>`. */
+export function smtpConfigPathOf(provider: string): string {
+  const connection = provider.startsWith(`${SMTP_PROVIDER_NAME}:`)
+    ? provider.slice(SMTP_PROVIDER_NAME.length + 1)
+    : undefined;
+  return connection === undefined ? SMTP_PROVIDER_NAME : `${SMTP_PROVIDER_NAME}.connections.${connection}`;
+}
+
+export const smtpConnectionSettingsSchema = z.strictObject({
   senders: z
     .array(
       z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
@@ -136,6 +159,24 @@ export const smtpSettingsSchema = z.strictObject({
   /** Refuse larger messages before connecting (the server's own limit, as a send connector sets it). */
   maxMessageBytes: z.int().min(1024).optional(),
 });
+/** One SMTP connection as the configuration describes it, its per-mode defaults resolved. */
+export type SmtpConnectionSettings = z.infer<typeof smtpConnectionSettingsSchema>;
+
+/** The most sessions one SMTP connection may hold open in one warm function. */
+export const MAX_SMTP_CONNECTIONS = 50;
+
+/** One SMTP connection as the send function runs it: its own provider, pool and credentials. */
+export const smtpSettingsSchema = smtpConnectionSettingsSchema.extend({
+  /** The provider name routes, metrics, the ledger and failures use: `smtp` or `smtp:<connection>`. */
+  name: z
+    .string()
+    .regex(
+      new RegExp(`^${SMTP_PROVIDER_NAME}(?::${SMTP_CONNECTION_NAME_SOURCE})?$`),
+      'must be smtp or smtp:<connection name>',
+    ),
+  /** Sessions open at once in one warm function (per sending mailbox with xoauth2). */
+  maxConnections: z.int().min(1).max(MAX_SMTP_CONNECTIONS),
+});
 export type SmtpSettings = z.infer<typeof smtpSettingsSchema>;
 
 export const attachmentSettingsSchema = z.strictObject({
@@ -144,9 +185,22 @@ export const attachmentSettingsSchema = z.strictObject({
 });
 export type AttachmentSettings = z.infer<typeof attachmentSettingsSchema>;
 
-/** The providers a route's chain may name. */
-export const PROVIDER_NAMES = ['graph', 'smtp', 'ses'] as const;
-export type ProviderName = (typeof PROVIDER_NAMES)[number];
+/** The kinds of provider, in the order of an implicit chain: every SMTP connection is an `smtp`. */
+export const PROVIDER_FAMILIES = ['graph', 'smtp', 'ses'] as const;
+/** What a route's chain names: `graph`, `ses`, `smtp` (the single smtp section) or `smtp:<connection>`. */
+export type ProviderName = 'graph' | 'ses' | 'smtp' | `smtp:${string}`;
+
+/**
+ * A provider name. The pattern accepts exactly the `ProviderName` strings, so the schema is typed as
+ * them (a plain pattern keeps one clear message and a JSON Schema `pattern`, where a union of an enum
+ * and a template literal would report the enum's complaint for `smtp:Billing`).
+ */
+export const providerNameSchema = z
+  .string()
+  .regex(
+    new RegExp(`^(?:graph|ses|${SMTP_PROVIDER_NAME}(?::${SMTP_CONNECTION_NAME_SOURCE})?)$`),
+    'must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+  ) as z.ZodType<ProviderName, ProviderName>;
 
 /** `*` (any sender), `*@contoso.com` (any address at exactly that domain) or one address. */
 export const fromPatternSchema = z
@@ -185,7 +239,7 @@ export const routeSettingsSchema = z.strictObject({
   name: routeNameSchema,
   from: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
   providers: z
-    .array(z.enum(PROVIDER_NAMES))
+    .array(providerNameSchema)
     .min(1, 'name at least one provider')
     .refine((names) => new Set(names).size === names.length, { message: 'names a provider twice' }),
   rewriteFrom: rewriteFromSchema.optional(),
@@ -229,7 +283,18 @@ export const relaySettingsSchema = z
     limits: messageLimitsSchema,
     ses: sesSettingsSchema.optional(),
     graph: graphSettingsSchema.optional(),
-    smtp: smtpSettingsSchema.optional(),
+    /** One per SMTP connection, in the configuration's order (the implicit chain's). */
+    smtp: z
+      .array(smtpSettingsSchema)
+      .min(1)
+      .refine(
+        (connections) =>
+          new Set(connections.map((connection) => connection.name)).size === connections.length,
+        {
+          message: 'names an SMTP connection twice',
+        },
+      )
+      .optional(),
     attachments: attachmentSettingsSchema.optional(),
     /** The bucket messages submitted over SMTP are stored in: raw messages may reference their MIME there. */
     ingress: z.strictObject({ bucket: attachmentSettingsSchema.shape.bucket }).optional(),
@@ -245,15 +310,24 @@ export const relaySettingsSchema = z
   .refine((settings) => settings.ses ?? settings.graph ?? settings.smtp, {
     message: 'configure at least one provider: ses, graph or smtp',
   })
-  .refine((settings) => settings.smtp?.auth !== 'xoauth2' || settings.graph !== undefined, {
-    path: ['smtp', 'auth'],
-    message: 'xoauth2 takes its tokens from the Graph app registration: configure graph too',
-  })
-  .refine(
-    (settings) =>
-      !['plain', 'login'].includes(settings.smtp?.auth ?? '') || settings.smtp?.credentialSecretId,
-    { path: ['smtp', 'credentialSecretId'], message: 'required for plain and login authentication' },
-  );
+  .superRefine((settings, ctx) => {
+    settings.smtp?.forEach((smtp, index) => {
+      if (smtp.auth === 'xoauth2' && settings.graph === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['smtp', index, 'auth'],
+          message: 'xoauth2 takes its tokens from the Graph app registration: configure graph too',
+        });
+      }
+      if ((smtp.auth === 'plain' || smtp.auth === 'login') && !smtp.credentialSecretId) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['smtp', index, 'credentialSecretId'],
+          message: 'required for plain and login authentication',
+        });
+      }
+    });
+  });
 export type RelaySettings = z.infer<typeof relaySettingsSchema>;
 
 /** Reads and validates the send function's settings at cold start, failing with every problem listed. */

@@ -41,8 +41,10 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]):
       ];
     case 'invalid_union': {
       if (issue.errors.every((branch) => branch.every(isMissing))) return [`${formatPath(path)}: required`];
-      // Report the branch that accepted the value's type ("address is invalid"), not "Invalid input".
-      const relevant = issue.errors.find((branch) => !branch.every(isRootTypeMismatch));
+      // Report the branch that accepted the value's type ("address is invalid"), not "Invalid input";
+      // of two object forms, the one that knows the value's fields (smtp: one connection, or connections).
+      const candidates = issue.errors.filter((branch) => !branch.every(isRootTypeMismatch));
+      const relevant = candidates.find((branch) => !branch.some(isRootUnknownField)) ?? candidates[0];
       if (relevant) return relevant.flatMap((inner) => describeIssue(inner, path));
       return [`${formatPath(path)}: must be ${[...new Set(expectedTypes(issue))].join(' or ')}`];
     }
@@ -62,6 +64,11 @@ function isMissing(issue: z.core.$ZodIssue): boolean {
   if (issue.path.length > 0) return false;
   if (issue.code === 'invalid_type') return issue.message.endsWith('received undefined');
   return issue.code === 'invalid_union' && issue.errors.every((branch) => branch.every(isMissing));
+}
+
+/** The value has fields this branch's object does not know: the value is in another form. */
+function isRootUnknownField(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'unrecognized_keys' && issue.path.length === 0;
 }
 
 /** The value's type was wrong for this branch (possibly a nested union rejecting it for every type). */

@@ -39,8 +39,12 @@ const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
 export interface SendHandlerOptions {
   /** HTTPS for Entra ID and Graph; local mode passes one that trusts its Graph peer's certificate. */
   readonly graphTransport?: HttpTransport;
-  /** Extra CA for SMTP servers: local mode's SMTP capture has a self-signed certificate. */
-  readonly smtpCa?: string;
+  /**
+   * Extra CA for SMTP servers (PEM): one for every connection, or one per connection by provider name
+   * (`smtp`, `smtp:<name>`). Local mode's SMTP captures have self-signed certificates, one each, all
+   * for localhost: one bundle of them would not do, since TLS looks a certificate's issuer up by name.
+   */
+  readonly smtpCa?: string | Readonly<Record<string, string>>;
   /**
    * How long a provider may stay silent before a call counts as failed (SES requests, SMTP connect and
    * greeting; Graph's comes with graphTransport). Tests and the soak shorten it. @default 15000 (SES), 10000 (SMTP)
@@ -127,14 +131,15 @@ export function createSendHandler(
 
 /**
  * The order decides which provider sends for a From address more than one covers: Graph (the
- * sender's own Microsoft 365 mailbox), then SMTP, then SES.
+ * sender's own Microsoft 365 mailbox), then each SMTP connection in the configuration's order (each
+ * its own provider, `smtp` or `smtp:<name>`, with its own pool and credentials), then SES.
  */
 function createProviders(settings: RelaySettings, options: SendHandlerOptions): MailProvider[] {
   const providers: MailProvider[] = [];
   const secrets = new SecretsManagerClient({});
   const graph = settings.graph && createGraphClients(settings.graph, secrets, options);
   if (graph) providers.push(graph.provider);
-  if (settings.smtp) providers.push(createSmtpProvider(settings.smtp, secrets, graph, options));
+  for (const smtp of settings.smtp ?? []) providers.push(createSmtpProvider(smtp, secrets, graph, options));
   if (settings.ses) {
     const timeout = options.providerTimeoutMs;
     providers.push(
@@ -177,8 +182,9 @@ function createSmtpProvider(
   options: SendHandlerOptions,
 ): SmtpProvider {
   const credentials = smtp.credentialSecretId
-    ? cachedSmtpCredentials(secrets, smtp.credentialSecretId)
+    ? cachedSmtpCredentials(secrets, smtp.credentialSecretId, smtp.name)
     : undefined;
+  const ca = typeof options.smtpCa === 'string' ? options.smtpCa : options.smtpCa?.[smtp.name];
   return new SmtpProvider({
     settings: smtp,
     ...(credentials && { credentials: () => credentials.get() }),
@@ -192,7 +198,7 @@ function createSmtpProvider(
           smtp.oauthScope ?? EXCHANGE_ONLINE_SMTP_SCOPE,
         ),
       }),
-    ...(options.smtpCa !== undefined && { ca: options.smtpCa }),
+    ...(ca !== undefined && { ca }),
     ...(options.providerTimeoutMs !== undefined && { connectionTimeoutMs: options.providerTimeoutMs }),
   });
 }

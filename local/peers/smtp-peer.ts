@@ -48,6 +48,18 @@ export interface SmtpPeerOptions {
   onReceived?: (message: ReceivedMessage) => void;
   /** Consulted at each stage no queued fault matches (see `SmtpFaultPlan`). */
   faultPlan?: SmtpFaultPlan;
+  /**
+   * Holds the reply that accepts a message (after DATA) this long once the message has arrived, as a
+   * server that takes time to queue it; refusals are not held. The benchmark (scripts/bench) sets it
+   * for a fixed provider answer time. default 0
+   */
+  answerDelayMs?: number;
+  /**
+   * When the greeting is sent after a client connects. smtp-server waits 100 ms (it checks for
+   * clients that talk first), which most servers do not; the benchmark sets 0. Not with tls
+   * 'implicit'. default: smtp-server's 100 ms
+   */
+  greetingDelayMs?: number;
 }
 
 export interface ReceivedMessage {
@@ -192,6 +204,11 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
   const users = options.users ?? [];
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const answerDelayMs = options.answerDelayMs ?? 0;
+  const greetingDelayMs = options.greetingDelayMs;
+  if (greetingDelayMs !== undefined && (tlsMode === 'implicit' || !(greetingDelayMs >= 0))) {
+    throw new RangeError("smtp peer: greetingDelayMs must be >= 0, and cannot be set with tls 'implicit'");
+  }
 
   const certificate = await createServerCertificate();
 
@@ -362,7 +379,9 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         if (fault) return loseReply(session, fault.lostReply);
         accept('data');
         const id = `<${randomBytes(12).toString('hex')}@${hostname}>`;
-        callback(null, `2.6.0 ${id} [InternalId=${received.length}] Queued mail for delivery`);
+        const reply = `2.6.0 ${id} [InternalId=${received.length}] Queued mail for delivery`;
+        if (answerDelayMs > 0) setTimeout(() => callback(null, reply), answerDelayMs);
+        else callback(null, reply);
       });
       stream.once('error', () => {
         // The connection went away mid-DATA; nothing to record.
@@ -404,6 +423,12 @@ export async function startSmtpPeer(options: SmtpPeerOptions = {}): Promise<Smtp
         }
         return problem;
       };
+      if (greetingDelayMs !== undefined) {
+        // smtp-server's own 100 ms timer then finds nothing to do.
+        const greet = connection.connectionReady.bind(connection);
+        connection.connectionReady = () => undefined;
+        setTimeout(greet, greetingDelayMs);
+      }
     }
   };
 

@@ -50,15 +50,20 @@ export function threeRouteSettings(wiring: RelayWiring, domains: RouteDomains): 
       authorityHost: graph.authorityHost,
       graphEndpoint: graph.graphEndpoint,
     },
-    smtp: {
-      senders: [domains.smtp],
-      mode: 'smarthost',
-      host: smtp.host,
-      port: smtp.port,
-      tls: 'none',
-      requireTls: false,
-      auth: 'none',
-    },
+    smtp: [
+      {
+        name: 'smtp',
+        senders: [domains.smtp],
+        mode: 'smarthost',
+        host: smtp.host,
+        port: smtp.port,
+        tls: 'none',
+        requireTls: false,
+        auth: 'none',
+        // As the construct sizes it by default: the batch size.
+        maxConnections: 10,
+      },
+    ],
     routes: [
       { name: 'graph', from: [`*@${domains.graph}`], providers: ['graph', 'ses'] },
       { name: 'smtp', from: [`*@${domains.smtp}`], providers: ['smtp'] },

@@ -83,12 +83,9 @@ describe('local mode end to end through SMTP: SQS → handler → SMTP capture (
     });
     expect(mail.subject).toBe('Scan via connector');
     expect(mail.attachments[0]?.content.toString()).toBe('scan bytes');
-    expect(relay.settings.smtp).toMatchObject({
-      mode: 'connector',
-      tls: 'starttls',
-      requireTls: true,
-      auth: 'none',
-    });
+    expect(relay.settings.smtp).toMatchObject([
+      { name: 'smtp', mode: 'connector', tls: 'starttls', requireTls: true, auth: 'none' },
+    ]);
   });
 
   it('dead-letters a send-as refusal at once with the SMTP reply and a hint', async () => {

@@ -130,6 +130,28 @@ describe('the example configurations', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
+  it('include a named SMTP connections example whose connections each reach the send function and the alarms', () => {
+    const { template } = synthesize('smtp-connections.config.json');
+    const settings = relaySettingsSchema.parse(settingsIn(template));
+    const providers = ['smtp:newsletter', 'smtp:antispam', 'smtp:hve', 'smtp:certified'];
+
+    expect(settings.smtp?.map((connection) => connection.name)).toEqual(providers);
+    expect(settings.smtp?.every((connection) => connection.credentialSecretId !== undefined)).toBe(true);
+    expect(settings.routes?.find((route) => route.name === 'certified')?.providers).toEqual([
+      'smtp:certified',
+    ]);
+    const alarmNames = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((alarm) =>
+      String(alarm.Properties.AlarmName),
+    );
+    for (const provider of providers) {
+      const name = `${provider.replace(':', '-')}-bounce-rate-critical`;
+      expect(
+        alarmNames.some((alarmName) => alarmName.endsWith(`-${name}`)),
+        name,
+      ).toBe(true);
+    }
+  });
+
   it.each(exampleFiles)('%s sets the function timeout and memory it names', (file) => {
     const { config, template } = synthesize(file);
 

@@ -826,15 +826,19 @@ describe('MailRelay with SMTP', () => {
   it('writes smtp settings the function accepts, with the connector host derived from the sender', () => {
     const { template } = buildRelay(CONNECTOR);
 
-    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual({
-      senders: ['scanner@contoso.com'],
-      mode: 'connector',
-      host: 'contoso-com.mail.protection.outlook.com',
-      port: 25,
-      tls: 'starttls',
-      requireTls: true,
-      auth: 'none',
-    });
+    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual([
+      {
+        name: 'smtp',
+        senders: ['scanner@contoso.com'],
+        mode: 'connector',
+        host: 'contoso-com.mail.protection.outlook.com',
+        port: 25,
+        tls: 'starttls',
+        requireTls: true,
+        auth: 'none',
+        maxConnections: 10,
+      },
+    ]);
   });
 
   it('lets the function out on 443 and on the SMTP port through the egress security group', () => {
@@ -869,11 +873,9 @@ describe('MailRelay with SMTP', () => {
         Resource: credentialSecretArn,
       }),
     ]);
-    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toMatchObject({
-      auth: 'plain',
-      port: 587,
-      credentialSecretId: credentialSecretArn,
-    });
+    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toMatchObject([
+      { auth: 'plain', port: 587, credentialSecretId: credentialSecretArn },
+    ]);
   });
 
   it('refuses at synth an SMTP credential secret in another region than the stack', () => {
@@ -902,5 +904,124 @@ describe('MailRelay with SMTP', () => {
     const error = errorFrom(() => buildRelay({ smtp: { senders: ['contoso.com'], mode: 'connector' } }));
 
     expect(error.message).toContain('smtp.mode: connector mode needs a static egress IP');
+  });
+});
+
+describe('MailRelay with named SMTP connections', () => {
+  const BILLING_SECRET = secretArn('mail-relay/billing-ovh-AbCdEf');
+  const HVE_SECRET = secretArn('mail-relay/hve-GhIjKl');
+  const CONNECTIONS: MailRelayProps = {
+    egress: {},
+    smtp: {
+      connections: {
+        'billing-ovh': {
+          senders: ['facturas@contoso.com'],
+          mode: 'smarthost',
+          host: 'smtp-relay.example.com',
+          port: 465,
+          tls: 'implicit',
+          credentialSecretArn: BILLING_SECRET,
+        },
+        hve: {
+          senders: ['alerts@contoso.com'],
+          mode: 'smarthost',
+          host: 'smtp-hve.office365.com',
+          auth: 'login',
+          credentialSecretArn: HVE_SECRET,
+          maxConnections: 4,
+        },
+        // A second account at the same server: it shares the HVE secret.
+        'hve-reports': {
+          senders: ['reports@contoso.com'],
+          mode: 'smarthost',
+          host: 'smtp-hve.office365.com',
+          auth: 'login',
+          credentialSecretArn: HVE_SECRET,
+        },
+      },
+    },
+  };
+
+  it('writes one settings entry per connection, named smtp:<name>, in order', () => {
+    const { template } = buildRelay(CONNECTIONS);
+
+    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual([
+      expect.objectContaining({
+        name: 'smtp:billing-ovh',
+        port: 465,
+        auth: 'plain',
+        credentialSecretId: BILLING_SECRET,
+        maxConnections: 10,
+      }),
+      expect.objectContaining({ name: 'smtp:hve', port: 587, auth: 'login', maxConnections: 4 }),
+      expect.objectContaining({ name: 'smtp:hve-reports', credentialSecretId: HVE_SECRET }),
+    ]);
+  });
+
+  it("lets the function out on 443 and on every connection's port through the egress security group", () => {
+    const { stack, relay, template } = buildRelay(CONNECTIONS);
+    const group =
+      template.toJSON().Resources[logicalIdOf(stack, relay.staticEgress?.securityGroup as IConstruct)];
+
+    expect(relay.staticEgress?.egressPorts).toEqual([443, 465, 587]);
+    expect(group.Properties.SecurityGroupEgress).toEqual([
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 }),
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 465, ToPort: 465 }),
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 587, ToPort: 587 }),
+    ]);
+  });
+
+  it("lets the function read exactly each connection's secret, a shared one once", () => {
+    const { relay, template } = buildRelay(CONNECTIONS);
+
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    // CDK merges the two grants into one statement: exactly the two secrets, each once.
+    expect(statementsFor('secretsmanager', template)).toEqual([
+      expect.objectContaining({
+        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+        Resource: [BILLING_SECRET, HVE_SECRET],
+      }),
+    ]);
+    expect([...relay.smtpCredentials.keys()]).toEqual(['smtp:billing-ovh', 'smtp:hve', 'smtp:hve-reports']);
+    expect(relay.smtpCredentials.get('smtp:hve-reports')).toBe(relay.smtpCredentials.get('smtp:hve'));
+    expect(relay.smtpCredential).toBeUndefined();
+  });
+
+  it('refuses at synth a connection secret in another region, naming the connection', () => {
+    const stack = new Stack(fastApp(), 'Test', { env: { account: '123456789012', region: 'eu-central-1' } });
+
+    const error = errorFrom(
+      () =>
+        new MailRelay(stack, 'Relay', {
+          smtp: {
+            connections: {
+              hve: {
+                senders: ['alerts@contoso.com'],
+                mode: 'smarthost',
+                host: 'smtp-hve.office365.com',
+                credentialSecretArn: HVE_SECRET,
+              },
+            },
+          },
+        }),
+    );
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain(
+      'smtp.connections.hve.credentialSecretArn: the secret is in eu-west-1 but the stack deploys to eu-central-1',
+    );
+  });
+
+  it('refuses at synth a route naming a connection that does not exist', () => {
+    const error = errorFrom(() =>
+      buildRelay({
+        ...CONNECTIONS,
+        routes: [{ name: 'billing', from: ['facturas@contoso.com'], providers: ['smtp:billing'] }],
+      }),
+    );
+
+    expect(error.message).toContain(
+      'routes[0].providers[0]: "smtp:billing" is not a configured SMTP connection (configured: smtp:billing-ovh, smtp:hve, smtp:hve-reports)',
+    );
   });
 });

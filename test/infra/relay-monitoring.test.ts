@@ -293,6 +293,76 @@ describe('RelayMonitoring without ses', () => {
   });
 });
 
+describe('RelayMonitoring with named SMTP connections', () => {
+  const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/smtp-AbCdEf';
+  const { template, topicId } = build({
+    ses: SES,
+    smtp: {
+      connections: {
+        'billing-ovh': {
+          senders: ['facturas@contoso.com'],
+          mode: 'smarthost',
+          host: 'smtp-relay.example.com',
+          credentialSecretArn: SECRET,
+        },
+        hve: { senders: ['alerts@contoso.com'], mode: 'smarthost', host: 'smtp-hve.office365.com' },
+      },
+    },
+    monitoring: MONITORING,
+  });
+
+  it('has bounce and complaint rate alarms for every connection, next to the other providers', () => {
+    const names = [...alarmsIn(template).keys()];
+
+    for (const provider of ['smtp-billing-ovh', 'smtp-hve', 'ses']) {
+      for (const alarm of ['bounce-rate-warning', 'bounce-rate-critical', 'complaint-rate']) {
+        expect(names, `${provider}-${alarm}`).toContain(`${PREFIX}-${provider}-${alarm}`);
+      }
+    }
+    expect(names.filter((name) => /-smtp-bounce-rate/.test(name))).toEqual([]);
+  });
+
+  it("computes a connection's rate from the metrics with its provider name as the Provider dimension", () => {
+    const part = 'bounced_smtp_billing_ovh';
+
+    expect(alarmNamed(template, 'smtp-billing-ovh-bounce-rate-critical')).toEqual({
+      AlarmName: `${PREFIX}-smtp-billing-ovh-bounce-rate-critical`,
+      AlarmDescription: expect.stringContaining('through smtp:billing-ovh reached 0.07 over 30 minutes'),
+      Metrics: [
+        {
+          Id: 'expr_1',
+          Expression: `IF(sent_smtp_billing_ovh >= 50, FILL(${part}, 0) / sent_smtp_billing_ovh, 0)`,
+          Label: 'Bounce rate (smtp:billing-ovh)',
+          ReturnData: true,
+        },
+        relayMetricStat('sent_smtp_billing_ovh', 'Sent', 'smtp:billing-ovh'),
+        relayMetricStat(part, 'Bounced', 'smtp:billing-ovh'),
+      ],
+      ...alarmBasics(topicId, 0.07),
+    });
+  });
+
+  it('counts every connection in the fallback rate', () => {
+    const expression = alarmNamed(template, 'fallback-rate').Metrics as { Expression?: string }[];
+
+    expect(expression[0]?.Expression).toBe(
+      'IF((FILL(sent_smtp_billing_ovh, 0) + FILL(sent_smtp_hve, 0) + FILL(sent_ses, 0)) >= 50, ' +
+        '(FILL(fallback_smtp_billing_ovh, 0) + FILL(fallback_smtp_hve, 0) + FILL(fallback_ses, 0)) / ' +
+        '(FILL(sent_smtp_billing_ovh, 0) + FILL(sent_smtp_hve, 0) + FILL(sent_ses, 0)), 0)',
+    );
+  });
+
+  it('draws every connection on the per-provider dashboard widgets', () => {
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard?.Properties.DashboardBody);
+
+    for (const label of ['Delivered (smtp:billing-ovh)', 'Bounced hard (smtp:hve)', 'smtp:hve p99']) {
+      expect(body, label).toContain(`\\"label\\":\\"${label}\\"`);
+    }
+    expect(body).toContain('\\"Provider\\",\\"smtp:billing-ovh\\"');
+  });
+});
+
 describe('RelayMonitoring alarm topic', () => {
   it('is encrypted with a rotated customer managed key that CloudWatch alarms may use, and requires TLS', () => {
     const { stack, template, topicId } = build({ ses: SES });
@@ -476,7 +546,7 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
 
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as ConfigurationError).problems).toEqual([
-      expect.stringMatching(/^monitoring\.pauseSesOnCriticalBounces: needs the ses section/),
+      expect.stringMatching(/^monitoring\.pauseSesOnCriticalBounces: .*configure ses too/),
     ]);
     expect(error.message).toContain('MailRelay/Relay');
   });

@@ -15,8 +15,11 @@ import {
   loadRelayConfig,
   MAIL_MANAGER_MAX_MESSAGE_BYTES,
   parseRelayConfig,
-  type SmtpConfig,
+  providerNamesOf,
+  relaySettingsFor,
+  type SmtpConnectionConfig,
   smtpSettingsFor,
+  smtpSettingsListFor,
 } from '../../lib/config.ts';
 
 const REPO_ROOT = new URL('../../', import.meta.url);
@@ -560,9 +563,9 @@ describe('loadRelayConfig', () => {
 
 describe('smtpSettingsFor', () => {
   const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/smtp-AbCdEf';
-  const smtpOf = (smtp: object): SmtpConfig => {
+  const smtpOf = (smtp: object): SmtpConnectionConfig => {
     const config = parseRelayConfig({ graph: GRAPH, egress: {}, smtp });
-    if (!config.smtp) throw new Error('expected an smtp section');
+    if (!config.smtp || 'connections' in config.smtp) throw new Error('expected a single smtp section');
     return config.smtp;
   };
 
@@ -738,8 +741,8 @@ describe('parseRelayConfig with an smtp section', () => {
           tls: 'none',
           requireTls: false,
         },
-      }).smtp?.tls,
-    ).toBe('none');
+      }).smtp,
+    ).toMatchObject({ tls: 'none' });
   });
 
   it('reports the cross-field rules even when another smtp field is invalid', () => {
@@ -750,6 +753,280 @@ describe('parseRelayConfig with an smtp section', () => {
         expect.stringMatching(/^smtp\.mode: connector mode needs a static egress IP/),
       ]),
     );
+  });
+});
+
+describe('parseRelayConfig with named SMTP connections', () => {
+  const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/smtp-AbCdEf';
+  const UNRELATED = { queue: { retentionDays: 15 } };
+  const problemsOf = (config: object) => configurationErrorFrom(() => parseRelayConfig(config)).problems;
+  /** Seed 004's per-address send connectors, and an Exchange Online High Volume Email account. */
+  const CONNECTIONS = {
+    'billing-ovh': {
+      senders: ['facturas@contoso.com'],
+      mode: 'smarthost',
+      host: 'smtp-relay.example.com',
+      port: 465,
+      tls: 'implicit',
+      credentialSecretArn: SECRET,
+      maxMessageBytes: 104_857_600,
+    },
+    hve: {
+      senders: ['alerts@contoso.com'],
+      mode: 'smarthost',
+      host: 'smtp-hve.office365.com',
+      auth: 'login',
+      credentialSecretArn: SECRET,
+      maxConnections: 3,
+    },
+  };
+
+  it('accepts named connections, filling each one’s defaults', () => {
+    expect(parseRelayConfig({ smtp: { connections: CONNECTIONS } }).smtp).toEqual({
+      connections: {
+        'billing-ovh': { ...CONNECTIONS['billing-ovh'], requireTls: true },
+        hve: { ...CONNECTIONS.hve, tls: 'starttls', requireTls: true },
+      },
+    });
+  });
+
+  it('gives the function one setting per connection, named smtp:<name>, in order, its pool sized to the batch', () => {
+    const config = parseRelayConfig({ smtp: { connections: CONNECTIONS }, sendFunction: { batchSize: 5 } });
+
+    expect(smtpSettingsListFor(config)).toEqual([
+      {
+        name: 'smtp:billing-ovh',
+        senders: ['facturas@contoso.com'],
+        mode: 'smarthost',
+        host: 'smtp-relay.example.com',
+        port: 465,
+        tls: 'implicit',
+        requireTls: true,
+        auth: 'plain',
+        credentialSecretId: SECRET,
+        maxMessageBytes: 104_857_600,
+        maxConnections: 5,
+      },
+      expect.objectContaining({ name: 'smtp:hve', port: 587, auth: 'login', maxConnections: 3 }),
+    ]);
+    expect(providerNamesOf(config)).toEqual(['smtp:billing-ovh', 'smtp:hve']);
+  });
+
+  it('names the single smtp section smtp, its pool sized to the batch too', () => {
+    const config = parseRelayConfig({
+      graph: GRAPH,
+      ses: SES,
+      smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net' },
+    });
+    const settings = relaySettingsFor(config, {
+      queueUrl: 'https://sqs.test/outbox',
+      deadLetterQueueUrl: 'https://sqs.test/dlq',
+      graphCredentialSecretId: SECRET,
+      ledgerTableName: 'ledger',
+      suppressionTableName: 'suppression',
+    });
+
+    expect(settings.smtp).toEqual([expect.objectContaining({ name: 'smtp', host: 'mail.example.net' })]);
+    expect(settings.smtp?.[0]?.maxConnections).toBe(10);
+    expect(providerNamesOf(config)).toEqual(['graph', 'smtp', 'ses']);
+  });
+
+  it('applies every rule of a connection to each connection, reporting them all at once by path', () => {
+    expect(
+      problemsOf({
+        ...UNRELATED,
+        ses: SES,
+        smtp: {
+          connections: {
+            exchange: {
+              senders: ['contoso.com'],
+              mode: 'connector',
+              auth: 'plain',
+              credentialSecretArn: SECRET,
+            },
+            partner: { senders: ['fabrikam.com'], mode: 'smarthost', auth: 'login' },
+            mailbox: { senders: ['soporte@contoso.com'], mode: 'submission' },
+            plain: { senders: ['x@fabrikam.com'], mode: 'smarthost', host: 'mail.example.net', tls: 'none' },
+          },
+        },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^queue\.retentionDays: /),
+      'smtp.connections.exchange.auth: must be none in connector mode: an Exchange Online inbound connector trusts the sending IP, not a login',
+      'smtp.connections.exchange.mode: connector mode needs a static egress IP: add an egress section (docs/static-egress.md)',
+      'smtp.connections.partner.host: required in smarthost mode: the SMTP server to send through',
+      'smtp.connections.partner.credentialSecretArn: required for login authentication: the secret with {"username", "password"}',
+      'smtp.connections.mailbox.auth: xoauth2 takes its tokens from the graph app registration (application permission SMTP.SendAsApp): add a graph section',
+      'smtp.connections.plain.requireTls: must be false with tls "none": a connection that is never encrypted cannot require TLS',
+    ]);
+  });
+
+  it('reports a field error of one connection together with the rules of another', () => {
+    expect(
+      problemsOf({
+        smtp: {
+          connections: {
+            a: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', port: 0, bogus: 1 },
+            b: { senders: ['fabrikam.com'], mode: 'connector' },
+          },
+        },
+      }),
+    ).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^smtp\.connections\.a\.port: /),
+        'smtp.connections.a.bogus: unknown field',
+        expect.stringMatching(/^smtp\.connections\.b\.mode: connector mode needs a static egress IP/),
+      ]),
+    );
+  });
+
+  it('refuses connection names routes could not name, and an empty list', () => {
+    const connection = { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net' };
+    const message =
+      'must be 1-32 lower-case letters, digits or hyphens, starting with a letter (routes name the connection smtp:<name>)';
+
+    expect(
+      problemsOf({
+        smtp: { connections: { Billing: connection, '2nd': connection, [`a${'b'.repeat(32)}`]: connection } },
+      }),
+    ).toEqual([
+      `smtp.connections.Billing: ${message}`,
+      `smtp.connections["2nd"]: ${message}`,
+      `smtp.connections.a${'b'.repeat(32)}: ${message}`,
+    ]);
+    expect(problemsOf({ smtp: { connections: {} } })).toEqual([
+      'smtp.connections: name at least one connection',
+    ]);
+  });
+
+  it('reports a connection missing a field, not the single form’s fields', () => {
+    expect(problemsOf({ smtp: { connections: { a: { senders: ['contoso.com'] } } } })).toEqual([
+      expect.stringMatching(/^smtp\.connections\.a\.mode: /),
+    ]);
+  });
+
+  it('keeps maxConnections between 1 and 50', () => {
+    const connection = (maxConnections: number) => ({
+      connections: { a: { senders: ['contoso.com'], mode: 'smarthost', host: 'h.example', maxConnections } },
+    });
+
+    expect(problemsOf({ smtp: connection(0) })).toEqual([
+      expect.stringMatching(/^smtp\.connections\.a\.maxConnections: /),
+    ]);
+    expect(problemsOf({ smtp: connection(51) })).toEqual([
+      expect.stringMatching(/^smtp\.connections\.a\.maxConnections: /),
+    ]);
+    expect(() => parseRelayConfig({ smtp: connection(50) })).not.toThrow();
+  });
+
+  describe('named by routes', () => {
+    const route = (providers: string[], from = ['*@contoso.com']) => ({ name: 'main', from, providers });
+
+    it('lets a route name a connection smtp:<name>, before or after other providers', () => {
+      const config = parseRelayConfig({
+        ses: { identities: ['contoso.com'] },
+        smtp: { connections: CONNECTIONS },
+        routes: [
+          route(['smtp:billing-ovh', 'ses'], ['facturas@contoso.com']),
+          { name: 'alerts', from: ['alerts@contoso.com'], providers: ['smtp:hve'] },
+        ],
+      });
+
+      expect(config.routes?.map((entry) => entry.providers)).toEqual([
+        ['smtp:billing-ovh', 'ses'],
+        ['smtp:hve'],
+      ]);
+    });
+
+    it('refuses a connection that does not exist, listing the configured ones', () => {
+      expect(
+        problemsOf({
+          smtp: { connections: CONNECTIONS },
+          routes: [route(['smtp:billing'], ['facturas@contoso.com'])],
+        }),
+      ).toEqual([
+        'routes[0].providers[0]: "smtp:billing" is not a configured SMTP connection (configured: smtp:billing-ovh, smtp:hve): name one of them, or remove it from the chain',
+      ]);
+    });
+
+    it('refuses plain smtp when the connections are named, and smtp:<name> with the single form', () => {
+      expect(
+        problemsOf({
+          smtp: { connections: CONNECTIONS },
+          routes: [route(['smtp'], ['facturas@contoso.com'])],
+        }),
+      ).toEqual([
+        'routes[0].providers[0]: "smtp" is not a configured SMTP connection (configured: smtp:billing-ovh, smtp:hve): name one of them, or remove it from the chain',
+      ]);
+      expect(
+        problemsOf({
+          smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net' },
+          routes: [route(['smtp:hve'])],
+        }),
+      ).toEqual([
+        'routes[0].providers[0]: "smtp:hve" is not a configured SMTP connection (configured: smtp, the single smtp section): name one of them, or remove it from the chain',
+      ]);
+    });
+
+    it('refuses a connection without an smtp section, saying what to add', () => {
+      expect(problemsOf({ ses: SES, routes: [route(['smtp:hve'], ['*@example.com'])] })).toEqual([
+        'routes[0].providers[0]: "smtp:hve" is not configured: add an smtp section with the connection hve in smtp.connections (with its credentials) or remove it from the chain',
+      ]);
+    });
+
+    it('checks the route’s senders against that connection’s senders only', () => {
+      expect(
+        problemsOf({
+          smtp: { connections: CONNECTIONS },
+          routes: [route(['smtp:hve', 'smtp:billing-ovh'], ['facturas@contoso.com'])],
+        }),
+      ).toEqual([
+        'routes[0].providers[0]: "smtp:hve" cannot send as facturas@contoso.com: add facturas@contoso.com to smtp.connections.hve.senders, or remove smtp:hve from the chain',
+      ]);
+    });
+
+    it('lets an ingress client use a sender only a named connection covers', () => {
+      expect(() =>
+        parseRelayConfig({
+          smtp: { connections: CONNECTIONS },
+          ingress: {
+            clients: [{ name: 'erp', allowedCidrs: ['198.51.100.7/32'], senders: ['facturas@contoso.com'] }],
+          },
+        }),
+      ).not.toThrow();
+    });
+  });
+
+  it("still fits the function settings in Lambda's 4 KB, naming the longest list", () => {
+    const connection = (count: number) => ({
+      senders: Array.from({ length: count }, (_, n) => `sender-${n}@contoso-subsidiary-${n}.example`),
+      mode: 'smarthost',
+      host: 'mail.example.net',
+    });
+
+    expect(problemsOf({ smtp: { connections: { a: connection(20), b: connection(50) } } })).toEqual([
+      expect.stringMatching(
+        /^smtp\.connections\.b\.senders: the function settings would take ~\d+ bytes of its environment, over the 3500 that fit in Lambda's 4 KB; list whole domains instead of many single addresses, or configure fewer SMTP connections$/,
+      ),
+    ]);
+  });
+
+  it('reports a connection written twice in the file, which JSON would silently keep once', () => {
+    const file = writeScratchFile(
+      'twice.json',
+      [
+        '{',
+        '  "smtp": { "connections": {',
+        '    "hve": { "senders": ["a@contoso.com"], "mode": "smarthost", "host": "smtp-hve.office365.com" },',
+        '    "hve": { "senders": ["b@contoso.com"], "mode": "smarthost", "host": "smtp-hve.office365.com" }',
+        '  } }',
+        '}',
+      ].join('\n'),
+    );
+
+    expect(configurationErrorFrom(() => loadRelayConfig(file)).problems).toEqual([
+      'smtp.connections.hve: appears twice (lines 3 and 4); JSON keeps only the last',
+    ]);
   });
 });
 
@@ -802,7 +1079,7 @@ describe('parseRelayConfig with routes', () => {
         ses: { identities: ['example.com'] },
         routes: [
           { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
-          { name: 'contoso', from: ['*@example.com', 'bad pattern'], providers: ['smtp:connector'] },
+          { name: 'contoso', from: ['*@example.com', 'bad pattern'], providers: ['sendgrid'] },
           { name: 'again', from: ['*@Example.com', '*'], providers: ['ses'] },
           { name: 'anyone', from: ['*'], providers: ['ses', 'ses'] },
           {
@@ -822,7 +1099,7 @@ describe('parseRelayConfig with routes', () => {
         'routes[0].providers[1]: "ses" cannot send as *@contoso.com: add contoso.com to ses.identities, or remove ses from the chain',
         expect.stringMatching(/^routes\[1\]\.from\[1\]: must be "\*" \(any sender\), "\*@domain"/),
         expect.stringMatching(
-          /^routes\[1\]\.providers\[0\]: Invalid option: expected one of "graph"\|"smtp"\|"ses"/,
+          /^routes\[1\]\.providers\[0\]: must be graph, ses, smtp \(the smtp section\) or smtp:<name>/,
         ),
         'routes[1].name: "contoso" is also the name of routes[0]',
         expect.stringMatching(
@@ -856,8 +1133,8 @@ describe('parseRelayConfig route problems, one at a time', () => {
   });
 
   it('names the position of a provider that does not exist', () => {
-    expect(problemsOf({ ses: SES, routes: [route({ providers: ['smtp:x'] })] })).toEqual([
-      'routes[0].providers[0]: Invalid option: expected one of "graph"|"smtp"|"ses"',
+    expect(problemsOf({ ses: SES, routes: [route({ providers: ['sms'] })] })).toEqual([
+      'routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
     ]);
   });
 
@@ -933,14 +1210,14 @@ describe('parseRelayConfig route problems, one at a time', () => {
     const error = configurationErrorFrom(() =>
       parseRelayConfig({
         ses: SES,
-        routes: [route({ providers: ['smtp:x'] }), route({ from: ['*'], providers: ['graph'] })],
+        routes: [route({ providers: ['sms'] }), route({ from: ['*'], providers: ['graph'] })],
         retry: { baseDelaySeconds: 60, maxDelaySeconds: 30 },
       }),
     );
 
     expect(error.message).toMatch(/^Invalid mail-relay configuration/);
     expect(error.problems).toEqual([
-      'routes[0].providers[0]: Invalid option: expected one of "graph"|"smtp"|"ses"',
+      'routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
       'routes[1].name: "main" is also the name of routes[0]',
       'routes[1].providers[0]: "graph" is not configured: add a graph section (with its credentials) or remove it from the chain',
       'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',

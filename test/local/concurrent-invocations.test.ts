@@ -90,15 +90,19 @@ describe('concurrent invocations of the real send handler under the local event 
       maxReceiveCount: 5,
       limits: { maxRecipients: 50, maxMessageBytes: 1024 * 1024 },
       ses: { identities: ['example.com'] },
-      smtp: {
-        senders: ['contoso.com'],
-        mode: 'smarthost',
-        host: smtp.host,
-        port: smtp.port,
-        tls: 'none',
-        requireTls: false,
-        auth: 'none',
-      },
+      smtp: [
+        {
+          name: 'smtp',
+          senders: ['contoso.com'],
+          mode: 'smarthost',
+          host: smtp.host,
+          port: smtp.port,
+          tls: 'none',
+          requireTls: false,
+          auth: 'none',
+          maxConnections: 2,
+        },
+      ],
       // The refused message comes back only after its batch is over (2 to 4 s, with jitter): had the
       // batch's answer left it out, the event source would have deleted it by then.
       retry: { maxAttempts: 3, baseDelaySeconds: 4, maxDelaySeconds: 4 },

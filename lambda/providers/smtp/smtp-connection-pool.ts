@@ -4,7 +4,8 @@ import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 export type OpenConnection = (signal: AbortSignal) => Promise<SMTPConnection>;
 
 /**
- * A few open SMTP sessions to one server for one user, reused across messages in a warm function.
+ * Up to `maxConnections` open SMTP sessions to one server for one user, reused across messages in a
+ * warm function (the connection's `maxConnections`, by default as many as the records of a batch).
  * The relay drives each transaction itself (not nodemailer's pool) because it must know exactly how
  * far a message got: a session that failed in any way is closed, never reused.
  */

@@ -9,20 +9,28 @@ import {
 import { SMTP_PROVIDER } from './smtp-fault.ts';
 import type { SmtpCredentials } from './smtp-provider.ts';
 
-const SMTP_SECRET: SecretOwner = { provider: SMTP_PROVIDER, label: 'Smtp' };
+/** The owner of a connection's secret: its failures name the connection's provider (`smtp:billing-ovh`). */
+function smtpSecretOwner(provider: string): SecretOwner {
+  return { provider, label: 'Smtp' };
+}
 
-/** `{"username": "…", "password": "…"}`; problems name the field, never its value. */
-export function parseSmtpCredentials(secretString: string): SmtpCredentials {
+/**
+ * `{"username": "…", "password": "…"}`; problems name the field, never its value.
+ *
+ * @param provider - the connection whose secret it is (its failures name it)
+ */
+export function parseSmtpCredentials(secretString: string, provider = SMTP_PROVIDER): SmtpCredentials {
+  const owner = smtpSecretOwner(provider);
   let value: unknown;
   try {
     value = JSON.parse(secretString);
   } catch {
-    throw credentialFailure(SMTP_SECRET, 'Invalid', 'the SMTP credential secret is not valid JSON');
+    throw credentialFailure(owner, 'Invalid', 'the SMTP credential secret is not valid JSON');
   }
   const fields = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   if ('placeholder' in fields) {
     throw credentialFailure(
-      SMTP_SECRET,
+      owner,
       'NotSet',
       'the SMTP credential secret still holds the placeholder the stack created',
     );
@@ -34,7 +42,7 @@ export function parseSmtpCredentials(secretString: string): SmtpCredentials {
   if (unknown.length > 0) problems.push(`unknown field(s) ${unknown.join(', ')}`);
   if (problems.length > 0) {
     throw credentialFailure(
-      SMTP_SECRET,
+      owner,
       'Invalid',
       `the SMTP credential secret is not usable: ${problems.join('; ')}`,
     );
@@ -42,10 +50,13 @@ export function parseSmtpCredentials(secretString: string): SmtpCredentials {
   return { username: fields.username as string, password: fields.password as string };
 }
 
-/** The SMTP user and password from Secrets Manager, read once per cold start. */
+/** One SMTP connection's user and password from Secrets Manager, read once per cold start. */
 export function cachedSmtpCredentials(
   client: SecretsManagerClient,
   secretId: string,
+  provider = SMTP_PROVIDER,
 ): CachedSecret<SmtpCredentials> {
-  return cachedSecret(secretsManagerReader(client, SMTP_SECRET), secretId, parseSmtpCredentials);
+  return cachedSecret(secretsManagerReader(client, smtpSecretOwner(provider)), secretId, (secretString) =>
+    parseSmtpCredentials(secretString, provider),
+  );
 }

@@ -4,9 +4,11 @@ import {
   NETWORK_ERROR_CODES,
   type RelayFailure,
 } from '../../core/failures.ts';
+import { SMTP_PROVIDER_NAME } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
 
-export const SMTP_PROVIDER = 'smtp';
+/** The provider name of the single `smtp` section; a named connection's is `smtp:<name>`. */
+export const SMTP_PROVIDER = SMTP_PROVIDER_NAME;
 
 export interface SmtpReply {
   /** Basic reply code, e.g. 550. */
@@ -55,15 +57,20 @@ const SEND_AS = /send as|send-as|sendas/i;
  * One SMTP failure → one classified RelayFailure, through the shared failure table. Codes are the
  * enhanced status (5.7.708, 4.7.500 …) so the table can hold the Exchange Online specifics; a few
  * situations that carry no enhanced code get a name (AuthenticationFailed, TlsFailed, Port25Blocked).
+ * The failure names the connection's provider (`smtp:billing-ovh`); every connection is classified
+ * by the same `smtp` rules.
  */
-export function smtpFailure(error: unknown, context: { port: number; host: string }): RelayFailure {
+export function smtpFailure(
+  error: unknown,
+  context: { port: number; host: string; provider?: string },
+): RelayFailure {
   const details = (error ?? {}) as NodemailerError;
   const reply = parseSmtpReply(details.response);
   const where = `${context.host}:${context.port}`;
   const fault = (code: string, message: string, fallbackClass: FailureClass, status?: number) =>
     classifyFault(
       {
-        provider: SMTP_PROVIDER,
+        provider: context.provider ?? SMTP_PROVIDER,
         code,
         message: truncate(message, 500),
         fallbackClass,

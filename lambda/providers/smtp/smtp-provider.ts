@@ -7,15 +7,12 @@ import { isRawOutbound, type OutboundMessage } from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
 import { classifyFault, type RelayFailure } from '../../core/failures.ts';
 import { recipientsOf } from '../../core/message.ts';
-import type { SmtpSettings } from '../../core/settings.ts';
+import { type SmtpSettings, smtpConfigPathOf } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
 import { composeMime, renderRawMime } from '../mime.ts';
 import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../provider.ts';
 import { SmtpConnectionPool } from './smtp-connection-pool.ts';
-import { parseSmtpReply, SMTP_PROVIDER, smtpFailure } from './smtp-fault.ts';
-
-/** Open sessions per server and user in one warm function. */
-const DEFAULT_MAX_CONNECTIONS = 2;
+import { parseSmtpReply, smtpFailure } from './smtp-fault.ts';
 
 export interface SmtpCredentials {
   readonly username: string;
@@ -23,6 +20,7 @@ export interface SmtpCredentials {
 }
 
 export interface SmtpProviderOptions {
+  /** One connection: its provider name, server, senders, credentials and pool size (`maxConnections`). */
   readonly settings: SmtpSettings;
   /** Username and password for plain/login (read from Secrets Manager once). */
   readonly credentials?: () => Promise<SmtpCredentials>;
@@ -32,24 +30,26 @@ export interface SmtpProviderOptions {
   readonly ca?: string;
   /** Connect and greeting limit; three times this for any later reply. @default 10000 */
   readonly connectionTimeoutMs?: number;
-  /** @default 2 */
-  readonly maxConnections?: number;
 }
 
 /**
- * Sends raw MIME over SMTP: to an Exchange Online inbound connector (port 25, no AUTH, trusted by
- * IP), to Microsoft 365 client submission (587, XOAUTH2) or to any smart host. Sessions are pooled per
- * warm function and per authenticated user; certificates are verified. The relay drives each
+ * Sends raw MIME over one SMTP connection: to an Exchange Online inbound connector (port 25, no AUTH,
+ * trusted by IP), to Microsoft 365 client submission (587, XOAUTH2) or to any smart host. Each
+ * configured connection is its own provider, named `smtp` or `smtp:<connection>`, and every failure
+ * names it. Sessions are pooled per warm function and per authenticated user, at most
+ * `settings.maxConnections` open at once; certificates are verified. The relay drives each
  * transaction over nodemailer's SMTPConnection so it knows how far a message got: the hand-off is
  * recorded after the server said 354 and before the first byte of data, and a session that ends
  * after the whole message went out but before the server's reply leaves the message maybe sent.
  */
 export class SmtpProvider implements MailProvider {
-  readonly name = SMTP_PROVIDER;
+  readonly name: string;
   /** Promises, so concurrent first sends share one pool (and one credential read). */
   private readonly pools = new Map<string, Promise<SmtpConnectionPool>>();
 
-  constructor(private readonly options: SmtpProviderOptions) {}
+  constructor(private readonly options: SmtpProviderOptions) {
+    this.name = options.settings.name;
+  }
 
   canSendAs(address: string): boolean {
     return this.options.settings.senders.some((sender) => identityCovers(sender, address));
@@ -57,6 +57,7 @@ export class SmtpProvider implements MailProvider {
 
   async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
     const { host, port } = this.options.settings;
+    const provider = this.name;
     const envelope = {
       from: message.from.address,
       to: recipientsOf(message).map((mailbox) => mailbox.address),
@@ -69,16 +70,18 @@ export class SmtpProvider implements MailProvider {
     const limit = this.options.settings.maxMessageBytes;
     if (limit !== undefined && raw.length > limit) {
       throw classifyFault({
-        provider: SMTP_PROVIDER,
+        provider,
         code: 'MessageTooLarge',
-        message: `the message is ${raw.length} bytes MIME-encoded; ${host} takes at most ${limit} (smtp.maxMessageBytes)`,
+        message: `the message is ${raw.length} bytes MIME-encoded; ${host} takes at most ${limit} (${smtpConfigPathOf(provider)}.maxMessageBytes)`,
         fallbackClass: 'permanent',
       });
     }
     // Taken here so a refused token is classified as Entra ID's answer (AADSTS…), not as an SMTP error;
     // the sessions then get the same cached token.
     if (this.options.settings.auth === 'xoauth2') {
-      await untilAborted(this.tokens().getToken(), context.signal, () => outOfTime(host, port, false));
+      await untilAborted(this.tokens().getToken(), context.signal, () =>
+        outOfTime(provider, host, port, false),
+      );
     }
     const pool = await this.poolFor(message.from.address);
     for (let session = 1; ; session += 1) {
@@ -86,14 +89,14 @@ export class SmtpProvider implements MailProvider {
       try {
         acquired = await pool.acquire(context.signal);
       } catch (error) {
-        if (context.signal.aborted) throw outOfTime(host, port, false);
-        throw smtpFailure(error, { host, port });
+        if (context.signal.aborted) throw outOfTime(provider, host, port, false);
+        throw smtpFailure(error, { host, port, provider });
       }
       if (smtpUtf8Address !== undefined && !offersSmtpUtf8(acquired.connection)) {
         // Refused before MAIL FROM: nothing was handed off, and the session serves the next message.
         pool.release(acquired.connection);
         throw classifyFault({
-          provider: SMTP_PROVIDER,
+          provider,
           code: 'AddressNotSupported',
           message: `${smtpUtf8Address === envelope.from ? 'from' : 'recipient'} ${smtpUtf8Address}: ${host}:${port} does not offer SMTPUTF8, which a non-ASCII local part needs`,
         });
@@ -101,17 +104,17 @@ export class SmtpProvider implements MailProvider {
       const transaction = await runTransaction(acquired.connection, envelope, raw, context);
       if (transaction.ok) {
         pool.release(acquired.connection);
-        return receipt(transaction.info, context.internetMessageId);
+        return receipt(provider, transaction.info, context.internetMessageId);
       }
       pool.discard(acquired.connection);
       const { error, stage } = transaction;
       if (stage === 'refused-hand-off') throw error;
-      if (context.signal.aborted) throw outOfTime(host, port, stage === 'data-sent');
+      if (context.signal.aborted) throw outOfTime(provider, host, port, stage === 'data-sent');
       // A kept session the server closed while idle fails before anything was handed off: once more
       // on a new one, rather than counting a failed try.
       if (acquired.reused && session === 1 && stage === 'envelope' && !hasReply(error)) continue;
-      if (stage === 'data-sent' && !hasReply(error)) throw answerLost(error, host, port);
-      throw smtpFailure(firstRecipientError(error), { host, port });
+      if (stage === 'data-sent' && !hasReply(error)) throw answerLost(provider, error, host, port);
+      throw smtpFailure(firstRecipientError(error), { host, port, provider });
     }
   }
 
@@ -192,7 +195,7 @@ export class SmtpProvider implements MailProvider {
         signal.removeEventListener('abort', stop);
       }
     };
-    return new SmtpConnectionPool(open, this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    return new SmtpConnectionPool(open, settings.maxConnections);
   }
 
   private async credentials(): Promise<SmtpCredentials> {
@@ -327,11 +330,11 @@ function hasReply(error: unknown): boolean {
 }
 
 /** The whole message went out and the server never answered: it may have queued the message. */
-function answerLost(error: unknown, host: string, port: number): RelayFailure {
+function answerLost(provider: string, error: unknown, host: string, port: number): RelayFailure {
   const details = (error ?? {}) as { code?: string; message?: string };
   return classifyFault(
     {
-      provider: SMTP_PROVIDER,
+      provider,
       code: details.code === 'ETIMEDOUT' ? 'ETIMEDOUT' : 'NoReplyAfterData',
       message: `${host}:${port} took the whole message but gave no reply to its end (${details.message ?? String(error)})`,
       fallbackClass: 'transient',
@@ -342,9 +345,9 @@ function answerLost(error: unknown, host: string, port: number): RelayFailure {
 }
 
 /** The invocation ran out of time: before the data went out nothing was sent, after it maybe. */
-function outOfTime(host: string, port: number, dataSent: boolean): RelayFailure {
+function outOfTime(provider: string, host: string, port: number, dataSent: boolean): RelayFailure {
   return classifyFault({
-    provider: SMTP_PROVIDER,
+    provider,
     code: 'DeadlineExceeded',
     message: dataSent
       ? `${host}:${port} had the whole message but had not answered when the invocation ran out of time`
@@ -354,11 +357,15 @@ function outOfTime(host: string, port: number, dataSent: boolean): RelayFailure 
   });
 }
 
-function receipt(info: SMTPConnection.SentMessageInfo, internetMessageId: string): SendReceipt {
+function receipt(
+  provider: string,
+  info: SMTPConnection.SentMessageInfo,
+  internetMessageId: string,
+): SendReceipt {
   // Some recipients refused, the rest accepted: the message went out, and the refusals are reported.
   const rejectedRecipients = rejectedOf(info);
   return {
-    provider: SMTP_PROVIDER,
+    provider,
     providerMessageId: internetMessageId,
     ...(rejectedRecipients.length > 0 && { rejectedRecipients }),
   };

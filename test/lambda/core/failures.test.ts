@@ -4,6 +4,7 @@ import {
   type FailureClass,
   NETWORK_ERROR_CODES,
   type ProviderFault,
+  providerFamily,
   RelayFailure,
   toRelayFailure,
 } from '../../../lambda/core/failures.ts';
@@ -86,6 +87,47 @@ describe('classifyFault with the SES table', () => {
   it('keeps the original error as the cause', () => {
     const cause = new Error('sdk error');
     expect(classifyFault(sesFault('ThrottlingException'), cause).cause).toBe(cause);
+  });
+});
+
+describe('classifyFault for a named SMTP connection', () => {
+  const named = (code: string, status?: number): ProviderFault => ({
+    provider: 'smtp:billing-ovh',
+    code,
+    message: `${code} happened`,
+    ...(status !== undefined && { status }),
+  });
+
+  it('looks rules up by the provider family, so a named connection is classified as smtp is', () => {
+    expect(providerFamily('smtp:billing-ovh')).toBe('smtp');
+    expect(providerFamily('smtp')).toBe('smtp');
+    expect(providerFamily('graph')).toBe('graph');
+    for (const code of ['5.7.708', '4.7.500', 'SendAsDenied', 'AuthenticationFailed', '5.5.105']) {
+      const viaConnection = classifyFault(named(code, 550));
+      const viaSingle = classifyFault({ ...named(code, 550), provider: 'smtp' });
+      expect([viaConnection.failureClass, viaConnection.hint], code).toEqual([
+        viaSingle.failureClass,
+        viaSingle.hint,
+      ]);
+    }
+  });
+
+  it('keeps the connection as the failure’s provider', () => {
+    const failure = classifyFault(named('5.7.708'));
+
+    expect(failure).toMatchObject({
+      provider: 'smtp:billing-ovh',
+      failureClass: 'provider',
+      hint: expect.stringContaining('inbound connector'),
+      message: 'smtp:billing-ovh: 5.7.708: 5.7.708 happened',
+    });
+  });
+
+  it('says High Volume Email takes only internal recipients (5.5.105), permanently', () => {
+    expect(classifyFault(named('5.5.105', 550))).toMatchObject({
+      failureClass: 'permanent',
+      hint: expect.stringContaining('High Volume Email'),
+    });
   });
 });
 

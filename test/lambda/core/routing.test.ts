@@ -92,6 +92,34 @@ describe('routing', () => {
     );
   });
 
+  it('without routes, chains graph, then each SMTP connection in configuration order, then ses', () => {
+    const covers = (domain: string) => (address: string) => address.endsWith(`@${domain}`);
+    const providers = [
+      { name: 'graph', canSendAs: covers('contoso.com') },
+      { name: 'smtp:billing-ovh', canSendAs: covers('contoso.com') },
+      { name: 'smtp:hve', canSendAs: () => true },
+      { name: 'ses', canSendAs: () => true },
+    ];
+
+    expect(implicitRoute(providers, 'a@contoso.com').providers).toEqual([
+      'graph',
+      'smtp:billing-ovh',
+      'smtp:hve',
+      'ses',
+    ]);
+    expect(implicitRoute(providers, 'a@example.com').providers).toEqual(['smtp:hve', 'ses']);
+  });
+
+  it('lets a message ask for a route whose chain names an SMTP connection', () => {
+    const certified: RouteSettings[] = [
+      { name: 'contoso', from: ['*@contoso.com'], providers: ['graph'] },
+      { name: 'certified', from: ['*'], providers: ['smtp:certified'] },
+    ];
+
+    expect(selectRoute(certified, 'legal@contoso.com', undefined).name).toBe('contoso');
+    expect(selectRoute(certified, 'legal@contoso.com', 'certified').providers).toEqual(['smtp:certified']);
+  });
+
   it('rewrites the sender as "Name via Service", falling back to the address and the mailbox', () => {
     expect(rewriteSender({ from: { address: 'luis@crm.example' } }, { address: 'crm@contoso.com' })).toEqual({
       from: { name: 'luis@crm.example via crm@contoso.com', address: 'crm@contoso.com' },

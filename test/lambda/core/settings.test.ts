@@ -128,6 +128,7 @@ describe('readSettings', () => {
   it('accepts SMTP alone, and ties its authentication to what it needs', () => {
     const { ses: _ses, ...withoutSes } = validSettings;
     const smtp = {
+      name: 'smtp',
       senders: ['scanner@contoso.com'],
       mode: 'connector',
       host: 'contoso-com.mail.protection.outlook.com',
@@ -135,20 +136,84 @@ describe('readSettings', () => {
       tls: 'starttls',
       requireTls: true,
       auth: 'none',
+      maxConnections: 10,
     };
-    expect(readSettings(withSettings({ ...withoutSes, smtp })).smtp).toEqual(smtp);
+    expect(readSettings(withSettings({ ...withoutSes, smtp: [smtp] })).smtp).toEqual([smtp]);
     expect(
       configurationErrorOf(
-        withSettings({ ...withoutSes, smtp: { ...smtp, mode: 'submission', auth: 'xoauth2' } }),
+        withSettings({ ...withoutSes, smtp: [{ ...smtp, mode: 'submission', auth: 'xoauth2' }] }),
       ).problems,
     ).toEqual([
-      'MAIL_RELAY_SETTINGS.smtp.auth: xoauth2 takes its tokens from the Graph app registration: configure graph too',
+      'MAIL_RELAY_SETTINGS.smtp[0].auth: xoauth2 takes its tokens from the Graph app registration: configure graph too',
     ]);
     expect(
       configurationErrorOf(
-        withSettings({ ...withoutSes, smtp: { ...smtp, mode: 'smarthost', auth: 'plain' } }),
+        withSettings({ ...withoutSes, smtp: [{ ...smtp, mode: 'smarthost', auth: 'plain' }] }),
       ).problems,
-    ).toEqual(['MAIL_RELAY_SETTINGS.smtp.credentialSecretId: required for plain and login authentication']);
+    ).toEqual([
+      'MAIL_RELAY_SETTINGS.smtp[0].credentialSecretId: required for plain and login authentication',
+    ]);
+  });
+
+  describe('with named SMTP connections', () => {
+    const { ses: _ses, ...withoutSes } = validSettings;
+    const connection = (name: string, fields: object = {}) => ({
+      name,
+      senders: ['contoso.com'],
+      mode: 'smarthost',
+      host: 'mail.example.net',
+      port: 587,
+      tls: 'starttls',
+      requireTls: true,
+      auth: 'none',
+      maxConnections: 10,
+      ...fields,
+    });
+
+    it('accepts one settings entry per connection, each named by its provider name, in order', () => {
+      const smtp = [connection('smtp:billing-ovh', { port: 465, tls: 'implicit' }), connection('smtp:hve')];
+
+      expect(readSettings(withSettings({ ...withoutSes, smtp })).smtp?.map((entry) => entry.name)).toEqual([
+        'smtp:billing-ovh',
+        'smtp:hve',
+      ]);
+    });
+
+    it('reports each connection whose authentication lacks what it needs, at its own index', () => {
+      const smtp = [connection('smtp:a', { auth: 'xoauth2' }), connection('smtp:b', { auth: 'login' })];
+
+      expect(configurationErrorOf(withSettings({ ...withoutSes, smtp })).problems).toEqual([
+        'MAIL_RELAY_SETTINGS.smtp[0].auth: xoauth2 takes its tokens from the Graph app registration: configure graph too',
+        'MAIL_RELAY_SETTINGS.smtp[1].credentialSecretId: required for plain and login authentication',
+      ]);
+    });
+
+    it('refuses a connection named twice, a name that is not a provider name and a pool out of range, at once', () => {
+      const smtp = [connection('smtp:a'), connection('smtp:a'), connection('billing', { maxConnections: 0 })];
+
+      expect(configurationErrorOf(withSettings({ ...withoutSes, smtp })).problems).toEqual([
+        'MAIL_RELAY_SETTINGS.smtp[2].name: must be smtp or smtp:<connection name>',
+        expect.stringMatching(/^MAIL_RELAY_SETTINGS\.smtp\[2\]\.maxConnections: /),
+        'MAIL_RELAY_SETTINGS.smtp: names an SMTP connection twice',
+      ]);
+    });
+
+    it('lets a route name a connection, and refuses what is no provider name', () => {
+      const smtp = [connection('smtp:billing-ovh')];
+      const route = (providers: string[]) => ({ name: 'billing', from: ['*@contoso.com'], providers });
+
+      expect(
+        readSettings(withSettings({ ...withoutSes, smtp, routes: [route(['smtp:billing-ovh', 'graph'])] }))
+          .routes?.[0]?.providers,
+      ).toEqual(['smtp:billing-ovh', 'graph']);
+      expect(
+        configurationErrorOf(withSettings({ ...withoutSes, smtp, routes: [route(['smtp:Billing', 'sms'])] }))
+          .problems,
+      ).toEqual([
+        'MAIL_RELAY_SETTINGS.routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+        'MAIL_RELAY_SETTINGS.routes[0].providers[1]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+      ]);
+    });
   });
 
   it('names each invalid Graph field without echoing secrets', () => {

@@ -8,12 +8,13 @@ import { createHttpTransport } from '../../../lambda/providers/http-transport.ts
 import { createSendHandler } from '../../../lambda/send/create-handler.ts';
 import { startEventBridgePeer } from '../../../local/peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from '../../../local/peers/graph-peer.ts';
+import { type SmtpPeer, startSmtpPeer } from '../../../local/peers/smtp-peer.ts';
 import {
   type SecretsManagerEmulator,
   startSecretsManagerEmulator,
 } from '../../../local/secrets-manager-emulator.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
-import { emfPoints } from '../../helpers/emf.ts';
+import { captureStdout, emfPoints } from '../../helpers/emf.ts';
 import { createQueue, drain, type Peers, sqsRecord, startPeers, validMessage } from '../../helpers/peers.ts';
 
 const context = {
@@ -273,6 +274,71 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     const output = written.join('');
     expect(output).toContain('Message sent');
     expect(output).not.toContain('Private-body-7781');
+  });
+
+  it('sends through one SMTP provider per connection, in configuration order before SES, each its own Provider', async () => {
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    const first = await startSmtpPeer({ tls: 'none' });
+    const second = await startSmtpPeer({ tls: 'none' });
+    const stdout = captureStdout();
+    try {
+      const connection = (name: string, peer: SmtpPeer) => ({
+        name,
+        senders: ['example.com'],
+        mode: 'smarthost',
+        host: peer.host,
+        port: peer.port,
+        tls: 'none',
+        requireTls: false,
+        auth: 'none',
+        maxConnections: 2,
+      });
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      const handler = createSendHandler({
+        ...environment(),
+        [SETTINGS_ENV_VAR]: JSON.stringify({
+          ...settings,
+          smtp: [connection('smtp:first', first), connection('smtp:second', second)],
+        }),
+      });
+      const sesSendsBefore = peers.capture.sent.length;
+
+      // No routes: the implicit chain is smtp:first, smtp:second, ses. The first refuses at provider level.
+      first.reject({
+        stage: 'mailFrom',
+        reply: '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.',
+      });
+      const result = await handler(
+        { Records: [sqsRecord(validMessage({ subject: 'Chained' }), { messageId: 'chain-1' })] },
+        context,
+      );
+      stdout.stop();
+
+      expect(result).toEqual({ batchItemFailures: [] });
+      expect(first.received).toHaveLength(0);
+      expect(second.received).toHaveLength(1);
+      expect(peers.capture.sent.length).toBe(sesSendsBefore);
+      const service = { service: 'mail-relay' };
+      expect(emfPoints(stdout.written)).toEqual(
+        expect.arrayContaining([
+          {
+            namespace: 'MailRelay',
+            name: 'Sent',
+            dimensions: { ...service, Provider: 'smtp:second' },
+            value: 1,
+          },
+          {
+            namespace: 'MailRelay',
+            name: 'FallbackUsed',
+            dimensions: { ...service, Provider: 'smtp:second' },
+            value: 1,
+          },
+        ]),
+      );
+    } finally {
+      stdout.stop();
+      await Promise.all([first.close(), second.close()]);
+    }
   });
 
   it('keeps its ledger and reads its suppression list in the configured DynamoDB tables', async () => {

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { parseSmtpCredentials } from '../../../../lambda/providers/smtp/smtp-credentials.ts';
 
-function failureOf(secretString: string): RelayFailure {
+function failureOf(secretString: string, provider?: string): RelayFailure {
   try {
-    parseSmtpCredentials(secretString);
+    parseSmtpCredentials(secretString, provider);
   } catch (error) {
     expect(error).toBeInstanceOf(RelayFailure);
     return error as RelayFailure;
@@ -39,5 +39,16 @@ describe('parseSmtpCredentials', () => {
 
   it('reports the placeholder as not set', () => {
     expect(failureOf('{"placeholder":"fill me"}')).toMatchObject({ code: 'SmtpCredentialNotSet' });
+  });
+
+  it("names a named connection's secret failures by the connection, with the same hint", () => {
+    const failure = failureOf('{"placeholder":"fill me"}', 'smtp:hve');
+
+    expect(failure).toMatchObject({
+      provider: 'smtp:hve',
+      code: 'SmtpCredentialNotSet',
+      failureClass: 'provider',
+      hint: expect.stringContaining('smtp.connections.<name>.credentialSecretArn'),
+    });
   });
 });

@@ -125,3 +125,19 @@ describe('smtpFailure', () => {
     ).toMatchObject({ code: 'ECONNREFUSED', failureClass: 'transient' });
   });
 });
+
+describe('smtpFailure for a named connection', () => {
+  it('names the connection and classifies the reply by the smtp rules', () => {
+    const failure = smtpFailure(
+      refused('550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.'),
+      { ...connector, provider: 'smtp:billing-ovh' },
+    );
+
+    expect(failure).toMatchObject({
+      provider: 'smtp:billing-ovh',
+      code: '5.7.708',
+      failureClass: 'provider',
+      hint: expect.stringMatching(/EgressIps/),
+    });
+  });
+});

@@ -63,6 +63,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
   ): SmtpProvider {
     const created = new SmtpProvider({
       settings: {
+        name: 'smtp',
         senders: ['contoso.com'],
         mode: 'connector',
         host: smtpPeer.host,
@@ -70,6 +71,7 @@ describe('SmtpProvider against the local SMTP peer', () => {
         tls: 'starttls',
         requireTls: true,
         auth: 'none',
+        maxConnections: 2,
         ...settings,
       },
       ca: smtpPeer.caCertificate,
@@ -373,6 +375,92 @@ describe('SmtpProvider against the local SMTP peer', () => {
       await vi.waitUntil(() => server.received.length === 1, { timeout: 60_000 });
       late.abort();
       expect(await failureOf(waiting)).toMatchObject({ code: 'DeadlineExceeded', maybeSent: true });
+    });
+  });
+
+  describe('a named connection (its own provider name and session pool)', () => {
+    let server: SmtpPeer;
+    beforeAll(async () => {
+      server = await peer({ tls: 'none' });
+    });
+    afterEach(() => server.reset());
+    const named = (settings: Partial<SmtpSettings> = {}) =>
+      provider(server, {
+        name: 'smtp:billing-ovh',
+        mode: 'smarthost',
+        tls: 'none',
+        requireTls: false,
+        ...settings,
+      });
+
+    /**
+     * Hand-offs that each wait (inside DATA, holding their session) until `sessions` transactions are
+     * there at once; after 5 s they give up, saying how many there were, so a smaller pool fails the
+     * test instead of hanging it.
+     */
+    function handOffsHeldUntil(sessions: number): () => Promise<void> {
+      let inside = 0;
+      let allInside: () => void = () => undefined;
+      const together = new Promise<void>((resolve) => {
+        allInside = resolve;
+      });
+      return async () => {
+        inside += 1;
+        if (inside >= sessions) allInside();
+        await Promise.race([
+          together,
+          new Promise((_, reject) =>
+            setTimeout(() => reject(new Error(`only ${inside} of ${sessions} sessions at once`)), 5_000),
+          ),
+        ]);
+      };
+    }
+
+    it.each([4, 10])(
+      'opens up to maxConnections (%i) sessions for 10 concurrent sends, not 2',
+      async (maxConnections) => {
+        const relay = named({ maxConnections });
+        const handOff = handOffsHeldUntil(maxConnections);
+
+        await Promise.all(
+          Array.from({ length: 10 }, (_, n) =>
+            relay.send(outbound({ subject: `Concurrent ${n}` }), sendContext({ handOff })),
+          ),
+        );
+
+        expect(server.received).toHaveLength(10);
+        expect(server.connections).toBe(maxConnections);
+      },
+    );
+
+    it('names its receipts and its failures by the connection, classified by the smtp rules', async () => {
+      const relay = named();
+      expect(relay.name).toBe('smtp:billing-ovh');
+
+      const receipt = await relay.send(outbound(), sendContext());
+      server.reject({
+        stage: 'mailFrom',
+        reply: '550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.',
+      });
+      const failure = await failureOf(relay.send(outbound({ subject: 'Refused' }), sendContext()));
+
+      expect(receipt.provider).toBe('smtp:billing-ovh');
+      expect(failure).toMatchObject({
+        provider: 'smtp:billing-ovh',
+        code: '5.7.708',
+        failureClass: 'provider',
+        hint: expect.stringContaining('inbound connector'),
+      });
+    });
+
+    it('names its own maxMessageBytes when it refuses a message before connecting', async () => {
+      const failure = await failureOf(
+        named({ maxMessageBytes: 1024 }).send(outbound({ text: 'x'.repeat(5_000) }), sendContext()),
+      );
+
+      expect(failure).toMatchObject({ provider: 'smtp:billing-ovh', code: 'MessageTooLarge' });
+      expect(failure.reason).toContain('(smtp.connections.billing-ovh.maxMessageBytes)');
+      expect(server.connections).toBe(0);
     });
   });
 
