@@ -1,0 +1,152 @@
+/**
+ * `npm run bench [-- --batches N --warmup N --answer-ms MS --only graph-1,ses --out FILE --cpu-prof DIR]`
+ *
+ * The real send function side by side with what a user would write by hand, in one run, as ratios:
+ *
+ * - The relay is the send bundle exactly as `cdk synth` builds it (bundles.ts synthesizes the
+ *   project's SendFunction construct, rebuilt on every run so it measures the code as it is now). It
+ *   runs as one warm Lambda instance (lambda-worker.ts): a process that imports the bundle once and
+ *   invokes its `handler` with SQS batches of 10 back to back, configured only the way Lambda
+ *   configures it (MAIL_RELAY_SETTINGS made by lib/config.ts from a configuration, the standard
+ *   AWS_ENDPOINT_URL_* variables, NODE_EXTRA_CA_CERTS for the local peers' certificates).
+ * - The yardstick is hand-written-handler.ts: a sequential loop per provider (fetch for Graph, SESv2
+ *   SendEmail, nodemailer without pooling), bundled by the same construct and run the same way.
+ * - The peers run in their own process (peers.ts), so the measured process's CPU is the function's
+ *   alone: the project's Graph and SMTP peers, and a zero-cost stub for DynamoDB, SQS, EventBridge,
+ *   Secrets Manager and SES (aws-stub.ts) that counts every call by API. Each provider answers a send
+ *   after a fixed time (50 ms); AWS APIs answer at once, so their latency in AWS is not in the figures.
+ *
+ * Bounds, per batch of 10 with answers after T: Graph with one mailbox may have 4 requests in flight
+ * (Graph's limit per mailbox), so 3 waves: 10 / (3 T) ≈ 67 msg/s at 50 ms; every other scenario could
+ * send the whole batch at once: 10 / T = 200 msg/s. CPU per message is process.cpuUsage() over the
+ * measured batches (waiting for an answer costs none), log bytes what the function wrote to stdout and
+ * stderr (its CloudWatch Logs volume, EMF metrics included).
+ *
+ * Prints the table (stdout) and writes the figures as JSON to bench-results.json (or --out). A
+ * measurement for comparing code on one machine, not a test: nothing here asserts on time, and it is
+ * not part of `npm test`. Runs offline and takes about a minute.
+ *
+ * --cpu-prof DIR also writes a V8 CPU profile of the relay's measured batches per scenario to DIR and
+ * prints where its CPU goes (by area, package and function, mapped through the bundle's source map).
+ * The profiler costs CPU itself: compare figures of runs without it.
+ */
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT } from '../../lib/relay-function.ts';
+import { buildBundles } from './bundles.ts';
+import { formatProfileSummary, summarizeProfile } from './profile-summary.ts';
+import {
+  type BenchSettings,
+  formatReport,
+  type Machine,
+  type ScenarioReport,
+  scenarioReport,
+} from './report.ts';
+import { type FunctionRun, type Peers, type RunOptions, runFunction, startPeers } from './run.ts';
+import { type Provider, SCENARIOS } from './scenarios.ts';
+
+const BATCH_SIZE = 10;
+/** The construct's default function timeout (sendFunction.timeoutSeconds). */
+const FUNCTION_TIMEOUT_MS = 30_000;
+
+const { values } = parseArgs({
+  options: {
+    batches: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    'answer-ms': { type: 'string', default: '50' },
+    only: { type: 'string' },
+    out: { type: 'string', default: 'bench-results.json' },
+    'cpu-prof': { type: 'string' },
+  },
+});
+const positive = (value: string, flag: string) => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`--${flag} must be a whole number >= 1`);
+  return parsed;
+};
+const settings: BenchSettings = {
+  batchSize: BATCH_SIZE,
+  measuredBatches: positive(values.batches, 'batches'),
+  warmupBatches: positive(values.warmup, 'warmup'),
+  answerMs: positive(values['answer-ms'], 'answer-ms'),
+  profiled: values['cpu-prof'] !== undefined,
+};
+const only = values.only?.split(',').map((id) => id.trim());
+const scenarios = SCENARIOS.filter((scenario) => !only || only.includes(scenario.id));
+if (scenarios.length === 0) {
+  throw new Error(`--only names no scenario; there are ${SCENARIOS.map(({ id }) => id).join(', ')}`);
+}
+const log = (line: string) => console.error(`[bench] ${line}`);
+
+const directory = mkdtempSync(join(tmpdir(), 'mail-relay-bench-'));
+// The children go with the IPC channel; the temporary directory is removed here.
+process.once('SIGINT', () => {
+  rmSync(directory, { recursive: true, force: true });
+  process.exit(130);
+});
+let peers: Peers | undefined;
+try {
+  log('building the send bundle and the hand-written loop (cdk synth of the constructs) …');
+  const bundles = await buildBundles(directory);
+  log(`starting the peers (answers after ${settings.answerMs} ms) …`);
+  peers = await startPeers(settings.answerMs);
+  const options: RunOptions = {
+    directory,
+    workerScript: bundles.worker,
+    peers,
+    batchSize: settings.batchSize,
+    warmupBatches: settings.warmupBatches,
+    measuredBatches: settings.measuredBatches,
+    timeoutMs: FUNCTION_TIMEOUT_MS,
+    ...(values['cpu-prof'] !== undefined && { cpuProfileDirectory: resolve(values['cpu-prof']) }),
+  };
+  if (options.cpuProfileDirectory !== undefined) mkdirSync(options.cpuProfileDirectory, { recursive: true });
+  // One loop per provider: sequential, it does not care how many mailboxes send.
+  const loops = new Map<Provider, FunctionRun>();
+  const reports: ScenarioReport[] = [];
+  for (const scenario of scenarios) {
+    log(`${scenario.title}: relay …`);
+    const relay = await runFunction('relay', scenario, bundles.relay, options);
+    let loop = loops.get(scenario.provider);
+    if (!loop) {
+      log(`${scenario.title}: hand-written loop …`);
+      loop = await runFunction('hand-written', scenario, bundles.handWritten, options);
+      loops.set(scenario.provider, loop);
+    }
+    reports.push(scenarioReport(scenario, settings, relay, loop));
+  }
+  const [cpu] = cpus();
+  const machine: Machine = {
+    cpu: cpu?.model.trim() ?? 'unknown CPU',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverage: loadavg(),
+  };
+  console.log(formatReport(machine, settings, reports));
+  if (options.cpuProfileDirectory !== undefined) {
+    for (const report of reports) {
+      const profile = join(options.cpuProfileDirectory, `${report.id}.cpuprofile`);
+      const summary = summarizeProfile(profile, bundles.relay, REPO_ROOT);
+      console.log(`\n${formatProfileSummary(report.title, summary, report.relay.messages)}`);
+    }
+    log(`CPU profiles in ${options.cpuProfileDirectory} (open them in Chrome DevTools or speedscope)`);
+  }
+  const out = resolve(values.out);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, settings, scenarios: reports }, null, 2)}\n`,
+  );
+  log(`figures written to ${out}`);
+} catch (error) {
+  log(`failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+} finally {
+  await peers?.stop();
+  rmSync(directory, { recursive: true, force: true });
+}
