@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
   Alarm,
@@ -12,16 +13,10 @@ import {
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
-import {
-  Architecture,
-  Code,
-  type IFunction,
-  Function as LambdaFunction,
-  Runtime,
-} from 'aws-cdk-lib/aws-lambda';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription, LambdaSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
@@ -34,8 +29,12 @@ import {
   METRICS_SERVICE,
   type MetricName,
 } from '../lambda/core/metrics.ts';
+import type { SesBrakeSettings } from '../lambda/core/settings.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
 import type { MonitoringConfig } from './config.ts';
+import { REPO_ROOT, RelayFunction } from './relay-function.ts';
+
+const SES_BRAKE_HANDLER_ENTRY = join(REPO_ROOT, 'lambda', 'ses-brake', 'handler.ts');
 
 /** A provider as the metrics' Provider dimension names it: graph, ses, smtp or smtp:<connection>. */
 export type ProviderName = string;
@@ -118,7 +117,8 @@ export interface RelayMonitoringProps {
  * also notifies a second topic, whose small function pauses sending on the SES configuration set
  * (`ses:PutConfigurationSetSendingOptions`, that configuration set only). Messages the relay then
  * sends through SES fail at provider level and move to the next provider of their chain or are
- * retried. Runbook to resume once the cause is fixed (bad list cleaned, suppression list checked):
+ * retried. A pause that fails raises the `ses-brake-errors` alarm. Runbook to resume once the cause
+ * is fixed (bad list cleaned, suppression list checked):
  *
  * ```sh
  * aws sesv2 put-configuration-set-sending-options --configuration-set-name <name> --sending-enabled
@@ -444,22 +444,29 @@ export class RelayMonitoring extends Construct {
   /**
    * The brake: the critical SES bounce alarm also notifies a topic of its own (an SNS filter policy
    * cannot match the alarm name inside the message body), whose function pauses the configuration set.
+   *
+   * A pause that fails fails the invocation: Lambda retries it twice (SNS invokes asynchronously),
+   * then drops it. No on-failure destination keeps it, unlike the feedback function's events: the
+   * notification holds nothing to replay (the alarm stays in ALARM and has already reached the alarm
+   * topic). What matters is that someone pauses by hand, which the brake's error alarm asks for.
    */
   private addSesBrake(critical: Alarm, key: Key, configurationSetName: string): IFunction {
     const topic = this.encryptedTopic('SesBrakeTopic', key, 'Mail relay SES brake');
     critical.addAlarmAction(new SnsAction(topic));
 
-    const logGroup = new LogGroup(this, 'SesBrakeLogGroup', {
+    const settings: SesBrakeSettings = { configurationSetName };
+    const brake = new RelayFunction(this, 'SesBrake', {
+      entry: SES_BRAKE_HANDLER_ENTRY,
+      name: 'SES brake',
+      description: `Pauses sending on the SES configuration set ${configurationSetName} when the critical bounce alarm fires`,
+      settings,
+      timeout: Duration.seconds(30),
+      memorySize: 128,
       // A pause is rare and worth auditing later.
-      retention: RetentionDays.ONE_YEAR,
-      removalPolicy: RemovalPolicy.DESTROY,
+      logRetention: RetentionDays.ONE_YEAR,
+      retryAttempts: 2,
     });
-    const role = new Role(this, 'SesBrakeRole', {
-      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: 'Mail relay: pauses the SES configuration set on critical bounces',
-    });
-    logGroup.grantWrite(role);
-    role.addToPrincipalPolicy(
+    brake.addToRolePolicy(
       new PolicyStatement({
         actions: ['ses:PutConfigurationSetSendingOptions'],
         resources: [
@@ -471,20 +478,19 @@ export class RelayMonitoring extends Construct {
         ],
       }),
     );
-
-    const brake = new LambdaFunction(this, 'SesBrake', {
-      runtime: Runtime.NODEJS_24_X,
-      architecture: Architecture.ARM_64,
-      handler: 'index.handler',
-      code: Code.fromInline(SES_BRAKE_CODE),
-      timeout: Duration.seconds(30),
-      memorySize: 128,
-      role,
-      logGroup,
-      description: `Pauses sending on the SES configuration set ${configurationSetName} when the critical bounce alarm fires`,
-      environment: { CONFIGURATION_SET_NAME: configurationSetName },
-    });
     topic.addSubscription(new LambdaSubscription(brake));
+
+    this.alarm(
+      'SesBrakeErrors',
+      'ses-brake-errors',
+      'The SES brake failed to pause sending on the configuration set after the critical SES bounce alarm ' +
+        "fired (Lambda retries a failed pause twice, within minutes). Unless the brake's log has a later " +
+        '"Paused SES sending" line, SES is still sending: pause it by hand with `aws sesv2 ' +
+        `put-configuration-set-sending-options --configuration-set-name ${configurationSetName} ` +
+        '--no-sending-enabled`, then fix the error the log names (a lost permission, throttling).',
+      brake.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD }),
+      1,
+    );
     return brake;
   }
 
@@ -721,22 +727,3 @@ function readableName(construct: IConstruct): string {
   const below = scopes.slice(scopes.indexOf(stack) + 1).map((scope) => scope.node.id);
   return [stack.stackName, ...below].join('-');
 }
-
-/**
- * The brake's code: Node.js with the AWS SDK v3 the Lambda runtime ships (nothing to bundle). It acts
- * on ALARM notifications only, and pausing an already paused configuration set changes nothing.
- */
-const SES_BRAKE_CODE = `
-const { SESv2Client, PutConfigurationSetSendingOptionsCommand } = require('@aws-sdk/client-sesv2');
-const ses = new SESv2Client({});
-exports.handler = async (event) => {
-  const alarms = (event.Records || []).map((record) => {
-    try { return JSON.parse(record.Sns.Message); } catch { return {}; }
-  });
-  const firing = alarms.filter((alarm) => alarm.NewStateValue === 'ALARM');
-  if (firing.length === 0) return;
-  const name = process.env.CONFIGURATION_SET_NAME;
-  await ses.send(new PutConfigurationSetSendingOptionsCommand({ ConfigurationSetName: name, SendingEnabled: false }));
-  console.log(JSON.stringify({ message: 'Paused SES sending on the configuration set', configurationSet: name, alarms: firing.map((alarm) => alarm.AlarmName) }));
-};
-`;

@@ -35,15 +35,17 @@ export const messageLimitsSchema = z.strictObject({
 });
 export type MessageLimits = z.infer<typeof messageLimitsSchema>;
 
+/** An SES configuration set name, as SES names them. */
+export const sesConfigurationSetNameSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_-]{1,64}$/,
+    'may contain only letters, digits, hyphens and underscores (the SES naming rule)',
+  );
+
 export const sesSettingsSchema = z.strictObject({
   identities: z.array(sesIdentitySchema).min(1, 'list at least one verified SES identity'),
-  configurationSetName: z
-    .string()
-    .regex(
-      /^[A-Za-z0-9_-]{1,64}$/,
-      'may contain only letters, digits, hyphens and underscores (the SES naming rule)',
-    )
-    .optional(),
+  configurationSetName: sesConfigurationSetNameSchema.optional(),
 });
 export type SesSettings = z.infer<typeof sesSettingsSchema>;
 
@@ -393,6 +395,12 @@ export const bounceReportSettingsSchema = feedbackSettingsSchema.extend({
   ledger: z.strictObject({ tableName: tableNameSchema }),
 });
 export type BounceReportSettings = z.infer<typeof bounceReportSettingsSchema>;
+
+/** The SES brake's settings: the configuration set it pauses when the critical bounce alarm fires. */
+export const sesBrakeSettingsSchema = z.strictObject({
+  configurationSetName: sesConfigurationSetNameSchema,
+});
+export type SesBrakeSettings = z.infer<typeof sesBrakeSettingsSchema>;
 
 export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
   return settings.identities.find((identity) => identityCovers(identity, address));

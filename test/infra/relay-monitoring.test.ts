@@ -1,9 +1,19 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { sesBrakeSettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import type { RelayConfigInput } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
-import { alarmBasics, errorFrom, fastApp, logicalIdOf, sesArn } from './support.ts';
+import {
+  alarmBasics,
+  errorFrom,
+  fastApp,
+  logicalIdOf,
+  relayFunctionIn,
+  sesArn,
+  settingsIn,
+  statementsOfRole,
+} from './support.ts';
 
 const SES = { identities: ['example.com'], configurationSetName: 'mail-relay' };
 const GRAPH = {
@@ -464,36 +474,89 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
       }
     });
 
-    it('subscribes a function to the brake topic that pauses the configuration set', () => {
+    it('subscribes the brake function to the brake topic, and only to it', () => {
       template.hasResourceProperties('AWS::SNS::Subscription', {
         Protocol: 'lambda',
         TopicArn: { Ref: brakeTopicId },
         Endpoint: { 'Fn::GetAtt': [brakeId, 'Arn'] },
       });
+      template.resourceCountIs('AWS::SNS::Subscription', 1);
       template.hasResourceProperties('AWS::Lambda::Permission', {
         Action: 'lambda:InvokeFunction',
+        FunctionName: { 'Fn::GetAtt': [brakeId, 'Arn'] },
         Principal: 'sns.amazonaws.com',
         SourceArn: { Ref: brakeTopicId },
       });
       template.hasResourceProperties('AWS::SNS::Topic', {
         KmsMasterKeyId: Match.objectLike({ 'Fn::GetAtt': Match.anyValue() }),
       });
-      const fn = template.toJSON().Resources[brakeId].Properties;
-      expect(fn.Runtime).toBe('nodejs24.x');
-      expect(fn.Environment.Variables).toEqual({ CONFIGURATION_SET_NAME: 'mail-relay' });
-      expect(fn.Code.ZipFile).toContain('PutConfigurationSetSendingOptionsCommand');
-      expect(fn.Code.ZipFile).toContain('SendingEnabled: false');
-      expect(fn.Code.ZipFile).toContain("NewStateValue === 'ALARM'");
+    });
+
+    it("runs the bundled brake handler like the relay's other functions: Node.js 22 on arm64", () => {
+      const [functionId, fn] = relayFunctionIn(template, 'sesBrake');
+
+      expect(functionId).toBe(brakeId);
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        Timeout: 30,
+        MemorySize: 128,
+        Description:
+          'Pauses sending on the SES configuration set mail-relay when the critical bounce alarm fires',
+      });
+      expect(fn.Properties.Code).toEqual({ S3Bucket: expect.anything(), S3Key: expect.any(String) });
+      expect(Object.keys(fn.Properties.Environment.Variables).sort()).toEqual([
+        'MAIL_RELAY_SETTINGS',
+        'NODE_OPTIONS',
+        'POWERTOOLS_LOG_LEVEL',
+        'POWERTOOLS_SERVICE_NAME',
+      ]);
+    });
+
+    it('tells the brake, in its settings, which configuration set to pause', () => {
+      expect(sesBrakeSettingsSchema.parse(settingsIn(template, 'sesBrake'))).toEqual({
+        configurationSetName: 'mail-relay',
+      });
+    });
+
+    it('retries a failed pause twice, with no on-failure destination (nothing to replay)', () => {
+      template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+        FunctionName: { Ref: brakeId },
+        MaximumRetryAttempts: 2,
+        DestinationConfig: Match.absent(),
+      });
+    });
+
+    it('alarms on the alarm topic when the brake fails, with the command to pause by hand', () => {
+      expect(alarmNamed(template, 'ses-brake-errors')).toEqual({
+        AlarmName: `${PREFIX}-ses-brake-errors`,
+        AlarmDescription: expect.stringContaining(
+          'aws sesv2 put-configuration-set-sending-options --configuration-set-name mail-relay --no-sending-enabled',
+        ),
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: brakeId } }],
+        Statistic: 'Sum',
+        Period: 300,
+        ...alarmBasics(topicId, 1),
+      });
+    });
+
+    it("keeps the brake's log, its audit of pauses, for a year", () => {
+      const logGroupIds = Object.keys(
+        template.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 365 } }),
+      );
+
+      expect(logGroupIds).toHaveLength(1);
+      expect(template.toJSON().Resources[brakeId].Properties.LoggingConfig).toEqual({
+        LogGroup: { Ref: logGroupIds[0] },
+      });
     });
 
     it('lets the function call ses:PutConfigurationSetSendingOptions on that configuration set only', () => {
       const roleId = logicalIdOf(stack, brake.role ?? brake);
-      const policies = template.findResources('AWS::IAM::Policy', {
-        Properties: { Roles: [{ Ref: roleId }] },
-      }) as Record<string, { Properties: { PolicyDocument: { Statement: Record<string, unknown>[] } } }>;
-      const statements = Object.values(policies).flatMap(
-        (policy) => policy.Properties.PolicyDocument.Statement,
-      );
+      const statements = statementsOfRole(template, roleId);
       const logGroupId = Object.keys(
         template.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 365 } }),
       )[0];
@@ -510,12 +573,19 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
           Resource: sesArn('configuration-set/mail-relay'),
         },
       ]);
-      template.hasResourceProperties('AWS::IAM::Role', {
-        RoleName: Match.absent(),
-        ManagedPolicyArns: Match.absent(),
-        AssumeRolePolicyDocument: Match.objectLike({
-          Statement: [Match.objectLike({ Principal: { Service: 'lambda.amazonaws.com' } })],
-        }),
+      // Its own role, with no AWS managed policy.
+      expect(template.toJSON().Resources[roleId].Properties).toEqual({
+        AssumeRolePolicyDocument: {
+          Statement: [
+            {
+              Action: 'sts:AssumeRole',
+              Effect: 'Allow',
+              Principal: { Service: 'lambda.amazonaws.com' },
+            },
+          ],
+          Version: '2012-10-17',
+        },
+        Description: 'Mail relay SES brake',
       });
     });
   });

@@ -63,12 +63,13 @@ export interface FunctionResource {
   };
 }
 
-/** What each relay function's description starts with (lib/send-function.ts, lib/ses-feedback.ts …). */
+/** What each relay function's description starts with (lib/send-function.ts, lib/ses-feedback.ts, lib/relay-monitoring.ts …). */
 export const FUNCTION_DESCRIPTIONS = {
   send: 'Sends mail requests',
   feedback: 'Turns SES bounces',
   bounceReader: 'Reads non-delivery reports',
   ingest: 'Turns messages submitted over SMTP',
+  sesBrake: 'Pauses sending on the SES configuration set',
 } as const;
 
 /** The logical ID and resource of one of the relay's functions; fails the test when it is missing. */

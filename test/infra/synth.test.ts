@@ -158,6 +158,11 @@ describe('a full synth with bundling', () => {
     expect(exportedHandlerType(bundleFile('index.mjs', 'ingest'), ingest)).toBe('function');
   });
 
+  it('bundles the SES brake (pauseSesOnCriticalBounces in the example) into a loadable handler', () => {
+    const brake = { configurationSetName: 'mail-relay' };
+    expect(exportedHandlerType(bundleFile('index.mjs', 'sesBrake'), brake)).toBe('function');
+  });
+
   it('runs the bundled handler against SQS and SES peers: sends a valid record, dead-letters an invalid one', async () => {
     const peers: Peers = await startPeers();
     const dynamo = await startDynamo();

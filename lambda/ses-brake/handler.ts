@@ -1,0 +1,3 @@
+import { createSesBrakeHandler } from './create-handler.ts';
+
+export const handler = createSesBrakeHandler();
