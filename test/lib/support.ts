@@ -17,7 +17,7 @@ export function cdkJsonContext(): Record<string, unknown> {
 
 /**
  * An app that skips esbuild bundling (~0.25 s per synth instead of ~3 s).
- * Only test/infra/synth.test.ts bundles for real.
+ * Only test/lib/synth.test.ts bundles for real.
  */
 export function fastApp(): App {
   // The built-in CloudFormation validator adds time to every synth; the bundling test keeps it on.
