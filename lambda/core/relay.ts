@@ -112,7 +112,7 @@ export interface Relay {
  */
 interface BatchReads {
   readonly parsed: ReadonlyMap<string, ParseResult>;
-  /** Ledger entries by key, for the keys in `ledgerKeys` (absent from the map: no entry). */
+  /** Ledger entries by key, for the keys in `keys` (a key read but absent from `found`: no entry). */
   readonly ledger?: {
     readonly keys: ReadonlySet<string>;
     readonly found: ReadonlyMap<string, DeliveryRecord>;
