@@ -9,7 +9,7 @@ import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
-import { invocationDeadlines } from '../core/deadline.ts';
+import { invocationDeadlines, untilAborted } from '../core/deadline.ts';
 import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
@@ -119,11 +119,16 @@ export function createSendHandler(
       return { batchItemFailures };
     } finally {
       telemetry.flush();
-      await outcomes
-        ?.flush()
-        .catch((error: unknown) =>
+      if (outcomes) {
+        // Within the invocation's time: a bus that does not answer must not hold the batch's response.
+        await untilAborted(
+          outcomes.flush(),
+          deadlines.wrapUp,
+          () => new Error('no time left to publish them'),
+        ).catch((error: unknown) =>
           logger.error('Could not publish the outcome events', { error: String(error) }),
         );
+      }
     }
   }).use(loggerContext);
   return handler as SendHandler;

@@ -29,6 +29,8 @@ export interface EventBridgePeer {
   readonly putEventsCalls: number;
   /** The next `times` PutEvents calls fail every entry with this error code (as a throttled bus does). */
   failNext(times: number, errorCode?: string): void;
+  /** The next `times` PutEvents calls get no answer at all until the peer closes (a bus that hangs). */
+  hangNext(times: number): void;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
   const events: ReceivedEvent[] = [];
   let failures: { remaining: number; code: string } | undefined;
   let putEventsCalls = 0;
+  let hangs = 0;
 
   const reply = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
@@ -52,6 +55,10 @@ export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
       return reply(res, 400, { __type: 'UnknownOperationException', message: 'only PutEvents is modelled' });
     }
     putEventsCalls += 1;
+    if (hangs > 0) {
+      hangs -= 1;
+      return;
+    }
     const { Entries } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Entries?: PutEntry[] };
     if (!Array.isArray(Entries) || Entries.length === 0 || Entries.length > MAX_ENTRIES) {
       return reply(res, 400, { __type: 'ValidationException', message: 'Entries must have 1 to 10 items' });
@@ -93,6 +100,9 @@ export async function startEventBridgePeer(port = 0): Promise<EventBridgePeer> {
     },
     failNext(times, errorCode = 'ThrottlingException') {
       failures = { remaining: times, code: errorCode };
+    },
+    hangNext(times) {
+      hangs = times;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -226,6 +226,33 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     }
   });
 
+  it('answers within the invocation when EventBridge does not answer at all, the message finished', async () => {
+    const events = await startEventBridgePeer();
+    vi.stubEnv('AWS_ENDPOINT_URL_EVENTBRIDGE', events.endpoint);
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    events.hangNext(1);
+    try {
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      const handler = createSendHandler({
+        ...environment(),
+        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default' } }),
+      });
+      // Four seconds left: the outcome events may wait until half a second before the timeout.
+      const shortInvocation = { ...context, getRemainingTimeInMillis: () => 4_000 };
+
+      const result = await handler(
+        { Records: [sqsRecord(validMessage(), { messageId: 'bus-hangs' })] },
+        shortInvocation,
+      );
+
+      expect(result).toEqual({ batchItemFailures: [] });
+      expect(events.putEventsCalls).toBe(1);
+      expect(events.events).toHaveLength(0);
+    } finally {
+      await events.close();
+    }
+  });
+
   it('logs a record it could not finish for a reason the relay does not report itself, and retries it', async () => {
     const written: string[] = [];
     for (const stream of [process.stdout, process.stderr]) {
