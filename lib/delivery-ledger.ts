@@ -40,12 +40,15 @@ export class DeliveryLedger extends Construct {
     });
   }
 
-  /** What the send function needs: a strongly consistent read and a conditional write per message. */
+  /**
+   * What the send function needs: strongly consistent reads (a batch's entries at once, or one) and
+   * conditional writes.
+   */
   grantClaims(grantee: IGrantable): Grant {
     // On the table alone: table.grant would add its indexes, which the function never reads.
     return Grant.addToPrincipal({
       grantee,
-      actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+      actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
       resourceArns: [this.table.tableArn],
     });
   }

@@ -24,6 +24,12 @@ export interface FailureDetails {
    * retried or passed to the next provider as if nothing had happened. Absent: nothing was sent.
    */
   readonly maybeSent?: boolean;
+  /**
+   * This provider cannot take this message as it is (more recipients or bytes than it takes, an
+   * address it cannot write); the next provider of the route may. About the message, not the
+   * provider's health: no circuit breaker counts it, and no retry on the same provider helps.
+   */
+  readonly cannotCarry?: boolean;
 }
 
 export class RelayFailure extends Error implements FailureDetails {
@@ -34,6 +40,7 @@ export class RelayFailure extends Error implements FailureDetails {
   readonly provider?: string;
   readonly retryAfterSeconds?: number;
   readonly maybeSent: boolean;
+  readonly cannotCarry: boolean;
 
   constructor(details: FailureDetails, options?: { cause?: unknown }) {
     super(`${details.provider ? `${details.provider}: ` : ''}${details.code}: ${details.reason}`, options);
@@ -45,6 +52,7 @@ export class RelayFailure extends Error implements FailureDetails {
     if (details.provider !== undefined) this.provider = details.provider;
     if (details.retryAfterSeconds !== undefined) this.retryAfterSeconds = details.retryAfterSeconds;
     this.maybeSent = details.maybeSent === true;
+    this.cannotCarry = details.cannotCarry === true;
   }
 }
 
@@ -67,6 +75,8 @@ interface FailureRule {
   readonly code: string;
   readonly failureClass: FailureClass;
   readonly hint?: string;
+  /** The provider cannot take this message; the next of the route may (FailureDetails.cannotCarry). */
+  readonly cannotCarry?: true;
 }
 
 /**
@@ -145,12 +155,14 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     provider: 'ses',
     code: 'TooManyRecipients',
     failureClass: 'permanent',
+    cannotCarry: true,
     hint: 'SES takes at most 50 recipients per message: split the message, or send it through Graph or SMTP (Exchange Online takes 500).',
   },
   {
     provider: 'ses',
     code: 'MessageTooLarge',
     failureClass: 'permanent',
+    cannotCarry: true,
     hint: 'SES takes at most 40 MB per message once encoded; send large files through Microsoft Graph (150 MB) or as links.',
   },
   {
@@ -158,6 +170,7 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     provider: 'ses',
     code: 'AddressNotSupported',
     failureClass: 'provider',
+    cannotCarry: true,
     hint: 'SES cannot send from or to an address whose local part is not ASCII (SMTPUTF8): route such messages through Microsoft Graph or an SMTP server that offers SMTPUTF8.',
   },
 
@@ -247,6 +260,7 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     provider: 'graph',
     code: 'AddressNotSupported',
     failureClass: 'provider',
+    cannotCarry: true,
     hint: 'Microsoft Graph could not carry this address; the next provider in the route may. Exchange Online mailboxes cannot have an address whose local part is not ASCII, so such a From needs an SMTP server that offers SMTPUTF8.',
   },
   // Entra ID token endpoint (AADSTS codes: learn.microsoft.com/entra/identity-platform/reference-error-codes).
@@ -388,7 +402,15 @@ const FAILURE_TABLE: readonly FailureRule[] = [
     provider: 'smtp',
     code: 'AddressNotSupported',
     failureClass: 'provider',
+    cannotCarry: true,
     hint: 'The SMTP server does not offer SMTPUTF8 (RFC 6531), so it cannot take an address whose local part is not ASCII: use a server that offers it, or another provider in the route.',
+  },
+  {
+    provider: 'smtp',
+    code: 'MessageTooLarge',
+    failureClass: 'permanent',
+    cannotCarry: true,
+    hint: 'The message is larger than the server takes (its maxMessageBytes): send large files through Microsoft Graph (150 MB) or as links.',
   },
 
   {
@@ -452,6 +474,7 @@ export function classifyFault(fault: ProviderFault, cause?: unknown): RelayFailu
     ...(rule?.hint !== undefined && { hint: rule.hint }),
     ...(fault.retryAfterSeconds !== undefined && { retryAfterSeconds: fault.retryAfterSeconds }),
     ...(fault.maybeSent === true && { maybeSent: true, hint: ANSWER_LOST_HINT }),
+    ...(rule?.cannotCarry && { cannotCarry: true }),
   };
   return new RelayFailure(details, { cause });
 }

@@ -243,8 +243,11 @@ export class Ingest {
     const recipients = envelope
       ? envelope.recipients
       : unique([...summary.to, ...summary.cc, ...summary.bcc].map((mailbox) => mailbox.address));
-    const serialized = serializeRawMime(mime);
-    const inline = serialized.length <= this.settings.inlineMaxBytes;
+    // Only a message that may fit inline is written out again (a large one stays as stored, and the
+    // send function normalises it when it reads it).
+    const serialized =
+      stored.bytes.length <= this.settings.inlineMaxBytes ? serializeRawMime(mime) : undefined;
+    const inline = serialized !== undefined && serialized.length <= this.settings.inlineMaxBytes;
     const message = {
       v: 1,
       from: from.name ? { name: from.name, address: from.address } : from.address,

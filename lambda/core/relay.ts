@@ -168,8 +168,6 @@ interface Delivery {
 
 /** The code of a hand-off that lost the race for the ledger entry to another function. */
 const CLAIM_LOST = 'InFlight';
-/** A provider cannot carry one of the message's addresses (SMTPUTF8): the next one may. */
-const ADDRESS_NOT_SUPPORTED = 'AddressNotSupported';
 /** The ledger could not be read or written: nothing was sent. */
 const LEDGER_UNAVAILABLE = 'LedgerUnavailable';
 /** First wait before looking for a lost-answer message again; it doubles up to the provider's window. */
@@ -252,9 +250,18 @@ class RelayCore implements Relay {
       for (const mailbox of recipientsOf(result.message)) addresses.add(mailbox.address.toLowerCase());
     }
     const { ledger, suppressions } = this.dependencies;
+    const leftToEachRecord = (what: string) => (error: unknown) => {
+      this.logger.warn(`Could not read ${what} for the whole batch; each record reads its own`, {
+        records: records.length,
+        error: String(error),
+      });
+      return undefined;
+    };
     const [found, suppressed] = await Promise.all([
-      ledger.getMany ? ledger.getMany([...ledgerKeys], signal).catch(() => undefined) : undefined,
-      addresses.size > 0 ? suppressions.find([...addresses], signal).catch(() => undefined) : new Map(),
+      ledger.getMany?.([...ledgerKeys], signal).catch(leftToEachRecord('the ledger entries')),
+      addresses.size > 0
+        ? suppressions.find([...addresses], signal).catch(leftToEachRecord('the suppression list'))
+        : new Map(),
     ]);
     return {
       parsed,
@@ -843,23 +850,35 @@ class RelayCore implements Relay {
               };
             }
           }
-          if (failure.code === ADDRESS_NOT_SUPPORTED) {
-            // About this message's addresses, not the provider's health: the next provider may carry
-            // them, and when none is left no retry ever will.
+          if (failure.cannotCarry) {
+            // About this message, not the provider's health: the next provider may carry it, and
+            // when none is left no retry ever will.
             this.breakers.recordInconclusive(provider.name);
             if (isLast) {
               return {
                 kind: 'permanent',
-                failure: new RelayFailure({
-                  failureClass: 'permanent',
-                  code: ADDRESS_NOT_SUPPORTED,
-                  reason: `no provider of route ${route.name} can carry this message's addresses: ${failure.reason}`,
-                  ...(failure.hint !== undefined && { hint: failure.hint }),
-                  provider: provider.name,
-                }),
+                failure:
+                  chain.length > 1
+                    ? new RelayFailure({
+                        failureClass: 'permanent',
+                        code: failure.code,
+                        reason: `no provider of route ${route.name} can carry this message: ${failure.reason}`,
+                        ...(failure.hint !== undefined && { hint: failure.hint }),
+                        provider: provider.name,
+                      })
+                    : failure,
               };
             }
-          } else if (failure.failureClass === 'provider') this.breakers.recordFailure(provider.name);
+            failures = withFailure(failures, this.tryFailure(failure));
+            this.logger.warn('Provider cannot carry this message; the next one tries', {
+              ...keys,
+              ...describeFailure(failure),
+            });
+            index += 1;
+            attempts = 0;
+            continue;
+          }
+          if (failure.failureClass === 'provider') this.breakers.recordFailure(provider.name);
           else this.breakers.recordInconclusive(provider.name);
         }
       } else {

@@ -2204,29 +2204,26 @@ function isBase64(value: string): boolean {
   return value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value);
 }
 
-function optionalString(value: unknown, field: string): string | undefined {
+/** A JSON property Graph reads as an OData primitive: absent or null is undefined, a wrong type a 400. */
+function optionalOf<T extends 'string' | 'boolean'>(
+  value: unknown,
+  field: string,
+  type: T,
+): (T extends 'string' ? string : boolean) | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') {
+  if (typeof value !== type) {
+    const edm = type === 'string' ? 'Edm.String' : 'Edm.Boolean';
     throw new GraphError(
       400,
       'RequestBodyRead',
-      `Cannot convert the literal to the expected type 'Edm.String' (${field}).`,
+      `Cannot convert the literal to the expected type '${edm}' (${field}).`,
     );
   }
-  return value;
+  return value as T extends 'string' ? string : boolean;
 }
 
-function optionalBoolean(value: unknown, field: string): boolean | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'boolean') {
-    throw new GraphError(
-      400,
-      'RequestBodyRead',
-      `Cannot convert the literal to the expected type 'Edm.Boolean' (${field}).`,
-    );
-  }
-  return value;
-}
+const optionalString = (value: unknown, field: string) => optionalOf(value, field, 'string');
+const optionalBoolean = (value: unknown, field: string) => optionalOf(value, field, 'boolean');
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers

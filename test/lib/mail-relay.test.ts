@@ -407,7 +407,7 @@ describe('MailRelay delivery ledger and suppression list', () => {
 
     expect(dynamoStatements).toEqual([
       {
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
         resource: arnOf(relay.deliveryLedger.table),
       },
       {

@@ -266,3 +266,24 @@ describe('classifyFault with the Microsoft Graph table', () => {
     expect(classifyFault(graphFault('SomethingNew', 400)).failureClass).toBe('permanent');
   });
 });
+
+describe('failures about the message, not the provider (cannotCarry)', () => {
+  it.each([
+    ['ses', 'TooManyRecipients', 'permanent'],
+    ['ses', 'MessageTooLarge', 'permanent'],
+    ['ses', 'AddressNotSupported', 'provider'],
+    ['smtp', 'MessageTooLarge', 'permanent'],
+    ['smtp:billing', 'AddressNotSupported', 'provider'],
+    ['graph', 'AddressNotSupported', 'provider'],
+  ])('marks %s %s as one the next provider of the route may carry', (provider, code, failureClass) => {
+    const failure = classifyFault({ provider, code, message: 'too much for this provider' });
+
+    expect(failure).toMatchObject({ failureClass, code, cannotCarry: true });
+  });
+
+  it('does not mark a refusal of the message itself', () => {
+    expect(classifyFault({ provider: 'ses', code: 'MessageRejected', message: 'rejected' }).cannotCarry).toBe(
+      false,
+    );
+  });
+});

@@ -110,6 +110,13 @@ describe('relay: a batch of records', () => {
     expect(results.map((result) => result.status)).toEqual(Array(4).fill('fulfilled'));
     expect(ses.sent).toHaveLength(4);
     expect(ledger.reads).toBe(4);
+    // Visible, so a missing permission (BatchGetItem) does not silently cost a read per message.
+    expect(recorder.lines).toContainEqual(
+      expect.objectContaining({
+        message: 'Could not read the ledger entries for the whole batch; each record reads its own',
+        records: 4,
+      }),
+    );
   });
 
   it('dead-letters an invalid record of the batch and sends the others', async () => {

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ComposedOutbound } from '../../../lambda/core/attachments.ts';
 import { bodyHashOf } from '../../../lambda/core/delivery.ts';
-import { RelayFailure } from '../../../lambda/core/failures.ts';
+import { classifyFault, RelayFailure } from '../../../lambda/core/failures.ts';
 import { createRelay, type RelayCoreSettings } from '../../../lambda/core/relay.ts';
 import type { RouteSettings } from '../../../lambda/core/settings.ts';
 import { failureOf } from '../../helpers/failures.ts';
@@ -390,11 +390,11 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       provider.send = async (message, context) => {
         if (message.from.address.startsWith('josé@')) {
           provider.calls += 1;
-          throw new RelayFailure({
-            failureClass: 'provider',
-            code: 'AddressNotSupported',
-            reason: `from josé@contoso.com: ${provider.name} cannot carry a non-ASCII local part (SMTPUTF8)`,
+          // As the adapters report it: classified by the failure table, which says the next may.
+          throw classifyFault({
             provider: provider.name,
+            code: 'AddressNotSupported',
+            message: `from josé@contoso.com: ${provider.name} cannot carry a non-ASCII local part (SMTPUTF8)`,
           });
         }
         return send(message, context);
@@ -418,6 +418,26 @@ describe('relay: routes, fallback, retries and the ledger', () => {
       expect(ses.sent).toHaveLength(4);
     });
 
+    it('passes a message with more recipients than SES takes to the next provider instead of dead-lettering it', async () => {
+      ses.send = async () => {
+        ses.calls += 1;
+        throw classifyFault({
+          provider: 'ses',
+          code: 'TooManyRecipients',
+          message: 'the message has 60 recipients in to + cc + bcc; SES accepts at most 50',
+        });
+      };
+      const relay = relayWith({
+        routes: [{ name: 'big', from: ['*@contoso.com'], providers: ['ses', 'graph'] }],
+      });
+
+      const outcome = await relay.processRecord(sqsRecord(contoso(), { messageId: 'big-1' }));
+
+      expect(outcome).toMatchObject({ outcome: 'sent', fallbackFrom: ['ses'] });
+      expect(graph.sent).toHaveLength(1);
+      expect(recorder.deadLetters).toEqual([]);
+    });
+
     it('dead-letters a message no provider of its route can address, saying so', async () => {
       cannotAddress(graph);
       cannotAddress(ses);
@@ -431,7 +451,7 @@ describe('relay: routes, fallback, retries and the ledger', () => {
         failureClass: 'permanent',
         code: 'AddressNotSupported',
         reason:
-          "no provider of route contoso can carry this message's addresses: from josé@contoso.com: ses cannot carry a non-ASCII local part (SMTPUTF8)",
+          'no provider of route contoso can carry this message: from josé@contoso.com: ses cannot carry a non-ASCII local part (SMTPUTF8)',
       });
     });
   });
