@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { SQSRecord } from 'aws-lambda';
-import type { MailProvider, SendContext, SendReceipt } from '../providers/provider.ts';
 import { domainOf, type Mailbox } from './address.ts';
 import {
   type AttachmentStore,
@@ -22,6 +21,7 @@ import {
   RELAY_FAILURE_PROVIDER,
   type TryFailure,
 } from './ledger.ts';
+import type { MailProvider, SendContext, SendReceipt } from './mail-provider.ts';
 import {
   createMessageSchema,
   isRawMessage,

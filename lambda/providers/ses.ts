@@ -3,12 +3,12 @@ import { type Mailbox, needsSmtpUtf8 } from '../core/address.ts';
 import { isRawOutbound, type OutboundMessage } from '../core/attachments.ts';
 import { classifyFault, type ProviderFault, RelayFailure } from '../core/failures.ts';
 import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/limits.ts';
+import type { MailProvider, SendContext, SendReceipt } from '../core/mail-provider.ts';
 import { recipientsOf } from '../core/message.ts';
 import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
 import { truncate } from '../core/text.ts';
 import { createHttpTransport, TransportError } from './http-transport.ts';
 import { composeMime, renderRawMime } from './mime.ts';
-import type { MailProvider, SendContext, SendReceipt } from './provider.ts';
 import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from './sdk-request-handler.ts';
 
 export const SES_PROVIDER = 'ses';

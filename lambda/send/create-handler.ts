@@ -14,6 +14,7 @@ import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
 import { RelayFailure } from '../core/failures.ts';
+import type { MailProvider } from '../core/mail-provider.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
@@ -26,7 +27,6 @@ import {
 import { GraphProvider } from '../providers/graph/graph-provider.ts';
 import { MsalTokenSource } from '../providers/graph/token-source.ts';
 import { createHttpTransport, type HttpTransport } from '../providers/http-transport.ts';
-import type { MailProvider } from '../providers/provider.ts';
 import { createSesClient, SesProvider } from '../providers/ses.ts';
 import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
 import { SmtpProvider } from '../providers/smtp/smtp-provider.ts';

@@ -2,9 +2,9 @@ import type { SQSRecord } from 'aws-lambda';
 import type { OutboundMessage } from '../../lambda/core/attachments.ts';
 import type { DeadLetterSink } from '../../lambda/core/dead-letter.ts';
 import { type FailureClass, RelayFailure } from '../../lambda/core/failures.ts';
+import type { MailProvider, SendContext, SentLookup, SentQuery } from '../../lambda/core/mail-provider.ts';
 import type { RecordDelay } from '../../lambda/core/record-delay.ts';
 import type { RelayLogger } from '../../lambda/core/relay.ts';
-import type { MailProvider, SendContext, SentLookup, SentQuery } from '../../lambda/providers/provider.ts';
 
 /**
  * What a scripted provider does with a message: accept it, fail with a class (after the hand-off, as a

@@ -14,6 +14,13 @@ import {
   GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
   SQS_MAX_VISIBILITY_TIMEOUT_SECONDS,
 } from '../../core/limits.ts';
+import type {
+  MailProvider,
+  SendContext,
+  SendReceipt,
+  SentLookup,
+  SentQuery,
+} from '../../core/mail-provider.ts';
 import type { GraphSettings } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
 import {
@@ -23,7 +30,6 @@ import {
   TransportError,
 } from '../http-transport.ts';
 import { renderRawMime } from '../mime.ts';
-import type { MailProvider, SendContext, SendReceipt, SentLookup, SentQuery } from '../provider.ts';
 import { GRAPH_PROVIDER } from './credentials.ts';
 import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import { MailboxLimiter } from './mailbox-limiter.ts';

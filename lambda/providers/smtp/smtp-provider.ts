@@ -6,11 +6,11 @@ import { identityCovers, needsSmtpUtf8 } from '../../core/address.ts';
 import { isRawOutbound, type OutboundMessage } from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
 import { classifyFault, type RelayFailure } from '../../core/failures.ts';
+import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../../core/mail-provider.ts';
 import { recipientsOf } from '../../core/message.ts';
 import { type SmtpSettings, smtpConfigPathOf } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
 import { composeMime, renderRawMime } from '../mime.ts';
-import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../provider.ts';
 import { SmtpConnectionPool } from './smtp-connection-pool.ts';
 import { parseSmtpReply, smtpFailure } from './smtp-fault.ts';
 

@@ -3,9 +3,9 @@ import { ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_ATTRIBUTES, SqsDeadLetterQueue } from '../../../lambda/core/dead-letter.ts';
 import { RelayFailure } from '../../../lambda/core/failures.ts';
+import type { MailProvider } from '../../../lambda/core/mail-provider.ts';
 import { SqsRecordDelay } from '../../../lambda/core/record-delay.ts';
 import { createRelay, type Relay, type RelayLogger } from '../../../lambda/core/relay.ts';
-import type { MailProvider } from '../../../lambda/providers/provider.ts';
 import { SesProvider } from '../../../lambda/providers/ses.ts';
 import { MemoryLedger, MemorySuppressionList } from '../../helpers/memory-ledger.ts';
 import {

@@ -12,6 +12,7 @@ import {
 } from '../../../../lambda/core/attachments.ts';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../../../lambda/core/limits.ts';
+import type { SendContext } from '../../../../lambda/core/mail-provider.ts';
 import {
   type ComposedMessage,
   defaultMessageSchema,
@@ -24,7 +25,6 @@ import { cachedCredential, graphSecretReader } from '../../../../lambda/provider
 import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { createHttpTransport, type HttpTransport } from '../../../../lambda/providers/http-transport.ts';
-import type { SendContext } from '../../../../lambda/providers/provider.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';
 import {

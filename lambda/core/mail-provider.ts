@@ -1,5 +1,5 @@
-import type { OutboundMessage } from '../core/attachments.ts';
-import type { RelayFailure } from '../core/failures.ts';
+import type { OutboundMessage } from './attachments.ts';
+import type { RelayFailure } from './failures.ts';
 
 export interface RejectedRecipient {
   readonly address: string;
