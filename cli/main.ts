@@ -2,6 +2,7 @@ import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isEmailAddress } from '../lambda/core/address.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
+import { configuredSections } from '../lambda/providers/registry.ts';
 import {
   ATTACHMENT_BUCKET_NAME,
   DEFAULT_DYNAMODB_PORT,
@@ -276,8 +277,10 @@ function banner(relay: LocalRelay): string {
       '  SES feedback:      send to bounce@, complaint@ or success@simulator.amazonses.com (the SES mailbox simulator)',
     );
   }
-  const sender =
-    graph?.senders[0] ?? relay.settings.smtp?.[0]?.senders[0] ?? ses?.identities[0] ?? 'example.com';
+  // The first sender of the first provider, in the implicit chain's order.
+  const [sender = 'example.com'] = configuredSections(relay.settings).flatMap(({ definition, section }) =>
+    definition.sendersOf(section).flatMap((provider) => provider.senders),
+  );
   lines.push(
     '',
     'Try:',

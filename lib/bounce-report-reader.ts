@@ -4,10 +4,11 @@ import { Rule, RuleTargetInput, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { BounceReportSettings, GraphSettings } from '../lambda/core/settings.ts';
+import type { BounceReportSettings } from '../lambda/bounce-reports/settings.ts';
+import type { GraphSettings } from '../lambda/providers/graph/settings.ts';
 import type { BounceReportsConfig } from './config.ts';
 import type { DeliveryLedger } from './delivery-ledger.ts';
-import type { GraphCredential } from './graph-credential.ts';
+import type { ProviderCredential } from './provider-credential.ts';
 import { REPO_ROOT, RelayFunction } from './relay-function.ts';
 import type { SuppressionList } from './suppression-list.ts';
 
@@ -18,7 +19,7 @@ export interface BounceReportReaderProps {
   readonly config: BounceReportsConfig;
   /** The relay's Graph settings: the app registration and its credential. */
   readonly graph: GraphSettings;
-  readonly graphCredential: GraphCredential;
+  readonly graphCredential: ProviderCredential;
   readonly deliveryLedger: DeliveryLedger;
   readonly suppressionList: SuppressionList;
   /** Days a hard bounce keeps a recipient suppressed; absent: until removed. */

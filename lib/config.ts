@@ -7,45 +7,38 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_RECEIVE_COUNT,
   DEFAULT_MAX_RECIPIENTS,
-  EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE,
   GRAPH_MAX_MESSAGE_BYTES,
-  SES_MAX_MESSAGE_BYTES,
-  SES_MAX_RECIPIENTS_PER_MESSAGE,
 } from '../lambda/core/limits.ts';
 import { patternKind, patternMatches, senderCoversPattern } from '../lambda/core/routing.ts';
 import {
   circuitBreakerSettingsSchema,
   fromPatternSchema,
-  GRAPH_CLOUDS,
-  type GraphCloud,
-  type GraphSettings,
-  graphClientIdSchema,
-  graphSendersSchema,
-  graphTenantIdSchema,
-  httpsOriginSchema,
   type IngestSettings,
-  MAX_SMTP_CONNECTIONS,
   messageLimitsSchema,
-  PROVIDER_FAMILIES,
-  providerNameSchema,
-  type RelaySettings,
   retrySettingsSchema,
   rewriteFromSchema,
   routeNameSchema,
-  routeSettingsSchema,
-  SMTP_AUTH_METHODS,
-  SMTP_CONNECTION_NAME_PATTERN,
-  SMTP_MODES,
-  SMTP_TLS_MODES,
-  type SmtpConnectionSettings,
-  type SmtpSettings,
-  sesSettingsSchema,
-  smtpConnectionSettingsSchema,
-  smtpProviderName,
+  routeSettingsSchemaFor,
   UNKNOWN_OUTCOME_ACTIONS,
 } from '../lambda/core/settings.ts';
 import { ConfigurationError, describeIssues, formatPath } from '../lambda/core/validation.ts';
-import { SECRET_ARN_PATTERN } from './secret-arn.ts';
+import {
+  type CredentialSecret,
+  fieldOf,
+  type ProviderDefinition,
+  type SectionResources,
+} from '../lambda/providers/provider-definition.ts';
+import {
+  configuredProviders,
+  configuredSections,
+  definitionOf,
+  NO_PROVIDER_MESSAGE,
+  PROVIDERS,
+  providerConfigShape,
+  providerNameSchema,
+} from '../lambda/providers/registry.ts';
+import type { SmtpConnectionConfig } from '../lambda/providers/smtp/config.ts';
+import type { RelaySettings } from '../lambda/send/settings.ts';
 
 export const DEFAULT_CONFIG_PATH = 'mail-relay.config.json';
 
@@ -95,267 +88,6 @@ const sendFunctionConfigSchema = z.strictObject({
     .default(30)
     .describe(`Log retention in days, one of ${LOG_RETENTION_DAYS.join(', ')}.`),
 });
-
-const GRAPH_CLOUD_NAMES = Object.keys(GRAPH_CLOUDS) as [GraphCloud, ...GraphCloud[]];
-
-const SECRET_ARN_MESSAGE =
-  'must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf (the complete ARN, as the console shows it)';
-
-const graphConfigSchema = z.strictObject({
-  tenantId: graphTenantIdSchema.describe(
-    'Directory (tenant) ID of the Microsoft 365 tenant (Entra admin center > App registrations > the app > Overview), or a verified domain of the tenant such as contoso.onmicrosoft.com.',
-  ),
-  clientId: graphClientIdSchema.describe(
-    'Application (client) ID of the app registration that holds the Mail.Send application permission.',
-  ),
-  senders: graphSendersSchema.describe(
-    'From addresses the relay sends through Microsoft Graph: one mailbox (soporte@contoso.com) or a whole domain (contoso.com: every mailbox at exactly that domain). Each From must be an Exchange Online mailbox (user or shared) the app may send as. Senders listed here win over ses.identities.',
-  ),
-  credentialSecretArn: z
-    .string()
-    .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
-    .optional()
-    .describe(
-      'Complete ARN (with the 6-character suffix, ...:secret:name-AbCdEf) of an existing Secrets Manager secret in the stack\'s region that holds the app credential as a JSON string: {"clientSecret": "..."} or {"certificate": "-----BEGIN CERTIFICATE-----...", "privateKey": "-----BEGIN PRIVATE KEY-----..."}. The function may read only this secret. Leave it out to have the stack create an empty secret (stack output GraphCredentialSecretArn) and put the credential in it after deploying.',
-    ),
-  saveToSentItems: z
-    .boolean()
-    .default(true)
-    .describe(
-      "Keep a copy of each message in the sending mailbox's Sent Items. Messages with more than 3 MB of attachments are sent as drafts, which Graph always saves.",
-    ),
-  sentItemsLookupSeconds: z
-    .int()
-    .min(0)
-    .max(3600)
-    .optional()
-    .describe(
-      "After a lost sendMail answer (a timeout or a reset after the request went out), how long the relay keeps looking for the message's copy in the sending mailbox, by the Message-ID it gave the message, before it concludes the message was not sent. Needs the Mail.ReadBasic.All application permission (or Mail.Read) and saveToSentItems. 0 turns the lookups off: such a message then follows its route's onUnknownOutcome. Default 300 with saveToSentItems, else 0.",
-    ),
-  cloud: z
-    .enum(GRAPH_CLOUD_NAMES)
-    .default('global')
-    .describe(
-      'The Microsoft cloud the tenant lives in: global (worldwide Microsoft 365 and GCC), usgov (GCC High), usgov-dod (DoD) or china (operated by 21Vianet). Picks the token authority and the Graph endpoint.',
-    ),
-  authorityHost: httpsOriginSchema
-    .optional()
-    .describe(
-      "Overrides the cloud's Entra ID token authority, scheme and host only (https://login.microsoftonline.us).",
-    ),
-  graphEndpoint: httpsOriginSchema
-    .optional()
-    .describe(
-      "Overrides the cloud's Microsoft Graph endpoint, scheme and host only (https://graph.microsoft.us).",
-    ),
-});
-export type GraphConfig = z.output<typeof graphConfigSchema>;
-
-/** Exchange Online's SMTP AUTH client submission endpoint (learn.microsoft.com/exchange/.../smtp-auth). */
-export const SMTP_SUBMISSION_HOST = 'smtp.office365.com';
-/** The port each mode connects to unless told otherwise: MX delivery on 25, submission on 587. */
-export const SMTP_DEFAULT_PORTS = { connector: 25, submission: 587, smarthost: 587 } as const;
-
-const smtpConnectionConfigSchema = z
-  .strictObject({
-    senders: smtpConnectionSettingsSchema.shape.senders.describe(
-      'From addresses the relay sends through SMTP: one address (scanner@contoso.com) or a whole domain (contoso.com). Graph senders win over these, and these over ses.identities.',
-    ),
-    mode: z
-      .enum(SMTP_MODES)
-      .describe(
-        'connector: deliver to an Exchange Online inbound connector that trusts the static egress IP (no login, port 25; needs egress). submission: Exchange Online SMTP AUTH client submission (smtp.office365.com:587, XOAUTH2 with the graph app). smarthost: any other SMTP server (host required).',
-      ),
-    host: smtpConnectionSettingsSchema.shape.host
-      .optional()
-      .describe(
-        `SMTP server host name or IP. Default: connector, <domain of the first sender with dots replaced by dashes>.mail.protection.outlook.com (the tenant's MX endpoint); submission, ${SMTP_SUBMISSION_HOST}; smarthost: required.`,
-      ),
-    port: smtpConnectionSettingsSchema.shape.port
-      .optional()
-      .describe(
-        `TCP port. Default: connector ${SMTP_DEFAULT_PORTS.connector}, submission ${SMTP_DEFAULT_PORTS.submission}, smarthost ${SMTP_DEFAULT_PORTS.smarthost}. With egress, the function's security group lets this port out.`,
-      ),
-    tls: z
-      .enum(SMTP_TLS_MODES)
-      .default('starttls')
-      .describe(
-        'starttls: upgrade a plain connection (ports 25 and 587). implicit: TLS from the start (port 465). none: never encrypt.',
-      ),
-    requireTls: z
-      .boolean()
-      .default(true)
-      .describe(
-        'Refuse to send when the server does not offer STARTTLS, instead of sending in plain text. Must be false with tls "none".',
-      ),
-    auth: z
-      .enum(SMTP_AUTH_METHODS)
-      .optional()
-      .describe(
-        'none, plain, login (username and password from credentialSecretArn) or xoauth2 (tokens of the graph app registration, application permission SMTP.SendAsApp). Default: connector none, submission xoauth2, smarthost plain with a credentialSecretArn, else none.',
-      ),
-    credentialSecretArn: z
-      .string()
-      .regex(SECRET_ARN_PATTERN, SECRET_ARN_MESSAGE)
-      .optional()
-      .describe(
-        'Complete ARN of an existing Secrets Manager secret in the stack\'s region holding {"username": "...", "password": "..."} as a JSON string, for plain and login. The function may read only this secret.',
-      ),
-    oauthScope: smtpConnectionSettingsSchema.shape.oauthScope.describe(
-      "OAuth scope requested for xoauth2 tokens. Default: the provider's, https://outlook.office365.com/.default.",
-    ),
-    maxMessageBytes: smtpConnectionSettingsSchema.shape.maxMessageBytes.describe(
-      "The SMTP server's maximum message size, MIME-encoded (a send connector's maximum size): larger messages are dead-lettered as MessageTooLarge without connecting. Default: none; the server's own refusal (552 5.3.4) is permanent too.",
-    ),
-    maxConnections: z
-      .int()
-      .min(1)
-      .max(MAX_SMTP_CONNECTIONS)
-      .optional()
-      .describe(
-        `Sessions to this server each warm send function keeps open at once (per sending mailbox with xoauth2), 1-${MAX_SMTP_CONNECTIONS}; a batch's messages are sent concurrently, so fewer sessions make the rest wait. Default: sendFunction.batchSize. The server sees up to this times sendFunction.maxConcurrency sessions.`,
-      ),
-  })
-  .meta({ id: 'SmtpConnection' });
-/** One SMTP connection as written: the single `smtp` section, or one of `smtp.connections`. */
-export type SmtpConnectionConfig = z.output<typeof smtpConnectionConfigSchema>;
-
-const smtpConnectionsConfigSchema = z.strictObject({
-  connections: z
-    .record(
-      z
-        .string()
-        .regex(
-          SMTP_CONNECTION_NAME_PATTERN,
-          'must be 1-32 lower-case letters, digits or hyphens, starting with a letter (routes name the connection smtp:<name>)',
-        ),
-      smtpConnectionConfigSchema,
-    )
-    .refine((connections) => Object.keys(connections).length > 0, {
-      message: 'name at least one connection',
-    })
-    .describe(
-      'Named SMTP connections, each with its own server, senders, credentials and session pool: per-address send connectors, a High Volume Email account, a partner smart host (docs/smtp.md, Named connections). Routes name a connection smtp:<name>; without routes, the implicit chain tries them in this order, after graph and before ses.',
-    ),
-});
-
-const smtpConfigSchema = z.union([smtpConnectionConfigSchema, smtpConnectionsConfigSchema]);
-export type SmtpConfig = z.output<typeof smtpConfigSchema>;
-
-/** One SMTP connection of a validated configuration, with what names it. */
-export interface SmtpConnection {
-  /** `smtp` for the single form, `smtp:<name>` for a named connection: what routes and metrics say. */
-  readonly provider: string;
-  /** Where it is written: `['smtp']` or `['smtp', 'connections', '<name>']`. */
-  readonly path: readonly string[];
-  /** The connection's name in `smtp.connections`; absent for the single form. */
-  readonly name?: string;
-  readonly config: SmtpConnectionConfig;
-}
-
-/** The SMTP connections of a validated `smtp` section, in the configuration's order. */
-export function smtpConnectionsOf(smtp: SmtpConfig | undefined): SmtpConnection[] {
-  if (smtp === undefined) return [];
-  if (!('connections' in smtp)) return [{ provider: smtpProviderName(), path: ['smtp'], config: smtp }];
-  return Object.entries(smtp.connections).map(([name, config]) => ({
-    provider: smtpProviderName(name),
-    path: ['smtp', 'connections', name],
-    name,
-    config,
-  }));
-}
-
-/**
- * The SMTP connections of an `smtp` section that may have failed validation, read as the rules across
- * fields need them: the single form, or each entry of `connections` whose name is valid.
- */
-function rawSmtpConnectionsOf(smtp: unknown): { provider: string; path: string[]; value: unknown }[] {
-  if (typeof smtp !== 'object' || smtp === null) return [];
-  if (!('connections' in smtp)) return [{ provider: smtpProviderName(), path: ['smtp'], value: smtp }];
-  const connections = fieldOf(smtp, 'connections');
-  if (typeof connections !== 'object' || connections === null) return [];
-  return Object.entries(connections)
-    .filter(([name]) => SMTP_CONNECTION_NAME_PATTERN.test(name))
-    .map(([name, value]) => ({
-      provider: smtpProviderName(name),
-      path: ['smtp', 'connections', name],
-      value,
-    }));
-}
-
-/** The provider names of a validated configuration in the order of an implicit chain: graph, SMTP, ses. */
-export function providerNamesOf(config: Pick<RelayConfig, 'graph' | 'smtp' | 'ses'>): string[] {
-  return [
-    ...(config.graph ? ['graph'] : []),
-    ...smtpConnectionsOf(config.smtp).map((connection) => connection.provider),
-    ...(config.ses ? ['ses'] : []),
-  ];
-}
-
-/** The domain of a sender: the part after the @ of an address, or the sender itself when it is a domain. */
-function senderDomain(sender: string): string {
-  return sender.slice(sender.lastIndexOf('@') + 1).toLowerCase();
-}
-
-/** The auth method an smtp section uses once its default is resolved. */
-function smtpAuthFor(mode: unknown, auth: unknown, credentialSecretArn: unknown): unknown {
-  if (auth !== undefined) return auth;
-  if (mode === 'connector') return 'none';
-  if (mode === 'submission') return 'xoauth2';
-  if (mode === 'smarthost') return credentialSecretArn === undefined ? 'none' : 'plain';
-  return undefined;
-}
-
-/**
- * The settings of one SMTP connection, with the per-mode defaults resolved: the host (a connector's
- * is the Exchange Online MX endpoint of the first sender's domain), the port and the auth method.
- *
- * @param path - where the connection is written, for the error about a missing host
- */
-export function smtpSettingsFor(
-  smtp: SmtpConnectionConfig,
-  path: readonly string[] = ['smtp'],
-): SmtpConnectionSettings {
-  const firstSender = smtp.senders[0] ?? '';
-  const defaultHost =
-    smtp.mode === 'connector'
-      ? `${senderDomain(firstSender).replaceAll('.', '-')}.mail.protection.outlook.com`
-      : smtp.mode === 'submission'
-        ? SMTP_SUBMISSION_HOST
-        : undefined;
-  const host = smtp.host ?? defaultHost;
-  if (host === undefined) {
-    // The schema requires a host in smarthost mode; this is for callers that built the value by hand.
-    throw new ConfigurationError('Invalid smtp configuration', [
-      `${formatPath([...path, 'host'])}: required in smarthost mode`,
-    ]);
-  }
-  return {
-    senders: smtp.senders,
-    mode: smtp.mode,
-    host,
-    port: smtp.port ?? SMTP_DEFAULT_PORTS[smtp.mode],
-    tls: smtp.tls,
-    requireTls: smtp.requireTls,
-    auth: smtpAuthFor(smtp.mode, smtp.auth, smtp.credentialSecretArn) as SmtpConnectionSettings['auth'],
-    ...(smtp.credentialSecretArn !== undefined && { credentialSecretId: smtp.credentialSecretArn }),
-    ...(smtp.oauthScope !== undefined && { oauthScope: smtp.oauthScope }),
-    ...(smtp.maxMessageBytes !== undefined && { maxMessageBytes: smtp.maxMessageBytes }),
-  };
-}
-
-/**
- * The send function's SMTP settings: one per connection, in the configuration's order, each named by
- * its provider name and with its session pool sized (`maxConnections`, by default the batch size, so
- * the records of one batch, which are sent concurrently, need not wait for a session).
- */
-export function smtpSettingsListFor(config: Pick<RelayConfig, 'smtp' | 'sendFunction'>): SmtpSettings[] {
-  return smtpConnectionsOf(config.smtp).map((connection) => ({
-    name: connection.provider,
-    ...smtpSettingsFor(connection.config, connection.path),
-    maxConnections: connection.config.maxConnections ?? config.sendFunction.batchSize,
-  }));
-}
 
 const attachmentsConfigSchema = z.strictObject({
   retentionDays: z
@@ -655,6 +387,8 @@ export function ingressClientId(name: string): string {
     .join('');
 }
 
+const routeSettingsSchema = routeSettingsSchemaFor(providerNameSchema);
+
 const routeConfigSchema = z.strictObject({
   name: routeSettingsSchema.shape.name.describe(
     'Route name, unique: shows in logs, `mail-relay status` and dead-letter reasons; a message may ask for it with "route".',
@@ -663,7 +397,7 @@ const routeConfigSchema = z.strictObject({
     'The senders this route allows (the allow-list): one address (scanner@contoso.com), "*@domain" (every address at exactly that domain) or "*" (anyone: the default route). The most specific pattern wins; a From no route matches is refused as SenderNotAllowed.',
   ),
   providers: routeSettingsSchema.shape.providers.describe(
-    `The provider chain, in order (${PROVIDER_FAMILIES.join(', ')}; smtp:<name> for a connection of smtp.connections): a provider-level failure moves the message to the next at once; transient failures retry the same provider up to retry.maxAttempts, then move on.`,
+    `The provider chain, in order (${PROVIDERS.map((definition) => definition.section).join(', ')}; smtp:<name> for a connection of smtp.connections): a provider-level failure moves the message to the next at once; transient failures retry the same provider up to retry.maxAttempts, then move on.`,
   ),
   rewriteFrom: rewriteFromSchema
     .describe(
@@ -818,25 +552,6 @@ const eventsConfigSchema = z.strictObject({
     .describe('The EventBridge bus outcome events (source mail-relay) are published to.'),
 });
 
-/** Exchange files the sent copy within seconds; five minutes leaves a wide margin before "not sent". */
-const DEFAULT_SENT_ITEMS_LOOKUP_SECONDS = 300;
-
-/** The settings the send function gets for a `graph` section, its cloud resolved to the two hosts. */
-export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string): GraphSettings {
-  const cloud = GRAPH_CLOUDS[graph.cloud];
-  return {
-    tenantId: graph.tenantId,
-    clientId: graph.clientId,
-    senders: graph.senders,
-    credentialSecretId,
-    saveToSentItems: graph.saveToSentItems,
-    sentItemsLookupSeconds:
-      graph.sentItemsLookupSeconds ?? (graph.saveToSentItems ? DEFAULT_SENT_ITEMS_LOOKUP_SECONDS : 0),
-    authorityHost: graph.authorityHost ?? cloud.authorityHost,
-    graphEndpoint: graph.graphEndpoint ?? cloud.graphEndpoint,
-  };
-}
-
 /** Lambda allows 4 KB of environment variables in total; leave room for the other variables. */
 const MAX_SETTINGS_BYTES = 3_500;
 /** A queue URL as long as AWS makes them (the real one is only known at deploy time). */
@@ -855,8 +570,11 @@ const LONGEST_TABLE_NAME = 'x'.repeat(128);
 export interface RelayResources {
   readonly queueUrl: string;
   readonly deadLetterQueueUrl: string;
-  /** Required when the configuration has a graph section. */
-  readonly graphCredentialSecretId?: string;
+  /**
+   * The credential secret of each provider that has one, by provider name (`graph`, `smtp:billing`):
+   * the one the configuration names, or the one the stack created. Graph requires its own.
+   */
+  readonly credentialSecretIds?: ReadonlyMap<string, string>;
   readonly attachmentBucketName?: string;
   /** Required when the configuration has an ingress section: where submitted messages are stored. */
   readonly ingressBucketName?: string;
@@ -868,24 +586,25 @@ export interface RelayResources {
 
 /** MAIL_RELAY_SETTINGS for a validated configuration: what MailRelay writes and local mode starts from. */
 export function relaySettingsFor(config: RelayConfig, resources: RelayResources): RelaySettings {
-  if (config.graph && resources.graphCredentialSecretId === undefined) {
-    throw new ConfigurationError('Invalid relay resources', ['graphCredentialSecretId: required with graph']);
-  }
+  const sectionResources: SectionResources = {
+    batchSize: config.sendFunction.batchSize,
+    credentialSecretIds: resources.credentialSecretIds ?? new Map(),
+    ...(resources.sesConfigurationSetName !== undefined && {
+      sesConfigurationSetName: resources.sesConfigurationSetName,
+    }),
+  };
+  const providers = Object.fromEntries(
+    configuredSections(config).map(({ definition, section }) => [
+      definition.section,
+      definition.settingsFor(section, sectionResources),
+    ]),
+  );
   return {
     queueUrl: resources.queueUrl,
     deadLetterQueueUrl: resources.deadLetterQueueUrl,
     maxReceiveCount: config.queue.maxReceiveCount,
     limits: config.message,
-    ...(config.ses && {
-      ses: {
-        ...config.ses,
-        ...(resources.sesConfigurationSetName !== undefined && {
-          configurationSetName: resources.sesConfigurationSetName,
-        }),
-      },
-    }),
-    ...(config.graph && { graph: graphSettingsFor(config.graph, resources.graphCredentialSecretId ?? '') }),
-    ...(config.smtp && { smtp: smtpSettingsListFor(config) }),
+    ...providers,
     ...(config.attachments &&
       resources.attachmentBucketName !== undefined && {
         attachments: { bucket: resources.attachmentBucketName },
@@ -906,6 +625,13 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
     suppression: { tableName: resources.suppressionTableName },
     events: { busName: config.events.busName },
   };
+}
+
+/** The secrets the send function reads, by provider name: the configured ARNs, or the stack's own. */
+export function credentialSecretsOf(config: RelayConfig): CredentialSecret[] {
+  return configuredSections(config).flatMap(({ definition, section }) =>
+    definition.credentialSecrets(section),
+  );
 }
 
 /** The largest submission an ingress endpoint takes: ingress.maxMessageBytes, else the relay's limit up to 40 MB. */
@@ -964,7 +690,12 @@ function estimatedSettingsBytes(config: RelayConfig): number {
   const settings = relaySettingsFor(estimable, {
     queueUrl: LONGEST_QUEUE_URL,
     deadLetterQueueUrl: LONGEST_QUEUE_URL,
-    graphCredentialSecretId: config.graph?.credentialSecretArn ?? LONGEST_CREATED_SECRET_ARN,
+    credentialSecretIds: new Map(
+      credentialSecretsOf(config).map((secret) => [
+        secret.provider,
+        secret.arn ?? LONGEST_CREATED_SECRET_ARN,
+      ]),
+    ),
     attachmentBucketName: LONGEST_BUCKET_NAME,
     ingressBucketName: LONGEST_BUCKET_NAME,
     ledgerTableName: LONGEST_TABLE_NAME,
@@ -973,107 +704,21 @@ function estimatedSettingsBytes(config: RelayConfig): number {
   return Buffer.byteLength(JSON.stringify(settings));
 }
 
-/** Reads a field of a value that may have failed validation, where any shape is possible. */
-function fieldOf(value: unknown, ...path: string[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<string, unknown>)[key];
-  }
-  return current;
-}
-
-/**
- * The rules across fields of one SMTP connection (the single smtp section, or one of its connections)
- * and the rest of the configuration. The connection may have failed validation, so it is only read
- * through fieldOf, and a field of the wrong type is left to its own error.
- *
- * @param path - where the connection is written: `['smtp']` or `['smtp', 'connections', '<name>']`
- */
-function smtpProblems(
-  smtp: unknown,
-  path: readonly string[],
-  others: { graph: unknown; egress: unknown },
-): { path: string[]; message: string }[] {
-  const problems: { path: string[]; message: string }[] = [];
-  const at = (field: string) => [...path, field];
-  const mode = fieldOf(smtp, 'mode');
-  const explicitAuth = fieldOf(smtp, 'auth');
-  const credentialSecretArn = fieldOf(smtp, 'credentialSecretArn');
-  const auth = smtpAuthFor(mode, explicitAuth, credentialSecretArn);
-  if (mode === 'connector' && explicitAuth !== undefined && explicitAuth !== 'none') {
-    problems.push({
-      path: at('auth'),
-      message:
-        'must be none in connector mode: an Exchange Online inbound connector trusts the sending IP, not a login',
-    });
-  }
-  if (mode === 'connector' && others.egress === undefined) {
-    problems.push({
-      path: at('mode'),
-      message: 'connector mode needs a static egress IP: add an egress section (docs/static-egress.md)',
-    });
-  }
-  if (mode === 'smarthost' && fieldOf(smtp, 'host') === undefined) {
-    problems.push({
-      path: at('host'),
-      message: 'required in smarthost mode: the SMTP server to send through',
-    });
-  }
-  if ((explicitAuth === 'plain' || explicitAuth === 'login') && credentialSecretArn === undefined) {
-    problems.push({
-      path: at('credentialSecretArn'),
-      message: `required for ${explicitAuth} authentication: the secret with {"username", "password"}`,
-    });
-  }
-  if (auth === 'xoauth2' && mode !== 'connector' && others.graph === undefined) {
-    problems.push({
-      path: at('auth'),
-      message:
-        'xoauth2 takes its tokens from the graph app registration (application permission SMTP.SendAsApp): add a graph section',
-    });
-  }
-  if (fieldOf(smtp, 'tls') === 'none' && (fieldOf(smtp, 'requireTls') ?? true) === true) {
-    problems.push({
-      path: at('requireTls'),
-      message: 'must be false with tls "none": a connection that is never encrypted cannot require TLS',
-    });
-  }
-  return problems;
-}
-
-/**
- * Every provider a route may name, with where its sender list is written and the list as written:
- * graph, ses, and each SMTP connection (`smtp`, or `smtp:<name>` for each of smtp.connections).
- */
-function configuredProviders(config: object): { provider: string; listPath: string; senders: unknown }[] {
-  return [
-    ...(fieldOf(config, 'graph') !== undefined
-      ? [{ provider: 'graph', listPath: 'graph.senders', senders: fieldOf(config, 'graph', 'senders') }]
-      : []),
-    ...rawSmtpConnectionsOf(fieldOf(config, 'smtp')).map((connection) => ({
-      provider: connection.provider,
-      listPath: formatPath([...connection.path, 'senders']),
-      senders: fieldOf(connection.value, 'senders'),
-    })),
-    ...(fieldOf(config, 'ses') !== undefined
-      ? [{ provider: 'ses', listPath: 'ses.identities', senders: fieldOf(config, 'ses', 'identities') }]
-      : []),
-  ];
+/** Every provider a route may name, with where its sender list is written and the list as written. */
+function providersOf(config: object): { provider: string; listPath: string; senders: unknown }[] {
+  return configuredProviders(config).map((provider) => ({
+    provider: provider.name,
+    listPath: formatPath([...provider.path, provider.sendersField]),
+    senders: provider.senders,
+  }));
 }
 
 /** Why a route names a provider that is not configured: what to add, or which names exist. */
 function unconfiguredProviderProblem(config: object, provider: string): string {
-  const smtp = fieldOf(config, 'smtp');
-  if (providerFamily(provider) !== 'smtp' || typeof smtp !== 'object' || smtp === null) {
-    const section = provider.startsWith('smtp:')
-      ? `an smtp section with the connection ${provider.slice('smtp:'.length)} in smtp.connections`
-      : `${provider === 'graph' ? 'a' : 'an'} ${provider} section`;
-    return `"${provider}" is not configured: add ${section} (with its credentials) or remove it from the chain`;
-  }
-  const configured = rawSmtpConnectionsOf(smtp).map((connection) => connection.provider);
-  const single = 'connections' in smtp ? '' : ', the single smtp section';
-  return `"${provider}" is not a configured SMTP connection (configured: ${configured.join(', ') || 'none'}${single}): name one of them, or remove it from the chain`;
+  const definition = definitionOf(provider);
+  return definition
+    ? definition.whyNotConfigured(provider, fieldOf(config, definition.section))
+    : `"${provider}" is not a provider the relay knows`;
 }
 
 /**
@@ -1115,7 +760,7 @@ function routeProblems(config: object, routes: unknown[]): { path: (string | num
     const rewrite = fieldOf(route, 'rewriteFrom', 'address');
     // A rewriting route sends as its service mailbox, so that is what the providers must cover.
     const sentAs = typeof rewrite === 'string' ? [rewrite] : patterns;
-    const configured = configuredProviders(config);
+    const configured = providersOf(config);
     providers.forEach((provider, position) => {
       if (typeof provider !== 'string' || !providerNameSchema.safeParse(provider).success) return;
       const entry = configured.find((candidate) => candidate.provider === provider);
@@ -1244,7 +889,7 @@ function ingressProblems(config: object, ingress: object): { path: (string | num
             '"*" (any sender) needs a route that allows "*": without routes only the senders the providers cover are allowed, so list them here',
         });
       } else {
-        const covered = configuredProviders(config).some(
+        const covered = providersOf(config).some(
           ({ senders: list }) =>
             Array.isArray(list) &&
             list.some((sender) => typeof sender === 'string' && senderCoversPattern(sender, pattern)),
@@ -1288,24 +933,39 @@ function ingressProblems(config: object, ingress: object): { path: (string | num
   return problems;
 }
 
+/**
+ * A message limit above what every configured provider takes: such messages could never be sent.
+ * Above the largest any provider takes, the field's own maximum reports it.
+ */
+function messageLimitProblems(
+  config: object,
+  sections: readonly { readonly definition: ProviderDefinition }[],
+): { path: string[]; message: string }[] {
+  if (sections.length === 0) return [];
+  const fields = [
+    ['maxRecipients', 'recipients'],
+    ['maxMessageBytes', 'bytes'],
+  ] as const;
+  return fields.flatMap(([field, unit]) => {
+    const value = fieldOf(config, 'message', field);
+    const largest = Math.max(...sections.map(({ definition }) => definition.limits[field]));
+    if (typeof value !== 'number' || value <= largest) return [];
+    const takers = PROVIDERS.filter((definition) => definition.limits[field] >= value);
+    if (takers.length === 0) return [];
+    const each = sections.map(({ definition }) => `${definition.title} ${definition.limits[field]}`);
+    return [
+      {
+        path: ['message', field],
+        message: `the configured providers take at most ${largest} ${unit} per message (${each.join(', ')}); only ${takers.map((definition) => definition.section).join(' or ')} ${takers.length > 1 ? 'take' : 'takes'} more, so lower this limit or add ${takers.length > 1 ? 'one of them' : `a ${takers[0]?.section} section`}`,
+      },
+    ];
+  });
+}
+
 export const relayConfigSchema = z
   .strictObject({
     $schema: z.string().optional(),
-    ses: sesSettingsSchema
-      .optional()
-      .describe(
-        'Amazon SES: the verified identities the relay may send from. At least one of ses, graph and smtp is required.',
-      ),
-    graph: graphConfigSchema
-      .optional()
-      .describe(
-        'Microsoft Graph, app-only: send as Exchange Online mailboxes of one Microsoft 365 tenant through an app registration with the Mail.Send application permission (docs/microsoft-graph.md). At least one of ses, graph and smtp is required.',
-      ),
-    smtp: smtpConfigSchema
-      .optional()
-      .describe(
-        'SMTP: one connection, sending as the listed senders through an Exchange Online inbound connector (from the static egress IP), Exchange Online SMTP AUTH submission, or another SMTP server (smarthost); routes name it smtp. Or {"connections": {"<name>": {...}}}: named connections of the same shape, each its own provider smtp:<name> (docs/smtp.md, Named connections).',
-      ),
+    ...providerConfigShape(),
     attachments: attachmentsConfigSchema
       .optional()
       .describe(
@@ -1369,36 +1029,16 @@ export const relayConfigSchema = z
   // The value may then be partly unparsed, so it is only read through fieldOf.
   .superRefine(
     (config, ctx) => {
-      const ses = fieldOf(config, 'ses');
-      const graph = fieldOf(config, 'graph');
-      const smtp = fieldOf(config, 'smtp');
-      if (ses === undefined && graph === undefined && smtp === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [],
-          message: 'configure at least one provider: ses (Amazon SES), graph (Microsoft Graph) or smtp',
-        });
-      }
-      // Every rule of a connection, for each connection, so all their problems are reported at once.
-      for (const connection of rawSmtpConnectionsOf(smtp)) {
-        const others = { graph, egress: fieldOf(config, 'egress') };
-        for (const problem of smtpProblems(connection.value, connection.path, others)) {
-          ctx.addIssue({ code: 'custom', ...problem });
+      const sections = configuredSections(config);
+      if (sections.length === 0) ctx.addIssue({ code: 'custom', path: [], message: NO_PROVIDER_MESSAGE });
+      // Every provider's own rules, so all their problems are reported at once.
+      for (const { definition, section } of sections) {
+        for (const problem of definition.configProblems(section, config)) {
+          ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
         }
       }
-      const lookupSeconds = fieldOf(config, 'graph', 'sentItemsLookupSeconds');
-      if (
-        typeof lookupSeconds === 'number' &&
-        lookupSeconds > 0 &&
-        fieldOf(config, 'graph', 'saveToSentItems') === false
-      ) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['graph', 'sentItemsLookupSeconds'],
-          message:
-            'looks for the copy Graph saves in Sent Items, and graph.saveToSentItems is false: turn saveToSentItems on, or set this to 0',
-        });
-      }
+      const ses = fieldOf(config, 'ses');
+      const graph = fieldOf(config, 'graph');
       if (fieldOf(config, 'monitoring', 'pauseSesOnCriticalBounces') === true && ses === undefined) {
         ctx.addIssue({
           code: 'custom',
@@ -1432,35 +1072,8 @@ export const relayConfigSchema = z
           message: `must be at least retry.baseDelaySeconds (${base})`,
         });
       }
-      const maxRecipients = fieldOf(config, 'message', 'maxRecipients');
-      // Above Exchange's 500 the field reports its own maximum; this is only about SES alone.
-      if (
-        graph === undefined &&
-        smtp === undefined &&
-        typeof maxRecipients === 'number' &&
-        maxRecipients > SES_MAX_RECIPIENTS_PER_MESSAGE &&
-        maxRecipients <= EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE
-      ) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['message', 'maxRecipients'],
-          message: `SES sends to at most ${SES_MAX_RECIPIENTS_PER_MESSAGE} recipients per message; only Graph or SMTP (Exchange Online: 500) take more, so lower this limit or add one of them`,
-        });
-      }
-      const maxMessageBytes = fieldOf(config, 'message', 'maxMessageBytes');
-      // Above Graph's limit the field reports its own maximum; this is only about SES.
-      if (
-        graph === undefined &&
-        typeof maxMessageBytes === 'number' &&
-        maxMessageBytes > SES_MAX_MESSAGE_BYTES &&
-        maxMessageBytes <= GRAPH_MAX_MESSAGE_BYTES
-      ) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['message', 'maxMessageBytes'],
-          message: `SES sends at most ${SES_MAX_MESSAGE_BYTES} bytes (40 MiB) per message; only Microsoft Graph takes more, so lower this limit or add a graph section`,
-        });
-      }
+      for (const problem of messageLimitProblems(config, sections))
+        ctx.addIssue({ code: 'custom', ...problem });
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   )
@@ -1469,22 +1082,18 @@ export const relayConfigSchema = z
   .superRefine((config, ctx) => {
     const settingsBytes = estimatedSettingsBytes(config);
     if (settingsBytes > MAX_SETTINGS_BYTES) {
-      const connections = smtpConnectionsOf(config.smtp);
-      const lists: [readonly string[], string[] | undefined][] = [
-        [['ses', 'identities'], config.ses?.identities],
-        [['graph', 'senders'], config.graph?.senders],
-        ...connections.map((connection): [readonly string[], string[]] => [
-          [...connection.path, 'senders'],
-          connection.config.senders,
-        ]),
-      ];
-      const [longerList] = lists.reduce((longest, list) =>
+      const providers = configuredProviders(config);
+      const lists = providers.map((provider): [readonly string[], unknown] => [
+        [...provider.path, provider.sendersField],
+        provider.senders,
+      ]);
+      const [longerList = []] = lists.reduce((longest, list) =>
         JSON.stringify(list[1] ?? []).length > JSON.stringify(longest[1] ?? []).length ? list : longest,
       );
       ctx.addIssue({
         code: 'custom',
         path: [...longerList],
-        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses${connections.length > 1 ? ', or configure fewer SMTP connections' : ''}`,
+        message: `the function settings would take ~${settingsBytes} bytes of its environment, over the ${MAX_SETTINGS_BYTES} that fit in Lambda's 4 KB; list whole domains instead of many single addresses${providers.length > new Set(providers.map((provider) => providerFamily(provider.name))).size ? ', or configure fewer connections' : ''}`,
       });
     }
     if (config.ingress) {

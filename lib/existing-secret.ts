@@ -1,8 +1,8 @@
 import { Stack, Token } from 'aws-cdk-lib';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
+import { parseSecretArn } from '../lambda/core/secret-arn.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
-import { parseSecretArn } from './secret-arn.ts';
 
 /**
  * Imports an existing secret by ARN, so a grant on it covers exactly that secret: a complete ARN (with

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Construct } from 'constructs';
-import type { RelaySettings } from '../lambda/core/settings.ts';
+import type { RelaySettings } from '../lambda/send/settings.ts';
 import { REPO_ROOT, RelayFunction, type RelayFunctionProps } from './relay-function.ts';
 
 export const SEND_HANDLER_ENTRY = join(REPO_ROOT, 'lambda', 'send', 'handler.ts');

@@ -6,26 +6,22 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Ingest } from '../lambda/core/ingest.ts';
-import {
-  type GraphSettings,
-  type RelaySettings,
-  SETTINGS_ENV_VAR,
-  type SmtpSettings,
-} from '../lambda/core/settings.ts';
+import { SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createFeedbackHandler } from '../lambda/feedback/create-handler.ts';
 import { S3SubmissionStore, SqsOutbox } from '../lambda/ingest/adapters.ts';
+import { type GraphConfig, graphSettingsFor } from '../lambda/providers/graph/config.ts';
+import type { GraphSettings } from '../lambda/providers/graph/settings.ts';
 import { createHttpTransport, type HttpTransport } from '../lambda/providers/http-transport.ts';
+import { smtpConnectionsOf, smtpSettingsListFor } from '../lambda/providers/smtp/config.ts';
+import type { SmtpSettings } from '../lambda/providers/smtp/settings.ts';
 import { createSendHandler } from '../lambda/send/create-handler.ts';
+import type { RelaySettings } from '../lambda/send/settings.ts';
 import {
   DEFAULT_CONFIG_PATH,
-  type GraphConfig,
-  graphSettingsFor,
   ingestSettingsFor,
   loadRelayConfig,
   type RelayConfig,
   relaySettingsFor,
-  smtpConnectionsOf,
-  smtpSettingsListFor,
 } from '../lib/config.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
 import {
@@ -299,7 +295,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     const smtp: SmtpSettings[] = [];
     const smtpCaptures: LocalSmtpCapture[] = [];
     const captureRoot = path.resolve(options.smtpCaptureDir ?? state.smtpCaptureDir);
-    const configuredSmtp = smtpSettingsListFor(config);
+    const configuredSmtp = config.smtp ? smtpSettingsListFor(config.smtp, config.sendFunction.batchSize) : [];
     for (const [index, connection] of smtpConnectionsOf(config.smtp).entries()) {
       const configured = configuredSmtp[index];
       if (!configured) continue;
@@ -359,7 +355,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...relaySettingsFor(config, {
         queueUrl: queues.queueUrl,
         deadLetterQueueUrl: queues.deadLetterQueueUrl,
-        ...(graph && { graphCredentialSecretId: graph.credentialSecretId }),
+        ...(graph && { credentialSecretIds: new Map([['graph', graph.credentialSecretId]]) }),
         ...(attachmentBucket && { attachmentBucketName: attachmentBucket.name }),
         ...(config.ingress && { ingressBucketName: INGRESS_BUCKET_NAME }),
         ...tables,

@@ -11,12 +11,13 @@ import { parseDeliveryReport } from '../core/feedback/delivery-report.ts';
 import { DynamoReportCursors } from '../core/feedback/dynamo-report-cursors.ts';
 import type { FeedbackEvent } from '../core/feedback/feedback-event.ts';
 import { processFeedback } from '../core/feedback/process-feedback.ts';
-import { bounceReportSettingsSchema, readSettingsWith } from '../core/settings.ts';
+import { readSettingsWith } from '../core/settings.ts';
 import { createFeedbackDependencies } from '../feedback/create-handler.ts';
 import { cachedCredential, graphSecretReader } from '../providers/graph/credentials.ts';
 import { GraphMailboxReader } from '../providers/graph/mailbox-reader.ts';
 import { MsalTokenSource } from '../providers/graph/token-source.ts';
 import { createHttpTransport, type HttpTransport } from '../providers/http-transport.ts';
+import { bounceReportSettingsSchema } from './settings.ts';
 
 export interface BounceReportHandlerOptions {
   /** HTTPS for Entra ID and Graph; tests pass one that trusts the Graph peer's certificate. */

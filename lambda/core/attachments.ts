@@ -1,6 +1,6 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Mailbox } from './address.ts';
-import { classifyFault, RelayFailure } from './failures.ts';
+import { RelayFailure, S3_FAILURES } from './failures.ts';
 import { type ComposedMessage, decodedSizeOf, type RawMessage } from './message.ts';
 import type { RawMime } from './mime/raw-mime.ts';
 import type { AttachmentSettings } from './settings.ts';
@@ -257,7 +257,7 @@ function s3Failure(error: unknown, key: string): RelayFailure {
     $metadata?: { httpStatusCode?: number };
   };
   const status = details.$metadata?.httpStatusCode;
-  return classifyFault(
+  return S3_FAILURES.classify(
     {
       provider: 's3',
       code: details.code && !details.name?.endsWith('Exception') ? details.code : (details.name ?? 'Error'),

@@ -1,5 +1,5 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { classifyFault, NETWORK_ERROR_CODES, RelayFailure } from './failures.ts';
+import { type FailureTable, NETWORK_ERROR_CODES, RelayFailure } from './failures.ts';
 import { truncate } from './text.ts';
 
 /** Whose credential a secret holds: failures carry this provider and `<label>Credential…` codes. */
@@ -7,6 +7,8 @@ export interface SecretOwner {
   readonly provider: string;
   /** "Graph", "Smtp": codes become GraphCredentialUnavailable, SmtpCredentialInvalid … */
   readonly label: string;
+  /** The owner's failure table, whose rows give the `<label>Credential…` codes their class and hint. */
+  readonly failures: FailureTable;
 }
 
 /** Reads a secret's string value. */
@@ -18,7 +20,7 @@ export function credentialFailure(
   problem: 'NotSet' | 'Invalid',
   message: string,
 ): RelayFailure {
-  return classifyFault({
+  return owner.failures.classify({
     provider: owner.provider,
     code: `${owner.label}Credential${problem}`,
     message,
@@ -60,7 +62,7 @@ function secretReadFailure(error: unknown, owner: SecretOwner): RelayFailure {
     name === 'ThrottlingException' ||
     name === 'InternalServiceError' ||
     (status !== undefined && status >= 500);
-  return classifyFault(
+  return owner.failures.classify(
     {
       provider: owner.provider,
       code: transient ? (details.code ?? name) : `${owner.label}CredentialUnavailable`,

@@ -1,21 +1,10 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { identityCovers, isDomainName, isEmailAddress } from './address.ts';
+import { isDomainName, isEmailAddress } from './address.ts';
 import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, GRAPH_MAX_MESSAGE_BYTES } from './limits.ts';
 import { ConfigurationError, describeIssues } from './validation.ts';
 
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
 export const SETTINGS_ENV_VAR = 'MAIL_RELAY_SETTINGS';
-
-export const sesIdentitySchema = z
-  .string()
-  .refine((value) => isDomainName(value) || isEmailAddress(value), {
-    message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
-  })
-  // Identities become IAM resource ARNs that scope sending; there `*` and `?` are wildcards.
-  .refine((value) => !/[*?]/.test(value), {
-    message: 'must not contain * or ? (IAM would read them as wildcards in the send permission)',
-  });
 
 export const messageLimitsSchema = z.strictObject({
   maxRecipients: z
@@ -43,166 +32,11 @@ export const sesConfigurationSetNameSchema = z
     'may contain only letters, digits, hyphens and underscores (the SES naming rule)',
   );
 
-export const sesSettingsSchema = z.strictObject({
-  identities: z.array(sesIdentitySchema).min(1, 'list at least one verified SES identity'),
-  configurationSetName: sesConfigurationSetNameSchema.optional(),
-});
-export type SesSettings = z.infer<typeof sesSettingsSchema>;
-
-/** Microsoft clouds: where tokens come from and where Graph lives (learn.microsoft.com/graph/deployments). */
-export const GRAPH_CLOUDS = {
-  global: {
-    authorityHost: 'https://login.microsoftonline.com',
-    graphEndpoint: 'https://graph.microsoft.com',
-  },
-  usgov: { authorityHost: 'https://login.microsoftonline.us', graphEndpoint: 'https://graph.microsoft.us' },
-  'usgov-dod': {
-    authorityHost: 'https://login.microsoftonline.us',
-    graphEndpoint: 'https://dod-graph.microsoft.us',
-  },
-  china: {
-    authorityHost: 'https://login.chinacloudapi.cn',
-    graphEndpoint: 'https://microsoftgraph.chinacloudapi.cn',
-  },
-} as const;
-export type GraphCloud = keyof typeof GRAPH_CLOUDS;
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export const graphTenantIdSchema = z.string().refine((value) => GUID.test(value) || isDomainName(value), {
-  message: 'must be the directory (tenant) id, a GUID, or a verified domain such as contoso.onmicrosoft.com',
-});
-
-export const graphClientIdSchema = z
-  .string()
-  .regex(GUID, 'must be the application (client) id of the app registration, a GUID');
-
-export const graphSendersSchema = z
-  .array(
-    z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
-      message: 'must be a domain (contoso.com: every mailbox there) or one mailbox address',
-    }),
-  )
-  .min(1, 'list at least one mailbox or domain that sends through Graph');
-
-/** An https base URL without a path, such as https://graph.microsoft.com. */
-export const httpsOriginSchema = z
-  .url({ protocol: /^https$/, error: 'must be an https URL' })
-  .refine((value) => new URL(value).pathname === '/' && !value.endsWith('/'), {
-    message: 'must be just scheme and host (https://host[:port]), without a path or trailing slash',
-  });
-
-export const graphSettingsSchema = z.strictObject({
-  tenantId: graphTenantIdSchema,
-  clientId: graphClientIdSchema,
-  senders: graphSendersSchema,
-  /** Secrets Manager secret (ARN or name) with the app credential: see providers/graph/credentials.ts. */
-  credentialSecretId: z.string().min(1),
-  saveToSentItems: z.boolean(),
-  /**
-   * After a lost answer, how long the relay keeps looking for the message's sent copy in the mailbox
-   * (Mail.ReadBasic.All) before it concludes the message was not sent. Absent or 0: it does not look.
-   */
-  sentItemsLookupSeconds: z.int().min(0).max(3600).optional(),
-  authorityHost: httpsOriginSchema,
-  graphEndpoint: httpsOriginSchema,
-});
-export type GraphSettings = z.infer<typeof graphSettingsSchema>;
-
-/** How the relay talks to an SMTP server (see providers/smtp): modelled on Exchange send connectors. */
-export const SMTP_MODES = ['connector', 'submission', 'smarthost'] as const;
-export const SMTP_TLS_MODES = ['starttls', 'implicit', 'none'] as const;
-export const SMTP_AUTH_METHODS = ['none', 'plain', 'login', 'xoauth2'] as const;
-
-/** The provider name of the single `smtp` section, and the family of every SMTP connection's name. */
-export const SMTP_PROVIDER_NAME = 'smtp';
-/**
- * A named SMTP connection: a lower-case letter, then up to 31 lower-case letters, digits or hyphens.
- * It starts with a letter because JavaScript puts integer-like keys ("1", "42") before all others
- * when it reads an object, which would change the order of the connections (the implicit chain's).
- */
-export const SMTP_CONNECTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
-const SMTP_CONNECTION_NAME_SOURCE = SMTP_CONNECTION_NAME_PATTERN.source.slice(1, -1);
-
-/** `smtp` for the single `smtp` section, `smtp:<name>` for the connection of that name. */
-export function smtpProviderName(connection?: string): ProviderName {
-  return connection === undefined ? SMTP_PROVIDER_NAME : `${SMTP_PROVIDER_NAME}:${connection}`;
-}
-
-/** Where a connection sits in the configuration: `smtp`, or `smtp.connections.<name>`. */
-export function smtpConfigPathOf(provider: string): string {
-  const connection = provider.startsWith(`${SMTP_PROVIDER_NAME}:`)
-    ? provider.slice(SMTP_PROVIDER_NAME.length + 1)
-    : undefined;
-  return connection === undefined ? SMTP_PROVIDER_NAME : `${SMTP_PROVIDER_NAME}.connections.${connection}`;
-}
-
-export const smtpConnectionSettingsSchema = z.strictObject({
-  senders: z
-    .array(
-      z.string().refine((value) => isDomainName(value) || isEmailAddress(value), {
-        message: 'must be a domain (contoso.com: every address there) or one address',
-      }),
-    )
-    .min(1, 'list at least one address or domain that sends through SMTP'),
-  mode: z.enum(SMTP_MODES),
-  host: z.string().refine((value) => isDomainName(value) || value === 'localhost' || isIP(value) !== 0, {
-    message: 'must be a host name such as contoso-com.mail.protection.outlook.com, or an IP address',
-  }),
-  port: z.int().min(1).max(65_535),
-  tls: z.enum(SMTP_TLS_MODES),
-  /** Refuse to send when STARTTLS is not offered (never falls back to plain text). */
-  requireTls: z.boolean(),
-  auth: z.enum(SMTP_AUTH_METHODS),
-  /** Secrets Manager secret with {"username", "password"} for plain/login. */
-  credentialSecretId: z.string().min(1).optional(),
-  /** OAuth scope for XOAUTH2 tokens (from the Graph app registration). */
-  oauthScope: z.url({ protocol: /^https$/ }).optional(),
-  /** Refuse larger messages before connecting (the server's own limit, as a send connector sets it). */
-  maxMessageBytes: z.int().min(1024).optional(),
-});
-/** One SMTP connection as the configuration describes it, its per-mode defaults resolved. */
-export type SmtpConnectionSettings = z.infer<typeof smtpConnectionSettingsSchema>;
-
-/** The most sessions one SMTP connection may hold open in one warm function. */
-export const MAX_SMTP_CONNECTIONS = 50;
-
-/** One SMTP connection as the send function runs it: its own provider, pool and credentials. */
-export const smtpSettingsSchema = smtpConnectionSettingsSchema.extend({
-  /** The provider name routes, metrics, the ledger and failures use: `smtp` or `smtp:<connection>`. */
-  name: z
-    .string()
-    .regex(
-      new RegExp(`^${SMTP_PROVIDER_NAME}(?::${SMTP_CONNECTION_NAME_SOURCE})?$`),
-      'must be smtp or smtp:<connection name>',
-    ),
-  /** Sessions open at once in one warm function (per sending mailbox with xoauth2). */
-  maxConnections: z.int().min(1).max(MAX_SMTP_CONNECTIONS),
-});
-export type SmtpSettings = z.infer<typeof smtpSettingsSchema>;
-
 export const attachmentSettingsSchema = z.strictObject({
   /** The only bucket messages may reference attachments in. */
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
 });
 export type AttachmentSettings = z.infer<typeof attachmentSettingsSchema>;
-
-/** The kinds of provider, in the order of an implicit chain: every SMTP connection is an `smtp`. */
-export const PROVIDER_FAMILIES = ['graph', 'smtp', 'ses'] as const;
-/** What a route's chain names: `graph`, `ses`, `smtp` (the single smtp section) or `smtp:<connection>`. */
-export type ProviderName = 'graph' | 'ses' | 'smtp' | `smtp:${string}`;
-
-/**
- * A provider name. The pattern accepts exactly the `ProviderName` strings, so the schema is typed as
- * them (a plain pattern keeps one clear message and a JSON Schema `pattern`, where a union of an enum
- * and a template literal would report the enum's complaint for `smtp:Billing`).
- */
-export const providerNameSchema = z
-  .string()
-  .regex(
-    new RegExp(`^(?:graph|ses|${SMTP_PROVIDER_NAME}(?::${SMTP_CONNECTION_NAME_SOURCE})?)$`),
-    'must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
-  ) as z.ZodType<ProviderName, ProviderName>;
 
 /** `*` (any sender), `*@contoso.com` (any address at exactly that domain) or one address. */
 export const fromPatternSchema = z
@@ -237,18 +71,27 @@ export type RewriteFrom = z.infer<typeof rewriteFromSchema>;
 export const UNKNOWN_OUTCOME_ACTIONS = ['dead-letter', 'resend'] as const;
 export type UnknownOutcomeAction = (typeof UNKNOWN_OUTCOME_ACTIONS)[number];
 
-export const routeSettingsSchema = z.strictObject({
-  name: routeNameSchema,
-  from: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
-  providers: z
-    .array(providerNameSchema)
-    .min(1, 'name at least one provider')
-    .refine((names) => new Set(names).size === names.length, { message: 'names a provider twice' }),
-  rewriteFrom: rewriteFromSchema.optional(),
-  /** What to do with a message a provider may have sent (its answer was lost). Absent: dead-letter. */
-  onUnknownOutcome: z.enum(UNKNOWN_OUTCOME_ACTIONS).optional(),
-});
-export type RouteSettings = z.infer<typeof routeSettingsSchema>;
+/**
+ * What a route's chain names: a provider (`graph`, `ses`, `smtp`) or a named connection of one
+ * (`smtp:billing`). Which names exist is the provider registry's business (lambda/providers/registry.ts).
+ */
+export type ProviderName = string;
+
+/** The routes' schema, with the schema of the provider names their chains may use. */
+export function routeSettingsSchemaFor(providerName: z.ZodType<ProviderName, ProviderName>) {
+  return z.strictObject({
+    name: routeNameSchema,
+    from: z.array(fromPatternSchema).min(1, 'list at least one sender pattern'),
+    providers: z
+      .array(providerName)
+      .min(1, 'name at least one provider')
+      .refine((names) => new Set(names).size === names.length, { message: 'names a provider twice' }),
+    rewriteFrom: rewriteFromSchema.optional(),
+    /** What to do with a message a provider may have sent (its answer was lost). Absent: dead-letter. */
+    onUnknownOutcome: z.enum(UNKNOWN_OUTCOME_ACTIONS).optional(),
+  });
+}
+export type RouteSettings = z.infer<ReturnType<typeof routeSettingsSchemaFor>>;
 
 export const retrySettingsSchema = z.strictObject({
   maxAttempts: z.int().min(1).max(20),
@@ -263,7 +106,7 @@ export const circuitBreakerSettingsSchema = z.strictObject({
 });
 export type CircuitBreakerSettings = z.infer<typeof circuitBreakerSettingsSchema>;
 
-const tableNameSchema = z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name');
+export const tableNameSchema = z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, 'must be a DynamoDB table name');
 
 export const ledgerSettingsSchema = z.strictObject({
   tableName: tableNameSchema,
@@ -276,66 +119,30 @@ export type LedgerSettings = z.infer<typeof ledgerSettingsSchema>;
 export const suppressionSettingsSchema = z.strictObject({ tableName: tableNameSchema });
 export type SuppressionSettings = z.infer<typeof suppressionSettingsSchema>;
 
-export const relaySettingsSchema = z
-  .strictObject({
-    /** The outbox, so a record can be delayed (Retry-After) by changing its visibility. */
-    queueUrl: z.url({ protocol: /^https?$/ }),
-    deadLetterQueueUrl: z.url({ protocol: /^https?$/ }),
-    maxReceiveCount: z.int().min(1).max(1000),
-    limits: messageLimitsSchema,
-    ses: sesSettingsSchema.optional(),
-    graph: graphSettingsSchema.optional(),
-    /** One per SMTP connection, in the configuration's order (the implicit chain's). */
-    smtp: z
-      .array(smtpSettingsSchema)
-      .min(1)
-      .refine(
-        (connections) =>
-          new Set(connections.map((connection) => connection.name)).size === connections.length,
-        {
-          message: 'names an SMTP connection twice',
-        },
-      )
-      .optional(),
-    attachments: attachmentSettingsSchema.optional(),
-    /** The bucket messages submitted over SMTP are stored in: raw messages may reference their MIME there. */
-    ingress: z.strictObject({ bucket: attachmentSettingsSchema.shape.bucket }).optional(),
-    /** Absent: every sender a provider covers is allowed, with the providers that cover it as its chain. */
-    routes: z.array(routeSettingsSchema).min(1).optional(),
-    retry: retrySettingsSchema,
-    circuitBreaker: circuitBreakerSettingsSchema,
-    ledger: ledgerSettingsSchema,
-    suppression: suppressionSettingsSchema,
-    /** Where final outcomes are published; absent: not published. */
-    events: z.strictObject({ busName: z.string().min(1) }).optional(),
-  })
-  .refine((settings) => settings.ses ?? settings.graph ?? settings.smtp, {
-    message: 'configure at least one provider: ses, graph or smtp',
-  })
-  .superRefine((settings, ctx) => {
-    settings.smtp?.forEach((smtp, index) => {
-      if (smtp.auth === 'xoauth2' && settings.graph === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['smtp', index, 'auth'],
-          message: 'xoauth2 takes its tokens from the Graph app registration: configure graph too',
-        });
-      }
-      if ((smtp.auth === 'plain' || smtp.auth === 'login') && !smtp.credentialSecretId) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['smtp', index, 'credentialSecretId'],
-          message: 'required for plain and login authentication',
-        });
-      }
-    });
-  });
-export type RelaySettings = z.infer<typeof relaySettingsSchema>;
-
-/** Reads and validates the send function's settings at cold start, failing with every problem listed. */
-export function readSettings(env: Readonly<Record<string, string | undefined>>): RelaySettings {
-  return readSettingsWith(relaySettingsSchema, env);
-}
+/**
+ * The send function's settings apart from its providers and routes: the provider registry adds those
+ * (lambda/send/settings.ts), since only it knows which providers and names exist.
+ */
+export const relayCoreSettingsSchema = z.strictObject({
+  /** The outbox, so a record can be delayed (Retry-After) by changing its visibility. */
+  queueUrl: z.url({ protocol: /^https?$/ }),
+  deadLetterQueueUrl: z.url({ protocol: /^https?$/ }),
+  maxReceiveCount: z.int().min(1).max(1000),
+  limits: messageLimitsSchema,
+  attachments: attachmentSettingsSchema.optional(),
+  /** The bucket messages submitted over SMTP are stored in: raw messages may reference their MIME there. */
+  ingress: z.strictObject({ bucket: attachmentSettingsSchema.shape.bucket }).optional(),
+  retry: retrySettingsSchema,
+  circuitBreaker: circuitBreakerSettingsSchema,
+  ledger: ledgerSettingsSchema,
+  suppression: suppressionSettingsSchema,
+  /** Where final outcomes are published; absent: not published. */
+  events: z.strictObject({ busName: z.string().min(1) }).optional(),
+});
+export type SendSettingsCore = z.infer<typeof relayCoreSettingsSchema> & {
+  /** Absent: every sender a provider covers is allowed, with the providers that cover it as its chain. */
+  readonly routes?: readonly RouteSettings[] | undefined;
+};
 
 /** Reads one function's settings from MAIL_RELAY_SETTINGS with its schema, every problem listed. */
 export function readSettingsWith<T extends z.ZodType>(
@@ -381,30 +188,11 @@ export const feedbackSettingsSchema = z.strictObject({
 });
 export type FeedbackSettings = z.infer<typeof feedbackSettingsSchema>;
 
-/** The bounce report reader's settings: the feedback settings, plus which mailboxes and how to reach them. */
-export const bounceReportSettingsSchema = feedbackSettingsSchema.extend({
-  graph: graphSettingsSchema,
-  /** Sending mailboxes whose Inbox receives the non-delivery reports. */
-  mailboxes: z
-    .array(z.string().refine(isEmailAddress, { message: 'must be a mailbox address' }))
-    .min(1, 'list at least one mailbox'),
-  /** How far back the first reading of a mailbox looks. */
-  lookbackMinutes: z.int().min(1).max(43_200),
-  maxMessagesPerMailbox: z.int().min(1).max(1000),
-  /** The ledger: which provider sent a reported message, and where each mailbox's reading stopped. */
-  ledger: z.strictObject({ tableName: tableNameSchema }),
-});
-export type BounceReportSettings = z.infer<typeof bounceReportSettingsSchema>;
-
 /** The SES brake's settings: the configuration set it pauses when the critical bounce alarm fires. */
 export const sesBrakeSettingsSchema = z.strictObject({
   configurationSetName: sesConfigurationSetNameSchema,
 });
 export type SesBrakeSettings = z.infer<typeof sesBrakeSettingsSchema>;
-
-export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
-  return settings.identities.find((identity) => identityCovers(identity, address));
-}
 
 /** An application that submits over SMTP: the senders it may use and, optionally, the route it must take. */
 export const ingressClientSettingsSchema = z.strictObject({

@@ -18,23 +18,12 @@ import type { MailProvider } from '../core/mail-provider.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
 import { SqsRecordDelay } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
-import { type GraphSettings, type RelaySettings, readSettings, type SmtpSettings } from '../core/settings.ts';
-import {
-  type CredentialSource,
-  cachedCredential,
-  graphSecretReader,
-} from '../providers/graph/credentials.ts';
-import { GraphProvider } from '../providers/graph/graph-provider.ts';
-import { MsalTokenSource } from '../providers/graph/token-source.ts';
-import { createHttpTransport, type HttpTransport } from '../providers/http-transport.ts';
-import { createSesClient, SesProvider } from '../providers/ses.ts';
-import { cachedSmtpCredentials } from '../providers/smtp/smtp-credentials.ts';
-import { SmtpProvider } from '../providers/smtp/smtp-provider.ts';
+import type { HttpTransport } from '../providers/http-transport.ts';
+import type { ProviderRuntime } from '../providers/provider-definition.ts';
+import { configuredSections } from '../providers/registry.ts';
 import { BufferedOutcomes } from './buffered-outcomes.ts';
+import { type RelaySettings, readSettings } from './settings.ts';
 import { EmfTelemetry } from './telemetry.ts';
-
-/** Exchange Online's resource for SMTP AUTH with OAuth (global cloud). */
-const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
 
 export interface SendHandlerOptions {
   /** HTTPS for Entra ID and Graph; local mode passes one that trusts its Graph peer's certificate. */
@@ -135,75 +124,22 @@ export function createSendHandler(
 }
 
 /**
- * The order decides which provider sends for a From address more than one covers: Graph (the
- * sender's own Microsoft 365 mailbox), then each SMTP connection in the configuration's order (each
- * its own provider, `smtp` or `smtp:<name>`, with its own pool and credentials), then SES.
+ * Every configured provider's adapters, in the registry's order, which decides who sends for a From
+ * address more than one covers: Graph (the sender's own Microsoft 365 mailbox), then each SMTP
+ * connection in the configuration's order, then SES.
  */
 function createProviders(settings: RelaySettings, options: SendHandlerOptions): MailProvider[] {
-  const providers: MailProvider[] = [];
-  const secrets = new SecretsManagerClient({});
-  const graph = settings.graph && createGraphClients(settings.graph, secrets, options);
-  if (graph) providers.push(graph.provider);
-  for (const smtp of settings.smtp ?? []) providers.push(createSmtpProvider(smtp, secrets, graph, options));
-  if (settings.ses) {
-    const timeout = options.providerTimeoutMs;
-    providers.push(
-      new SesProvider(
-        createSesClient(timeout !== undefined ? { requestTimeoutMs: timeout } : {}),
-        settings.ses,
-      ),
-    );
-  }
-  return providers;
-}
-
-interface GraphClients {
-  readonly settings: GraphSettings;
-  readonly provider: GraphProvider;
-  readonly credential: CredentialSource;
-  readonly transport: HttpTransport;
-}
-
-function createGraphClients(
-  graph: GraphSettings,
-  secrets: SecretsManagerClient,
-  options: SendHandlerOptions,
-): GraphClients {
-  const transport = options.graphTransport ?? createHttpTransport();
-  // The credential is read from Secrets Manager on first use, once per cold start.
-  const credential = cachedCredential(graphSecretReader(secrets), graph.credentialSecretId);
-  const provider = new GraphProvider({
-    settings: graph,
-    tokens: new MsalTokenSource(graph, credential, transport),
-    transport,
-  });
-  return { settings: graph, provider, credential, transport };
-}
-
-function createSmtpProvider(
-  smtp: SmtpSettings,
-  secrets: SecretsManagerClient,
-  graph: GraphClients | undefined,
-  options: SendHandlerOptions,
-): SmtpProvider {
-  const credentials = smtp.credentialSecretId
-    ? cachedSmtpCredentials(secrets, smtp.credentialSecretId, smtp.name)
-    : undefined;
-  const ca = typeof options.smtpCa === 'string' ? options.smtpCa : options.smtpCa?.[smtp.name];
-  return new SmtpProvider({
-    settings: smtp,
-    ...(credentials && { credentials: () => credentials.get() }),
-    // XOAUTH2 tokens come from the Graph app registration (application permission SMTP.SendAsApp).
-    ...(smtp.auth === 'xoauth2' &&
-      graph && {
-        tokens: new MsalTokenSource(
-          graph.settings,
-          graph.credential,
-          graph.transport,
-          smtp.oauthScope ?? EXCHANGE_ONLINE_SMTP_SCOPE,
-        ),
-      }),
-    ...(ca !== undefined && { ca }),
-    ...(options.providerTimeoutMs !== undefined && { connectionTimeoutMs: options.providerTimeoutMs }),
-  });
+  const shared = new Map<string, unknown>();
+  const runtime: ProviderRuntime = {
+    secrets: new SecretsManagerClient({}),
+    settings,
+    ...options,
+    shared<T>(key: string, create: () => T): T {
+      if (!shared.has(key)) shared.set(key, create());
+      return shared.get(key) as T;
+    },
+  };
+  return configuredSections(settings).flatMap(({ definition, section }) =>
+    definition.createProviders(section, runtime),
+  );
 }

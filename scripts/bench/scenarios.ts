@@ -1,4 +1,4 @@
-import type { RelaySettings } from '../../lambda/core/settings.ts';
+import type { RelaySettings } from '../../lambda/send/settings.ts';
 import { parseRelayConfig, relaySettingsFor } from '../../lib/config.ts';
 import type { HandWrittenSettings } from './hand-written-handler.ts';
 import type { PeerEndpoints } from './protocol.ts';

@@ -1,4 +1,5 @@
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import type { RelaySettings } from '../../lambda/send/settings.ts';
 import type { GraphPeer } from '../../local/peers/graph-peer.ts';
 import type { SmtpPeer } from '../../local/peers/smtp-peer.ts';
 

@@ -3,9 +3,9 @@
 // environment (MAIL_RELAY_SETTINGS, AWS_ENDPOINT_URL_*, SOAK_*). The soak SIGKILLs it at random.
 // Prints "ready" once polling.
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { readSettings } from '../../lambda/core/settings.ts';
 import { createHttpTransport } from '../../lambda/providers/http-transport.ts';
 import { createSendHandler } from '../../lambda/send/create-handler.ts';
+import { readSettings } from '../../lambda/send/settings.ts';
 import { LocalSqsEventSource } from '../../local/sqs-event-source.ts';
 
 const number = (name: string) => {

@@ -2,8 +2,8 @@
 // or crashed function: the real handler, driven by the local SQS event source, configured only through
 // its environment (MAIL_RELAY_SETTINGS, AWS_ENDPOINT_URL_*). Prints "ready" once polling.
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { readSettings } from '../../lambda/core/settings.ts';
 import { createSendHandler } from '../../lambda/send/create-handler.ts';
+import { readSettings } from '../../lambda/send/settings.ts';
 import { LocalSqsEventSource } from '../../local/sqs-event-source.ts';
 
 const settings = readSettings(process.env);

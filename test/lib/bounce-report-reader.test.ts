@@ -1,7 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { bounceReportSettingsSchema } from '../../lambda/core/settings.ts';
+import { bounceReportSettingsSchema } from '../../lambda/bounce-reports/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
 import {

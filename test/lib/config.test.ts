@@ -5,6 +5,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ingestSettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
+import { providerNamesOf } from '../../lambda/providers/registry.ts';
+import {
+  type SmtpConnectionConfig,
+  smtpSettingsFor,
+  smtpSettingsListFor,
+} from '../../lambda/providers/smtp/config.ts';
 import {
   DEFAULT_CONFIG_PATH,
   INGRESS_PREFIX,
@@ -15,11 +21,7 @@ import {
   loadRelayConfig,
   MAIL_MANAGER_MAX_MESSAGE_BYTES,
   parseRelayConfig,
-  providerNamesOf,
   relaySettingsFor,
-  type SmtpConnectionConfig,
-  smtpSettingsFor,
-  smtpSettingsListFor,
 } from '../../lib/config.ts';
 
 const REPO_ROOT = new URL('../../', import.meta.url);
@@ -102,7 +104,7 @@ describe('parseRelayConfig', () => {
 
   it('reports a configuration without any provider', () => {
     expect(configurationErrorFrom(() => parseRelayConfig({})).problems).toEqual([
-      '(root): configure at least one provider: ses (Amazon SES), graph (Microsoft Graph) or smtp',
+      '(root): configure at least one provider: graph (Microsoft Graph), smtp (SMTP) or ses (Amazon SES)',
     ]);
   });
 
@@ -287,7 +289,7 @@ describe('parseRelayConfig with Microsoft Graph', () => {
 
     expect(error.problems).toEqual([
       expect.stringMatching(
-        /^message\.maxMessageBytes: SES sends at most 41943040 bytes .* add a graph section/,
+        /^message\.maxMessageBytes: the configured providers take at most 41943040 bytes per message \(Amazon SES 41943040\); only graph takes more, .* add a graph section/,
       ),
     ]);
   });
@@ -299,7 +301,9 @@ describe('parseRelayConfig with Microsoft Graph', () => {
     expect(
       configurationErrorFrom(() => parseRelayConfig({ ses: SES, message: { maxRecipients: 100 } })).problems,
     ).toEqual([
-      expect.stringMatching(/^message\.maxRecipients: SES sends to at most 50 recipients per message/),
+      expect.stringMatching(
+        /^message\.maxRecipients: the configured providers take at most 50 recipients per message \(Amazon SES 50\); only graph or smtp take more/,
+      ),
     ]);
     expect(
       configurationErrorFrom(() => parseRelayConfig({ graph: GRAPH, message: { maxRecipients: 501 } }))
@@ -793,7 +797,7 @@ describe('parseRelayConfig with named SMTP connections', () => {
   it('gives the function one setting per connection, named smtp:<name>, in order, its pool sized to the batch', () => {
     const config = parseRelayConfig({ smtp: { connections: CONNECTIONS }, sendFunction: { batchSize: 5 } });
 
-    expect(smtpSettingsListFor(config)).toEqual([
+    expect(smtpSettingsListFor(config.smtp ?? { connections: {} }, config.sendFunction.batchSize)).toEqual([
       {
         name: 'smtp:billing-ovh',
         senders: ['facturas@contoso.com'],
@@ -821,7 +825,7 @@ describe('parseRelayConfig with named SMTP connections', () => {
     const settings = relaySettingsFor(config, {
       queueUrl: 'https://sqs.test/outbox',
       deadLetterQueueUrl: 'https://sqs.test/dlq',
-      graphCredentialSecretId: SECRET,
+      credentialSecretIds: new Map([['graph', SECRET]]),
       ledgerTableName: 'ledger',
       suppressionTableName: 'suppression',
     });
@@ -1006,7 +1010,7 @@ describe('parseRelayConfig with named SMTP connections', () => {
 
     expect(problemsOf({ smtp: { connections: { a: connection(20), b: connection(50) } } })).toEqual([
       expect.stringMatching(
-        /^smtp\.connections\.b\.senders: the function settings would take ~\d+ bytes of its environment, over the 3500 that fit in Lambda's 4 KB; list whole domains instead of many single addresses, or configure fewer SMTP connections$/,
+        /^smtp\.connections\.b\.senders: the function settings would take ~\d+ bytes of its environment, over the 3500 that fit in Lambda's 4 KB; list whole domains instead of many single addresses, or configure fewer connections$/,
       ),
     ]);
   });
@@ -1099,7 +1103,7 @@ describe('parseRelayConfig with routes', () => {
         'routes[0].providers[1]: "ses" cannot send as *@contoso.com: add contoso.com to ses.identities, or remove ses from the chain',
         expect.stringMatching(/^routes\[1\]\.from\[1\]: must be "\*" \(any sender\), "\*@domain"/),
         expect.stringMatching(
-          /^routes\[1\]\.providers\[0\]: must be graph, ses, smtp \(the smtp section\) or smtp:<name>/,
+          /^routes\[1\]\.providers\[0\]: must be graph, smtp \(the smtp section\), smtp:<name>/,
         ),
         'routes[1].name: "contoso" is also the name of routes[0]',
         expect.stringMatching(
@@ -1134,7 +1138,7 @@ describe('parseRelayConfig route problems, one at a time', () => {
 
   it('names the position of a provider that does not exist', () => {
     expect(problemsOf({ ses: SES, routes: [route({ providers: ['sms'] })] })).toEqual([
-      'routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+      'routes[0].providers[0]: must be graph, smtp (the smtp section), smtp:<name> (one of smtp.connections) or ses',
     ]);
   });
 
@@ -1217,7 +1221,7 @@ describe('parseRelayConfig route problems, one at a time', () => {
 
     expect(error.message).toMatch(/^Invalid mail-relay configuration/);
     expect(error.problems).toEqual([
-      'routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+      'routes[0].providers[0]: must be graph, smtp (the smtp section), smtp:<name> (one of smtp.connections) or ses',
       'routes[1].name: "main" is also the name of routes[0]',
       'routes[1].providers[0]: "graph" is not configured: add a graph section (with its credentials) or remove it from the chain',
       'retry.maxDelaySeconds: must be at least retry.baseDelaySeconds (60)',

@@ -2,11 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import {
-  bounceReportSettingsSchema,
-  feedbackSettingsSchema,
-  relaySettingsSchema,
-} from '../../lambda/core/settings.ts';
+import { bounceReportSettingsSchema } from '../../lambda/bounce-reports/settings.ts';
+import { feedbackSettingsSchema } from '../../lambda/core/settings.ts';
+import { relaySettingsSchema } from '../../lambda/send/settings.ts';
 import { loadRelayConfig, relayConfigSchema } from '../../lib/config.ts';
 import { MailRelayStack } from '../../lib/mail-relay-stack.ts';
 import { fastApp, REPO_ROOT, settingsIn } from './support.ts';

@@ -3,9 +3,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AccountRootPrincipal, Role } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
 import { describe, expect, it } from 'vitest';
-import { relaySettingsSchema } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { parseGraphCredential } from '../../lambda/providers/graph/credentials.ts';
+import { relaySettingsSchema } from '../../lambda/send/settings.ts';
 import { parseRelayConfig } from '../../lib/config.ts';
 import { MailRelay, type MailRelayGraphProps, type MailRelayProps } from '../../lib/mail-relay.ts';
 import {
@@ -621,7 +621,7 @@ describe('MailRelay with Microsoft Graph', () => {
 
     expect(error).toBeInstanceOf(ConfigurationError);
     expect(error.message).toContain(
-      'secretArn: the secret is in eu-west-1 but the stack deploys to eu-central-1',
+      'graph.credentialSecretArn: the secret is in eu-west-1 but the stack deploys to eu-central-1',
     );
   });
 
@@ -856,7 +856,7 @@ describe('MailRelay with SMTP', () => {
   it('reads no secret without a credentialSecretArn', () => {
     const { relay, template } = buildRelay(CONNECTOR);
 
-    expect(relay.smtpCredential).toBeUndefined();
+    expect(relay.credentials.get('smtp')).toBeUndefined();
     expect(statementsFor('secretsmanager', template)).toEqual([]);
   });
 
@@ -982,9 +982,9 @@ describe('MailRelay with named SMTP connections', () => {
         Resource: [BILLING_SECRET, HVE_SECRET],
       }),
     ]);
-    expect([...relay.smtpCredentials.keys()]).toEqual(['smtp:billing-ovh', 'smtp:hve', 'smtp:hve-reports']);
-    expect(relay.smtpCredentials.get('smtp:hve-reports')).toBe(relay.smtpCredentials.get('smtp:hve'));
-    expect(relay.smtpCredential).toBeUndefined();
+    expect([...relay.credentials.keys()]).toEqual(['smtp:billing-ovh', 'smtp:hve', 'smtp:hve-reports']);
+    expect(relay.credentials.get('smtp:hve-reports')).toBe(relay.credentials.get('smtp:hve'));
+    expect(relay.credentials.get('smtp')).toBeUndefined();
   });
 
   it('refuses at synth a connection secret in another region, naming the connection', () => {

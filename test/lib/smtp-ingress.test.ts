@@ -1,8 +1,9 @@
 import { type CfnElement, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { relaySettingsSchema, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
+import { relaySettingsSchema } from '../../lambda/send/settings.ts';
 import { ingestSettingsFor, parseRelayConfig } from '../../lib/config.ts';
 import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
 import { SmtpIngress } from '../../lib/smtp-ingress.ts';

@@ -2,7 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
-import { MailRelay, type MailRelayEgressProps } from '../../lib/mail-relay.ts';
+import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
 import { StaticEgress } from '../../lib/static-egress.ts';
 import { errorFrom, fastApp, logicalIdOf, relayFunctionIn } from './support.ts';
 
@@ -10,7 +10,7 @@ const SES = { identities: ['example.com'] };
 const REUSED = ['eipalloc-0123456789abcdef0', 'eipalloc-0fedcba987654321f'];
 
 function buildRelay(
-  egress?: MailRelayEgressProps,
+  egress?: MailRelayProps['egress'],
   stackProps: { env?: { account: string; region: string } } = {},
 ) {
   const stack = new Stack(fastApp(), 'Test', stackProps);

@@ -2,8 +2,9 @@ import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
-import { type RelaySettings, SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
+import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import { createSendHandler } from '../../lambda/send/create-handler.ts';
+import type { RelaySettings } from '../../lambda/send/settings.ts';
 import {
   type RunningEmulator,
   type SqsEmulator,

@@ -9,9 +9,10 @@ import {
   type SecretReader,
   secretsManagerReader,
 } from '../../core/secrets.ts';
+import { GRAPH_FAILURES } from './failures.ts';
 
 export const GRAPH_PROVIDER = 'graph';
-const GRAPH_SECRET: SecretOwner = { provider: GRAPH_PROVIDER, label: 'Graph' };
+const GRAPH_SECRET: SecretOwner = { provider: GRAPH_PROVIDER, label: 'Graph', failures: GRAPH_FAILURES };
 
 /**
  * The app registration's credential, as kept in the Secrets Manager secret (JSON):

@@ -8,7 +8,7 @@ import {
   type RawOutbound,
 } from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
-import { classifyFault, RelayFailure } from '../../core/failures.ts';
+import { RelayFailure } from '../../core/failures.ts';
 import {
   GRAPH_INLINE_ATTACHMENT_BYTES,
   GRAPH_MAX_CONCURRENT_REQUESTS_PER_MAILBOX,
@@ -21,7 +21,6 @@ import type {
   SentLookup,
   SentQuery,
 } from '../../core/mail-provider.ts';
-import type { GraphSettings } from '../../core/settings.ts';
 import { truncate } from '../../core/text.ts';
 import {
   type HttpRequest,
@@ -31,9 +30,11 @@ import {
 } from '../http-transport.ts';
 import { renderRawMime } from '../mime.ts';
 import { GRAPH_PROVIDER } from './credentials.ts';
+import { GRAPH_FAILURES } from './failures.ts';
 import { toFileAttachment, toGraphMessage } from './graph-message.ts';
 import { MailboxLimiter } from './mailbox-limiter.ts';
 import { composedFromMime } from './mime-conversion.ts';
+import type { GraphSettings } from './settings.ts';
 import type { TokenSource } from './token-source.ts';
 
 /** Graph rejects requests much above 4 MB (JSON or base64 MIME); stay under it with room for headers. */
@@ -321,7 +322,7 @@ export class GraphProvider implements MailProvider {
       return;
     }
     const retryAfterSeconds = Math.ceil(remainingMs / 1000);
-    throw classifyFault({
+    throw GRAPH_FAILURES.classify({
       provider: GRAPH_PROVIDER,
       code: 'TooManyRequests',
       message: `Graph asked to wait before calling this mailbox again; not calling it for another ${retryAfterSeconds} s`,
@@ -347,7 +348,7 @@ export function graphFault(response: HttpResponse, now: number, problem?: string
   const text = problem ?? (typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`);
   const requestId = response.headers['request-id'];
   const retryAfterSeconds = parseRetryAfter(response.headers['retry-after'], now);
-  return classifyFault({
+  return GRAPH_FAILURES.classify({
     provider: GRAPH_PROVIDER,
     code,
     // Graph's message and request id (what Microsoft support asks for); never the request body.
@@ -367,7 +368,7 @@ export function networkFailure(error: unknown, sending = false): RelayFailure {
   const code = error instanceof TransportError ? error.code : 'UnexpectedError';
   const message = error instanceof Error ? error.message : String(error);
   const maybeSent = sending && error instanceof TransportError && error.requestWritten;
-  return classifyFault(
+  return GRAPH_FAILURES.classify(
     {
       provider: GRAPH_PROVIDER,
       code,
@@ -381,7 +382,7 @@ export function networkFailure(error: unknown, sending = false): RelayFailure {
 
 /** Out of the invocation's time before the request was written: nothing was sent. */
 function deadlineFailure(waitingFor: string): RelayFailure {
-  return classifyFault({
+  return GRAPH_FAILURES.classify({
     provider: GRAPH_PROVIDER,
     code: 'DeadlineExceeded',
     message: `the invocation ran out of time while waiting for ${waitingFor}; nothing was sent`,

@@ -5,11 +5,12 @@ import {
   type NetworkRequestOptions,
   type NetworkResponse,
 } from '@azure/msal-node';
-import { classifyFault, type FailureClass, RelayFailure } from '../../core/failures.ts';
-import type { GraphSettings } from '../../core/settings.ts';
+import { type FailureClass, RelayFailure } from '../../core/failures.ts';
 import { truncate } from '../../core/text.ts';
 import { type HttpTransport, TransportError } from '../http-transport.ts';
 import { type CredentialSource, GRAPH_PROVIDER, type GraphCredential } from './credentials.ts';
+import { GRAPH_FAILURES } from './failures.ts';
+import type { GraphSettings } from './settings.ts';
 
 /** Hands out Graph access tokens: one token request per token lifetime, however many messages. */
 export interface TokenSource {
@@ -153,7 +154,7 @@ function tokenFailure(error: unknown): RelayFailure {
   if (error instanceof RelayFailure) return error;
   const transportError = findTransportError(error);
   if (transportError) {
-    return classifyFault(
+    return GRAPH_FAILURES.classify(
       {
         provider: GRAPH_PROVIDER,
         code: transportError.code,
@@ -174,7 +175,7 @@ function tokenFailure(error: unknown): RelayFailure {
   const status = details.status;
   const fallbackClass: FailureClass =
     status !== undefined && (status === 429 || status >= 500) ? 'transient' : 'provider';
-  return classifyFault(
+  return GRAPH_FAILURES.classify(
     {
       provider: GRAPH_PROVIDER,
       code: aadsts ? `AADSTS${aadsts[1]}` : details.errorCode || 'TokenRequestFailed',

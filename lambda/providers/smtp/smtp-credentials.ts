@@ -6,12 +6,13 @@ import {
   type SecretOwner,
   secretsManagerReader,
 } from '../../core/secrets.ts';
+import { SMTP_FAILURES } from './failures.ts';
 import { SMTP_PROVIDER } from './smtp-fault.ts';
 import type { SmtpCredentials } from './smtp-provider.ts';
 
 /** The owner of a connection's secret: its failures name the connection's provider (`smtp:billing-ovh`). */
 function smtpSecretOwner(provider: string): SecretOwner {
-  return { provider, label: 'Smtp' };
+  return { provider, label: 'Smtp', failures: SMTP_FAILURES };
 }
 
 /**

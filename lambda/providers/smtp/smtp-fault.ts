@@ -1,11 +1,7 @@
-import {
-  classifyFault,
-  type FailureClass,
-  NETWORK_ERROR_CODES,
-  type RelayFailure,
-} from '../../core/failures.ts';
-import { SMTP_PROVIDER_NAME } from '../../core/settings.ts';
+import { type FailureClass, NETWORK_ERROR_CODES, type RelayFailure } from '../../core/failures.ts';
 import { truncate } from '../../core/text.ts';
+import { SMTP_FAILURES } from './failures.ts';
+import { SMTP_PROVIDER_NAME } from './settings.ts';
 
 /** The provider name of the single `smtp` section; a named connection's is `smtp:<name>`. */
 export const SMTP_PROVIDER = SMTP_PROVIDER_NAME;
@@ -68,7 +64,7 @@ export function smtpFailure(
   const reply = parseSmtpReply(details.response);
   const where = `${context.host}:${context.port}`;
   const fault = (code: string, message: string, fallbackClass: FailureClass, status?: number) =>
-    classifyFault(
+    SMTP_FAILURES.classify(
       {
         provider: context.provider ?? SMTP_PROVIDER,
         code,

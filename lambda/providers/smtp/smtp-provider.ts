@@ -5,12 +5,13 @@ import XOAuth2 from 'nodemailer/lib/xoauth2';
 import { identityCovers, needsSmtpUtf8 } from '../../core/address.ts';
 import { isRawOutbound, type OutboundMessage } from '../../core/attachments.ts';
 import { untilAborted } from '../../core/deadline.ts';
-import { classifyFault, type RelayFailure } from '../../core/failures.ts';
+import type { RelayFailure } from '../../core/failures.ts';
 import type { MailProvider, RejectedRecipient, SendContext, SendReceipt } from '../../core/mail-provider.ts';
 import { recipientsOf } from '../../core/message.ts';
-import { type SmtpSettings, smtpConfigPathOf } from '../../core/settings.ts';
 import type { TokenSource } from '../graph/token-source.ts';
 import { composeMime, renderRawMime } from '../mime.ts';
+import { SMTP_FAILURES } from './failures.ts';
+import { type SmtpSettings, smtpConfigPathOf } from './settings.ts';
 import { SmtpConnectionPool } from './smtp-connection-pool.ts';
 import { parseSmtpReply, smtpFailure } from './smtp-fault.ts';
 
@@ -69,7 +70,7 @@ export class SmtpProvider implements MailProvider {
       : await composeMime(message, { messageId: context.internetMessageId });
     const limit = this.options.settings.maxMessageBytes;
     if (limit !== undefined && raw.length > limit) {
-      throw classifyFault({
+      throw SMTP_FAILURES.classify({
         provider,
         code: 'MessageTooLarge',
         message: `the message is ${raw.length} bytes MIME-encoded; ${host} takes at most ${limit} (${smtpConfigPathOf(provider)}.maxMessageBytes)`,
@@ -95,7 +96,7 @@ export class SmtpProvider implements MailProvider {
       if (smtpUtf8Address !== undefined && !offersSmtpUtf8(acquired.connection)) {
         // Refused before MAIL FROM: nothing was handed off, and the session serves the next message.
         pool.release(acquired.connection);
-        throw classifyFault({
+        throw SMTP_FAILURES.classify({
           provider,
           code: 'AddressNotSupported',
           message: `${smtpUtf8Address === envelope.from ? 'from' : 'recipient'} ${smtpUtf8Address}: ${host}:${port} does not offer SMTPUTF8, which a non-ASCII local part needs`,
@@ -332,7 +333,7 @@ function hasReply(error: unknown): boolean {
 /** The whole message went out and the server never answered: it may have queued the message. */
 function answerLost(provider: string, error: unknown, host: string, port: number): RelayFailure {
   const details = (error ?? {}) as { code?: string; message?: string };
-  return classifyFault(
+  return SMTP_FAILURES.classify(
     {
       provider,
       code: details.code === 'ETIMEDOUT' ? 'ETIMEDOUT' : 'NoReplyAfterData',
@@ -346,7 +347,7 @@ function answerLost(provider: string, error: unknown, host: string, port: number
 
 /** The invocation ran out of time: before the data went out nothing was sent, after it maybe. */
 function outOfTime(provider: string, host: string, port: number, dataSent: boolean): RelayFailure {
-  return classifyFault({
+  return SMTP_FAILURES.classify({
     provider,
     code: 'DeadlineExceeded',
     message: dataSent

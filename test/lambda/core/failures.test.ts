@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  classifyFault,
   type FailureClass,
   NETWORK_ERROR_CODES,
   type ProviderFault,
@@ -8,6 +7,10 @@ import {
   RelayFailure,
   toRelayFailure,
 } from '../../../lambda/core/failures.ts';
+import {
+  classifyProviderFault as classifyFault,
+  FAILURE_TABLES,
+} from '../../../lambda/providers/registry.ts';
 
 const sesFault = (code: string, overrides: Partial<ProviderFault> = {}): ProviderFault => ({
   provider: 'ses',
@@ -285,5 +288,27 @@ describe('failures about the message, not the provider (cannotCarry)', () => {
     expect(classifyFault({ provider: 'ses', code: 'MessageRejected', message: 'rejected' }).cannotCarry).toBe(
       false,
     );
+  });
+});
+
+describe('the failure table', () => {
+  it('has one row per code in each family, so no rule shadows another', () => {
+    for (const table of FAILURE_TABLES) {
+      const codes = table.rules.map((rule) => rule.code);
+      expect(new Set(codes).size, table.family).toBe(codes.length);
+    }
+  });
+
+  it('keeps each family to its own rows: an SES code does not classify a Graph fault', () => {
+    expect(
+      classifyFault({ provider: 'graph', code: 'LimitExceededException', message: 'x', status: 400 }),
+    ).toMatchObject({
+      failureClass: 'permanent',
+    });
+    expect(
+      classifyFault({ provider: 'ses', code: 'LimitExceededException', message: 'x', status: 400 }),
+    ).toMatchObject({
+      failureClass: 'provider',
+    });
   });
 });

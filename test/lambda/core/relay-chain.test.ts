@@ -1,9 +1,10 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ComposedOutbound } from '../../../lambda/core/attachments.ts';
 import { bodyHashOf } from '../../../lambda/core/delivery.ts';
-import { classifyFault, RelayFailure } from '../../../lambda/core/failures.ts';
+import { RelayFailure } from '../../../lambda/core/failures.ts';
 import { createRelay, type RelayCoreSettings } from '../../../lambda/core/relay.ts';
 import type { RouteSettings } from '../../../lambda/core/settings.ts';
+import { classifyProviderFault as classifyFault } from '../../../lambda/providers/registry.ts';
 import { failureOf } from '../../helpers/failures.ts';
 import { MemoryLedger, MemorySuppressionList } from '../../helpers/memory-ledger.ts';
 import { sqsRecord, validMessage } from '../../helpers/peers.ts';

@@ -6,7 +6,7 @@ import { RelayFailure } from '../../../lambda/core/failures.ts';
 import type { MailProvider } from '../../../lambda/core/mail-provider.ts';
 import { SqsRecordDelay } from '../../../lambda/core/record-delay.ts';
 import { createRelay, type Relay, type RelayLogger } from '../../../lambda/core/relay.ts';
-import { SesProvider } from '../../../lambda/providers/ses.ts';
+import { SesProvider } from '../../../lambda/providers/ses/ses-provider.ts';
 import { MemoryLedger, MemorySuppressionList } from '../../helpers/memory-ledger.ts';
 import {
   createQueue,

@@ -20,9 +20,9 @@ import {
   parseMessage,
 } from '../../../../lambda/core/message.ts';
 import { TRACE_HEADERS } from '../../../../lambda/core/outcomes.ts';
-import type { GraphSettings } from '../../../../lambda/core/settings.ts';
 import { cachedCredential, graphSecretReader } from '../../../../lambda/providers/graph/credentials.ts';
 import { GraphProvider, UPLOAD_CHUNK_BYTES } from '../../../../lambda/providers/graph/graph-provider.ts';
+import type { GraphSettings } from '../../../../lambda/providers/graph/settings.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { createHttpTransport, type HttpTransport } from '../../../../lambda/providers/http-transport.ts';
 import { createClientCertificate, type GeneratedCertificate } from '../../../../local/peers/certificates.ts';

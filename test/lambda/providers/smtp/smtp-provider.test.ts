@@ -3,9 +3,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
 import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import { type ComposedMessage, defaultMessageSchema, parseMessage } from '../../../../lambda/core/message.ts';
-import type { SmtpSettings } from '../../../../lambda/core/settings.ts';
 import { MsalTokenSource } from '../../../../lambda/providers/graph/token-source.ts';
 import { createHttpTransport } from '../../../../lambda/providers/http-transport.ts';
+import type { SmtpSettings } from '../../../../lambda/providers/smtp/settings.ts';
 import { parseSmtpCredentials } from '../../../../lambda/providers/smtp/smtp-credentials.ts';
 import { SmtpProvider, type SmtpProviderOptions } from '../../../../lambda/providers/smtp/smtp-provider.ts';
 import { type GraphPeer, startGraphPeer } from '../../../../local/peers/graph-peer.ts';

@@ -2,18 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { inlineAttachments, type OutboundMessage } from '../../../lambda/core/attachments.ts';
-import { RelayFailure } from '../../../lambda/core/failures.ts';
+import { inlineAttachments, type OutboundMessage } from '../../../../lambda/core/attachments.ts';
+import { RelayFailure } from '../../../../lambda/core/failures.ts';
 import {
   type ComposedMessage,
   createMessageSchema,
   defaultMessageSchema,
   parseMessage,
-} from '../../../lambda/core/message.ts';
-import { createSesClient, SesProvider } from '../../../lambda/providers/ses.ts';
-import { failureOf } from '../../helpers/failures.ts';
-import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../helpers/peers.ts';
-import { sendContext } from '../../helpers/scripted-relay.ts';
+} from '../../../../lambda/core/message.ts';
+import { createSesClient, SesProvider } from '../../../../lambda/providers/ses/ses-provider.ts';
+import { failureOf } from '../../../helpers/failures.ts';
+import { type Peers, startPeers, UNREACHABLE_CLIENT_CONFIG, validMessage } from '../../../helpers/peers.ts';
+import { sendContext } from '../../../helpers/scripted-relay.ts';
 
 function message(overrides: Record<string, unknown> = {}): OutboundMessage {
   const parsed = parseMessage(JSON.stringify(validMessage(overrides)), defaultMessageSchema);

@@ -1,15 +1,16 @@
 import { SESv2Client, type SESv2ClientConfig, SendEmailCommand } from '@aws-sdk/client-sesv2';
-import { type Mailbox, needsSmtpUtf8 } from '../core/address.ts';
-import { isRawOutbound, type OutboundMessage } from '../core/attachments.ts';
-import { classifyFault, type ProviderFault, RelayFailure } from '../core/failures.ts';
-import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../core/limits.ts';
-import type { MailProvider, SendContext, SendReceipt } from '../core/mail-provider.ts';
-import { recipientsOf } from '../core/message.ts';
-import { type SesSettings, sesIdentityFor } from '../core/settings.ts';
-import { truncate } from '../core/text.ts';
-import { createHttpTransport, TransportError } from './http-transport.ts';
-import { composeMime, renderRawMime } from './mime.ts';
-import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from './sdk-request-handler.ts';
+import { type Mailbox, needsSmtpUtf8 } from '../../core/address.ts';
+import { isRawOutbound, type OutboundMessage } from '../../core/attachments.ts';
+import { type ProviderFault, RelayFailure } from '../../core/failures.ts';
+import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../../core/limits.ts';
+import type { MailProvider, SendContext, SendReceipt } from '../../core/mail-provider.ts';
+import { recipientsOf } from '../../core/message.ts';
+import { truncate } from '../../core/text.ts';
+import { createHttpTransport, TransportError } from '../http-transport.ts';
+import { composeMime, renderRawMime } from '../mime.ts';
+import { RefusalOnlyRetryStrategy, TransportRequestHandler, withHandOff } from '../sdk-request-handler.ts';
+import { SES_FAILURES } from './failures.ts';
+import { type SesSettings, sesIdentityFor } from './settings.ts';
 
 export const SES_PROVIDER = 'ses';
 
@@ -52,7 +53,7 @@ export class SesProvider implements MailProvider {
   async send(message: OutboundMessage, context: SendContext): Promise<SendReceipt> {
     const recipients = recipientsOf(message).length;
     if (recipients > SES_MAX_RECIPIENTS_PER_MESSAGE) {
-      throw classifyFault({
+      throw SES_FAILURES.classify({
         provider: SES_PROVIDER,
         code: 'TooManyRecipients',
         message: `the message has ${recipients} recipients in to + cc + bcc; SES accepts at most ${SES_MAX_RECIPIENTS_PER_MESSAGE}`,
@@ -60,7 +61,7 @@ export class SesProvider implements MailProvider {
     }
     const unsupported = addressSesCannotCarry(message);
     if (unsupported !== undefined) {
-      throw classifyFault({
+      throw SES_FAILURES.classify({
         provider: SES_PROVIDER,
         code: 'AddressNotSupported',
         message: `${unsupported}: SES cannot carry a non-ASCII local part (SMTPUTF8)`,
@@ -70,7 +71,7 @@ export class SesProvider implements MailProvider {
       ? await renderRawMime(message, { messageId: context.internetMessageId, recipients: 'envelope' })
       : await composeMime(message, { messageId: context.internetMessageId });
     if (raw.length > SES_MAX_MESSAGE_BYTES) {
-      throw classifyFault({
+      throw SES_FAILURES.classify({
         provider: SES_PROVIDER,
         code: 'MessageTooLarge',
         message: `the message is ${raw.length} bytes once MIME-encoded; SES accepts at most ${SES_MAX_MESSAGE_BYTES}`,
@@ -105,7 +106,7 @@ export class SesProvider implements MailProvider {
     } catch (error) {
       // The relay's own refusal to hand off (the ledger said no) passes through as it is.
       if (error instanceof RelayFailure) throw error;
-      throw classifyFault(sesFault(error), error);
+      throw SES_FAILURES.classify(sesFault(error), error);
     }
   }
 }

@@ -1,11 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  type RelaySettings,
-  readSettings,
-  SETTINGS_ENV_VAR,
-  sesIdentityFor,
-} from '../../../lambda/core/settings.ts';
+import { SETTINGS_ENV_VAR } from '../../../lambda/core/settings.ts';
 import { ConfigurationError } from '../../../lambda/core/validation.ts';
+import { sesIdentityFor } from '../../../lambda/providers/ses/settings.ts';
+import { type RelaySettings, readSettings } from '../../../lambda/send/settings.ts';
 
 const validSettings = {
   queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/mail-relay-outbox',
@@ -83,12 +80,12 @@ describe('readSettings', () => {
       'MAIL_RELAY_SETTINGS.maxReceiveCount: Too small: expected number to be >=1',
       "MAIL_RELAY_SETTINGS.limits.maxRecipients: at most 500 (Exchange Online's limit per message; SES takes 50)",
       'MAIL_RELAY_SETTINGS.limits.maxMessageBytes: Too small: expected number to be >=1024',
-      'MAIL_RELAY_SETTINGS.ses.identities: list at least one verified SES identity',
-      'MAIL_RELAY_SETTINGS.ses.region: unknown field',
       'MAIL_RELAY_SETTINGS.retry: required',
       'MAIL_RELAY_SETTINGS.circuitBreaker: required',
       'MAIL_RELAY_SETTINGS.ledger: required',
       'MAIL_RELAY_SETTINGS.suppression: required',
+      'MAIL_RELAY_SETTINGS.ses.identities: list at least one verified SES identity',
+      'MAIL_RELAY_SETTINGS.ses.region: unknown field',
       'MAIL_RELAY_SETTINGS.debug: unknown field',
     ]);
   });
@@ -121,7 +118,7 @@ describe('readSettings', () => {
   it('requires at least one provider', () => {
     const { ses: _ses, ...withoutSes } = validSettings;
     expect(configurationErrorOf(withSettings(withoutSes)).problems).toEqual([
-      'MAIL_RELAY_SETTINGS: configure at least one provider: ses, graph or smtp',
+      'MAIL_RELAY_SETTINGS: configure at least one provider: graph (Microsoft Graph), smtp (SMTP) or ses (Amazon SES)',
     ]);
   });
 
@@ -210,8 +207,8 @@ describe('readSettings', () => {
         configurationErrorOf(withSettings({ ...withoutSes, smtp, routes: [route(['smtp:Billing', 'sms'])] }))
           .problems,
       ).toEqual([
-        'MAIL_RELAY_SETTINGS.routes[0].providers[0]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
-        'MAIL_RELAY_SETTINGS.routes[0].providers[1]: must be graph, ses, smtp (the smtp section) or smtp:<name> (one of smtp.connections)',
+        'MAIL_RELAY_SETTINGS.routes[0].providers[0]: must be graph, smtp (the smtp section), smtp:<name> (one of smtp.connections) or ses',
+        'MAIL_RELAY_SETTINGS.routes[0].providers[1]: must be graph, smtp (the smtp section), smtp:<name> (one of smtp.connections) or ses',
       ]);
     });
   });

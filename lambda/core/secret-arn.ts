@@ -29,3 +29,7 @@ export function parseSecretArn(value: string): SecretArnParts | undefined {
   const [, partition = '', , region = '', account = '', , name = ''] = value.split(':');
   return { partition, region, account, name, complete: COMPLETE_ARN_SUFFIX.test(name) };
 }
+
+/** What a configuration says about an ARN that does not fit SECRET_ARN_PATTERN. */
+export const SECRET_ARN_MESSAGE =
+  'must be a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>-AbCdEf (the complete ARN, as the console shows it)';

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { identityCovers, isDomainName, isEmailAddress } from '../../core/address.ts';
+import { sesConfigurationSetNameSchema } from '../../core/settings.ts';
+
+export const sesIdentitySchema = z
+  .string()
+  .refine((value) => isDomainName(value) || isEmailAddress(value), {
+    message: 'must be a domain (example.com) or an email address (noreply@example.com) verified in SES',
+  })
+  // Identities become IAM resource ARNs that scope sending; there `*` and `?` are wildcards.
+  .refine((value) => !/[*?]/.test(value), {
+    message: 'must not contain * or ? (IAM would read them as wildcards in the send permission)',
+  });
+
+export const sesSettingsSchema = z.strictObject({
+  identities: z.array(sesIdentitySchema).min(1, 'list at least one verified SES identity'),
+  configurationSetName: sesConfigurationSetNameSchema.optional(),
+});
+export type SesSettings = z.infer<typeof sesSettingsSchema>;
+export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {
+  return settings.identities.find((identity) => identityCovers(identity, address));
+}
