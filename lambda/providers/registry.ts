@@ -21,8 +21,6 @@ import { smtpDefinition } from './smtp/definition.ts';
 export const PROVIDERS = [graphDefinition, smtpDefinition, sesDefinition] as const;
 
 type Registered = (typeof PROVIDERS)[number];
-/** The configuration section (and settings key) of each kind of provider: `graph`, `smtp`, `ses`. */
-export type ProviderSection = Registered['section'];
 
 /** The provider sections of the configuration file, each optional, typed from the definitions. */
 export type ProviderConfigShape = {

@@ -121,7 +121,7 @@ export function relaySettings(scenario: Scenario, peers: PeerEndpoints): RelaySe
   return relaySettingsFor(config, {
     queueUrl: `${peers.aws}/${ACCOUNT}/${QUEUE_NAME}`,
     deadLetterQueueUrl: `${peers.aws}/${ACCOUNT}/${QUEUE_NAME}-dlq`,
-    ...(config.graph && { graphCredentialSecretId: peers.graph.credentialSecretArn }),
+    ...(config.graph && { credentialSecretIds: new Map([['graph', peers.graph.credentialSecretArn]]) }),
     ledgerTableName: 'mail-relay-bench-ledger',
     suppressionTableName: 'mail-relay-bench-suppression',
     // As the stack does: every SES send goes through the relay's configuration set.
