@@ -14,6 +14,7 @@ import {
   circuitBreakerSettingsSchema,
   fromPatternSchema,
   type IngestSettings,
+  LIMIT_ACTIONS,
   messageLimitsSchema,
   retrySettingsSchema,
   rewriteFromSchema,
@@ -410,6 +411,12 @@ const routeConfigSchema = z.strictObject({
     .describe(
       'A message a provider may have sent without the relay knowing (the answer was lost, or a function stopped while the provider had it) and that the relay cannot check (SES, SMTP, Graph without lookups): "dead-letter" never sends it twice, it goes to the dead-letter queue as OutcomeUnknown for an operator to check and release (mail-relay dlq redrive); "resend" never loses it, it is sent again and may arrive twice (for mail where a duplicate is harmless, such as password resets).',
     ),
+  onLimit: z
+    .enum(LIMIT_ACTIONS)
+    .default('delay')
+    .describe(
+      'When a provider\'s limit is reached (a mailbox\'s 30 messages per minute or 10,000 recipients per day, the SES send rate …): "delay" waits until it frees, on the queue, without counting an attempt (a daily cap never dead-letters a message); "next-provider" sends through the route\'s next provider at once (e.g. SES when a mailbox\'s day is full). See docs/pacing.md.',
+    ),
 });
 export type RouteConfig = z.output<typeof routeConfigSchema>;
 
@@ -544,6 +551,23 @@ const bounceReportsConfigSchema = z.strictObject({
 });
 export type BounceReportsConfig = z.output<typeof bounceReportsConfigSchema>;
 
+const pacingSectionSchema = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe(
+      "Pace sends to the providers' limits across every send function (creates the pacing table). False: each function only keeps Graph's 4 requests per mailbox itself, and throttling is handled by retries.",
+    ),
+  maxWaitSeconds: z
+    .int()
+    .min(0)
+    .max(30)
+    .default(5)
+    .describe(
+      'The longest a send waits in the function for its turn; a longer wait puts the message back on the queue until its turn (without counting an attempt).',
+    ),
+});
+
 const eventsConfigSchema = z.strictObject({
   busName: z
     .string()
@@ -582,6 +606,8 @@ export interface RelayResources {
   readonly suppressionTableName: string;
   /** The configuration set SES sends use: the one the stack created when none is configured. */
   readonly sesConfigurationSetName?: string;
+  /** The pacing table, when pacing is enabled. */
+  readonly pacingTableName?: string;
 }
 
 /** MAIL_RELAY_SETTINGS for a validated configuration: what MailRelay writes and local mode starts from. */
@@ -624,6 +650,10 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
     },
     suppression: { tableName: resources.suppressionTableName },
     events: { busName: config.events.busName },
+    ...(config.pacing.enabled &&
+      resources.pacingTableName !== undefined && {
+        pacing: { tableName: resources.pacingTableName, maxWaitSeconds: config.pacing.maxWaitSeconds },
+      }),
   };
 }
 
@@ -700,6 +730,7 @@ function estimatedSettingsBytes(config: RelayConfig): number {
     ingressBucketName: LONGEST_BUCKET_NAME,
     ledgerTableName: LONGEST_TABLE_NAME,
     suppressionTableName: LONGEST_TABLE_NAME,
+    pacingTableName: LONGEST_TABLE_NAME,
   });
   return Buffer.byteLength(JSON.stringify(settings));
 }
@@ -1001,6 +1032,11 @@ export const relayConfigSchema = z
     suppression: suppressionConfigSchema
       .prefault({})
       .describe('The suppression list (DynamoDB): recipients the relay drops from every message.'),
+    pacing: pacingSectionSchema
+      .prefault({})
+      .describe(
+        "Fleet-wide pacing: every send function takes its turn within each provider's limits from one DynamoDB table (docs/pacing.md). The limits themselves are set per provider (graph.pacing, smtp.pacing, ses.pacing).",
+      ),
     events: eventsConfigSchema
       .prefault({})
       .describe(

@@ -18,6 +18,7 @@ import {
 } from './config.ts';
 import { DeliveryLedger } from './delivery-ledger.ts';
 import { OutboxQueue } from './outbox-queue.ts';
+import { PacingTable } from './pacing-table.ts';
 import { ProviderCredential } from './provider-credential.ts';
 import { RelayMonitoring } from './relay-monitoring.ts';
 import { SendFunction } from './send-function.ts';
@@ -99,10 +100,14 @@ export class MailRelay extends Construct {
   readonly deliveryLedger: DeliveryLedger;
   /** Recipients the relay drops from every message (hard bounces, complaints). */
   readonly suppressionList: SuppressionList;
+  /** Where the send functions pace their sends to the providers' limits, when `pacing.enabled`. */
+  readonly pacingTable?: PacingTable;
   /** The SES configuration set, its events and the feedback function, when `ses` is configured. */
   readonly sesFeedback?: SesFeedback;
   /** The scheduled reader of non-delivery reports, when `bounceReports` is configured. */
   readonly bounceReportReader?: BounceReportReader;
+  /** Why the send function's role has grants on * (one cdk-nag acknowledgement holds them all). */
+  private readonly wildcardReasons: string[] = [];
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
   /** The alarms, the topic they notify (and the SES brake, when configured), and the dashboard. */
@@ -143,6 +148,7 @@ export class MailRelay extends Construct {
 
     this.deliveryLedger = new DeliveryLedger(this, 'DeliveryLedger');
     this.suppressionList = new SuppressionList(this, 'SuppressionList');
+    if (config.pacing.enabled) this.pacingTable = new PacingTable(this, 'Pacing');
 
     // Where both feedback functions (SES events, bounce reports) put what they learn.
     const feedbackTargets = {
@@ -174,6 +180,7 @@ export class MailRelay extends Construct {
       ...(this.smtpIngress && { ingressBucketName: this.smtpIngress.bucket.bucketName }),
       ledgerTableName: this.deliveryLedger.table.tableName,
       suppressionTableName: this.suppressionList.table.tableName,
+      ...(this.pacingTable && { pacingTableName: this.pacingTable.table.tableName }),
       // Every SES send uses the relay's configuration set, so its events reach the feedback function.
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
     });
@@ -220,11 +227,14 @@ export class MailRelay extends Construct {
         ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       });
       for (const permission of permissions) {
+        if (permission.resources.includes('*')) this.acknowledgeAccountWideActions(permission.actions);
         this.sendFunction.addToRolePolicy(
           new PolicyStatement({
             actions: [...permission.actions],
-            resources: permission.resources.map(
-              (resource) => `${arnPrefix}${permission.service}:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`,
+            resources: permission.resources.map((resource) =>
+              resource === '*'
+                ? resource
+                : `${arnPrefix}${permission.service}:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`,
             ),
           }),
         );
@@ -233,6 +243,7 @@ export class MailRelay extends Construct {
     this.sendFunction.allowOutcomeEvents(config.events.busName);
     this.deliveryLedger.grantClaims(this.sendFunction);
     this.suppressionList.grantLookup(this.sendFunction);
+    this.pacingTable?.grantPacing(this.sendFunction);
     // Each secret once, also when several providers name it.
     for (const credential of new Set(this.credentials.values())) credential.grantRead(this.sendFunction);
     if (this.attachmentBucket) {
@@ -293,6 +304,22 @@ export class MailRelay extends Construct {
     return byProvider;
   }
 
+  /** cdk-nag: actions that have no resource ARN (SES GetAccount) can only be granted on *. */
+  private acknowledgeAccountWideActions(actions: readonly string[]): void {
+    this.acknowledgeWildcard(
+      `${actions.join(', ')} take no resource ARN (they read the account's own settings, such as the SES send rate the relay paces to).`,
+    );
+  }
+
+  /** One acknowledgement of the role's grants on *, with every reason (a second one would replace the first). */
+  private acknowledgeWildcard(reason: string): void {
+    this.wildcardReasons.push(reason);
+    Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: this.wildcardReasons.join(' '),
+    });
+  }
+
   /**
    * Lambda creates and deletes the function's network interfaces in the VPC with the function's own
    * role, which has no managed policy: these are the EC2 actions of AWSLambdaVPCAccessExecutionRole.
@@ -312,13 +339,11 @@ export class MailRelay extends Construct {
         resources: ['*'],
       }),
     );
-    Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        "Lambda manages the function's VPC network interfaces with the function's role: the interfaces' IDs " +
+    this.acknowledgeWildcard(
+      "Lambda manages the function's VPC network interfaces with the function's role: the interfaces' IDs " +
         'exist only once Lambda creates them and the EC2 Describe actions support no resource-level ' +
         'permissions, so these are the EC2 actions of the AWS managed AWSLambdaVPCAccessExecutionRole on *.',
-    });
+    );
   }
 
   /**

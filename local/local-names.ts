@@ -18,5 +18,6 @@ export const INGEST_DEAD_LETTER_QUEUE_NAME = 'mail-relay-ingest-dlq';
 export const DEFAULT_DYNAMODB_PORT = 4569;
 export const LEDGER_TABLE_NAME = 'mail-relay-ledger';
 export const SUPPRESSION_TABLE_NAME = 'mail-relay-suppression';
+export const PACING_TABLE_NAME = 'mail-relay-pacing';
 /** Locally a failed message comes back after this long instead of 6 x the function timeout. */
 export const DEFAULT_LOCAL_VISIBILITY_TIMEOUT_SECONDS = 10;

@@ -39,6 +39,7 @@ import {
   LEDGER_TABLE_NAME,
   LOCAL_REGION,
   OUTBOX_QUEUE_NAME,
+  PACING_TABLE_NAME,
   SUPPRESSION_TABLE_NAME,
 } from './local-names.ts';
 import { createClientCertificate } from './peers/certificates.ts';
@@ -247,7 +248,12 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     });
     snapshots.start();
     stops.push(() => snapshots.stop());
-    const tables = { ledgerTableName: LEDGER_TABLE_NAME, suppressionTableName: SUPPRESSION_TABLE_NAME };
+    const tables = {
+      ledgerTableName: LEDGER_TABLE_NAME,
+      suppressionTableName: SUPPRESSION_TABLE_NAME,
+      // Every local send function paces in it, as the deployed ones do in theirs.
+      ...(config.pacing.enabled && { pacingTableName: PACING_TABLE_NAME }),
+    };
     const dynamo = new DynamoDBClient({});
     await createRelayTables(dynamo, tables).finally(() => dynamo.destroy());
 

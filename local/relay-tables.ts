@@ -9,12 +9,15 @@ import { MESSAGE_ID_INDEX } from '../lambda/core/dynamo-ledger.ts';
 export interface RelayTableNames {
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
+  /** The pacing table, when the relay paces its sends. */
+  readonly pacingTableName?: string;
 }
 
-/** Creates the delivery ledger and suppression list tables as the stack does (keys, on demand). */
+/** Creates the delivery ledger, suppression list (and pacing) tables as the stack does (keys, on demand). */
 export async function createRelayTables(client: DynamoDBClient, names: RelayTableNames): Promise<void> {
   await createTable(client, names.ledgerTableName, 'key', MESSAGE_ID_INDEX);
   await createTable(client, names.suppressionTableName, 'address');
+  if (names.pacingTableName !== undefined) await createTable(client, names.pacingTableName, 'key');
 }
 
 async function createTable(

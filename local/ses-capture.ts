@@ -6,6 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type AddressObject, simpleParser } from 'mailparser';
 import { LOOPBACK } from './emulators.ts';
 
 /** What the relay handed to SES for one message, byte for byte. */
@@ -53,18 +54,56 @@ export type InjectedFault = InjectedError | SesLostAnswer;
 /** Decides, per SendEmail, whether to fail it (randomised soak tests); `times` of its result is ignored. */
 export type SesFaultPlan = () => InjectedFault | undefined;
 
-export interface SesCaptureOptions {
+/** Account limits the capture enforces as SES does, so that a client's pacing can be proven against them. */
+export interface SesSendLimits {
+  /**
+   * SES's maximum send rate: recipients per second across the account (Destination To + Cc + Bcc; for
+   * a raw message without Destination, its To, Cc and Bcc headers), over a sliding 1-second window. A
+   * send that would take the window beyond it is answered as SES answers: 400 ThrottlingException
+   * "Maximum sending rate exceeded.", not forwarded, not counted. A message with more recipients than
+   * the rate goes when the window is empty (SES lets a send through while it has quota left).
+   * Absent: no limit.
+   */
+  readonly maxSendRate?: number;
+}
+
+/** A SendEmail the rate let through to the emulator. */
+export interface SesAcceptedSend {
+  /** Epoch ms */
+  readonly at: number;
+  readonly recipients: number;
+}
+
+/** The send rate GetAccount reports when no limit is set: more than local bursts reach. */
+const UNLIMITED_LOCAL_SEND_RATE = 10_000;
+
+/** What the account's sends met, for a test or bench to assert its pacing on (also GET /mail-relay/pacing). */
+export interface SesPacingStats {
+  readonly limits: SesSendLimits;
+  /**
+   * Oldest first; counted from when the capture lets a send through, and dropped again if the
+   * emulator refuses it.
+   */
+  readonly accepted: readonly SesAcceptedSend[];
+  /** Sends refused with ThrottlingException by maxSendRate (injected faults are not counted), oldest first. */
+  readonly throttled: readonly SesAcceptedSend[];
+}
+
+/** maxSendRate is off unless given; `setLimits` changes it later. */
+export interface SesCaptureOptions extends SesSendLimits {
   /** Consulted for each SendEmail when no injected fault is left. */
   readonly faultPlan?: SesFaultPlan;
 }
 
 const SEND_EMAIL_PATH = '/v2/email/outbound-emails';
+const SEND_RATE_WINDOW_MS = 1000;
 
 /**
  * Sits in front of the SES emulator. Everything passes through; for SendEmail it keeps the raw MIME
  * and the envelope (the emulator's store drops custom headers and Bcc for raw messages), serves them
  * at /mail-relay/sent and /mail-relay/raw/<messageId>, and can answer with scripted errors or lose
- * the answer to a send it forwarded (the client cannot tell whether the message went).
+ * the answer to a send it forwarded (the client cannot tell whether the message went). It can also
+ * enforce the account's maximum send rate (`SesSendLimits`), reporting at /mail-relay/pacing.
  */
 export class SesCapture {
   readonly sent: CapturedSend[] = [];
@@ -73,12 +112,31 @@ export class SesCapture {
   private readonly listeners: ((send: CapturedSend) => void)[] = [];
   private server: Server | undefined;
   private faultPlan: SesFaultPlan | undefined;
+  private limits: SesSendLimits;
+  /** Every send the rate let through (the window is its tail), and those it refused. */
+  private readonly accepted: SesAcceptedSend[] = [];
+  private readonly throttled: SesAcceptedSend[] = [];
 
   constructor(
     private readonly upstream: string,
     options: SesCaptureOptions = {},
   ) {
     this.faultPlan = options.faultPlan;
+    this.limits = checkedLimits(options);
+  }
+
+  /** Replaces the limits (`{}`: none). Sends accepted before still count in the window. */
+  setLimits(limits: SesSendLimits): void {
+    this.limits = checkedLimits(limits);
+  }
+
+  /** A snapshot of the limits and what the sends met. */
+  pacingStats(): SesPacingStats {
+    return {
+      limits: { ...this.limits },
+      accepted: [...this.accepted],
+      throttled: [...this.throttled],
+    };
   }
 
   /** Called with each send SES accepted (local mode's SES feedback simulator listens). */
@@ -130,9 +188,35 @@ export class SesCapture {
     else res.writeHead(reply.status, reply.headers).end(reply.body);
   }
 
+  /**
+   * The account as SES v2 GetAccount describes it: production access, sending on, and the enforced
+   * maximum send rate (without one, a rate no local burst reaches).
+   */
+  private account(): Record<string, unknown> {
+    return {
+      ProductionAccessEnabled: true,
+      SendingEnabled: true,
+      EnforcementStatus: 'HEALTHY',
+      DedicatedIpAutoWarmupEnabled: false,
+      SendQuota: {
+        Max24HourSend: 1_000_000,
+        MaxSendRate: this.limits.maxSendRate ?? UNLIMITED_LOCAL_SEND_RATE,
+        SentLast24Hours: this.sent.length,
+      },
+    };
+  }
+
   private async handle(req: IncomingMessage): Promise<{ reply: Reply; lostAnswer?: SesLostAnswer }> {
     const body = await readBody(req);
     const url = req.url ?? '/';
+    if (req.method === 'GET' && url === '/mail-relay/pacing') {
+      return { reply: json(200, this.pacingStats()) };
+    }
+    // GetAccount: the emulator answers it only from an environment variable; the capture answers
+    // with the send rate it enforces, which is what the relay paces SES sends to.
+    if (req.method === 'GET' && url.split('?')[0] === '/v2/email/account') {
+      return { reply: json(200, this.account()) };
+    }
     if (req.method === 'GET' && url === '/mail-relay/sent') {
       const summary = this.sent.map(({ raw, ...rest }) => ({ ...rest, bytes: raw.length }));
       return { reply: json(200, summary) };
@@ -154,17 +238,45 @@ export class SesCapture {
     const fault = this.takeFault();
     if (fault !== undefined && fault.lostAnswer === undefined) {
       const { status, code, message = `injected ${code}` } = fault;
-      return {
-        reply: {
-          status,
-          headers: { 'content-type': 'application/json', 'x-amzn-errortype': code },
-          body: JSON.stringify({ message }),
-        },
-      };
+      return { reply: errorReply(status, code, message) };
     }
-    const reply = await forward(this.upstream, req, body);
+    // Counted before it is forwarded, so concurrent sends cannot all take the window's last places.
+    const counted = this.countRecipients(await recipientsOf(body));
+    if (!counted) {
+      const throttled = errorReply(400, 'ThrottlingException', 'Maximum sending rate exceeded.');
+      return { reply: throttled, ...(fault && { lostAnswer: fault }) };
+    }
+    const uncount = () => this.accepted.splice(this.accepted.indexOf(counted), 1);
+    let reply: Reply & { body: Buffer };
+    try {
+      reply = await forward(this.upstream, req, body);
+    } catch (error) {
+      uncount();
+      throw error;
+    }
     if (reply.status === 200) this.record(body, reply.body, fault?.lostAnswer);
+    else uncount();
     return { reply, ...(fault && { lostAnswer: fault }) };
+  }
+
+  /** Lets a send through the rate and counts it (returns its entry), or records its refusal (undefined). */
+  private countRecipients(recipients: number): SesAcceptedSend | undefined {
+    const send: SesAcceptedSend = { at: Date.now(), recipients };
+    const rate = this.limits.maxSendRate;
+    if (rate !== undefined) {
+      let inWindow = 0;
+      for (let index = this.accepted.length - 1; index >= 0; index -= 1) {
+        const earlier = this.accepted[index] as SesAcceptedSend;
+        if (earlier.at <= send.at - SEND_RATE_WINDOW_MS) break;
+        inWindow += earlier.recipients;
+      }
+      if (inWindow > 0 && inWindow + recipients > rate) {
+        this.throttled.push(send);
+        return undefined;
+      }
+    }
+    this.accepted.push(send);
+    return send;
   }
 
   /** The next injected fault (counted down), else the plan's. */
@@ -203,6 +315,57 @@ export class SesCapture {
     this.sent.push(send);
     for (const listener of this.listeners) listener(send);
   }
+}
+
+/** The recipients SES counts for a SendEmail: its Destination, else (a raw message) the MIME's To, Cc and Bcc. */
+async function recipientsOf(requestBody: Buffer): Promise<number> {
+  let request: SendEmailRequest;
+  try {
+    request = JSON.parse(requestBody.toString('utf8')) as SendEmailRequest;
+  } catch {
+    // Not JSON: the emulator refuses it; nothing to count.
+    return 0;
+  }
+  const { ToAddresses = [], CcAddresses = [], BccAddresses = [] } = request.Destination ?? {};
+  if (request.Destination !== undefined || request.Content?.Raw?.Data === undefined) {
+    return ToAddresses.length + CcAddresses.length + BccAddresses.length;
+  }
+  try {
+    const parsed = await simpleParser(Buffer.from(request.Content.Raw.Data, 'base64'), {
+      skipHtmlToText: true,
+      skipTextToHtml: true,
+      skipTextLinks: true,
+      skipImageLinks: true,
+    });
+    return [parsed.to, parsed.cc, parsed.bcc].reduce((sum, field) => sum + addressCount(field), 0);
+  } catch {
+    // Unreadable MIME: the emulator refuses it; nothing to count.
+    return 0;
+  }
+}
+
+/** The addresses of an address header, group members included. */
+function addressCount(field: AddressObject | AddressObject[] | undefined): number {
+  const objects = field === undefined ? [] : Array.isArray(field) ? field : [field];
+  const count = (entries: AddressObject['value']): number =>
+    entries.reduce((sum, entry) => sum + (entry.group ? count(entry.group) : 1), 0);
+  return objects.reduce((sum, object) => sum + count(object.value), 0);
+}
+
+function checkedLimits({ maxSendRate }: SesSendLimits): SesSendLimits {
+  if (maxSendRate !== undefined && !(Number.isInteger(maxSendRate) && maxSendRate >= 1)) {
+    throw new RangeError(`ses capture: maxSendRate must be a whole number >= 1, not ${maxSendRate}`);
+  }
+  return maxSendRate === undefined ? {} : { maxSendRate };
+}
+
+/** An SES v2 (REST-JSON) error answer: the SDK names the error after x-amzn-ErrorType. */
+function errorReply(status: number, code: string, message: string): Reply {
+  return {
+    status,
+    headers: { 'content-type': 'application/json', 'x-amzn-errortype': code },
+    body: JSON.stringify({ message }),
+  };
 }
 
 interface SendEmailRequest {

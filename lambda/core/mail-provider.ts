@@ -53,6 +53,12 @@ export interface MailProvider {
   canSendAs(address: string): boolean;
   send(message: OutboundMessage, context: SendContext): Promise<SendReceipt>;
   /**
+   * Gets ready to send (an access token …) before the relay takes the send's turn within the
+   * provider's limits, so the request leaves when its turn comes, not a token fetch later. Absent:
+   * nothing to prepare. A failure here is not reported: send() meets it again and classifies it.
+   */
+  prepare?(signal: AbortSignal): Promise<void>;
+  /**
    * How long after a lost answer the provider can still say whether it sent the message (Graph: a sent
    * copy with that Message-ID shows up in the mailbox); absent or 0: it cannot tell.
    */

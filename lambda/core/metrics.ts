@@ -46,6 +46,10 @@ export const METRIC_NAMES = {
   bounced: 'Bounced',
   /** Feedback: a recipient marked the message as spam. Dimension: Provider. */
   complained: 'Complained',
+  /** A message waits for a provider's limit (back on the queue, not an attempt). Dimension: Provider. */
+  paced: 'Paced',
+  /** A provider's limit was reached and the route's next provider took the message. Dimension: Provider (the limited one). */
+  spilledOver: 'SpilledOver',
   /** Milliseconds the provider call took. Dimension: Provider. */
   sendLatency: 'SendLatency',
   /** Milliseconds from the SQS SentTimestamp to the provider's acceptance. Dimension: Provider. */

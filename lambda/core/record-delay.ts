@@ -1,6 +1,16 @@
-import { ChangeMessageVisibilityCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import {
+  ChangeMessageVisibilityCommand,
+  type MessageAttributeValue,
+  SendMessageCommand,
+  type SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
-import { SQS_MAX_VISIBILITY_TIMEOUT_SECONDS } from './limits.ts';
+import { DEAD_LETTER_ATTRIBUTES } from './dead-letter.ts';
+import { SQS_MAX_MESSAGE_ATTRIBUTES, SQS_MAX_VISIBILITY_TIMEOUT_SECONDS } from './limits.ts';
+
+/** SQS delays a message by at most 15 minutes. */
+export const SQS_MAX_DELAY_SECONDS = 900;
+const SOURCE_MESSAGE_ID = DEAD_LETTER_ATTRIBUTES.sourceMessageId;
 
 /** Postpones the next delivery of a record that is about to be reported as failed. */
 export interface RecordDelay {
@@ -28,4 +38,57 @@ export class SqsRecordDelay implements RecordDelay {
       { ...(signal && { abortSignal: signal }) },
     );
   }
+}
+
+/**
+ * Puts a copy of a record back on the outbox to be received after `seconds` (at most SQS's 15
+ * minutes), so that waiting for a provider's limit is not a receive: the copy starts with a receive
+ * count of 0 and never reaches maxReceiveCount by waiting. The copy names the original
+ * (MailRelay.SourceMessageId), which keeps its ledger entry: if the original comes back too (its
+ * function stopped before deleting it), both are one message to the ledger, sent once.
+ */
+export interface RecordRequeue {
+  /** Resolves once the copy is stored; false when it cannot be copied faithfully (then nothing was sent). */
+  requeue(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<boolean>;
+}
+
+export class SqsRecordRequeue implements RecordRequeue {
+  constructor(
+    private readonly client: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async requeue(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<boolean> {
+    const attributes = requeuedAttributes(record);
+    if (!attributes) return false;
+    await this.client.send(
+      new SendMessageCommand({
+        QueueUrl: this.queueUrl,
+        MessageBody: record.body,
+        MessageAttributes: attributes,
+        DelaySeconds: Math.min(Math.max(Math.ceil(seconds), 0), SQS_MAX_DELAY_SECONDS),
+      }),
+      { ...(signal && { abortSignal: signal }) },
+    );
+    return true;
+  }
+}
+
+/** The record's attributes plus the name of the original; undefined when SQS's limit of 10 leaves no room. */
+export function requeuedAttributes(record: SQSRecord): Record<string, MessageAttributeValue> | undefined {
+  const attributes: Record<string, MessageAttributeValue> = {};
+  for (const [name, attribute] of Object.entries(record.messageAttributes ?? {})) {
+    attributes[name] = {
+      DataType: attribute.dataType,
+      ...(attribute.stringValue !== undefined && { StringValue: attribute.stringValue }),
+      ...(attribute.binaryValue !== undefined && {
+        BinaryValue: Buffer.from(attribute.binaryValue, 'base64'),
+      }),
+    };
+  }
+  if (!(SOURCE_MESSAGE_ID in attributes)) {
+    if (Object.keys(attributes).length >= SQS_MAX_MESSAGE_ATTRIBUTES) return undefined;
+    attributes[SOURCE_MESSAGE_ID] = { DataType: 'String', StringValue: record.messageId };
+  }
+  return attributes;
 }

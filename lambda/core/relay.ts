@@ -10,7 +10,8 @@ import type { MailProvider } from './mail-provider.ts';
 import { createMessageSchema } from './message.ts';
 import { NO_TELEMETRY, type RelayTelemetry } from './metrics.ts';
 import type { OutcomePublisher } from './outcomes.ts';
-import type { RecordDelay } from './record-delay.ts';
+import type { Pacer } from './pacing/pacer.ts';
+import type { RecordDelay, RecordRequeue } from './record-delay.ts';
 import { type AdmissionDecision, AdmissionStage, type Screening } from './relay/admission.ts';
 import { type BatchReadSources, type BatchReads, readBatch } from './relay/batch-reads.ts';
 import { clockOf, type Delivery, type RecordContext, RetryScheduled } from './relay/delivery-context.ts';
@@ -35,6 +36,10 @@ export interface RelayDependencies {
   readonly attachmentStore?: AttachmentStore;
   /** Sets when a retried record comes back (backoff, Retry-After). */
   readonly recordDelay?: RecordDelay;
+  /** Puts a copy back on the queue to wait for a provider's limit without counting a receive. */
+  readonly requeue?: RecordRequeue;
+  /** Keeps sends inside the providers' limits across every send function; absent: not paced. */
+  readonly pacer?: Pacer;
   /** Per warm function; created from settings.circuitBreaker when not given. */
   readonly circuitBreakers?: CircuitBreakers;
   /** Metrics (EMF in the send function). */
@@ -104,6 +109,7 @@ class RelayCore implements Relay {
       ledger,
       deadLetters: dependencies.deadLetters,
       recordDelay: dependencies.recordDelay,
+      requeue: dependencies.requeue,
       outcomes: dependencies.outcomes,
       telemetry,
       logger,
@@ -119,6 +125,8 @@ class RelayCore implements Relay {
       logger,
       clock,
       random,
+      pacer: dependencies.pacer,
+      telemetry,
     });
     this.outbound = { settings, attachmentStore: dependencies.attachmentStore, now };
   }

@@ -72,6 +72,13 @@ export const UNKNOWN_OUTCOME_ACTIONS = ['dead-letter', 'resend'] as const;
 export type UnknownOutcomeAction = (typeof UNKNOWN_OUTCOME_ACTIONS)[number];
 
 /**
+ * When a provider's limit is reached (a mailbox's messages per minute, recipients per day …): `delay`
+ * waits until it frees, `next-provider` sends through the route's next provider at once.
+ */
+export const LIMIT_ACTIONS = ['delay', 'next-provider'] as const;
+export type LimitAction = (typeof LIMIT_ACTIONS)[number];
+
+/**
  * What a route's chain names: a provider (`graph`, `ses`, `smtp`) or a named connection of one
  * (`smtp:billing`). Which names exist is the provider registry's business (lambda/providers/registry.ts).
  */
@@ -89,6 +96,8 @@ export function routeSettingsSchemaFor(providerName: z.ZodType<ProviderName, Pro
     rewriteFrom: rewriteFromSchema.optional(),
     /** What to do with a message a provider may have sent (its answer was lost). Absent: dead-letter. */
     onUnknownOutcome: z.enum(UNKNOWN_OUTCOME_ACTIONS).optional(),
+    /** What to do when a provider's limit is reached. Absent: delay. */
+    onLimit: z.enum(LIMIT_ACTIONS).optional(),
   });
 }
 export type RouteSettings = z.infer<ReturnType<typeof routeSettingsSchemaFor>>;
@@ -138,6 +147,14 @@ export const relayCoreSettingsSchema = z.strictObject({
   suppression: suppressionSettingsSchema,
   /** Where final outcomes are published; absent: not published. */
   events: z.strictObject({ busName: z.string().min(1) }).optional(),
+  /** The table the fleet paces its sends in (provider limits); absent: no pacing across functions. */
+  pacing: z
+    .strictObject({
+      tableName: tableNameSchema,
+      /** The longest a send waits in the function for its turn; longer waits go back to the queue. */
+      maxWaitSeconds: z.int().min(0).max(60),
+    })
+    .optional(),
 });
 export type SendSettingsCore = z.infer<typeof relayCoreSettingsSchema> & {
   /** Absent: every sender a provider covers is allowed, with the providers that cover it as its chain. */

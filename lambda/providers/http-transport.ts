@@ -56,14 +56,21 @@ export interface HttpTransportOptions {
   readonly timeoutMs?: number;
 }
 
+/** How long a connection may wait for the next request (below the 5 s many servers keep one). */
+const IDLE_CONNECTION_MS = 4000;
+
 /**
  * node:https (and node:http, for local emulators) with keep-alive, shared by MSAL, the Graph client
  * and the SES client. Not fetch: a plain request function takes a CA for local peers without global
  * settings, never retries by itself, and can tell whether the request body was written.
  */
 export function createHttpTransport(options: HttpTransportOptions = {}): HttpTransport {
-  const httpsAgent = new HttpsAgent({ keepAlive: true, ...(options.ca !== undefined && { ca: options.ca }) });
-  const httpAgent = new HttpAgent({ keepAlive: true });
+  // An idle connection is closed after a few seconds rather than kept: a server that closes its end
+  // first (Node's default after 5 s) would otherwise race the next request on it, which then fails
+  // with ECONNRESET after being written, an answer lost for nothing. Requests set their own timeout.
+  const agentOptions = { keepAlive: true, timeout: IDLE_CONNECTION_MS };
+  const httpsAgent = new HttpsAgent({ ...agentOptions, ...(options.ca !== undefined && { ca: options.ca }) });
+  const httpAgent = new HttpAgent(agentOptions);
   const timeoutMs = options.timeoutMs ?? 20_000;
   return (exchange) =>
     new Promise<HttpResponse>((resolve, reject) => {

@@ -2,6 +2,7 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { z } from 'zod';
 import type { FailureTable } from '../core/failures.ts';
 import type { MailProvider } from '../core/mail-provider.ts';
+import type { ProviderPacing } from '../core/pacing/limits.ts';
 import type { HttpTransport } from './http-transport.ts';
 
 /** A problem of a configuration, where it is written and what is wrong. */
@@ -39,7 +40,10 @@ export interface CredentialSecret {
 /** An IAM statement the send function needs to send through a provider. */
 export interface SendPermission {
   readonly actions: readonly string[];
-  /** Resources of the provider's service in the stack's partition, region and account: `identity/example.com`. */
+  /**
+   * Resources of the provider's service in the stack's partition, region and account
+   * (`identity/example.com`), or `*` for an action that has no resource ARN.
+   */
   readonly resources: readonly string[];
   /** The service in the ARNs (`ses`). */
   readonly service: string;
@@ -133,6 +137,18 @@ export interface ProviderDefinition<
   sendersOf(
     settings: z.output<SettingsSchema>,
   ): { readonly provider: string; readonly senders: readonly string[] }[];
+  /** The limits each provider the section sets up is paced to (see core/pacing), from the settings. */
+  pacingOf(
+    settings: z.output<SettingsSchema>,
+  ): { readonly provider: string; readonly pacing: ProviderPacing | undefined }[];
+  /**
+   * Limits read from the provider's account at cold start (SES's maximum send rate), replacing what
+   * pacingOf said for those providers; absent: nothing to read.
+   */
+  readPacing?(
+    settings: z.output<SettingsSchema>,
+    runtime: ProviderRuntime,
+  ): Promise<{ readonly provider: string; readonly pacing: ProviderPacing | undefined }[]>;
   /** The section's adapters, in the order of an implicit chain. */
   createProviders(settings: z.output<SettingsSchema>, runtime: ProviderRuntime): MailProvider[];
 }

@@ -16,7 +16,10 @@ import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
 import { RelayFailure } from '../core/failures.ts';
 import type { MailProvider } from '../core/mail-provider.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
-import { SqsRecordDelay } from '../core/record-delay.ts';
+import { DynamoPacingStore } from '../core/pacing/dynamo-pacing-store.ts';
+import type { ProviderPacing } from '../core/pacing/limits.ts';
+import { Pacer } from '../core/pacing/pacer.ts';
+import { SqsRecordDelay, SqsRecordRequeue } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
 import type { HttpTransport } from '../providers/http-transport.ts';
 import type { ProviderRuntime } from '../providers/provider-definition.ts';
@@ -62,14 +65,19 @@ export function createSendHandler(
   const outcomes =
     settings.events &&
     new BufferedOutcomes(new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName));
+  const runtime = providerRuntime(settings, options);
   const relay = createRelay({
-    providers: createProviders(settings, options),
+    providers: createProviders(settings, runtime),
     ledger: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName),
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
     telemetry,
     ...(outcomes && { outcomes }),
     deadLetters: new SqsDeadLetterQueue(sqs, settings.deadLetterQueueUrl),
     recordDelay: new SqsRecordDelay(sqs, settings.queueUrl),
+    ...(settings.pacing && {
+      pacer: createPacer(settings, settings.pacing, dynamo, runtime, logger),
+      requeue: new SqsRecordRequeue(sqs, settings.queueUrl),
+    }),
     ...((settings.attachments ?? settings.ingress) && {
       // Path-style addressing for custom endpoints (local mode's emulator); AWS itself takes either.
       attachmentStore: new S3AttachmentStore(
@@ -128,9 +136,16 @@ export function createSendHandler(
  * address more than one covers: Graph (the sender's own Microsoft 365 mailbox), then each SMTP
  * connection in the configuration's order, then SES.
  */
-function createProviders(settings: RelaySettings, options: SendHandlerOptions): MailProvider[] {
+function createProviders(settings: RelaySettings, runtime: ProviderRuntime): MailProvider[] {
+  return configuredSections(settings).flatMap(({ definition, section }) =>
+    definition.createProviders(section, runtime),
+  );
+}
+
+/** What every provider's factory shares: one Secrets Manager client, the overrides, shared values. */
+function providerRuntime(settings: RelaySettings, options: SendHandlerOptions): ProviderRuntime {
   const shared = new Map<string, unknown>();
-  const runtime: ProviderRuntime = {
+  return {
     secrets: new SecretsManagerClient({}),
     settings,
     ...options,
@@ -139,7 +154,41 @@ function createProviders(settings: RelaySettings, options: SendHandlerOptions): 
       return shared.get(key) as T;
     },
   };
-  return configuredSections(settings).flatMap(({ definition, section }) =>
-    definition.createProviders(section, runtime),
-  );
+}
+
+/**
+ * The fleet-wide pacer over the pacing table, with each provider's limits from its settings. A limit a
+ * provider reads from its account (SES's send rate) joins when the answer comes; until then, and if
+ * it never does, that provider is paced by its other limits only.
+ */
+function createPacer(
+  settings: RelaySettings,
+  pacing: NonNullable<RelaySettings['pacing']>,
+  dynamo: DynamoDBClient,
+  runtime: ProviderRuntime,
+  logger: Logger,
+): Pacer {
+  const limits = new Map<string, ProviderPacing | undefined>();
+  for (const { definition, section } of configuredSections(settings)) {
+    for (const entry of definition.pacingOf(section)) limits.set(entry.provider, entry.pacing);
+    definition
+      .readPacing?.(section, runtime)
+      .then((read) => {
+        for (const entry of read) limits.set(entry.provider, entry.pacing);
+        logger.info('Pacing limits read from the provider account', { limits: read });
+      })
+      .catch((error: unknown) =>
+        logger.warn('Could not read the provider account limits; pacing by the configured ones', {
+          section: definition.section,
+          error: String(error),
+        }),
+      );
+  }
+  return new Pacer({
+    store: new DynamoPacingStore(dynamo, pacing.tableName),
+    pacingOf: (provider) => limits.get(provider),
+    maxWaitMs: pacing.maxWaitSeconds * 1000,
+    // A lease whose function stopped frees when the function would have timed out.
+    leaseMs: settings.ledger.leaseSeconds * 1000,
+  });
 }

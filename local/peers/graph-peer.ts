@@ -41,6 +41,11 @@ import { createServerCertificate } from './certificates.ts';
  * until the client gives up ('hang'), resets the connection ('reset'), or writes it only after
  * `answerAfterMs`, which a client with a shorter timeout never reads.
  *
+ * Limits (`GraphMailboxLimits`, each off unless set; `setLimits` changes them at runtime): the peer
+ * can enforce Graph's per-mailbox concurrency and Exchange Online's message and recipient rates on
+ * send requests, answering 429 with Retry-After, and reports what each mailbox's sends met
+ * (`pacingStats`, `pacingReport`, GET /mail-relay/pacing) for pacing to be proven against.
+ *
  * Known differences from the real services: upload-session responses are camelCase with "n-"
  * ranges (Outlook answers PascalCase); the 3 MB minimum for upload sessions and send-as checks
  * between From and the mailbox are not modelled (ErrorSendAsDenied only as an injected fault);
@@ -63,7 +68,92 @@ export interface GraphPeerClient {
   certificatePem?: string;
 }
 
-export interface GraphPeerOptions {
+/**
+ * Provider limits the peer enforces per mailbox, as Microsoft does, so that a client's pacing can be
+ * proven against them. Each one is off when absent. They govern send requests only: POST
+ * /users/{id}/sendMail (JSON or MIME) and POST /users/{id}/messages/{id}/send, the requests that make a
+ * mailbox send a message. A refused send is answered 429 with Retry-After and the Graph error body; it
+ * is neither delivered nor counted as accepted (a refused draft send leaves the draft in place).
+ */
+export interface GraphMailboxLimits {
+  /**
+   * Graph's MailboxConcurrency limit (4 concurrent requests per app per mailbox; the peer does not
+   * tell apps apart). A send request arriving while this many admitted sends for the mailbox are in
+   * progress is refused with 429 MailboxConcurrency and Retry-After: 1. A send is in progress from its
+   * arrival until its answer is written, latencyMs and holdAnswer included (a withheld answer: until
+   * the exchange ends).
+   */
+  concurrentRequestsPerMailbox?: number;
+  /**
+   * Exchange Online's message rate limit (30 messages per minute per mailbox; benches scale the
+   * window down), over a sliding window: a send is refused with 429 ApplicationThrottled when `count`
+   * sends for the mailbox were accepted in the last `windowMs`. Retry-After: the seconds (rounded up,
+   * at least 1) until the accepted send whose leaving makes room is `windowMs` old.
+   */
+  messagesPerMailbox?: { count: number; windowMs: number };
+  /**
+   * Exchange Online's recipient rate limit (10,000 recipients per day), over a sliding day of
+   * `dayMs`: a send whose To + Cc + Bcc would take the recipients of the mailbox's accepted sends in
+   * the last day beyond this is refused with 429 ErrorExceededMessageLimit (Exchange sends a
+   * non-delivery report instead). Retry-After: the seconds (rounded up, at least 1) until enough
+   * counted recipients are a day old for the message to fit (one recipient: until the oldest is); a
+   * message with more recipients than the limit never fits and is told to retry when the day empties.
+   */
+  recipientsPerMailboxPerDay?: number;
+  /** The length of the recipient limit's "day", so tests can scale it down. default 86_400_000 */
+  dayMs?: number;
+}
+
+/** The Graph error codes of the limits' 429 answers. */
+export type GraphThrottleCode = 'MailboxConcurrency' | 'ApplicationThrottled' | 'ErrorExceededMessageLimit';
+
+/** A send the limits let through (and the peer delivered). */
+export interface GraphAcceptedSend {
+  /** Epoch ms, as DeliveredMessage.at */
+  readonly at: number;
+  /** To + Cc + Bcc */
+  readonly recipients: number;
+}
+
+/** A send request the limits refused with 429. */
+export interface GraphThrottledSend {
+  readonly at: number;
+  readonly code: GraphThrottleCode;
+  /** The Retry-After header of the answer. */
+  readonly retryAfterSeconds: number;
+  /**
+   * For the rate limits, exactly how long until the refused send would fit, which Retry-After rounds
+   * up to whole seconds (a bench with a scaled window needs the difference). Absent for
+   * MailboxConcurrency: that depends on when other requests end.
+   */
+  readonly retryAfterMs?: number;
+}
+
+/** What a mailbox's send requests met, for a test or bench to assert its pacing on. */
+export interface GraphMailboxPacingStats {
+  /** Oldest first. */
+  readonly acceptedSends: readonly GraphAcceptedSend[];
+  /** Admitted send requests in progress now. */
+  readonly sendsInProgress: number;
+  /** Most admitted send requests ever in progress at once (refused ones never count). */
+  readonly peakSendsInProgress: number;
+  /** Most send requests ever open at once, refused ones included (each from arrival until its answer is written). */
+  readonly peakSendRequestsOpen: number;
+  /** The limits' 429 answers by code (every code present, 0 when none). Injected faults are not counted. */
+  readonly throttledByCode: Readonly<Record<GraphThrottleCode, number>>;
+  /** The limits' 429 answers, oldest first. */
+  readonly throttled: readonly GraphThrottledSend[];
+}
+
+/** The limits in force and every mailbox's pacing statistics (also served at GET /mail-relay/pacing). */
+export interface GraphPacingReport {
+  readonly limits: GraphMailboxLimits;
+  /** By mailbox, lowercase; only mailboxes that received send requests. */
+  readonly mailboxes: Readonly<Record<string, GraphMailboxPacingStats>>;
+}
+
+/** The limits (see `GraphMailboxLimits`) are off unless given; `setLimits` changes them later. */
+export interface GraphPeerOptions extends GraphMailboxLimits {
   /** default 0 (free port), host always 127.0.0.1 */
   port?: number;
   tenantId: string;
@@ -256,6 +346,17 @@ export interface GraphPeer {
   readonly delivered: readonly DeliveredMessage[];
   /** Highest number of simultaneously in-flight requests ever observed for this mailbox (all operations incl. upload chunks). */
   maxConcurrency(mailbox: string): number;
+  /** The limits in force (a copy). */
+  readonly limits: GraphMailboxLimits;
+  /**
+   * Replaces every limit (absent ones are off; `{}` turns them all off). Sends accepted before still
+   * count in the windows; sends in progress still count against the concurrency limit.
+   */
+  setLimits(limits: GraphMailboxLimits): void;
+  /** The mailbox's pacing statistics (a snapshot; zeros for a mailbox that received no send). */
+  pacingStats(mailbox: string): GraphMailboxPacingStats;
+  /** The limits and every mailbox's pacing statistics: what GET /mail-relay/pacing serves. */
+  pacingReport(): GraphPacingReport;
   /** Drafts created and neither sent nor deleted (to check the client cleans up after failures). */
   openDrafts(mailbox?: string): number;
   injectFault(fault: GraphFault): void;
@@ -270,7 +371,10 @@ export interface GraphPeer {
    * from Exchange Online, say). Returns its Graph id.
    */
   deliverToInbox(mailbox: string, mime: string | Buffer, receivedAt?: Date): string;
-  /** Clears records, drafts, Sent Items, Inbox, queued faults (not clients, not the fault plan). */
+  /**
+   * Clears records, drafts, Sent Items, Inbox, queued faults and pacing statistics, which empties the
+   * rate windows (not clients, the fault plan or the limits; sends in progress keep counting).
+   */
   reset(): void;
   close(): Promise<void>;
   /** The client an access token was issued to, when this peer's token endpoint issued it and it has not expired. */
@@ -304,6 +408,12 @@ const FOUND_MESSAGE_FIELDS: ReadonlySet<string> = new Set([
   'subject',
 ]);
 
+/** The requests that make a mailbox send a message: the ones the limits govern. */
+const SEND_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>(['sendMail', 'sendDraft']);
+const DAY_MS = 86_400_000;
+/** What a MailboxConcurrency refusal tells the client to wait: a slot frees when any request ends. */
+const CONCURRENCY_RETRY_AFTER_SECONDS = 1;
+
 const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
   'sendMail',
   'createDraft',
@@ -326,6 +436,8 @@ class GraphError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** sets the Retry-After header */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -447,6 +559,27 @@ interface UploadSession {
   next: number;
 }
 
+/** A mailbox's send accounting: the limits' windows and its pacing statistics. */
+interface MailboxPacing {
+  /** Every accepted send, oldest first: the rate windows are its tail. */
+  readonly accepted: GraphAcceptedSend[];
+  /** recipientsBefore[i] = recipients of accepted[0..i): a window's recipients in one subtraction. */
+  readonly recipientsBefore: number[];
+  sendsInProgress: number;
+  sendRequestsOpen: number;
+  peakSendsInProgress: number;
+  peakSendRequestsOpen: number;
+  readonly throttled: GraphThrottledSend[];
+}
+
+/** A send request's place in its mailbox's concurrency count, from arrival until its answer is written. */
+interface SendSlot {
+  /** false: refused by the concurrency limit at arrival (it still counts as open) */
+  readonly admitted: boolean;
+  /** Idempotent. */
+  release(): void;
+}
+
 interface QueuedFault {
   readonly fault: GraphFault;
   remaining: number;
@@ -467,7 +600,7 @@ interface Route {
   /** findMessages in one folder; absent = the whole mailbox */
   folder?: 'sentitems';
   /** For discovery and peer-inspection GETs. */
-  resource?: 'openid-configuration' | 'instance-discovery' | 'keys' | 'delivered' | 'me';
+  resource?: 'openid-configuration' | 'instance-discovery' | 'keys' | 'delivered' | 'pacing' | 'me';
 }
 
 export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPeer> {
@@ -475,6 +608,8 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   const latencyMs = options.latencyMs ?? 0;
   const tokenLifetimeSeconds = options.tokenLifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS;
   const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+  // Checked first: a limit the peer could not honour fails the start before anything listens.
+  let limits = checkedLimits(options);
   const mailboxes = options.mailboxes
     ? new Set(options.mailboxes.map((mailbox) => mailbox.toLowerCase()))
     : undefined;
@@ -497,6 +632,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   const inFlight = new Map<string, number>();
   const maxInFlight = new Map<string, number>();
   const sockets = new Set<Socket>();
+  const pacing = new Map<string, MailboxPacing>();
 
   // Filled in once listening; the handler only runs after that.
   let url = '';
@@ -553,6 +689,17 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       };
       res.once('close', release);
     }
+    // Send requests meet the concurrency limit on arrival: Graph counts a request from then.
+    const sendSlot =
+      SEND_OPERATIONS.has(route.operation) && mailbox !== undefined ? openSendSlot(mailbox) : undefined;
+    if (sendSlot) {
+      res.once('close', sendSlot.release);
+      const releaseRequest = release;
+      release = () => {
+        releaseRequest();
+        sendSlot.release();
+      };
+    }
 
     const limit =
       route.operation === 'token'
@@ -573,16 +720,27 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     const clientRequestId = header(req, 'client-request-id');
     let reply: Reply;
     let lostAnswer: GraphLostAnswerFault | undefined;
-    try {
-      const fault = faultFor(route);
-      // A lost answer lets the request be processed as usual; an error fault replaces the processing.
-      if (fault?.lostAnswer !== undefined) lostAnswer = fault;
-      reply = await respond(req, target, route, body, fault?.lostAnswer === undefined ? fault : undefined);
-    } catch (error) {
-      reply =
-        error instanceof GraphError
-          ? graphErrorReply(req, error.status, error.code, error.message)
-          : graphErrorReply(req, 500, 'InternalServerError', `graph peer: ${String(error)}`);
+    if (sendSlot?.admitted === false) {
+      // Refused before anything else, so no queued fault is used up on it.
+      reply = graphErrorReply(
+        req,
+        429,
+        'MailboxConcurrency',
+        defaultGraphMessage('MailboxConcurrency', 429),
+        CONCURRENCY_RETRY_AFTER_SECONDS,
+      );
+    } else {
+      try {
+        const fault = faultFor(route);
+        // A lost answer lets the request be processed as usual; an error fault replaces the processing.
+        if (fault?.lostAnswer !== undefined) lostAnswer = fault;
+        reply = await respond(req, target, route, body, fault?.lostAnswer === undefined ? fault : undefined);
+      } catch (error) {
+        reply =
+          error instanceof GraphError
+            ? graphErrorReply(req, error.status, error.code, error.message, error.retryAfterSeconds)
+            : graphErrorReply(req, 500, 'InternalServerError', `graph peer: ${String(error)}`);
+      }
     }
 
     const record: RecordedRequest = {
@@ -609,7 +767,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
 
     record.endedAt = Date.now();
     // Recorded and released before the response leaves, so a client that has it sees both.
-    if (route.resource !== 'delivered') requests.push(record);
+    if (route.resource !== 'delivered' && route.resource !== 'pacing') requests.push(record);
     release();
     res.once('finish', () => {
       record.endedAt = Date.now();
@@ -1024,6 +1182,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   }
 
   function unknown(req: IncomingMessage, target: URL, route: Route): Reply {
+    if (route.resource === 'pacing') return json(200, pacingReport());
     if (route.resource === 'delivered') {
       return json(
         200,
@@ -1335,7 +1494,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       internetMessageId = assignedMessageId(),
     } = validateMessage(payload.message, 'inline');
     requireRecipients(message);
-    const at = Date.now();
+    const at = acceptSend(mailbox, recipientCount(message));
     delivered.push({
       mailbox,
       via: 'sendMail',
@@ -1386,7 +1545,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     const internetMessageId = /^<[^<>\s]+>$/.test(parsed.messageId ?? '')
       ? (parsed.messageId as string)
       : assignedMessageId();
-    const at = Date.now();
+    const at = acceptSend(mailbox, recipientCount(message));
     delivered.push({
       mailbox,
       via: 'mime',
@@ -1662,8 +1821,9 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         );
       }
     }
+    // Before the draft is used up: a refused send leaves it to be sent later.
+    const at = acceptSend(mailbox, recipientCount(draft.message));
     drafts.delete(draft.id);
-    const at = Date.now();
     delivered.push({
       mailbox,
       via: 'draft',
@@ -1700,6 +1860,143 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   }
 
   // -------------------------------------------------------------------------------------------
+  // Limits (see GraphMailboxLimits)
+
+  function pacingOf(mailbox: string): MailboxPacing {
+    let record = pacing.get(mailbox);
+    if (!record) {
+      record = emptyPacing();
+      pacing.set(mailbox, record);
+    }
+    return record;
+  }
+
+  /** Counts a send request from its arrival; refuses it there when the mailbox's admitted sends are at the limit. */
+  function openSendSlot(mailbox: string): SendSlot {
+    const record = pacingOf(mailbox);
+    const limit = limits.concurrentRequestsPerMailbox;
+    const admitted = limit === undefined || record.sendsInProgress < limit;
+    record.sendRequestsOpen += 1;
+    record.peakSendRequestsOpen = Math.max(record.peakSendRequestsOpen, record.sendRequestsOpen);
+    if (admitted) {
+      record.sendsInProgress += 1;
+      record.peakSendsInProgress = Math.max(record.peakSendsInProgress, record.sendsInProgress);
+    } else {
+      record.throttled.push({
+        at: Date.now(),
+        code: 'MailboxConcurrency',
+        retryAfterSeconds: CONCURRENCY_RETRY_AFTER_SECONDS,
+      });
+    }
+    let released = false;
+    return {
+      admitted,
+      release: () => {
+        if (released) return;
+        released = true;
+        // Looked up again: reset() may have replaced the record, carrying the counts over.
+        const current = pacingOf(mailbox);
+        current.sendRequestsOpen -= 1;
+        if (admitted) current.sendsInProgress -= 1;
+      },
+    };
+  }
+
+  /**
+   * The rate limits' say on a send about to be delivered: throws their 429 when one refuses it, else
+   * counts it as accepted and returns its time. Synchronous, so concurrent sends cannot both take the
+   * last place in a window.
+   */
+  function acceptSend(mailbox: string, recipients: number): number {
+    const at = Date.now();
+    const record = pacingOf(mailbox);
+    const refusal = rateRefusal(record, recipients, at);
+    if (refusal) {
+      const retryAfterSeconds = Math.max(1, Math.ceil(refusal.retryAfterMs / 1000));
+      record.throttled.push({
+        at,
+        code: refusal.code,
+        retryAfterSeconds,
+        retryAfterMs: refusal.retryAfterMs,
+      });
+      throw new GraphError(429, refusal.code, refusal.message, retryAfterSeconds);
+    }
+    record.accepted.push({ at, recipients });
+    record.recipientsBefore.push((record.recipientsBefore.at(-1) ?? 0) + recipients);
+    return at;
+  }
+
+  function rateRefusal(
+    record: MailboxPacing,
+    recipients: number,
+    at: number,
+  ): { code: GraphThrottleCode; message: string; retryAfterMs: number } | undefined {
+    const { accepted, recipientsBefore } = record;
+    const rate = limits.messagesPerMailbox;
+    if (rate) {
+      const inWindow = accepted.length - firstAfter(accepted, at - rate.windowMs);
+      if (inWindow >= rate.count) {
+        // Room comes when the send `count` places from the newest leaves the window (the oldest in
+        // it, unless the limit was lowered meanwhile).
+        const makesRoom = accepted[accepted.length - rate.count] as GraphAcceptedSend;
+        return {
+          code: 'ApplicationThrottled',
+          message: `Mailbox send rate exceeded (${rate.count} messages per ${rate.windowMs} ms).`,
+          retryAfterMs: makesRoom.at + rate.windowMs - at,
+        };
+      }
+    }
+    const perDay = limits.recipientsPerMailboxPerDay;
+    if (perDay !== undefined) {
+      const dayMs = limits.dayMs ?? DAY_MS;
+      const first = firstAfter(accepted, at - dayMs);
+      const total = recipientsBefore.at(-1) ?? 0;
+      const inDay = total - (recipientsBefore[first] ?? 0);
+      if (inDay + recipients > perDay) {
+        // The message fits once enough of the oldest sends are a day old: the last of them decides.
+        let leaving = first;
+        while (
+          leaving < accepted.length - 1 &&
+          total - (recipientsBefore[leaving + 1] ?? 0) + recipients > perDay
+        ) {
+          leaving += 1;
+        }
+        const leavesAt = accepted[leaving]?.at;
+        return {
+          code: 'ErrorExceededMessageLimit',
+          message: `Mailbox recipient rate exceeded (${perDay} recipients per ${dayMs} ms).`,
+          retryAfterMs: leavesAt === undefined ? 0 : leavesAt + dayMs - at,
+        };
+      }
+    }
+    return undefined;
+  }
+
+  function pacingStatsOf(record: MailboxPacing): GraphMailboxPacingStats {
+    const throttledByCode: Record<GraphThrottleCode, number> = {
+      MailboxConcurrency: 0,
+      ApplicationThrottled: 0,
+      ErrorExceededMessageLimit: 0,
+    };
+    for (const { code } of record.throttled) throttledByCode[code] += 1;
+    return {
+      acceptedSends: [...record.accepted],
+      sendsInProgress: record.sendsInProgress,
+      peakSendsInProgress: record.peakSendsInProgress,
+      peakSendRequestsOpen: record.peakSendRequestsOpen,
+      throttledByCode,
+      throttled: [...record.throttled],
+    };
+  }
+
+  function pacingReport(): GraphPacingReport {
+    return {
+      limits: checkedLimits(limits),
+      mailboxes: Object.fromEntries([...pacing].map(([mailbox, record]) => [mailbox, pacingStatsOf(record)])),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Routing
 
   function routeOf(method: string, pathname: string): Route {
@@ -1712,6 +2009,9 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
 
     if (first === 'mail-relay' && second === 'delivered' && parts.length === 2 && method === 'GET') {
       return { operation: 'unknown', resource: 'delivered' };
+    }
+    if (first === 'mail-relay' && second === 'pacing' && parts.length === 2 && method === 'GET') {
+      return { operation: 'unknown', resource: 'pacing' };
     }
     // Entra ID
     if (second === 'oauth2' && third === 'v2.0' && fourth === 'token' && parts.length === 4) {
@@ -1857,6 +2157,16 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     maxConcurrency(mailbox: string): number {
       return maxInFlight.get(mailbox.toLowerCase()) ?? 0;
     },
+    get limits() {
+      return checkedLimits(limits);
+    },
+    setLimits(next: GraphMailboxLimits): void {
+      limits = checkedLimits(next);
+    },
+    pacingStats(mailbox: string): GraphMailboxPacingStats {
+      return pacingStatsOf(pacing.get(mailbox.toLowerCase()) ?? emptyPacing());
+    },
+    pacingReport,
     openDrafts(mailbox?: string): number {
       if (mailbox === undefined) return drafts.size;
       const wanted = mailbox.toLowerCase();
@@ -1910,6 +2220,13 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       maxInFlight.clear();
       // Requests still in flight keep counting.
       for (const [mailbox, count] of inFlight) if (count > 0) maxInFlight.set(mailbox, count);
+      for (const [mailbox, record] of [...pacing]) {
+        pacing.delete(mailbox);
+        if (record.sendRequestsOpen === 0) continue;
+        const carried = pacingOf(mailbox);
+        carried.sendsInProgress = carried.peakSendsInProgress = record.sendsInProgress;
+        carried.sendRequestsOpen = carried.peakSendRequestsOpen = record.sendRequestsOpen;
+      }
     },
     isIssuedToken(token: string): { clientId: string } | undefined {
       const issued = tokens.get(token);
@@ -1925,6 +2242,64 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     },
   };
   return peer;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+function emptyPacing(): MailboxPacing {
+  return {
+    accepted: [],
+    recipientsBefore: [0],
+    sendsInProgress: 0,
+    sendRequestsOpen: 0,
+    peakSendsInProgress: 0,
+    peakSendRequestsOpen: 0,
+    throttled: [],
+  };
+}
+
+/** The index of the first accepted send later than `since` (sends are in time order). */
+function firstAfter(accepted: readonly GraphAcceptedSend[], since: number): number {
+  let low = 0;
+  let high = accepted.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if ((accepted[middle]?.at ?? 0) > since) high = middle;
+    else low = middle + 1;
+  }
+  return low;
+}
+
+/** The limit fields of `given` (start options carry others), checked, as a fresh copy. */
+function checkedLimits(given: GraphMailboxLimits): GraphMailboxLimits {
+  const { concurrentRequestsPerMailbox, messagesPerMailbox, recipientsPerMailboxPerDay, dayMs } = given;
+  const wholeAtLeastOne = (value: number | undefined, name: string) => {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+      throw new RangeError(`graph peer: ${name} must be a whole number >= 1, not ${value}`);
+    }
+  };
+  const positiveDuration = (value: number | undefined, name: string) => {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
+      throw new RangeError(`graph peer: ${name} must be a finite number of ms > 0, not ${value}`);
+    }
+  };
+  wholeAtLeastOne(concurrentRequestsPerMailbox, 'concurrentRequestsPerMailbox');
+  if (messagesPerMailbox !== undefined) {
+    // Both are required; a caller in plain JavaScript may leave one out.
+    wholeAtLeastOne(messagesPerMailbox.count ?? Number.NaN, 'messagesPerMailbox.count');
+    positiveDuration(messagesPerMailbox.windowMs ?? Number.NaN, 'messagesPerMailbox.windowMs');
+  }
+  wholeAtLeastOne(recipientsPerMailboxPerDay, 'recipientsPerMailboxPerDay');
+  positiveDuration(dayMs, 'dayMs');
+  return {
+    ...(concurrentRequestsPerMailbox !== undefined && { concurrentRequestsPerMailbox }),
+    ...(messagesPerMailbox !== undefined && {
+      messagesPerMailbox: { count: messagesPerMailbox.count, windowMs: messagesPerMailbox.windowMs },
+    }),
+    ...(recipientsPerMailboxPerDay !== undefined && { recipientsPerMailboxPerDay }),
+    ...(dayMs !== undefined && { dayMs }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2130,12 +2505,16 @@ function validateRecipient(value: unknown, field: string): void {
   }
 }
 
-function requireRecipients(message: Record<string, unknown>): void {
-  const count = ['toRecipients', 'ccRecipients', 'bccRecipients'].reduce((sum, field) => {
+/** To + Cc + Bcc: what Exchange's recipient rate limit counts. */
+function recipientCount(message: Record<string, unknown>): number {
+  return ['toRecipients', 'ccRecipients', 'bccRecipients'].reduce((sum, field) => {
     const recipients = message[field];
     return sum + (Array.isArray(recipients) ? recipients.length : 0);
   }, 0);
-  if (count === 0) {
+}
+
+function requireRecipients(message: Record<string, unknown>): void {
+  if (recipientCount(message) === 0) {
     throw new GraphError(
       400,
       'ErrorInvalidRecipients',

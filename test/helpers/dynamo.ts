@@ -3,12 +3,13 @@ import { startDynamoDbEmulator } from '../../local/emulators.ts';
 import { createRelayTables } from '../../local/relay-tables.ts';
 import { REGION } from './peers.ts';
 
-/** The DynamoDB emulator (dynalite) on a free loopback port, with the relay's two tables. */
+/** The DynamoDB emulator (dynalite) on a free loopback port, with the relay's tables. */
 export interface DynamoPeer {
   readonly client: DynamoDBClient;
   readonly endpoint: string;
   readonly ledgerTableName: string;
   readonly suppressionTableName: string;
+  readonly pacingTableName: string;
   stop(): Promise<void>;
 }
 
@@ -26,6 +27,7 @@ export async function startDynamo(): Promise<DynamoPeer> {
   const names = {
     ledgerTableName: `ledger-${tableCounter}`,
     suppressionTableName: `suppression-${tableCounter}`,
+    pacingTableName: `pacing-${tableCounter}`,
   };
   await createRelayTables(client, names);
   return {

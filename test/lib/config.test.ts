@@ -77,6 +77,7 @@ describe('parseRelayConfig', () => {
       },
       suppression: {},
       events: { busName: 'default' },
+      pacing: { enabled: true, maxWaitSeconds: 5 },
     });
   });
 
@@ -1055,7 +1056,7 @@ describe('parseRelayConfig with routes', () => {
     ];
     // A route that does not say dead-letters what a provider may have sent: never twice by default.
     expect(parseRelayConfig({ ...providers, routes }).routes).toEqual(
-      routes.map((route) => ({ onUnknownOutcome: 'dead-letter', ...route })),
+      routes.map((route) => ({ onUnknownOutcome: 'dead-letter', onLimit: 'delay', ...route })),
     );
   });
 

@@ -182,10 +182,10 @@ describe.each(exampleFiles)('the example %s', (file) => {
     expect(group?.Properties.SecurityGroupEgress.map((rule) => rule.FromPort)).toEqual(ports);
   });
 
-  it('creates the delivery ledger and the suppression list', () => {
-    const { template } = synthesize(file);
+  it('creates the delivery ledger, the suppression list and, with pacing, the pacing table', () => {
+    const { config, template } = synthesize(file);
 
-    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    template.resourceCountIs('AWS::DynamoDB::Table', config.pacing.enabled ? 3 : 2);
   });
 
   it('creates an attachment bucket exactly when it configures attachments, and an ingress bucket with ingress', () => {

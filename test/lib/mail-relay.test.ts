@@ -52,8 +52,11 @@ function statementsFor(service: string, template: Template): PolicyStatementJson
   );
 }
 
+/** The statements that let the function send through SES (not the account read pacing needs). */
 function sesStatementsIn(template: Template): PolicyStatementJson[] {
-  return statementsFor('ses', template);
+  return statementsFor('ses', template).filter((statement) =>
+    [statement.Action].flat().includes('ses:SendRawEmail'),
+  );
 }
 
 /** The single resource of a type the template must hold, with its logical ID. */
@@ -296,7 +299,10 @@ describe('MailRelay send function', () => {
       deadLetterQueueUrl: `https://sqs.test/${logicalIdOf(stack, relay.deadLetterQueue)}`,
       maxReceiveCount: 3,
       limits: { maxRecipients: 20, maxMessageBytes: 40 * MiB },
-      ses: { identities: ['example.com', 'noreply@example.org'], configurationSetName: 'relay' },
+      ses: {
+        identities: ['example.com', 'noreply@example.org'],
+        configurationSetName: 'relay',
+      },
       retry: { maxAttempts: 3, baseDelaySeconds: 30, maxDelaySeconds: 900 },
       circuitBreaker: { failureThreshold: 5, cooldownSeconds: 60 },
       ledger: {
@@ -306,6 +312,10 @@ describe('MailRelay send function', () => {
       },
       suppression: { tableName: `stack-${logicalIdOf(stack, relay.suppressionList.table)}-ABC123` },
       events: { busName: 'default' },
+      pacing: {
+        tableName: `stack-${logicalIdOf(stack, relay.pacingTable?.table as never)}-ABC123`,
+        maxWaitSeconds: 5,
+      },
     });
   });
 
@@ -380,7 +390,8 @@ describe('MailRelay delivery ledger and suppression list', () => {
         template.toJSON().Resources[logicalIdOf(stack, table)].Properties.KeySchema[0].AttributeName,
       ).toBe(key);
     }
-    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    // The third: the pacing table (see the pacing tests).
+    template.resourceCountIs('AWS::DynamoDB::Table', 3);
     // For `mail-relay status <SQS message id>` of a message keyed by its idempotency key.
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [{ AttributeName: 'key', KeyType: 'HASH' }],
@@ -414,7 +425,32 @@ describe('MailRelay delivery ledger and suppression list', () => {
         actions: ['dynamodb:BatchGetItem', 'dynamodb:GetItem'],
         resource: arnOf(relay.suppressionList.table),
       },
+      {
+        actions: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        resource: arnOf(relay.pacingTable?.table as never),
+      },
     ]);
+  });
+
+  it('creates the pacing table on demand with TTL, and none when pacing is off', () => {
+    const { stack, relay, template } = buildRelay();
+
+    template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Delete',
+      Properties: {
+        KeySchema: [{ AttributeName: 'key', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+        SSESpecification: { SSEEnabled: true },
+      },
+    });
+    expect(relay.pacingTable).toBeDefined();
+    expect(template.toJSON().Resources[logicalIdOf(stack, relay.pacingTable?.table as never)]).toBeDefined();
+
+    const off = buildRelay({ ses: { identities: ['example.com'] }, pacing: { enabled: false } });
+    expect(off.relay.pacingTable).toBeUndefined();
+    off.template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    expect(relaySettingsSchema.parse(settingsIn(off.template)).pacing).toBeUndefined();
   });
 });
 
@@ -453,7 +489,7 @@ describe('MailRelay permissions', () => {
       ses: { identities: ['example.com', 'noreply@example.org'] },
     });
     const sesStatements = statementsOfRole(template, functionRoleId(stack, relay)).filter((statement) =>
-      [statement.Action].flat().some((action) => action.startsWith('ses:')),
+      [statement.Action].flat().some((action) => action.startsWith('ses:Send')),
     );
 
     expect(sesStatements).toHaveLength(1);
@@ -481,15 +517,20 @@ describe('MailRelay permissions', () => {
     );
   });
 
-  it('never grants an SES action on every resource', () => {
+  it('never grants an SES action on every resource, except reading the account send rate to pace to', () => {
     const { template } = buildRelay({ ses: { identities: ['example.com'], configurationSetName: 'relay' } });
-    const sesStatements = sesStatementsIn(template);
+    const sesStatements = statementsFor('ses', template);
 
-    expect(sesStatements).toHaveLength(1);
+    expect(sesStatements).toHaveLength(2);
     for (const statement of sesStatements) {
       expect([statement.Action].flat()).not.toContain('ses:*');
-      expect([statement.Resource].flat()).not.toContain('*');
+      if ([statement.Resource].flat().includes('*')) expect(statement.Action).toBe('ses:GetAccount');
     }
+    // With SES pacing off (or a rate set), nothing on *.
+    const fixedRate = buildRelay({ ses: { identities: ['example.com'], pacing: false } });
+    expect(
+      statementsFor('ses', fixedRate.template).flatMap((statement) => [statement.Resource].flat()),
+    ).not.toContain('*');
   });
 
   it('lets the function change the visibility of outbox messages, to wait out a Retry-After', () => {

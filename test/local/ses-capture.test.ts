@@ -13,6 +13,8 @@ const FROM = 'billing@example.com';
 let emulator: RunningEmulator;
 let capture: SesCapture;
 let client: SESv2Client;
+/** Where the capture listens. */
+let captureEndpoint: string;
 /** What the capture's onSent listeners were given. */
 let heard: CapturedSend[];
 
@@ -26,6 +28,7 @@ async function startCapture(options: SesCaptureOptions = {}): Promise<void> {
   heard = [];
   capture.onSent((send) => heard.push(send));
   const endpoint = await capture.listen(0);
+  captureEndpoint = endpoint;
   // One attempt: every request the test makes is one the capture sees.
   client = new SESv2Client({
     region: 'us-east-1',
@@ -205,5 +208,130 @@ describe('SES capture', () => {
     capture.setFaultPlan(undefined);
     expect((await send('six')).messageId).toBe(capture.sent[2]?.messageId);
     expect(capture.sendAttempts).toBe(6);
+  });
+});
+
+describe('SES capture maxSendRate', () => {
+  type Destination = { ToAddresses?: string[]; CcAddresses?: string[]; BccAddresses?: string[] };
+
+  /** A raw send to `destination`; without one, SES takes the recipients from the MIME headers. */
+  function sendTo(destination: Destination | undefined, headers = 'To: customer@example.org\r\n') {
+    return client
+      .send(
+        new SendEmailCommand({
+          FromEmailAddress: FROM,
+          ...(destination && { Destination: destination }),
+          Content: {
+            Raw: { Data: Buffer.from(`From: ${FROM}\r\n${headers}Subject: paced\r\n\r\nbody\r\n`) },
+          },
+        }),
+      )
+      .then(
+        (output) => ({ messageId: output.MessageId, error: undefined }),
+        (error: Error & { $metadata?: { httpStatusCode?: number } }) => ({ messageId: undefined, error }),
+      );
+  }
+
+  const recipients = (count: number) =>
+    Array.from({ length: count }, (_, index) => `customer${index}@example.org`);
+  const waitUntil = (condition: () => boolean) => vi.waitUntil(condition, { timeout: 60_000, interval: 5 });
+
+  function expectThrottled(outcome: Awaited<ReturnType<typeof sendTo>>): void {
+    expect(outcome.messageId).toBeUndefined();
+    expect(outcome.error).toBeInstanceOf(SESv2ServiceException);
+    expect(outcome.error?.name).toBe('ThrottlingException');
+    expect(outcome.error?.message).toBe('Maximum sending rate exceeded.');
+    expect(outcome.error?.$metadata?.httpStatusCode).toBe(400);
+  }
+
+  it('counts To, Cc and Bcc in a second and refuses a send beyond the rate without forwarding it', async () => {
+    capture.setLimits({ maxSendRate: 3 });
+    const first = await sendTo({ ToAddresses: ['ana@example.org'], BccAddresses: ['bo@example.org'] });
+    expect(first.error).toBeUndefined();
+
+    expectThrottled(await sendTo({ ToAddresses: recipients(2) }));
+    expect(capture.sent).toHaveLength(1);
+    expect(heard).toHaveLength(1);
+    expect(await emulatorMessageIds()).toEqual([first.messageId]);
+
+    // One more fits exactly.
+    expect((await sendTo({ CcAddresses: ['cy@example.org'] })).error).toBeUndefined();
+    const stats = capture.pacingStats();
+    expect(stats.limits).toEqual({ maxSendRate: 3 });
+    expect(stats.accepted.map((send) => send.recipients)).toEqual([2, 1]);
+    expect(stats.throttled.map((send) => send.recipients)).toEqual([2]);
+    expect(capture.sendAttempts).toBe(3);
+
+    // Off again at runtime.
+    capture.setLimits({});
+    expect((await sendTo({ ToAddresses: recipients(5) })).error).toBeUndefined();
+    expect(capture.pacingStats().accepted).toHaveLength(3);
+  });
+
+  it('slides: recipients leave the window one second after they were accepted, each at its own time', async () => {
+    capture.setLimits({ maxSendRate: 2 });
+    expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
+    const first = capture.pacingStats().accepted[0]?.at ?? 0;
+    // The second most of a second later, so it stays in the window that long after the first leaves.
+    await waitUntil(() => Date.now() >= first + 800);
+    expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
+
+    await waitUntil(() => Date.now() >= first + 1000);
+    expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
+    // Only the first left: the second still counts.
+    expectThrottled(await sendTo({ ToAddresses: recipients(1) }));
+
+    expect(capture.sent).toHaveLength(3);
+    expect(capture.pacingStats().throttled).toHaveLength(1);
+    // Whatever the timing: no accepted send took its second beyond the rate.
+    const { accepted } = capture.pacingStats();
+    for (const { at } of accepted) {
+      const inSecond = accepted
+        .filter((other) => other.at <= at && other.at > at - 1000)
+        .reduce((sum, other) => sum + other.recipients, 0);
+      expect(inSecond).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it("counts a raw message's To, Cc and Bcc headers when the send has no Destination", async () => {
+    capture.setLimits({ maxSendRate: 3 });
+    const headers = 'To: ana@example.org, bo@example.org\r\nCc: cy@example.org\r\n';
+    expect((await sendTo(undefined, headers)).error).toBeUndefined();
+    expect(capture.pacingStats().accepted.map((send) => send.recipients)).toEqual([3]);
+    expectThrottled(await sendTo(undefined));
+  });
+
+  it('lets a message with more recipients than the rate go when the window is empty, as SES does', async () => {
+    capture.setLimits({ maxSendRate: 2 });
+    expect((await sendTo({ ToAddresses: recipients(3) })).error).toBeUndefined();
+    expectThrottled(await sendTo({ ToAddresses: recipients(1) }));
+  });
+
+  it('takes maxSendRate from the constructor, serves its statistics at /mail-relay/pacing, and refuses a bad rate', async () => {
+    client.destroy();
+    await capture.close();
+    await startCapture({ maxSendRate: 1 });
+    expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
+    expectThrottled(await sendTo({ ToAddresses: recipients(1) }));
+
+    const served = (await (await fetch(`${captureEndpoint}/mail-relay/pacing`)).json()) as unknown;
+    expect(served).toEqual(JSON.parse(JSON.stringify(capture.pacingStats())));
+    expect(served).toMatchObject({
+      limits: { maxSendRate: 1 },
+      accepted: [{ recipients: 1 }],
+      throttled: [{ recipients: 1 }],
+    });
+
+    expect(() => capture.setLimits({ maxSendRate: 0 })).toThrow(RangeError);
+    expect(() => new SesCapture(emulator.endpoint, { maxSendRate: 1.5 })).toThrow(RangeError);
+    expect(capture.pacingStats().limits).toEqual({ maxSendRate: 1 });
+  });
+
+  it('answers an injected fault first, without counting the send', async () => {
+    capture.setLimits({ maxSendRate: 1 });
+    capture.injectFault({ status: 503, code: 'ServiceUnavailable' });
+    expect((await sendTo({ ToAddresses: recipients(1) })).error?.name).toBe('ServiceUnavailable');
+    expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
+    expect(capture.pacingStats()).toMatchObject({ accepted: [{ recipients: 1 }], throttled: [] });
   });
 });

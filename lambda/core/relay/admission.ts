@@ -118,8 +118,8 @@ export class AdmissionStage {
 
   /**
    * The message's ledger entry. A message without an idempotency key is keyed by its SQS message id;
-   * a copy moved back from the dead-letter queue has a new id, so it is found by the id it had
-   * (MailRelay.SourceMessageId), and only if the entry holds the very same body.
+   * a copy (moved back from the dead-letter queue, or put back to wait for a limit) has a new id, so
+   * it is keyed by the id it had (MailRelay.SourceMessageId), unless that entry holds another body.
    */
   async findEntry(
     sqsRecord: SQSRecord,
@@ -138,9 +138,13 @@ export class AdmissionStage {
     }
     const source = sourceMessageIdOf(sqsRecord);
     if (source) {
-      const original = await read(ledgerKeyOf(undefined, source));
-      if (original?.bodyHash === bodyHash) {
-        return new LedgerEntry(ledger, original.key, original);
+      // A copy (back from the dead-letter queue, or waiting out a provider's limit) is the original
+      // message to the ledger, unless its body changed: if the original comes back too, the two are
+      // still sent once.
+      const originalKey = ledgerKeyOf(undefined, source);
+      const original = await read(originalKey);
+      if (original === undefined || original.bodyHash === bodyHash) {
+        return new LedgerEntry(ledger, originalKey, original);
       }
     }
     const key = ledgerKeyOf(undefined, sqsRecord.messageId);

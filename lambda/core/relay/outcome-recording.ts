@@ -1,11 +1,11 @@
 import type { DeadLetterSink } from '../dead-letter.ts';
 import { bodyHashOf, type LedgerEntry, withFailure } from '../delivery.ts';
-import type { RelayFailure } from '../failures.ts';
+import { RelayFailure } from '../failures.ts';
 import type { DeliveryLedger, DeliveryRecord, MaybeSent, TryFailure } from '../ledger.ts';
 import type { SendReceipt } from '../mail-provider.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
 import type { OutcomeEvent, OutcomePublisher } from '../outcomes.ts';
-import type { RecordDelay } from '../record-delay.ts';
+import type { RecordDelay, RecordRequeue } from '../record-delay.ts';
 import {
   type Clock,
   type Delivery,
@@ -24,6 +24,8 @@ export interface OutcomeRecorderDependencies {
   readonly ledger: DeliveryLedger;
   readonly deadLetters: DeadLetterSink;
   readonly recordDelay: RecordDelay | undefined;
+  /** Puts a copy back on the queue to wait for a provider's limit; absent: the wait is a retry. */
+  readonly requeue: RecordRequeue | undefined;
   readonly outcomes: OutcomePublisher | undefined;
   readonly telemetry: RelayTelemetry;
   readonly logger: RelayLogger;
@@ -311,6 +313,48 @@ export class OutcomeRecorder {
       retryInSeconds: delaySeconds,
     });
     throw new RetryScheduled(failure);
+  }
+
+  /**
+   * A provider's limit is reached: the message waits on the queue until it frees, as a copy that is
+   * not a receive (so waiting never uses up maxReceiveCount). Without a way to copy it, the wait is a
+   * retry like any other.
+   */
+  async paced(
+    delivery: Delivery,
+    paced: { readonly provider: string; readonly limit: string; readonly until: number },
+  ): Promise<RecordOutcome> {
+    const { requeue, telemetry, logger, clock } = this.dependencies;
+    const { sqsRecord, keys, deadlines } = delivery;
+    const seconds = Math.max(1, Math.ceil((paced.until - clock.now()) / 1000));
+    let copied = false;
+    try {
+      copied = (await requeue?.requeue(sqsRecord, seconds, deadlines.wrapUp)) ?? false;
+    } catch (error) {
+      logger.warn('Could not put the message back to wait for the limit; retrying it instead', {
+        ...keys,
+        error: String(error),
+      });
+    }
+    if (!copied) {
+      const failure = new RelayFailure({
+        failureClass: 'transient',
+        code: 'ProviderLimit',
+        reason: `${paced.provider}: ${paced.limit} reached until ${new Date(paced.until).toISOString()}`,
+        provider: paced.provider,
+        retryAfterSeconds: seconds,
+      });
+      return this.retryLater(delivery, failure, seconds, delivery.entry.record?.failures ?? []);
+    }
+    telemetry.count(METRIC_NAMES.paced, { [METRIC_DIMENSIONS.provider]: paced.provider });
+    logger.info('Provider limit reached; the message waits on the queue', {
+      ...keys,
+      provider: paced.provider,
+      limit: paced.limit,
+      freeAt: new Date(paced.until).toISOString(),
+      waitSeconds: seconds,
+    });
+    return { outcome: 'paced', ...paced };
   }
 
   delayFor(failure: RelayFailure, attempt: number): number {

@@ -6,6 +6,9 @@ import { withFailure } from '../delivery.ts';
 import { RelayFailure, toRelayFailure } from '../failures.ts';
 import type { DeliveryRecord, MaybeSent, TryFailure } from '../ledger.ts';
 import type { MailProvider, SendContext } from '../mail-provider.ts';
+import { recipientsOf } from '../message.ts';
+import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
+import { type PacePermit, type Pacer, sleepFor } from '../pacing/pacer.ts';
 import {
   CLAIM_LOST,
   type Clock,
@@ -30,6 +33,9 @@ export interface ProviderChainDependencies {
   readonly logger: RelayLogger;
   readonly clock: Clock;
   readonly random: () => number;
+  /** Keeps sends inside the providers' limits across the fleet; absent: not paced. */
+  readonly pacer?: Pacer | undefined;
+  readonly telemetry: RelayTelemetry;
 }
 
 /** Where the walk along a route's provider chain ended for this delivery. */
@@ -43,6 +49,8 @@ export type WalkResult =
    * (the ledger is unreachable): the provider got nothing, and no provider try is counted.
    */
   | { readonly kind: 'not-handed-off'; readonly failure: RelayFailure; readonly delaySeconds: number }
+  /** A provider's limit is reached and the route waits for it: back to the queue until `until`. */
+  | { readonly kind: 'paced'; readonly provider: string; readonly limit: string; readonly until: number }
   /** The provider may have accepted it: the answer to the sending request was lost. */
   | {
       readonly kind: 'maybe-sent';
@@ -84,6 +92,28 @@ export class ProviderChain {
       let handedOffAt: string | undefined;
       const circuit = breakers.check(provider.name);
       if (circuit.allowed) {
+        // The turn within the provider's limits, taken once the provider is ready (its token
+        // fetched), so the request leaves when the turn comes. Waiting happens here, before any
+        // connection is taken: an idle connection held open for a turn may be closed under it.
+        const pace = await this.pace(delivery, provider, suppressedRecipients.length);
+        if (pace.kind === 'limited') {
+          if (route.onLimit === 'next-provider' && !isLast) {
+            // Not a failure of the provider: no attempt counted, no circuit breaker told.
+            this.dependencies.telemetry.count(METRIC_NAMES.spilledOver, {
+              [METRIC_DIMENSIONS.provider]: provider.name,
+            });
+            logger.info('Provider limit reached; the next provider of the route takes the message', {
+              ...keys,
+              provider: provider.name,
+              limit: pace.limit,
+              freeAt: new Date(pace.until).toISOString(),
+            });
+            index += 1;
+            attempts = 0;
+            continue;
+          }
+          return { kind: 'paced', provider: provider.name, limit: pace.limit, until: pace.until };
+        }
         const context: SendContext = {
           signal: deadlines.work,
           internetMessageId,
@@ -102,13 +132,14 @@ export class ProviderChain {
         };
         const startedAt = clock.now();
         try {
-          const receipt = await provider.send(outbound, context);
+          const receipt = await provider.send(outbound, context).finally(() => pace.release());
           const latencyMs = clock.now() - startedAt;
           breakers.recordSuccess(provider.name);
           const fallbackFrom = chain.slice(0, index).map((earlier) => earlier.name);
           return { kind: 'sent', receipt, fallbackFrom, failures, latencyMs };
         } catch (error) {
           failure = toRelayFailure(error);
+          await this.throttled(delivery, provider, failure);
           // Anything unclassified after the hand-off may have happened after the request went out.
           const maybeSent =
             handedOffAt !== undefined && (failure.maybeSent || !(error instanceof RelayFailure));
@@ -223,6 +254,88 @@ export class ProviderChain {
     }
   }
 
+  /**
+   * Takes this send's turn within the provider's limits (a lease, a day count, a slot of the rate),
+   * waiting in the function when the turn comes soon. When the pacing table cannot be reached the
+   * send goes ahead: the provider's own throttling still answers, and its failures are retried.
+   */
+  private async pace(
+    delivery: Delivery,
+    provider: MailProvider,
+    suppressed: number,
+  ): Promise<
+    | { readonly kind: 'go'; release(): Promise<void> }
+    | { readonly kind: 'limited'; readonly limit: string; readonly until: number }
+  > {
+    const { pacer, clock, logger } = this.dependencies;
+    const go = (permit?: PacePermit) => ({
+      kind: 'go' as const,
+      release: async () => {
+        await permit?.release().catch((error: unknown) =>
+          logger.warn('Could not give a pacing lease back (it expires by itself)', {
+            error: String(error),
+          }),
+        );
+      },
+    });
+    if (
+      !pacer ||
+      pacer.scopes({ provider: provider.name, mailbox: delivery.sender.from.address }).length === 0
+    ) {
+      return go();
+    }
+    try {
+      await provider.prepare?.(delivery.deadlines.work);
+    } catch {
+      // The send meets the same trouble and classifies it; pacing a send that fails at once is moot.
+      return go();
+    }
+    const request = {
+      provider: provider.name,
+      mailbox: delivery.sender.from.address,
+      recipients: Math.max(recipientsOf(delivery.message).length - suppressed, 1),
+    };
+    let decision: Awaited<ReturnType<Pacer['acquire']>>;
+    try {
+      decision = await pacer.acquire(request, delivery.deadlines.work);
+    } catch (error) {
+      logger.warn('The pacing table did not answer; sending without pacing', {
+        ...delivery.keys,
+        provider: provider.name,
+        error: String(error),
+      });
+      return go();
+    }
+    if (decision.kind === 'limited') return decision;
+    const wait = decision.startAt - clock.now();
+    if (wait > 0) {
+      try {
+        await sleepFor(wait, delivery.deadlines.work);
+      } catch {
+        // Out of time while waiting: the turn is lost, the message waits on the queue instead.
+        await go(decision.permit).release();
+        return { kind: 'limited', limit: 'invocationTime', until: decision.startAt };
+      }
+    }
+    return go(decision.permit);
+  }
+
+  /** A provider said to slow down: the whole fleet's schedule for it moves, not only this function's. */
+  private async throttled(delivery: Delivery, provider: MailProvider, failure: RelayFailure): Promise<void> {
+    const { pacer, settings, logger } = this.dependencies;
+    if (!pacer || failure.failureClass !== 'transient' || failure.maybeSent) return;
+    // 429 with Retry-After (Graph, SES), or an SMTP server's 4.7.x (busy, rate limited).
+    const seconds =
+      failure.retryAfterSeconds ??
+      (/^4\.7\./.test(failure.code) ? settings.retry.baseDelaySeconds : undefined);
+    if (seconds === undefined) return;
+    await pacer
+      .backOff({ provider: provider.name, mailbox: delivery.sender.from.address }, seconds)
+      .catch((error: unknown) =>
+        logger.warn('Could not tell the fleet to back off', { ...delivery.keys, error: String(error) }),
+      );
+  }
+
   /** Records where the walk ended: sent, dead-lettered, or back on the queue for a retry. */
   async settle(
     delivery: Delivery,
@@ -252,6 +365,8 @@ export class ProviderChain {
         return recorder.retryLater(delivery, result.failure, result.delaySeconds, failuresSoFar(), {
           delivery,
         });
+      case 'paced':
+        return recorder.paced(delivery, result);
       case 'not-handed-off':
         return recorder.retryLater(delivery, result.failure, result.delaySeconds, [
           recorder.tryFailure(result.failure),

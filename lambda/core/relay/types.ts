@@ -31,4 +31,11 @@ export type RecordOutcome =
   | { readonly outcome: 'suppressed'; readonly suppressedRecipients: readonly string[] }
   | { readonly outcome: 'dead-lettered'; readonly failure: RelayFailure }
   /** This SQS message is in the dead-letter queue already (a function stopped before deleting it). */
-  | { readonly outcome: 'already-dead-lettered'; readonly record: DeliveryRecord };
+  | { readonly outcome: 'already-dead-lettered'; readonly record: DeliveryRecord }
+  /** A provider's limit was reached: the message waits on the queue until `until` (not an attempt). */
+  | {
+      readonly outcome: 'paced';
+      readonly provider: string;
+      readonly limit: string;
+      readonly until: number;
+    };

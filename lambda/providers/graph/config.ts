@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type ProviderPacing, pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { SECRET_ARN_MESSAGE, SECRET_ARN_PATTERN } from '../../core/secret-arn.ts';
 import {
   GRAPH_CLOUDS,
@@ -59,6 +60,11 @@ export const graphConfigSchema = z.strictObject({
     .describe(
       "Overrides the cloud's Microsoft Graph endpoint, scheme and host only (https://graph.microsoft.us).",
     ),
+  pacing: pacingConfigSchema
+    .optional()
+    .describe(
+      'The limits the relay keeps Graph sends within, across every send function at once (docs/pacing.md). Default per mailbox: 4 concurrent requests (Graph), 30 messages per minute and 10,000 recipients per day (Exchange Online). Each field given replaces its default; "mailboxes" sets limits of single mailboxes; false turns pacing off.',
+    ),
 });
 export type GraphConfig = z.output<typeof graphConfigSchema>;
 
@@ -78,5 +84,15 @@ export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string)
       graph.sentItemsLookupSeconds ?? (graph.saveToSentItems ? DEFAULT_SENT_ITEMS_LOOKUP_SECONDS : 0),
     authorityHost: graph.authorityHost ?? cloud.authorityHost,
     graphEndpoint: graph.graphEndpoint ?? cloud.graphEndpoint,
+    ...(graph.pacing !== undefined && { pacing: graph.pacing }),
   };
 }
+
+/**
+ * Microsoft's published limits per mailbox: 4 concurrent requests per app (Graph throttling limits,
+ * learn.microsoft.com/graph/throttling-limits), 30 messages per minute and 10,000 recipients per day
+ * (Exchange Online limits, learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits).
+ */
+export const GRAPH_PACING_DEFAULTS: ProviderPacing = {
+  perMailbox: { concurrentRequests: 4, messagesPerMinute: 30, recipientsPerDay: 10_000 },
+};

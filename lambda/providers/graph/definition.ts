@@ -1,7 +1,8 @@
 import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, GRAPH_MAX_MESSAGE_BYTES } from '../../core/limits.ts';
+import { resolvePacing } from '../../core/pacing/limits.ts';
 import { createHttpTransport } from '../http-transport.ts';
 import { defineProvider, fieldOf, type ProviderRuntime } from '../provider-definition.ts';
-import { graphConfigSchema, graphSettingsFor } from './config.ts';
+import { GRAPH_PACING_DEFAULTS, graphConfigSchema, graphSettingsFor } from './config.ts';
 import { cachedCredential, GRAPH_PROVIDER, graphSecretReader } from './credentials.ts';
 import { GRAPH_FAILURES } from './failures.ts';
 import { GraphProvider } from './graph-provider.ts';
@@ -97,6 +98,9 @@ export const graphDefinition = defineProvider({
   sendPermissions: () => [],
   egressPorts: () => [443],
   sendersOf: (settings) => [{ provider: GRAPH_PROVIDER, senders: settings.senders }],
+  pacingOf: (settings) => [
+    { provider: GRAPH_PROVIDER, pacing: resolvePacing(GRAPH_PACING_DEFAULTS, settings.pacing) },
+  ],
 
   createProviders(settings, runtime) {
     return [graphAppFor(settings, runtime).provider];

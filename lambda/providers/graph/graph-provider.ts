@@ -95,6 +95,11 @@ export class GraphProvider implements MailProvider {
       : 0;
   }
 
+  /** The access token, fetched (or taken from the cache) before the relay paces the send. */
+  async prepare(signal: AbortSignal): Promise<void> {
+    await untilAborted(this.options.tokens.getToken(), signal, () => deadlineFailure('the access token'));
+  }
+
   canSendAs(address: string): boolean {
     return this.options.settings.senders.some((sender) => identityCovers(sender, address));
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isDomainName, isEmailAddress } from '../../core/address.ts';
+import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 
 /** Microsoft clouds: where tokens come from and where Graph lives (learn.microsoft.com/graph/deployments). */
 export const GRAPH_CLOUDS = {
@@ -58,5 +59,7 @@ export const graphSettingsSchema = z.strictObject({
   sentItemsLookupSeconds: z.int().min(0).max(3600).optional(),
   authorityHost: httpsOriginSchema,
   graphEndpoint: httpsOriginSchema,
+  /** What the configuration changes of the default pacing limits (false: not paced); absent: the defaults. */
+  pacing: pacingConfigSchema.optional(),
 });
 export type GraphSettings = z.infer<typeof graphSettingsSchema>;

@@ -1,6 +1,8 @@
+import { GetAccountCommand } from '@aws-sdk/client-sesv2';
 import { SES_MAX_MESSAGE_BYTES, SES_MAX_RECIPIENTS_PER_MESSAGE } from '../../core/limits.ts';
+import { type PacingConfig, resolvePacing } from '../../core/pacing/limits.ts';
 import { defineProvider, fieldOf } from '../provider-definition.ts';
-import { sesConfigSchema } from './config.ts';
+import { sesConfigSchema, sesSettingsFor } from './config.ts';
 import { SES_FAILURES } from './failures.ts';
 import { createSesClient, SES_PROVIDER, SesProvider } from './ses-provider.ts';
 import { sesSettingsSchema } from './settings.ts';
@@ -35,7 +37,7 @@ export const sesDefinition = defineProvider({
 
   // Every SES send uses the relay's configuration set, so its events reach the feedback function.
   settingsFor: (section, resources) => ({
-    ...section,
+    ...sesSettingsFor(section),
     ...(resources.sesConfigurationSetName !== undefined && {
       configurationSetName: resources.sesConfigurationSetName,
     }),
@@ -45,6 +47,10 @@ export const sesDefinition = defineProvider({
 
   // SES authorises a send against the identity used and the configuration set: exactly those.
   sendPermissions: (section, resources) => [
+    // The account's send rate, read at cold start to pace to it (GetAccount has no resource ARN).
+    ...(readsAccountRate(section.pacing)
+      ? [{ service: 'ses', actions: ['ses:GetAccount'], resources: ['*'] }]
+      : []),
     {
       service: 'ses',
       actions: ['ses:SendEmail', 'ses:SendRawEmail'],
@@ -58,6 +64,25 @@ export const sesDefinition = defineProvider({
   ],
   egressPorts: () => [443],
   sendersOf: (settings) => [{ provider: SES_PROVIDER, senders: settings.identities }],
+  pacingOf: (settings) => [{ provider: SES_PROVIDER, pacing: resolvePacing({}, settings.pacing) }],
+
+  // The account's maximum send rate (recipients per second), unless the configuration set a rate.
+  async readPacing(settings, runtime) {
+    if (!readsAccountRate(settings.pacing)) return [];
+    const configured = resolvePacing({}, settings.pacing);
+    const timeout = runtime.providerTimeoutMs;
+    const client = createSesClient(timeout !== undefined ? { requestTimeoutMs: timeout } : {});
+    const account = await client.send(new GetAccountCommand({}));
+    const rate = account.SendQuota?.MaxSendRate;
+    if (rate === undefined || rate <= 0) return [];
+    const pacing = configured;
+    return [
+      {
+        provider: SES_PROVIDER,
+        pacing: { ...pacing, perProvider: { ...pacing?.perProvider, recipientsPerSecond: rate } },
+      },
+    ];
+  },
 
   createProviders(settings, runtime) {
     const timeout = runtime.providerTimeoutMs;
@@ -66,3 +91,8 @@ export const sesDefinition = defineProvider({
     ];
   },
 });
+
+/** Whether SES sends are paced to the account's own rate (read at cold start): unless off or set. */
+function readsAccountRate(pacing: PacingConfig | undefined): boolean {
+  return pacing !== false && pacing?.perProvider?.recipientsPerSecond === undefined;
+}

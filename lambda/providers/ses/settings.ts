@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { identityCovers, isDomainName, isEmailAddress } from '../../core/address.ts';
+import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { sesConfigurationSetNameSchema } from '../../core/settings.ts';
 
 export const sesIdentitySchema = z
@@ -15,6 +16,11 @@ export const sesIdentitySchema = z
 export const sesSettingsSchema = z.strictObject({
   identities: z.array(sesIdentitySchema).min(1, 'list at least one verified SES identity'),
   configurationSetName: sesConfigurationSetNameSchema.optional(),
+  /**
+   * What the configuration sets of the pacing limits (false: not paced); without a rate, the account's
+   * maximum send rate is read at cold start.
+   */
+  pacing: pacingConfigSchema.optional(),
 });
 export type SesSettings = z.infer<typeof sesSettingsSchema>;
 export function sesIdentityFor(settings: SesSettings, address: string): string | undefined {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type ProviderPacing, pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { SECRET_ARN_MESSAGE, SECRET_ARN_PATTERN } from '../../core/secret-arn.ts';
 import { ConfigurationError, formatPath } from '../../core/validation.ts';
 import { fieldOf } from '../provider-definition.ts';
@@ -77,6 +78,11 @@ export const smtpConnectionConfigSchema = z
       .optional()
       .describe(
         `Sessions to this server each warm send function keeps open at once (per sending mailbox with xoauth2), 1-${MAX_SMTP_CONNECTIONS}; a batch's messages are sent concurrently, so fewer sessions make the rest wait. Default: sendFunction.batchSize. The server sees up to this times sendFunction.maxConcurrency sessions.`,
+      ),
+    pacing: pacingConfigSchema
+      .optional()
+      .describe(
+        "The limits the relay keeps this connection's sends within, across every send function at once (docs/pacing.md): perMailbox (each sender), perProvider (the connection as a whole) and mailboxes (single senders). Default: submission mode 30 messages per minute and 10,000 recipients per day per mailbox (Exchange Online); connector and smarthost none. False turns pacing off.",
       ),
   })
   .meta({ id: 'SmtpConnection' });
@@ -195,6 +201,7 @@ export function smtpSettingsFor(
     ...(smtp.credentialSecretArn !== undefined && { credentialSecretId: smtp.credentialSecretArn }),
     ...(smtp.oauthScope !== undefined && { oauthScope: smtp.oauthScope }),
     ...(smtp.maxMessageBytes !== undefined && { maxMessageBytes: smtp.maxMessageBytes }),
+    ...(smtp.pacing !== undefined && { pacing: smtp.pacing }),
   };
 }
 
@@ -269,3 +276,13 @@ export function smtpProblems(
   }
   return problems;
 }
+
+/**
+ * Exchange Online's limits per mailbox apply to SMTP AUTH submission as to Graph: 30 messages per
+ * minute, 10,000 recipients per day. A connector or another server has its own, set per connection.
+ */
+export const SMTP_PACING_DEFAULTS: Readonly<Record<SmtpConnectionConfig['mode'], ProviderPacing>> = {
+  submission: { perMailbox: { messagesPerMinute: 30, recipientsPerDay: 10_000 } },
+  connector: {},
+  smarthost: {},
+};

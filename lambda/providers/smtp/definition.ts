@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, SES_MAX_MESSAGE_BYTES } from '../../core/limits.ts';
+import { resolvePacing } from '../../core/pacing/limits.ts';
 import { graphAppFor } from '../graph/definition.ts';
 import type { GraphSettings } from '../graph/settings.ts';
 import { MsalTokenSource } from '../graph/token-source.ts';
 import { type ConfigProblem, defineProvider, fieldOf, type ProviderRuntime } from '../provider-definition.ts';
 import {
   rawSmtpConnectionsOf,
+  SMTP_PACING_DEFAULTS,
   type SmtpConfig,
   smtpConfigSchema,
   smtpConnectionsOf,
@@ -115,6 +117,11 @@ export const smtpDefinition = defineProvider({
   egressPorts: (connections) => connections.map((connection) => connection.port),
   sendersOf: (connections) =>
     connections.map((connection) => ({ provider: connection.name, senders: connection.senders })),
+  pacingOf: (connections) =>
+    connections.map((connection) => ({
+      provider: connection.name,
+      pacing: resolvePacing(SMTP_PACING_DEFAULTS[connection.mode], connection.pacing),
+    })),
 
   createProviders: (connections, runtime) =>
     connections.map((connection) => createSmtpProvider(connection, runtime)),

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isDomainName, isEmailAddress } from '../../core/address.ts';
+import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 import type { ProviderName } from '../../core/settings.ts';
 
 /** How the relay talks to an SMTP server (see providers/smtp): modelled on Exchange send connectors. */
@@ -54,6 +55,8 @@ export const smtpConnectionSettingsSchema = z.strictObject({
   oauthScope: z.url({ protocol: /^https$/ }).optional(),
   /** Refuse larger messages before connecting (the server's own limit, as a send connector sets it). */
   maxMessageBytes: z.int().min(1024).optional(),
+  /** What the configuration changes of the default pacing limits (false: not paced); absent: the defaults. */
+  pacing: pacingConfigSchema.optional(),
 });
 /** One SMTP connection as the configuration describes it, its per-mode defaults resolved. */
 export type SmtpConnectionSettings = z.infer<typeof smtpConnectionSettingsSchema>;

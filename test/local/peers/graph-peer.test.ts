@@ -1378,6 +1378,32 @@ describe('Graph peer started for one test', () => {
     }
   });
 
+  it('takes its limits from the start options', async () => {
+    const peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
+      messagesPerMailbox: { count: 1, windowMs: 60_000 },
+      recipientsPerMailboxPerDay: 10,
+    });
+    try {
+      expect(peer.limits).toEqual({
+        messagesPerMailbox: { count: 1, windowMs: 60_000 },
+        recipientsPerMailboxPerDay: 10,
+      });
+      const token = await secretToken(peer);
+      expect((await graph(peer, token, 'POST', 'sendMail', { message: message() })).status).toBe(202);
+      const refused = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+      expect(refused.status).toBe(429);
+      expect(refused.json().error?.code).toBe('ApplicationThrottled');
+      expect(peer.delivered).toHaveLength(1);
+    } finally {
+      await peer.close();
+    }
+    await expect(
+      startGraphPeer({ tenantId: TENANT, clients: [], concurrentRequestsPerMailbox: -1 }),
+    ).rejects.toThrow(RangeError);
+  });
+
   it('close() ends while an answer is still withheld', async () => {
     const peer = await startGraphPeer({
       tenantId: TENANT,
@@ -1393,5 +1419,330 @@ describe('Graph peer started for one test', () => {
       interval: 5,
       timeout: 60_000,
     });
+  });
+});
+
+describe('Graph peer limits', () => {
+  const OTHER_MAILBOX = 'ops@contoso.com';
+  let peer: GraphPeer;
+  let token: string;
+  /** While set, every Graph answer waits for it: requests stay in progress however fast the machine is. */
+  let answersHeldUntil: Promise<void> | undefined;
+
+  beforeAll(async () => {
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      clients: [{ clientId: SECRET_CLIENT, clientSecret: SECRET }],
+      latencyMs: 20,
+      holdAnswer: () => answersHeldUntil ?? Promise.resolve(),
+    });
+    token = await secretToken(peer);
+  });
+  afterAll(() => peer.close());
+  beforeEach(() => {
+    peer.reset();
+    peer.setLimits({});
+    answersHeldUntil = undefined;
+  });
+
+  /** Holds every answer until the returned function is called. */
+  function holdAnswers(): () => void {
+    let release = () => {};
+    answersHeldUntil = new Promise((resolve) => {
+      release = resolve;
+    });
+    return () => {
+      answersHeldUntil = undefined;
+      release();
+    };
+  }
+
+  const to = (...addresses: string[]) => addresses.map((address) => ({ emailAddress: { address } }));
+
+  function send(fields: Record<string, unknown> = {}, mailbox = MAILBOX): Promise<PeerResponse> {
+    return request(peer, {
+      method: 'POST',
+      url: `/v1.0/users/${encodeURIComponent(mailbox)}/sendMail`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ message: message(fields) }),
+    });
+  }
+
+  /** Creates a draft and answers its id; sending it is `sendDraft`. */
+  async function createDraft(): Promise<string> {
+    const created = await graph(peer, token, 'POST', 'messages', message());
+    expect(created.status).toBe(201);
+    return String(created.json().id);
+  }
+
+  const sendDraft = (id: string) => graph(peer, token, 'POST', `messages/${encodeURIComponent(id)}/send`);
+
+  const stats = () => peer.pacingStats(MAILBOX);
+  const lastThrottle = () => {
+    const throttle = stats().throttled.at(-1);
+    if (!throttle) throw new Error('no throttled send recorded');
+    return throttle;
+  };
+  const waitUntil = (condition: () => boolean) => vi.waitUntil(condition, { timeout: 60_000, interval: 5 });
+  /** Waits (no longer than needed) until the refused send would fit, as the peer computed it. */
+  const waitForRoom = async () => {
+    const { at, retryAfterMs = 0 } = lastThrottle();
+    await waitUntil(() => Date.now() >= at + retryAfterMs);
+  };
+
+  function expectThrottled(response: PeerResponse, code: string, retryAfterSeconds: number): void {
+    expect(response.status).toBe(429);
+    expect(response.headers['retry-after']).toBe(String(retryAfterSeconds));
+    expect(response.json().error?.code).toBe(code);
+  }
+
+  /** The Retry-After a window limit owes: whole seconds until `leavesAt`, rounded up, at least 1. */
+  const retryAfterUntil = (leavesAt: number, refusedAt: number) =>
+    Math.max(1, Math.ceil((leavesAt - refusedAt) / 1000));
+
+  it('enforces nothing by default', async () => {
+    // All six in progress at once, however slow the machine is.
+    const releaseAnswers = holdAnswers();
+    const sends = Array.from({ length: 6 }, () => send());
+    await waitUntil(() => peer.delivered.length === 6);
+    releaseAnswers();
+    const responses = await Promise.all(sends);
+    expect(responses.map((response) => response.status)).toEqual(Array(6).fill(202));
+    expect(peer.limits).toEqual({});
+    expect(stats()).toMatchObject({ peakSendsInProgress: 6, peakSendRequestsOpen: 6, throttled: [] });
+    expect(stats().acceptedSends).toHaveLength(6);
+  });
+
+  describe('concurrentRequestsPerMailbox', () => {
+    it('refuses a send arriving while the limit of sends are in progress, their answer delay included', async () => {
+      peer.setLimits({ concurrentRequestsPerMailbox: 2 });
+      const releaseAnswers = holdAnswers();
+      const admitted = [send(), send()];
+      // Both are processed and wait for their answers to be written: still in progress.
+      await waitUntil(() => peer.delivered.length === 2);
+      expect(stats().sendsInProgress).toBe(2);
+
+      const refused = send();
+      await waitUntil(() => stats().throttledByCode.MailboxConcurrency === 1);
+      // Only sends are limited, and per mailbox.
+      const draft = graph(peer, token, 'POST', 'messages', message());
+      const elsewhere = send({}, OTHER_MAILBOX);
+      await waitUntil(() => peer.delivered.length === 3 && peer.openDrafts() === 1);
+      releaseAnswers();
+
+      expect((await Promise.all(admitted)).map((response) => response.status)).toEqual([202, 202]);
+      expectThrottled(await refused, 'MailboxConcurrency', 1);
+      expect((await refused).json().error?.message).toBe('Application is over its MailboxConcurrency limit.');
+      expect((await draft).status).toBe(201);
+      expect((await elsewhere).status).toBe(202);
+      expect(peer.delivered.map((delivered) => delivered.mailbox)).toEqual([MAILBOX, MAILBOX, OTHER_MAILBOX]);
+      expect(stats()).toMatchObject({
+        sendsInProgress: 0,
+        peakSendsInProgress: 2,
+        peakSendRequestsOpen: 3,
+        throttledByCode: { MailboxConcurrency: 1, ApplicationThrottled: 0, ErrorExceededMessageLimit: 0 },
+        throttled: [{ code: 'MailboxConcurrency', retryAfterSeconds: 1 }],
+      });
+      expect(stats().acceptedSends).toHaveLength(2);
+      expect(peer.pacingStats(OTHER_MAILBOX)).toMatchObject({ peakSendsInProgress: 1, throttled: [] });
+      // The refusal is recorded like any answer.
+      expect(peer.requests.filter((entry) => entry.status === 429)).toHaveLength(1);
+
+      // Answered: the places are free again.
+      expect((await send()).status).toBe(202);
+    });
+
+    it('never refuses a client that waits for each answer: the place frees before the answer leaves', async () => {
+      peer.setLimits({ concurrentRequestsPerMailbox: 1 });
+      const id = await createDraft();
+      for (let index = 0; index < 3; index += 1) expect((await send()).status).toBe(202);
+      expect((await sendDraft(id)).status).toBe(202);
+      expect(stats()).toMatchObject({ peakSendsInProgress: 1, peakSendRequestsOpen: 1, throttled: [] });
+      expect(stats().acceptedSends).toHaveLength(4);
+    });
+  });
+
+  describe('messagesPerMailbox', () => {
+    it('refuses the send beyond the limit with ApplicationThrottled and Retry-After, and delivers nothing for it', async () => {
+      peer.setLimits({ messagesPerMailbox: { count: 3, windowMs: 60_000 } });
+      const id = await createDraft();
+      expect((await send()).status).toBe(202);
+      expect((await sendDraft(id)).status).toBe(202);
+      expect((await send()).status).toBe(202);
+
+      const refused = await send();
+      const [oldest] = stats().acceptedSends;
+      const throttle = lastThrottle();
+      expectThrottled(
+        refused,
+        'ApplicationThrottled',
+        retryAfterUntil((oldest?.at ?? 0) + 60_000, throttle.at),
+      );
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(59);
+      expect(refused.json().error?.message).toBe('Mailbox send rate exceeded (3 messages per 60000 ms).');
+      expect(throttle).toMatchObject({
+        code: 'ApplicationThrottled',
+        retryAfterMs: (oldest?.at ?? 0) + 60_000 - throttle.at,
+      });
+
+      // A draft send is refused too, and the draft stays to be sent later.
+      const laterId = await createDraft();
+      expectThrottled(
+        await sendDraft(laterId),
+        'ApplicationThrottled',
+        Number(refused.headers['retry-after']),
+      );
+      expect(peer.openDrafts()).toBe(1);
+      expect(peer.delivered).toHaveLength(3);
+      expect(stats().acceptedSends).toHaveLength(3);
+      expect(stats().throttledByCode.ApplicationThrottled).toBe(2);
+
+      // Limits change at runtime.
+      peer.setLimits({});
+      expect((await sendDraft(laterId)).status).toBe(202);
+      expect(peer.delivered).toHaveLength(4);
+      peer.setLimits({ messagesPerMailbox: { count: 3, windowMs: 60_000 } });
+      // The sends accepted meanwhile count: the window holds 4 > 3.
+      const stillFull = await send();
+      expect(stillFull.status).toBe(429);
+      // Room comes when the 2nd oldest leaves (the 4th send made the window one over).
+      expect(lastThrottle().retryAfterMs).toBe(
+        (stats().acceptedSends[1]?.at ?? 0) + 60_000 - lastThrottle().at,
+      );
+    });
+
+    it('slides: a place frees when the oldest send leaves the window, not all at once', async () => {
+      const windowMs = 2000;
+      peer.setLimits({ messagesPerMailbox: { count: 3, windowMs } });
+      expect((await send()).status).toBe(202);
+      const first = stats().acceptedSends[0]?.at ?? 0;
+      // The next two half a window later, so they leave half a window after the first.
+      await waitUntil(() => Date.now() >= first + windowMs / 2);
+      expect((await send()).status).toBe(202);
+      expect((await send()).status).toBe(202);
+
+      const refused = await send();
+      expectThrottled(refused, 'ApplicationThrottled', retryAfterUntil(first + windowMs, lastThrottle().at));
+      expect(lastThrottle().retryAfterMs).toBe(first + windowMs - lastThrottle().at);
+
+      await waitForRoom();
+      expect((await send()).status).toBe(202);
+      // Only the first left: the second and third still fill the window with the new one.
+      const second = stats().acceptedSends[1]?.at ?? 0;
+      const stillFull = await send();
+      expectThrottled(
+        stillFull,
+        'ApplicationThrottled',
+        retryAfterUntil(second + windowMs, lastThrottle().at),
+      );
+
+      expect(peer.delivered).toHaveLength(4);
+      expect(stats().throttledByCode.ApplicationThrottled).toBe(2);
+      // Whatever the timing: no accepted send ever saw `count` others in its window.
+      const accepted = stats().acceptedSends.map(({ at }) => at);
+      for (const at of accepted) {
+        expect(accepted.filter((other) => other <= at && other > at - windowMs).length).toBeLessThanOrEqual(
+          3,
+        );
+      }
+    });
+  });
+
+  describe('recipientsPerMailboxPerDay', () => {
+    const dayMs = 2000;
+
+    it('counts To, Cc and Bcc of accepted sends over a sliding day and refuses with ErrorExceededMessageLimit', async () => {
+      peer.setLimits({ recipientsPerMailboxPerDay: 5, dayMs });
+      const four = {
+        toRecipients: to('ana@example.org', 'bo@example.org'),
+        ccRecipients: to('cy@example.org'),
+        bccRecipients: to('di@example.org'),
+      };
+      expect((await send(four)).status).toBe(202);
+      const first = stats().acceptedSends[0]?.at ?? 0;
+
+      const refused = await send({ toRecipients: to('ana@example.org', 'bo@example.org') });
+      expectThrottled(
+        refused,
+        'ErrorExceededMessageLimit',
+        retryAfterUntil(first + dayMs, lastThrottle().at),
+      );
+      expect(refused.json().error?.message).toBe(
+        'Mailbox recipient rate exceeded (5 recipients per 2000 ms).',
+      );
+      expect(peer.delivered).toHaveLength(1);
+
+      // One more fits exactly (a MIME send counts its headers' recipients).
+      const mime = await request(peer, {
+        method: 'POST',
+        url: `/v1.0/users/${encodeURIComponent(MAILBOX)}/sendMail`,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+        body: Buffer.from(`From: ${MAILBOX}\r\nTo: ana@example.org\r\nSubject: one\r\n\r\nbody\r\n`).toString(
+          'base64',
+        ),
+      });
+      expect(mime.status).toBe(202);
+      expect(stats().acceptedSends.map(({ recipients }) => recipients)).toEqual([4, 1]);
+      const second = stats().acceptedSends[1]?.at ?? 0;
+
+      // Five recipients fit only once both accepted sends are a day old: Retry-After says so.
+      const five = to('a@example.org', 'b@example.org', 'c@example.org', 'd@example.org', 'e@example.org');
+      const tooMany = await send({ toRecipients: five });
+      expectThrottled(
+        tooMany,
+        'ErrorExceededMessageLimit',
+        retryAfterUntil(second + dayMs, lastThrottle().at),
+      );
+      expect(lastThrottle().retryAfterMs).toBe(second + dayMs - lastThrottle().at);
+
+      // One recipient fits once the oldest (four) leaves.
+      await send({ toRecipients: to('ana@example.org') });
+      expect(lastThrottle().retryAfterMs).toBe(first + dayMs - lastThrottle().at);
+      await waitForRoom();
+      expect((await send({ toRecipients: to('ana@example.org', 'bo@example.org') })).status).toBe(202);
+
+      expect(peer.delivered).toHaveLength(3);
+      expect(stats().throttledByCode.ErrorExceededMessageLimit).toBe(3);
+      // Whatever the timing: no accepted send took its day beyond 5 recipients.
+      for (const { at } of stats().acceptedSends) {
+        const inDay = stats()
+          .acceptedSends.filter((other) => other.at <= at && other.at > at - dayMs)
+          .reduce((sum, other) => sum + other.recipients, 0);
+        expect(inDay).toBeLessThanOrEqual(5);
+      }
+    });
+  });
+
+  it('serves the limits and the pacing statistics at /mail-relay/pacing, and reset() clears the statistics', async () => {
+    peer.setLimits({ messagesPerMailbox: { count: 1, windowMs: 60_000 }, concurrentRequestsPerMailbox: 4 });
+    expect((await send()).status).toBe(202);
+    expect((await send()).status).toBe(429);
+    const served = await request(peer, { url: '/mail-relay/pacing' });
+    expect(served.status).toBe(200);
+    expect(served.json()).toEqual(JSON.parse(JSON.stringify(peer.pacingReport())));
+    expect(peer.pacingReport()).toMatchObject({
+      limits: { messagesPerMailbox: { count: 1, windowMs: 60_000 }, concurrentRequestsPerMailbox: 4 },
+      mailboxes: {
+        [MAILBOX]: { acceptedSends: [{ recipients: 1 }], throttledByCode: { ApplicationThrottled: 1 } },
+      },
+    });
+    // Inspection is not a Graph request.
+    expect(peer.requests.map((entry) => entry.operation)).toEqual(['sendMail', 'sendMail']);
+
+    peer.reset();
+    expect(peer.pacingReport().mailboxes).toEqual({});
+    // The window emptied with the statistics; the limits stay.
+    expect((await send()).status).toBe(202);
+    expect(peer.limits.messagesPerMailbox).toEqual({ count: 1, windowMs: 60_000 });
+  });
+
+  it('refuses limits it could not honour', () => {
+    expect(() => peer.setLimits({ concurrentRequestsPerMailbox: 0 })).toThrow(RangeError);
+    expect(() => peer.setLimits({ messagesPerMailbox: { count: 3, windowMs: Number.NaN } })).toThrow(
+      /windowMs/,
+    );
+    expect(() => peer.setLimits({ recipientsPerMailboxPerDay: 2.5 })).toThrow(RangeError);
+    expect(() => peer.setLimits({ dayMs: -1 })).toThrow(/dayMs/);
+    expect(peer.limits).toEqual({});
   });
 });
