@@ -560,11 +560,11 @@ const pacingSectionSchema = z.strictObject({
     ),
   maxWaitSeconds: z
     .int()
-    .min(0)
+    .min(2)
     .max(30)
     .default(5)
     .describe(
-      'The longest a send waits in the function for its turn; a longer wait puts the message back on the queue until its turn (without counting an attempt).',
+      'The longest a send waits in the function for its turn (at least 2: a message back from the queue waits its last seconds here, so it leaves on time); a longer wait puts the message back on the queue until its turn (without counting an attempt).',
     ),
 });
 

@@ -39,6 +39,13 @@ export class MailRelayStack extends Stack {
       description: 'Recipients the relay does not send to (hard bounces, complaints)',
       value: this.relay.suppressionList.table.tableName,
     });
+    if (this.relay.pacingTable) {
+      new CfnOutput(this, 'PacingTableName', {
+        description:
+          "Each mailbox's and provider's use of its limits: mail-relay status --pacing-table <this>",
+        value: this.relay.pacingTable.table.tableName,
+      });
+    }
     if (this.relay.attachmentBucket) {
       new CfnOutput(this, 'AttachmentBucketName', {
         description:

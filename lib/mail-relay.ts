@@ -278,6 +278,7 @@ export class MailRelay extends Construct {
       sendFunction: this.sendFunction,
       providers: providerNamesOf(config),
       sesConfigured: config.ses !== undefined,
+      pacing: this.pacingTable !== undefined,
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
       ...(this.bounceReportReader && { bounceReportFunction: this.bounceReportReader.readerFunction }),

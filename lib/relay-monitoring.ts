@@ -64,6 +64,9 @@ const SHORT_PERIOD = Duration.minutes(5);
  */
 const SES_REPUTATION_PERIOD = Duration.hours(1);
 
+/** The daily cap alarm looks at hours. */
+const DAILY_CAP_PERIOD = Duration.hours(1);
+
 export interface RelayMonitoringProps {
   /** The validated `monitoring` section. */
   readonly config: MonitoringConfig;
@@ -78,6 +81,8 @@ export interface RelayMonitoringProps {
    * bounce and complaint rate alarms and its own lines on the dashboard.
    */
   readonly providers: readonly ProviderName[];
+  /** Whether the send functions pace to the providers' limits: adds the daily cap alarm. */
+  readonly pacing: boolean;
   /** Whether an `ses` section is configured: adds the alarms on the SES account reputation. */
   readonly sesConfigured: boolean;
   /**
@@ -187,6 +192,7 @@ export class RelayMonitoring extends Construct {
     if (props.bounceReportFunction) this.addBounceReportAlarm(props.bounceReportFunction);
     if (props.ingestDeadLetterQueue) this.addIngestAlarm(props.ingestDeadLetterQueue);
     this.addFunctionAlarms(props.sendFunction);
+    if (props.pacing) this.addDailyCapAlarm();
 
     if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
       const critical = this.criticalBounceAlarms.get('ses');
@@ -222,15 +228,22 @@ export class RelayMonitoring extends Construct {
     return topic;
   }
 
-  /** An alarm (≥ threshold, one period, missing data is fine) that notifies the alarm topic on ALARM and OK. */
-  private alarm(id: string, name: string, description: string, metric: IMetric, threshold: number): Alarm {
+  /** An alarm (≥ threshold for `periodsRunning` periods, missing data is fine) that notifies the alarm topic on ALARM and OK. */
+  private alarm(
+    id: string,
+    name: string,
+    description: string,
+    metric: IMetric,
+    threshold: number,
+    periodsRunning = 1,
+  ): Alarm {
     const alarm = new Alarm(this, id, {
       alarmName: `${this.namePrefix}-${name}`,
       alarmDescription: description,
       metric,
       threshold,
-      evaluationPeriods: 1,
-      datapointsToAlarm: 1,
+      evaluationPeriods: periodsRunning,
+      datapointsToAlarm: periodsRunning,
       comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: TreatMissingData.NOT_BREACHING,
     });
@@ -419,6 +432,37 @@ export class RelayMonitoring extends Construct {
         'mailbox and are read once the cause is fixed.',
       readerFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD }),
       1,
+    );
+  }
+
+  /**
+   * A mailbox (or an account) stays at its recipients per day: mail waits for tomorrow or goes through
+   * other providers, two hours running. Someone should raise the limit, split the traffic over more
+   * mailboxes, or route it elsewhere (docs/pacing.md).
+   */
+  private addDailyCapAlarm(): void {
+    const usingMetrics = Object.fromEntries(
+      this.providers.map((provider) => [
+        `cap_${metricIdOf(provider)}`,
+        relayMetric(METRIC_NAMES.dailyCapReached, { [METRIC_DIMENSIONS.provider]: provider }),
+      ]),
+    );
+    const reached = new MathExpression({
+      expression: Object.keys(usingMetrics)
+        .map((id) => `FILL(${id}, 0)`)
+        .join(' + '),
+      usingMetrics,
+      period: DAILY_CAP_PERIOD,
+      label: 'Sends that found the day used up',
+    });
+    // Two periods running: one full hour at the cap is not yet news, two are.
+    this.alarm(
+      'DailyCapAlarm',
+      'daily-cap',
+      "A sending mailbox or account has reached its recipients per day for two hours running: its mail waits for the next UTC day or goes through the route's next provider. Raise the limit, spread the traffic over more mailboxes, or route it elsewhere (docs/pacing.md).",
+      reached,
+      1,
+      2,
     );
   }
 
@@ -669,6 +713,25 @@ export class RelayMonitoring extends Construct {
           props.sendFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Errors' }),
           props.sendFunction.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Throttles' }),
         ],
+        width,
+      }),
+    );
+    dashboard.addWidgets(
+      new GraphWidget({
+        title: 'Pacing: messages waiting for a provider limit, and sent through the next provider',
+        left: [
+          ...perProvider(METRIC_NAMES.paced).map((metric) =>
+            metric.with({ label: `${metric.label} waiting` }),
+          ),
+          ...perProvider(METRIC_NAMES.spilledOver).map((metric) =>
+            metric.with({ label: `${metric.label} spilled over` }),
+          ),
+        ],
+        width,
+      }),
+      new GraphWidget({
+        title: 'Pacing: sends that found the day used up',
+        left: perProvider(METRIC_NAMES.dailyCapReached),
         width,
       }),
     );

@@ -50,6 +50,8 @@ export const METRIC_NAMES = {
   paced: 'Paced',
   /** A provider's limit was reached and the route's next provider took the message. Dimension: Provider (the limited one). */
   spilledOver: 'SpilledOver',
+  /** A send found its mailbox's (or account's) recipients for the day used up. Dimension: Provider. */
+  dailyCapReached: 'DailyCapReached',
   /** Milliseconds the provider call took. Dimension: Provider. */
   sendLatency: 'SendLatency',
   /** Milliseconds from the SQS SentTimestamp to the provider's acceptance. Dimension: Provider. */

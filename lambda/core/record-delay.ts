@@ -48,8 +48,36 @@ export class SqsRecordDelay implements RecordDelay {
  * function stopped before deleting it), both are one message to the ledger, sent once.
  */
 export interface RecordRequeue {
-  /** Resolves once the copy is stored; false when it cannot be copied faithfully (then nothing was sent). */
-  requeue(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Resolves once the copy is stored; false when it cannot be copied faithfully (then nothing was
+   * sent). `reservations` are the rate slots the message keeps while it waits (see core/pacing).
+   */
+  requeue(
+    record: SQSRecord,
+    seconds: number,
+    reservations?: Readonly<Record<string, number>>,
+    signal?: AbortSignal,
+  ): Promise<boolean>;
+}
+
+/** The message attribute a waiting copy keeps its reserved rate slots in (JSON: schedule key → start). */
+export const PACING_RESERVATIONS_ATTRIBUTE = 'MailRelay.PacingReservations';
+
+/** The rate slots a copy reserved before it went back on the queue, if it carries any (and they parse). */
+export function reservationsOf(record: SQSRecord): Record<string, number> | undefined {
+  const text = record.messageAttributes?.[PACING_RESERVATIONS_ATTRIBUTE]?.stringValue;
+  if (!text) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null) return undefined;
+    const entries = Object.entries(parsed).filter(
+      (entry): entry is [string, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1]),
+    );
+    return Object.fromEntries(entries);
+  } catch {
+    // Not ours to trust: the message asks for its turn again.
+    return undefined;
+  }
 }
 
 export class SqsRecordRequeue implements RecordRequeue {
@@ -58,8 +86,13 @@ export class SqsRecordRequeue implements RecordRequeue {
     private readonly queueUrl: string,
   ) {}
 
-  async requeue(record: SQSRecord, seconds: number, signal?: AbortSignal): Promise<boolean> {
-    const attributes = requeuedAttributes(record);
+  async requeue(
+    record: SQSRecord,
+    seconds: number,
+    reservations?: Readonly<Record<string, number>>,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const attributes = requeuedAttributes(record, reservations);
     if (!attributes) return false;
     await this.client.send(
       new SendMessageCommand({
@@ -74,10 +107,18 @@ export class SqsRecordRequeue implements RecordRequeue {
   }
 }
 
-/** The record's attributes plus the name of the original; undefined when SQS's limit of 10 leaves no room. */
-export function requeuedAttributes(record: SQSRecord): Record<string, MessageAttributeValue> | undefined {
+/**
+ * The record's attributes plus the name of the original and, where SQS's limit of 10 leaves room,
+ * the reserved slots (without them the copy asks for its turn again); undefined when there is no
+ * room even for the name.
+ */
+export function requeuedAttributes(
+  record: SQSRecord,
+  reservations?: Readonly<Record<string, number>>,
+): Record<string, MessageAttributeValue> | undefined {
   const attributes: Record<string, MessageAttributeValue> = {};
   for (const [name, attribute] of Object.entries(record.messageAttributes ?? {})) {
+    if (name === PACING_RESERVATIONS_ATTRIBUTE) continue;
     attributes[name] = {
       DataType: attribute.dataType,
       ...(attribute.stringValue !== undefined && { StringValue: attribute.stringValue }),
@@ -89,6 +130,16 @@ export function requeuedAttributes(record: SQSRecord): Record<string, MessageAtt
   if (!(SOURCE_MESSAGE_ID in attributes)) {
     if (Object.keys(attributes).length >= SQS_MAX_MESSAGE_ATTRIBUTES) return undefined;
     attributes[SOURCE_MESSAGE_ID] = { DataType: 'String', StringValue: record.messageId };
+  }
+  if (
+    reservations &&
+    Object.keys(reservations).length > 0 &&
+    Object.keys(attributes).length < SQS_MAX_MESSAGE_ATTRIBUTES
+  ) {
+    attributes[PACING_RESERVATIONS_ATTRIBUTE] = {
+      DataType: 'String',
+      StringValue: JSON.stringify(reservations),
+    };
   }
   return attributes;
 }

@@ -47,10 +47,24 @@ describe('MailRelayStack outputs', () => {
       'DeliveryLedgerTableName',
       'FeedbackDeadLetterQueueUrl',
       'OutboxQueueUrl',
+      'PacingTableName',
       'SendFunctionName',
       'SesConfigurationSetName',
       'SuppressionListTableName',
     ]);
+  });
+
+  it('name the pacing table, and leave it out when pacing is off', () => {
+    const { stack, outputs } = buildStack({ ses: SES });
+    const table = stack.relay.pacingTable?.table;
+    if (!table) throw new Error('no pacing table with pacing on by default');
+
+    expect(outputs.PacingTableName?.Value).toEqual({
+      Ref: stack.getLogicalId(table.node.defaultChild as never),
+    });
+    expect(Object.keys(buildStack({ ses: SES, pacing: { enabled: false } }).outputs)).not.toContain(
+      'PacingTableName',
+    );
   });
 
   it('name the SES configuration set and the feedback dead-letter queue', () => {

@@ -110,6 +110,7 @@ const SES_AND_GRAPH_ALARMS = [
   'outbox-oldest-message-age',
   'send-function-errors',
   'send-function-throttles',
+  'daily-cap',
 ].map((name) => `${PREFIX}-${name}`);
 
 describe('RelayMonitoring alarms (ses and graph)', () => {
@@ -146,6 +147,34 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
       });
     },
   );
+
+  it('alarm when a mailbox or account stays at its recipients per day for two hours, any provider', () => {
+    const capMetric = (provider: string) => ({
+      ...relayMetricStat(`cap_${provider}`, 'DailyCapReached', provider),
+      MetricStat: {
+        ...relayMetricStat(`cap_${provider}`, 'DailyCapReached', provider).MetricStat,
+        Period: 3600,
+      },
+    });
+
+    expect(alarmNamed(template, 'daily-cap')).toEqual({
+      AlarmName: `${PREFIX}-daily-cap`,
+      AlarmDescription: expect.stringContaining('recipients per day for two hours running'),
+      Metrics: [
+        {
+          Id: 'expr_1',
+          Label: 'Sends that found the day used up',
+          Expression: 'FILL(cap_graph, 0) + FILL(cap_ses, 0)',
+          ReturnData: true,
+        },
+        capMetric('graph'),
+        capMetric('ses'),
+      ],
+      ...alarmBasics(topicId, 1),
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
+    });
+  });
 
   it.each(['graph', 'ses'])('alarm on the complaint rate of %s', (provider) => {
     expect(alarmNamed(template, `${provider}-complaint-rate`)).toEqual({
@@ -295,11 +324,18 @@ describe('RelayMonitoring without ses', () => {
         'outbox-oldest-message-age',
         'send-function-errors',
         'send-function-throttles',
+        'daily-cap',
       ]
         .map((name) => `${PREFIX}-${name}`)
         .sort(),
     );
     expect(JSON.stringify(template.toJSON())).not.toContain('AWS/SES');
+  });
+
+  it('has no daily cap alarm when the relay does not pace', () => {
+    const { template } = build({ graph: GRAPH, pacing: { enabled: false } });
+
+    expect([...alarmsIn(template).keys()]).not.toContain(`${PREFIX}-daily-cap`);
   });
 });
 

@@ -7,6 +7,8 @@ export interface PaceRequest {
   readonly provider: string;
   readonly mailbox: string;
   readonly recipients: number;
+  /** Rate slots this message reserved before it went back on the queue (schedule key → start). */
+  readonly reservations?: Readonly<Record<string, number>>;
 }
 
 /** Held while the send is in progress; give it back when the provider answered. */
@@ -23,7 +25,20 @@ export type PaceDecision =
       readonly until: number;
       readonly limit: LimitName;
       readonly scope: PaceScope['kind'];
+      /**
+       * Rate slots reserved for the message, which keep its turn while it waits on the queue: the
+       * copy carries them, and they are its when it comes back (schedule key → start).
+       */
+      readonly reservations?: Readonly<Record<string, number>>;
+      /**
+       * When the message should be back: with reserved slots, a little before `until`, so it waits
+       * the rest in the function and leaves on time (a copy the queue hands back late would crowd
+       * the next sends into the provider's window); else `until`.
+       */
+      readonly returnAt: number;
     };
+
+export type PaceLimited = Extract<PaceDecision, { kind: 'limited' }>;
 
 export interface PacerOptions {
   readonly store: PacingStore;
@@ -45,8 +60,20 @@ export interface PacerOptions {
  */
 const MINUTE_ALLOWANCE_MS = 500;
 const SECOND_ALLOWANCE_MS = 50;
-/** How often a send waiting for a concurrency lease asks again. */
-const LEASE_POLL_MS = 100;
+/**
+ * How far ahead a message may reserve its turn while it waits on the queue: SQS delays a message by
+ * at most 15 minutes. A later turn is not reserved; the message comes back and asks again.
+ */
+const QUEUE_HORIZON_MS = 900_000;
+/** How long before its reserved turn a waiting message comes back, to wait the rest in the function. */
+const EARLY_RETURN_MS = 2000;
+/**
+ * How late a message may use its reserved slot. Within the minute's half-second allowance (see
+ * MINUTE_ALLOWANCE_MS), a send this late cannot push a window over its limit.
+ */
+const LATE_SLOT_TOLERANCE_MS = 250;
+/** How often a send waiting for a concurrency lease asks again (a little more, at random). */
+const LEASE_POLL_MS = 200;
 /** A concurrency lease frees when a request ends: soon, but nobody knows when. */
 const LEASE_RETRY_MS = 1000;
 const DAY_MS = 86_400_000;
@@ -74,23 +101,19 @@ export class Pacer {
     return scopesFor(request.provider, this.options.pacingOf(request.provider), request.mailbox);
   }
 
+  /**
+   * Takes the send's turn: the day's count, a slot of each rate (now, soon enough to wait for in the
+   * function, or reserved up to 15 minutes ahead for the message to wait on the queue), then a
+   * concurrency lease. What a send that must wait took is given back (the count, the leases); its
+   * reserved slots go with it.
+   */
   async acquire(request: PaceRequest, signal?: AbortSignal): Promise<PaceDecision> {
     const scopes = this.scopes(request);
     const undo: (() => Promise<void>)[] = [];
     const giveBack = async () => {
-      await Promise.allSettled(undo.map((step) => step()));
+      await Promise.allSettled(undo.splice(0).map((step) => step()));
     };
     try {
-      for (const scope of scopes) {
-        const slots = scope.limits.concurrentRequests;
-        if (slots === undefined) continue;
-        const lease = await this.lease(`${scope.key}|concurrent`, slots, signal);
-        if (lease === undefined) {
-          await giveBack();
-          return limited(this.now() + LEASE_RETRY_MS, 'concurrentRequests', scope);
-        }
-        undo.push(() => this.options.store.unlease(`${scope.key}|concurrent`, lease, this.holder));
-      }
       for (const scope of scopes) {
         const limit = scope.limits.recipientsPerDay;
         if (limit === undefined) continue;
@@ -109,25 +132,69 @@ export class Pacer {
         }
         undo.push(() => this.options.store.subtract(key, request.recipients));
       }
+      // Rates: a slot per schedule, the message's own if it reserved one before waiting on the queue.
+      const reservations: Record<string, number> = {};
       let startAt = this.now();
+      let slowest: { limit: LimitName; scope: PaceScope } | undefined;
       for (const scope of scopes) {
         for (const rate of ratesOf(scope, request.recipients)) {
-          const now = this.now();
-          const slot = await this.options.store.reserve(
-            rate.key,
-            rate.costMs,
-            now,
-            now + this.options.maxWaitMs,
-            signal,
-          );
-          if (!slot.reserved) {
-            await giveBack();
-            return limited(slot.freeAt, rate.limit, scope);
+          let start = request.reservations?.[rate.key];
+          // A slot the queue handed back too late is not used: sent now, the message would crowd the
+          // sends spaced after its slot into the provider's window. It takes a new one.
+          if (start !== undefined && start < this.now() - LATE_SLOT_TOLERANCE_MS) start = undefined;
+          if (start === undefined) {
+            const now = this.now();
+            const slot = await this.options.store.reserve(
+              rate.key,
+              rate.costMs,
+              now,
+              now + QUEUE_HORIZON_MS,
+              signal,
+            );
+            if (!slot.reserved) {
+              await giveBack();
+              return limited(slot.freeAt, rate.limit, scope, reservations);
+            }
+            start = slot.start;
           }
-          startAt = Math.max(startAt, slot.start);
+          reservations[rate.key] = start;
+          if (start > startAt) {
+            startAt = start;
+            slowest = { limit: rate.limit, scope };
+          }
         }
       }
-      const leases = undo.slice(0, countLeases(scopes));
+      if (slowest && startAt > this.now() + this.options.maxWaitMs) {
+        // Too far for the function to wait: the message waits on the queue, its slots kept.
+        await giveBack();
+        return {
+          ...limited(startAt, slowest.limit, slowest.scope, reservations),
+          returnAt: startAt - Math.min(this.options.maxWaitMs, EARLY_RETURN_MS),
+        };
+      }
+      const leases: (() => Promise<void>)[] = [];
+      const leased = scopes.filter((scope) => scope.limits.concurrentRequests !== undefined);
+      if (leased.length > 0 && slowest && startAt > this.now()) {
+        // A lease is taken when the turn has come, not held while waiting for it.
+        try {
+          await this.sleep(startAt - this.now(), signal);
+        } catch {
+          await giveBack();
+          return limited(startAt, slowest.limit, slowest.scope, reservations);
+        }
+      }
+      for (const scope of leased) {
+        const slots = scope.limits.concurrentRequests;
+        if (slots === undefined) continue;
+        const lease = await this.lease(`${scope.key}|concurrent`, slots, signal);
+        if (lease === undefined) {
+          await giveBack();
+          return limited(this.now() + LEASE_RETRY_MS, 'concurrentRequests', scope, reservations);
+        }
+        const release = () => this.options.store.unlease(`${scope.key}|concurrent`, lease, this.holder);
+        undo.push(release);
+        leases.push(release);
+      }
       return {
         kind: 'go',
         startAt,
@@ -163,7 +230,12 @@ export class Pacer {
         signal,
       );
       if (slot !== undefined || now + LEASE_POLL_MS > giveUpAt || signal?.aborted) return slot;
-      await this.sleep(LEASE_POLL_MS, signal);
+      // Spread out, so the waiting sends of many functions do not all ask at once.
+      try {
+        await this.sleep(LEASE_POLL_MS * (1 + Math.random()), signal);
+      } catch {
+        return undefined; // out of time: no lease, the message waits on the queue
+      }
     }
   }
 }
@@ -192,12 +264,20 @@ function ratesOf(
   return rates;
 }
 
-function countLeases(scopes: readonly PaceScope[]): number {
-  return scopes.filter((scope) => scope.limits.concurrentRequests !== undefined).length;
-}
-
-function limited(until: number, limit: LimitName, scope: PaceScope): PaceDecision {
-  return { kind: 'limited', until, limit, scope: scope.kind };
+function limited(
+  until: number,
+  limit: LimitName,
+  scope: PaceScope,
+  reservations: Readonly<Record<string, number>> = {},
+): PaceLimited {
+  return {
+    kind: 'limited',
+    until,
+    returnAt: until,
+    limit,
+    scope: scope.kind,
+    ...(Object.keys(reservations).length > 0 && { reservations }),
+  };
 }
 
 function sleepFor(ms: number, signal?: AbortSignal): Promise<void> {

@@ -322,14 +322,20 @@ export class OutcomeRecorder {
    */
   async paced(
     delivery: Delivery,
-    paced: { readonly provider: string; readonly limit: string; readonly until: number },
+    paced: {
+      readonly provider: string;
+      readonly limit: string;
+      readonly until: number;
+      readonly returnAt: number;
+      readonly reservations?: Readonly<Record<string, number>>;
+    },
   ): Promise<RecordOutcome> {
     const { requeue, telemetry, logger, clock } = this.dependencies;
     const { sqsRecord, keys, deadlines } = delivery;
-    const seconds = Math.max(1, Math.ceil((paced.until - clock.now()) / 1000));
+    const seconds = Math.max(0, Math.ceil((paced.returnAt - clock.now()) / 1000));
     let copied = false;
     try {
-      copied = (await requeue?.requeue(sqsRecord, seconds, deadlines.wrapUp)) ?? false;
+      copied = (await requeue?.requeue(sqsRecord, seconds, paced.reservations, deadlines.wrapUp)) ?? false;
     } catch (error) {
       logger.warn('Could not put the message back to wait for the limit; retrying it instead', {
         ...keys,
@@ -347,6 +353,9 @@ export class OutcomeRecorder {
       return this.retryLater(delivery, failure, seconds, delivery.entry.record?.failures ?? []);
     }
     telemetry.count(METRIC_NAMES.paced, { [METRIC_DIMENSIONS.provider]: paced.provider });
+    if (paced.limit === 'recipientsPerDay') {
+      telemetry.count(METRIC_NAMES.dailyCapReached, { [METRIC_DIMENSIONS.provider]: paced.provider });
+    }
     logger.info('Provider limit reached; the message waits on the queue', {
       ...keys,
       provider: paced.provider,
@@ -354,7 +363,7 @@ export class OutcomeRecorder {
       freeAt: new Date(paced.until).toISOString(),
       waitSeconds: seconds,
     });
-    return { outcome: 'paced', ...paced };
+    return { outcome: 'paced', provider: paced.provider, limit: paced.limit, until: paced.until };
   }
 
   delayFor(failure: RelayFailure, attempt: number): number {

@@ -9,6 +9,7 @@ import type { MailProvider, SendContext } from '../mail-provider.ts';
 import { recipientsOf } from '../message.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
 import { type PacePermit, type Pacer, sleepFor } from '../pacing/pacer.ts';
+import { reservationsOf } from '../record-delay.ts';
 import {
   CLAIM_LOST,
   type Clock,
@@ -50,7 +51,16 @@ export type WalkResult =
    */
   | { readonly kind: 'not-handed-off'; readonly failure: RelayFailure; readonly delaySeconds: number }
   /** A provider's limit is reached and the route waits for it: back to the queue until `until`. */
-  | { readonly kind: 'paced'; readonly provider: string; readonly limit: string; readonly until: number }
+  | {
+      readonly kind: 'paced';
+      readonly provider: string;
+      readonly limit: string;
+      readonly until: number;
+      /** When the message should be back (see PaceDecision). */
+      readonly returnAt: number;
+      /** Rate slots the message keeps while it waits on the queue. */
+      readonly reservations?: Readonly<Record<string, number>>;
+    }
   /** The provider may have accepted it: the answer to the sending request was lost. */
   | {
       readonly kind: 'maybe-sent';
@@ -102,6 +112,11 @@ export class ProviderChain {
             this.dependencies.telemetry.count(METRIC_NAMES.spilledOver, {
               [METRIC_DIMENSIONS.provider]: provider.name,
             });
+            if (pace.limit === 'recipientsPerDay') {
+              this.dependencies.telemetry.count(METRIC_NAMES.dailyCapReached, {
+                [METRIC_DIMENSIONS.provider]: provider.name,
+              });
+            }
             logger.info('Provider limit reached; the next provider of the route takes the message', {
               ...keys,
               provider: provider.name,
@@ -112,7 +127,14 @@ export class ProviderChain {
             attempts = 0;
             continue;
           }
-          return { kind: 'paced', provider: provider.name, limit: pace.limit, until: pace.until };
+          return {
+            kind: 'paced',
+            provider: provider.name,
+            limit: pace.limit,
+            until: pace.until,
+            returnAt: pace.returnAt,
+            ...(pace.reservations && { reservations: pace.reservations }),
+          };
         }
         const context: SendContext = {
           signal: deadlines.work,
@@ -265,7 +287,13 @@ export class ProviderChain {
     suppressed: number,
   ): Promise<
     | { readonly kind: 'go'; release(): Promise<void> }
-    | { readonly kind: 'limited'; readonly limit: string; readonly until: number }
+    | {
+        readonly kind: 'limited';
+        readonly limit: string;
+        readonly until: number;
+        readonly returnAt: number;
+        readonly reservations?: Readonly<Record<string, number>>;
+      }
   > {
     const { pacer, clock, logger } = this.dependencies;
     const go = (permit?: PacePermit) => ({
@@ -294,6 +322,7 @@ export class ProviderChain {
       provider: provider.name,
       mailbox: delivery.sender.from.address,
       recipients: Math.max(recipientsOf(delivery.message).length - suppressed, 1),
+      ...withReservations(reservationsOf(delivery.sqsRecord)),
     };
     let decision: Awaited<ReturnType<Pacer['acquire']>>;
     try {
@@ -314,7 +343,12 @@ export class ProviderChain {
       } catch {
         // Out of time while waiting: the turn is lost, the message waits on the queue instead.
         await go(decision.permit).release();
-        return { kind: 'limited', limit: 'invocationTime', until: decision.startAt };
+        return {
+          kind: 'limited',
+          limit: 'invocationTime',
+          until: decision.startAt,
+          returnAt: decision.startAt,
+        };
       }
     }
     return go(decision.permit);
@@ -446,4 +480,10 @@ export class ProviderChain {
 /** A message relay chose for a message: `<uuid@sender-domain>`, a valid RFC 5322 msg-id. */
 function newInternetMessageId(from: string): string {
   return `<${randomUUID()}@${domainOf(from)}>`;
+}
+
+function withReservations(reservations: Record<string, number> | undefined): {
+  reservations?: Record<string, number>;
+} {
+  return reservations ? { reservations } : {};
 }

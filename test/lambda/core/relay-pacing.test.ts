@@ -18,11 +18,12 @@ import { Recorder, ScriptedProvider } from '../../helpers/scripted-relay.ts';
 const START = Date.parse('2026-11-29T10:00:00Z');
 
 class RequeueRecorder implements RecordRequeue {
-  readonly copies: { record: SQSRecord; seconds: number }[] = [];
+  readonly copies: { record: SQSRecord; seconds: number; reservations?: Readonly<Record<string, number>> }[] =
+    [];
   refuse = false;
-  async requeue(record: SQSRecord, seconds: number) {
+  async requeue(record: SQSRecord, seconds: number, reservations?: Readonly<Record<string, number>>) {
     if (this.refuse) return false;
-    this.copies.push({ record, seconds });
+    this.copies.push({ record, seconds, ...(reservations && { reservations }) });
     return true;
   }
 }
@@ -35,6 +36,7 @@ describe('relay: pacing to the providers limits', () => {
   let requeue: RequeueRecorder;
   let store: MemoryPacingStore;
   let clock: number;
+  let counts: string[];
 
   const relayWith = (routes: RouteSettings[], pacing: Record<string, ProviderPacing>) =>
     createRelay({
@@ -43,6 +45,10 @@ describe('relay: pacing to the providers limits', () => {
       recordDelay: recorder,
       requeue,
       logger: recorder,
+      telemetry: {
+        count: (name, dimensions) => counts.push(`${name} ${Object.values(dimensions).join(',')}`),
+        milliseconds: () => undefined,
+      },
       ledger,
       suppressions: new MemorySuppressionList(),
       pacer: new Pacer({
@@ -75,6 +81,7 @@ describe('relay: pacing to the providers limits', () => {
     requeue = new RequeueRecorder();
     store = new MemoryPacingStore();
     clock = START;
+    counts = [];
   });
 
   it('puts a message back on the queue until the limit frees, without counting an attempt', async () => {
@@ -97,6 +104,33 @@ describe('relay: pacing to the providers limits', () => {
     expect(ledger.records.size).toBe(1);
   });
 
+  it('keeps the waiting message its slot: the copy, back at its time, is sent before newer messages', async () => {
+    const relay = relayWith(delayRoute(['graph']), { graph: { perMailbox: { messagesPerMinute: 30 } } });
+    await relay.processRecord(message());
+    await relay.processRecord(message());
+    const [waiting] = requeue.copies;
+    if (!waiting?.reservations) throw new Error('the waiting message reserved no slot');
+    const slot = Object.values(waiting.reservations)[0] ?? 0;
+
+    clock = slot;
+    const copy: SQSRecord = {
+      ...waiting.record,
+      messageId: 'copy-1',
+      messageAttributes: {
+        'MailRelay.SourceMessageId': { dataType: 'String', stringValue: waiting.record.messageId } as never,
+        'MailRelay.PacingReservations': {
+          dataType: 'String',
+          stringValue: JSON.stringify(waiting.reservations),
+        } as never,
+      },
+    };
+
+    expect(await relay.processRecord(copy)).toMatchObject({ outcome: 'sent' });
+    expect(graph.sent).toHaveLength(2);
+    // A new message meanwhile queues behind the slot the copy kept.
+    expect(await relay.processRecord(message())).toMatchObject({ outcome: 'paced' });
+  });
+
   it('never dead-letters a message whose mailbox day is full, on its last receive either', async () => {
     const relay = relayWith(delayRoute(['graph']), { graph: { perMailbox: { recipientsPerDay: 1 } } });
     await relay.processRecord(message());
@@ -108,6 +142,7 @@ describe('relay: pacing to the providers limits', () => {
     expect(outcome).toMatchObject({ outcome: 'paced', limit: 'recipientsPerDay' });
     expect(requeue.copies[0]?.seconds).toBe(14 * 3600);
     expect(recorder.deadLetters).toEqual([]);
+    expect(counts).toEqual(expect.arrayContaining(['Paced graph', 'DailyCapReached graph']));
   });
 
   it('spills over to the next provider at once when the route says so, without blaming the first', async () => {
@@ -120,6 +155,8 @@ describe('relay: pacing to the providers limits', () => {
     const outcome = await relay.processRecord(message('b@example.org'));
 
     expect(outcome).toMatchObject({ outcome: 'sent', fallbackFrom: ['graph'] });
+    expect(counts).toEqual(expect.arrayContaining(['SpilledOver graph', 'DailyCapReached graph']));
+    expect(counts).not.toContain('Paced graph');
     expect([graph.sent.length, ses.sent.length]).toEqual([1, 1]);
     expect(requeue.copies).toEqual([]);
     expect(recorder.lines).toContainEqual(

@@ -54,8 +54,28 @@ describe('Pacer', () => {
     // (60 s + half a second of allowance for arrival jitter) / 30: just over two seconds.
     expect(until - START).toBeCloseTo(2016.7, 0);
 
+    // The second message keeps its slot while it waits on the queue: back at its time, it goes, and
+    // a newcomer queues behind it.
+    expect(second.kind === 'limited' && second.reservations).toEqual({
+      'graph|mailbox|app@contoso.com|messages': until,
+    });
     advance(until - START);
-    expect(await pacer.acquire(send())).toMatchObject({ kind: 'go' });
+    const reservations = second.kind === 'limited' ? second.reservations : undefined;
+    expect(await pacer.acquire({ ...send(), ...(reservations && { reservations }) })).toMatchObject({
+      kind: 'go',
+      startAt: until,
+    });
+    expect(await pacer.acquire(send())).toMatchObject({ kind: 'limited' });
+  });
+
+  it('reserves no slot further ahead than SQS can delay a message (15 minutes)', async () => {
+    const { pacer } = pacerWith({ graph: { perMailbox: { messagesPerMinute: 1 } } });
+    for (let index = 0; index < 16; index += 1) await pacer.acquire(send());
+
+    const beyond = await pacer.acquire(send());
+
+    expect(beyond).toMatchObject({ kind: 'limited', limit: 'messagesPerMinute' });
+    expect(beyond.kind === 'limited' && beyond.reservations).toBeFalsy();
   });
 
   it('lets a send wait in the function for its turn when it comes within the wait budget', async () => {
@@ -67,8 +87,9 @@ describe('Pacer', () => {
 
     expect(second.kind === 'go' && second.startAt - START).toBeCloseTo(2016.7, 0);
     expect(third.kind === 'go' && third.startAt - START).toBeCloseTo(4033.3, 0);
-    // Beyond five seconds: back to the queue, with the moment its turn comes.
+    // Beyond five seconds: back to the queue with its slot, due two seconds before it to wait the rest.
     expect(fourth).toMatchObject({ kind: 'limited', limit: 'messagesPerMinute' });
+    if (fourth.kind === 'limited') expect(fourth.until - fourth.returnAt).toBe(2000);
   });
 
   it('counts recipients per UTC day and, once the day is full, says the next day', async () => {
@@ -79,6 +100,7 @@ describe('Pacer', () => {
     expect(await pacer.acquire(send(1))).toEqual({
       kind: 'limited',
       until: Date.parse('2026-11-30T00:00:00Z'),
+      returnAt: Date.parse('2026-11-30T00:00:00Z'),
       limit: 'recipientsPerDay',
       scope: 'mailbox',
     });
@@ -131,7 +153,7 @@ describe('Pacer', () => {
     const { pacer } = pacerWith({ graph: { perMailbox: { messagesPerMinute: 600 } } });
     await pacer.backOff({ provider: 'graph', mailbox: 'APP@contoso.com' }, 30);
 
-    expect(await pacer.acquire(send())).toEqual({
+    expect(await pacer.acquire(send())).toMatchObject({
       kind: 'limited',
       until: START + 30_000,
       limit: 'messagesPerMinute',
