@@ -50,7 +50,7 @@ export function isLocalUrl(url: string): boolean {
   return LOCAL_HOSTS.includes(new URL(url).hostname);
 }
 
-function localQueueUrl(name: string): string {
+export function localQueueUrl(name: string): string {
   const port = process.env.MAIL_RELAY_SQS_PORT ?? String(DEFAULT_SQS_PORT);
   return `http://127.0.0.1:${port}/000000000000/${name}`;
 }

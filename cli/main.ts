@@ -61,6 +61,22 @@ const USAGE = `Usage:
       DeliveryLedgerTableName) and --region. --json prints the ledger entry as stored. Exit code 1 when
       nothing is recorded.
 
+  mail-relay status [--config PATH] [--json]
+                    [--pacing-table NAME --outbox-url URL --dlq-url URL] [--region R]
+                    [--endpoint URL] [--sqs-endpoint URL]
+      Without an id: the fleet's pacing and the queues. Per mailbox or provider paced today (UTC): the
+      recipients counted today against its day limit and whether that cap is reached, whether its rate
+      schedules are busy (next free in N s), the concurrency leases held now. Then the outbox (waiting,
+      in flight, delayed) and the dead-letter queue. Limits come from the configuration (--config,
+      default mail-relay.config.json when there is one); without it: "limit: see config". Default: local
+      mode; against AWS pass --pacing-table, --outbox-url and --dlq-url (stack outputs PacingTableName,
+      OutboxQueueUrl, DeadLetterQueueUrl) and --region. Exit code 0. --json prints {now, day,
+      pacing: {table, error, scopes: [{scope, provider, kind, mailbox, limits, today: {recipients,
+      limit, capReached}, rates: [{limit, value, freeAt, busy, nextFreeInSeconds, fromAccount}],
+      leases: {held, limit}}]}, limits: {known, config, note}, queues: {outbox: {url, visible,
+      inFlight, delayed}, deadLetter: {…}, oldestAgeSeconds: null, oldestAgeNote}}; unknown values
+      are null.
+
   mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
                          [--table NAME] [--region R] [--endpoint URL]
       The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
@@ -381,12 +397,50 @@ async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...TABLE_OPTIONS, json: { type: 'boolean' } },
+    options: {
+      ...TABLE_OPTIONS,
+      json: { type: 'boolean' },
+      'pacing-table': { type: 'string' },
+      'outbox-url': { type: 'string' },
+      'dlq-url': { type: 'string' },
+      'sqs-endpoint': { type: 'string' },
+      config: { type: 'string' },
+    },
   });
   const [id] = positionals;
-  if (id === undefined || positionals.length > 1) {
+  if (positionals.length > 1) {
     console.error(`status takes one id: an idempotency key or an SQS message id.\n\n${USAGE}`);
     return 1;
+  }
+  // The fleet's flags name another table and the queues; the ledger's --table means nothing without an id.
+  const fleetFlags = ['pacing-table', 'outbox-url', 'dlq-url', 'sqs-endpoint', 'config'] as const;
+  const wrong =
+    id === undefined
+      ? values.table !== undefined
+        ? ['table']
+        : []
+      : fleetFlags.filter((flag) => values[flag] !== undefined);
+  if (wrong.length > 0) {
+    const form = id === undefined ? 'status without an id' : 'status ID';
+    const hint =
+      id === undefined ? ' (it reads the pacing table: --pacing-table, stack output PacingTableName)' : '';
+    console.error(`${form} does not take ${wrong.map((flag) => `--${flag}`).join(', ')}${hint}.\n\n${USAGE}`);
+    return 1;
+  }
+  if (id === undefined) {
+    // Loaded only here: it reads the configuration (lib/config.ts), which the other commands need not.
+    const { describeFleetStatus, readFleetStatus } = await import('./fleet-status.ts');
+    const fleet = await readFleetStatus({
+      ...(values['pacing-table'] && { pacingTable: values['pacing-table'] }),
+      ...(values['outbox-url'] && { outboxUrl: values['outbox-url'] }),
+      ...(values['dlq-url'] && { dlqUrl: values['dlq-url'] }),
+      ...(values['sqs-endpoint'] && { sqsEndpoint: values['sqs-endpoint'] }),
+      ...(values.endpoint && { endpoint: values.endpoint }),
+      ...(values.region && { region: values.region }),
+      ...(values.config && { configPath: values.config }),
+    });
+    console.log(values.json ? JSON.stringify(fleet, null, 2) : describeFleetStatus(fleet));
+    return 0;
   }
   const record = await lookUpDelivery(id, tableOptions(values));
   if (!record) {
