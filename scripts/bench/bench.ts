@@ -1,5 +1,7 @@
 /**
  * `npm run bench [-- --batches N --warmup N --answer-ms MS --only graph-1,ses --out FILE --cpu-prof DIR]`
+ * `npm run bench -- --only pacing-1,pacing-5 [--pacing-messages N --pacing-instances N --pacing-count N
+ *   --pacing-window-ms MS --pacing-max-wait S]`
  *
  * The real send function side by side with what a user would write by hand, in one run, as ratios:
  *
@@ -26,6 +28,13 @@
  * measurement for comparing code on one machine, not a test: nothing here asserts on time, and it is
  * not part of `npm test`. Runs offline and takes about a minute.
  *
+ * The pacing scenarios (pacing.ts, after the others) measure fleet-wide pacing instead: a backlog of
+ * 2,000 messages from one Graph mailbox (pacing-1) or five (pacing-5), sent by 5 instances of the
+ * send bundle that poll a real queue (the SQS emulator), pacing through the DynamoDB emulator, against
+ * the Graph peer enforcing Exchange's limits scaled down in time (30 per second instead of per
+ * minute). They print their own table: achieved rate against the allowed one, 429s, peak requests
+ * open, messages delivered once, DynamoDB calls per message. They take about three minutes.
+ *
  * --cpu-prof DIR also writes a V8 CPU profile of the relay's measured batches per scenario to DIR and
  * prints where its CPU goes (by area, package and function, mapped through the bundle's source map).
  * The profiler costs CPU itself: compare figures of runs without it.
@@ -37,21 +46,34 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../../lib/relay-function.ts';
+import { type SqsEmulator, startSqsEmulator } from '../../local/emulators.ts';
 import { buildBundles } from './bundles.ts';
+import {
+  formatPacingReport,
+  PACING_SCENARIOS,
+  type PacingReport,
+  type PacingSettings,
+  runPacingScenario,
+} from './pacing.ts';
 import { formatProfileSummary, summarizeProfile } from './profile-summary.ts';
 import {
   type BenchSettings,
   formatReport,
   type Machine,
+  machineLine,
   type ScenarioReport,
   scenarioReport,
 } from './report.ts';
 import { type FunctionRun, type Peers, type RunOptions, runFunction, startPeers } from './run.ts';
-import { type Provider, SCENARIOS } from './scenarios.ts';
+import { GRAPH_MAILBOX_CONCURRENCY, type Provider, SCENARIOS } from './scenarios.ts';
 
 const BATCH_SIZE = 10;
 /** The construct's default function timeout (sendFunction.timeoutSeconds). */
 const FUNCTION_TIMEOUT_MS = 30_000;
+/** Exchange Online's recipient rate limit per mailbox and day (the relay's default too). */
+const EXCHANGE_RECIPIENTS_PER_DAY = 10_000;
+/** A pacing scenario that has not delivered everything by then is reported as it stands. */
+const PACING_TIMEOUT_MS = 10 * 60_000;
 
 const { values } = parseArgs({
   options: {
@@ -61,6 +83,11 @@ const { values } = parseArgs({
     only: { type: 'string' },
     out: { type: 'string', default: 'bench-results.json' },
     'cpu-prof': { type: 'string' },
+    'pacing-messages': { type: 'string', default: '2000' },
+    'pacing-instances': { type: 'string', default: '5' },
+    'pacing-count': { type: 'string', default: '30' },
+    'pacing-window-ms': { type: 'string', default: '1000' },
+    'pacing-max-wait': { type: 'string' },
   },
 });
 const positive = (value: string, flag: string) => {
@@ -75,10 +102,26 @@ const settings: BenchSettings = {
   answerMs: positive(values['answer-ms'], 'answer-ms'),
   profiled: values['cpu-prof'] !== undefined,
 };
+const pacingSettings: PacingSettings = {
+  messages: positive(values['pacing-messages'], 'pacing-messages'),
+  instances: positive(values['pacing-instances'], 'pacing-instances'),
+  batchSize: BATCH_SIZE,
+  count: positive(values['pacing-count'], 'pacing-count'),
+  windowMs: positive(values['pacing-window-ms'], 'pacing-window-ms'),
+  concurrentRequests: GRAPH_MAILBOX_CONCURRENCY,
+  recipientsPerDay: EXCHANGE_RECIPIENTS_PER_DAY,
+  ...(values['pacing-max-wait'] !== undefined && {
+    maxWaitSeconds: positive(values['pacing-max-wait'], 'pacing-max-wait'),
+  }),
+  functionTimeoutMs: FUNCTION_TIMEOUT_MS,
+  timeoutMs: PACING_TIMEOUT_MS,
+};
 const only = values.only?.split(',').map((id) => id.trim());
 const scenarios = SCENARIOS.filter((scenario) => !only || only.includes(scenario.id));
-if (scenarios.length === 0) {
-  throw new Error(`--only names no scenario; there are ${SCENARIOS.map(({ id }) => id).join(', ')}`);
+const pacingScenarios = PACING_SCENARIOS.filter((scenario) => !only || only.includes(scenario.id));
+if (scenarios.length + pacingScenarios.length === 0) {
+  const ids = [...SCENARIOS, ...PACING_SCENARIOS].map(({ id }) => id);
+  throw new Error(`--only names no scenario; there are ${ids.join(', ')}`);
 }
 const log = (line: string) => console.error(`[bench] ${line}`);
 
@@ -89,6 +132,7 @@ process.once('SIGINT', () => {
   process.exit(130);
 });
 let peers: Peers | undefined;
+let sqs: SqsEmulator | undefined;
 try {
   log('building the send bundle and the hand-written loop (cdk synth of the constructs) …');
   const bundles = await buildBundles(directory);
@@ -119,6 +163,23 @@ try {
     }
     reports.push(scenarioReport(scenario, settings, relay, loop));
   }
+  const pacingReports: PacingReport[] = [];
+  if (pacingScenarios.length > 0) {
+    log('starting the SQS emulator for the pacing scenarios …');
+    sqs = await startSqsEmulator(0);
+    for (const scenario of pacingScenarios) {
+      pacingReports.push(
+        await runPacingScenario(scenario, pacingSettings, {
+          directory,
+          pollerScript: bundles.pacingWorker,
+          bundle: bundles.relay,
+          peers,
+          sqs,
+          log,
+        }),
+      );
+    }
+  }
   const [cpu] = cpus();
   const machine: Machine = {
     cpu: cpu?.model.trim() ?? 'unknown CPU',
@@ -128,7 +189,9 @@ try {
     platform: `${process.platform} ${process.arch}`,
     loadAverage: loadavg(),
   };
-  console.log(formatReport(machine, settings, reports));
+  if (reports.length > 0) console.log(formatReport(machine, settings, reports));
+  else console.log(machineLine(machine));
+  if (pacingReports.length > 0) console.log(`\n${formatPacingReport(pacingSettings, pacingReports)}`);
   if (options.cpuProfileDirectory !== undefined) {
     for (const report of reports) {
       const profile = join(options.cpuProfileDirectory, `${report.id}.cpuprofile`);
@@ -140,7 +203,17 @@ try {
   const out = resolve(values.out);
   writeFileSync(
     out,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, settings, scenarios: reports }, null, 2)}\n`,
+    `${JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        machine,
+        settings,
+        scenarios: reports,
+        ...(pacingReports.length > 0 && { pacing: { settings: pacingSettings, scenarios: pacingReports } }),
+      },
+      null,
+      2,
+    )}\n`,
   );
   log(`figures written to ${out}`);
 } catch (error) {
@@ -148,5 +221,6 @@ try {
   process.exitCode = 1;
 } finally {
   await peers?.stop();
+  await sqs?.stop();
   rmSync(directory, { recursive: true, force: true });
 }

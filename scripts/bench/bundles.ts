@@ -14,10 +14,13 @@ export interface Bundles {
   readonly handWritten: string;
   /** lambda-worker.ts as plain JavaScript. */
   readonly worker: string;
+  /** pacing-worker.ts (an instance that polls the outbox itself) as plain JavaScript. */
+  readonly pacingWorker: string;
 }
 
 const HAND_WRITTEN_ENTRY = fileURLToPath(new URL('./hand-written-handler.ts', import.meta.url));
 const WORKER_ENTRY = fileURLToPath(new URL('./lambda-worker.ts', import.meta.url));
+const PACING_WORKER_ENTRY = fileURLToPath(new URL('./pacing-worker.ts', import.meta.url));
 
 /**
  * Builds what the benchmark runs, from the code as it is now (every run). The two functions come from
@@ -43,16 +46,25 @@ export async function buildBundles(directory: string): Promise<Bundles> {
   const bundleOf = (fn: RelayFunction) =>
     findBundle(outdir, stack.getLogicalId(fn.node.defaultChild as CfnResource), template);
   const worker = join(directory, 'lambda-worker.mjs');
-  await build({
-    entryPoints: [WORKER_ENTRY],
-    outfile: worker,
+  const pacingWorker = join(directory, 'pacing-worker.mjs');
+  const plain = {
     bundle: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
     logLevel: 'warning',
+  } as const;
+  await build({ ...plain, entryPoints: [WORKER_ENTRY], outfile: worker });
+  await build({
+    ...plain,
+    entryPoints: [PACING_WORKER_ENTRY],
+    outfile: pacingWorker,
+    // Its SQS client's CommonJS parts require Node built-ins, which an ES module has no `require` for.
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
   });
-  return { relay: bundleOf(send), handWritten: bundleOf(handWritten), worker };
+  return { relay: bundleOf(send), handWritten: bundleOf(handWritten), worker, pacingWorker };
 }
 
 interface CloudFormationTemplate {

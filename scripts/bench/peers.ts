@@ -2,12 +2,13 @@
 // the function's work: the project's Graph peer (Entra ID token endpoint + Graph, HTTPS) and SMTP
 // peer (STARTTLS), and the zero-cost AWS stub (aws-stub.ts). Each provider answers a send after a
 // fixed time (BENCH_ANSWER_MS). Started by bench.ts with an IPC channel: it reports its endpoints,
-// answers count requests, and stops when told to or when the benchmark goes away.
+// answers count requests, sets the Graph peer's limits and reports what a mailbox's sends met at them
+// (the pacing scenarios), and stops when told to or when the benchmark goes away.
 import { createClientCertificate } from '../../local/peers/certificates.ts';
 import { startGraphPeer } from '../../local/peers/graph-peer.ts';
 import { startSmtpPeer } from '../../local/peers/smtp-peer.ts';
 import { startAwsStub } from './aws-stub.ts';
-import type { PeerCounts, PeersMessage, PeersRequest } from './protocol.ts';
+import type { PeerCounts, PeerMailboxPacing, PeersMessage, PeersRequest } from './protocol.ts';
 
 const TENANT_ID = '00000000-0000-4000-8000-0000000be7c4';
 const CLIENT_ID = '00000000-0000-4000-8000-00000000c11e';
@@ -47,7 +48,34 @@ process.on('disconnect', () => void stop());
 process.on('message', (request: PeersRequest) => {
   if (request.type === 'stop') void stop();
   else if (request.type === 'counts') send({ type: 'counts', id: request.id, counts: counts() });
+  else if (request.type === 'limits') {
+    graph.setLimits({ ...request.limits });
+    send({ type: 'limits', id: request.id });
+  } else if (request.type === 'pacing') {
+    send({
+      type: 'pacing',
+      id: request.id,
+      mailboxes: Object.fromEntries(request.mailboxes.map((mailbox) => [mailbox, pacingOf(mailbox)])),
+    });
+  }
 });
+
+/** What a pacing scenario's mailbox met at the Graph peer, and what it delivered. */
+function pacingOf(mailbox: string): PeerMailboxPacing {
+  const stats = graph.pacingStats(mailbox);
+  const address = mailbox.toLowerCase();
+  const subjects = graph.delivered
+    .filter((message) => message.mailbox.toLowerCase() === address)
+    .map((message) => String(message.message.subject ?? ''));
+  return {
+    acceptedAt: stats.acceptedSends.map((send) => send.at),
+    peakSendRequestsOpen: stats.peakSendRequestsOpen,
+    throttledByCode: stats.throttledByCode,
+    throttledAt: stats.throttled.map((throttle) => throttle.at),
+    delivered: subjects.length,
+    uniqueSubjects: new Set(subjects).size,
+  };
+}
 
 function counts(): PeerCounts {
   const byOperation: Record<string, number> = {};

@@ -155,7 +155,7 @@ export function formatReport(
 ): string {
   const number = (value: number, digits = 0) => value.toFixed(digits);
   const lines = [
-    `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node} (${machine.platform}), load ${machine.loadAverage.map((value) => value.toFixed(2)).join(' ')}`,
+    machineLine(machine),
     `one warm instance per function; batches of ${settings.batchSize}, ${settings.warmupBatches} warm-up + ${settings.measuredBatches} measured; providers answer after ${settings.answerMs} ms; AWS APIs answer at once`,
     ...(settings.profiled ? ['PROFILED RUN: the relay figures include the CPU profiler’s own cost'] : []),
     // The benchmark itself keeps about one core busy; much more means something else ran meanwhile.
@@ -243,6 +243,10 @@ export function formatReport(
     ),
   ];
   return lines.join('\n');
+}
+
+export function machineLine(machine: Machine): string {
+  return `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node} (${machine.platform}), load ${machine.loadAverage.map((value) => value.toFixed(2)).join(' ')}`;
 }
 
 const mark = (met: boolean, value: string) => `${value} ${met ? 'met' : 'MISSED'}`;

@@ -7,6 +7,8 @@ import { SETTINGS_ENV_VAR } from '../../lambda/core/settings.ts';
 import type {
   PeerCounts,
   PeerEndpoints,
+  PeerGraphLimits,
+  PeerMailboxPacing,
   PeersMessage,
   PeersRequest,
   WorkerMessage,
@@ -59,6 +61,10 @@ export interface FunctionRun {
 export interface Peers {
   readonly endpoints: PeerEndpoints;
   counts(): Promise<PeerCounts>;
+  /** Replaces the limits the Graph peer enforces per mailbox ({} turns them off). */
+  setGraphLimits(limits: PeerGraphLimits): Promise<void>;
+  /** What the mailboxes' sends met at the Graph peer so far (lowercase addresses). */
+  graphPacing(mailboxes: readonly string[]): Promise<Readonly<Record<string, PeerMailboxPacing>>>;
   stop(): Promise<void>;
 }
 
@@ -70,18 +76,29 @@ export async function startPeers(answerMs: number): Promise<Peers> {
   const ready = await nextMessage<PeersMessage>(child, (message) => message.type === 'ready', 'the peers');
   if (ready.type !== 'ready') throw new Error('unreachable');
   let nextId = 0;
+  /** Sends a request and waits for the answer of the same type and id. */
+  const ask = async (request: Exclude<PeersRequest, { type: 'stop' }>): Promise<PeersMessage> => {
+    child.send(request);
+    return nextMessage<PeersMessage>(
+      child,
+      (message) => message.type === request.type && 'id' in message && message.id === request.id,
+      'the peers',
+    );
+  };
   return {
     endpoints: ready.endpoints,
     async counts() {
-      const id = nextId++;
-      child.send({ type: 'counts', id } satisfies PeersRequest);
-      const reply = await nextMessage<PeersMessage>(
-        child,
-        (message) => message.type === 'counts' && message.id === id,
-        'the peers',
-      );
+      const reply = await ask({ type: 'counts', id: nextId++ });
       if (reply.type !== 'counts') throw new Error('unreachable');
       return reply.counts;
+    },
+    async setGraphLimits(limits) {
+      await ask({ type: 'limits', id: nextId++, limits });
+    },
+    async graphPacing(mailboxes) {
+      const reply = await ask({ type: 'pacing', id: nextId++, mailboxes });
+      if (reply.type !== 'pacing') throw new Error('unreachable');
+      return reply.mailboxes;
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -184,7 +201,7 @@ export async function runFunction(
 }
 
 /** Closing the IPC channel ends the worker; it is killed if it lingers. */
-async function stopWorker(worker: ChildProcess): Promise<void> {
+export async function stopWorker(worker: ChildProcess): Promise<void> {
   if (worker.exitCode !== null || worker.signalCode !== null) return;
   const exited = once(worker, 'exit');
   if (worker.connected) worker.disconnect();
@@ -217,7 +234,12 @@ function difference(
 }
 
 /** The next IPC message that matches; rejects if the child exits first or takes too long. */
-function nextMessage<T>(child: ChildProcess, matches: (message: T) => boolean, what: string): Promise<T> {
+export function nextMessage<T>(
+  child: ChildProcess,
+  matches: (message: T) => boolean,
+  what: string,
+  timeoutMs = STEP_TIMEOUT_MS,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onMessage = (message: T) => {
       if (!matches(message)) return;
@@ -230,8 +252,8 @@ function nextMessage<T>(child: ChildProcess, matches: (message: T) => boolean, w
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`${what} did not answer within ${STEP_TIMEOUT_MS / 1000} s`));
-    }, STEP_TIMEOUT_MS);
+      reject(new Error(`${what} did not answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     const cleanup = () => {
       clearTimeout(timer);
       child.off('message', onMessage);
@@ -243,7 +265,7 @@ function nextMessage<T>(child: ChildProcess, matches: (message: T) => boolean, w
 }
 
 /** Keeps the last 16 KB a child wrote (stdout and stderr), for the error when it fails. */
-function tailOf(child: ChildProcess): () => string {
+export function tailOf(child: ChildProcess): () => string {
   let tail = '';
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString('utf8')).slice(-16_384);

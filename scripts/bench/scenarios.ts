@@ -67,7 +67,7 @@ export const SCENARIOS: readonly Scenario[] = [
 ];
 
 /** The relay's message contract, with what a transactional mail usually has: text and HTML, ~3.7 KB. */
-export function messageBody(scenario: Scenario, index: number): string {
+export function messageBody(scenario: Pick<Scenario, 'senders'>, index: number): string {
   const from = scenario.senders[index % scenario.senders.length] ?? '';
   const order = 100_000 + index;
   const paragraph =
@@ -83,8 +83,8 @@ export function messageBody(scenario: Scenario, index: number): string {
 }
 
 const QUEUE_NAME = 'mail-relay-bench-outbox';
-const ACCOUNT = '000000000000';
-const REGION = 'us-east-1';
+export const ACCOUNT = '000000000000';
+export const REGION = 'us-east-1';
 export const QUEUE_ARN = `arn:aws:sqs:${REGION}:${ACCOUNT}:${QUEUE_NAME}`;
 
 /**
