@@ -47,6 +47,7 @@ import type {
   StoreMessage,
   StoreRequest,
 } from './protocol.ts';
+import { table } from './report.ts';
 import { nextMessage, type Peers, stopWorker, tailOf } from './run.ts';
 import { ACCOUNT, functionEnvironment, messageBody, REGION } from './scenarios.ts';
 
@@ -666,14 +667,4 @@ export function formatPacingReport(settings: PacingSettings, reports: readonly P
     `Targets: achieved ÷ allowed ≥ 0.95, no 429, ≤ ${settings.concurrentRequests} requests open, every message delivered once.`,
   );
   return lines.join('\n');
-}
-
-/** A Markdown table with padded columns. */
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
-  );
-  const line = (cells: readonly string[]) =>
-    `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
-  return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
 }
