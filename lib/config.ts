@@ -69,6 +69,20 @@ const queueConfigSchema = z.strictObject({
     .max(43_200)
     .optional()
     .describe('Outbox visibility timeout. Default and minimum: 6 x sendFunction.timeoutSeconds.'),
+  producers: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/,
+          'must be the ARN of an IAM role or user (arn:aws:iam::123456789012:role/billing-app)',
+        ),
+    )
+    .min(1)
+    .optional()
+    .describe(
+      "The only IAM roles and users that may put messages on the outbox: its queue policy denies SendMessage to every other principal (the relay's own functions excepted), whatever their IAM policies allow. Grant each one with grantEnqueue (or its own policy) too. Add the role your operators redrive the dead-letter queue with. Default: any principal whose IAM policy allows it.",
+    ),
 });
 
 const sendFunctionConfigSchema = z.strictObject({

@@ -1,5 +1,5 @@
 import { Aws, Duration, Stack, Validations } from 'aws-cdk-lib';
-import { type Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { AnyPrincipal, Effect, type Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
@@ -271,6 +271,8 @@ export class MailRelay extends Construct {
       });
     }
 
+    if (config.queue.producers) this.restrictProducers(config.queue.producers);
+
     this.monitoring = new RelayMonitoring(this, 'Monitoring', {
       config: config.monitoring,
       outbox: this.outbox,
@@ -303,6 +305,27 @@ export class MailRelay extends Construct {
       byProvider.set(need.provider, credential);
     }
     return byProvider;
+  }
+
+  /**
+   * Only the listed producers, and the relay's own functions (the ingest function enqueues submitted
+   * mail, the send function puts waiting messages back), may put messages on the outbox: a deny in the
+   * queue policy wins over any IAM policy that allows more.
+   */
+  private restrictProducers(producers: readonly string[]): void {
+    const own = [this.sendFunction.role, this.smtpIngress?.ingestFunction.role].flatMap((role) =>
+      role ? [role.roleArn] : [],
+    );
+    this.outbox.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'OnlyListedProducers',
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['sqs:SendMessage'],
+        resources: [this.outbox.queueArn],
+        conditions: { ArnNotLike: { 'aws:PrincipalArn': [...producers, ...own] } },
+      }),
+    );
   }
 
   /** cdk-nag: actions that have no resource ARN (SES GetAccount) can only be granted on *. */

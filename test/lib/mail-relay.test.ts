@@ -33,6 +33,7 @@ function buildRelay(props: MailRelayProps = MINIMAL) {
 }
 
 interface PolicyStatementJson {
+  readonly Sid?: string;
   readonly Action: string | string[];
   readonly Resource: unknown;
 }
@@ -1064,5 +1065,50 @@ describe('MailRelay with named SMTP connections', () => {
     expect(error.message).toContain(
       'routes[0].providers[0]: "smtp:billing" is not a configured SMTP connection (configured: smtp:billing-ovh, smtp:hve, smtp:hve-reports)',
     );
+  });
+});
+
+describe('MailRelay producers', () => {
+  const PRODUCER = 'arn:aws:iam::123456789012:role/billing-app';
+
+  const queuePolicyStatements = (template: Template) =>
+    Object.values(template.findResources('AWS::SQS::QueuePolicy')).flatMap(
+      (policy) =>
+        (policy as { Properties: { PolicyDocument: { Statement: PolicyStatementJson[] } } }).Properties
+          .PolicyDocument.Statement,
+    );
+
+  it('denies SendMessage on the outbox to every principal but the listed producers and its own functions', () => {
+    const { stack, relay, template } = buildRelay({
+      ses: { identities: ['example.com'] },
+      queue: { producers: [PRODUCER] },
+    });
+    const deny = queuePolicyStatements(template).find((statement) => statement.Sid === 'OnlyListedProducers');
+
+    expect(deny).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: 'sqs:SendMessage',
+      Resource: { 'Fn::GetAtt': [logicalIdOf(stack, relay.outbox), 'Arn'] },
+      Condition: {
+        ArnNotLike: {
+          'aws:PrincipalArn': [PRODUCER, { 'Fn::GetAtt': [functionRoleId(stack, relay), 'Arn'] }],
+        },
+      },
+    });
+  });
+
+  it('lets anyone with an IAM grant enqueue when no producers are listed', () => {
+    const { template } = buildRelay({ ses: { identities: ['example.com'] } });
+
+    expect(queuePolicyStatements(template).map((statement) => statement.Sid)).not.toContain(
+      'OnlyListedProducers',
+    );
+  });
+
+  it('refuses at synth a producer that is not an IAM role or user ARN', () => {
+    expect(() =>
+      buildRelay({ ses: { identities: ['example.com'] }, queue: { producers: ['billing-app'] } }),
+    ).toThrow(/queue\.producers\[0\]: must be the ARN of an IAM role or user/);
   });
 });
