@@ -7,12 +7,8 @@ import {
   SendMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import {
-  DEAD_LETTER_QUEUE_NAME,
-  DEFAULT_SQS_PORT,
-  LOCAL_REGION,
-  OUTBOX_QUEUE_NAME,
-} from '../local/local-names.ts';
+import { DEAD_LETTER_QUEUE_NAME, LOCAL_REGION, OUTBOX_QUEUE_NAME } from '../local/local-names.ts';
+import { localQueueUrl } from './local-endpoints.ts';
 import type { TableOptions } from './tables.ts';
 
 /** Where `mail-relay dlq` looks: local mode's queues and ledger by default, a stack's with the flags. */
@@ -50,10 +46,7 @@ export function isLocalUrl(url: string): boolean {
   return LOCAL_HOSTS.includes(new URL(url).hostname);
 }
 
-export function localQueueUrl(name: string): string {
-  const port = process.env.MAIL_RELAY_SQS_PORT ?? String(DEFAULT_SQS_PORT);
-  return `http://127.0.0.1:${port}/000000000000/${name}`;
-}
+export { localQueueUrl };
 
 /** `https://sqs.<region>.amazonaws.com/<account>/<name>` → region and account, when it has that form. */
 function awsQueueOf(url: string): { region: string; account: string } | undefined {
@@ -68,9 +61,10 @@ function awsQueueOf(url: string): { region: string; account: string } | undefine
  * mode's outbox or judge them by local mode's ledger.
  */
 export function resolveTargets(options: DlqOptions): DlqTargets {
-  const dlqUrl = options.dlqUrl ?? localQueueUrl(DEAD_LETTER_QUEUE_NAME);
+  const dlqUrl = options.dlqUrl ?? localQueueUrl(DEAD_LETTER_QUEUE_NAME, options.stateDir);
   const local = isLocalUrl(dlqUrl);
-  const outboxUrl = options.outboxUrl ?? (local ? localQueueUrl(OUTBOX_QUEUE_NAME) : undefined);
+  const outboxUrl =
+    options.outboxUrl ?? (local ? localQueueUrl(OUTBOX_QUEUE_NAME, options.stateDir) : undefined);
   if (!local && options.table === undefined) {
     throw new Error(
       `--dlq-url ${dlqUrl} is a deployed queue: pass --table (stack output DeliveryLedgerTableName) and --region too, so messages are judged by that stack's delivery ledger.`,
@@ -96,6 +90,7 @@ export function resolveTargets(options: DlqOptions): DlqTargets {
       ...(options.table && { table: options.table }),
       ...(options.endpoint && { endpoint: options.endpoint }),
       ...(options.region && { region: options.region }),
+      ...(options.stateDir && { stateDir: options.stateDir }),
     },
   };
 }

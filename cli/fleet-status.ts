@@ -7,7 +7,10 @@ import { configuredProviders, configuredSections } from '../lambda/providers/reg
 import { DEFAULT_CONFIG_PATH, loadRelayConfig, type RelayConfig } from '../lib/config.ts';
 import { DEAD_LETTER_QUEUE_NAME, OUTBOX_QUEUE_NAME, PACING_TABLE_NAME } from '../local/local-names.ts';
 import { isLocalUrl, localQueueUrl, sqsClientFor } from './dlq-queue.ts';
+import { localDynamoDbEndpoint } from './local-endpoints.ts';
 import { type TableOptions, tableClient } from './tables.ts';
+
+const NOTHING_ANSWERS = 'nothing answers there';
 
 /** Where `mail-relay status` (no id) looks: local mode by default, a stack's table and queues with the flags. */
 export interface FleetStatusOptions {
@@ -24,6 +27,8 @@ export interface FleetStatusOptions {
   readonly region?: string;
   /** The configuration the limits come from; default mail-relay.config.json when there is one. */
   readonly configPath?: string;
+  /** Where to look for a running local mode's endpoints file (--state-dir). */
+  readonly stateDir?: string;
 }
 
 /** A rate schedule of a scope: when its capacity is free again. */
@@ -332,9 +337,7 @@ function errorText(error: unknown): string {
   if (name === 'QueueDoesNotExist' || name === 'AWS.SimpleQueueService.NonExistentQueue')
     return 'no such queue';
   const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code;
-  return code === 'ECONNREFUSED'
-    ? 'nothing answers there'
-    : `${name ?? 'Error'}: ${message ?? String(error)}`;
+  return code === 'ECONNREFUSED' ? NOTHING_ANSWERS : `${name ?? 'Error'}: ${message ?? String(error)}`;
 }
 
 /**
@@ -353,8 +356,8 @@ function resolveTargets(options: FleetStatusOptions) {
       `status without an id reads one relay: pass ${missing.join(' and ')} too (stack outputs PacingTableName, OutboxQueueUrl, DeadLetterQueueUrl), or none of them for local mode.`,
     );
   }
-  const outboxUrl = options.outboxUrl ?? localQueueUrl(OUTBOX_QUEUE_NAME);
-  const dlqUrl = options.dlqUrl ?? localQueueUrl(DEAD_LETTER_QUEUE_NAME);
+  const outboxUrl = options.outboxUrl ?? localQueueUrl(OUTBOX_QUEUE_NAME, options.stateDir);
+  const dlqUrl = options.dlqUrl ?? localQueueUrl(DEAD_LETTER_QUEUE_NAME, options.stateDir);
   if (isLocalUrl(outboxUrl) !== isLocalUrl(dlqUrl)) {
     throw new Error(
       `--outbox-url ${outboxUrl} and --dlq-url ${dlqUrl} must belong to the same relay (one is local, the other is not).`,
@@ -371,6 +374,7 @@ export async function readFleetStatus(options: FleetStatusOptions = {}): Promise
     ...(targets.pacingTable && { table: targets.pacingTable }),
     ...(options.endpoint && { endpoint: options.endpoint }),
     ...(options.region && { region: options.region }),
+    ...(options.stateDir && { stateDir: options.stateDir }),
   };
   const table = targets.pacingTable ?? PACING_TABLE_NAME;
   const sqs = sqsClientFor(
@@ -392,6 +396,16 @@ export async function readFleetStatus(options: FleetStatusOptions = {}): Promise
     // Read after the calls: the schedules are compared with the moment they were read.
     const now = Date.now();
     if (scan.error !== null && 'error' in outbox && 'error' in deadLetter) {
+      if (
+        targets.pacingTable === undefined &&
+        isLocalUrl(targets.outboxUrl) &&
+        outbox.error === NOTHING_ANSWERS
+      ) {
+        const dynamoDb = options.endpoint ?? localDynamoDbEndpoint(options.stateDir);
+        throw new Error(
+          `local mode is not running: start it with \`npm start\` (tried the SQS endpoint ${new URL(targets.outboxUrl).origin} and the DynamoDB endpoint ${dynamoDb}: ${NOTHING_ANSWERS}).`,
+        );
+      }
       const local = targets.pacingTable === undefined ? ' Is local mode running (npm start)?' : '';
       throw new Error(
         `cannot read the pacing table ${table} (${scan.error}) nor the outbox ${targets.outboxUrl} (${outbox.error}).${local}`,

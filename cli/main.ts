@@ -1,7 +1,7 @@
+import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isEmailAddress } from '../lambda/core/address.ts';
-import { ConfigurationError } from '../lambda/core/validation.ts';
 import { configuredSections } from '../lambda/providers/registry.ts';
 import {
   ATTACHMENT_BUCKET_NAME,
@@ -12,18 +12,30 @@ import {
   DEFAULT_SMTP_INGRESS_PORT,
   DEFAULT_SMTP_PORT,
   DEFAULT_SQS_PORT,
+  OUTBOX_QUEUE_NAME,
 } from '../local/local-names.ts';
 import type { LocalRelay } from '../local/local-relay.ts';
 import { DEFAULT_STATE_DIR } from '../local/state-dir.ts';
 import { type DlqOptions, dlqList, dlqRedrive, dlqShow, MOVED_BY_SQS } from './dlq.ts';
+import { describeError, isMessageTooLong, SQS_MAX_MESSAGE_BYTES, tooLargeAdvice } from './errors.ts';
+import {
+  ENDPOINTS_FILE,
+  localQueueUrl,
+  readLocalEndpoints,
+  removeLocalEndpoints,
+  writeLocalEndpoints,
+} from './local-endpoints.ts';
 import { buildMessage, DEFAULT_LOCAL_QUEUE_URL, enqueue } from './send.ts';
 import { describeDelivery, lookUpDelivery } from './status.ts';
 import { describeSuppressions, withSuppressionList } from './suppression.ts';
 import type { TableOptions } from './tables.ts';
+import { trySender } from './try-sender.ts';
 import { uploadAttachment } from './upload.ts';
 
-const USAGE = `Usage:
-  mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
+/** What local mode's defaults resolve to, said once in the usage. */
+const LOCAL_DEFAULT = ` (the running local mode's, from <state dir>/${ENDPOINTS_FILE}; else ${DEFAULT_LOCAL_QUEUE_URL})`;
+
+const START_USAGE = `  mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
                    [--dynamodb-port N] [--smtp-ingress-port N] [--state-dir DIR] [--fresh]
       Runs the whole relay locally (SQS, S3, SES, Secrets Manager and DynamoDB emulators on 127.0.0.1,
@@ -43,19 +55,22 @@ const USAGE = `Usage:
       --state-dir         where the outbox, the dead-letter queue, the delivery ledger and the suppression
                           list are kept across restarts (default ${DEFAULT_STATE_DIR}; also MAIL_RELAY_STATE_DIR).
       --fresh             forget them: start with empty queues, ledger and suppression list.
+      Once running, it writes where everything listens to <state dir>/${ENDPOINTS_FILE} (removed when it
+      stops): send, status, suppression and dlq read it, so they find local mode on any port.
       Ctrl-C (or SIGTERM) stops receiving, lets the batches in progress finish and saves the queues;
-      a second Ctrl-C exits at once.
+      a second Ctrl-C exits at once.`;
 
-  mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
+const SEND_USAGE = `  mail-relay send --from ADDR --to ADDR [--to ADDR …] --subject S (--text T | --html H)
                   [--cc ADDR] [--bcc ADDR] [--reply-to ADDR] [--attach FILE …] [--attach-s3 FILE …]
                   [--header "X-Name: value" …] [--tag name=value …] [--idempotency-key K]
                   [--queue-url URL] [--endpoint URL] [--region R] [--bucket NAME] [--s3-endpoint URL]
+                  [--state-dir DIR]
       Validates a message against the contract and enqueues it; prints the SQS message id.
       --attach puts the file in the message (base64; SQS caps a message at 1 MiB); --attach-s3 uploads
       it to the attachment bucket first (--bucket, default ${ATTACHMENT_BUCKET_NAME} in local mode).
-      Default queue: ${DEFAULT_LOCAL_QUEUE_URL} (local mode).
+      Default queue: local mode's outbox${LOCAL_DEFAULT}.`;
 
-  mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json]
+const STATUS_USAGE = `  mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json] [--state-dir DIR]
       Was it sent, by which provider, when: reads the delivery ledger for an idempotency key or an SQS
       message id. Default: local mode's ledger; against AWS pass --table (stack output
       DeliveryLedgerTableName) and --region. --json prints the ledger entry as stored. Exit code 1 when
@@ -63,7 +78,7 @@ const USAGE = `Usage:
 
   mail-relay status [--config PATH] [--json]
                     [--pacing-table NAME --outbox-url URL --dlq-url URL] [--region R]
-                    [--endpoint URL] [--sqs-endpoint URL]
+                    [--endpoint URL] [--sqs-endpoint URL] [--state-dir DIR]
       Without an id: the fleet's pacing and the queues. Per mailbox or provider paced today (UTC): the
       recipients counted today against its day limit and whether that cap is reached, whether its rate
       schedules are busy (next free in N s), the concurrency leases held now. Then the outbox (waiting,
@@ -75,38 +90,44 @@ const USAGE = `Usage:
       limit, capReached}, rates: [{limit, value, freeAt, busy, nextFreeInSeconds, fromAccount}],
       leases: {held, limit}}]}, limits: {known, config, note}, queues: {outbox: {url, visible,
       inFlight, delayed}, deadLetter: {…}, oldestAgeSeconds: null, oldestAgeNote}}; unknown values
-      are null.
+      are null.`;
 
-  mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
-                         [--table NAME] [--region R] [--endpoint URL]
+const SUPPRESSION_USAGE = `  mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
+                         [--table NAME] [--region R] [--endpoint URL] [--state-dir DIR]
       The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
-      against AWS pass --table (stack output SuppressionListTableName) and --region.
+      against AWS pass --table (stack output SuppressionListTableName) and --region.`;
 
-  mail-relay dlq list [--reason CODE] [--json]
+const DLQ_SYNOPSIS = `  mail-relay dlq list [--reason CODE] [--json]
   mail-relay dlq show ID [--json]
-  mail-relay dlq redrive [--reason CODE] [--id ID] [--dry-run] [--by NAME]
-         options of all three: [--dlq-url URL] [--outbox-url URL] [--sqs-endpoint URL]
+  mail-relay dlq redrive [--reason CODE] [--id ID] [--dry-run] [--by NAME]`;
+
+const DLQ_OPTIONS = `         options of all three: [--dlq-url URL] [--outbox-url URL] [--sqs-endpoint URL]
                                [--table NAME] [--endpoint URL] [--region R]
-      The dead-letter queue, judged by the delivery ledger. Messages stay in the queue: a command holds
+                               [--state-dir DIR]`;
+
+const DLQ_INTRO = `      The dead-letter queue, judged by the delivery ledger. Messages stay in the queue: a command holds
       what it reads (SQS has no peek) and makes it visible again when it ends, or after 5 minutes if it
       is killed; run one dlq command at a time. Copies of one message (same ledger key and body) count
       as one. CODE is a MailRelay.FailureCode, or ${MOVED_BY_SQS} for messages
       SQS moved itself after maxReceiveCount (no reason attached). Default: local mode's queues and
       ledger; against AWS pass --dlq-url, --outbox-url and --table (stack outputs DeadLetterQueueUrl,
-      OutboxQueueUrl, DeliveryLedgerTableName) and --region.
-      list     every message: ledger key, failure code, class, provider, reason, deliveries, age, copies,
+      OutboxQueueUrl, DeliveryLedgerTableName) and --region.`;
+
+const DLQ_LIST = `      list     every message: ledger key, failure code, class, provider, reason, deliveries, age, copies,
                what the ledger says; then counts by failure code. Exit code 0, also when empty.
                --json prints {deadLetterQueueUrl, messages: [{ledgerKey, failureCode, failureClass,
                provider, reason, hint, attempts, movedBySqs, copies, dlqMessageIds, sourceMessageIds,
                firstDeadLetteredAt, lastDeadLetteredAt, ageSeconds, ledger: {state, verdict, says,
                release}}], countsByCode: {CODE: {messages, copies}}, total: {messages, copies},
                truncated}; absent values are null; verdict is one of sent, in-flight, conflict,
-               maybe-sent, released, not-sent, no-entry, ledger-unavailable.
-      show     one message: ID is a DLQ message id, the original SQS message id or the idempotency key.
+               maybe-sent, released, not-sent, no-entry, ledger-unavailable.`;
+
+const DLQ_SHOW = `      show     one message: ID is a DLQ message id, the original SQS message id or the idempotency key.
                Every MailRelay.* attribute in words, the producer's attributes, the ledger entry, and
                from, recipients, subject, attachments, tags (never the body). Exit code 1 when nothing
-               matches. --json: {matches: [list's fields + copyDetails, ledgerEntry, message]}.
-      redrive  per message: already sent: its DLQ copies are deleted, not sent again; another function
+               matches. --json: {matches: [list's fields + copyDetails, ledgerEntry, message]}.`;
+
+const DLQ_REDRIVE = `      redrive  per message: already sent: its DLQ copies are deleted, not sent again; another function
                has it right now, or its idempotency key belongs to another message: skipped; otherwise
                your release is recorded in its ledger entry (--by, default the OS user name; this is what
                lets a message a provider may have sent (OutcomeUnknown) go out again), one copy goes back
@@ -114,8 +135,76 @@ const USAGE = `Usage:
                every DLQ copy is deleted. --dry-run prints what it would do and changes nothing. Exit code
                1 when --id matches nothing or a message could not be handled.`;
 
+const DLQ_USAGE = [DLQ_SYNOPSIS, DLQ_OPTIONS, DLQ_INTRO, DLQ_LIST, DLQ_SHOW, DLQ_REDRIVE].join('\n');
+
+const LOCAL_MODE_NOTE = `  Local mode: every command but start finds the running local mode through <state dir>/${ENDPOINTS_FILE}
+  (state dir: --state-dir, else MAIL_RELAY_STATE_DIR, else ${DEFAULT_STATE_DIR}), whatever ports start was given.
+  Explicit flags (--queue-url, --endpoint, --dlq-url …) and MAIL_RELAY_SQS_PORT / MAIL_RELAY_DYNAMODB_PORT win.`;
+
+const USAGE = `Usage:
+${[START_USAGE, SEND_USAGE, STATUS_USAGE, SUPPRESSION_USAGE, DLQ_USAGE, LOCAL_MODE_NOTE].join('\n\n')}
+
+  mail-relay help COMMAND, or COMMAND --help (-h): the usage of one command (dlq list --help: of one action).`;
+
+/** The usage of each command, and of each dlq action (with the options they share). */
+const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  start: START_USAGE,
+  send: SEND_USAGE,
+  status: STATUS_USAGE,
+  suppression: SUPPRESSION_USAGE,
+  dlq: DLQ_USAGE,
+};
+const DLQ_ACTION_USAGE: Readonly<Record<string, string>> = {
+  list: [DLQ_SYNOPSIS.split('\n')[0], DLQ_OPTIONS, DLQ_INTRO, DLQ_LIST].join('\n'),
+  show: [DLQ_SYNOPSIS.split('\n')[1], DLQ_OPTIONS, DLQ_INTRO, DLQ_SHOW].join('\n'),
+  redrive: [DLQ_SYNOPSIS.split('\n')[2], DLQ_OPTIONS, DLQ_INTRO, DLQ_REDRIVE].join('\n'),
+};
+
+/** The usage of a command (and, for dlq, of an action); undefined for an unknown command. */
+export function usageOf(command: string, action?: string): string | undefined {
+  if (!Object.hasOwn(COMMAND_USAGE, command)) return undefined;
+  const text =
+    command === 'dlq' && action !== undefined && Object.hasOwn(DLQ_ACTION_USAGE, action)
+      ? DLQ_ACTION_USAGE[action]
+      : COMMAND_USAGE[command];
+  return `Usage:\n${text}\n\n${LOCAL_MODE_NOTE}`;
+}
+
+/** `--help` or `-h` among a command's arguments (before a `--`, after which everything is a value). */
+function asksForHelp(args: readonly string[]): boolean {
+  for (const arg of args) {
+    if (arg === '--') return false;
+    if (arg === '--help' || arg === '-h') return true;
+  }
+  return false;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === undefined) {
+    console.log(USAGE);
+    return 1;
+  }
+  if (command === 'help' || command === '--help' || command === '-h') {
+    // `mail-relay help dlq redrive`: the usage of that command (and action); alone, all of it.
+    const [topic, action] = rest;
+    if (topic === undefined) {
+      console.log(USAGE);
+      return 0;
+    }
+    const text = usageOf(topic, action);
+    if (text === undefined) {
+      console.error(`Unknown command "${topic}".\n\n${USAGE}`);
+      return 1;
+    }
+    console.log(text);
+    return 0;
+  }
+  // Before any parsing: --help works even next to flags that are missing or wrong, and starts nothing.
+  if (Object.hasOwn(COMMAND_USAGE, command) && asksForHelp(rest)) {
+    console.log(usageOf(command, rest[0]));
+    return 0;
+  }
   try {
     switch (command) {
       case 'start':
@@ -128,20 +217,29 @@ export async function main(argv: string[]): Promise<number> {
         return await suppression(rest);
       case 'dlq':
         return await dlq(rest);
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        console.log(USAGE);
-        return command === undefined ? 1 : 0;
       default:
         console.error(`Unknown command "${command}".\n\n${USAGE}`);
         return 1;
     }
   } catch (error) {
-    console.error(error instanceof ConfigurationError ? error.message : `Error: ${(error as Error).message}`);
+    const described = describeError(error, stateDirFlag(rest), command);
+    const code = (error as { code?: unknown }).code;
+    const parseError = typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+    console.error(
+      parseError ? `${described}\n\`mail-relay ${command} --help\` shows its options.` : described,
+    );
     return 1;
   }
+}
+
+/** The --state-dir a command was given, for the error messages (before or without parsing). */
+function stateDirFlag(args: readonly string[]): string | undefined {
+  for (const [index, arg] of args.entries()) {
+    if (arg === '--') return undefined;
+    if (arg === '--state-dir') return args[index + 1];
+    if (arg.startsWith('--state-dir=')) return arg.slice('--state-dir='.length);
+  }
+  return undefined;
 }
 
 function port(flag: string | undefined, envName: string, fallback: number): number {
@@ -201,7 +299,14 @@ async function start(args: string[]): Promise<number> {
     stateDir: values['state-dir'] ?? process.env.MAIL_RELAY_STATE_DIR ?? DEFAULT_STATE_DIR,
     fresh: values.fresh === true,
   });
-  console.log(banner(relay));
+  // Where everything listens, for the other commands: they find local mode on whatever ports it got.
+  const endpointsFile = await writeLocalEndpoints(relay).catch((error: Error) => {
+    console.error(
+      `Could not write ${ENDPOINTS_FILE} in ${relay.state.directory} (${error.message}): the other commands need the ports as flags.`,
+    );
+    return undefined;
+  });
+  console.log(banner(relay, endpointsFile));
   await new Promise<void>((resolve) => {
     const stopSignals = ['SIGINT', 'SIGTERM'] as const;
     const onFirstSignal = () => {
@@ -210,6 +315,7 @@ async function start(args: string[]): Promise<number> {
       for (const signal of stopSignals) {
         process.once(signal, () => {
           console.log('Exiting at once: the queues are as last saved (at most about half a second ago).');
+          removeLocalEndpoints(relay.state.directory);
           process.exit(128 + constants.signals[signal]);
         });
       }
@@ -218,14 +324,19 @@ async function start(args: string[]): Promise<number> {
     for (const signal of stopSignals) process.on(signal, onFirstSignal);
   });
   console.log('Stopping: no new batches; waiting for those in progress (Ctrl-C again to exit at once)…');
-  await relay.stop();
+  try {
+    await relay.stop();
+  } finally {
+    // Stopped: from now on the other commands say local mode is not running.
+    removeLocalEndpoints(relay.state.directory);
+  }
   console.log(
     `Stopped. The queues, the delivery ledger and the suppression list are kept in ${relay.state.directory}.`,
   );
   return 0;
 }
 
-function banner(relay: LocalRelay): string {
+function banner(relay: LocalRelay, endpointsFile?: string): string {
   const { ses, graph } = relay.settings;
   const lines = [
     'mail-relay local mode is running (Ctrl-C to stop)',
@@ -286,6 +397,11 @@ function banner(relay: LocalRelay): string {
     `  Delivery ledger:   ${relay.ledgerTableName} at ${relay.dynamoDbEndpoint}   (npx mail-relay status <message id or idempotency key>)`,
     `  Suppression list:  ${relay.suppressionTableName} at ${relay.dynamoDbEndpoint}`,
     `  State:             ${relay.state.directory}   (queues, ledger, suppression list: kept across restarts; --fresh forgets them)`,
+    ...(endpointsFile
+      ? [
+          `  Endpoints file:    ${endpointsFile}   (send, status, suppression and dlq find local mode through it)`,
+        ]
+      : []),
     `  Outcome events:    ${relay.eventBridge.endpoint}/mail-relay/events   (what EventBridge would receive, source mail-relay)`,
   );
   if (ses) {
@@ -293,14 +409,15 @@ function banner(relay: LocalRelay): string {
       '  SES feedback:      send to bounce@, complaint@ or success@simulator.amazonses.com (the SES mailbox simulator)',
     );
   }
-  // The first sender of the first provider, in the implicit chain's order.
-  const [sender = 'example.com'] = configuredSections(relay.settings).flatMap(({ definition, section }) =>
-    definition.sendersOf(section).flatMap((provider) => provider.senders),
+  // A sender the routes allow (without routes: the first sender of the first provider).
+  const sender = trySender(
+    relay.settings.routes,
+    configuredSections(relay.settings).flatMap(({ definition, section }) => definition.sendersOf(section)),
   );
   lines.push(
     '',
     'Try:',
-    `  npx mail-relay send --from app@${domainOf(sender)} --to you@example.org --subject Hello --text "It works"`,
+    `  npx mail-relay send --from ${sender} --to you@example.org --subject Hello --text "It works"`,
     '',
   );
   return lines.join('\n');
@@ -314,10 +431,6 @@ function restoredLine(relay: LocalRelay): string[] {
     `  Restored from ${relay.state.directory}: ${outbox} message(s) in the outbox, ${deadLetterQueue} in the dead-letter queue`,
     '',
   ];
-}
-
-function domainOf(identity: string): string {
-  return identity.includes('@') ? identity.slice(identity.indexOf('@') + 1) : identity;
 }
 
 async function send(args: string[]): Promise<number> {
@@ -343,13 +456,30 @@ async function send(args: string[]): Promise<number> {
       'queue-url': { type: 'string' },
       endpoint: { type: 'string' },
       region: { type: 'string' },
+      'state-dir': { type: 'string' },
     },
   });
-  const queueUrl = values['queue-url'] ?? DEFAULT_LOCAL_QUEUE_URL;
+  // Before anything is uploaded: files that cannot fit inline are refused with the option that fits them.
+  const inline = values.attach ?? [];
+  const inlineBytes = await base64Bytes(inline);
+  if (inlineBytes > SQS_MAX_MESSAGE_BYTES) {
+    console.error(`Error: ${tooLargeAdvice(undefined, inline)}`);
+    return 1;
+  }
+  // --queue-url, else MAIL_RELAY_SQS_PORT, else the running local mode's outbox, else the default port.
+  const running = values['queue-url'] === undefined ? readLocalEndpoints(values['state-dir']) : undefined;
+  const queueUrl = values['queue-url'] ?? localQueueUrl(OUTBOX_QUEUE_NAME, values['state-dir']);
   const local = ['127.0.0.1', 'localhost'].includes(new URL(queueUrl).hostname);
-  const bucket = values.bucket ?? (local ? ATTACHMENT_BUCKET_NAME : undefined);
+  const fromFile = running !== undefined && queueUrl === running.queueUrl;
+  const bucket =
+    values.bucket ??
+    (fromFile ? running.attachmentBucket?.name : undefined) ??
+    (local ? ATTACHMENT_BUCKET_NAME : undefined);
   const uploads = values['attach-s3'] ?? [];
-  const s3Endpoint = values['s3-endpoint'] ?? (local ? new URL(queueUrl).origin : undefined);
+  const s3Endpoint =
+    values['s3-endpoint'] ??
+    (fromFile ? running.attachmentBucket?.endpoint : undefined) ??
+    (local ? new URL(queueUrl).origin : undefined);
   const uploaded = [];
   for (const file of uploads) {
     if (bucket === undefined) {
@@ -369,13 +499,37 @@ async function send(args: string[]): Promise<number> {
     );
     return 1;
   }
-  const id = await enqueue(built.body, {
-    queueUrl,
-    ...(values.endpoint && { endpoint: values.endpoint }),
-    ...(values.region && { region: values.region }),
-  });
-  console.log(id);
-  return 0;
+  const bytes = Buffer.byteLength(built.body);
+  if (bytes > SQS_MAX_MESSAGE_BYTES) {
+    console.error(`Error: ${tooLargeAdvice(bytes, inline)}`);
+    return 1;
+  }
+  try {
+    const id = await enqueue(built.body, {
+      queueUrl,
+      ...(values.endpoint && { endpoint: values.endpoint }),
+      ...(values.region && { region: values.region }),
+    });
+    console.log(id);
+    return 0;
+  } catch (error) {
+    if (!isMessageTooLong(error)) throw error;
+    console.error(`Error: ${tooLargeAdvice(bytes, inline)} (SQS: ${(error as Error).message})`);
+    return 1;
+  }
+}
+
+/** The bytes the files take in a message, base64-encoded; unreadable files count 0 (buildMessage reports them). */
+async function base64Bytes(files: readonly string[]): Promise<number> {
+  let total = 0;
+  for (const file of files) {
+    const size = await stat(file).then(
+      (stats) => stats.size,
+      () => 0,
+    );
+    total += Math.ceil(size / 3) * 4;
+  }
+  return total;
 }
 
 /** Options of the commands that read a relay table: local mode's by default, a stack's with --table. */
@@ -383,13 +537,20 @@ const TABLE_OPTIONS = {
   table: { type: 'string' },
   region: { type: 'string' },
   endpoint: { type: 'string' },
+  'state-dir': { type: 'string' },
 } as const;
 
-function tableOptions(values: { table?: string; region?: string; endpoint?: string }): TableOptions {
+function tableOptions(values: {
+  table?: string;
+  region?: string;
+  endpoint?: string;
+  'state-dir'?: string;
+}): TableOptions {
   return {
     ...(values.table && { table: values.table }),
     ...(values.region && { region: values.region }),
     ...(values.endpoint && { endpoint: values.endpoint }),
+    ...(values['state-dir'] && { stateDir: values['state-dir'] }),
   };
 }
 
@@ -409,7 +570,7 @@ async function status(args: string[]): Promise<number> {
   });
   const [id] = positionals;
   if (positionals.length > 1) {
-    console.error(`status takes one id: an idempotency key or an SQS message id.\n\n${USAGE}`);
+    console.error(`status takes one id: an idempotency key or an SQS message id.\n\n${usageOf('status')}`);
     return 1;
   }
   // The fleet's flags name another table and the queues; the ledger's --table means nothing without an id.
@@ -424,7 +585,9 @@ async function status(args: string[]): Promise<number> {
     const form = id === undefined ? 'status without an id' : 'status ID';
     const hint =
       id === undefined ? ' (it reads the pacing table: --pacing-table, stack output PacingTableName)' : '';
-    console.error(`${form} does not take ${wrong.map((flag) => `--${flag}`).join(', ')}${hint}.\n\n${USAGE}`);
+    console.error(
+      `${form} does not take ${wrong.map((flag) => `--${flag}`).join(', ')}${hint}.\n\n${usageOf('status')}`,
+    );
     return 1;
   }
   if (id === undefined) {
@@ -438,6 +601,7 @@ async function status(args: string[]): Promise<number> {
       ...(values.endpoint && { endpoint: values.endpoint }),
       ...(values.region && { region: values.region }),
       ...(values.config && { configPath: values.config }),
+      ...(values['state-dir'] && { stateDir: values['state-dir'] }),
     });
     console.log(values.json ? JSON.stringify(fleet, null, 2) : describeFleetStatus(fleet));
     return 0;
@@ -482,7 +646,7 @@ async function suppression(args: string[]): Promise<number> {
     );
     return 0;
   }
-  console.error(`suppression takes list, add ADDRESS or remove ADDRESS.\n\n${USAGE}`);
+  console.error(`suppression takes list, add ADDRESS or remove ADDRESS.\n\n${usageOf('suppression')}`);
   return 1;
 }
 
@@ -514,7 +678,9 @@ async function dlq(args: string[]): Promise<number> {
       (flag) => values[flag as keyof typeof values] !== undefined && !allowed.includes(flag),
     );
   const refuse = (flags: string[]) => {
-    console.error(`dlq ${action} does not take ${flags.map((flag) => `--${flag}`).join(', ')}.\n\n${USAGE}`);
+    console.error(
+      `dlq ${action} does not take ${flags.map((flag) => `--${flag}`).join(', ')}.\n\n${usageOf('dlq', action)}`,
+    );
     return 1;
   };
   if (action === 'list' && id === undefined) {
@@ -537,6 +703,6 @@ async function dlq(args: string[]): Promise<number> {
       dryRun: values['dry-run'] === true,
     });
   }
-  console.error(`dlq takes list, show ID or redrive.\n\n${USAGE}`);
+  console.error(`dlq takes list, show ID or redrive.\n\n${usageOf('dlq')}`);
   return 1;
 }

@@ -1,11 +1,14 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DEFAULT_DYNAMODB_PORT, LOCAL_REGION } from '../local/local-names.ts';
+import { LOCAL_REGION } from '../local/local-names.ts';
+import { localDynamoDbEndpoint } from './local-endpoints.ts';
 
 export interface TableOptions {
   /** A table of a deployed stack (a stack output); default: local mode's table. */
   readonly table?: string;
   readonly endpoint?: string;
   readonly region?: string;
+  /** Where to look for a running local mode's endpoints file (--state-dir); default: MAIL_RELAY_STATE_DIR or .local. */
+  readonly stateDir?: string;
 }
 
 /**
@@ -14,8 +17,8 @@ export interface TableOptions {
  */
 export function tableClient(options: TableOptions): DynamoDBClient {
   const local = options.table === undefined;
-  const port = process.env.MAIL_RELAY_DYNAMODB_PORT ?? String(DEFAULT_DYNAMODB_PORT);
-  const endpoint = options.endpoint ?? (local ? `http://127.0.0.1:${port}` : undefined);
+  // Local mode: MAIL_RELAY_DYNAMODB_PORT, else the port the running local mode wrote down, else the default.
+  const endpoint = options.endpoint ?? (local ? localDynamoDbEndpoint(options.stateDir) : undefined);
   const isLocal = endpoint !== undefined && ['127.0.0.1', 'localhost'].includes(new URL(endpoint).hostname);
   const region = options.region ?? (isLocal ? LOCAL_REGION : undefined);
   return new DynamoDBClient({

@@ -281,7 +281,9 @@ describe('mail-relay status without an id: the fleet', () => {
     expect(missingConfig.code).toBe(1);
     expect(missingConfig.stderr).toContain('Cannot read mail-relay configuration');
     expect(notRunning.code).toBe(1);
-    expect(notRunning.stderr).toContain('Is local mode running (npm start)?');
+    expect(notRunning.stderr).toContain(
+      'local mode is not running: start it with `npm start` (tried the SQS endpoint http://127.0.0.1:9 and the DynamoDB endpoint http://127.0.0.1:9',
+    );
   }, 60_000);
 });
 

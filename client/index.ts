@@ -1,0 +1,21 @@
+/** `mail-relay/client`: a typed producer for the relay's outbox. */
+export {
+  type BatchResult,
+  type ClientAttachment,
+  type ComposedMessageInput,
+  type Content,
+  contentKey,
+  createRelayClient,
+  DEFAULT_KEY_PREFIX,
+  type RawMessageInput,
+  type RelayClient,
+  type RelayClientMessage,
+  type RelayClientOptions,
+  RelayMessageError,
+  RelayQueueError,
+  type S3Reference,
+  type SendResult,
+  SQS_MAX_BATCH_ENTRIES,
+  SQS_MAX_MESSAGE_BYTES,
+  toSqsBody,
+} from './relay-client.ts';
