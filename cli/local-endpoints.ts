@@ -8,7 +8,7 @@ import {
   OUTBOX_QUEUE_NAME,
 } from '../local/local-names.ts';
 import type { LocalRelay } from '../local/local-relay.ts';
-import { DEFAULT_STATE_DIR } from '../local/state-dir.ts';
+import { DEFAULT_STATE_DIR, isRunning } from '../local/state-dir.ts';
 
 /**
  * Where a running local mode says it listens: `mail-relay start` writes it into the state directory
@@ -94,15 +94,6 @@ function readEndpointsFile(file: string): LocalEndpoints | undefined {
       : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0); // signal 0: only checks that the process exists
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -101,7 +101,8 @@ async function lockHolder(lockPath: string): Promise<number | undefined> {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-function isRunning(pid: number): boolean {
+/** Whether a process with this id exists (the state dir's lock, and the CLI's endpoints file). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0); // signal 0: only checks that the process exists
     return true;
