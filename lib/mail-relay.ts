@@ -219,6 +219,8 @@ export class MailRelay extends Construct {
     );
     // Invalid requests are moved to the dead-letter queue at once, with the reason as attributes.
     this.deadLetterQueue.grantSendMessages(this.sendFunction);
+    // A message waiting for a provider's limit goes back on the outbox as a copy (core/pacing).
+    if (this.pacingTable) this.outbox.grantSendMessages(this.sendFunction);
     const arnPrefix = `arn:${Aws.PARTITION}:`;
     for (const { definition, section } of configuredSections(config)) {
       const permissions = definition.sendPermissions(section, {

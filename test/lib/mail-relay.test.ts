@@ -550,6 +550,21 @@ describe('MailRelay permissions', () => {
     });
   });
 
+  it('lets the function put a message waiting for a provider limit back on the outbox, only when pacing', () => {
+    const sendsToOutbox = (props: MailRelayProps) => {
+      const { stack, relay, template } = buildRelay(props);
+      return statementsOfRole(template, functionRoleId(stack, relay)).some(
+        (statement) =>
+          [statement.Action].flat().includes('sqs:SendMessage') &&
+          JSON.stringify(statement.Resource) ===
+            JSON.stringify({ 'Fn::GetAtt': [logicalIdOf(stack, relay.outbox), 'Arn'] }),
+      );
+    };
+
+    expect(sendsToOutbox({ ses: { identities: ['example.com'] } })).toBe(true);
+    expect(sendsToOutbox({ ses: { identities: ['example.com'] }, pacing: { enabled: false } })).toBe(false);
+  });
+
   it('lets the function move invalid requests to the dead-letter queue', () => {
     const { stack, relay, template } = buildRelay();
 
