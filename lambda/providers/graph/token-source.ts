@@ -31,6 +31,8 @@ export class MsalTokenSource implements TokenSource {
   private pending: Promise<string> | undefined;
   /** The token in hand: handed out without asking MSAL (whose cache lookup costs CPU per request). */
   private current: { readonly token: string; readonly refreshAt: number } | undefined;
+  /** MSAL reports a failed connection as `network_error` without its cause: the transport keeps it here. */
+  private readonly witness: TransportWitness = {};
 
   /** @param scope what the token is for; Graph by default (`<graphEndpoint>/.default`). */
   constructor(
@@ -52,7 +54,8 @@ export class MsalTokenSource implements TokenSource {
   private async acquire(): Promise<string> {
     const credential = await this.credential.get();
     try {
-      this.client ??= createClient(this.settings, credential, this.transport);
+      this.client ??= createClient(this.settings, credential, this.transport, this.witness);
+      this.witness.last = undefined;
       const result = await this.client.acquireTokenByClientCredential({
         scopes: [this.scope],
       });
@@ -64,7 +67,7 @@ export class MsalTokenSource implements TokenSource {
           : { token: result.accessToken, refreshAt: expiresAt - REFRESH_BEFORE_EXPIRY_MS };
       return result.accessToken;
     } catch (error) {
-      const failure = tokenFailure(error);
+      const failure = tokenFailure(error, this.witness.last);
       if (failure.failureClass === 'provider') {
         // Entra ID refused the credential: read the secret again next time, in case it was rotated.
         this.client = undefined;
@@ -80,6 +83,7 @@ function createClient(
   settings: Endpoints,
   credential: GraphCredential,
   transport: HttpTransport,
+  witness: TransportWitness,
 ): ConfidentialClientApplication {
   const authority = `${settings.authorityHost}/${settings.tenantId}`;
   const host = new URL(settings.authorityHost).host;
@@ -110,14 +114,19 @@ function createClient(
       }),
     },
     system: {
-      networkClient: msalNetworkClient(transport),
+      networkClient: msalNetworkClient(transport, witness),
       // MSAL logs only warnings and errors, and never personal data.
       loggerOptions: { logLevel: LogLevel.Warning, piiLoggingEnabled: false, loggerCallback: () => {} },
     },
   });
 }
 
-function msalNetworkClient(transport: HttpTransport): INetworkModule {
+/** The last transport failure of a token request (MSAL rethrows it as a bare `network_error`). */
+interface TransportWitness {
+  last?: TransportError;
+}
+
+function msalNetworkClient(transport: HttpTransport, witness: TransportWitness): INetworkModule {
   const send = async <T>(
     method: 'GET' | 'POST',
     url: string,
@@ -128,6 +137,9 @@ function msalNetworkClient(transport: HttpTransport): INetworkModule {
       url,
       ...(options?.headers && { headers: options.headers }),
       ...(options?.body !== undefined && { body: options.body }),
+    }).catch((error: unknown) => {
+      if (error instanceof TransportError) witness.last = error;
+      throw error;
     });
     const text = response.body.toString('utf8');
     let body: unknown = {};
@@ -150,9 +162,9 @@ const AADSTS = /AADSTS(\d+)/;
  * Entra ID refusals become provider-level failures carrying the AADSTS code (the table has hints
  * for the common ones); network trouble and 5xx/429 from the token endpoint are transient.
  */
-function tokenFailure(error: unknown): RelayFailure {
+function tokenFailure(error: unknown, seenByTransport?: TransportError): RelayFailure {
   if (error instanceof RelayFailure) return error;
-  const transportError = findTransportError(error);
+  const transportError = findTransportError(error) ?? seenByTransport;
   if (transportError) {
     return GRAPH_FAILURES.classify(
       {

@@ -302,6 +302,20 @@ describe('GraphProvider against the local Entra ID + Graph peer', () => {
     }
   });
 
+  it('takes a token endpoint it cannot reach as transient, not as a refused credential', async () => {
+    // A peer that was started and closed: its port refuses connections.
+    const gone = await startGraphPeer({ tenantId: TENANT, clients: [] });
+    await gone.close();
+    const graph = settings({ authorityHost: gone.authorityHost, graphEndpoint: gone.graphEndpoint });
+    const tokens = new MsalTokenSource(
+      graph,
+      cachedCredential(graphSecretReader(secretsClient), graph.credentialSecretId),
+      createHttpTransport({ ca: gone.caCertificate }),
+    );
+    const failure = await failureOf(tokens.getToken());
+    expect(failure).toMatchObject({ failureClass: 'transient', code: 'ECONNREFUSED', provider: 'graph' });
+  });
+
   it('authenticates with a client secret as well', async () => {
     const secretArn = secrets.putSecret('graph-secret', JSON.stringify({ clientSecret: CLIENT_SECRET }));
     await coldStart({ clientId: SECRET_CLIENT_ID, credentialSecretId: secretArn }).send(
