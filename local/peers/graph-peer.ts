@@ -4,6 +4,7 @@ import {
   type KeyObject,
   randomBytes,
   randomUUID,
+  sign,
   verify as verifySignature,
   X509Certificate,
 } from 'node:crypto';
@@ -17,7 +18,9 @@ import { createServerCertificate } from './certificates.ts';
 /**
  * A local HTTPS peer that plays Entra ID's token endpoint and the part of Microsoft Graph the relay
  * uses to send mail (sendMail as JSON or MIME; draft + attachments + upload sessions + send; delete) and to look
- * messages up afterwards (by internetMessageId, in the whole mailbox or in Sent Items). It checks
+ * messages up afterwards (by internetMessageId, in the whole mailbox or in Sent Items; a mail folder by
+ * name, which is how `mail-relay doctor` checks a mailbox). Its tokens are JWTs whose roles it enforces
+ * (see `GraphPeerClient`), with an optional Application Access Policy per app. It checks
  * what the real services check (credentials, client assertions, tokens, message shape, upload
  * ranges), answers in their error formats, records everything, and can be told to fail: with an
  * error answer instead of the real one, or by losing the answer of a request it did process (the
@@ -61,11 +64,32 @@ import { createServerCertificate } from './certificates.ts';
  * checked beyond its recipients (no From/send-as check, no size limit other than the request's).
  */
 
+/**
+ * An app registration. Its access tokens are JWTs (v1.0 claims: aud, iss, tid, appid, roles, iat,
+ * nbf, exp; signed with the peer's TLS key) and Graph enforces what they carry, as Graph does:
+ * - a send (sendMail, and sending a draft) needs the Mail.Send role;
+ * - writing a draft (create it, add attachments, open an upload session, delete it) needs
+ *   Mail.ReadWrite, as Graph's create-message and attachment APIs do;
+ * - a mailbox read (message lists and lookups, a mail folder) needs Mail.Read, Mail.ReadWrite,
+ *   Mail.ReadBasic or Mail.ReadBasic.All; a message's MIME ($value) Mail.Read or Mail.ReadWrite.
+ * Refusals are 403 ErrorAccessDenied "Access is denied. Check credentials and try again.".
+ */
 export interface GraphPeerClient {
   clientId: string;
   clientSecret?: string;
   /** PEM of the certificate uploaded to the app registration */
   certificatePem?: string;
+  /**
+   * The application permissions granted with admin consent: the token's `roles` claim (absent from
+   * the token when empty, as Entra ID leaves it out). default ['Mail.Send', 'Mail.ReadWrite', 'Mail.ReadBasic.All', 'Mail.Read']
+   */
+  roles?: string[];
+  /**
+   * The mailboxes an Exchange Online Application Access Policy lets the app reach (lowercase
+   * compare). Any Graph request on another mailbox is refused with 403 ErrorAccessDenied, in
+   * Exchange's wording for an access policy. Absent: every mailbox.
+   */
+  mailboxScope?: string[];
 }
 
 /**
@@ -187,7 +211,9 @@ export type GraphOperation =
   | 'listMessages'
   | 'getMessageContent'
   /** GET /users/{id}/messages and GET /users/{id}/mailFolders/sentitems/messages */
-  | 'findMessages';
+  | 'findMessages'
+  /** GET /users/{id}/mailFolders/{inbox | drafts | sentitems | folder id} */
+  | 'getMailFolder';
 
 /** Which requests a queued fault applies to, and how many times. */
 export interface GraphFaultScope {
@@ -425,7 +451,39 @@ const GRAPH_OPERATIONS: ReadonlySet<string> = new Set<GraphOperation>([
   'listMessages',
   'getMessageContent',
   'findMessages',
+  'getMailFolder',
 ]);
+
+const DEFAULT_ROLES = ['Mail.Send', 'Mail.ReadWrite', 'Mail.ReadBasic.All', 'Mail.Read'];
+const SEND_ROLES = ['Mail.Send'];
+const DRAFT_ROLES = ['Mail.ReadWrite'];
+const READ_ROLES = ['Mail.Read', 'Mail.ReadWrite', 'Mail.ReadBasic', 'Mail.ReadBasic.All'];
+const CONTENT_ROLES = ['Mail.Read', 'Mail.ReadWrite'];
+
+/** The roles one of which a Graph operation needs (uploadChunk: none, its URL is pre-authenticated). */
+const ROLES_FOR: Readonly<Record<Exclude<GraphOperation, 'token' | 'uploadChunk'>, readonly string[]>> = {
+  sendMail: SEND_ROLES,
+  createDraft: DRAFT_ROLES,
+  addAttachment: DRAFT_ROLES,
+  createUploadSession: DRAFT_ROLES,
+  sendDraft: SEND_ROLES,
+  deleteMessage: DRAFT_ROLES,
+  listMessages: READ_ROLES,
+  findMessages: READ_ROLES,
+  getMailFolder: READ_ROLES,
+  getMessageContent: CONTENT_ROLES,
+};
+
+/** Exchange Online's answer for a mailbox an Application Access Policy keeps the app from. */
+const ACCESS_POLICY_MESSAGE =
+  'Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.';
+
+/** The well-known folders GET /mailFolders/{name} answers, with Exchange's display names. */
+const FOLDER_NAMES: Readonly<Record<MailFolderName, string>> = {
+  inbox: 'Inbox',
+  drafts: 'Drafts',
+  sentitems: 'Sent Items',
+};
 
 // ---------------------------------------------------------------------------------------------
 // Errors, in the two formats: Graph's `{error: {code, message, innerError}}` and OAuth's
@@ -517,6 +575,9 @@ function defaultOAuthDescription(code: string, status: number, clientId: string,
 interface RegisteredClient {
   readonly clientId: string;
   readonly clientSecret?: string;
+  readonly roles: readonly string[];
+  /** Lowercase; absent: every mailbox. */
+  readonly mailboxScope?: ReadonlySet<string>;
   readonly certificate?: {
     readonly sha256: Buffer;
     readonly sha1: Buffer;
@@ -580,6 +641,13 @@ interface SendSlot {
   release(): void;
 }
 
+/** What the peer remembers of an access token it issued (the JWT carries the same). */
+interface IssuedToken {
+  readonly clientId: string;
+  readonly expiresAt: number;
+  readonly roles: readonly string[];
+}
+
 interface QueuedFault {
   readonly fault: GraphFault;
   remaining: number;
@@ -599,6 +667,8 @@ interface Route {
   sessionId?: string;
   /** findMessages in one folder; absent = the whole mailbox */
   folder?: 'sentitems';
+  /** getMailFolder: the well-known name or folder id, as requested */
+  mailFolder?: string;
   /** For discovery and peer-inspection GETs. */
   resource?: 'openid-configuration' | 'instance-discovery' | 'keys' | 'delivered' | 'pacing' | 'me';
 }
@@ -622,7 +692,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
   const requests: RecordedRequest[] = [];
   const tokenRequests: TokenRequest[] = [];
   const delivered: DeliveredMessage[] = [];
-  const tokens = new Map<string, { clientId: string; expiresAt: number }>();
+  const tokens = new Map<string, IssuedToken>();
   const drafts = new Map<string, Draft>();
   const inboxes = new Map<string, InboxMessage[]>();
   const sentItems = new Map<string, SentItem[]>();
@@ -1000,12 +1070,42 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
       );
     }
 
-    const accessToken = randomBytes(48).toString('base64url');
-    tokens.set(accessToken, {
+    const issued: IssuedToken = {
       clientId: client.clientId,
       expiresAt: Date.now() + tokenLifetimeSeconds * 1000,
-    });
+      roles: client.roles,
+    };
+    const accessToken = accessTokenJwt(issued, secret !== undefined ? 'secret' : 'certificate');
+    tokens.set(accessToken, issued);
     return accessToken;
+  }
+
+  /**
+   * An app-only access token shaped as Entra ID issues them for Graph (v1.0 claims), so a client can
+   * read its roles as it would a real one. Graph here still recognises it by the token map.
+   */
+  function accessTokenJwt(issued: IssuedToken, credential: 'secret' | 'certificate'): string {
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const header = encode({ typ: 'JWT', alg: 'RS256', kid: 'graph-peer' });
+    const payload = encode({
+      // The resource of the one scope the peer grants (`${url}/.default`).
+      aud: url,
+      iss: `https://sts.windows.net/${tenantId}/`,
+      iat: issuedAt,
+      nbf: issuedAt,
+      exp: issuedAt + tokenLifetimeSeconds,
+      appid: issued.clientId,
+      appidacr: credential === 'secret' ? '1' : '2',
+      idtyp: 'app',
+      ...(issued.roles.length > 0 && { roles: issued.roles }),
+      tid: tenantId,
+      // Unique per token, as Entra ID's token identifier is.
+      uti: randomBytes(16).toString('base64url'),
+      ver: '1.0',
+    });
+    const signature = sign('sha256', Buffer.from(`${header}.${payload}`), serverCertificate.privateKeyPem);
+    return `${header}.${payload}.${signature.toString('base64url')}`;
   }
 
   /** RFC 7523 client assertion, checked as Entra ID does; returns what is wrong, or undefined. */
@@ -1240,7 +1340,8 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         `The request payload of ${body.size} bytes exceeds the maximum of ${maxRequestBytes} bytes.`,
       );
     }
-    authenticate(req);
+    const issued = authenticate(req);
+    requireRole(operation, issued);
     if (mailboxes && !mailboxes.has(mailbox)) {
       throw new GraphError(
         404,
@@ -1248,6 +1349,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         `The requested user '${route.mailbox ?? ''}' is invalid.`,
       );
     }
+    requireInScope(issued, mailbox);
     switch (operation) {
       case 'sendMail':
         return isMimeBody(req) ? sendMimeMail(req, mailbox, body) : sendMail(req, mailbox, body);
@@ -1267,6 +1369,8 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         return messageContent(req, mailbox, route.messageId ?? '');
       case 'findMessages':
         return findMessages(req, target, mailbox, route.folder);
+      case 'getMailFolder':
+        return mailFolder(req, target, mailbox, route.mailFolder ?? '');
       default:
         throw new GraphError(500, 'InternalServerError', `graph peer: no handler for ${operation}`);
     }
@@ -1435,6 +1539,40 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     );
   }
 
+  /**
+   * GET /users/{id}/mailFolders/{folder}: a well-known name (inbox, drafts, sentitems) or the id the
+   * peer reports for one, with $select (Graph always includes the id). Counts are the peer's own.
+   */
+  function mailFolder(req: IncomingMessage, target: URL, mailbox: string, requested: string): Reply {
+    const name = (Object.keys(FOLDER_NAMES) as MailFolderName[]).find(
+      (folder) => folder === requested.toLowerCase() || folderId(mailbox, folder) === requested,
+    );
+    if (!name) throw new GraphError(400, 'ErrorInvalidIdMalformed', 'Id is malformed.');
+    const total =
+      name === 'inbox'
+        ? (inboxes.get(mailbox) ?? []).length
+        : name === 'sentitems'
+          ? (sentItems.get(mailbox) ?? []).length
+          : [...drafts.values()].filter((draft) => draft.mailbox === mailbox).length;
+    const folder = {
+      id: folderId(mailbox, name),
+      displayName: FOLDER_NAMES[name],
+      parentFolderId: `AQMkAD${createHash('sha256').update(`${mailbox}/root`).digest('base64url').slice(0, 40)}AAAA=`,
+      childFolderCount: 0,
+      unreadItemCount: name === 'inbox' ? total : 0,
+      totalItemCount: total,
+      isHidden: false,
+    };
+    return json(
+      200,
+      {
+        '@odata.context': `${url}/v1.0/$metadata#users('${encodeURIComponent(mailbox)}')/mailFolders/$entity`,
+        ...selected(folder, selectOf(target)),
+      },
+      graphHeaders(req),
+    );
+  }
+
   /** GET /users/{id}/messages/{message id}/$value: the message's MIME. */
   function messageContent(req: IncomingMessage, mailbox: string, messageId: string): Reply {
     const message = (inboxes.get(mailbox) ?? []).find((candidate) => candidate.id === messageId);
@@ -1453,7 +1591,20 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     return defaultGraphMessage(fault.code, fault.status);
   }
 
-  function authenticate(req: IncomingMessage): void {
+  /** What the token's roles allow: Graph refuses an operation none of its roles grants with 403. */
+  function requireRole(operation: GraphOperation, issued: IssuedToken): void {
+    if (operation === 'token' || operation === 'uploadChunk') return;
+    if (ROLES_FOR[operation].some((role) => issued.roles.includes(role))) return;
+    throw new GraphError(403, 'ErrorAccessDenied', defaultGraphMessage('ErrorAccessDenied', 403));
+  }
+
+  /** An Application Access Policy: Exchange refuses every request on a mailbox outside it. */
+  function requireInScope(issued: IssuedToken, mailbox: string): void {
+    const scope = clients.get(issued.clientId.toLowerCase())?.mailboxScope;
+    if (scope && !scope.has(mailbox)) throw new GraphError(403, 'ErrorAccessDenied', ACCESS_POLICY_MESSAGE);
+  }
+
+  function authenticate(req: IncomingMessage): IssuedToken {
     const authorization = header(req, 'authorization') ?? '';
     const match = /^Bearer\s+(\S*)\s*$/i.exec(authorization);
     const token = match?.[1] ?? '';
@@ -1473,6 +1624,7 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
         'Lifetime validation failed, the token is expired.',
       );
     }
+    return issued;
   }
 
   function sendMail(req: IncomingMessage, mailbox: string, body: ReadBody): Reply {
@@ -2067,6 +2219,9 @@ export async function startGraphPeer(options: GraphPeerOptions): Promise<GraphPe
     ) {
       return { operation: 'findMessages', mailbox, folder: 'sentitems' };
     }
+    if (parts.length === 5 && fourth === 'mailfolders' && method === 'GET') {
+      return { operation: 'getMailFolder', mailbox, mailFolder: parts[4] ?? '' };
+    }
     if (parts.length === 6 && sixth === '$value' && fourth === 'messages' && method === 'GET') {
       return { operation: 'getMessageContent', mailbox, messageId };
     }
@@ -2649,16 +2804,18 @@ function parseJsonObject(body: ReadBody): Record<string, unknown> {
 }
 
 function register(client: GraphPeerClient): RegisteredClient {
-  if (client.certificatePem === undefined) {
-    return {
-      clientId: client.clientId,
-      ...(client.clientSecret !== undefined && { clientSecret: client.clientSecret }),
-    };
-  }
-  const certificate = new X509Certificate(client.certificatePem);
-  return {
+  const registered: RegisteredClient = {
     clientId: client.clientId,
     ...(client.clientSecret !== undefined && { clientSecret: client.clientSecret }),
+    roles: [...(client.roles ?? DEFAULT_ROLES)],
+    ...(client.mailboxScope !== undefined && {
+      mailboxScope: new Set(client.mailboxScope.map((mailbox) => mailbox.toLowerCase())),
+    }),
+  };
+  if (client.certificatePem === undefined) return registered;
+  const certificate = new X509Certificate(client.certificatePem);
+  return {
+    ...registered,
     certificate: {
       sha256: createHash('sha256').update(certificate.raw).digest(),
       sha1: createHash('sha1').update(certificate.raw).digest(),

@@ -1308,6 +1308,191 @@ describe('Graph peer', () => {
   });
 });
 
+describe('Graph peer tokens and permissions', () => {
+  const APPS = {
+    sendOnly: '0a1b2c3d-0000-4000-8000-0000000000d1',
+    readBasicOnly: '0a1b2c3d-0000-4000-8000-0000000000d2',
+    noRoles: '0a1b2c3d-0000-4000-8000-0000000000d3',
+    scoped: '0a1b2c3d-0000-4000-8000-0000000000d4',
+  } as const;
+  const OUTSIDE = 'crm@contoso.com';
+  let peer: GraphPeer;
+
+  beforeAll(async () => {
+    peer = await startGraphPeer({
+      tenantId: TENANT,
+      mailboxes: [MAILBOX, OUTSIDE],
+      clients: [
+        { clientId: SECRET_CLIENT, clientSecret: SECRET },
+        { clientId: APPS.sendOnly, clientSecret: SECRET, roles: ['Mail.Send'] },
+        { clientId: APPS.readBasicOnly, clientSecret: SECRET, roles: ['Mail.ReadBasic.All'] },
+        { clientId: APPS.noRoles, clientSecret: SECRET, roles: [] },
+        { clientId: APPS.scoped, clientSecret: SECRET, mailboxScope: [MAILBOX] },
+      ],
+    });
+  });
+  afterAll(() => peer.close());
+  beforeEach(() => peer.reset());
+
+  async function tokenFor(clientId: string): Promise<string> {
+    const response = await request(peer, {
+      url: peer.tokenEndpoint,
+      ...form({
+        grant_type: 'client_credentials',
+        client_id: clientId,
+        client_secret: SECRET,
+        scope: `${peer.graphEndpoint}/.default`,
+      }),
+    });
+    expect(response.status).toBe(200);
+    return String(response.json().access_token);
+  }
+
+  function payloadOf(token: string): Record<string, unknown> {
+    const parts = token.split('.');
+    expect(parts).toHaveLength(3);
+    return JSON.parse(Buffer.from(parts[1] ?? '', 'base64url').toString('utf8'));
+  }
+
+  const mailFolder = (token: string, folder: string, mailbox = MAILBOX, query = '') =>
+    request(peer, {
+      url: `/v1.0/users/${encodeURIComponent(mailbox)}/mailFolders/${folder}${query}`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+
+  it('issues JWT access tokens with the audience, tenant, app, roles and lifetime, and still knows them', async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const token = await secretToken(peer);
+
+    const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8'));
+    expect(header).toMatchObject({ typ: 'JWT', alg: 'RS256' });
+    const payload = payloadOf(token);
+    expect(payload).toMatchObject({
+      aud: peer.graphEndpoint,
+      tid: TENANT,
+      appid: SECRET_CLIENT,
+      roles: ['Mail.Send', 'Mail.ReadWrite', 'Mail.ReadBasic.All', 'Mail.Read'],
+      idtyp: 'app',
+    });
+    expect(payload.iat).toBeGreaterThanOrEqual(before);
+    expect(payload.exp).toBe((payload.iat as number) + 3599);
+    expect(peer.isIssuedToken(token)).toEqual({ clientId: SECRET_CLIENT });
+    // A token of the same shape the peer did not issue is still refused.
+    const [head, , signature] = token.split('.');
+    const forged = `${head}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}x.${signature}`;
+    expect((await graph(peer, forged, 'POST', 'sendMail', { message: message() })).status).toBe(401);
+  });
+
+  it('leaves the roles claim out of the token of an app without application permissions', async () => {
+    expect(payloadOf(await tokenFor(APPS.noRoles))).not.toHaveProperty('roles');
+  });
+
+  it('refuses a send without Mail.Send with 403 ErrorAccessDenied and delivers nothing', async () => {
+    const token = await tokenFor(APPS.readBasicOnly);
+
+    const sendMail = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    const draft = await graph(peer, token, 'POST', 'messages', message());
+
+    for (const response of [sendMail, draft]) {
+      expect(response.status).toBe(403);
+      expect(response.json().error).toMatchObject({
+        code: 'ErrorAccessDenied',
+        message: 'Access is denied. Check credentials and try again.',
+      });
+    }
+    expect(peer.delivered).toHaveLength(0);
+    expect(peer.openDrafts()).toBe(0);
+  });
+
+  it('refuses to write a draft without Mail.ReadWrite, as Graph does, even with Mail.Send', async () => {
+    const token = await tokenFor(APPS.sendOnly);
+    const draft = await graph(peer, token, 'POST', 'messages', message());
+    expect(draft.status).toBe(403);
+    expect(draft.json().error).toMatchObject({ code: 'ErrorAccessDenied' });
+    expect(peer.openDrafts()).toBe(0);
+    // sendMail itself needs only Mail.Send.
+    expect((await graph(peer, token, 'POST', 'sendMail', { message: message() })).status).toBe(202);
+  });
+
+  it('refuses mailbox reads without a read permission, and lets Mail.ReadBasic.All read all but MIME', async () => {
+    const id = peer.deliverToInbox(MAILBOX, 'From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n');
+    const reads = (token: string) =>
+      Promise.all([
+        mailFolder(token, 'sentitems'),
+        findMessages(peer, token, 'messages'),
+        request(peer, graphRequest(token, 'GET', 'mailFolders/inbox/messages')),
+        request(peer, graphRequest(token, 'GET', `messages/${encodeURIComponent(id)}/$value`)),
+      ]);
+
+    const sendOnly = await reads(await tokenFor(APPS.sendOnly));
+    expect(sendOnly.map((response) => response.status)).toEqual([403, 403, 403, 403]);
+    expect(sendOnly[0]?.json().error).toMatchObject({
+      code: 'ErrorAccessDenied',
+      message: 'Access is denied. Check credentials and try again.',
+    });
+
+    const readBasic = await reads(await tokenFor(APPS.readBasicOnly));
+    expect(readBasic.map((response) => response.status)).toEqual([200, 200, 200, 403]);
+  });
+
+  it('refuses every request on a mailbox outside the app access policy, in Exchange wording', async () => {
+    const token = await tokenFor(APPS.scoped);
+
+    const inside = await graph(peer, token, 'POST', 'sendMail', { message: message() });
+    const outside = await request(peer, {
+      method: 'POST',
+      url: `/v1.0/users/${encodeURIComponent(OUTSIDE)}/sendMail`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ message: message() }),
+    });
+    const outsideRead = await mailFolder(token, 'sentitems', OUTSIDE);
+
+    expect(inside.status).toBe(202);
+    for (const response of [outside, outsideRead]) {
+      expect(response.status).toBe(403);
+      expect(response.json().error).toMatchObject({
+        code: 'ErrorAccessDenied',
+        message:
+          'Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.',
+      });
+    }
+    expect(peer.delivered.map((delivered) => delivered.mailbox)).toEqual([MAILBOX]);
+  });
+
+  it('serves a mail folder by well-known name or id with $select, and refuses an unknown mailbox or folder', async () => {
+    const token = await secretToken(peer);
+
+    const sentItems = await mailFolder(token, 'SentItems');
+    expect(sentItems.status).toBe(200);
+    expect(sentItems.json()).toMatchObject({
+      id: peer.mailFolderId(MAILBOX, 'sentitems'),
+      displayName: 'Sent Items',
+      totalItemCount: 0,
+    });
+    const byId = await mailFolder(
+      token,
+      encodeURIComponent(peer.mailFolderId(MAILBOX, 'inbox')),
+      MAILBOX,
+      '?$select=id',
+    );
+    expect(byId.status).toBe(200);
+    const { '@odata.context': context, ...fields } = byId.json();
+    expect(context).toEqual(expect.stringContaining('mailFolders/$entity'));
+    expect(fields).toEqual({ id: peer.mailFolderId(MAILBOX, 'inbox') });
+    expect(peer.requests.at(-1)).toMatchObject({ operation: 'getMailFolder', mailbox: MAILBOX, status: 200 });
+
+    const stranger = await mailFolder(token, 'inbox', 'nobody@contoso.com');
+    expect(stranger.status).toBe(404);
+    expect(stranger.json().error).toMatchObject({
+      code: 'ErrorInvalidUser',
+      message: "The requested user 'nobody@contoso.com' is invalid.",
+    });
+    const unknownFolder = await mailFolder(token, 'archive-of-nothing');
+    expect(unknownFolder.status).toBe(400);
+    expect(unknownFolder.json().error).toMatchObject({ code: 'ErrorInvalidIdMalformed' });
+  });
+});
+
 describe('Graph peer concurrency accounting', () => {
   let peer: GraphPeer;
   /** Set to hold every answer until that many requests have arrived. */
