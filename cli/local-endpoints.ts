@@ -9,6 +9,7 @@ import {
 } from '../local/local-names.ts';
 import type { LocalRelay } from '../local/local-relay.ts';
 import { DEFAULT_STATE_DIR, isRunning } from '../local/state-dir.ts';
+import type { DoctorSettings } from './doctor/target.ts';
 
 /**
  * Where a running local mode says it listens: `mail-relay start` writes it into the state directory
@@ -35,6 +36,20 @@ export interface LocalEndpoints {
   readonly graphPeer: string | null;
   readonly smtpIngress: string | null;
   readonly smtpCaptures: readonly { readonly provider: string; readonly address: string }[];
+  /** What `mail-relay doctor` checks in local mode: the settings the handler runs with and the stand-ins' details. */
+  readonly doctor?: {
+    /** The configuration file local mode was started with (absolute). */
+    readonly configPath: string;
+    /** The provider sections of the handler's settings (secret ARNs of the local emulator, no secret values). */
+    readonly settings: DoctorSettings;
+    readonly secretsManagerEndpoint: string;
+    /** The DNS peer that answers for the senders' domains (host:port). */
+    readonly dnsServer?: string;
+    /** The Graph peer's certificate (public), when it runs. */
+    readonly graphCa?: string;
+    /** Each SMTP capture's certificate (public), by provider name. */
+    readonly smtpCa: Readonly<Record<string, string>>;
+  };
 }
 
 /** The state directory of the CLI's commands: --state-dir, else MAIL_RELAY_STATE_DIR, else .local. */
@@ -68,6 +83,21 @@ export function endpointsOf(relay: LocalRelay, pid = process.pid): LocalEndpoint
       provider,
       address: `${peer.host}:${peer.port}`,
     })),
+    doctor: {
+      configPath: relay.configPath,
+      settings: {
+        ...(relay.settings.graph && { graph: relay.settings.graph }),
+        ...(relay.settings.smtp && { smtp: relay.settings.smtp }),
+        ...(relay.settings.ses && { ses: relay.settings.ses }),
+        ...(relay.settings.routes && { routes: relay.settings.routes }),
+      },
+      secretsManagerEndpoint: relay.secretsManagerEndpoint,
+      ...(relay.dnsPeer && { dnsServer: relay.dnsPeer.address }),
+      ...(relay.graphPeer && { graphCa: relay.graphPeer.caCertificate }),
+      smtpCa: Object.fromEntries(
+        relay.smtpCaptures.map(({ provider, peer }) => [provider, peer.caCertificate]),
+      ),
+    },
   };
 }
 

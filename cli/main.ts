@@ -37,7 +37,7 @@ const LOCAL_DEFAULT = ` (the running local mode's, from <state dir>/${ENDPOINTS_
 
 const START_USAGE = `  mail-relay start [--sqs-port N] [--ses-port N] [--config PATH] [--visibility-timeout SECONDS]
                    [--graph-peer [--graph-peer-port N]] [--graph-credential FILE] [--smtp-port N]
-                   [--dynamodb-port N] [--smtp-ingress-port N] [--state-dir DIR] [--fresh]
+                   [--dynamodb-port N] [--smtp-ingress-port N] [--state-dir DIR] [--fresh] [--json-logs]
       Runs the whole relay locally (SQS, S3, SES, Secrets Manager and DynamoDB emulators on 127.0.0.1,
       the real send handler). Ports also from MAIL_RELAY_SQS_PORT / MAIL_RELAY_SES_PORT / MAIL_RELAY_GRAPH_PEER_PORT
       (defaults ${DEFAULT_SQS_PORT}, ${DEFAULT_SES_PORT}, ${DEFAULT_GRAPH_PEER_PORT}); 0 picks a free port (the banner shows it).
@@ -55,8 +55,13 @@ const START_USAGE = `  mail-relay start [--sqs-port N] [--ses-port N] [--config 
       --state-dir         where the outbox, the dead-letter queue, the delivery ledger and the suppression
                           list are kept across restarts (default ${DEFAULT_STATE_DIR}; also MAIL_RELAY_STATE_DIR).
       --fresh             forget them: start with empty queues, ledger and suppression list.
+      --json-logs         print the functions' JSON logs and EMF metrics (what Lambda would log) instead of
+                          one line per outcome: time, outcome, message id (its first 8 characters), provider,
+                          recipients, ms and why; outcomes: sent, retried (and when), waiting (a provider
+                          limit), dead-lettered (failure code), suppressed, duplicate, bounced, complained.
+                          Without it, errors the functions log are one line each on stderr.
       Once running, it writes where everything listens to <state dir>/${ENDPOINTS_FILE} (removed when it
-      stops): send, status, suppression and dlq read it, so they find local mode on any port.
+      stops): send, status, suppression, dlq and doctor read it, so they find local mode on any port.
       Ctrl-C (or SIGTERM) stops receiving, lets the batches in progress finish and saves the queues;
       a second Ctrl-C exits at once.`;
 
@@ -68,7 +73,17 @@ const SEND_USAGE = `  mail-relay send --from ADDR --to ADDR [--to ADDR …] --su
       Validates a message against the contract and enqueues it; prints the SQS message id.
       --attach puts the file in the message (base64; SQS caps a message at 1 MiB); --attach-s3 uploads
       it to the attachment bucket first (--bucket, default ${ATTACHMENT_BUCKET_NAME} in local mode).
-      Default queue: local mode's outbox${LOCAL_DEFAULT}.`;
+      Default queue: local mode's outbox${LOCAL_DEFAULT}.
+
+  mail-relay send --jsonl FILE [--queue-url URL] [--endpoint URL] [--region R] [--bucket NAME]
+                  [--s3-endpoint URL] [--state-dir DIR]
+      Bulk: each line of FILE (- reads stdin) is one message in the JSON contract (README, "The message
+      contract"); blank lines are skipped. Each is validated as the relay will, then they go out with
+      SendMessageBatch, ten at a time, as the typed client (mail-relay/client) sends them: a line without
+      an idempotencyKey gets one derived from its content, so sending the same file again sends nothing
+      twice; attachments too big for SQS go through the attachment bucket. A progress line on stderr
+      when it is a terminal, then a summary: sent, invalid (line number and field; not sent), failed
+      (SQS's reason). Exit code 0 when every message was enqueued, 1 otherwise.`;
 
 const STATUS_USAGE = `  mail-relay status ID [--table NAME] [--region R] [--endpoint URL] [--json] [--state-dir DIR]
       Was it sent, by which provider, when: reads the delivery ledger for an idempotency key or an SQS
@@ -96,6 +111,23 @@ const SUPPRESSION_USAGE = `  mail-relay suppression list | add ADDRESS [--reason
                          [--table NAME] [--region R] [--endpoint URL] [--state-dir DIR]
       The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
       against AWS pass --table (stack output SuppressionListTableName) and --region.`;
+
+const DOCTOR_USAGE = `  mail-relay doctor [--config PATH] [--outputs FILE] [--stack NAME] [--region R] [--only AREA,…]
+                    [--dns-server HOST:PORT …] [--rcpt ADDR] [--timeout SECONDS] [--json] [--state-dir DIR]
+      Checks a setup against the services without sending mail; each check ✓ ok, ✗ problem, ! warning,
+      with what it found and the fix. Areas (--only): graph (the credential, a token and its roles:
+      Mail.Send, Mail.Read when bounce reports or lost-answer lookups need it; each sender mailbox
+      reachable), smtp (per connection: DNS, TCP (a port-25 timeout is the cloud's block), greeting,
+      EHLO, STARTTLS and the certificate, AUTH, MAIL FROM and RCPT TO for each sender, then RSET and
+      QUIT: never DATA), ses (account: sandbox, paused, quota; each identity verified, DKIM; the
+      configuration set), dns (SPF of each sender domain allows the relay's path, DMARC, MX).
+      Without --config, --outputs, --stack or --region, it checks the running local mode's stand-ins;
+      with them, the deployed relay the configuration describes (default mail-relay.config.json),
+      against the real services with your AWS credentials. --outputs: the file of cdk deploy
+      --outputs-file (the secrets the stack created, EgressIps, the SES configuration set).
+      --rcpt: the RCPT TO address (default: each sender). --json prints {target, exitCode, counts,
+      findings: [{area, subject, check, verdict, detail, fix, code}]}.
+      Exit code 0: no problem (warnings allowed); 1: a problem found; 2: doctor could not run.`;
 
 const DLQ_SYNOPSIS = `  mail-relay dlq list [--reason CODE] [--json]
   mail-relay dlq show ID [--json]
@@ -142,7 +174,7 @@ const LOCAL_MODE_NOTE = `  Local mode: every command but start finds the running
   Explicit flags (--queue-url, --endpoint, --dlq-url …) and MAIL_RELAY_SQS_PORT / MAIL_RELAY_DYNAMODB_PORT win.`;
 
 const USAGE = `Usage:
-${[START_USAGE, SEND_USAGE, STATUS_USAGE, SUPPRESSION_USAGE, DLQ_USAGE, LOCAL_MODE_NOTE].join('\n\n')}
+${[START_USAGE, SEND_USAGE, STATUS_USAGE, SUPPRESSION_USAGE, DLQ_USAGE, DOCTOR_USAGE, LOCAL_MODE_NOTE].join('\n\n')}
 
   mail-relay help COMMAND, or COMMAND --help (-h): the usage of one command (dlq list --help: of one action).`;
 
@@ -153,6 +185,7 @@ const COMMAND_USAGE: Readonly<Record<string, string>> = {
   status: STATUS_USAGE,
   suppression: SUPPRESSION_USAGE,
   dlq: DLQ_USAGE,
+  doctor: DOCTOR_USAGE,
 };
 const DLQ_ACTION_USAGE: Readonly<Record<string, string>> = {
   list: [DLQ_SYNOPSIS.split('\n')[0], DLQ_OPTIONS, DLQ_INTRO, DLQ_LIST].join('\n'),
@@ -217,6 +250,8 @@ export async function main(argv: string[]): Promise<number> {
         return await suppression(rest);
       case 'dlq':
         return await dlq(rest);
+      case 'doctor':
+        return await doctor(rest);
       default:
         console.error(`Unknown command "${command}".\n\n${USAGE}`);
         return 1;
@@ -228,7 +263,8 @@ export async function main(argv: string[]): Promise<number> {
     console.error(
       parseError ? `${described}\n\`mail-relay ${command} --help\` shows its options.` : described,
     );
-    return 1;
+    // doctor's exit codes keep 1 for "a problem found"; not running at all is 2.
+    return command === 'doctor' ? 2 : 1;
   }
 }
 
@@ -268,6 +304,7 @@ async function start(args: string[]): Promise<number> {
       'smtp-ingress-port': { type: 'string' },
       'state-dir': { type: 'string' },
       fresh: { type: 'boolean' },
+      'json-logs': { type: 'boolean' },
     },
   });
   if (values['graph-peer'] && values['graph-credential']) {
@@ -298,6 +335,13 @@ async function start(args: string[]): Promise<number> {
     ),
     stateDir: values['state-dir'] ?? process.env.MAIL_RELAY_STATE_DIR ?? DEFAULT_STATE_DIR,
     fresh: values.fresh === true,
+    // Default: a person reads this console, one line per outcome; --json-logs: what Lambda would log.
+    ...(values['json-logs'] !== true && {
+      outcomeLines: {
+        line: (text: string) => console.log(text),
+        problem: (text: string) => console.error(text),
+      },
+    }),
   });
   // Where everything listens, for the other commands: they find local mode on whatever ports it got.
   const endpointsFile = await writeLocalEndpoints(relay).catch((error: Error) => {
@@ -306,7 +350,7 @@ async function start(args: string[]): Promise<number> {
     );
     return undefined;
   });
-  console.log(banner(relay, endpointsFile));
+  console.log(banner(relay, endpointsFile, values['graph-credential'] !== undefined));
   await new Promise<void>((resolve) => {
     const stopSignals = ['SIGINT', 'SIGTERM'] as const;
     const onFirstSignal = () => {
@@ -336,7 +380,8 @@ async function start(args: string[]): Promise<number> {
   return 0;
 }
 
-function banner(relay: LocalRelay, endpointsFile?: string): string {
+/** `graphCredentialGiven`: --graph-credential was passed (the peer, when running, brings its own). */
+function banner(relay: LocalRelay, endpointsFile?: string, graphCredentialGiven = false): string {
   const { ses, graph } = relay.settings;
   const lines = [
     'mail-relay local mode is running (Ctrl-C to stop)',
@@ -365,6 +410,14 @@ function banner(relay: LocalRelay, endpointsFile?: string): string {
         ? `  Graph peer:        ${relay.graphPeer.url}   received mail: ${relay.graphPeer.url}/mail-relay/delivered`
         : `  Graph:             ${graph.graphEndpoint} (tenant ${graph.tenantId})`,
     );
+    if (!relay.graphPeer && !graphCredentialGiven) {
+      // Local mode then gives Graph the stack's placeholder secret: say what happens to Graph mail.
+      lines.push(
+        "  Graph credential:  none: Graph mail fails over to its route's next provider, or, when Graph is the",
+        '                     last, is retried and then dead-lettered (GraphCredentialNotSet). Start with',
+        '                     --graph-peer (local Graph peer) or --graph-credential FILE (the real tenant).',
+      );
+    }
   }
   for (const { provider, peer, directory } of relay.smtpCaptures) {
     const connection = relay.settings.smtp?.find((candidate) => candidate.name === provider);
@@ -399,7 +452,7 @@ function banner(relay: LocalRelay, endpointsFile?: string): string {
     `  State:             ${relay.state.directory}   (queues, ledger, suppression list: kept across restarts; --fresh forgets them)`,
     ...(endpointsFile
       ? [
-          `  Endpoints file:    ${endpointsFile}   (send, status, suppression and dlq find local mode through it)`,
+          `  Endpoints file:    ${endpointsFile}   (send, status, suppression, dlq and doctor find local mode through it)`,
         ]
       : []),
     `  Outcome events:    ${relay.eventBridge.endpoint}/mail-relay/events   (what EventBridge would receive, source mail-relay)`,
@@ -409,11 +462,15 @@ function banner(relay: LocalRelay, endpointsFile?: string): string {
       '  SES feedback:      send to bounce@, complaint@ or success@simulator.amazonses.com (the SES mailbox simulator)',
     );
   }
-  // A sender the routes allow (without routes: the first sender of the first provider).
-  const sender = trySender(
-    relay.settings.routes,
-    configuredSections(relay.settings).flatMap(({ definition, section }) => definition.sendersOf(section)),
+  // A sender the routes allow (without routes: the first sender of the first provider). Graph without
+  // a credential cannot send: another provider's sender, when there is one.
+  const providers = configuredSections(relay.settings).flatMap(({ definition, section }) =>
+    definition.sendersOf(section),
   );
+  const sendable = providers.filter(
+    ({ provider }) => !(provider === 'graph' && graph && !relay.graphPeer && !graphCredentialGiven),
+  );
+  const sender = trySender(relay.settings.routes, sendable.length > 0 ? sendable : providers);
   lines.push(
     '',
     'Try:',
@@ -457,8 +514,18 @@ async function send(args: string[]): Promise<number> {
       endpoint: { type: 'string' },
       region: { type: 'string' },
       'state-dir': { type: 'string' },
+      jsonl: { type: 'string' },
     },
   });
+  if (values.jsonl !== undefined) {
+    const messageFlags = Object.keys(values).filter((flag) => !JSONL_FLAGS.has(flag));
+    if (messageFlags.length > 0) {
+      console.error(
+        `send --jsonl takes each whole message from its lines, not ${messageFlags.map((flag) => `--${flag}`).join(', ')}.\n\n${usageOf('send')}`,
+      );
+      return 1;
+    }
+  }
   // Before anything is uploaded: files that cannot fit inline are refused with the option that fits them.
   const inline = values.attach ?? [];
   const inlineBytes = await base64Bytes(inline);
@@ -480,6 +547,26 @@ async function send(args: string[]): Promise<number> {
     values['s3-endpoint'] ??
     (fromFile ? running.attachmentBucket?.endpoint : undefined) ??
     (local ? new URL(queueUrl).origin : undefined);
+  if (values.jsonl !== undefined) {
+    const { runSendJsonl } = await import('./send-jsonl.ts');
+    return runSendJsonl(
+      values.jsonl,
+      {
+        queueUrl,
+        ...(values.endpoint && { endpoint: values.endpoint }),
+        ...(values.region && { region: values.region }),
+        ...(bucket && { bucket }),
+        ...(s3Endpoint && { s3Endpoint }),
+      },
+      {
+        out: (text) => console.log(text),
+        // Rewritten in place, and only for a person watching: a pipe or a log file gets the summary only.
+        ...(process.stderr.isTTY && { progress: (text: string) => process.stderr.write(`\r${text}\x1b[K`) }),
+      },
+    ).finally(() => {
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    });
+  }
   const uploaded = [];
   for (const file of uploads) {
     if (bucket === undefined) {
@@ -518,6 +605,17 @@ async function send(args: string[]): Promise<number> {
     return 1;
   }
 }
+
+/** The flags of `send --jsonl`: where the queue and the bucket are; the messages come from the lines. */
+const JSONL_FLAGS = new Set([
+  'jsonl',
+  'queue-url',
+  'endpoint',
+  'region',
+  'bucket',
+  's3-endpoint',
+  'state-dir',
+]);
 
 /** The bytes the files take in a message, base64-encoded; unreadable files count 0 (buildMessage reports them). */
 async function base64Bytes(files: readonly string[]): Promise<number> {
@@ -705,4 +803,51 @@ async function dlq(args: string[]): Promise<number> {
   }
   console.error(`dlq takes list, show ID or redrive.\n\n${usageOf('dlq')}`);
   return 1;
+}
+
+async function doctor(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      outputs: { type: 'string' },
+      stack: { type: 'string' },
+      region: { type: 'string' },
+      only: { type: 'string' },
+      'dns-server': { type: 'string', multiple: true },
+      rcpt: { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+      'state-dir': { type: 'string' },
+    },
+  });
+  // Loaded only here: the checks bring the provider clients.
+  const { DOCTOR_AREAS, runDoctor } = await import('./doctor/doctor.ts');
+  const areas = values.only?.split(',').map((area) => area.trim());
+  const unknown = areas?.filter((area) => !(DOCTOR_AREAS as readonly string[]).includes(area)) ?? [];
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (unknown.length > 0 || (timeout !== undefined && !(timeout > 0))) {
+    console.error(
+      unknown.length > 0
+        ? `--only takes ${DOCTOR_AREAS.join(', ')} (comma-separated), not ${unknown.join(', ')}`
+        : `--timeout must be a number of seconds above 0, got "${values.timeout}"`,
+    );
+    return 2;
+  }
+  if (values.rcpt !== undefined && !isEmailAddress(values.rcpt)) {
+    console.error(`--rcpt must be an email address, got "${values.rcpt}"`);
+    return 2;
+  }
+  return runDoctor({
+    json: values.json === true,
+    ...(areas && { areas: areas as (typeof DOCTOR_AREAS)[number][] }),
+    ...(values.config && { configPath: values.config }),
+    ...(values.outputs && { outputsPath: values.outputs }),
+    ...(values.stack && { stack: values.stack }),
+    ...(values.region && { region: values.region }),
+    ...(values['dns-server'] && { dnsServers: values['dns-server'] }),
+    ...(values.rcpt && { testRecipient: values.rcpt }),
+    ...(timeout !== undefined && { timeoutMs: timeout * 1000 }),
+    ...(values['state-dir'] && { stateDir: values['state-dir'] }),
+  });
 }

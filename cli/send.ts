@@ -105,18 +105,23 @@ export interface QueueTarget {
   region?: string;
 }
 
-/** Puts a message on the outbox; returns the SQS message id. */
-export async function enqueue(body: string, target: QueueTarget): Promise<string> {
+/** An SQS client for the target: a local queue's own endpoint, else the region in the queue URL. */
+export function sqsClientFor(target: QueueTarget): SQSClient {
   const url = new URL(target.queueUrl);
   const isLocal = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
   const endpoint = target.endpoint ?? (isLocal ? url.origin : undefined);
   const region = target.region ?? /sqs\.([a-z0-9-]+)\.amazonaws/.exec(url.hostname)?.[1] ?? 'us-east-1';
-  const client = new SQSClient({
+  return new SQSClient({
     region,
     ...(endpoint && { endpoint }),
     // Emulators accept any credentials; never pick up a real profile for a local queue.
     ...(isLocal && { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
   });
+}
+
+/** Puts a message on the outbox; returns the SQS message id. */
+export async function enqueue(body: string, target: QueueTarget): Promise<string> {
+  const client = sqsClientFor(target);
   try {
     const output = await client.send(
       new SendMessageCommand({ QueueUrl: target.queueUrl, MessageBody: body }),

@@ -23,6 +23,7 @@ import {
   type RelayConfig,
   relaySettingsFor,
 } from '../lib/config.ts';
+import { localZoneFor } from './dns-zone.ts';
 import { startDynamoDbEmulator, startSesEmulator, startSqsEmulator } from './emulators.ts';
 import {
   ATTACHMENT_BUCKET_NAME,
@@ -42,7 +43,9 @@ import {
   PACING_TABLE_NAME,
   SUPPRESSION_TABLE_NAME,
 } from './local-names.ts';
+import { createOutcomeLog, type OutcomeLog, type OutcomePrinter } from './outcome-log.ts';
 import { createClientCertificate } from './peers/certificates.ts';
+import { type DnsPeer, startDnsPeer } from './peers/dns-peer.ts';
 import { type EventBridgePeer, startEventBridgePeer } from './peers/eventbridge-peer.ts';
 import { type GraphPeer, startGraphPeer } from './peers/graph-peer.ts';
 import { type SmtpAuthMethod, type SmtpPeer, startSmtpPeer } from './peers/smtp-peer.ts';
@@ -55,6 +58,8 @@ import { startSmtpIngress } from './smtp-ingress.ts';
 import { LocalSqsEventSource, localLambdaContext } from './sqs-event-source.ts';
 import { claimStateDirectory, DEFAULT_STATE_DIR } from './state-dir.ts';
 
+/** Where local mode's stand-ins see the relay come from: its "egress IP". */
+const LOOPBACK_IP = '127.0.0.1';
 const SMTP_CREDENTIAL_SECRET_NAME = 'mail-relay/smtp-credential';
 /** The user local mode's SMTP capture accepts for plain/login routes. */
 const LOCAL_SMTP_USER = { username: 'local', password: 'local' };
@@ -118,6 +123,11 @@ export interface LocalRelayOptions {
   readonly fresh?: boolean;
   /** The SMTP submission listener, when the configuration has an ingress section. 0 picks a free port. @default 2587 */
   readonly smtpIngressPort?: number;
+  /**
+   * One human line per message outcome (sent, retried, dead-lettered…) printed through this, instead
+   * of the functions' JSON logs and EMF metrics on stdout. Absent: the JSON, as Lambda writes it.
+   */
+  readonly outcomeLines?: OutcomePrinter;
 }
 
 /** The SMTP capture standing in for one SMTP connection's server. */
@@ -166,6 +176,15 @@ export interface LocalRelay {
   };
   /** The DynamoDB emulator holding the delivery ledger and the suppression list. */
   readonly dynamoDbEndpoint: string;
+  /** The configuration file it was started with (absolute). */
+  readonly configPath: string;
+  /** The Secrets Manager emulator holding the providers' local credentials. */
+  readonly secretsManagerEndpoint: string;
+  /**
+   * DNS for `mail-relay doctor`: SPF, DMARC and MX of the senders' domains as a correct setup
+   * publishes them (the relay itself never asks it).
+   */
+  readonly dnsPeer: DnsPeer;
   /** Receives the outcome events (EventBridge PutEvents); GET <endpoint>/mail-relay/events lists them. */
   readonly eventBridge: EventBridgePeer;
   readonly ledgerTableName: string;
@@ -190,6 +209,7 @@ export interface LocalRelay {
  */
 export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
   const config = loadRelayConfig(options.configPath ?? DEFAULT_CONFIG_PATH);
+  const configPath = path.resolve(options.configPath ?? DEFAULT_CONFIG_PATH);
   // Whatever has started, stopped one after the other in reverse order (also when a later step
   // fails): the final queue snapshot is taken before the SQS emulator goes, and the state directory
   // is released only once the DynamoDB emulator has closed its files.
@@ -263,7 +283,13 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     const graphConfig: GraphConfig | undefined =
       config.graph ??
       (options.graphPeer
-        ? { ...LOCAL_GRAPH_APP, senders: sesSenders(config), saveToSentItems: true, cloud: 'global' }
+        ? {
+            ...LOCAL_GRAPH_APP,
+            senders: sesSenders(config),
+            saveToSentItems: true,
+            cloud: 'global',
+            mailboxAccess: 'consent',
+          }
         : undefined);
     if (graphConfig) {
       let credential = PLACEHOLDER_CREDENTIAL;
@@ -370,23 +396,29 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...(smtp.length > 0 && { smtp }),
     };
     process.env[SETTINGS_ENV_VAR] = JSON.stringify(settings);
+    const dnsPeer = await startDnsPeer({ port: 0, records: localZoneFor(settings, [LOOPBACK_IP]) });
+    stops.push(() => dnsPeer.close());
     process.env.POWERTOOLS_LOG_LEVEL = options.logLevel ?? 'INFO';
     process.env.POWERTOOLS_SERVICE_NAME = 'mail-relay';
+    // After the variables above: the loggers read the log level when they are made.
+    const outcomeLog = options.outcomeLines && createOutcomeLog(options.outcomeLines);
+    const sendHandler = createSendHandler(process.env, {
+      ...(graphTransport && { graphTransport }),
+      // Each capture has its own self-signed certificate: each connection trusts its capture's.
+      ...(smtpCapture && {
+        smtpCa: Object.fromEntries(
+          smtpCaptures.map((capture) => [capture.provider, capture.peer.caCertificate]),
+        ),
+      }),
+      ...outcomeLog?.functionOutput(),
+    });
 
     const source = new LocalSqsEventSource({
       client,
       queueUrl: queues.queueUrl,
       queueArn: queues.queueArn,
       region: LOCAL_REGION,
-      handler: createSendHandler(process.env, {
-        ...(graphTransport && { graphTransport }),
-        // Each capture has its own self-signed certificate: each connection trusts its capture's.
-        ...(smtpCapture && {
-          smtpCa: Object.fromEntries(
-            smtpCaptures.map((capture) => [capture.provider, capture.peer.caCertificate]),
-          ),
-        }),
-      }),
+      handler: outcomeLog ? outcomeLog.timed(sendHandler) : sendHandler,
       batchSize: config.sendFunction.batchSize,
       // A few pollers exercise concurrency; hundreds would only load a laptop, not change behaviour.
       maxConcurrency: Math.min(config.sendFunction.maxConcurrency, 4),
@@ -450,7 +482,9 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
         credentials: [...credentials].map(([name, password]) => ({ client: name, username: name, password })),
       };
     }
-    const feedbackInProgress = config.ses ? simulateSesFeedback(capture, config) : async () => undefined;
+    const feedbackInProgress = config.ses
+      ? simulateSesFeedback(capture, config, outcomeLog)
+      : async () => undefined;
     let stopping: Promise<void> | undefined;
 
     return {
@@ -466,6 +500,9 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       ...(attachmentBucket && { attachmentBucket }),
       ...(smtpIngress && { smtpIngress }),
       dynamoDbEndpoint: dynamoDb.endpoint,
+      configPath,
+      secretsManagerEndpoint: secrets.endpoint,
+      dnsPeer,
       eventBridge,
       ...tables,
       state: {
@@ -600,20 +637,27 @@ function required<T>(value: T | undefined, what: string): T {
  * ledger notes). Asynchronous, as in AWS: the send has long returned when the event arrives.
  * Returns a function that waits for the feedback still to come (local mode's stop lets it finish).
  */
-function simulateSesFeedback(capture: SesCapture, config: RelayConfig): () => Promise<void> {
-  const handler = createFeedbackHandler({
-    ...process.env,
-    [SETTINGS_ENV_VAR]: JSON.stringify({
-      suppression: {
-        tableName: SUPPRESSION_TABLE_NAME,
-        ...(config.suppression.retentionDays !== undefined && {
-          retentionDays: config.suppression.retentionDays,
-        }),
-      },
-      events: { busName: config.events.busName },
-      ledger: { tableName: LEDGER_TABLE_NAME },
-    }),
-  });
+function simulateSesFeedback(
+  capture: SesCapture,
+  config: RelayConfig,
+  outcomeLog?: OutcomeLog,
+): () => Promise<void> {
+  const handler = createFeedbackHandler(
+    {
+      ...process.env,
+      [SETTINGS_ENV_VAR]: JSON.stringify({
+        suppression: {
+          tableName: SUPPRESSION_TABLE_NAME,
+          ...(config.suppression.retentionDays !== undefined && {
+            retentionDays: config.suppression.retentionDays,
+          }),
+        },
+        events: { busName: config.events.busName },
+        ledger: { tableName: LEDGER_TABLE_NAME },
+      }),
+    },
+    outcomeLog?.functionOutput(),
+  );
   const inProgress = new Set<Promise<unknown>>();
   capture.onSent((send) => {
     // Later, as SES's events come after its answer (and after the relay has recorded the send).

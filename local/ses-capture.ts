@@ -95,6 +95,44 @@ export interface SesCaptureOptions extends SesSendLimits {
   readonly faultPlan?: SesFaultPlan;
 }
 
+/** The account as GetAccount describes it; each field absent keeps the capture's default. */
+export interface SesAccountState {
+  /** false: the SES sandbox (verified recipients only). @default true */
+  readonly productionAccessEnabled?: boolean;
+  /** false: SES paused sending for the whole account. @default true */
+  readonly sendingEnabled?: boolean;
+  /** HEALTHY, PROBATION or SHUTDOWN. @default 'HEALTHY' */
+  readonly enforcementStatus?: string;
+  /** @default 1_000_000 */
+  readonly max24HourSend?: number;
+  /** @default the sends the capture recorded */
+  readonly sentLast24Hours?: number;
+}
+
+/** Verification, DKIM and MAIL FROM statuses, as SES v2 spells them. */
+export type SesVerificationStatus = 'PENDING' | 'SUCCESS' | 'FAILED' | 'TEMPORARY_FAILURE' | 'NOT_STARTED';
+export type SesDkimStatus = SesVerificationStatus;
+export type SesMailFromStatus = 'PENDING' | 'SUCCESS' | 'FAILED' | 'TEMPORARY_FAILURE';
+
+/** An identity as GetEmailIdentity describes it; each field absent keeps the default (verified, DKIM SUCCESS). */
+export interface SesIdentityState {
+  /** VerifiedForSendingStatus. @default true */
+  readonly verified?: boolean;
+  /** VerificationStatus. @default 'SUCCESS' when verified, else 'PENDING' */
+  readonly verificationStatus?: SesVerificationStatus;
+  /** DkimAttributes.Status. @default 'SUCCESS' */
+  readonly dkimStatus?: SesDkimStatus;
+  /** A custom MAIL FROM domain (MailFromAttributes). @default none, or `mail.<domain>` with a mailFromStatus */
+  readonly mailFromDomain?: string;
+  readonly mailFromStatus?: SesMailFromStatus;
+}
+
+/** A configuration set as GetConfigurationSet describes it. */
+export interface SesConfigurationSetState {
+  /** SendingOptions.SendingEnabled (false: paused, e.g. by the relay's bounce/complaint brake). */
+  readonly sendingEnabled: boolean;
+}
+
 const SEND_EMAIL_PATH = '/v2/email/outbound-emails';
 const SEND_RATE_WINDOW_MS = 1000;
 
@@ -104,6 +142,13 @@ const SEND_RATE_WINDOW_MS = 1000;
  * at /mail-relay/sent and /mail-relay/raw/<messageId>, and can answer with scripted errors or lose
  * the answer to a send it forwarded (the client cannot tell whether the message went). It can also
  * enforce the account's maximum send rate (`SesSendLimits`), reporting at /mail-relay/pacing.
+ *
+ * It also answers what `mail-relay doctor` reads, which the emulator does not know, in the shapes SES
+ * v2 returns: GetAccount, GetEmailIdentity and GetConfigurationSet. Unscripted (local mode), every
+ * identity is verified with DKIM SUCCESS (aws-ses-v2-local accepts any sender) and every
+ * configuration set exists and sends; `setAccount`, `setIdentity` and `setConfigurationSet` script
+ * other answers (an identity or set scripted as undefined is answered 404 NotFoundException). The
+ * scripted state only changes those answers: sends are not refused by it (inject faults for that).
  */
 export class SesCapture {
   readonly sent: CapturedSend[] = [];
@@ -116,6 +161,10 @@ export class SesCapture {
   /** Every send the rate let through (the window is its tail), and those it refused. */
   private readonly accepted: SesAcceptedSend[] = [];
   private readonly throttled: SesAcceptedSend[] = [];
+  private accountState: SesAccountState = {};
+  /** Scripted identities and configuration sets; undefined: scripted as absent. */
+  private readonly identities = new Map<string, SesIdentityState | undefined>();
+  private readonly configurationSets = new Map<string, SesConfigurationSetState | undefined>();
 
   constructor(
     private readonly upstream: string,
@@ -128,6 +177,21 @@ export class SesCapture {
   /** Replaces the limits (`{}`: none). Sends accepted before still count in the window. */
   setLimits(limits: SesSendLimits): void {
     this.limits = checkedLimits(limits);
+  }
+
+  /** Replaces what GetAccount reports beyond the send rate (`{}`: the defaults). */
+  setAccount(state: SesAccountState): void {
+    this.accountState = { ...state };
+  }
+
+  /** Scripts what GetEmailIdentity answers for an identity; undefined: it does not exist (404). */
+  setIdentity(identity: string, state: SesIdentityState | undefined): void {
+    this.identities.set(identity.toLowerCase(), state && { ...state });
+  }
+
+  /** Scripts what GetConfigurationSet answers for a set; undefined: it does not exist (404). */
+  setConfigurationSet(name: string, state: SesConfigurationSetState | undefined): void {
+    this.configurationSets.set(name, state && { ...state });
   }
 
   /** A snapshot of the limits and what the sends met. */
@@ -189,21 +253,82 @@ export class SesCapture {
   }
 
   /**
-   * The account as SES v2 GetAccount describes it: production access, sending on, and the enforced
-   * maximum send rate (without one, a rate no local burst reaches).
+   * The account as SES v2 GetAccount describes it: by default production access, sending on, and the
+   * enforced maximum send rate (without one, a rate no local burst reaches); `setAccount` changes it.
    */
   private account(): Record<string, unknown> {
+    const state = this.accountState;
     return {
-      ProductionAccessEnabled: true,
-      SendingEnabled: true,
-      EnforcementStatus: 'HEALTHY',
+      ProductionAccessEnabled: state.productionAccessEnabled ?? true,
+      SendingEnabled: state.sendingEnabled ?? true,
+      EnforcementStatus: state.enforcementStatus ?? 'HEALTHY',
       DedicatedIpAutoWarmupEnabled: false,
       SendQuota: {
-        Max24HourSend: 1_000_000,
+        Max24HourSend: state.max24HourSend ?? 1_000_000,
         MaxSendRate: this.limits.maxSendRate ?? UNLIMITED_LOCAL_SEND_RATE,
-        SentLast24Hours: this.sent.length,
+        SentLast24Hours: state.sentLast24Hours ?? this.sent.length,
       },
     };
+  }
+
+  /** GetEmailIdentity's answer (SES matches identities case-insensitively). */
+  private emailIdentity(identity: string): Reply {
+    const key = identity.toLowerCase();
+    const state = this.identities.has(key) ? this.identities.get(key) : {};
+    if (state === undefined) {
+      return errorReply(404, 'NotFoundException', `Email identity ${identity} does not exist.`);
+    }
+    const verified = state.verified ?? true;
+    const dkimStatus = state.dkimStatus ?? 'SUCCESS';
+    const isAddress = identity.includes('@');
+    const domain = isAddress ? identity.slice(identity.lastIndexOf('@') + 1) : identity;
+    const mailFromDomain =
+      state.mailFromDomain ?? (state.mailFromStatus !== undefined ? `mail.${domain}` : undefined);
+    return json(200, {
+      IdentityType: isAddress ? 'EMAIL_ADDRESS' : 'DOMAIN',
+      FeedbackForwardingStatus: true,
+      VerifiedForSendingStatus: verified,
+      VerificationStatus: state.verificationStatus ?? (verified ? 'SUCCESS' : 'PENDING'),
+      DkimAttributes: {
+        SigningEnabled: dkimStatus === 'SUCCESS',
+        Status: dkimStatus,
+        SigningAttributesOrigin: 'AWS_SES',
+        ...(!isAddress && {
+          // Easy DKIM's three selectors, each published as <token>._domainkey.<domain> CNAME.
+          Tokens: [1, 2, 3].map((index) => `local${index}${domain.replace(/[^a-z0-9]/gi, '')}`),
+          CurrentSigningKeyLength: 'RSA_2048_BIT',
+          NextSigningKeyLength: 'RSA_2048_BIT',
+        }),
+      },
+      // SES answers BehaviorOnMxFailure alone when the identity has no custom MAIL FROM domain.
+      MailFromAttributes: {
+        ...(mailFromDomain !== undefined && {
+          MailFromDomain: mailFromDomain,
+          MailFromDomainStatus: state.mailFromStatus ?? 'SUCCESS',
+        }),
+        BehaviorOnMxFailure: 'USE_DEFAULT_VALUE',
+      },
+      Policies: {},
+      Tags: [],
+    });
+  }
+
+  /** GetConfigurationSet's answer. */
+  private configurationSet(name: string): Reply {
+    const state = this.configurationSets.has(name)
+      ? this.configurationSets.get(name)
+      : { sendingEnabled: true };
+    if (state === undefined) {
+      return errorReply(404, 'NotFoundException', `Configuration set <${name}> does not exist.`);
+    }
+    return json(200, {
+      ConfigurationSetName: name,
+      DeliveryOptions: { TlsPolicy: 'OPTIONAL' },
+      ReputationOptions: { ReputationMetricsEnabled: true },
+      SendingOptions: { SendingEnabled: state.sendingEnabled },
+      SuppressionOptions: { SuppressedReasons: ['BOUNCE', 'COMPLAINT'] },
+      Tags: [],
+    });
   }
 
   private async handle(req: IncomingMessage): Promise<{ reply: Reply; lostAnswer?: SesLostAnswer }> {
@@ -216,6 +341,15 @@ export class SesCapture {
     // with the send rate it enforces, which is what the relay paces SES sends to.
     if (req.method === 'GET' && url.split('?')[0] === '/v2/email/account') {
       return { reply: json(200, this.account()) };
+    }
+    // GetEmailIdentity and GetConfigurationSet, which the emulator does not answer (doctor reads them).
+    const identity = /^\/v2\/email\/identities\/([^/?]+)(?:\?.*)?$/.exec(url);
+    if (req.method === 'GET' && identity) {
+      return { reply: this.emailIdentity(decodeURIComponent(identity[1] ?? '')) };
+    }
+    const configurationSet = /^\/v2\/email\/configuration-sets\/([^/?]+)(?:\?.*)?$/.exec(url);
+    if (req.method === 'GET' && configurationSet) {
+      return { reply: this.configurationSet(decodeURIComponent(configurationSet[1] ?? '')) };
     }
     if (req.method === 'GET' && url === '/mail-relay/sent') {
       const summary = this.sent.map(({ raw, ...rest }) => ({ ...rest, bytes: raw.length }));

@@ -15,6 +15,13 @@ import { EmfTelemetry } from '../send/telemetry.ts';
 
 export type FeedbackHandler = (event: unknown, context: Context) => Promise<void>;
 
+export interface FeedbackHandlerOptions {
+  /** The function's logger. Default: a Powertools Logger writing JSON to stdout, as Lambda wants. */
+  readonly logger?: Logger;
+  /** Where the EMF metric documents go. Default: stdout, where Lambda reads them. */
+  readonly writeMetrics?: (line: string) => void;
+}
+
 /**
  * The feedback function: SES events (EventBridge rule on the configuration set's events) become
  * suppressions, metrics and outcome events. A payload it cannot read, or a suppression it cannot
@@ -23,10 +30,16 @@ export type FeedbackHandler = (event: unknown, context: Context) => Promise<void
  */
 export function createFeedbackHandler(
   env: Readonly<Record<string, string | undefined>> = process.env,
+  options: FeedbackHandlerOptions = {},
 ): FeedbackHandler {
   const settings = readSettingsWith(feedbackSettingsSchema, env);
-  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
-  const dependencies = createFeedbackDependencies(settings, logger, new DynamoDBClient({}));
+  const logger = options.logger ?? new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const dependencies = createFeedbackDependencies(
+    settings,
+    logger,
+    new DynamoDBClient({}),
+    options.writeMetrics,
+  );
   const handler = middy(async (event: unknown) => {
     try {
       await processFeedback(parseSesEvent(event), dependencies);
@@ -42,11 +55,16 @@ export function createFeedbackDependencies(
   settings: FeedbackSettings,
   logger: Logger,
   dynamo: DynamoDBClient,
+  writeMetrics?: (line: string) => void,
 ): FeedbackDependencies & { readonly telemetry: EmfTelemetry } {
   return {
     suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
     // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
-    telemetry: new EmfTelemetry({ namespace: METRICS_NAMESPACE, service: METRICS_SERVICE }),
+    telemetry: new EmfTelemetry({
+      namespace: METRICS_NAMESPACE,
+      service: METRICS_SERVICE,
+      ...(writeMetrics && { write: writeMetrics }),
+    }),
     ...(settings.events && {
       outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
     }),

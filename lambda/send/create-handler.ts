@@ -42,6 +42,13 @@ export interface SendHandlerOptions {
    * greeting; Graph's comes with graphTransport). Tests and the soak shorten it. @default 15000 (SES), 10000 (SMTP)
    */
   readonly providerTimeoutMs?: number;
+  /**
+   * The function's logger. Default: a Powertools Logger writing JSON to stdout, as Lambda wants; local
+   * mode passes one that turns the records into a line per outcome.
+   */
+  readonly logger?: Logger;
+  /** Where the EMF metric documents go. Default: stdout, where Lambda reads them. */
+  readonly writeMetrics?: (line: string) => void;
 }
 
 export type SendHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
@@ -56,12 +63,16 @@ export function createSendHandler(
   options: SendHandlerOptions = {},
 ): SendHandler {
   const settings = readSettings(env);
-  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = options.logger ?? new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
   const sqs = new SQSClient({});
   const dynamo = new DynamoDBClient({});
   // Gathered over an invocation and written at its end: a few EMF lines and one PutEvents per batch.
   // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
-  const telemetry = new EmfTelemetry({ namespace: METRICS_NAMESPACE, service: METRICS_SERVICE });
+  const telemetry = new EmfTelemetry({
+    namespace: METRICS_NAMESPACE,
+    service: METRICS_SERVICE,
+    ...(options.writeMetrics && { write: options.writeMetrics }),
+  });
   const outcomes =
     settings.events &&
     new BufferedOutcomes(new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName));

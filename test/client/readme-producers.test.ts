@@ -6,6 +6,8 @@ import { createRelayClient } from 'mail-relay/client';
 import { MailRelayTransport } from 'mail-relay/nodemailer';
 import { describe, expect, it } from 'vitest';
 import { defaultMessageSchema, parseMessage } from '../../lambda/core/message.ts';
+import { OUTBOX_QUEUE_NAME } from '../../local/local-names.ts';
+import { phpArrayLiteral } from '../helpers/php-array-literal.ts';
 
 /** The README's "Producers" subsection, from its heading to the next section. */
 function producersSection(): string {
@@ -81,5 +83,52 @@ describe('README: Producers', () => {
     // npm test checks the two agree).
     const parsed = parseMessage(body, defaultMessageSchema);
     expect(parsed.ok ? [] : parsed.problems).toEqual([]);
+  });
+
+  // Static, unlike the Python snippet: PHP is not installed here and CI cannot install it. The
+  // snippet's $message is a plain array literal, read as json_encode would write it by a strict reader
+  // (test/helpers/php-array-literal.ts refuses anything it cannot read exactly as PHP does), then
+  // checked with the relay's own parsing; the call is checked for what SQS needs.
+  it('checks the PHP snippet: the message it builds is one the relay accepts, sent with sendMessage', () => {
+    const snippet = /```php\n([\s\S]*?)```/.exec(producersSection())?.[1] ?? '';
+    const assignment = snippet.indexOf('$message = [');
+    expect(assignment).toBeGreaterThan(0);
+    const { value, end } = phpArrayLiteral(snippet, assignment + '$message = '.length);
+    expect(snippet.slice(end).trimStart().startsWith(';')).toBe(true);
+
+    const parsed = parseMessage(JSON.stringify(value), defaultMessageSchema);
+    expect(parsed.ok ? [] : parsed.problems).toEqual([]);
+    // The idempotency key where the contract has it: in the message, not an SQS attribute.
+    expect(value).toMatchObject({ v: 1, idempotencyKey: 'invoice-2024-0042' });
+
+    expect(snippet).toContain('use Aws\\Sqs\\SqsClient;');
+    const call = /\$sqs->sendMessage\(\[([\s\S]*?)\]\);/.exec(snippet)?.[1] ?? '';
+    expect(call).toMatch(/'QueueUrl' => \$queueUrl,/);
+    expect(call).toMatch(/'MessageBody' => json_encode\(\$message\b[^)]*JSON_THROW_ON_ERROR\)/);
+    // A standard queue (a FIFO queue's name ends in .fifo): no deduplication id or group.
+    expect(OUTBOX_QUEUE_NAME.endsWith('.fifo')).toBe(false);
+    expect(snippet).not.toMatch(/MessageDeduplicationId|MessageGroupId/);
+  });
+
+  it('the PHP literal reader is strict: it refuses what it cannot read as PHP does', () => {
+    const read = (literal: string) => phpArrayLiteral(literal, 0).value;
+    expect(read("['a' => 'it\\'s', 'b' => [1, true, null], 'c' => \"x\", /* note */ 'd' => [],]")).toEqual({
+      a: "it's",
+      b: [1, true, null],
+      c: 'x',
+      d: [],
+    });
+    for (const unsupported of [
+      "['to' => $to]",
+      '[\'to\' => "$to"]',
+      "['n' => 'a' . 'b']",
+      "['f' => strtoupper('x')]",
+      "array('a' => 1)",
+      "['a' => 1, 'a' => 2]",
+      "['a' => 1, 2]",
+      "['x' => 1.5]",
+    ]) {
+      expect(() => read(unsupported), unsupported).toThrow(/PHP array literal/);
+    }
   });
 });

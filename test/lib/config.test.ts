@@ -215,14 +215,20 @@ describe('parseRelayConfig with Microsoft Graph', () => {
     const config = parseRelayConfig({ graph: GRAPH });
 
     expect(config.ses).toBeUndefined();
-    expect(config.graph).toEqual({ ...GRAPH, saveToSentItems: true, cloud: 'global' });
+    expect(config.graph).toEqual({
+      ...GRAPH,
+      saveToSentItems: true,
+      cloud: 'global',
+      mailboxAccess: 'consent',
+    });
   });
 
-  it('accepts a tenant GUID, a national cloud, explicit hosts and a secret ARN', () => {
+  it('accepts a tenant GUID, a national cloud, explicit hosts, a secret ARN and RBAC scoping', () => {
     const graph = {
       ...GRAPH,
       tenantId: 'aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee',
       cloud: 'usgov',
+      mailboxAccess: 'rbac',
       saveToSentItems: false,
       authorityHost: 'https://login.example.test',
       graphEndpoint: 'https://graph.example.test:8443',

@@ -1,4 +1,11 @@
-import { SESv2Client, SESv2ServiceException, SendEmailCommand } from '@aws-sdk/client-sesv2';
+import {
+  GetAccountCommand,
+  GetConfigurationSetCommand,
+  GetEmailIdentityCommand,
+  SESv2Client,
+  SESv2ServiceException,
+  SendEmailCommand,
+} from '@aws-sdk/client-sesv2';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type RunningEmulator, startSesEmulator } from '../../local/emulators.ts';
 import {
@@ -333,5 +340,101 @@ describe('SES capture maxSendRate', () => {
     expect((await sendTo({ ToAddresses: recipients(1) })).error?.name).toBe('ServiceUnavailable');
     expect((await sendTo({ ToAddresses: recipients(1) })).error).toBeUndefined();
     expect(capture.pacingStats()).toMatchObject({ accepted: [{ recipients: 1 }], throttled: [] });
+  });
+});
+
+describe('SES capture answers what doctor reads', () => {
+  const identity = (name: string) => client.send(new GetEmailIdentityCommand({ EmailIdentity: name }));
+  const configurationSet = (name: string) =>
+    client.send(new GetConfigurationSetCommand({ ConfigurationSetName: name }));
+  /** The SDK's error for a call expected to fail. */
+  const failure = (call: Promise<unknown>) =>
+    call.then(
+      () => expect.unreachable('the call succeeded'),
+      (error: SESv2ServiceException) => error,
+    );
+
+  it('unscripted (local mode): every identity is verified with DKIM SUCCESS, every configuration set sends', async () => {
+    const domain = await identity('example.com');
+    expect(domain).toMatchObject({
+      IdentityType: 'DOMAIN',
+      VerifiedForSendingStatus: true,
+      VerificationStatus: 'SUCCESS',
+      DkimAttributes: { SigningEnabled: true, Status: 'SUCCESS', SigningAttributesOrigin: 'AWS_SES' },
+      MailFromAttributes: { BehaviorOnMxFailure: 'USE_DEFAULT_VALUE' },
+    });
+    expect(domain.DkimAttributes?.Tokens).toHaveLength(3);
+    expect(domain.MailFromAttributes?.MailFromDomain).toBeUndefined();
+    // An address travels URL-encoded in the path.
+    expect(await identity('billing+ops@example.com')).toMatchObject({
+      IdentityType: 'EMAIL_ADDRESS',
+      VerifiedForSendingStatus: true,
+    });
+    expect(await configurationSet('relay-events')).toMatchObject({
+      ConfigurationSetName: 'relay-events',
+      SendingOptions: { SendingEnabled: true },
+    });
+  });
+
+  it('answers scripted identities, and one scripted as absent with 404 NotFoundException', async () => {
+    capture.setIdentity('Pending.example', { verified: false, dkimStatus: 'PENDING' });
+    capture.setIdentity('mailfrom.example', {
+      mailFromDomain: 'bounce.mailfrom.example',
+      mailFromStatus: 'FAILED',
+    });
+    capture.setIdentity('gone@example.com', undefined);
+
+    // SES matches identities regardless of case.
+    expect(await identity('pending.example')).toMatchObject({
+      VerifiedForSendingStatus: false,
+      VerificationStatus: 'PENDING',
+      DkimAttributes: { SigningEnabled: false, Status: 'PENDING' },
+    });
+    expect((await identity('mailfrom.example')).MailFromAttributes).toEqual({
+      MailFromDomain: 'bounce.mailfrom.example',
+      MailFromDomainStatus: 'FAILED',
+      BehaviorOnMxFailure: 'USE_DEFAULT_VALUE',
+    });
+    const missing = await failure(identity('gone@example.com'));
+    expect(missing).toBeInstanceOf(SESv2ServiceException);
+    expect(missing.name).toBe('NotFoundException');
+    expect(missing.$metadata.httpStatusCode).toBe(404);
+    expect(missing.message).toContain('gone@example.com');
+  });
+
+  it('answers scripted configuration sets: paused, or absent with 404 NotFoundException', async () => {
+    capture.setConfigurationSet('relay-braked', { sendingEnabled: false });
+    capture.setConfigurationSet('relay-missing', undefined);
+    expect((await configurationSet('relay-braked')).SendingOptions).toEqual({ SendingEnabled: false });
+    const missing = await failure(configurationSet('relay-missing'));
+    expect(missing.name).toBe('NotFoundException');
+    expect(missing.$metadata.httpStatusCode).toBe(404);
+  });
+
+  it('setAccount changes what GetAccount reports beyond the send rate; {} brings the defaults back', async () => {
+    capture.setLimits({ maxSendRate: 14 });
+    capture.setAccount({
+      productionAccessEnabled: false,
+      sendingEnabled: false,
+      enforcementStatus: 'PROBATION',
+      max24HourSend: 200,
+      sentLast24Hours: 190,
+    });
+    expect(await client.send(new GetAccountCommand({}))).toMatchObject({
+      ProductionAccessEnabled: false,
+      SendingEnabled: false,
+      EnforcementStatus: 'PROBATION',
+      SendQuota: { Max24HourSend: 200, MaxSendRate: 14, SentLast24Hours: 190 },
+    });
+
+    capture.setAccount({});
+    expect((await send('counted')).error).toBeUndefined();
+    expect(await client.send(new GetAccountCommand({}))).toMatchObject({
+      ProductionAccessEnabled: true,
+      SendingEnabled: true,
+      EnforcementStatus: 'HEALTHY',
+      // Unscripted, the day's sends are those the capture recorded.
+      SendQuota: { Max24HourSend: 1_000_000, MaxSendRate: 14, SentLast24Hours: 1 },
+    });
   });
 });

@@ -11,6 +11,9 @@ import {
   httpsOriginSchema,
 } from './settings.ts';
 
+/** How the app is granted its mailboxes: Entra admin consent, or Exchange RBAC for Applications. */
+export const GRAPH_MAILBOX_ACCESS = ['consent', 'rbac'] as const;
+
 const GRAPH_CLOUD_NAMES = Object.keys(GRAPH_CLOUDS) as [GraphCloud, ...GraphCloud[]];
 
 export const graphConfigSchema = z.strictObject({
@@ -43,6 +46,12 @@ export const graphConfigSchema = z.strictObject({
     .optional()
     .describe(
       "After a lost sendMail answer (a timeout or a reset after the request went out), how long the relay keeps looking for the message's copy in the sending mailbox, by the Message-ID it gave the message, before it concludes the message was not sent. Needs the Mail.ReadBasic.All application permission (or Mail.Read) and saveToSentItems. 0 turns the lookups off: such a message then follows its route's onUnknownOutcome. Default 300 with saveToSentItems, else 0.",
+    ),
+  mailboxAccess: z
+    .enum(GRAPH_MAILBOX_ACCESS)
+    .default('consent')
+    .describe(
+      'How the app may send as the senders. consent: the Mail.Send application permission with admin consent (its tokens carry the Mail.Send role). rbac: Exchange Online RBAC for Applications scoped to the sending mailboxes, with the tenant-wide consent removed (its tokens carry no Mail.Send role; Exchange checks the scope). The relay sends the same way; mail-relay doctor checks the token accordingly.',
     ),
   cloud: z
     .enum(GRAPH_CLOUD_NAMES)

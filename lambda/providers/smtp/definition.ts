@@ -25,7 +25,7 @@ import { cachedSmtpCredentials } from './smtp-credentials.ts';
 import { SmtpProvider } from './smtp-provider.ts';
 
 /** Exchange Online's resource for SMTP AUTH with OAuth (global cloud). */
-const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
+export const EXCHANGE_ONLINE_SMTP_SCOPE = 'https://outlook.office365.com/.default';
 
 /**
  * SMTP: one connection (`smtp`) or named connections (`smtp:<name>`), each its own provider with its

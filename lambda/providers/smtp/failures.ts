@@ -19,6 +19,36 @@ export const SMTP_FAILURES = new FailureTable('smtp', [
     hint: "Microsoft has banned the sending IP; request delisting at sender.office.com (use the relay's egress IP).",
   },
   {
+    code: '5.7.54',
+    failureClass: 'provider',
+    hint: "Exchange Online will not relay to a domain outside the tenant for this client: the inbound connector did not match it (its egress IP or certificate), so the mail counts as anonymous; check the connector's SenderIPAddresses against the EgressIps output.",
+  },
+  {
+    code: '5.7.68',
+    failureClass: 'provider',
+    hint: 'The tenant rejects Direct Send (Set-OrganizationConfig -RejectDirectSend $true): unauthenticated mail to its MX from its own domains needs an inbound connector that trusts the relay (smtp mode "connector", docs/static-egress.md).',
+  },
+  {
+    code: '5.7.30',
+    failureClass: 'provider',
+    hint: 'Basic authentication for SMTP AUTH is off in this Exchange Online tenant: use auth "xoauth2" (the Graph app with SMTP.SendAsApp) or send through Graph.',
+  },
+  {
+    code: '5.7.139',
+    failureClass: 'provider',
+    hint: 'Exchange Online refused the login: SMTP AUTH is disabled for the tenant or the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false), or security defaults block Basic auth; prefer xoauth2 or Graph.',
+  },
+  {
+    code: '5.7.57',
+    failureClass: 'provider',
+    hint: 'The server requires the client to authenticate before MAIL FROM (port 587 is submission): set auth to plain, login or xoauth2, or use the tenant MX on port 25 with a connector.',
+  },
+  {
+    code: '5.7.515',
+    failureClass: 'permanent',
+    hint: "The recipient's provider (Outlook.com since May 2025) refuses bulk mail whose domain lacks SPF, DKIM and DMARC that pass: publish them for the sending domain (mail-relay doctor checks them).",
+  },
+  {
     code: '4.7.500',
     failureClass: 'transient',
     hint: 'Exchange Online is busy (server busy); the relay retries later.',

@@ -64,6 +64,38 @@ describe('smtpFailure', () => {
       /larger than the SMTP server accepts/,
     ],
     ['550 5.1.1 User unknown', '5.1.1', 'permanent', /does not exist/],
+    // Refusals of the path, not of the message: the next provider of the route may carry it.
+    [
+      '550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain',
+      '5.7.54',
+      'provider',
+      /connector did not match/,
+    ],
+    ['550 5.7.68 TenantInboundAttribution; Direct Send not allowed', '5.7.68', 'provider', /Direct Send/],
+    [
+      '550 5.7.30 Basic authentication is not supported for Client Submission.',
+      '5.7.30',
+      'provider',
+      /xoauth2/,
+    ],
+    [
+      '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled',
+      '5.7.139',
+      'provider',
+      /SMTP AUTH is disabled/,
+    ],
+    [
+      '530 5.7.57 Client not authenticated to send mail',
+      '5.7.57',
+      'provider',
+      /authenticate before MAIL FROM/,
+    ],
+    [
+      '550 5.7.515 Access denied, sending domain does not meet the required authentication level',
+      '5.7.515',
+      'permanent',
+      /SPF, DKIM and DMARC/,
+    ],
   ] as const)('%s → %s (%s) with a hint', (response, code, failureClass, hint) => {
     const failure = smtpFailure(refused(response), connector);
     expect(failure).toMatchObject({ code, failureClass, provider: 'smtp' });
