@@ -475,6 +475,7 @@ function banner(relay: LocalRelay, endpointsFile?: string, graphCredentialGiven 
     '',
     'Try:',
     `  npx mail-relay send --from ${sender} --to you@example.org --subject Hello --text "It works"`,
+    '  npx mail-relay doctor   (checks the setup against these stand-ins, as it would the real services)',
     '',
   );
   return lines.join('\n');

@@ -72,6 +72,8 @@ describe('the local-mode banner and Graph without a credential', () => {
     expect(banner).toContain('--graph-peer (local Graph peer) or --graph-credential FILE (the real tenant)');
     // Not a contoso.com sender: Graph, its only provider, cannot send without a credential.
     expect(banner).toMatch(/\nTry:\n {2}npx mail-relay send --from app@example\.com /);
+    // The banner is one write: the doctor line is there with the send line.
+    expect(banner).toMatch(/\n {2}npx mail-relay doctor {3}\(checks the setup against these stand-ins/);
   });
 
   it('says nothing of a missing credential when one is given with --graph-credential', async () => {
