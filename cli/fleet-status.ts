@@ -111,7 +111,7 @@ export interface FleetStatus {
 
 const DAY_MS = 86_400_000;
 const OLDEST_AGE_NOTE =
-  "not an SQS attribute; in AWS the relay's dashboard shows it (ApproximateAgeOfOldestMessage, stack output DashboardName)";
+  'not an SQS attribute; in AWS it is the CloudWatch metric ApproximateAgeOfOldestMessage of the queue, which the outbox-oldest-message-age alarm watches (and the dashboard shows, with monitoring.dashboard)';
 
 /** The parts of a pacing table key (lambda/core/pacing/pacer.ts writes them). */
 type PacingItem =

@@ -5,6 +5,12 @@ import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { BounceReportSettings } from '../lambda/bounce-reports/settings.ts';
+import {
+  DEFAULT_OUTCOME_KINDS,
+  FEEDBACK_OUTCOME_KINDS,
+  type OutcomeKind,
+  outcomeEventSettings,
+} from '../lambda/core/outcomes.ts';
 import type { GraphSettings } from '../lambda/providers/graph/settings.ts';
 import type { BounceReportsConfig } from './config.ts';
 import type { DeliveryLedger } from './delivery-ledger.ts';
@@ -26,6 +32,12 @@ export interface BounceReportReaderProps {
   readonly suppressionRetentionDays?: number;
   /** The bus outcome events go to. */
   readonly outcomeBusName: string;
+  /**
+   * The outcome kinds published (events.publish); the reader publishes bounced and delivered of them.
+   *
+   * @default DEFAULT_OUTCOME_KINDS
+   */
+  readonly outcomeKinds?: readonly OutcomeKind[];
   readonly logRetention: RetentionDays;
 }
 
@@ -42,6 +54,12 @@ export class BounceReportReader extends Construct {
   constructor(scope: Construct, id: string, props: BounceReportReaderProps) {
     super(scope, id);
     const { config } = props;
+    // Undefined when it publishes none of its kinds: no events settings, no events:PutEvents.
+    const events = outcomeEventSettings(
+      props.outcomeBusName,
+      props.outcomeKinds ?? DEFAULT_OUTCOME_KINDS,
+      FEEDBACK_OUTCOME_KINDS,
+    );
     const settings: BounceReportSettings = {
       graph: props.graph,
       mailboxes: config.mailboxes,
@@ -54,7 +72,7 @@ export class BounceReportReader extends Construct {
           retentionDays: props.suppressionRetentionDays,
         }),
       },
-      events: { busName: props.outcomeBusName },
+      ...(events && { events }),
     };
     // Shorter than the schedule, so two runs do not read the same mailbox at once.
     const timeout = Duration.seconds(Math.min(300, config.scheduleMinutes * 60 - 10));
@@ -73,7 +91,7 @@ export class BounceReportReader extends Construct {
     props.deliveryLedger.grantReportCursors(this.readerFunction);
     props.deliveryLedger.grantFeedbackNotes(this.readerFunction);
     props.suppressionList.grantRecord(this.readerFunction);
-    this.readerFunction.allowOutcomeEvents(props.outcomeBusName);
+    if (events) this.readerFunction.allowOutcomeEvents(props.outcomeBusName);
     this.schedule = new Rule(this, 'Schedule', {
       description: `Reads the bounce reports of the relay's sending mailboxes every ${config.scheduleMinutes} minutes`,
       schedule: Schedule.rate(Duration.minutes(config.scheduleMinutes)),

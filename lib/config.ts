@@ -9,6 +9,12 @@ import {
   DEFAULT_MAX_RECIPIENTS,
   GRAPH_MAX_MESSAGE_BYTES,
 } from '../lambda/core/limits.ts';
+import {
+  OUTCOME_KINDS,
+  type OutcomeKind,
+  outcomeEventSettings,
+  SEND_OUTCOME_KINDS,
+} from '../lambda/core/outcomes.ts';
 import { patternKind, patternMatches, senderCoversPattern } from '../lambda/core/routing.ts';
 import {
   circuitBreakerSettingsSchema,
@@ -39,6 +45,7 @@ import {
   providerNameSchema,
 } from '../lambda/providers/registry.ts';
 import type { SmtpConnectionConfig } from '../lambda/providers/smtp/config.ts';
+import { SMTP_PROVIDER_NAME } from '../lambda/providers/smtp/settings.ts';
 import type { RelaySettings } from '../lambda/send/settings.ts';
 
 export const DEFAULT_CONFIG_PATH = 'mail-relay.config.json';
@@ -154,7 +161,7 @@ const egressConfigSchema = z
       .enum(EGRESS_NAT_KINDS)
       .default('gateway')
       .describe(
-        'gateway: managed NAT gateways (about $32/month each plus $0.045/GB; the only kind AWS lifts the port-25 block for). instance: one EC2 NAT instance per NAT (t4g.nano about $3/month, no per-GB fee, but you own its availability).',
+        'gateway: managed NAT gateways (about $32/month each plus $0.045/GB of the static-egress function traffic). instance: one EC2 NAT instance per NAT (t4g.nano about $3/month, no per-GB fee, but you own its availability). AWS lifts the port-25 block for either on request (docs/static-egress.md).',
       ),
     natCount: z
       .int()
@@ -186,6 +193,14 @@ const egressConfigSchema = z
       .optional()
       .describe(
         `EC2 instance type of the NAT instances (nat: "instance" only). Default ${DEFAULT_NAT_INSTANCE_TYPE}.`,
+      ),
+    providers: z
+      .array(z.string())
+      .min(1)
+      .refine((names) => new Set(names).size === names.length, { message: 'lists a provider twice' })
+      .optional()
+      .describe(
+        'The providers that send from the static Elastic IPs. Their messages go to a second send function, the only one in the VPC; everything else (Graph, SES, other connections) is sent by the send function outside it and never pays the NAT. Default: every SMTP connection (smtp, smtp:<name>). Add graph when an Entra Conditional Access policy limits the app to named locations (IP ranges).',
       ),
     cidr: z
       .string()
@@ -519,11 +534,37 @@ const monitoringConfigSchema = z.strictObject({
     'FallbackUsed / Sent at which the fallback alarm fires: a provider is silently broken.',
     0.1,
   ),
+  routeMetrics: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Also write Sent and FallbackUsed per route (Route dimension) beside per provider: one more pair of CloudWatch custom metrics per route and provider, each $0.30 a month. No alarm reads them.',
+    ),
   pauseSesOnCriticalBounces: z
     .boolean()
     .default(false)
     .describe(
       'When the critical bounce alarm fires, pause sending on the SES configuration set (the README has the runbook to resume). Needs ses.',
+    ),
+  dashboard: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Adds a CloudWatch dashboard of the relay's metrics and alarms (stack output DashboardName): $3 a month at list price (an account's first three dashboards are in the free tier). With it, the send functions also write their latencies per provider, as the dashboard draws them (two more custom metrics per provider, $0.30 a month each); without it, for the relay as a whole. Default: none; the alarms do not need it.",
+    ),
+  alarmTopicKey: z
+    .union([
+      z.enum(['none', 'create']),
+      z
+        .string()
+        .regex(
+          /^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]+$/,
+          'must be none, create or the ARN of a KMS key (arn:aws:kms:eu-west-1:123456789012:key/…)',
+        ),
+    ])
+    .default('none')
+    .describe(
+      "Server-side encryption of the alarm topics. none: no SSE (publishing needs TLS; a notification holds the alarm's name, state and reason, never mail). create: a customer managed key for them, $1 a month. A key ARN: an existing customer managed key in the stack's region whose key policy lets cloudwatch.amazonaws.com use kms:Decrypt and kms:GenerateDataKey*. CloudWatch cannot publish to a topic under the AWS managed key alias/aws/sns.",
     ),
 });
 export type MonitoringConfig = z.output<typeof monitoringConfigSchema>;
@@ -582,13 +623,62 @@ const pacingSectionSchema = z.strictObject({
     ),
 });
 
+/** EventBridge custom events: $1.00 per million entries (us-east-1 list price), each outcome one entry. */
+const publishKind = (fallback: boolean, description: string) =>
+  z.boolean().default(fallback).describe(description);
+
 const eventsConfigSchema = z.strictObject({
   busName: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,256}$/, 'must be an EventBridge event bus name')
     .default('default')
     .describe('The EventBridge bus outcome events (source mail-relay) are published to.'),
+  publish: z
+    .strictObject({
+      sent: publishKind(
+        false,
+        'Mail Sent, from the send function: one event per message a provider accepted, $1.00 per million messages. Off: the Sent metric and `mail-relay status` still tell.',
+      ),
+      'dead-lettered': publishKind(
+        true,
+        'Mail Dead-Lettered, from the send function: a message the relay gave up on, with the failure code and reason. One event per failed message only.',
+      ),
+      suppressed: publishKind(
+        true,
+        'Mail Suppressed, from the send function: every recipient was on the suppression list, nothing was sent. One event per such message only.',
+      ),
+      delivered: publishKind(
+        false,
+        "Mail Delivered, from the feedback functions: the recipient's server accepted the message. With ses, also subscribes the configuration set to DELIVERY events, which runs the feedback function once more per SES message (about $0.20 per million requests plus its duration and logs) on top of $1.00 per million events; the Delivered metric and `mail-relay status` showing delivered come with it. Non-delivery reports read from mailboxes (bounceReports) that say delivered are published too.",
+      ),
+      bounced: publishKind(
+        true,
+        'Mail Bounced, from the feedback functions (SES bounce events, non-delivery reports): one event per bounce only.',
+      ),
+      complained: publishKind(
+        true,
+        'Mail Complained, from the SES feedback function: a recipient marked the message as spam. One event per complaint only.',
+      ),
+    })
+    .prefault({})
+    .describe(
+      'Which outcome events are published. EventBridge bills each event ($1.00 per million): by default only what a producing app must act on (dead-lettered, suppressed, bounced, complained) is published, so a healthy relay publishes almost nothing; sent and delivered, one event per message each, are opt-in. A function that publishes no kind gets no events:PutEvents permission.',
+    ),
 });
+export type EventsConfig = z.output<typeof eventsConfigSchema>;
+
+/** The outcome kinds events.publish turns on, in OUTCOME_KINDS order. */
+export function outcomeKindsOf(events: EventsConfig): OutcomeKind[] {
+  return OUTCOME_KINDS.filter((kind) => events.publish[kind]);
+}
+
+/** A function's `events` settings for these kinds of its (outcomeEventSettings): undefined when it publishes none. */
+export function outcomeEventSettingsFor(
+  events: EventsConfig,
+  functionKinds: readonly OutcomeKind[],
+): { busName: string; kinds?: OutcomeKind[] } | undefined {
+  return outcomeEventSettings(events.busName, outcomeKindsOf(events), functionKinds);
+}
 
 /** Lambda allows 4 KB of environment variables in total; leave room for the other variables. */
 const MAX_SETTINGS_BYTES = 3_500;
@@ -663,12 +753,40 @@ export function relaySettingsFor(config: RelayConfig, resources: RelayResources)
       retentionDays: config.ledger.retentionDays,
     },
     suppression: { tableName: resources.suppressionTableName },
-    events: { busName: config.events.busName },
+    ...optionalField('events', outcomeEventSettingsFor(config.events, SEND_OUTCOME_KINDS)),
+    ...(config.monitoring.routeMetrics && { routeMetrics: true }),
+    // Only the dashboard draws latencies per provider: without it, two metrics instead of two each.
+    ...(config.monitoring.dashboard && { latencyByProvider: true }),
     ...(config.pacing.enabled &&
       resources.pacingTableName !== undefined && {
         pacing: { tableName: resources.pacingTableName, maxWaitSeconds: config.pacing.maxWaitSeconds },
       }),
   };
+}
+
+/**
+ * The settings of the send function outside the VPC when providers send from the static-egress
+ * function: it names them with whom they send as (to route by) and that function's queue, and leaves
+ * out a section whose providers are all passed on (that function has it), so it reads no secret of
+ * theirs. `settings` are the static-egress function's own, which hold everything.
+ */
+export function passingOnSettingsFor(
+  settings: RelaySettings,
+  passedOn: readonly string[],
+  staticEgressQueueUrl: string,
+): RelaySettings {
+  if (passedOn.length === 0) return settings;
+  const chosen = new Set(passedOn);
+  const kept: Record<string, unknown> = { ...settings };
+  const providers: { name: string; senders: string[] }[] = [];
+  for (const { definition, section } of configuredSections(settings)) {
+    const senders = definition.sendersOf(section);
+    for (const entry of senders) {
+      if (chosen.has(entry.provider)) providers.push({ name: entry.provider, senders: [...entry.senders] });
+    }
+    if (senders.every((entry) => chosen.has(entry.provider))) delete kept[definition.section];
+  }
+  return { ...(kept as RelaySettings), staticEgress: { queueUrl: staticEgressQueueUrl, providers } };
 }
 
 /** The secrets the send function reads, by provider name: the configured ARNs, or the stack's own. */
@@ -746,7 +864,70 @@ function estimatedSettingsBytes(config: RelayConfig): number {
     suppressionTableName: LONGEST_TABLE_NAME,
     pacingTableName: LONGEST_TABLE_NAME,
   });
-  return Buffer.byteLength(JSON.stringify(settings));
+  // With static egress, the send function outside the VPC has its own settings: the larger counts.
+  const passingOn = passingOnSettingsFor(settings, staticEgressProvidersOf(config), LONGEST_QUEUE_URL);
+  return Math.max(Buffer.byteLength(JSON.stringify(settings)), Buffer.byteLength(JSON.stringify(passingOn)));
+}
+
+/**
+ * The providers that send from the static Elastic IPs: egress.providers, else every SMTP connection.
+ * Empty without an egress section.
+ */
+export function staticEgressProvidersOf(config: object): string[] {
+  if (fieldOf(config, 'egress') === undefined) return [];
+  const listed = fieldOf(config, 'egress', 'providers');
+  if (Array.isArray(listed)) return listed.filter((name): name is string => typeof name === 'string');
+  return configuredProviders(config)
+    .map((provider) => provider.name)
+    .filter((name) => providerFamily(name) === SMTP_PROVIDER_NAME);
+}
+
+/** egress.providers names configured providers, and every connector-mode connection leaves from the IPs. */
+function staticEgressProblems(config: object): { path: (string | number)[]; message: string }[] {
+  if (fieldOf(config, 'egress') === undefined) return [];
+  const configured = configuredProviders(config);
+  const names = configured.map((provider) => provider.name);
+  const chosen = staticEgressProvidersOf(config);
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const listed = fieldOf(config, 'egress', 'providers');
+  if (Array.isArray(listed)) {
+    listed.forEach((name, index) => {
+      if (typeof name === 'string' && !names.includes(name)) {
+        problems.push({
+          path: ['egress', 'providers', index],
+          message: `"${name}" is not a configured provider (${names.join(', ')})`,
+        });
+      }
+    });
+  } else if (chosen.length === 0) {
+    problems.push({
+      path: ['egress'],
+      message:
+        'no provider sends from the static IPs (by default the SMTP connections do): configure smtp, or list the providers in egress.providers (graph, for Conditional Access by location)',
+    });
+  }
+  for (const provider of configured) {
+    const smtp = providerFamily(provider.name) === SMTP_PROVIDER_NAME;
+    if (chosen.includes('graph') && smtp && fieldOf(config, ...provider.path, 'auth') === 'xoauth2') {
+      if (!chosen.includes(provider.name)) {
+        problems.push({
+          path: ['egress', 'providers'],
+          message: `must include ${provider.name} with graph: its XOAUTH2 tokens come from the Graph app, which then leaves from the static IPs`,
+        });
+      }
+    }
+    if (
+      smtp &&
+      fieldOf(config, ...provider.path, 'mode') === 'connector' &&
+      !chosen.includes(provider.name)
+    ) {
+      problems.push({
+        path: ['egress', 'providers'],
+        message: `must include ${provider.name}: in connector mode Exchange Online accepts its mail only from the static IPs`,
+      });
+    }
+  }
+  return problems;
 }
 
 /** Every provider a route may name, with where its sender list is written and the list as written. */
@@ -1069,10 +1250,16 @@ export const relayConfigSchema = z
       .describe(
         'An SMTP front door on Amazon SES Mail Manager, for applications, CRMs and printers that only speak SMTP: each client submits to its own authenticated endpoint (STARTTLS on 587, user name and generated password, allowed addresses only), each message is stored in S3 and the ingest function puts it on the outbox as a raw message (docs/smtp-ingress.md).',
       ),
+    sourceMaps: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Ship a source map with every function and run it with --enable-source-maps, so stack traces in the logs name the TypeScript files and lines. Off by default: it adds about a tenth to every cold start and 1-2 MB to each function asset.',
+      ),
     egress: egressConfigSchema
       .optional()
       .describe(
-        'Sends from static Elastic IPs: puts the send function in a VPC whose private subnets reach the internet through NATs with fixed addresses (stack outputs EgressIps, InboundConnectorCommand, SpfRecord), for Exchange Online inbound connectors and allow lists that trust an IP (docs/static-egress.md).',
+        'Sends from static Elastic IPs: a second send function, for the providers in egress.providers (default: SMTP), runs in a VPC whose private subnets reach the internet through NATs with fixed addresses (stack outputs EgressIps, InboundConnectorCommand, SpfRecord), for Exchange Online inbound connectors and allow lists that trust an IP (docs/static-egress.md).',
       ),
   })
   // Runs even when a field failed, so a missing provider is reported together with field errors.
@@ -1124,6 +1311,7 @@ export const relayConfigSchema = z
       }
       for (const problem of messageLimitProblems(config, sections))
         ctx.addIssue({ code: 'custom', ...problem });
+      for (const problem of staticEgressProblems(config)) ctx.addIssue({ code: 'custom', ...problem });
     },
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
   )
@@ -1265,4 +1453,9 @@ export function duplicateKeys(text: string): string[] {
     }
   }
   return problems;
+}
+
+/** `{ [key]: value }`, or nothing when value is undefined (for settings that leave a field out). */
+function optionalField<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }

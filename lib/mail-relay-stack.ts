@@ -31,6 +31,17 @@ export class MailRelayStack extends Stack {
       description: 'The Lambda function that sends the outbox through the configured providers',
       value: this.relay.sendFunction.functionName,
     });
+    if (this.relay.staticEgressSender) {
+      new CfnOutput(this, 'StaticEgressQueueUrl', {
+        description:
+          'The queue of the static-egress function: messages of the providers that leave from the Elastic IPs wait here',
+        value: this.relay.staticEgressSender.queue.queueUrl,
+      });
+      new CfnOutput(this, 'StaticEgressFunctionName', {
+        description: 'The send function in the VPC, for the providers that leave from the Elastic IPs',
+        value: this.relay.staticEgressSender.sendFunction.functionName,
+      });
+    }
     new CfnOutput(this, 'DeliveryLedgerTableName', {
       description: 'What happened to each message: mail-relay status <id> --table <this> --region <region>',
       value: this.relay.deliveryLedger.table.tableName,
@@ -74,10 +85,12 @@ export class MailRelayStack extends Stack {
       description: 'Every relay alarm notifies this SNS topic (on ALARM and on OK): subscribe your endpoints',
       value: this.relay.monitoring.alarmTopic.topicArn,
     });
-    new CfnOutput(this, 'DashboardName', {
-      description: "The relay's CloudWatch dashboard",
-      value: this.relay.monitoring.dashboard.dashboardName,
-    });
+    if (this.relay.monitoring.dashboard) {
+      new CfnOutput(this, 'DashboardName', {
+        description: "The relay's CloudWatch dashboard (monitoring.dashboard)",
+        value: this.relay.monitoring.dashboard.dashboardName,
+      });
+    }
     if (this.relay.staticEgress) this.addEgressOutputs(this.relay.staticEgress);
   }
 

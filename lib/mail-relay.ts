@@ -5,26 +5,33 @@ import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { CfnBucket } from 'aws-cdk-lib/aws-s3';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { SEND_OUTCOME_KINDS } from '../lambda/core/outcomes.ts';
 import { configuredSections, providerNamesOf } from '../lambda/providers/registry.ts';
 import type { RelaySettings } from '../lambda/send/settings.ts';
 import { AttachmentBucket } from './attachment-bucket.ts';
 import { BounceReportReader } from './bounce-report-reader.ts';
 import {
   credentialSecretsOf,
+  outcomeEventSettingsFor,
+  outcomeKindsOf,
   parseRelayConfig,
+  passingOnSettingsFor,
   type RelayConfig,
   type RelayConfigInput,
   relaySettingsFor,
+  staticEgressProvidersOf,
 } from './config.ts';
 import { DeliveryLedger } from './delivery-ledger.ts';
 import { OutboxQueue } from './outbox-queue.ts';
 import { PacingTable } from './pacing-table.ts';
 import { ProviderCredential } from './provider-credential.ts';
-import { RelayMonitoring } from './relay-monitoring.ts';
+import { SOURCE_MAPS_CONTEXT } from './relay-function.ts';
+import { dailyCapProvidersOf, RelayMonitoring } from './relay-monitoring.ts';
 import { SendFunction } from './send-function.ts';
 import { SesFeedback } from './ses-feedback.ts';
 import { SmtpIngress } from './smtp-ingress.ts';
 import { StaticEgress } from './static-egress.ts';
+import { StaticEgressSender } from './static-egress-sender.ts';
 import { SuppressionList } from './suppression-list.ts';
 
 /**
@@ -94,8 +101,13 @@ export class MailRelay extends Construct {
   readonly attachmentBucket?: AttachmentBucket;
   /** The SMTP front door (Mail Manager endpoints, bucket, ingest function), when `ingress` is configured. */
   readonly smtpIngress?: SmtpIngress;
-  /** The VPC, NATs and Elastic IPs the send function leaves from, when `egress` is configured. */
+  /** The VPC, NATs and Elastic IPs the static-egress sender leaves from, when `egress` is configured. */
   readonly staticEgress?: StaticEgress;
+  /**
+   * The second send function, in the VPC, with its queue: it sends for the providers that must leave
+   * from the Elastic IPs (`egress.providers`), when `egress` is configured.
+   */
+  readonly staticEgressSender?: StaticEgressSender;
   /** What happened to each message: no second send, and `mail-relay status`. */
   readonly deliveryLedger: DeliveryLedger;
   /** Recipients the relay drops from every message (hard bounces, complaints). */
@@ -106,8 +118,8 @@ export class MailRelay extends Construct {
   readonly sesFeedback?: SesFeedback;
   /** The scheduled reader of non-delivery reports, when `bounceReports` is configured. */
   readonly bounceReportReader?: BounceReportReader;
-  /** Why the send function's role has grants on * (one cdk-nag acknowledgement holds them all). */
-  private readonly wildcardReasons: string[] = [];
+  /** Why each send function's role has grants on * (one cdk-nag acknowledgement holds them all). */
+  private readonly wildcardReasons = new Map<SendFunction, string[]>();
   /** The validated properties, with every default filled in. */
   readonly config: RelayConfig;
   /** The alarms, the topic they notify (and the SES brake, when configured), and the dashboard. */
@@ -117,14 +129,17 @@ export class MailRelay extends Construct {
     super(scope, id);
     const config = parseRelayConfig(props, `MailRelay props at ${this.node.path}`);
     this.config = config;
+    // Read by every function below (RelayFunction); set before any of them exists.
+    if (config.sourceMaps) this.node.setContext(SOURCE_MAPS_CONTEXT, true);
 
+    const visibilityTimeout = Duration.seconds(
+      config.queue.visibilityTimeoutSeconds ??
+        VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT * config.sendFunction.timeoutSeconds,
+    );
     const queues = new OutboxQueue(this, 'Outbox', {
       maxReceiveCount: config.queue.maxReceiveCount,
       retentionPeriod: Duration.days(config.queue.retentionDays),
-      visibilityTimeout: Duration.seconds(
-        config.queue.visibilityTimeoutSeconds ??
-          VISIBILITY_TIMEOUT_PER_FUNCTION_TIMEOUT * config.sendFunction.timeoutSeconds,
-      ),
+      visibilityTimeout,
     });
     this.outbox = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;
@@ -158,6 +173,7 @@ export class MailRelay extends Construct {
         suppressionRetentionDays: config.suppression.retentionDays,
       }),
       outcomeBusName: config.events.busName,
+      outcomeKinds: outcomeKindsOf(config.events),
       logRetention: config.sendFunction.logRetentionDays as RetentionDays,
     };
     if (config.ses) {
@@ -184,6 +200,14 @@ export class MailRelay extends Construct {
       // Every SES send uses the relay's configuration set, so its events reach the feedback function.
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
     });
+    const functionProps = {
+      timeout: Duration.seconds(config.sendFunction.timeoutSeconds),
+      memorySize: config.sendFunction.memoryMiB,
+      // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
+      logRetention: config.sendFunction.logRetentionDays as RetentionDays,
+    };
+    // Only the providers that must leave from the Elastic IPs send from the VPC: the rest never pays the NAT.
+    const passedOn = staticEgressProvidersOf(config);
     if (config.egress) {
       this.staticEgress = new StaticEgress(this, 'StaticEgress', {
         ...config.egress,
@@ -191,78 +215,33 @@ export class MailRelay extends Construct {
         // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
         flowLogRetention: config.sendFunction.logRetentionDays as RetentionDays,
       });
+      this.staticEgressSender = new StaticEgressSender(this, 'StaticEgressSender', {
+        egress: this.staticEgress,
+        deadLetterQueue: this.deadLetterQueue,
+        maxReceiveCount: config.queue.maxReceiveCount,
+        visibilityTimeout,
+        retentionPeriod: Duration.days(config.queue.retentionDays),
+        // The same settings, but its retries and waits go back on its own queue.
+        settingsFor: (queueUrl) => ({ ...settings, queueUrl }),
+        function: functionProps,
+      });
     }
 
     this.sendFunction = new SendFunction(this, 'SendFunction', {
-      settings,
-      timeout: Duration.seconds(config.sendFunction.timeoutSeconds),
-      memorySize: config.sendFunction.memoryMiB,
-      // The schema accepts only the periods CloudWatch Logs knows, which are exactly RetentionDays' values.
-      logRetention: config.sendFunction.logRetentionDays as RetentionDays,
-      ...(this.staticEgress && {
-        vpc: this.staticEgress.vpc,
-        vpcSubnets: this.staticEgress.subnets,
-        securityGroups: [this.staticEgress.securityGroup],
-      }),
+      ...functionProps,
+      settings: this.staticEgressSender
+        ? passingOnSettingsFor(settings, passedOn, this.staticEgressSender.queue.queueUrl)
+        : settings,
     });
-    if (this.staticEgress) this.grantVpcNetworking();
-
-    // Also grants sqs:ChangeMessageVisibility on the outbox, which the function uses to delay a
-    // record by the provider's Retry-After.
-    this.sendFunction.addEventSource(
-      new SqsEventSource(this.outbox, {
-        batchSize: config.sendFunction.batchSize,
-        // The handler reports the failed records only, so one bad message does not retry the batch.
-        reportBatchItemFailures: true,
-        maxConcurrency: config.sendFunction.maxConcurrency,
-      }),
-    );
-    // Invalid requests are moved to the dead-letter queue at once, with the reason as attributes.
-    this.deadLetterQueue.grantSendMessages(this.sendFunction);
-    // A message waiting for a provider's limit goes back on the outbox as a copy (core/pacing).
-    if (this.pacingTable) this.outbox.grantSendMessages(this.sendFunction);
-    const arnPrefix = `arn:${Aws.PARTITION}:`;
-    for (const { definition, section } of configuredSections(config)) {
-      const permissions = definition.sendPermissions(section, {
-        batchSize: config.sendFunction.batchSize,
-        credentialSecretIds: new Map(),
-        ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
-      });
-      for (const permission of permissions) {
-        if (permission.resources.includes('*')) this.acknowledgeAccountWideActions(permission.actions);
-        this.sendFunction.addToRolePolicy(
-          new PolicyStatement({
-            actions: [...permission.actions],
-            resources: permission.resources.map((resource) =>
-              resource === '*'
-                ? resource
-                : `${arnPrefix}${permission.service}:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`,
-            ),
-          }),
-        );
-      }
+    // The send function never builds the providers it passes on, so it needs none of their secrets.
+    this.grantSending(this.sendFunction, this.outbox, config, configurationSetName, new Set(passedOn));
+    if (this.staticEgressSender) {
+      const sender = this.staticEgressSender.sendFunction;
+      // A route may fall back from a passed-on provider to any other: this one may send through all.
+      this.grantSending(sender, this.staticEgressSender.queue, config, configurationSetName, new Set());
+      this.grantVpcNetworking(sender);
+      this.staticEgressSender.queue.grantSendMessages(this.sendFunction);
     }
-    this.sendFunction.allowOutcomeEvents(config.events.busName);
-    this.deliveryLedger.grantClaims(this.sendFunction);
-    this.suppressionList.grantLookup(this.sendFunction);
-    this.pacingTable?.grantPacing(this.sendFunction);
-    // Each secret once, also when several providers name it.
-    for (const credential of new Set(this.credentials.values())) credential.grantRead(this.sendFunction);
-    if (this.attachmentBucket) {
-      this.attachmentBucket.grantRead(this.sendFunction);
-      const bucketId = Stack.of(this).getLogicalId(
-        this.attachmentBucket.bucket.node.defaultChild as CfnBucket,
-      );
-      Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/*]`,
-        reason:
-          'The function downloads objects by the keys producers chose, which are only known per message; ' +
-          "the grant is s3:GetObject on the objects of the relay's own attachment bucket and nothing else.",
-      });
-    }
-
-    // Messages too large to travel inline reference their stored submission.
-    this.smtpIngress?.grantRead(this.sendFunction);
 
     if (config.bounceReports && settings.graph && this.graphCredential) {
       this.bounceReportReader = new BounceReportReader(this, 'BounceReports', {
@@ -283,11 +262,91 @@ export class MailRelay extends Construct {
       providers: providerNamesOf(config),
       sesConfigured: config.ses !== undefined,
       pacing: this.pacingTable !== undefined,
+      // Which providers can write FallbackUsed and DailyCapReached: the alarms read only those.
+      ...(config.routes && { routes: config.routes }),
+      dailyCapProviders: dailyCapProvidersOf(settings),
+      ...(this.staticEgressSender && { staticEgressSender: this.staticEgressSender }),
       ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
       ...(this.sesFeedback && { feedbackDeadLetterQueue: this.sesFeedback.deadLetterQueue }),
       ...(this.bounceReportReader && { bounceReportFunction: this.bounceReportReader.readerFunction }),
       ...(this.smtpIngress && { ingestDeadLetterQueue: this.smtpIngress.deadLetterQueue }),
     });
+  }
+
+  /**
+   * What a send function needs, on the queue it consumes: the event source (which also grants
+   * ChangeMessageVisibility, used to delay a retry by the provider's Retry-After), the DLQ, the
+   * queue itself for a message waiting for a provider's limit, each provider's send permissions and
+   * secrets (but those of `elsewhere`), the ledger, the suppression list, the pacing table, the
+   * attachment and ingress buckets, and the outcome events.
+   */
+  private grantSending(
+    fn: SendFunction,
+    source: Queue,
+    config: RelayConfig,
+    configurationSetName: string | undefined,
+    elsewhere: ReadonlySet<string>,
+  ): void {
+    fn.addEventSource(
+      new SqsEventSource(source, {
+        batchSize: config.sendFunction.batchSize,
+        // The handler reports the failed records only, so one bad message does not retry the batch.
+        reportBatchItemFailures: true,
+        maxConcurrency: config.sendFunction.maxConcurrency,
+      }),
+    );
+    // Invalid requests are moved to the dead-letter queue at once, with the reason as attributes.
+    this.deadLetterQueue.grantSendMessages(fn);
+    // A message waiting for a provider's limit goes back on its queue as a copy (core/pacing).
+    if (this.pacingTable) source.grantSendMessages(fn);
+    const arnPrefix = `arn:${Aws.PARTITION}:`;
+    for (const { definition, section } of configuredSections(config)) {
+      const permissions = definition.sendPermissions(section, {
+        batchSize: config.sendFunction.batchSize,
+        credentialSecretIds: new Map(),
+        ...(configurationSetName !== undefined && { sesConfigurationSetName: configurationSetName }),
+      });
+      for (const permission of permissions) {
+        if (permission.resources.includes('*')) this.acknowledgeAccountWideActions(fn, permission.actions);
+        fn.addToRolePolicy(
+          new PolicyStatement({
+            actions: [...permission.actions],
+            resources: permission.resources.map((resource) =>
+              resource === '*'
+                ? resource
+                : `${arnPrefix}${permission.service}:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`,
+            ),
+          }),
+        );
+      }
+    }
+    // Only when it publishes some kind (events.publish): by default dead-lettered and suppressed.
+    if (outcomeEventSettingsFor(config.events, SEND_OUTCOME_KINDS))
+      fn.allowOutcomeEvents(config.events.busName);
+    this.deliveryLedger.grantClaims(fn);
+    this.suppressionList.grantLookup(fn);
+    this.pacingTable?.grantPacing(fn);
+    // Each secret once, also when several providers name it.
+    const secrets = new Set(
+      [...this.credentials]
+        .filter(([provider]) => !elsewhere.has(provider))
+        .map(([, credential]) => credential),
+    );
+    for (const credential of secrets) credential.grantRead(fn);
+    if (this.attachmentBucket) {
+      this.attachmentBucket.grantRead(fn);
+      const bucketId = Stack.of(this).getLogicalId(
+        this.attachmentBucket.bucket.node.defaultChild as CfnBucket,
+      );
+      Validations.of(fn.role ?? fn).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/*]`,
+        reason:
+          'The function downloads objects by the keys producers chose, which are only known per message; ' +
+          "the grant is s3:GetObject on the objects of the relay's own attachment bucket and nothing else.",
+      });
+    }
+    // Messages too large to travel inline reference their stored submission.
+    this.smtpIngress?.grantRead(fn);
   }
 
   /**
@@ -331,18 +390,21 @@ export class MailRelay extends Construct {
   }
 
   /** cdk-nag: actions that have no resource ARN (SES GetAccount) can only be granted on *. */
-  private acknowledgeAccountWideActions(actions: readonly string[]): void {
+  private acknowledgeAccountWideActions(fn: SendFunction, actions: readonly string[]): void {
     this.acknowledgeWildcard(
+      fn,
       `${actions.join(', ')} take no resource ARN (they read the account's own settings, such as the SES send rate the relay paces to).`,
     );
   }
 
   /** One acknowledgement of the role's grants on *, with every reason (a second one would replace the first). */
-  private acknowledgeWildcard(reason: string): void {
-    this.wildcardReasons.push(reason);
-    Validations.of(this.sendFunction.role ?? this.sendFunction).acknowledge({
+  private acknowledgeWildcard(fn: SendFunction, reason: string): void {
+    const reasons = this.wildcardReasons.get(fn) ?? [];
+    if (!reasons.includes(reason)) reasons.push(reason);
+    this.wildcardReasons.set(fn, reasons);
+    Validations.of(fn.role ?? fn).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: this.wildcardReasons.join(' '),
+      reason: reasons.join(' '),
     });
   }
 
@@ -351,8 +413,8 @@ export class MailRelay extends Construct {
    * role, which has no managed policy: these are the EC2 actions of AWSLambdaVPCAccessExecutionRole.
    * The role's policy is created before the function (CloudFormation dependency), as Lambda checks it.
    */
-  private grantVpcNetworking(): void {
-    this.sendFunction.addToRolePolicy(
+  private grantVpcNetworking(fn: SendFunction): void {
+    fn.addToRolePolicy(
       new PolicyStatement({
         actions: [
           'ec2:CreateNetworkInterface',
@@ -366,6 +428,7 @@ export class MailRelay extends Construct {
       }),
     );
     this.acknowledgeWildcard(
+      fn,
       "Lambda manages the function's VPC network interfaces with the function's role: the interfaces' IDs " +
         'exist only once Lambda creates them and the EC2 Describe actions support no resource-level ' +
         'permissions, so these are the EC2 actions of the AWS managed AWSLambdaVPCAccessExecutionRole on *.',

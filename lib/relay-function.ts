@@ -85,11 +85,28 @@ export interface RelayFunctionProps {
    * @default - nowhere (Lambda drops it)
    */
   readonly onFailure?: IDestination;
+
+  /**
+   * Source maps: a map beside the bundle and `--enable-source-maps`, so stack traces in the logs name
+   * the TypeScript files and lines instead of the minified bundle's. Off unless asked for: Node reads
+   * and applies the map at every cold start (about a tenth more import time) and the asset carries a
+   * 1–2 MB map.
+   *
+   * @default - the `sourceMaps` of the enclosing MailRelay (construct context), else false
+   */
+  readonly sourceMaps?: boolean;
 }
 
 /**
+ * Construct context a MailRelay sets for the functions below it when its `sourceMaps` is on: every
+ * function (send, feedback, bounce reader, ingest, brake) then ships its map, without each construct
+ * passing the prop on.
+ */
+export const SOURCE_MAPS_CONTEXT = 'mail-relay:sourceMaps';
+
+/**
  * A function of the relay (send, feedback). Fixed choices: Node.js 22 on arm64, an esbuild bundle
- * (ESM, minified, with source maps and the AWS SDK inside), its own log group with a retention, and
+ * (ESM, minified, the AWS SDK inside, source maps only when asked for), its own log group with a retention, and
  * its own role that may write only to that log group (no AWS managed policy). Callers add the
  * permissions the settings need.
  */
@@ -104,6 +121,7 @@ export class RelayFunction extends NodejsFunction {
       description: `Mail relay ${props.name}`,
     });
     logGroup.grantWrite(role);
+    const sourceMaps = props.sourceMaps ?? scope.node.tryGetContext(SOURCE_MAPS_CONTEXT) === true;
 
     super(scope, id, {
       entry: props.entry,
@@ -123,7 +141,7 @@ export class RelayFunction extends NodejsFunction {
       ...(props.retryAttempts !== undefined && { retryAttempts: props.retryAttempts }),
       ...(props.onFailure && { onFailure: props.onFailure }),
       environment: {
-        NODE_OPTIONS: '--enable-source-maps',
+        ...(sourceMaps && { NODE_OPTIONS: '--enable-source-maps' }),
         POWERTOOLS_SERVICE_NAME,
         POWERTOOLS_LOG_LEVEL: 'INFO',
         // One JSON variable, validated as a whole at cold start; toJsonString resolves the queue URL token.
@@ -133,9 +151,9 @@ export class RelayFunction extends NodejsFunction {
         format: OutputFormat.ESM,
         target: 'node22',
         minify: true,
-        sourceMap: true,
+        sourceMap: sourceMaps,
         // Stack traces need only the mappings; the sources would double the asset.
-        sourcesContent: false,
+        ...(sourceMaps && { sourcesContent: false }),
         // Prefer the ESM builds of dependencies so esbuild can drop unused code.
         mainFields: ['module', 'main'],
         // Some bundled CommonJS dependencies call require() for Node built-ins, which ESM lacks.
@@ -143,6 +161,11 @@ export class RelayFunction extends NodejsFunction {
           "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
         // Ship the SDK version the relay is tested with instead of whatever the runtime provides.
         bundleAwsSDK: true,
+        esbuildArgs: {
+          // Loaded at its first use instead of with libmime and mailparser (see the file). Relative to
+          // the project root, where esbuild runs.
+          '--alias:encoding-japanese': './lambda/core/mime/lazy-encoding-japanese.cjs',
+        },
       },
     });
     Validations.of(this).acknowledge({

@@ -14,7 +14,7 @@ import {
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Key } from 'aws-cdk-lib/aws-kms';
+import { type IKey, Key } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Topic } from 'aws-cdk-lib/aws-sns';
@@ -31,6 +31,8 @@ import {
 } from '../lambda/core/metrics.ts';
 import type { SesBrakeSettings } from '../lambda/core/settings.ts';
 import { ConfigurationError } from '../lambda/core/validation.ts';
+import { configuredSections } from '../lambda/providers/registry.ts';
+import type { RelaySettings } from '../lambda/send/settings.ts';
 import type { MonitoringConfig } from './config.ts';
 import { REPO_ROOT, RelayFunction } from './relay-function.ts';
 
@@ -77,12 +79,35 @@ export interface RelayMonitoringProps {
   /** The function that sends the outbox. */
   readonly sendFunction: IFunction;
   /**
+   * The second send function and its queue, for the providers that leave from static IPs: its
+   * queue's oldest message joins the outbox age alarm, its errors the send function errors alarm
+   * (one metric math alarm each, so the alarm count stays the same).
+   *
+   * @default - none: no static egress
+   */
+  readonly staticEgressSender?: { readonly queue: IQueue; readonly sendFunction: IFunction };
+  /**
    * The provider names the relay is configured with (each SMTP connection is one); each gets its own
    * bounce and complaint rate alarms and its own lines on the dashboard.
    */
   readonly providers: readonly ProviderName[];
   /** Whether the send functions pace to the providers' limits: adds the daily cap alarm. */
   readonly pacing: boolean;
+  /**
+   * The configured routes' provider chains: a provider that is never second or later in a chain
+   * cannot be a fallback, so the fallback rate alarm reads only the others (and none at all without
+   * a chain of two).
+   *
+   * @default - no routes: each provider may follow the ones before it in `providers` (the implicit chain order)
+   */
+  readonly routes?: readonly { readonly providers: readonly ProviderName[] }[];
+  /**
+   * The providers paced to a recipients-per-day limit (`dailyCapProvidersOf`): only they can report
+   * DailyCapReached, so the daily cap alarm reads only them (none: no daily cap alarm).
+   *
+   * @default - every provider
+   */
+  readonly dailyCapProviders?: readonly ProviderName[];
   /** Whether an `ses` section is configured: adds the alarms on the SES account reputation. */
   readonly sesConfigured: boolean;
   /**
@@ -112,11 +137,24 @@ export interface RelayMonitoringProps {
 }
 
 /**
- * The relay's CloudWatch alarms, the SNS topic they all notify (on ALARM and on OK), and a dashboard.
+ * The relay's CloudWatch alarms, the SNS topic they all notify (on ALARM and on OK), and, with
+ * `monitoring.dashboard`, a dashboard.
  *
  * Rates (bounces, complaints, fallbacks) come from the relay's own metrics (namespace `MailRelay`,
  * emitted by the send function) over `bounceRate.periodMinutes`, and a window with fewer than
  * `bounceRate.minimumSent` sent messages counts as rate 0, so a handful of messages cannot page anyone.
+ * They read only the `Provider` dimension (never `Route`, which the functions may leave out).
+ *
+ * **What it costs** (list prices, us-east-1; free tier not counted): an alarm is $0.10 a month per
+ * metric it reads, a metric math alarm included, so each alarm here reads only metrics that can have
+ * data: the bounce rate alarms exist for a provider whose bounces the relay learns (`ses` through its
+ * events; the others only with `bounceReports`), the complaint rate alarm for `ses` alone (only SES
+ * reports complaints), the fallback rate alarm only when some chain has a second provider and reads
+ * FallbackUsed only of providers that can be a fallback, the daily cap alarm only providers paced to a
+ * recipients-per-day limit. Metrics the functions write cost the same whether an alarm reads them or
+ * not. The dashboard (`monitoring.dashboard`) is $3 a month; a customer managed key for the topics
+ * (`monitoring.alarmTopicKey: create`) $1 a month. Composite alarms ($0.50 each) would cost more
+ * than the metric math alarms they would replace, so there are none.
  *
  * **Automatic brake** (`pauseSesOnCriticalBounces`): the `ses` provider's critical bounce rate alarm
  * also notifies a second topic, whose small function pauses sending on the SES configuration set
@@ -134,8 +172,10 @@ export interface RelayMonitoringProps {
 export class RelayMonitoring extends Construct {
   /** Every alarm notifies this topic, on ALARM and on OK (stack output AlarmTopicArn). */
   readonly alarmTopic: Topic;
-  /** The relay's dashboard. */
-  readonly dashboard: Dashboard;
+  /** The relay's dashboard, with `monitoring.dashboard`. */
+  readonly dashboard?: Dashboard;
+  /** The key the alarm topics are encrypted with, when `monitoring.alarmTopicKey` is not `none`. */
+  readonly topicKey?: IKey;
   /** Every alarm of the relay. */
   readonly alarms: Alarm[] = [];
   /** The function that pauses the SES configuration set, when `pauseSesOnCriticalBounces` is set. */
@@ -161,9 +201,46 @@ export class RelayMonitoring extends Construct {
     }
     this.namePrefix = readableName(scope);
 
-    // CloudWatch alarms cannot publish to a topic encrypted with the AWS managed key alias/aws/sns
-    // (its key policy, which nobody can edit, does not let CloudWatch use it): a customer managed
-    // key whose policy allows CloudWatch is the only way to have both encryption and notifications.
+    this.topicKey = this.topicKeyFor(config.alarmTopicKey);
+    this.alarmTopic = this.alarmTopicOf('AlarmTopic', 'Mail relay alarms');
+    if (config.alarmEmail !== undefined) {
+      this.alarmTopic.addSubscription(new EmailSubscription(config.alarmEmail));
+    }
+
+    this.addRateAlarms(props);
+    if (props.sesConfigured) this.addSesReputationAlarms();
+    this.addQueueAlarms(props);
+    if (props.feedbackDeadLetterQueue) this.addFeedbackAlarm(props.feedbackDeadLetterQueue);
+    if (props.bounceReportFunction) this.addBounceReportAlarm(props.bounceReportFunction);
+    if (props.ingestDeadLetterQueue) this.addIngestAlarm(props.ingestDeadLetterQueue);
+    this.addFunctionAlarms(props);
+    if (props.pacing) this.addDailyCapAlarm(props.dailyCapProviders ?? this.providers);
+
+    if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
+      const critical = this.criticalBounceAlarms.get('ses');
+      if (!critical) {
+        throw new ConfigurationError(`Invalid MailRelay props at ${scope.node.path}`, [
+          'monitoring.pauseSesOnCriticalBounces: needs an ses section',
+        ]);
+      }
+      this.brakeFunction = this.addSesBrake(critical, props.sesConfigurationSetName);
+    }
+
+    if (config.dashboard) this.dashboard = this.buildDashboard(props);
+  }
+
+  /**
+   * The key of the alarm topics, if any. CloudWatch alarms cannot publish to a topic encrypted with
+   * the AWS managed key alias/aws/sns (its key policy, which nobody can edit, does not let CloudWatch
+   * use it), so encryption needs a customer managed key whose policy allows CloudWatch: one of its
+   * own ($1 a month), or one the account has. Without one the topics have no server-side encryption:
+   * a notification holds the alarm's name, description, state and reason, never a message, and
+   * publishing needs TLS (cdk-nag's AwsSolutions-SNS3 holds; the pack has no rule on topic SSE).
+   */
+  private topicKeyFor(setting: MonitoringConfig['alarmTopicKey']): IKey | undefined {
+    if (setting === 'none') return undefined;
+    // An existing key's policy cannot be edited from here: the README says what it must allow.
+    if (setting !== 'create') return Key.fromKeyArn(this, 'TopicKey', setting);
     const key = new Key(this, 'TopicKey', {
       description: `Encrypts the alarm topics of ${this.namePrefix}`,
       enableKeyRotation: true,
@@ -181,37 +258,16 @@ export class RelayMonitoring extends Construct {
         conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
       }),
     );
-
-    this.alarmTopic = this.encryptedTopic('AlarmTopic', key, 'Mail relay alarms');
-    if (config.alarmEmail !== undefined) {
-      this.alarmTopic.addSubscription(new EmailSubscription(config.alarmEmail));
-    }
-
-    this.addRateAlarms();
-    if (props.sesConfigured) this.addSesReputationAlarms();
-    this.addQueueAlarms(props.outbox, props.deadLetterQueue);
-    if (props.feedbackDeadLetterQueue) this.addFeedbackAlarm(props.feedbackDeadLetterQueue);
-    if (props.bounceReportFunction) this.addBounceReportAlarm(props.bounceReportFunction);
-    if (props.ingestDeadLetterQueue) this.addIngestAlarm(props.ingestDeadLetterQueue);
-    this.addFunctionAlarms(props.sendFunction);
-    if (props.pacing) this.addDailyCapAlarm();
-
-    if (config.pauseSesOnCriticalBounces && props.sesConfigurationSetName !== undefined) {
-      const critical = this.criticalBounceAlarms.get('ses');
-      if (!critical) {
-        throw new ConfigurationError(`Invalid MailRelay props at ${scope.node.path}`, [
-          'monitoring.pauseSesOnCriticalBounces: needs an ses section',
-        ]);
-      }
-      this.brakeFunction = this.addSesBrake(critical, key, props.sesConfigurationSetName);
-    }
-
-    this.dashboard = this.buildDashboard(props);
+    return key;
   }
 
-  /** A topic encrypted with the key, refusing requests without TLS, that CloudWatch alarms may publish to. */
-  private encryptedTopic(id: string, key: Key, displayName: string): Topic {
-    const topic = new Topic(this, id, { displayName, masterKey: key, enforceSSL: true });
+  /** A topic (encrypted with the topic key, if any) refusing requests without TLS, that CloudWatch alarms may publish to. */
+  private alarmTopicOf(id: string, displayName: string): Topic {
+    const topic = new Topic(this, id, {
+      displayName,
+      ...(this.topicKey && { masterKey: this.topicKey }),
+      enforceSSL: true,
+    });
     // The topic policy replaces SNS's default one, so CloudWatch is allowed explicitly, for this account's alarms.
     topic.addToResourcePolicy(
       new PolicyStatement({
@@ -278,29 +334,46 @@ export class RelayMonitoring extends Construct {
     });
   }
 
-  /** FallbackUsed / Sent over every configured provider, 0 in a window with fewer than minimumSent sent. */
-  private fallbackRate(): MathExpression {
+  /**
+   * FallbackUsed / Sent, 0 in a window with fewer than minimumSent sent: Sent of every provider a
+   * chain has, FallbackUsed only of those that can be a fallback (the others never write it).
+   */
+  private fallbackRate(chains: ProviderChains): MathExpression {
     const usingMetrics: Record<string, IMetric> = {};
-    for (const provider of this.providers) {
-      const dimensions = { [METRIC_DIMENSIONS.provider]: provider };
-      usingMetrics[`sent_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.sent, dimensions);
-      usingMetrics[`fallback_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.fallbackUsed, dimensions);
+    for (const provider of chains.sending) {
+      usingMetrics[`sent_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.sent, {
+        [METRIC_DIMENSIONS.provider]: provider,
+      });
+    }
+    for (const provider of chains.fallbacks) {
+      usingMetrics[`fallback_${metricIdOf(provider)}`] = relayMetric(METRIC_NAMES.fallbackUsed, {
+        [METRIC_DIMENSIONS.provider]: provider,
+      });
     }
     // FILL: a provider that sent nothing in the window must not blank the sum.
-    const sum = (prefix: string) =>
-      this.providers.map((provider) => `FILL(${prefix}_${metricIdOf(provider)}, 0)`).join(' + ');
+    const sum = (prefix: string, providers: readonly ProviderName[]) =>
+      providers.map((provider) => `FILL(${prefix}_${metricIdOf(provider)}, 0)`).join(' + ');
+    const sent = sum('sent', chains.sending);
     return new MathExpression({
-      expression: `IF((${sum('sent')}) >= ${this.config.bounceRate.minimumSent}, (${sum('fallback')}) / (${sum('sent')}), 0)`,
+      expression: `IF((${sent}) >= ${this.config.bounceRate.minimumSent}, (${sum('fallback', chains.fallbacks)}) / (${sent}), 0)`,
       usingMetrics,
       period: this.ratePeriod,
       label: 'Fallback rate',
     });
   }
 
-  private addRateAlarms(): void {
+  /**
+   * The bounce rate alarms of each provider whose bounces the relay learns (SES's through its events;
+   * the others' from the mailboxes `bounceReports` reads, else they never have a Bounced data point),
+   * the complaint rate alarm of SES (the only provider that reports complaints), and the fallback rate
+   * alarm when a chain has a second provider.
+   */
+  private addRateAlarms(props: RelayMonitoringProps): void {
     const { bounceRate, complaintRate, fallbackRate } = this.config;
     const window = `${bounceRate.periodMinutes} minutes (judged from ${bounceRate.minimumSent} sent messages)`;
     for (const provider of this.providers) {
+      const bouncesSeen = provider === SES ? props.sesConfigured : props.bounceReportFunction !== undefined;
+      if (!bouncesSeen) continue;
       const rate = this.providerRate(provider, METRIC_NAMES.bounced, `Bounce rate (${provider})`);
       this.alarm(
         `BounceRateWarning-${nameOf(provider)}`,
@@ -325,6 +398,7 @@ export class RelayMonitoring extends Construct {
         bounceRate.critical,
       );
       this.criticalBounceAlarms.set(provider, critical);
+      if (provider !== SES) continue;
       this.alarm(
         `ComplaintRate-${nameOf(provider)}`,
         `${nameOf(provider)}-complaint-rate`,
@@ -334,13 +408,15 @@ export class RelayMonitoring extends Construct {
         complaintRate,
       );
     }
+    const chains = providerChains(this.providers, props.routes);
+    if (chains.fallbacks.length === 0) return;
     this.alarm(
       'FallbackRate',
       'fallback-rate',
       `A share of ${fallbackRate} or more of the messages sent over ${window} went out through a fallback provider: ` +
         "the first provider of their chains keeps failing at provider level. Check the send function's logs " +
         'for the provider errors (expired credential, paused account, lost permission) and fix that provider.',
-      this.fallbackRate(),
+      this.fallbackRate(chains),
       fallbackRate,
     );
   }
@@ -366,7 +442,7 @@ export class RelayMonitoring extends Construct {
     );
   }
 
-  private addQueueAlarms(outbox: IQueue, deadLetterQueue: IQueue): void {
+  private addQueueAlarms({ outbox, deadLetterQueue, staticEgressSender }: RelayMonitoringProps): void {
     this.alarm(
       'DeadLetterQueueNotEmpty',
       'dead-letter-queue-not-empty',
@@ -383,9 +459,15 @@ export class RelayMonitoring extends Construct {
       'OutboxOldestMessageAge',
       'outbox-oldest-message-age',
       `The oldest message in the outbox is ${this.config.outboxAgeMinutes} minutes old: mail is delayed. ` +
-        'Check the send function for errors and throttles, the providers for throttling (retries), and ' +
-        'whether sendFunction.maxConcurrency keeps up with the volume.',
-      outbox.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: SHORT_PERIOD }),
+        "Check the send function for errors and for Lambda throttles (its Throttles metric: the account's " +
+        'concurrency is used up, raise the quota or lower what other functions take), the providers for ' +
+        'throttling (retries), and whether sendFunction.maxConcurrency keeps up with the volume.',
+      largestOf(
+        [outbox, ...(staticEgressSender ? [staticEgressSender.queue] : [])].map((queue) =>
+          queue.metricApproximateAgeOfOldestMessage({ statistic: 'Maximum', period: SHORT_PERIOD }),
+        ),
+        'Oldest message age (seconds)',
+      ),
       this.config.outboxAgeMinutes * 60,
     );
   }
@@ -442,9 +524,11 @@ export class RelayMonitoring extends Construct {
    * other providers, two hours running. Someone should raise the limit, split the traffic over more
    * mailboxes, or route it elsewhere (docs/pacing.md).
    */
-  private addDailyCapAlarm(): void {
+  private addDailyCapAlarm(dailyCapProviders: readonly ProviderName[]): void {
+    const capped = this.providers.filter((provider) => dailyCapProviders.includes(provider));
+    if (capped.length === 0) return;
     const usingMetrics = Object.fromEntries(
-      this.providers.map((provider) => [
+      capped.map((provider) => [
         `cap_${metricIdOf(provider)}`,
         relayMetric(METRIC_NAMES.dailyCapReached, { [METRIC_DIMENSIONS.provider]: provider }),
       ]),
@@ -468,21 +552,24 @@ export class RelayMonitoring extends Construct {
     );
   }
 
-  private addFunctionAlarms(sendFunction: IFunction): void {
+  /**
+   * Errors only: a throttled batch of an SQS event source stays on its queue and is tried again, so
+   * a throttle delays mail, which the outbox age alarm reports (its description names throttles; the
+   * dashboard graphs them), or dead-letters it after maxReceiveCount tries, which the dead-letter
+   * queue alarm reports.
+   */
+  private addFunctionAlarms({ sendFunction, staticEgressSender }: RelayMonitoringProps): void {
+    const functions = [sendFunction, ...(staticEgressSender ? [staticEgressSender.sendFunction] : [])];
     this.alarm(
       'SendFunctionErrors',
       'send-function-errors',
-      'The send function failed (an invocation error, not a message that could not be sent): its batch is ' +
-        "retried by SQS. Read the function's logs for the error.",
-      sendFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD }),
-      1,
-    );
-    this.alarm(
-      'SendFunctionThrottles',
-      'send-function-throttles',
-      'Lambda throttled the send function: the account or function concurrency is exhausted and mail is ' +
-        "delayed. Raise the account's Lambda concurrency quota, or lower the concurrency other functions take.",
-      sendFunction.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD }),
+      `The send function${staticEgressSender ? ' or the static-egress sender' : ''} failed (an invocation ` +
+        'error, not a message that could not be sent): its batch is retried by SQS. Read the logs of the ' +
+        'function whose Errors metric counts it for the error.',
+      sumOf(
+        functions.map((fn) => fn.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD })),
+        'Errors',
+      ),
       1,
     );
   }
@@ -496,8 +583,8 @@ export class RelayMonitoring extends Construct {
    * notification holds nothing to replay (the alarm stays in ALARM and has already reached the alarm
    * topic). What matters is that someone pauses by hand, which the brake's error alarm asks for.
    */
-  private addSesBrake(critical: Alarm, key: Key, configurationSetName: string): IFunction {
-    const topic = this.encryptedTopic('SesBrakeTopic', key, 'Mail relay SES brake');
+  private addSesBrake(critical: Alarm, configurationSetName: string): IFunction {
+    const topic = this.alarmTopicOf('SesBrakeTopic', 'Mail relay SES brake');
     critical.addAlarmAction(new SnsAction(topic));
 
     const settings: SesBrakeSettings = { configurationSetName };
@@ -562,6 +649,16 @@ export class RelayMonitoring extends Construct {
       period: SHORT_PERIOD,
       label: 'Sent',
     });
+    const chains = providerChains(this.providers, props.routes);
+    const egress = props.staticEgressSender;
+    const sendQueues: [IQueue, string][] = [
+      [props.outbox, 'outbox'],
+      ...(egress ? [[egress.queue, 'static egress'] as [IQueue, string]] : []),
+    ];
+    const sendFunctions: [IFunction, string][] = [
+      [props.sendFunction, 'send'],
+      ...(egress ? [[egress.sendFunction, 'static egress'] as [IFunction, string]] : []),
+    ];
     const width = 12;
 
     const dashboard = new Dashboard(this, 'Dashboard');
@@ -635,20 +732,20 @@ export class RelayMonitoring extends Construct {
     dashboard.addWidgets(
       new GraphWidget({
         title: 'Outbox depth and oldest message age',
-        left: [
-          props.outbox.metricApproximateNumberOfMessagesVisible({
+        left: sendQueues.map(([queue, name]) =>
+          queue.metricApproximateNumberOfMessagesVisible({
             statistic: 'Maximum',
             period: SHORT_PERIOD,
-            label: 'Messages waiting',
+            label: `Messages waiting (${name})`,
           }),
-        ],
-        right: [
-          props.outbox.metricApproximateAgeOfOldestMessage({
+        ),
+        right: sendQueues.map(([queue, name]) =>
+          queue.metricApproximateAgeOfOldestMessage({
             statistic: 'Maximum',
             period: SHORT_PERIOD,
-            label: 'Oldest message age (seconds)',
+            label: `Oldest message age, seconds (${name})`,
           }),
-        ],
+        ),
         rightAnnotations: [threshold(outboxAgeMinutes * 60, 'alarm', '#d62728')],
         width,
       }),
@@ -705,16 +802,18 @@ export class RelayMonitoring extends Construct {
       new GraphWidget({
         title: 'Fallbacks',
         left: perProvider(METRIC_NAMES.fallbackUsed),
-        right: [this.fallbackRate()],
-        rightAnnotations: [threshold(fallbackRate, 'alarm', '#d62728')],
+        ...(chains.fallbacks.length > 0 && {
+          right: [this.fallbackRate(chains)],
+          rightAnnotations: [threshold(fallbackRate, 'alarm', '#d62728')],
+        }),
         width,
       }),
       new GraphWidget({
         title: 'Send function errors and throttles',
-        left: [
-          props.sendFunction.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Errors' }),
-          props.sendFunction.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD, label: 'Throttles' }),
-        ],
+        left: sendFunctions.flatMap(([fn, name]) => [
+          fn.metricErrors({ statistic: 'Sum', period: SHORT_PERIOD, label: `Errors (${name})` }),
+          fn.metricThrottles({ statistic: 'Sum', period: SHORT_PERIOD, label: `Throttles (${name})` }),
+        ]),
         width,
       }),
     );
@@ -783,6 +882,74 @@ function sesReputationMetric(name: 'Reputation.BounceRate' | 'Reputation.Complai
     statistic: 'Maximum',
     period: SES_REPUTATION_PERIOD,
   });
+}
+
+/** The metric itself, or the largest of the metrics at each period (FILL: a gap is not a maximum). */
+function largestOf(metrics: readonly IMetric[], label: string): IMetric {
+  if (metrics.length === 1) return metrics[0] as IMetric;
+  const usingMetrics = Object.fromEntries(metrics.map((metric, index) => [`m${index}`, metric]));
+  return new MathExpression({
+    expression: `MAX([${Object.keys(usingMetrics)
+      .map((id) => `FILL(${id}, 0)`)
+      .join(', ')}])`,
+    usingMetrics,
+    period: SHORT_PERIOD,
+    label,
+  });
+}
+
+/** The metric itself, or the sum of the metrics at each period. */
+function sumOf(metrics: readonly IMetric[], label: string): IMetric {
+  if (metrics.length === 1) return metrics[0] as IMetric;
+  const usingMetrics = Object.fromEntries(metrics.map((metric, index) => [`m${index}`, metric]));
+  return new MathExpression({
+    expression: Object.keys(usingMetrics)
+      .map((id) => `FILL(${id}, 0)`)
+      .join(' + '),
+    usingMetrics,
+    period: SHORT_PERIOD,
+    label,
+  });
+}
+
+/** The provider name of Amazon SES: its events report bounces and complaints. */
+const SES: ProviderName = 'ses';
+
+/** The providers a chain has (their Sent), and those second or later in some chain (their FallbackUsed). */
+interface ProviderChains {
+  readonly sending: readonly ProviderName[];
+  readonly fallbacks: readonly ProviderName[];
+}
+
+/** Without routes, a sender's chain is the providers that cover it, in `providers` order. */
+function providerChains(
+  providers: readonly ProviderName[],
+  routes: RelayMonitoringProps['routes'],
+): ProviderChains {
+  const chains = routes?.map((route) => route.providers) ?? [providers];
+  const sending = new Set(chains.flat());
+  const fallbacks = new Set(chains.flatMap((chain) => chain.slice(1)));
+  return {
+    sending: providers.filter((provider) => sending.has(provider)),
+    fallbacks: providers.filter((provider) => fallbacks.has(provider)),
+  };
+}
+
+/**
+ * The providers paced to a recipients-per-day limit (per mailbox, per provider or for one mailbox):
+ * the only ones that write DailyCapReached. For `RelayMonitoringProps.dailyCapProviders`.
+ */
+export function dailyCapProvidersOf(settings: RelaySettings): ProviderName[] {
+  return configuredSections(settings).flatMap(({ definition, section }) =>
+    definition
+      .pacingOf(section)
+      .filter(({ pacing }) =>
+        [pacing?.perMailbox, pacing?.perProvider, ...Object.values(pacing?.mailboxes ?? {})].some(
+          (limits) => limits?.recipientsPerDay !== undefined,
+        ),
+      )
+      .map(({ provider }) => provider),
+  );
 }
 
 /** `<stack name>-<construct ids below the stack>`: alarm names that say which relay they watch. */

@@ -9,6 +9,8 @@ export interface SendFunctionProps
   extends Omit<RelayFunctionProps, 'entry' | 'description' | 'name' | 'settings'> {
   /** What the function reads at cold start from `MAIL_RELAY_SETTINGS`. */
   readonly settings: RelaySettings;
+  /** @default - the send function's: it sends through every configured provider */
+  readonly description?: string;
 }
 
 /** The Lambda function that sends the outbox's mail requests (`lambda/send/handler.ts`). */
@@ -19,6 +21,7 @@ export class SendFunction extends RelayFunction {
       entry: SEND_HANDLER_ENTRY,
       name: 'send function',
       description:
+        props.description ??
         'Sends mail requests from the mail relay outbox through the configured providers (Amazon SES, Microsoft Graph, SMTP)',
     });
   }

@@ -13,6 +13,12 @@ import {
 } from 'aws-cdk-lib/aws-ses';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import {
+  DEFAULT_OUTCOME_KINDS,
+  FEEDBACK_OUTCOME_KINDS,
+  type OutcomeKind,
+  outcomeEventSettings,
+} from '../lambda/core/outcomes.ts';
 import type { FeedbackSettings } from '../lambda/core/settings.ts';
 import type { DeliveryLedger } from './delivery-ledger.ts';
 import { functionDeadLetterQueue, REPO_ROOT, RelayFunction } from './relay-function.ts';
@@ -34,13 +40,40 @@ export interface SesFeedbackProps {
   readonly suppressionRetentionDays?: number;
   /** The bus outcome events go to. */
   readonly outcomeBusName: string;
+  /**
+   * The outcome kinds published (events.publish); the feedback function publishes delivered, bounced
+   * and complained of them. `delivered` also subscribes the configuration set to SES delivery events.
+   *
+   * @default DEFAULT_OUTCOME_KINDS (bounced and complained of the feedback kinds)
+   */
+  readonly outcomeKinds?: readonly OutcomeKind[];
   readonly logRetention: RetentionDays;
 }
 
 /**
- * SES feedback: the configuration set every SES send uses, publishing its events (send, delivery,
- * bounce, complaint, reject, delivery delay, rendering failure) to the default EventBridge bus, where
- * a rule hands them to the feedback function. Hard bounces and complaints go on the suppression list.
+ * The SES event types the feedback function acts on, so the configuration set publishes only those:
+ * each published event is an EventBridge event on the default bus and a feedback function invocation.
+ * Bounce and complaint suppress and count (the bounce and complaint rate alarms); reject, delivery
+ * delay and rendering failure are logged, and happen only when something is wrong. Send is never
+ * subscribed (the function does nothing with it); delivery only when delivered outcome events are
+ * published, as it comes once per message.
+ */
+export function sesEventTypesFor(outcomeKinds: readonly OutcomeKind[]): EmailSendingEvent[] {
+  return [
+    ...(outcomeKinds.includes('delivered') ? [EmailSendingEvent.DELIVERY] : []),
+    EmailSendingEvent.BOUNCE,
+    EmailSendingEvent.COMPLAINT,
+    EmailSendingEvent.REJECT,
+    EmailSendingEvent.DELIVERY_DELAY,
+    EmailSendingEvent.RENDERING_FAILURE,
+  ];
+}
+
+/**
+ * SES feedback: the configuration set every SES send uses, publishing the events the relay acts on
+ * (bounce, complaint, reject, delivery delay, rendering failure; delivery when asked for: see
+ * sesEventTypesFor) to the default EventBridge bus, where a rule hands them to the feedback function.
+ * Hard bounces and complaints go on the suppression list.
  *
  * An event the function fails on is retried (EventBridge for delivery, Lambda for errors) and then
  * kept in the dead-letter queue, with the error, rather than lost.
@@ -53,6 +86,9 @@ export class SesFeedback extends Construct {
 
   constructor(scope: Construct, id: string, props: SesFeedbackProps) {
     super(scope, id);
+    const outcomeKinds = props.outcomeKinds ?? DEFAULT_OUTCOME_KINDS;
+    // Undefined when it publishes none of its kinds: no events settings, no events:PutEvents.
+    const events = outcomeEventSettings(props.outcomeBusName, outcomeKinds, FEEDBACK_OUTCOME_KINDS);
     this.configurationSet =
       props.existingConfigurationSetName !== undefined
         ? ConfigurationSet.fromConfigurationSetName(
@@ -70,15 +106,7 @@ export class SesFeedback extends Construct {
     new ConfigurationSetEventDestination(this, 'ToEventBridge', {
       configurationSet: this.configurationSet,
       destination: EventDestination.eventBus(defaultBus),
-      events: [
-        EmailSendingEvent.SEND,
-        EmailSendingEvent.DELIVERY,
-        EmailSendingEvent.BOUNCE,
-        EmailSendingEvent.COMPLAINT,
-        EmailSendingEvent.REJECT,
-        EmailSendingEvent.DELIVERY_DELAY,
-        EmailSendingEvent.RENDERING_FAILURE,
-      ],
+      events: sesEventTypesFor(outcomeKinds),
     });
 
     this.deadLetterQueue = functionDeadLetterQueue(
@@ -94,14 +122,14 @@ export class SesFeedback extends Construct {
           retentionDays: props.suppressionRetentionDays,
         }),
       },
-      events: { busName: props.outcomeBusName },
+      ...(events && { events }),
       ledger: { tableName: props.deliveryLedger.table.tableName },
     };
     this.feedbackFunction = new RelayFunction(this, 'Function', {
       entry: FEEDBACK_HANDLER_ENTRY,
       name: 'feedback function',
       description:
-        'Turns SES bounces, complaints and deliveries into suppressions, metrics and outcome events',
+        'Turns SES bounces and complaints (and deliveries, when asked for) into suppressions, metrics and outcome events',
       settings,
       timeout: Duration.seconds(30),
       memorySize: 256,
@@ -113,7 +141,7 @@ export class SesFeedback extends Construct {
     });
     props.suppressionList.grantRecord(this.feedbackFunction);
     props.deliveryLedger.grantFeedbackNotes(this.feedbackFunction);
-    this.feedbackFunction.allowOutcomeEvents(props.outcomeBusName);
+    if (events) this.feedbackFunction.allowOutcomeEvents(props.outcomeBusName);
 
     new Rule(this, 'Rule', {
       description: 'SES events of the mail relay configuration set, to the feedback function',

@@ -4,6 +4,7 @@ import {
   CfnEIPAssociation,
   FlowLogDestination,
   FlowLogTrafficType,
+  GatewayVpcEndpointAwsService,
   InstanceType,
   IpAddresses,
   type NatInstanceProviderV2,
@@ -161,6 +162,10 @@ export class StaticEgress extends Construct {
       // (with its own role and runtime) in every relay stack, more to own than the rule it enforces.
       restrictDefaultSecurityGroup: false,
     });
+    // Free gateway endpoints: the function's DynamoDB (ledger, suppression list, pacing) and S3
+    // (attachments) traffic stays inside AWS instead of paying the NAT per gigabyte.
+    this.vpc.addGatewayEndpoint('DynamoDbEndpoint', { service: GatewayVpcEndpointAwsService.DYNAMODB });
+    this.vpc.addGatewayEndpoint('S3Endpoint', { service: GatewayVpcEndpointAwsService.S3 });
     if (this.vpc.availabilityZones.length < natCount) {
       throw new ConfigurationError(`Invalid StaticEgress at ${this.node.path}`, [
         `natCount: ${natCount} NATs need ${natCount} Availability Zones, but the stack knows ${this.vpc.availabilityZones.length}; an environment-agnostic stack knows only 2, so give the stack an explicit account and region (env) or use fewer NATs`,

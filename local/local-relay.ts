@@ -6,6 +6,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Ingest } from '../lambda/core/ingest.ts';
+import { FEEDBACK_OUTCOME_KINDS } from '../lambda/core/outcomes.ts';
 import { SETTINGS_ENV_VAR } from '../lambda/core/settings.ts';
 import { createFeedbackHandler } from '../lambda/feedback/create-handler.ts';
 import { S3SubmissionStore, SqsOutbox } from '../lambda/ingest/adapters.ts';
@@ -20,6 +21,7 @@ import {
   DEFAULT_CONFIG_PATH,
   ingestSettingsFor,
   loadRelayConfig,
+  outcomeEventSettingsFor,
   type RelayConfig,
   relaySettingsFor,
 } from '../lib/config.ts';
@@ -642,6 +644,7 @@ function simulateSesFeedback(
   config: RelayConfig,
   outcomeLog?: OutcomeLog,
 ): () => Promise<void> {
+  const feedbackEvents = outcomeEventSettingsFor(config.events, FEEDBACK_OUTCOME_KINDS);
   const handler = createFeedbackHandler(
     {
       ...process.env,
@@ -652,7 +655,7 @@ function simulateSesFeedback(
             retentionDays: config.suppression.retentionDays,
           }),
         },
-        events: { busName: config.events.busName },
+        ...(feedbackEvents && { events: feedbackEvents }),
         ledger: { tableName: LEDGER_TABLE_NAME },
       }),
     },
@@ -663,12 +666,15 @@ function simulateSesFeedback(
     // Later, as SES's events come after its answer (and after the relay has recorded the send).
     const delivery = new Promise((resolve) => setTimeout(resolve, 200)).then(() =>
       Promise.all(
-        simulatedSesEvents(send).map((event) =>
-          handler(event, localLambdaContext('mail-relay-feedback-local', LOCAL_REGION, 30_000)).catch(
-            (error: unknown) =>
-              console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
+        simulatedSesEvents(send)
+          // The configuration set publishes delivery events only when delivered outcomes are asked for.
+          .filter((event) => config.events.publish.delivered || !isSesDelivery(event))
+          .map((event) =>
+            handler(event, localLambdaContext('mail-relay-feedback-local', LOCAL_REGION, 30_000)).catch(
+              (error: unknown) =>
+                console.error(`[local SES feedback] the feedback function failed: ${String(error)}`),
+            ),
           ),
-        ),
       ),
     );
     inProgress.add(delivery);
@@ -677,4 +683,9 @@ function simulateSesFeedback(
   return async () => {
     await Promise.allSettled([...inProgress]);
   };
+}
+
+function isSesDelivery(event: Record<string, unknown>): boolean {
+  const detail = event.detail as { eventType?: unknown } | undefined;
+  return detail?.eventType === 'Delivery';
 }

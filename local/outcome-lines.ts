@@ -54,10 +54,17 @@ export function outcomeOf(record: LogRecord, at: Date): Outcome | undefined {
   switch (record.message) {
     case 'Message sent': {
       const fallbackFrom = Array.isArray(record.fallbackFrom) ? record.fallbackFrom.map(String) : [];
+      // The record counts the recipients dropped for the suppression list (the addresses are not logged).
+      const suppressed =
+        typeof record.suppressedCount === 'number' ? `${record.suppressedCount} suppressed` : '';
       return {
         kind: 'sent',
         ...common,
-        ...detail(fallbackFrom.length > 0 ? `after ${fallbackFrom.join(', ')} failed` : '', attempt),
+        ...detail(
+          fallbackFrom.length > 0 ? `after ${fallbackFrom.join(', ')} failed` : '',
+          suppressed,
+          attempt,
+        ),
       };
     }
     case 'Lost answer resolved: the provider has the message':

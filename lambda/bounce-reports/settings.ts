@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { isEmailAddress } from '../core/address.ts';
 import { feedbackSettingsSchema, tableNameSchema } from '../core/settings.ts';
 import { graphSettingsSchema } from '../providers/graph/settings.ts';

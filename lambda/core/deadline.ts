@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * The time a record may take, as abort signals derived from the invocation's remaining time: nothing
  * the relay waits for runs into the function's timeout.
@@ -26,10 +28,15 @@ export function invocationDeadlines(remainingMs: number): RecordDeadlines {
   const floor = Math.min(MIN_WRAP_UP_MS, remainingMs / 2);
   const wrapUp = Math.min(MAX_WRAP_UP_MS, Math.max(floor, remainingMs * WRAP_UP_SHARE));
   // AbortSignal.timeout takes whole milliseconds only (it throws on 1999.5).
-  return {
+  const deadlines = {
     work: AbortSignal.timeout(Math.max(0, Math.floor(remainingMs - wrapUp))),
     wrapUp: AbortSignal.timeout(Math.max(0, Math.floor(remainingMs - FINAL_MARGIN_MS))),
   };
+  // Every record of the batch, and each of its requests, listens to the same two signals: past Node's
+  // default of 10 listeners it printed a MaxListenersExceededWarning to stderr on every invocation
+  // (two log lines a batch, in CloudWatch Logs). Listeners come off as the requests settle.
+  setMaxListeners(0, deadlines.work, deadlines.wrapUp);
+  return deadlines;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Mailbox, parseMailbox } from './address.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECIPIENTS } from './limits.ts';
 import type { MessageLimits } from './settings.ts';

@@ -11,6 +11,49 @@ export const OUTCOME_KINDS = [
 ] as const;
 export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 
+/** The outcomes the send function decides (and publishes, when asked to). */
+export const SEND_OUTCOME_KINDS = [
+  'sent',
+  'dead-lettered',
+  'suppressed',
+] as const satisfies readonly OutcomeKind[];
+/** The outcomes feedback reports (SES events, non-delivery reports read from mailboxes). */
+export const FEEDBACK_OUTCOME_KINDS = [
+  'delivered',
+  'bounced',
+  'complained',
+] as const satisfies readonly OutcomeKind[];
+
+/**
+ * Published unless configured otherwise (events.publish): what a producing app must act on. `sent`
+ * and `delivered` happen once per message each, and every event is billed: they are opt-in.
+ */
+export const DEFAULT_OUTCOME_KINDS: readonly OutcomeKind[] = [
+  'dead-lettered',
+  'suppressed',
+  'bounced',
+  'complained',
+];
+
+/**
+ * A function's `events` settings: the bus and which of `functionKinds` (the kinds that function
+ * decides) it publishes out of `published`. The kinds are left out when they are the defaults (the
+ * settings must fit in Lambda's 4 KB of environment). Undefined when it publishes none of them: the
+ * function then has no EventBridge client and needs no permission.
+ */
+export function outcomeEventSettings(
+  busName: string,
+  published: readonly OutcomeKind[],
+  functionKinds: readonly OutcomeKind[],
+): { busName: string; kinds?: OutcomeKind[] } | undefined {
+  const ofFunction = (kinds: readonly OutcomeKind[]) => kinds.filter((kind) => functionKinds.includes(kind));
+  const kinds = ofFunction(published);
+  if (kinds.length === 0) return undefined;
+  const defaults = ofFunction(DEFAULT_OUTCOME_KINDS);
+  const isDefault = kinds.length === defaults.length && kinds.every((kind) => defaults.includes(kind));
+  return { busName, ...(!isDefault && { kinds }) };
+}
+
 export const OUTCOME_EVENT_SOURCE = 'mail-relay';
 
 /** Headers the relay adds to every message it sends, so feedback (bounces, SES events) can name the request. */
@@ -56,6 +99,11 @@ export interface OutcomeEvent {
 }
 
 export interface OutcomePublisher {
-  /** Best effort is the caller's business: this rejects when the events could not be published. */
+  /**
+   * Best effort is the caller's business: this rejects when the events could not be published. Events
+   * of a kind the publisher does not publish (`publishes`) are dropped, without a request.
+   */
   publish(events: readonly OutcomeEvent[]): Promise<void>;
+  /** Whether events of this kind go out; absent: every kind does. Callers skip building the others. */
+  publishes?(kind: OutcomeKind): boolean;
 }

@@ -38,6 +38,8 @@ export interface RelayDependencies {
   readonly recordDelay?: RecordDelay;
   /** Puts a copy back on the queue to wait for a provider's limit without counting a receive. */
   readonly requeue?: RecordRequeue;
+  /** Puts a copy on the static-egress function's queue (settings.staticEgress). */
+  readonly staticEgressQueue?: RecordRequeue;
   /** Keeps sends inside the providers' limits across every send function; absent: not paced. */
   readonly pacer?: Pacer;
   /** Per warm function; created from settings.circuitBreaker when not given. */
@@ -110,6 +112,7 @@ class RelayCore implements Relay {
       deadLetters: dependencies.deadLetters,
       recordDelay: dependencies.recordDelay,
       requeue: dependencies.requeue,
+      staticEgressQueue: dependencies.staticEgressQueue,
       outcomes: dependencies.outcomes,
       telemetry,
       logger,
@@ -126,6 +129,8 @@ class RelayCore implements Relay {
       clock,
       random,
       pacer: dependencies.pacer,
+      staticEgressProviders:
+        settings.staticEgress && new Set(settings.staticEgress.providers.map((provider) => provider.name)),
       telemetry,
     });
     this.outbound = { settings, attachmentStore: dependencies.attachmentStore, now };

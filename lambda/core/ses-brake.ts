@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** What the brake needs from SES: stop sending on one configuration set. */
 export interface SesSendingSwitch {

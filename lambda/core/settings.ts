@@ -1,6 +1,7 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { isDomainName, isEmailAddress } from './address.ts';
 import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, GRAPH_MAX_MESSAGE_BYTES } from './limits.ts';
+import { OUTCOME_KINDS } from './outcomes.ts';
 import { ConfigurationError, describeIssues } from './validation.ts';
 
 /** The one environment variable the send function reads its settings from (JSON, written by the construct). */
@@ -126,6 +127,12 @@ export const ledgerSettingsSchema = z.strictObject({
 export type LedgerSettings = z.infer<typeof ledgerSettingsSchema>;
 
 export const suppressionSettingsSchema = z.strictObject({ tableName: tableNameSchema });
+
+/** Outcome events: the bus, and the kinds published (absent: DEFAULT_OUTCOME_KINDS). */
+export const outcomeEventSettingsSchema = z.strictObject({
+  busName: z.string().min(1),
+  kinds: z.array(z.enum(OUTCOME_KINDS)).optional(),
+});
 export type SuppressionSettings = z.infer<typeof suppressionSettingsSchema>;
 
 /**
@@ -145,8 +152,29 @@ export const relayCoreSettingsSchema = z.strictObject({
   circuitBreaker: circuitBreakerSettingsSchema,
   ledger: ledgerSettingsSchema,
   suppression: suppressionSettingsSchema,
-  /** Where final outcomes are published; absent: not published. */
-  events: z.strictObject({ busName: z.string().min(1) }).optional(),
+  /** Where final outcomes are published, and which; absent: not published. */
+  events: outcomeEventSettingsSchema.optional(),
+  /** Sent and FallbackUsed also per Route (one more CloudWatch metric per route); absent: per Provider only. */
+  routeMetrics: z.boolean().optional(),
+  /** Latencies also per Provider (the dashboard draws them); absent: for the relay as a whole. */
+  latencyByProvider: z.boolean().optional(),
+  /**
+   * Providers another function sends through: the static-egress function, the only one in the VPC
+   * behind the Elastic IPs. This function puts their messages on that function's queue instead of
+   * sending; absent: it sends through every provider itself.
+   */
+  staticEgress: z
+    .strictObject({
+      queueUrl: z.url({ protocol: /^https?$/ }),
+      /**
+       * The providers it sends through, with whom each sends as: enough to route by. A section whose
+       * providers are all here is left out of these settings (the other function has it).
+       */
+      providers: z
+        .array(z.strictObject({ name: z.string().min(1), senders: z.array(z.string().min(1)).min(1) }))
+        .min(1),
+    })
+    .optional(),
   /** The table the fleet paces its sends in (provider limits); absent: no pacing across functions. */
   pacing: z
     .strictObject({
@@ -199,7 +227,8 @@ export const feedbackSettingsSchema = z.strictObject({
     /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
     retentionDays: z.int().min(1).max(3650).optional(),
   }),
-  events: z.strictObject({ busName: z.string().min(1) }).optional(),
+  /** Where bounced, complained (and delivered) outcomes are published, and which; absent: not published. */
+  events: outcomeEventSettingsSchema.optional(),
   /** The delivery ledger, where feedback is noted for `mail-relay status`. */
   ledger: z.strictObject({ tableName: tableNameSchema }).optional(),
 });

@@ -66,7 +66,7 @@ export function createFeedbackDependencies(
       ...(writeMetrics && { write: writeMetrics }),
     }),
     ...(settings.events && {
-      outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName),
+      outcomes: new EventBridgeOutcomes(new EventBridgeClient({}), settings.events),
     }),
     ...(settings.ledger && { notes: new DynamoDeliveryLedger(dynamo, settings.ledger.tableName) }),
     logger,

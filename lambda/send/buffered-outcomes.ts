@@ -1,4 +1,4 @@
-import type { OutcomeEvent, OutcomePublisher } from '../core/outcomes.ts';
+import type { OutcomeEvent, OutcomeKind, OutcomePublisher } from '../core/outcomes.ts';
 
 /**
  * Holds the outcome events of an invocation and publishes them together at its end (`flush`): one
@@ -10,8 +10,13 @@ export class BufferedOutcomes implements OutcomePublisher {
 
   constructor(private readonly target: OutcomePublisher) {}
 
+  /** Only the kinds the target publishes are held. */
   async publish(events: readonly OutcomeEvent[]): Promise<void> {
-    this.pending.push(...events);
+    for (const event of events) if (this.publishes(event.outcome)) this.pending.push(event);
+  }
+
+  publishes(kind: OutcomeKind): boolean {
+    return this.target.publishes?.(kind) ?? true;
   }
 
   /** Publishes what was held; rejects with the target's error (the events are then dropped). */

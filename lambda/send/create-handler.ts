@@ -7,13 +7,14 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { identityCovers } from '../core/address.ts';
 import { S3AttachmentStore } from '../core/attachments.ts';
 import { SqsDeadLetterQueue } from '../core/dead-letter.ts';
 import { invocationDeadlines, untilAborted } from '../core/deadline.ts';
 import { DynamoDeliveryLedger } from '../core/dynamo-ledger.ts';
 import { DynamoSuppressionList } from '../core/dynamo-suppression.ts';
 import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
-import { RelayFailure } from '../core/failures.ts';
+import { providerFamily, RelayFailure } from '../core/failures.ts';
 import type { MailProvider } from '../core/mail-provider.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
 import { DynamoPacingStore } from '../core/pacing/dynamo-pacing-store.ts';
@@ -23,7 +24,7 @@ import { SqsRecordDelay, SqsRecordRequeue } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
 import type { HttpTransport } from '../providers/http-transport.ts';
 import type { ProviderRuntime } from '../providers/provider-definition.ts';
-import { configuredSections } from '../providers/registry.ts';
+import { configuredSections, PROVIDERS } from '../providers/registry.ts';
 import { BufferedOutcomes } from './buffered-outcomes.ts';
 import { type RelaySettings, readSettings } from './settings.ts';
 import { EmfTelemetry } from './telemetry.ts';
@@ -71,11 +72,13 @@ export function createSendHandler(
   const telemetry = new EmfTelemetry({
     namespace: METRICS_NAMESPACE,
     service: METRICS_SERVICE,
+    routeMetrics: settings.routeMetrics === true,
+    latencyByProvider: settings.latencyByProvider === true,
     ...(options.writeMetrics && { write: options.writeMetrics }),
   });
   const outcomes =
     settings.events &&
-    new BufferedOutcomes(new EventBridgeOutcomes(new EventBridgeClient({}), settings.events.busName));
+    new BufferedOutcomes(new EventBridgeOutcomes(new EventBridgeClient({}), settings.events));
   const runtime = providerRuntime(settings, options);
   const relay = createRelay({
     providers: createProviders(settings, runtime),
@@ -88,6 +91,9 @@ export function createSendHandler(
     ...(settings.pacing && {
       pacer: createPacer(settings, settings.pacing, dynamo, runtime, logger),
       requeue: new SqsRecordRequeue(sqs, settings.queueUrl),
+    }),
+    ...(settings.staticEgress && {
+      staticEgressQueue: new SqsRecordRequeue(sqs, settings.staticEgress.queueUrl),
     }),
     ...((settings.attachments ?? settings.ingress) && {
       // Path-style addressing for custom endpoints (local mode's emulator); AWS itself takes either.
@@ -148,9 +154,38 @@ export function createSendHandler(
  * connection in the configuration's order, then SES.
  */
 function createProviders(settings: RelaySettings, runtime: ProviderRuntime): MailProvider[] {
-  return configuredSections(settings).flatMap(({ definition, section }) =>
-    definition.createProviders(section, runtime),
+  const passedOn = new Map(
+    (settings.staticEgress?.providers ?? []).map((provider) => [provider.name, provider.senders] as const),
   );
+  const providers = [
+    // A section whose providers are all passed on is not in these settings: nothing of it is built
+    // here (no secret read, no client).
+    ...configuredSections(settings).flatMap(({ definition, section }) =>
+      definition.createProviders(section, runtime).filter((provider) => !passedOn.has(provider.name)),
+    ),
+    ...[...passedOn].map(([name, senders]) => staticEgressStandIn(name, senders)),
+  ];
+  // The registry's order (graph, smtp, ses) decides who sends for an address several cover.
+  const rank = (name: string) => PROVIDER_FAMILIES.indexOf(providerFamily(name));
+  return providers
+    .map((provider, index) => ({ provider, index }))
+    .sort((a, b) => rank(a.provider.name) - rank(b.provider.name) || a.index - b.index)
+    .map(({ provider }) => provider);
+}
+
+/** The provider sections in the registry's order. */
+const PROVIDER_FAMILIES: readonly string[] = PROVIDERS.map((definition) => definition.section);
+
+/**
+ * Stands in for a provider the static-egress function sends through: it routes like the provider
+ * (the same senders) and never sends; the relay passes its messages to that function instead.
+ */
+function staticEgressStandIn(name: string, senders: readonly string[]): MailProvider {
+  return {
+    name,
+    canSendAs: (address) => senders.some((sender) => identityCovers(sender, address)),
+    send: () => Promise.reject(new Error(`${name} sends from the static-egress function, not this one`)),
+  };
 }
 
 /** What every provider's factory shares: one Secrets Manager client, the overrides, shared values. */

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { readSettingsWith, relayCoreSettingsSchema, routeSettingsSchemaFor } from '../core/settings.ts';
 import {
   configuredSections,
@@ -19,10 +19,22 @@ export const relaySettingsSchema = relayCoreSettingsSchema
   })
   .superRefine((settings, ctx) => {
     const sections = configuredSections(settings);
-    if (sections.length === 0) ctx.addIssue({ code: 'custom', path: [], message: NO_PROVIDER_MESSAGE });
+    // Providers passed to the static-egress function count: this function routes to them.
+    if (sections.length === 0 && !settings.staticEgress) {
+      ctx.addIssue({ code: 'custom', path: [], message: NO_PROVIDER_MESSAGE });
+    }
     for (const { definition, section } of sections) {
       for (const problem of definition.settingsProblems(section, settings)) {
         ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
+      }
+    }
+    for (const [index, provider] of (settings.staticEgress?.providers ?? []).entries()) {
+      if (!providerNameSchema.safeParse(provider.name).success) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['staticEgress', 'providers', index, 'name'],
+          message: `"${provider.name}" is not a provider name`,
+        });
       }
     }
   });

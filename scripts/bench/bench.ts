@@ -2,6 +2,7 @@
  * `npm run bench [-- --batches N --warmup N --answer-ms MS --only graph-1,ses --out FILE --cpu-prof DIR]`
  * `npm run bench -- --only pacing-1,pacing-5 [--pacing-messages N --pacing-instances N --pacing-count N
  *   --pacing-window-ms MS --pacing-max-wait S]`
+ * `npm run bench -- --only cold-start [--config FILE --cold-runs N]`
  *
  * The real send function side by side with what a user would write by hand, in one run, as ratios:
  *
@@ -35,6 +36,10 @@
  * minute). They print their own table: achieved rate against the allowed one, 429s, peak requests
  * open, messages delivered once, DynamoDB calls per message. They take about three minutes.
  *
+ * The cold-start section (cold-start.ts, last) measures every function of a configuration (default
+ * examples/full.config.json) as deployed: bundle size and import time in fresh processes, as a ratio
+ * to an empty handler bundled the same way. It takes about a minute.
+ *
  * --cpu-prof DIR also writes a V8 CPU profile of the relay's measured batches per scenario to DIR and
  * prints where its CPU goes (by area, package and function, mapped through the bundle's source map).
  * The profiler costs CPU itself: compare figures of runs without it.
@@ -48,6 +53,7 @@ import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../../lib/relay-function.ts';
 import { type SqsEmulator, startSqsEmulator } from '../../local/emulators.ts';
 import { buildBundles } from './bundles.ts';
+import { DEFAULT_COLD_START_CONFIG, formatColdStartReport, measureColdStart } from './cold-start.ts';
 import {
   formatPacingReport,
   PACING_SCENARIOS,
@@ -88,6 +94,8 @@ const { values } = parseArgs({
     'pacing-count': { type: 'string', default: '30' },
     'pacing-window-ms': { type: 'string', default: '1000' },
     'pacing-max-wait': { type: 'string' },
+    config: { type: 'string' },
+    'cold-runs': { type: 'string', default: '9' },
   },
 });
 const positive = (value: string, flag: string) => {
@@ -116,14 +124,18 @@ const pacingSettings: PacingSettings = {
   functionTimeoutMs: FUNCTION_TIMEOUT_MS,
   timeoutMs: PACING_TIMEOUT_MS,
 };
+/** The `--only` name of the cold-start section (cold-start.ts). */
+const COLD_START = 'cold-start';
 const only = values.only?.split(',').map((id) => id.trim());
 const scenarios = SCENARIOS.filter((scenario) => !only || only.includes(scenario.id));
 const pacingScenarios = PACING_SCENARIOS.filter((scenario) => !only || only.includes(scenario.id));
-if (scenarios.length + pacingScenarios.length === 0) {
-  const ids = [...SCENARIOS, ...PACING_SCENARIOS].map(({ id }) => id);
+const coldStart = !only || only.includes(COLD_START);
+if (scenarios.length + pacingScenarios.length === 0 && !coldStart) {
+  const ids = [...SCENARIOS, ...PACING_SCENARIOS].map(({ id }) => id).concat(COLD_START);
   throw new Error(`--only names no scenario; there are ${ids.join(', ')}`);
 }
 const log = (line: string) => console.error(`[bench] ${line}`);
+const cpuProfileDirectory = values['cpu-prof'] !== undefined ? resolve(values['cpu-prof']) : undefined;
 
 const directory = mkdtempSync(join(tmpdir(), 'mail-relay-bench-'));
 // The children go with the IPC channel; the temporary directory is removed here.
@@ -134,52 +146,65 @@ process.once('SIGINT', () => {
 let peers: Peers | undefined;
 let sqs: SqsEmulator | undefined;
 try {
-  log('building the send bundle and the hand-written loop (cdk synth of the constructs) …');
-  const bundles = await buildBundles(directory);
-  log(`starting the peers (answers after ${settings.answerMs} ms) …`);
-  peers = await startPeers(settings.answerMs);
-  const options: RunOptions = {
-    directory,
-    workerScript: bundles.worker,
-    peers,
-    batchSize: settings.batchSize,
-    warmupBatches: settings.warmupBatches,
-    measuredBatches: settings.measuredBatches,
-    timeoutMs: FUNCTION_TIMEOUT_MS,
-    ...(values['cpu-prof'] !== undefined && { cpuProfileDirectory: resolve(values['cpu-prof']) }),
-  };
-  if (options.cpuProfileDirectory !== undefined) mkdirSync(options.cpuProfileDirectory, { recursive: true });
-  // One loop per provider: sequential, it does not care how many mailboxes send.
-  const loops = new Map<Provider, FunctionRun>();
   const reports: ScenarioReport[] = [];
-  for (const scenario of scenarios) {
-    log(`${scenario.title}: relay …`);
-    const relay = await runFunction('relay', scenario, bundles.relay, options);
-    let loop = loops.get(scenario.provider);
-    if (!loop) {
-      log(`${scenario.title}: hand-written loop …`);
-      loop = await runFunction('hand-written', scenario, bundles.handWritten, options);
-      loops.set(scenario.provider, loop);
-    }
-    reports.push(scenarioReport(scenario, settings, relay, loop));
-  }
   const pacingReports: PacingReport[] = [];
-  if (pacingScenarios.length > 0) {
-    log('starting the SQS emulator for the pacing scenarios …');
-    sqs = await startSqsEmulator(0);
-    for (const scenario of pacingScenarios) {
-      pacingReports.push(
-        await runPacingScenario(scenario, pacingSettings, {
-          directory,
-          pollerScript: bundles.pacingWorker,
-          bundle: bundles.relay,
-          peers,
-          sqs,
-          log,
-        }),
-      );
+  let relayBundle: string | undefined;
+  if (scenarios.length + pacingScenarios.length > 0) {
+    log('building the send bundle and the hand-written loop (cdk synth of the constructs) …');
+    const bundles = await buildBundles(directory, { sourceMaps: cpuProfileDirectory !== undefined });
+    relayBundle = bundles.relay;
+    log(`starting the peers (answers after ${settings.answerMs} ms) …`);
+    peers = await startPeers(settings.answerMs);
+    const options: RunOptions = {
+      directory,
+      workerScript: bundles.worker,
+      peers,
+      batchSize: settings.batchSize,
+      warmupBatches: settings.warmupBatches,
+      measuredBatches: settings.measuredBatches,
+      timeoutMs: FUNCTION_TIMEOUT_MS,
+      ...(cpuProfileDirectory !== undefined && { cpuProfileDirectory }),
+    };
+    if (options.cpuProfileDirectory !== undefined)
+      mkdirSync(options.cpuProfileDirectory, { recursive: true });
+    // One loop per provider: sequential, it does not care how many mailboxes send.
+    const loops = new Map<Provider, FunctionRun>();
+    for (const scenario of scenarios) {
+      log(`${scenario.title}: relay …`);
+      const relay = await runFunction('relay', scenario, bundles.relay, options);
+      let loop = loops.get(scenario.provider);
+      if (!loop) {
+        log(`${scenario.title}: hand-written loop …`);
+        loop = await runFunction('hand-written', scenario, bundles.handWritten, options);
+        loops.set(scenario.provider, loop);
+      }
+      reports.push(scenarioReport(scenario, settings, relay, loop));
+    }
+    if (pacingScenarios.length > 0) {
+      log('starting the SQS emulator for the pacing scenarios …');
+      sqs = await startSqsEmulator(0);
+      for (const scenario of pacingScenarios) {
+        pacingReports.push(
+          await runPacingScenario(scenario, pacingSettings, {
+            directory,
+            pollerScript: bundles.pacingWorker,
+            bundle: bundles.relay,
+            peers,
+            sqs,
+            log,
+          }),
+        );
+      }
     }
   }
+  const coldStartReport =
+    coldStart &&
+    (await measureColdStart({
+      directory,
+      configPath: resolve(values.config ?? DEFAULT_COLD_START_CONFIG),
+      runs: positive(values['cold-runs'], 'cold-runs'),
+      log,
+    }));
   const [cpu] = cpus();
   const machine: Machine = {
     cpu: cpu?.model.trim() ?? 'unknown CPU',
@@ -192,13 +217,14 @@ try {
   if (reports.length > 0) console.log(formatReport(machine, settings, reports));
   else console.log(machineLine(machine));
   if (pacingReports.length > 0) console.log(`\n${formatPacingReport(pacingSettings, pacingReports)}`);
-  if (options.cpuProfileDirectory !== undefined) {
+  if (coldStartReport) console.log(`\n${formatColdStartReport(coldStartReport)}`);
+  if (cpuProfileDirectory !== undefined && relayBundle !== undefined) {
     for (const report of reports) {
-      const profile = join(options.cpuProfileDirectory, `${report.id}.cpuprofile`);
-      const summary = summarizeProfile(profile, bundles.relay, REPO_ROOT);
+      const profile = join(cpuProfileDirectory, `${report.id}.cpuprofile`);
+      const summary = summarizeProfile(profile, relayBundle, REPO_ROOT);
       console.log(`\n${formatProfileSummary(report.title, summary, report.relay.messages)}`);
     }
-    log(`CPU profiles in ${options.cpuProfileDirectory} (open them in Chrome DevTools or speedscope)`);
+    log(`CPU profiles in ${cpuProfileDirectory} (open them in Chrome DevTools or speedscope)`);
   }
   const out = resolve(values.out);
   writeFileSync(
@@ -210,6 +236,7 @@ try {
         settings,
         scenarios: reports,
         ...(pacingReports.length > 0 && { pacing: { settings: pacingSettings, scenarios: pacingReports } }),
+        ...(coldStartReport && { coldStart: coldStartReport }),
       },
       null,
       2,

@@ -26,20 +26,26 @@ const PACING_WORKER_ENTRY = fileURLToPath(new URL('./pacing-worker.ts', import.m
  * Builds what the benchmark runs, from the code as it is now (every run). The two functions come from
  * a synth of the project's own constructs (SendFunction for the relay, RelayFunction for the loop),
  * so both are bundled exactly as `cdk synth` bundles the send function: whatever lib/relay-function.ts
- * says (ESM, node22, minified, source maps, AWS SDK inside …) applies without being repeated here.
+ * says (ESM, node22, minified, AWS SDK inside …) applies without being repeated here.
  */
-export async function buildBundles(directory: string): Promise<Bundles> {
+export async function buildBundles(
+  directory: string,
+  options: { readonly sourceMaps?: boolean } = {},
+): Promise<Bundles> {
   // The template validator checks the CloudFormation, which the benchmark does not use.
   process.env.CDK_VALIDATION = 'false';
   const outdir = join(directory, 'cdk.out');
   const app = new App({ outdir, context: cdkJsonContext() });
   const stack = new Stack(app, 'MailRelayBench');
-  const send = new SendFunction(stack, 'Send', { settings: placeholderSettings() });
+  // A source map only for --cpu-prof, whose summary maps the profile through it: deployed bundles have none.
+  const sourceMaps = options.sourceMaps ?? false;
+  const send = new SendFunction(stack, 'Send', { settings: placeholderSettings(), sourceMaps });
   const handWritten = new RelayFunction(stack, 'HandWritten', {
     entry: HAND_WRITTEN_ENTRY,
     name: 'hand-written loop',
     description: 'The benchmark yardstick: a sequential send loop',
     settings: {},
+    sourceMaps,
   });
   const assembly = app.synth();
   const template = assembly.getStackByName(stack.stackName).template as CloudFormationTemplate;

@@ -149,7 +149,7 @@ export function handWrittenSettings(provider: Provider, peers: PeerEndpoints): H
 
 /**
  * The environment of a function process: what Lambda sets (region, credentials, function name,
- * memory) and what the construct sets (NODE_OPTIONS, Powertools), the peers' endpoints, and the
+ * memory) and what the construct sets (Powertools), the peers' endpoints, and the
  * function's own variables (its settings, NODE_EXTRA_CA_CERTS). Nothing else from the benchmark's
  * environment leaks in.
  */
@@ -170,8 +170,7 @@ export function functionEnvironment(
     AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '512',
     AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${functionName}`,
-    // What the construct sets on every function of the relay.
-    NODE_OPTIONS: '--enable-source-maps',
+    // What the construct sets on every function of the relay (NODE_OPTIONS only with source maps).
     POWERTOOLS_SERVICE_NAME: 'mail-relay',
     POWERTOOLS_LOG_LEVEL: 'INFO',
     // Lambda runs Node 22, where the SDK has nothing to warn about.

@@ -43,7 +43,11 @@ const CONFIG = {
     tenantId: '00000000-0000-4000-8000-00000000a11c',
     clientId: '00000000-0000-4000-8000-0000000c11e7',
     senders: ['contoso.com'],
-    pacing: { mailboxes: { 'Ana@contoso.com': { recipientsPerDay: 5 } } },
+    // The fleet-wide concurrency lease is opt-in: this relay has it, so leases are shown against 4.
+    pacing: {
+      perMailbox: { concurrentRequests: 4 },
+      mailboxes: { 'Ana@contoso.com': { recipientsPerDay: 5 } },
+    },
   },
   ses: { identities: ['fabrikam.com'] },
 };

@@ -24,7 +24,12 @@ describe('local mode: SES feedback from the mailbox simulator', () => {
     const configPath = path.join(workDir, 'config.json');
     writeFileSync(
       configPath,
-      JSON.stringify({ ses: { identities: ['example.com'] }, suppression: { retentionDays: 30 } }),
+      JSON.stringify({
+        ses: { identities: ['example.com'] },
+        suppression: { retentionDays: 30 },
+        // Opt-in kinds too: this test follows every event the feedback publishes.
+        events: { publish: { sent: true, delivered: true } },
+      }),
     );
     relay = await startLocalRelay({ ...isolatedLocalMode(workDir), configPath, logLevel: 'ERROR' });
     sqs = producerClient(relay.sqsEndpoint);

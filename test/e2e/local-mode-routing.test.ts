@@ -36,6 +36,8 @@ async function startRoutingRelay(workDir: string, circuitThreshold: number): Pro
   writeFileSync(
     configPath,
     JSON.stringify({
+      // Sent events are opt-in: this test follows them.
+      events: { publish: { sent: true } },
       ses: { identities: ['contoso.com', 'fabrikam.com', 'example.com'] },
       graph: {
         tenantId: 'contoso.onmicrosoft.com',

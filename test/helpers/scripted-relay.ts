@@ -87,11 +87,16 @@ export class Recorder implements DeadLetterSink, RecordDelay, RelayLogger {
   readonly deadLetters: { failure: RelayFailure; attempts: number; record: SQSRecord }[] = [];
   readonly delays: number[] = [];
   readonly lines: Record<string, unknown>[] = [];
+  /** DEBUG records apart: detail below the one line per message. */
+  readonly debugLines: Record<string, unknown>[] = [];
   async deadLetter(record: SQSRecord, failure: RelayFailure, attempts: number) {
     this.deadLetters.push({ failure, attempts, record });
   }
   async delay(_record: SQSRecord, seconds: number) {
     this.delays.push(seconds);
+  }
+  debug(message: string, attributes: Record<string, unknown>) {
+    this.debugLines.push({ message, ...attributes });
   }
   info(message: string, attributes: Record<string, unknown>) {
     this.lines.push({ message, ...attributes });

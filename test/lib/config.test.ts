@@ -22,6 +22,7 @@ import {
   MAIL_MANAGER_MAX_MESSAGE_BYTES,
   parseRelayConfig,
   relaySettingsFor,
+  staticEgressProvidersOf,
 } from '../../lib/config.ts';
 
 const REPO_ROOT = new URL('../../', import.meta.url);
@@ -74,10 +75,25 @@ describe('parseRelayConfig', () => {
         outboxAgeMinutes: 15,
         fallbackRate: 0.1,
         pauseSesOnCriticalBounces: false,
+        routeMetrics: false,
+        dashboard: false,
+        alarmTopicKey: 'none',
       },
       suppression: {},
-      events: { busName: 'default' },
+      events: {
+        busName: 'default',
+        // Failures and feedback to act on; one event per message (sent, delivered) only when asked.
+        publish: {
+          sent: false,
+          'dead-lettered': true,
+          suppressed: true,
+          delivered: false,
+          bounced: true,
+          complained: true,
+        },
+      },
       pacing: { enabled: true, maxWaitSeconds: 5 },
+      sourceMaps: false,
     });
   });
 
@@ -377,9 +393,11 @@ describe('parseRelayConfig with an attachment bucket', () => {
 
 describe('parseRelayConfig with static egress', () => {
   const ALLOCATION_ID = 'eipalloc-0123456789abcdef0';
+  /** SES, and an Exchange connector: the SMTP connection is what sends from the static IPs. */
+  const SENDERS = { ses: SES, smtp: { senders: ['scanner@example.com'], mode: 'connector' as const } };
 
   it('fills the egress defaults: one NAT gateway in 10.80.0.0/16', () => {
-    expect(parseRelayConfig({ ses: SES, egress: {} }).egress).toEqual({
+    expect(parseRelayConfig({ ...SENDERS, egress: {} }).egress).toEqual({
       nat: 'gateway',
       natCount: 1,
       cidr: '10.80.0.0/16',
@@ -388,7 +406,7 @@ describe('parseRelayConfig with static egress', () => {
 
   it('counts one NAT per given Elastic IP when natCount is left out', () => {
     const egress = parseRelayConfig({
-      ses: SES,
+      ...SENDERS,
       egress: { elasticIpAllocationIds: [ALLOCATION_ID, 'eipalloc-1a2b3c4d'] },
     }).egress;
 
@@ -398,7 +416,7 @@ describe('parseRelayConfig with static egress', () => {
   it('accepts a NAT instance with its instance type and a reused Elastic IP', () => {
     const egress = { nat: 'instance', instanceType: 't4g.micro', elasticIpAllocationIds: [ALLOCATION_ID] };
 
-    expect(parseRelayConfig({ ses: SES, egress }).egress).toEqual({
+    expect(parseRelayConfig({ ...SENDERS, egress }).egress).toEqual({
       ...egress,
       natCount: 1,
       cidr: '10.80.0.0/16',
@@ -409,10 +427,47 @@ describe('parseRelayConfig with static egress', () => {
     expect(parseRelayConfig({ ses: SES }).egress).toBeUndefined();
   });
 
+  it('sends from the static IPs through every SMTP connection by default, or through the providers listed', () => {
+    expect(staticEgressProvidersOf(parseRelayConfig({ ...SENDERS, egress: {} }))).toEqual(['smtp']);
+    const graph = { ...SENDERS, graph: GRAPH, egress: { providers: ['smtp', 'graph'] } };
+    expect(staticEgressProvidersOf(parseRelayConfig(graph))).toEqual(['smtp', 'graph']);
+    expect(staticEgressProvidersOf(parseRelayConfig({ ses: SES }))).toEqual([]);
+  });
+
+  it('refuses static egress nothing sends from, an unknown provider, and a connector left out of it', () => {
+    expect(configurationErrorFrom(() => parseRelayConfig({ ses: SES, egress: {} })).problems).toEqual([
+      expect.stringMatching(/^egress: no provider sends from the static IPs .*egress\.providers/),
+    ]);
+    const error = configurationErrorFrom(() =>
+      parseRelayConfig({ ...SENDERS, egress: { providers: ['ses', 'smtp:billing'] } }),
+    );
+    expect(error.problems).toEqual([
+      'egress.providers[1]: "smtp:billing" is not a configured provider (smtp, ses)',
+      'egress.providers: must include smtp: in connector mode Exchange Online accepts its mail only from the static IPs',
+    ]);
+  });
+
+  it('keeps an XOAUTH2 connection with graph when graph sends from the static IPs', () => {
+    const xoauth2 = {
+      ses: SES,
+      graph: GRAPH,
+      smtp: { senders: ['soporte@contoso.com'], mode: 'submission' as const, auth: 'xoauth2' as const },
+    };
+    expect(
+      configurationErrorFrom(() => parseRelayConfig({ ...xoauth2, egress: { providers: ['graph'] } }))
+        .problems,
+    ).toEqual([
+      'egress.providers: must include smtp with graph: its XOAUTH2 tokens come from the Graph app, which then leaves from the static IPs',
+    ]);
+    expect(
+      parseRelayConfig({ ...xoauth2, egress: { providers: ['graph', 'smtp'] } }).egress?.providers,
+    ).toEqual(['graph', 'smtp']);
+  });
+
   it('names every egress problem at once, together with a problem elsewhere', () => {
     const error = configurationErrorFrom(() =>
       parseRelayConfig({
-        ses: SES,
+        ...SENDERS,
         queue: { retentionDays: 15 },
         egress: {
           nat: 'gateway',
@@ -439,7 +494,7 @@ describe('parseRelayConfig with static egress', () => {
   it('rejects more than three NATs and more than three Elastic IPs', () => {
     const error = configurationErrorFrom(() =>
       parseRelayConfig({
-        ses: SES,
+        ...SENDERS,
         egress: {
           natCount: 4,
           elasticIpAllocationIds: [
@@ -460,7 +515,7 @@ describe('parseRelayConfig with static egress', () => {
 
   it('rejects an Elastic IP listed twice', () => {
     const error = configurationErrorFrom(() =>
-      parseRelayConfig({ ses: SES, egress: { elasticIpAllocationIds: [ALLOCATION_ID, ALLOCATION_ID] } }),
+      parseRelayConfig({ ...SENDERS, egress: { elasticIpAllocationIds: [ALLOCATION_ID, ALLOCATION_ID] } }),
     );
 
     expect(error.problems).toEqual(['egress.elasticIpAllocationIds: lists an allocation ID twice']);
@@ -472,14 +527,14 @@ describe('parseRelayConfig with static egress', () => {
     ['10.80.0.0/25', 'must be a /16 to /24 block'],
     ['10.80.1.0/16', 'must be the network address of the block: 10.80.0.0/16'],
   ])('rejects the CIDR block %s', (cidr, message) => {
-    const error = configurationErrorFrom(() => parseRelayConfig({ ses: SES, egress: { cidr } }));
+    const error = configurationErrorFrom(() => parseRelayConfig({ ...SENDERS, egress: { cidr } }));
 
     expect(error.problems).toEqual([expect.stringContaining(`egress.cidr: ${message}`)]);
   });
 
   it('rejects an unknown NAT kind and an instance type EC2 would not know', () => {
     const error = configurationErrorFrom(() =>
-      parseRelayConfig({ ses: SES, egress: { nat: 'instance-v1', instanceType: 'nano' } }),
+      parseRelayConfig({ ...SENDERS, egress: { nat: 'instance-v1', instanceType: 'nano' } }),
     );
 
     expect(error.problems.map((problem) => problem.split(':')[0])).toEqual([

@@ -42,7 +42,6 @@ describe('MailRelayStack outputs', () => {
 
     expect(Object.keys(outputs).sort()).toEqual([
       'AlarmTopicArn',
-      'DashboardName',
       'DeadLetterQueueUrl',
       'DeliveryLedgerTableName',
       'FeedbackDeadLetterQueueUrl',
@@ -92,14 +91,19 @@ describe('MailRelayStack outputs', () => {
     });
   });
 
-  it('name the alarm topic and the dashboard', () => {
+  it('name the alarm topic, and the dashboard only with monitoring.dashboard', () => {
     const { stack, outputs } = buildStack({ ses: SES });
 
     expect(outputs.AlarmTopicArn?.Value).toEqual({
       Ref: logicalIdOf(stack, stack.relay.monitoring.alarmTopic),
     });
-    expect(outputs.DashboardName?.Value).toEqual({
-      Ref: logicalIdOf(stack, stack.relay.monitoring.dashboard),
+    expect(outputs.DashboardName).toBeUndefined();
+
+    const withDashboard = buildStack({ ses: SES, monitoring: { dashboard: true } });
+    const dashboard = withDashboard.stack.relay.monitoring.dashboard;
+    if (!dashboard) throw new Error('expected the dashboard');
+    expect(withDashboard.outputs.DashboardName?.Value).toEqual({
+      Ref: logicalIdOf(withDashboard.stack, dashboard),
     });
   });
 
@@ -137,6 +141,19 @@ describe('MailRelayStack outputs', () => {
 });
 
 describe('MailRelayStack outputs with static egress', () => {
+  /** An Exchange connector: what sends from the static IPs. */
+  const CONNECTOR = { senders: ['scanner@contoso.com'], mode: 'connector' as const };
+
+  it('name the static-egress queue and function', () => {
+    const { stack, outputs } = buildStack({ ses: SES, smtp: CONNECTOR, egress: {} });
+    const sender = stack.relay.staticEgressSender;
+    if (!sender) throw new Error('no static-egress sender');
+
+    expect(outputs.StaticEgressQueueUrl?.Value).toEqual({ Ref: logicalIdOf(stack, sender.queue) });
+    expect(outputs.StaticEgressFunctionName?.Value).toEqual({ Ref: logicalIdOf(stack, sender.sendFunction) });
+    expect(buildStack({ ses: SES }).outputs.StaticEgressQueueUrl).toBeUndefined();
+  });
+
   function eipIds(stack: MailRelayStack): string[] {
     return (stack.relay.staticEgress?.addresses ?? []).map(
       (address) =>
@@ -146,14 +163,14 @@ describe('MailRelayStack outputs with static egress', () => {
   const publicIp = (id: string) => ({ 'Fn::GetAtt': [id, 'PublicIp'] });
 
   it('list the egress IPs, comma-separated', () => {
-    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const { stack, outputs } = buildStack({ ses: SES, smtp: CONNECTOR, egress: { natCount: 2 } });
     const [first = '', second = ''] = eipIds(stack);
 
     expect(outputs.EgressIps?.Value).toEqual({ 'Fn::Join': [',', [publicIp(first), publicIp(second)]] });
   });
 
   it('give a ready-to-paste Exchange Online inbound connector command with the egress IPs', () => {
-    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const { stack, outputs } = buildStack({ ses: SES, smtp: CONNECTOR, egress: { natCount: 2 } });
     const [first = '', second = ''] = eipIds(stack);
 
     expect(outputs.InboundConnectorCommand?.Value).toEqual({
@@ -171,7 +188,7 @@ describe('MailRelayStack outputs with static egress', () => {
   });
 
   it('give the ip4: mechanisms to merge into the SPF record', () => {
-    const { stack, outputs } = buildStack({ ses: SES, egress: { natCount: 2 } });
+    const { stack, outputs } = buildStack({ ses: SES, smtp: CONNECTOR, egress: { natCount: 2 } });
     const [first = '', second = ''] = eipIds(stack);
 
     expect(outputs.SpfRecord).toEqual({
@@ -194,7 +211,7 @@ describe('MailRelayStack outputs with static egress', () => {
   it('name reused allocation IDs, how to look their addresses up, and placeholders to replace', () => {
     const elasticIpAllocationIds = ['eipalloc-0123456789abcdef0', 'eipalloc-0fedcba987654321f'];
 
-    const { outputs } = buildStack({ ses: SES, egress: { elasticIpAllocationIds } });
+    const { outputs } = buildStack({ ses: SES, smtp: CONNECTOR, egress: { elasticIpAllocationIds } });
 
     expect(outputs.EgressIps).toBeUndefined();
     expect(outputs.EgressAllocationIds?.Value).toBe(elasticIpAllocationIds.join(','));

@@ -274,18 +274,35 @@ describe('MailRelay send function', () => {
     ]);
   });
 
-  it('enables source maps and names the service for Powertools', () => {
+  it('names the service for Powertools and leaves source maps off (a cold-start cost)', () => {
     const { template } = buildRelay();
 
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
-          NODE_OPTIONS: '--enable-source-maps',
+          NODE_OPTIONS: Match.absent(),
           POWERTOOLS_SERVICE_NAME: 'mail-relay',
           POWERTOOLS_LOG_LEVEL: 'INFO',
         }),
       },
     });
+  });
+
+  it('ships every function with its source map when sourceMaps is on', () => {
+    const { template } = buildRelay({
+      ses: { identities: ['example.com'] },
+      monitoring: { pauseSesOnCriticalBounces: true },
+      sourceMaps: true,
+    });
+
+    const functions = Object.values(template.findResources('AWS::Lambda::Function')).filter((resource) =>
+      resource.Properties.Runtime?.startsWith('nodejs'),
+    );
+    // The send, feedback and SES brake functions.
+    expect(functions.length).toBeGreaterThanOrEqual(3);
+    for (const resource of functions) {
+      expect(resource.Properties.Environment.Variables.NODE_OPTIONS).toBe('--enable-source-maps');
+    }
   });
 
   it('writes settings the function accepts: identities, limits, receive count and both queue URLs', () => {
@@ -312,6 +329,7 @@ describe('MailRelay send function', () => {
         retentionDays: 14,
       },
       suppression: { tableName: `stack-${logicalIdOf(stack, relay.suppressionList.table)}-ABC123` },
+      // The default events.publish (for this function dead-lettered and suppressed) goes unnamed.
       events: { busName: 'default' },
       pacing: {
         tableName: `stack-${logicalIdOf(stack, relay.pacingTable?.table as never)}-ABC123`,
@@ -365,6 +383,32 @@ describe('MailRelay outcome events', () => {
     expect(putEvents).toHaveLength(1);
     expect(JSON.stringify(putEvents[0]?.Resource)).toContain(`:event-bus/${expected}`);
     expect(relaySettingsSchema.parse(settingsIn(template)).events).toEqual({ busName: expected });
+  });
+
+  it('publishes sent only when asked, and writes Route metrics only when asked', () => {
+    const { template } = buildRelay({
+      ...MINIMAL,
+      events: { publish: { sent: true, suppressed: false } },
+      monitoring: { routeMetrics: true },
+    });
+    const settings = relaySettingsSchema.parse(settingsIn(template));
+
+    expect(settings.events).toEqual({ busName: 'default', kinds: ['sent', 'dead-lettered'] });
+    expect(settings.routeMetrics).toBe(true);
+    expect(relaySettingsSchema.parse(settingsIn(buildRelay().template)).routeMetrics).toBeUndefined();
+  });
+
+  it('gives the send function no events settings and no events:PutEvents when it publishes no kind', () => {
+    const { stack, relay, template } = buildRelay({
+      ...MINIMAL,
+      events: { publish: { 'dead-lettered': false, suppressed: false } },
+    });
+    const actions = statementsOfRole(template, functionRoleId(stack, relay)).flatMap((statement) =>
+      [statement.Action].flat(),
+    );
+
+    expect(actions).not.toContain('events:PutEvents');
+    expect(relaySettingsSchema.parse(settingsIn(template)).events).toBeUndefined();
   });
 });
 
@@ -883,7 +927,7 @@ describe('MailRelay with SMTP', () => {
   it('writes smtp settings the function accepts, with the connector host derived from the sender', () => {
     const { template } = buildRelay(CONNECTOR);
 
-    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual([
+    expect(relaySettingsSchema.parse(settingsIn(template, 'staticEgress')).smtp).toEqual([
       {
         name: 'smtp',
         senders: ['scanner@contoso.com'],
@@ -957,6 +1001,68 @@ describe('MailRelay with SMTP', () => {
     );
   });
 
+  it('sends SMTP from the static-egress function: the send function passes those messages to its queue', () => {
+    const { stack, relay, template } = buildRelay({ ...CONNECTOR, ses: { identities: ['example.com'] } });
+    const sender = relay.staticEgressSender;
+    if (!sender) throw new Error('no static-egress sender');
+    const egressQueue = `https://sqs.test/${logicalIdOf(stack, sender.queue)}`;
+
+    // The send function names whom smtp sends as (to route by) and the queue to pass its messages
+    // to; the smtp section itself is only the static-egress function's.
+    const main = relaySettingsSchema.parse(settingsIn(template));
+    expect(main.staticEgress).toEqual({
+      queueUrl: egressQueue,
+      providers: [{ name: 'smtp', senders: ['scanner@contoso.com'] }],
+    });
+    expect(main.smtp).toBeUndefined();
+    expect(main.queueUrl).toBe(`https://sqs.test/${logicalIdOf(stack, relay.outbox)}`);
+    // The static-egress function sends through every provider (a route may fall back), and its
+    // retries and waits go back on its own queue.
+    const egress = relaySettingsSchema.parse(settingsIn(template, 'staticEgress'));
+    expect(egress.staticEgress).toBeUndefined();
+    expect(egress.queueUrl).toBe(egressQueue);
+    expect(egress.smtp).toMatchObject([{ name: 'smtp', host: 'contoso-com.mail.protection.outlook.com' }]);
+    expect(egress.ses).toEqual(main.ses);
+
+    // Its queue dead-letters to the relay's one DLQ, after as many receives as the outbox (the default).
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      RedrivePolicy: {
+        deadLetterTargetArn: { 'Fn::GetAtt': [logicalIdOf(stack, relay.deadLetterQueue), 'Arn'] },
+        maxReceiveCount: parseRelayConfig({ ses: { identities: ['example.com'] } }).queue.maxReceiveCount,
+      },
+      KmsMasterKeyId: Match.absent(),
+      SqsManagedSseEnabled: true,
+    });
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalIdOf(stack, sender.queue), 'Arn'] },
+      FunctionName: { Ref: logicalIdOf(stack, sender.sendFunction) },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    const mainRole = logicalIdOf(stack, relay.sendFunction.role as IConstruct);
+    const queueArn = { 'Fn::GetAtt': [logicalIdOf(stack, sender.queue), 'Arn'] };
+    const mayPassOn = statementsOfRole(template, mainRole).some(
+      (statement) =>
+        [statement.Action].flat().includes('sqs:SendMessage') &&
+        [statement.Resource].flat().some((resource) => JSON.stringify(resource) === JSON.stringify(queueArn)),
+    );
+    expect(mayPassOn).toBe(true);
+  });
+
+  it('lets only the static-egress function read the SMTP credential secret', () => {
+    const credentialSecretArn = secretArn('mail-relay/smtp-AbCdEf');
+    const { stack, relay, template } = buildRelay({
+      egress: {},
+      smtp: { senders: ['contoso.com'], mode: 'smarthost', host: 'mail.example.net', credentialSecretArn },
+    });
+    const readsSecret = (role: IConstruct) =>
+      statementsOfRole(template, logicalIdOf(stack, role)).some((statement) =>
+        [statement.Action].flat().includes('secretsmanager:GetSecretValue'),
+      );
+
+    expect(readsSecret(relay.sendFunction.role as IConstruct)).toBe(false);
+    expect(readsSecret(relay.staticEgressSender?.sendFunction.role as IConstruct)).toBe(true);
+  });
+
   it('rejects connector mode without egress at synth', () => {
     const error = errorFrom(() => buildRelay({ smtp: { senders: ['contoso.com'], mode: 'connector' } }));
 
@@ -1002,7 +1108,7 @@ describe('MailRelay with named SMTP connections', () => {
   it('writes one settings entry per connection, named smtp:<name>, in order', () => {
     const { template } = buildRelay(CONNECTIONS);
 
-    expect(relaySettingsSchema.parse(settingsIn(template)).smtp).toEqual([
+    expect(relaySettingsSchema.parse(settingsIn(template, 'staticEgress')).smtp).toEqual([
       expect.objectContaining({
         name: 'smtp:billing-ovh',
         port: 465,

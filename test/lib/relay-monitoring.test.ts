@@ -95,10 +95,12 @@ function rateMetrics(provider: string, metricName: string, label: string) {
   ];
 }
 
+/** Graph's bounces reach the relay only through the bounce reports of its mailboxes. */
+const BOUNCE_REPORTS = { mailboxes: ['soporte@contoso.com'] };
+
 const SES_AND_GRAPH_ALARMS = [
   'graph-bounce-rate-warning',
   'graph-bounce-rate-critical',
-  'graph-complaint-rate',
   'ses-bounce-rate-warning',
   'ses-bounce-rate-critical',
   'ses-complaint-rate',
@@ -107,14 +109,29 @@ const SES_AND_GRAPH_ALARMS = [
   'ses-reputation-complaint-rate',
   'dead-letter-queue-not-empty',
   'feedback-dead-letter-queue-not-empty',
+  'bounce-report-errors',
   'outbox-oldest-message-age',
   'send-function-errors',
-  'send-function-throttles',
   'daily-cap',
 ].map((name) => `${PREFIX}-${name}`);
 
+/** What the alarms cost a month at list price: $0.10 per metric each reads, metric math included. */
+function alarmBill(template: Template): { alarms: number; metrics: number } {
+  const alarms = [...alarmsIn(template).values()];
+  const metrics = alarms.reduce((sum, alarm) => {
+    const math = alarm.Metrics as { MetricStat?: unknown }[] | undefined;
+    return sum + (math ? math.filter((metric) => metric.MetricStat).length : 1);
+  }, 0);
+  return { alarms: alarms.length, metrics };
+}
+
 describe('RelayMonitoring alarms (ses and graph)', () => {
-  const { stack, template, topicId } = build({ ses: SES, graph: GRAPH, monitoring: MONITORING });
+  const { stack, template, topicId } = build({
+    ses: SES,
+    graph: GRAPH,
+    bounceReports: BOUNCE_REPORTS,
+    monitoring: MONITORING,
+  });
 
   it('are exactly these, each notifying the alarm topic on ALARM and on OK', () => {
     const alarms = alarmsIn(template);
@@ -148,7 +165,7 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
     },
   );
 
-  it('alarm when a mailbox or account stays at its recipients per day for two hours, any provider', () => {
+  it('alarm when a mailbox or account stays at its recipients per day for two hours, of the providers paced per day', () => {
     const capMetric = (provider: string) => ({
       ...relayMetricStat(`cap_${provider}`, 'DailyCapReached', provider),
       MetricStat: {
@@ -164,11 +181,11 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
         {
           Id: 'expr_1',
           Label: 'Sends that found the day used up',
-          Expression: 'FILL(cap_graph, 0) + FILL(cap_ses, 0)',
+          // SES has no recipients-per-day limit unless its pacing sets one: it never writes DailyCapReached.
+          Expression: 'FILL(cap_graph, 0)',
           ReturnData: true,
         },
         capMetric('graph'),
-        capMetric('ses'),
       ],
       ...alarmBasics(topicId, 1),
       EvaluationPeriods: 2,
@@ -176,35 +193,40 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
     });
   });
 
-  it.each(['graph', 'ses'])('alarm on the complaint rate of %s', (provider) => {
-    expect(alarmNamed(template, `${provider}-complaint-rate`)).toEqual({
-      AlarmName: `${PREFIX}-${provider}-complaint-rate`,
-      AlarmDescription: expect.stringContaining(`through ${provider} reached 0.002`),
-      Metrics: rateMetrics(provider, 'Complained', `Complaint rate (${provider})`),
+  it('alarm on the complaint rate of ses, the only provider that reports complaints', () => {
+    expect(alarmNamed(template, 'ses-complaint-rate')).toEqual({
+      AlarmName: `${PREFIX}-ses-complaint-rate`,
+      AlarmDescription: expect.stringContaining('through ses reached 0.002'),
+      Metrics: rateMetrics('ses', 'Complained', 'Complaint rate (ses)'),
       ...alarmBasics(topicId, 0.002),
     });
   });
 
-  it('alarm on the share of messages sent by a fallback provider, over all providers', () => {
-    const sum = (prefix: string) => `FILL(${prefix}_graph, 0) + FILL(${prefix}_ses, 0)`;
+  it('alarm on the share of messages sent by a fallback provider: Sent of all, FallbackUsed of those that can follow another', () => {
+    const sent = 'FILL(sent_graph, 0) + FILL(sent_ses, 0)';
 
+    // Without routes a sender's chain is graph, smtp, ses (those that cover it): graph is never a fallback.
     expect(alarmNamed(template, 'fallback-rate')).toEqual({
       AlarmName: `${PREFIX}-fallback-rate`,
       AlarmDescription: expect.stringContaining('fallback provider'),
       Metrics: [
         {
           Id: 'expr_1',
-          Expression: `IF((${sum('sent')}) >= 50, (${sum('fallback')}) / (${sum('sent')}), 0)`,
+          Expression: `IF((${sent}) >= 50, (FILL(fallback_ses, 0)) / (${sent}), 0)`,
           Label: 'Fallback rate',
           ReturnData: true,
         },
         relayMetricStat('sent_graph', 'Sent', 'graph'),
-        relayMetricStat('fallback_graph', 'FallbackUsed', 'graph'),
         relayMetricStat('sent_ses', 'Sent', 'ses'),
         relayMetricStat('fallback_ses', 'FallbackUsed', 'ses'),
       ],
       ...alarmBasics(topicId, 0.2),
     });
+  });
+
+  it('cost $2.10 a month: 21 metrics read, no metric read for nothing, no composite alarm', () => {
+    expect(alarmBill(template)).toEqual({ alarms: SES_AND_GRAPH_ALARMS.length, metrics: 21 });
+    template.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 0);
   });
 
   it.each([
@@ -275,15 +297,12 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
     });
   });
 
-  it.each([
-    ['send-function-errors', 'Errors'],
-    ['send-function-throttles', 'Throttles'],
-  ])('alarm on the first send function %s', (name, metricName) => {
-    expect(alarmNamed(template, name)).toEqual({
-      AlarmName: `${PREFIX}-${name}`,
+  it('alarm on the first send function error; throttles are left to the outbox age alarm', () => {
+    expect(alarmNamed(template, 'send-function-errors')).toEqual({
+      AlarmName: `${PREFIX}-send-function-errors`,
       AlarmDescription: expect.any(String),
       Namespace: 'AWS/Lambda',
-      MetricName: metricName,
+      MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalIdOf(stack, stack.relay.sendFunction) } }],
       Statistic: 'Sum',
       Period: 300,
@@ -310,20 +329,117 @@ describe('RelayMonitoring alarms (ses and graph)', () => {
   });
 });
 
+describe('RelayMonitoring with static egress', () => {
+  const { stack, template, topicId } = build({
+    ses: SES,
+    smtp: { senders: ['scanner@example.com'], mode: 'connector', tls: 'starttls' },
+    egress: { nat: 'instance' },
+  });
+  const sender = stack.relay.staticEgressSender;
+  if (!sender) throw new Error('expected the static-egress sender');
+
+  it("adds the sender's queue to the age alarm and its errors to the errors alarm, not alarms of their own", () => {
+    const age = alarmNamed(template, 'outbox-oldest-message-age');
+    const errors = alarmNamed(template, 'send-function-errors');
+
+    expect(age.Metrics).toEqual([
+      expect.objectContaining({ Id: 'expr_1', Expression: 'MAX([FILL(m0, 0), FILL(m1, 0)])' }),
+      expect.objectContaining({ Id: 'm0' }),
+      expect.objectContaining({ Id: 'm1' }),
+    ]);
+    expect(JSON.stringify(age.Metrics)).toContain(logicalIdOf(stack, sender.queue));
+    expect(errors.Metrics).toEqual([
+      expect.objectContaining({ Id: 'expr_1', Expression: 'FILL(m0, 0) + FILL(m1, 0)' }),
+      expect.objectContaining({ Id: 'm0' }),
+      expect.objectContaining({ Id: 'm1' }),
+    ]);
+    expect(JSON.stringify(errors.Metrics)).toContain(logicalIdOf(stack, sender.sendFunction));
+    expect(errors).toMatchObject(alarmBasics(topicId, 1));
+  });
+});
+
+describe('RelayMonitoring reads only metrics that can have data', () => {
+  it('has no bounce or complaint rate alarm for graph without bounceReports, nor a fallback rate alarm for one provider', () => {
+    const { template } = build({ graph: GRAPH });
+
+    expect([...alarmsIn(template).keys()].sort()).toEqual(
+      ['dead-letter-queue-not-empty', 'outbox-oldest-message-age', 'send-function-errors', 'daily-cap']
+        .map((name) => `${PREFIX}-${name}`)
+        .sort(),
+    );
+  });
+
+  it('costs $1.20 a month with ses alone (examples/minimal.config.json): no daily cap without a per-day limit', () => {
+    const { template } = build({ ses: { identities: ['example.com'] } });
+
+    expect([...alarmsIn(template).keys()]).not.toContain(`${PREFIX}-daily-cap`);
+    expect([...alarmsIn(template).keys()]).not.toContain(`${PREFIX}-fallback-rate`);
+    expect(alarmBill(template)).toEqual({ alarms: 9, metrics: 12 });
+  });
+
+  it('adds ses to the daily cap alarm when its pacing sets recipientsPerDay', () => {
+    const { template } = build({
+      ses: { identities: ['example.com'], pacing: { perProvider: { recipientsPerDay: 50_000 } } },
+    });
+
+    expect(JSON.stringify(alarmNamed(template, 'daily-cap').Metrics)).toContain('FILL(cap_ses, 0)');
+  });
+
+  it("reads FallbackUsed only of the providers second or later in a route's chain", () => {
+    const { template } = build({
+      ses: { identities: ['example.com', 'contoso.com'] },
+      graph: GRAPH,
+      routes: [
+        { name: 'contoso', from: ['*@contoso.com'], providers: ['graph', 'ses'] },
+        { name: 'default', from: ['*@example.com'], providers: ['ses'] },
+      ],
+    });
+    const metrics = alarmNamed(template, 'fallback-rate').Metrics as { Id: string; Expression?: string }[];
+
+    expect(metrics.map((metric) => metric.Id)).toEqual(['expr_1', 'sent_graph', 'sent_ses', 'fallback_ses']);
+  });
+
+  it('has no fallback rate alarm when no route has a second provider', () => {
+    const { template } = build({
+      ses: SES,
+      graph: GRAPH,
+      routes: [
+        { name: 'contoso', from: ['*@contoso.com'], providers: ['graph'] },
+        { name: 'default', from: ['*@example.com'], providers: ['ses'] },
+      ],
+    });
+
+    expect([...alarmsIn(template).keys()]).not.toContain(`${PREFIX}-fallback-rate`);
+  });
+
+  it('never reads the Route dimension, in the alarms or on the dashboard', () => {
+    const { template } = build({
+      ses: SES,
+      graph: GRAPH,
+      bounceReports: BOUNCE_REPORTS,
+      monitoring: { dashboard: true },
+    });
+    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+
+    expect(JSON.stringify([...alarmsIn(template).values()])).not.toContain('"Route"');
+    expect(dashboards).toHaveLength(1);
+    expect(JSON.stringify(dashboards[0]?.Properties.DashboardBody)).not.toContain('\\"Route\\"');
+    expect(JSON.stringify(dashboards[0]?.Properties.DashboardBody)).toContain('\\"Provider\\"');
+  });
+});
+
 describe('RelayMonitoring without ses', () => {
   it('has no SES reputation alarms and rates only for the configured providers', () => {
-    const { template } = build({ graph: GRAPH });
+    const { template } = build({ graph: GRAPH, bounceReports: BOUNCE_REPORTS });
 
     expect([...alarmsIn(template).keys()].sort()).toEqual(
       [
         'graph-bounce-rate-warning',
         'graph-bounce-rate-critical',
-        'graph-complaint-rate',
-        'fallback-rate',
         'dead-letter-queue-not-empty',
+        'bounce-report-errors',
         'outbox-oldest-message-age',
         'send-function-errors',
-        'send-function-throttles',
         'daily-cap',
       ]
         .map((name) => `${PREFIX}-${name}`)
@@ -343,6 +459,8 @@ describe('RelayMonitoring with named SMTP connections', () => {
   const SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:mail-relay/smtp-AbCdEf';
   const { template, topicId } = build({
     ses: SES,
+    graph: GRAPH,
+    bounceReports: BOUNCE_REPORTS,
     smtp: {
       connections: {
         'billing-ovh': {
@@ -354,18 +472,21 @@ describe('RelayMonitoring with named SMTP connections', () => {
         hve: { senders: ['alerts@contoso.com'], mode: 'smarthost', host: 'smtp-hve.office365.com' },
       },
     },
-    monitoring: MONITORING,
+    monitoring: { ...MONITORING, dashboard: true },
   });
 
-  it('has bounce and complaint rate alarms for every connection, next to the other providers', () => {
+  it('has bounce rate alarms for every connection (their reports reach the relay), next to the other providers', () => {
     const names = [...alarmsIn(template).keys()];
 
-    for (const provider of ['smtp-billing-ovh', 'smtp-hve', 'ses']) {
-      for (const alarm of ['bounce-rate-warning', 'bounce-rate-critical', 'complaint-rate']) {
+    for (const provider of ['smtp-billing-ovh', 'smtp-hve', 'graph', 'ses']) {
+      for (const alarm of ['bounce-rate-warning', 'bounce-rate-critical']) {
         expect(names, `${provider}-${alarm}`).toContain(`${PREFIX}-${provider}-${alarm}`);
       }
     }
     expect(names.filter((name) => /-smtp-bounce-rate/.test(name))).toEqual([]);
+    expect(names.filter((name) => name.endsWith('-complaint-rate') && !name.includes('reputation'))).toEqual([
+      `${PREFIX}-ses-complaint-rate`,
+    ]);
   });
 
   it("computes a connection's rate from the metrics with its provider name as the Provider dimension", () => {
@@ -390,11 +511,14 @@ describe('RelayMonitoring with named SMTP connections', () => {
 
   it('counts every connection in the fallback rate', () => {
     const expression = alarmNamed(template, 'fallback-rate').Metrics as { Expression?: string }[];
+    const sent =
+      '(FILL(sent_graph, 0) + FILL(sent_smtp_billing_ovh, 0) + FILL(sent_smtp_hve, 0) + FILL(sent_ses, 0))';
 
+    // Without routes, graph comes first in every chain it is in: it is never a fallback.
     expect(expression[0]?.Expression).toBe(
-      'IF((FILL(sent_smtp_billing_ovh, 0) + FILL(sent_smtp_hve, 0) + FILL(sent_ses, 0)) >= 50, ' +
+      `IF(${sent} >= 50, ` +
         '(FILL(fallback_smtp_billing_ovh, 0) + FILL(fallback_smtp_hve, 0) + FILL(fallback_ses, 0)) / ' +
-        '(FILL(sent_smtp_billing_ovh, 0) + FILL(sent_smtp_hve, 0) + FILL(sent_ses, 0)), 0)',
+        `${sent}, 0)`,
     );
   });
 
@@ -410,8 +534,56 @@ describe('RelayMonitoring with named SMTP connections', () => {
 });
 
 describe('RelayMonitoring alarm topic', () => {
-  it('is encrypted with a rotated customer managed key that CloudWatch alarms may use, and requires TLS', () => {
+  /** The topic policy: TLS required (cdk-nag AwsSolutions-SNS3), CloudWatch alarms of this account may publish. */
+  function expectAlarmTopicPolicy(template: Template, topicId: string): void {
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [{ Ref: topicId }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Action: 'sns:Publish',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 'cloudwatch.amazonaws.com' },
+            Action: 'sns:Publish',
+            Condition: Match.objectLike({ StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } }),
+          }),
+        ]),
+      },
+    });
+  }
+
+  it('has no key of its own by default (no $1 a month): no server-side encryption, TLS required', () => {
     const { stack, template, topicId } = build({ ses: SES });
+
+    template.resourceCountIs('AWS::KMS::Key', 0);
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.absent() });
+    expectAlarmTopicPolicy(template, topicId);
+    expect(stack.relay.monitoring.topicKey).toBeUndefined();
+  });
+
+  it('uses an existing customer managed key given by ARN, creating none', () => {
+    const keyArn = 'arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0';
+    const { template, topicId } = build({ ses: SES, monitoring: { alarmTopicKey: keyArn } });
+
+    template.resourceCountIs('AWS::KMS::Key', 0);
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: keyArn });
+    expectAlarmTopicPolicy(template, topicId);
+  });
+
+  it('refuses an alarmTopicKey that is neither none, create nor a key ARN (the AWS managed key cannot serve)', () => {
+    const error = errorFrom(() => build({ ses: SES, monitoring: { alarmTopicKey: 'alias/aws/sns' } }));
+
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain('monitoring.alarmTopicKey');
+  });
+
+  it('with alarmTopicKey create, is encrypted with a rotated customer managed key that CloudWatch alarms may use, and requires TLS', () => {
+    const { stack, template, topicId } = build({ ses: SES, monitoring: { alarmTopicKey: 'create' } });
     const [keyId] = Object.keys(template.findResources('AWS::KMS::Key'));
 
     template.resourceCountIs('AWS::SNS::Topic', 1);
@@ -525,9 +697,31 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
         Principal: 'sns.amazonaws.com',
         SourceArn: { Ref: brakeTopicId },
       });
-      template.hasResourceProperties('AWS::SNS::Topic', {
-        KmsMasterKeyId: Match.objectLike({ 'Fn::GetAtt': Match.anyValue() }),
+      // Like the alarm topic: no key of its own by default, TLS required.
+      template.resourceCountIs('AWS::KMS::Key', 0);
+      template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+        Topics: [{ Ref: brakeTopicId }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          ]),
+        },
       });
+    });
+
+    it('encrypts the brake topic with the alarm topics key when there is one', () => {
+      const encrypted = build({
+        ses: SES,
+        monitoring: { pauseSesOnCriticalBounces: true, alarmTopicKey: 'create' },
+      }).template;
+      const [keyId] = Object.keys(encrypted.findResources('AWS::KMS::Key'));
+
+      encrypted.resourceCountIs('AWS::KMS::Key', 1);
+      expect(
+        Object.values(encrypted.findResources('AWS::SNS::Topic')).map(
+          (topic) => topic.Properties.KmsMasterKeyId,
+        ),
+      ).toEqual([{ 'Fn::GetAtt': [keyId, 'Arn'] }, { 'Fn::GetAtt': [keyId, 'Arn'] }]);
     });
 
     it("runs the bundled brake handler like the relay's other functions: Node.js 22 on arm64", () => {
@@ -544,9 +738,9 @@ describe('RelayMonitoring SES brake (pauseSesOnCriticalBounces)', () => {
           'Pauses sending on the SES configuration set mail-relay when the critical bounce alarm fires',
       });
       expect(fn.Properties.Code).toEqual({ S3Bucket: expect.anything(), S3Key: expect.any(String) });
+      // No NODE_OPTIONS: source maps are opt-in (lib/relay-function.ts).
       expect(Object.keys(fn.Properties.Environment.Variables).sort()).toEqual([
         'MAIL_RELAY_SETTINGS',
-        'NODE_OPTIONS',
         'POWERTOOLS_LOG_LEVEL',
         'POWERTOOLS_SERVICE_NAME',
       ]);
@@ -683,8 +877,17 @@ describe('RelayMonitoring dashboard', () => {
     return JSON.stringify(dashboards[0]?.Properties.DashboardBody);
   }
 
+  it('is absent by default ($3 a month when asked for)', () => {
+    const { stack, template } = build({ ses: SES, graph: GRAPH });
+
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    expect(stack.relay.monitoring.dashboard).toBeUndefined();
+  });
+
   it('has a widget for each concern, and the SES reputation with ses', () => {
-    const body = bodyOf(build({ ses: SES, graph: GRAPH, monitoring: MONITORING }).template);
+    const body = bodyOf(
+      build({ ses: SES, graph: GRAPH, monitoring: { ...MONITORING, dashboard: true } }).template,
+    );
 
     for (const title of [...TITLES, ...SES_TITLES])
       expect(body, title).toContain(`\\"title\\":\\"${title}\\"`);
@@ -703,7 +906,7 @@ describe('RelayMonitoring dashboard', () => {
   });
 
   it('leaves out the SES reputation without ses', () => {
-    const body = bodyOf(build({ graph: GRAPH }).template);
+    const body = bodyOf(build({ graph: GRAPH, monitoring: { dashboard: true } }).template);
 
     for (const title of TITLES) expect(body, title).toContain(`\\"title\\":\\"${title}\\"`);
     for (const title of SES_TITLES) expect(body, title).not.toContain(title);

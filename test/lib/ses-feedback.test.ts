@@ -32,21 +32,14 @@ describe('SES feedback', () => {
     });
   });
 
-  it('publishes every sending event of the set to the default EventBridge bus', () => {
+  it('publishes only the event types the feedback function acts on to the default EventBridge bus: no send, no delivery', () => {
     template.hasResourceProperties('AWS::SES::ConfigurationSetEventDestination', {
       ConfigurationSetName: { Ref: configurationSetId },
       EventDestination: {
         Enabled: true,
         EventBridgeDestination: { EventBusArn: Match.anyValue() },
-        MatchingEventTypes: [
-          'send',
-          'delivery',
-          'bounce',
-          'complaint',
-          'reject',
-          'deliveryDelay',
-          'renderingFailure',
-        ],
+        // Send and delivery come once per message each (an invocation apiece): not by default.
+        MatchingEventTypes: ['bounce', 'complaint', 'reject', 'deliveryDelay', 'renderingFailure'],
       },
     });
     const destination = Object.values(
@@ -92,6 +85,7 @@ describe('SES feedback', () => {
         tableName: `stack-${logicalIdOf(stack, relay.suppressionList.table)}-ABC123`,
         retentionDays: 90,
       },
+      // The default kinds (bounced and complained of the feedback ones; delivered is opt-in) go unnamed.
       events: { busName: 'orders-bus' },
       ledger: { tableName: `stack-${logicalIdOf(stack, relay.deliveryLedger.table)}-ABC123` },
     });
@@ -128,6 +122,64 @@ describe('SES feedback', () => {
   it('has the send function use the created configuration set', () => {
     const settings = settingsIn(template) as { ses: { configurationSetName: string } };
     expect(settings.ses.configurationSetName).toBe(`${configurationSetId}-AbC123`);
+  });
+});
+
+describe('SES feedback with delivered outcome events asked for', () => {
+  const { template } = build({
+    ses: SES,
+    events: { busName: 'orders-bus', publish: { delivered: true } },
+  });
+
+  it('subscribes the configuration set to delivery events too, still not to send events', () => {
+    template.hasResourceProperties('AWS::SES::ConfigurationSetEventDestination', {
+      EventDestination: Match.objectLike({
+        MatchingEventTypes: [
+          'delivery',
+          'bounce',
+          'complaint',
+          'reject',
+          'deliveryDelay',
+          'renderingFailure',
+        ],
+      }),
+    });
+  });
+
+  it('has the feedback function publish delivered with bounced and complained', () => {
+    expect(feedbackSettingsSchema.parse(settingsIn(template, 'feedback')).events).toEqual({
+      busName: 'orders-bus',
+      kinds: ['delivered', 'bounced', 'complained'],
+    });
+  });
+});
+
+describe('SES feedback publishing no outcome events', () => {
+  const { template } = build({
+    ses: SES,
+    events: { publish: { bounced: false, complained: false, 'dead-lettered': false, suppressed: false } },
+  });
+  const [, feedbackFunction] = relayFunctionIn(template, 'feedback');
+  const [, sendFunction] = relayFunctionIn(template, 'send');
+  const actionsOf = (fn: typeof feedbackFunction) =>
+    statementsOfRole(
+      template,
+      (fn.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0],
+    ).flatMap((statement) => [statement.Action].flat());
+
+  it('gives neither the feedback nor the send function events settings or events:PutEvents', () => {
+    expect(feedbackSettingsSchema.parse(settingsIn(template, 'feedback')).events).toBeUndefined();
+    expect((settingsIn(template) as { events?: unknown }).events).toBeUndefined();
+    expect(actionsOf(feedbackFunction)).not.toContain('events:PutEvents');
+    expect(actionsOf(sendFunction)).not.toContain('events:PutEvents');
+  });
+
+  it('still suppresses: bounces and complaints reach the function', () => {
+    template.hasResourceProperties('AWS::SES::ConfigurationSetEventDestination', {
+      EventDestination: Match.objectLike({
+        MatchingEventTypes: ['bounce', 'complaint', 'reject', 'deliveryDelay', 'renderingFailure'],
+      }),
+    });
   });
 });
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../lambda/core/validation.ts';
 import { MailRelay, type MailRelayProps } from '../../lib/mail-relay.ts';
 import { StaticEgress } from '../../lib/static-egress.ts';
+import type { StaticEgressSender } from '../../lib/static-egress-sender.ts';
 import { errorFrom, fastApp, logicalIdOf, relayFunctionIn } from './support.ts';
 
 const SES = { identities: ['example.com'] };
@@ -14,8 +15,17 @@ function buildRelay(
   stackProps: { env?: { account: string; region: string } } = {},
 ) {
   const stack = new Stack(fastApp(), 'Test', stackProps);
-  const relay = new MailRelay(stack, 'Relay', { ses: SES, ...(egress && { egress }) });
+  // SES sends from the static IPs here: the VPC and its NATs are what these tests look at.
+  const relay = new MailRelay(stack, 'Relay', {
+    ses: SES,
+    ...(egress && { egress: { providers: ['ses'], ...egress } }),
+  });
   return { stack, relay, template: Template.fromStack(stack) };
+}
+
+function senderOf(relay: MailRelay): StaticEgressSender {
+  if (!relay.staticEgressSender) throw new Error('expected a static-egress sender');
+  return relay.staticEgressSender;
 }
 
 function egressOf(relay: MailRelay): StaticEgress {
@@ -100,16 +110,32 @@ describe('MailRelay with static egress through a NAT gateway', () => {
     expect(egressOf(relay).addresses).toEqual(REUSED.map((allocationId) => ({ allocationId })));
   });
 
-  it('runs the function in the private subnets with its own security group', () => {
+  it('runs the static-egress function, and only it, in the private subnets with its own security group', () => {
     const { stack, relay, template } = buildRelay({});
     const egress = egressOf(relay);
 
-    template.hasResourceProperties('AWS::Lambda::Function', {
-      VpcConfig: {
-        SubnetIds: egress.vpc.privateSubnets.map((subnet) => ({ Ref: logicalIdOf(stack, subnet) })),
-        SecurityGroupIds: [{ 'Fn::GetAtt': [logicalIdOf(stack, egress.securityGroup), 'GroupId'] }],
-      },
+    const [, sender] = relayFunctionIn(template, 'staticEgress');
+    expect(sender.Properties.VpcConfig).toEqual({
+      SubnetIds: egress.vpc.privateSubnets.map((subnet) => ({ Ref: logicalIdOf(stack, subnet) })),
+      SecurityGroupIds: [{ 'Fn::GetAtt': [logicalIdOf(stack, egress.securityGroup), 'GroupId'] }],
     });
+    // Graph, SES and the rest are sent from outside the VPC: their traffic never pays the NAT.
+    expect(relayFunctionIn(template, 'send')[1].Properties.VpcConfig).toBeUndefined();
+    const inVpc = Object.values(template.findResources('AWS::Lambda::Function')).filter(
+      (resource) => resource.Properties.VpcConfig !== undefined,
+    );
+    expect(inVpc).toHaveLength(1);
+  });
+
+  it('gives the VPC free gateway endpoints for DynamoDB and S3', () => {
+    const { template } = buildRelay({});
+    const services = Object.values(template.findResources('AWS::EC2::VPCEndpoint')).map((endpoint) => ({
+      type: endpoint.Properties.VpcEndpointType,
+      service: JSON.stringify(endpoint.Properties.ServiceName),
+    }));
+    expect(services).toHaveLength(2);
+    expect(services.every((endpoint) => endpoint.type === 'Gateway')).toBe(true);
+    expect(services.map((endpoint) => endpoint.service).join(' ')).toMatch(/dynamodb.*s3|s3.*dynamodb/);
   });
 
   it('lets the function out on TCP 443 only and in on nothing', () => {
@@ -126,10 +152,10 @@ describe('MailRelay with static egress through a NAT gateway', () => {
     expect(allTraffic).toEqual([]);
   });
 
-  it('lets the function manage its VPC network interfaces through its own role', () => {
+  it('lets the static-egress function manage its VPC network interfaces through its own role', () => {
     const { stack, relay, template } = buildRelay({});
-    const role = relay.sendFunction.role;
-    if (!role) throw new Error('the send function has no role');
+    const role = senderOf(relay).sendFunction.role;
+    if (!role) throw new Error('the static-egress function has no role');
 
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: logicalIdOf(stack, role) }],
@@ -150,7 +176,7 @@ describe('MailRelay with static egress through a NAT gateway', () => {
 
   it('creates the function only once the NAT route exists', () => {
     const { template } = buildRelay({});
-    const sendFunction = template.toJSON().Resources[relayFunctionIn(template, 'send')[0]];
+    const sendFunction = template.toJSON().Resources[relayFunctionIn(template, 'staticEgress')[0]];
     const privateRoutes = Object.keys(template.findResources('AWS::EC2::Route')).filter((id) =>
       id.includes('PrivateSubnet'),
     );
@@ -161,7 +187,11 @@ describe('MailRelay with static egress through a NAT gateway', () => {
 
   it('logs every flow of the VPC to CloudWatch Logs for as long as the function logs', () => {
     const stack = new Stack(fastApp(), 'Test');
-    new MailRelay(stack, 'Relay', { ses: SES, egress: {}, sendFunction: { logRetentionDays: 90 } });
+    new MailRelay(stack, 'Relay', {
+      ses: SES,
+      egress: { providers: ['ses'] },
+      sendFunction: { logRetentionDays: 90 },
+    });
     const template = Template.fromStack(stack);
 
     const [flowLog] = Object.values(template.findResources('AWS::EC2::FlowLog'));

@@ -60,12 +60,14 @@ export interface FunctionResource {
     readonly Code: { readonly S3Key: string };
     readonly Environment: { readonly Variables: Record<string, unknown> };
     readonly Role: unknown;
+    readonly VpcConfig?: unknown;
   };
 }
 
 /** What each relay function's description starts with (lib/send-function.ts, lib/ses-feedback.ts, lib/relay-monitoring.ts …). */
 export const FUNCTION_DESCRIPTIONS = {
   send: 'Sends mail requests',
+  staticEgress: 'Sends the mail relay messages of the providers that must leave',
   feedback: 'Turns SES bounces',
   bounceReader: 'Reads non-delivery reports',
   ingest: 'Turns messages submitted over SMTP',

@@ -95,8 +95,8 @@ describe('a full synth with bundling', () => {
     expect(statSync(bundleFile('index.mjs')).size).toBeGreaterThan(200_000);
   });
 
-  it('writes a source map next to the bundle', () => {
-    expect(existsSync(bundleFile('index.mjs.map'))).toBe(true);
+  it('writes no source map next to the bundle (they are opt-in: sourceMaps)', () => {
+    expect(existsSync(bundleFile('index.mjs.map'))).toBe(false);
   });
 
   const GRAPH_SETTINGS = {

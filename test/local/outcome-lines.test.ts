@@ -124,6 +124,12 @@ describe('local mode outcome lines', () => {
     );
   });
 
+  it('a sent message some of whose recipients were suppressed says how many', () => {
+    const record = { ...records.sent, recipients: 3, suppressedCount: 2 };
+    const line = formatOutcome(outcomeOf(record, at) as NonNullable<ReturnType<typeof outcomeOf>>, at, 41);
+    expect(line).toBe('18:42:07  sent          3f2a9c1e  ses      3 recipients  41 ms  2 suppressed');
+  });
+
   it('a retry says the failure code and when it comes back', () => {
     const line = formatOutcome(
       outcomeOf(records.retried, at) as NonNullable<ReturnType<typeof outcomeOf>>,

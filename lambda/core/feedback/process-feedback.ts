@@ -48,7 +48,7 @@ export function suppresses(event: FeedbackEvent): boolean {
  * Turns provider feedback into the relay's effects: hard bounces and complaints put the recipients on
  * the suppression list, deliveries, bounces and complaints are counted per provider (once per message
  * and kind, so Bounced / Sent is a per-message rate like the alarms expect), and each becomes an
- * outcome event. A suppression write that fails throws, so the caller retries the feedback; metrics and
+ * outcome event when its kind is published (by default bounced and complained, not delivered). A suppression write that fails throws, so the caller retries the feedback; metrics and
  * events are best effort and never stop it.
  */
 export async function processFeedback(
@@ -128,7 +128,8 @@ export async function processFeedback(
 
     const outcome = OUTCOME_OF[event.kind];
     if (outcome) {
-      outcomes.push(outcomeEvent(outcome, event));
+      // Only the kinds configured (events.publish): every event is billed.
+      if (dependencies.outcomes?.publishes?.(outcome) !== false) outcomes.push(outcomeEvent(outcome, event));
       await noteInLedger(event, outcome, dependencies);
     }
   }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { TRACE_HEADERS } from '../outcomes.ts';
 import { truncate } from '../text.ts';
 import { describeIssues } from '../validation.ts';

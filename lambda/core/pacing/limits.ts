@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * A provider's limits on one scope (a sender mailbox, or the provider account or connection as a

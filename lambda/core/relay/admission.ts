@@ -234,7 +234,8 @@ export class AdmissionStage {
     const suppressedRecipients = [...suppressed.keys()];
     if (suppressedRecipients.length > 0) {
       telemetry.count(METRIC_NAMES.suppressed, {}, suppressedRecipients.length);
-      logger.warn('Suppressed recipients dropped', {
+      // Detail only: the message's outcome line counts them; the ledger and the outcome event list them.
+      logger.debug?.('Suppressed recipients dropped', {
         ...keys,
         suppressedRecipients: [...suppressed.values()].map(({ address, reason }) => ({ address, reason })),
       });

@@ -1,5 +1,5 @@
 import type { DeadLetterSink } from '../dead-letter.ts';
-import { bodyHashOf, type LedgerEntry, withFailure } from '../delivery.ts';
+import { bodyHashOf, type LedgerEntry, ledgerKeyOf, withFailure } from '../delivery.ts';
 import { RelayFailure } from '../failures.ts';
 import type { DeliveryLedger, DeliveryRecord, MaybeSent, TryFailure } from '../ledger.ts';
 import type { SendReceipt } from '../mail-provider.ts';
@@ -26,6 +26,8 @@ export interface OutcomeRecorderDependencies {
   readonly recordDelay: RecordDelay | undefined;
   /** Puts a copy back on the queue to wait for a provider's limit; absent: the wait is a retry. */
   readonly requeue: RecordRequeue | undefined;
+  /** Puts a copy on the static-egress function's queue; needed when settings.staticEgress is set. */
+  readonly staticEgressQueue: RecordRequeue | undefined;
   readonly outcomes: OutcomePublisher | undefined;
   readonly telemetry: RelayTelemetry;
   readonly logger: RelayLogger;
@@ -75,11 +77,16 @@ export class OutcomeRecorder {
       ...(suppressedRecipients.length > 0 && { suppressedRecipients }),
       sentAt: clock.iso(),
     });
+    // The message's one INFO line: ids, route, provider, how long the provider took, what it took to
+    // get there. Counts only: the suppressed addresses are in the ledger and the outcome event.
     logger.info('Message sent', {
       ...keys,
+      ...ledgerKeyIfNotObvious(delivery),
       provider: receipt.provider,
       providerMessageId: receipt.providerMessageId,
+      ms: Math.round(sent.latencyMs),
       ...(fallbackFrom.length > 0 && { fallbackFrom }),
+      ...(suppressedRecipients.length > 0 && { suppressedCount: suppressedRecipients.length }),
     });
     this.countSent(delivery, receipt, fallbackFrom);
     telemetry.milliseconds(
@@ -366,6 +373,51 @@ export class OutcomeRecorder {
     return { outcome: 'paced', provider: paced.provider, limit: paced.limit, until: paced.until };
   }
 
+  /**
+   * The next provider sends from the static-egress function: the ledger says where the chain stands,
+   * then a copy of the record goes on that function's queue, which resumes the chain there. A copy
+   * that cannot be made is a retry (the record comes back here, and is passed on again).
+   */
+  async passToStaticEgress(
+    delivery: Delivery,
+    passed: {
+      readonly provider: string;
+      readonly progress: Pick<
+        DeliveryRecord,
+        'providerIndex' | 'attempts' | 'failures' | 'internetMessageId'
+      >;
+    },
+  ): Promise<RecordOutcome> {
+    const { staticEgressQueue, logger } = this.dependencies;
+    const { sqsRecord, keys, deadlines } = delivery;
+    // Best effort, like every note: without it that function starts the chain from its first provider.
+    await this.note(delivery, { state: 'retrying', leaseUntil: undefined, ...passed.progress });
+    let copied = false;
+    let problem = 'the static-egress queue is not configured';
+    try {
+      copied = (await staticEgressQueue?.requeue(sqsRecord, 0, undefined, deadlines.wrapUp)) ?? false;
+      if (!copied) problem = 'the record has no room for the attribute that names it';
+    } catch (error) {
+      problem = String(error);
+    }
+    if (!copied) {
+      const failure = new RelayFailure({
+        failureClass: 'transient',
+        code: 'StaticEgressUnavailable',
+        reason: `could not pass the message to the static-egress function for ${passed.provider}: ${problem}`,
+        provider: passed.provider,
+      });
+      return this.retryLater(
+        delivery,
+        failure,
+        this.delayFor(failure, delivery.attempt),
+        passed.progress.failures ?? [],
+      );
+    }
+    logger.info('Passed to the static-egress function', { ...keys, provider: passed.provider });
+    return { outcome: 'passed-to-static-egress', provider: passed.provider };
+  }
+
   delayFor(failure: RelayFailure, attempt: number): number {
     return retryDelay(failure, attempt, this.dependencies.settings.retry, this.dependencies.random);
   }
@@ -438,7 +490,8 @@ export class OutcomeRecorder {
     keys: Record<string, unknown>,
   ): Promise<void> {
     const { outcomes, logger, clock } = this.dependencies;
-    if (!outcomes) return;
+    // Not configured for this kind (events.publish): not even built.
+    if (!outcomes || outcomes.publishes?.(outcome.outcome) === false) return;
     const event: OutcomeEvent = {
       ...outcome,
       messageId: String(keys.messageId),
@@ -455,4 +508,14 @@ export class OutcomeRecorder {
       }),
     );
   }
+}
+
+/**
+ * The ledger key (`mail-relay status` takes it) when the line does not show it already: a message with
+ * an idempotency key is keyed by it, one without by `sqs:` and its message id, except a copy (back from
+ * the dead-letter queue, or waiting for a limit), which keeps its original's entry.
+ */
+function ledgerKeyIfNotObvious(delivery: Delivery): { key?: string } {
+  const { entry, message, sqsRecord } = delivery;
+  return entry.key === ledgerKeyOf(message.idempotencyKey, sqsRecord.messageId) ? {} : { key: entry.key };
 }

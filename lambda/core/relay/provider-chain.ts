@@ -36,6 +36,8 @@ export interface ProviderChainDependencies {
   readonly random: () => number;
   /** Keeps sends inside the providers' limits across the fleet; absent: not paced. */
   readonly pacer?: Pacer | undefined;
+  /** Providers the static-egress function sends through: their messages are passed to it. */
+  readonly staticEgressProviders?: ReadonlySet<string> | undefined;
   readonly telemetry: RelayTelemetry;
 }
 
@@ -60,6 +62,18 @@ export type WalkResult =
       readonly returnAt: number;
       /** Rate slots the message keeps while it waits on the queue. */
       readonly reservations?: Readonly<Record<string, number>>;
+    }
+  /**
+   * The provider is one the static-egress function sends through: the message goes to that function,
+   * which resumes the chain here (the ledger says where).
+   */
+  | {
+      readonly kind: 'static-egress';
+      readonly provider: string;
+      readonly progress: Pick<
+        DeliveryRecord,
+        'providerIndex' | 'attempts' | 'failures' | 'internetMessageId'
+      >;
     }
   /** The provider may have accepted it: the answer to the sending request was lost. */
   | {
@@ -97,6 +111,14 @@ export class ProviderChain {
       newInternetMessageId(delivery.sender.from.address);
     for (;;) {
       const provider = chain[index] as MailProvider;
+      if (this.dependencies.staticEgressProviders?.has(provider.name)) {
+        // Before its pacing, its circuit breaker and any hand-off: that function does all three.
+        return {
+          kind: 'static-egress',
+          provider: provider.name,
+          progress: { providerIndex: index, attempts, failures, internetMessageId },
+        };
+      }
       const isLast = index === chain.length - 1;
       let failure: RelayFailure;
       let handedOffAt: string | undefined;
@@ -117,7 +139,8 @@ export class ProviderChain {
                 [METRIC_DIMENSIONS.provider]: provider.name,
               });
             }
-            logger.info('Provider limit reached; the next provider of the route takes the message', {
+            // Detail only: the SpilledOver metric counts it, and the message's outcome line names the provider that sent it.
+            logger.debug?.('Provider limit reached; the next provider of the route takes the message', {
               ...keys,
               provider: provider.name,
               limit: pace.limit,
@@ -401,6 +424,8 @@ export class ProviderChain {
         });
       case 'paced':
         return recorder.paced(delivery, result);
+      case 'static-egress':
+        return recorder.passToStaticEgress(delivery, result);
       case 'not-handed-off':
         return recorder.retryLater(delivery, result.failure, result.delaySeconds, [
           recorder.tryFailure(result.failure),

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { type ProviderPacing, pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { SECRET_ARN_MESSAGE, SECRET_ARN_PATTERN } from '../../core/secret-arn.ts';
 import {
@@ -72,7 +72,7 @@ export const graphConfigSchema = z.strictObject({
   pacing: pacingConfigSchema
     .optional()
     .describe(
-      'The limits the relay keeps Graph sends within, across every send function at once (docs/pacing.md). Default per mailbox: 4 concurrent requests (Graph), 30 messages per minute and 10,000 recipients per day (Exchange Online). Each field given replaces its default; "mailboxes" sets limits of single mailboxes; false turns pacing off.',
+      'The limits the relay keeps Graph sends within, across every send function at once (docs/pacing.md). Default per mailbox: 30 messages per minute and 10,000 recipients per day (Exchange Online); Graph 4 concurrent requests per mailbox only with perMailbox.concurrentRequests (each function keeps 4 itself; the fleet-wide lease costs two table writes per message). Each field given replaces its default; "mailboxes" sets limits of single mailboxes; false turns pacing off.',
     ),
 });
 export type GraphConfig = z.output<typeof graphConfigSchema>;
@@ -98,10 +98,14 @@ export function graphSettingsFor(graph: GraphConfig, credentialSecretId: string)
 }
 
 /**
- * Microsoft's published limits per mailbox: 4 concurrent requests per app (Graph throttling limits,
- * learn.microsoft.com/graph/throttling-limits), 30 messages per minute and 10,000 recipients per day
- * (Exchange Online limits, learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits).
+ * Exchange Online's published limits per mailbox: 30 messages per minute and 10,000 recipients per
+ * day (learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits).
+ * Graph's 4 concurrent requests per app per mailbox (learn.microsoft.com/graph/throttling-limits) are
+ * not paced across the fleet by default: at 30 messages a minute a mailbox has one send in flight
+ * unless sends take seconds, each function keeps its own 4 (mailbox-limiter.ts), and a 429
+ * MailboxConcurrency is retried. A fleet-wide lease costs two pacing-table writes per message;
+ * `perMailbox.concurrentRequests` turns it on.
  */
 export const GRAPH_PACING_DEFAULTS: ProviderPacing = {
-  perMailbox: { concurrentRequests: 4, messagesPerMinute: 30, recipientsPerDay: 10_000 },
+  perMailbox: { messagesPerMinute: 30, recipientsPerDay: 10_000 },
 };

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { isDomainName, isEmailAddress } from '../../core/address.ts';
 import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 

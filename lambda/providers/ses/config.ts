@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { type SesSettings, sesSettingsSchema } from './settings.ts';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { identityCovers, isDomainName, isEmailAddress } from '../../core/address.ts';
 import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { sesConfigurationSetNameSchema } from '../../core/settings.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { type ProviderPacing, pacingConfigSchema } from '../../core/pacing/limits.ts';
 import { SECRET_ARN_MESSAGE, SECRET_ARN_PATTERN } from '../../core/secret-arn.ts';
 import { ConfigurationError, formatPath } from '../../core/validation.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { EXCHANGE_MAX_RECIPIENTS_PER_MESSAGE, SES_MAX_MESSAGE_BYTES } from '../../core/limits.ts';
 import { resolvePacing } from '../../core/pacing/limits.ts';
 import { graphAppFor } from '../graph/definition.ts';

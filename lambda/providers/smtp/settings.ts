@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod';
 import { isDomainName, isEmailAddress } from '../../core/address.ts';
 import { pacingConfigSchema } from '../../core/pacing/limits.ts';
 import type { ProviderName } from '../../core/settings.ts';

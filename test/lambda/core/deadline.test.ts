@@ -27,6 +27,24 @@ describe('invocationDeadlines', () => {
     }
   });
 
+  it('takes a listener per record and request of a large batch without a MaxListenersExceededWarning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const { work, wrapUp } = invocationDeadlines(30_000);
+      for (let index = 0; index < 50; index += 1) {
+        work.addEventListener('abort', () => undefined);
+        wrapUp.addEventListener('abort', () => undefined);
+      }
+      // Node emits the warning on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+
   it('leaves a long invocation nearly all its time for work', () => {
     const long = invocationDeadlines(900_000);
     expect(long.work.aborted).toBe(false);

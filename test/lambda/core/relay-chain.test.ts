@@ -89,6 +89,53 @@ describe('relay: routes, fallback, retries and the ledger', () => {
     );
   });
 
+  it('logs one INFO line per sent message: ids, route, provider, ms and the suppressed count, never the addresses', async () => {
+    suppressions.add('gone@example.org');
+    const record = sqsRecord(
+      contoso({ to: ['a@example.org', 'gone@example.org'], idempotencyKey: 'order-7' }),
+      {
+        messageId: 'm-line',
+      },
+    );
+
+    await relayWith().processRecord(record);
+
+    const lines = recorder.lines.filter((line) => line.messageId === 'm-line');
+    expect(lines).toEqual([
+      expect.objectContaining({
+        message: 'Message sent',
+        idempotencyKey: 'order-7',
+        route: 'contoso',
+        provider: 'graph',
+        providerMessageId: 'graph-1',
+        ms: expect.any(Number),
+        suppressedCount: 1,
+      }),
+    ]);
+    // The ledger key is the idempotency key, already on the line.
+    expect(lines[0]).not.toHaveProperty('key');
+    expect(JSON.stringify(recorder.lines)).not.toContain('gone@example.org');
+    expect(recorder.debugLines).toContainEqual(
+      expect.objectContaining({ message: 'Suppressed recipients dropped', messageId: 'm-line' }),
+    );
+  });
+
+  it("names the ledger key on the sent line when it is not the message's own (a copy back from the dead-letter queue)", async () => {
+    const copy = sqsRecord(contoso(), { messageId: 'm-copy' });
+    copy.messageAttributes['MailRelay.SourceMessageId'] = {
+      dataType: 'String',
+      stringValue: 'm-original',
+      stringListValues: [],
+      binaryListValues: [],
+    };
+
+    await relayWith().processRecord(copy);
+
+    expect(recorder.lines).toContainEqual(
+      expect.objectContaining({ message: 'Message sent', messageId: 'm-copy', key: 'sqs:m-original' }),
+    );
+  });
+
   it('retries a transient failure on the same provider with growing delays, then falls back', async () => {
     graph.script = () => 'transient';
     const relay = relayWith();

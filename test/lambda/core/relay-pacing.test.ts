@@ -152,14 +152,19 @@ describe('relay: pacing to the providers limits', () => {
     );
     await relay.processRecord(message());
 
-    const outcome = await relay.processRecord(message('b@example.org'));
+    const spilled = message('b@example.org');
+    const outcome = await relay.processRecord(spilled);
 
     expect(outcome).toMatchObject({ outcome: 'sent', fallbackFrom: ['graph'] });
     expect(counts).toEqual(expect.arrayContaining(['SpilledOver graph', 'DailyCapReached graph']));
     expect(counts).not.toContain('Paced graph');
     expect([graph.sent.length, ses.sent.length]).toEqual([1, 1]);
     expect(requeue.copies).toEqual([]);
-    expect(recorder.lines).toContainEqual(
+    // One line for the message, naming the provider it spilled from; the spill itself is DEBUG detail.
+    expect(recorder.lines.filter((line) => line.messageId === spilled.messageId)).toEqual([
+      expect.objectContaining({ message: 'Message sent', provider: 'ses', fallbackFrom: ['graph'] }),
+    ]);
+    expect(recorder.debugLines).toContainEqual(
       expect.objectContaining({
         message: 'Provider limit reached; the next provider of the route takes the message',
         provider: 'graph',

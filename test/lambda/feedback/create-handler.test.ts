@@ -45,14 +45,14 @@ describe('the feedback handler (SES events over EventBridge)', () => {
   });
   afterEach(() => vi.restoreAllMocks());
 
-  const environment = (retentionDays?: number) => ({
+  const environment = (retentionDays?: number, kinds?: readonly string[]) => ({
     ...process.env,
     [SETTINGS_ENV_VAR]: JSON.stringify({
       suppression: {
         tableName: dynamo.suppressionTableName,
         ...(retentionDays !== undefined && { retentionDays }),
       },
-      events: { busName: 'relay-bus' },
+      events: { busName: 'relay-bus', ...(kinds && { kinds }) },
       ledger: { tableName: dynamo.ledgerTableName },
     }),
   });
@@ -153,8 +153,9 @@ describe('the feedback handler (SES events over EventBridge)', () => {
     expect(events.events.at(-1)?.detailType).toBe('Mail Complained');
   });
 
-  it('does not suppress a soft bounce, and counts deliveries', async () => {
+  it('does not suppress a soft bounce, counts deliveries, and publishes no Mail Delivered by default', async () => {
     const handler = createFeedbackHandler(environment());
+    const before = events.putEventsCalls;
     const stdout = captureStdout();
     try {
       await handler(sesFixture('bounce-transient.json'), context);
@@ -170,10 +171,36 @@ describe('the feedback handler (SES events over EventBridge)', () => {
       ['Bounced', { service: 'mail-relay', Provider: 'ses', BounceType: 'soft' }],
       ['Delivered', { service: 'mail-relay', Provider: 'ses' }],
     ]);
-    expect(events.events.slice(-2).map((event) => event.detailType)).toEqual([
-      'Mail Bounced',
-      'Mail Delivered',
-    ]);
+    // Delivered is opt-in (events.publish.delivered): the delivery is counted, and no request is made for it.
+    expect(events.events.at(-1)?.detailType).toBe('Mail Bounced');
+    expect(events.putEventsCalls - before).toBe(1);
+  });
+
+  it('publishes Mail Delivered when its settings list the kind', async () => {
+    const handler = createFeedbackHandler(environment(undefined, ['delivered', 'bounced', 'complained']));
+    const stdout = captureStdout();
+    try {
+      await handler(sesFixture('delivery.json'), context);
+    } finally {
+      stdout.stop();
+    }
+
+    expect(events.events.at(-1)).toMatchObject({ detailType: 'Mail Delivered', busName: 'relay-bus' });
+  });
+
+  it('publishes nothing of a kind its settings leave out, and makes no request for it', async () => {
+    const handler = createFeedbackHandler(environment(undefined, ['complained']));
+    const before = { calls: events.putEventsCalls, events: events.events.length };
+    const stdout = captureStdout();
+    try {
+      await handler(sesFixture('bounce-permanent.json'), context);
+    } finally {
+      stdout.stop();
+    }
+
+    expect(emfPoints(stdout.written).map((point) => point.name)).toContain('Bounced');
+    expect(events.putEventsCalls).toBe(before.calls);
+    expect(events.events).toHaveLength(before.events);
   });
 
   it('fails on a payload it cannot read, naming the field, so Lambda retries and then dead-letters it', async () => {

@@ -118,7 +118,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
     expect(dead?.Body).toBe('{');
   });
 
-  it('writes its metrics as EMF and publishes each final outcome to EventBridge', async () => {
+  it('by default writes one EMF document per invocation, no Route dimension, and publishes only failures', async () => {
     const events = await startEventBridgePeer();
     vi.stubEnv('AWS_ENDPOINT_URL_EVENTBRIDGE', events.endpoint);
     vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
@@ -132,6 +132,67 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       const handler = createSendHandler({
         ...environment(),
         [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'relay-bus' } }),
+      });
+      const result = await handler(
+        {
+          Records: [
+            sqsRecord(validMessage(), { messageId: 'default-ok-1' }),
+            sqsRecord(validMessage(), { messageId: 'default-ok-2' }),
+            sqsRecord(validMessage({ to: [] }), { messageId: 'default-bad' }),
+          ],
+        },
+        context,
+      );
+      vi.restoreAllMocks();
+
+      expect(result).toEqual({ batchItemFailures: [] });
+      // Accepted, Sent and the latencies per Provider, DeadLettered per FailureClass: their values agree,
+      // so one document holds them all.
+      expect(written.filter((chunk) => chunk.includes('"_aws"'))).toHaveLength(1);
+      const points = emfPoints(written);
+      expect(points.filter((point) => 'Route' in point.dimensions)).toEqual([]);
+      expect(points).toEqual(
+        expect.arrayContaining([
+          {
+            namespace: 'MailRelay',
+            name: 'Sent',
+            dimensions: { service: 'mail-relay', Provider: 'ses' },
+            value: 2,
+          },
+          {
+            namespace: 'MailRelay',
+            name: 'DeadLettered',
+            dimensions: { service: 'mail-relay', FailureClass: 'permanent' },
+            value: 1,
+          },
+        ]),
+      );
+      // Sent is opt-in: the two sent messages publish nothing, the dead-lettered one its event.
+      expect(events.putEventsCalls).toBe(1);
+      expect(events.events.map((event) => event.detailType)).toEqual(['Mail Dead-Lettered']);
+    } finally {
+      await events.close();
+    }
+  });
+
+  it('writes its metrics as EMF and publishes each final outcome to EventBridge, Route and sent when asked', async () => {
+    const events = await startEventBridgePeer();
+    vi.stubEnv('AWS_ENDPOINT_URL_EVENTBRIDGE', events.endpoint);
+    vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'ERROR');
+    const written: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    try {
+      const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
+      const handler = createSendHandler({
+        ...environment(),
+        [SETTINGS_ENV_VAR]: JSON.stringify({
+          ...settings,
+          events: { busName: 'relay-bus', kinds: ['sent', 'dead-lettered'] },
+          routeMetrics: true,
+        }),
       });
       const sent = sqsRecord(
         validMessage({ subject: 'Measured', idempotencyKey: 'emf-1', tags: { app: 'billing' } }),
@@ -162,8 +223,9 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
             dimensions: { ...service, FailureClass: 'permanent' },
             value: 1,
           },
-          expect.objectContaining({ name: 'SendLatency', dimensions: { ...service, Provider: 'ses' } }),
-          expect.objectContaining({ name: 'EndToEndLatency', dimensions: { ...service, Provider: 'ses' } }),
+          // For the relay as a whole: per provider only with the dashboard (latencyByProvider).
+          expect.objectContaining({ name: 'SendLatency', dimensions: service }),
+          expect.objectContaining({ name: 'EndToEndLatency', dimensions: service }),
         ]),
       );
       expect(points.filter((point) => point.name === 'Accepted')).toHaveLength(1);
@@ -213,7 +275,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
       const handler = createSendHandler({
         ...environment(),
-        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default' } }),
+        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default', kinds: ['sent'] } }),
       });
       const result = await handler(
         { Records: [sqsRecord(validMessage(), { messageId: 'no-event' })] },
@@ -235,7 +297,7 @@ describe('the send handler (middy + Powertools over the relay core)', () => {
       const settings = JSON.parse(environment()[SETTINGS_ENV_VAR] ?? '{}') as Record<string, unknown>;
       const handler = createSendHandler({
         ...environment(),
-        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default' } }),
+        [SETTINGS_ENV_VAR]: JSON.stringify({ ...settings, events: { busName: 'default', kinds: ['sent'] } }),
       });
       // Four seconds left: the outcome events may wait until half a second before the timeout.
       const shortInvocation = { ...context, getRemainingTimeInMillis: () => 4_000 };
