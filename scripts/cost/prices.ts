@@ -1,10 +1,10 @@
 /**
  * us-east-1 list prices the cost model uses: data, not fetched (the model runs offline). Each says
  * where it comes from and whether it was checked against a second source in this repository
- * (../shared/reference/limits.md, docs/smtp-ingress.md); the others are the AWS pricing pages' list
+ * (docs/static-egress.md, docs/smtp-ingress.md); the others are the AWS pricing pages' list
  * prices as of PRICES_READ_ON, unverified here. Free tiers are not counted anywhere.
  */
-export const PRICES_READ_ON = '2026-11-30';
+export const PRICES_READ_ON = '2026-11-29';
 
 export interface Price {
   /** Dollars per `unit`. */
@@ -15,7 +15,7 @@ export interface Price {
   readonly verifiedBy?: string;
 }
 
-const LIMITS_MD = '../shared/reference/limits.md';
+const STATIC_EGRESS_DOC = 'docs/static-egress.md';
 
 export const PRICES = {
   lambdaArmGbSecond: {
@@ -84,19 +84,19 @@ export const PRICES = {
     dollars: 0.045,
     unit: 'NAT gateway-hour',
     source: 'https://aws.amazon.com/vpc/pricing/',
-    verifiedBy: LIMITS_MD,
+    verifiedBy: STATIC_EGRESS_DOC,
   },
   natGatewayGb: {
     dollars: 0.045,
     unit: 'GB processed by a NAT gateway',
     source: 'https://aws.amazon.com/vpc/pricing/',
-    verifiedBy: LIMITS_MD,
+    verifiedBy: STATIC_EGRESS_DOC,
   },
   publicIpv4Hour: {
     dollars: 0.005,
     unit: 'public IPv4 address-hour',
     source: 'https://aws.amazon.com/vpc/pricing/',
-    verifiedBy: LIMITS_MD,
+    verifiedBy: STATIC_EGRESS_DOC,
   },
   interfaceEndpointHour: {
     dollars: 0.01,
@@ -138,7 +138,7 @@ export const EC2_INSTANCE_HOUR: Readonly<Record<string, Price>> = {
     dollars: 0.0042,
     unit: 't4g.nano instance-hour',
     source: 'https://aws.amazon.com/ec2/pricing/on-demand/',
-    verifiedBy: LIMITS_MD,
+    verifiedBy: STATIC_EGRESS_DOC,
   },
   't4g.micro': {
     dollars: 0.0084,

@@ -160,6 +160,9 @@ export function formatMarkdown(
     ),
     '',
     'Fixed costs leave out Mail Manager ingress endpoints ($50 a month each, `ingress`), listed below when configured.',
+    '',
+    // What no configuration gets below: the queue and the never-twice ledger themselves.
+    "What the figures cannot go below: per message, the producer's SendMessage and the poller's receive cost one SQS request per 64 KB each (about $0.80 per million 50 KB messages), and the delivery ledger two conditional writes (the hand-off right before the send and the outcome after it: $1.25 per million), so about $2.05 before Lambda and logs. Graph adds a pacing write for its minute schedule and one for its day count (another $1.25). The static-egress part is the NAT's per-GB fee, none with `nat: \"instance\"`.",
     ...(notMeasured.length > 0
       ? [
           '',

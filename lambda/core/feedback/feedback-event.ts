@@ -11,6 +11,25 @@ export const FEEDBACK_KINDS = [
 export type FeedbackKind = (typeof FEEDBACK_KINDS)[number];
 
 /**
+ * Why a message bounced, as the report's status and the remote server's own words show it. Only
+ * the address causes (user-unknown, mailbox-disabled, host-unknown) can make a bounce hard; the
+ * others are about the message, the sender or the moment, and never suppress by themselves.
+ */
+export const BOUNCE_CAUSES = [
+  'user-unknown',
+  'mailbox-disabled',
+  'host-unknown',
+  'over-quota',
+  'rate-limited',
+  'blocked',
+  'policy',
+  'content',
+  'expired',
+  'other',
+] as const;
+export type BounceCause = (typeof BOUNCE_CAUSES)[number];
+
+/**
  * One piece of feedback, whatever its source (an SES event, a non-delivery report read from a
  * mailbox): the relay's own vocabulary, so suppression, metrics and outcome events are decided once.
  */
@@ -25,6 +44,8 @@ export interface FeedbackEvent {
    * succeed later (mailbox full, greylisting, a transient 4.x.x), never suppressed.
    */
   readonly bounceType?: 'hard' | 'soft';
+  /** For bounces: the cause the status and the diagnostic agree on (see BOUNCE_CAUSES). */
+  readonly cause?: BounceCause;
   /** Enhanced status code (RFC 3463) such as 5.1.1, when known. */
   readonly status?: string;
   /** The remote server's words (Diagnostic-Code, SES diagnosticCode), at most 500 characters. */
