@@ -1,11 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { eventually } from '../helpers/peers.ts';
-import { isolatedStartArgs } from '../local/isolated-local-mode.ts';
+import { killLocalModes, spawnLocalMode } from '../local/isolated-local-mode.ts';
 
 // The banner of `mail-relay start` with a graph section: without --graph-peer or --graph-credential,
 // Graph only has the placeholder secret, and the banner must say what then happens to Graph mail.
@@ -25,42 +23,12 @@ describe('the local-mode banner and Graph without a credential', () => {
     }),
   );
   const children: ChildProcess[] = [];
-  afterEach(async () => {
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
-  });
+  afterEach(() => killLocalModes(children));
   afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
   /** The banner `mail-relay start` prints, up to and including its Try: line. */
   async function bannerOf(...extra: string[]): Promise<string> {
-    const child = spawn(
-      process.execPath,
-      [
-        path.resolve('cli/mail-relay.js'),
-        'start',
-        ...isolatedStartArgs(workDir),
-        '--config',
-        configPath,
-        ...extra,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const exited = once(child, 'exit').then(([code]) => {
-      throw new Error(`mail-relay start exited (${code}) before it was running:\n${output}`);
-    });
-    return Promise.race([eventually(async () => (/\nTry:\n.*\n/.test(output) ? output : undefined)), exited]);
+    return (await spawnLocalMode(workDir, children, ['--config', configPath, ...extra])).output();
   }
 
   it('says Graph has no credential, that its mail fails over (or is dead-lettered), and tries a sender that can send', async () => {

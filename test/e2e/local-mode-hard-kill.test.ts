@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DynamoDeliveryLedger } from '../../lambda/core/dynamo-ledger.ts';
 import { QUEUE_SNAPSHOT_FILE } from '../../local/state-dir.ts';
 import { drain, enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
-import { isolatedStartArgs } from '../local/isolated-local-mode.ts';
+import { killLocalModes, spawnLocalMode } from '../local/isolated-local-mode.ts';
 
 // `mail-relay start` in its own process, killed with SIGKILL (no shutdown, no final snapshot): the
 // next start finds the queues as the last snapshot taken while running had them.
@@ -36,55 +36,23 @@ describe('local mode killed without warning', () => {
   afterAll(() => rmSync(workDir, { recursive: true, force: true }));
   afterEach(async () => {
     for (const client of clients.splice(0)) client.destroy();
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    await killLocalModes(children);
   });
 
   /** Starts `mail-relay start` and reads where everything is from its banner (all ports are 0). */
   async function startCli(workDir: string, configPath: string, ...extra: string[]): Promise<StartedCli> {
-    const child = spawn(
-      process.execPath,
-      [
-        path.resolve('cli/mail-relay.js'),
-        'start',
-        ...isolatedStartArgs(workDir),
-        '--config',
-        configPath,
-        ...extra,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    let output = '';
-    // Read everything, always: a full pipe would block the child's logging.
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const exited = once(child, 'exit').then(([code]) => {
-      throw new Error(`mail-relay start exited (${code}) before it was running:\n${output}`);
-    });
-    await Promise.race([eventually(async () => (output.includes('\nTry:') ? true : undefined)), exited]);
-    const field = (label: string) => {
-      const match = new RegExp(`${label}\\s+(http://\\S+)`).exec(output);
-      if (!match?.[1]) throw new Error(`no ${label} in the banner:\n${output}`);
-      return match[1];
-    };
+    const started = await spawnLocalMode(workDir, children, ['--config', configPath, ...extra]);
+    const { child } = started;
+    const field = (label: string) => started.bannerUrl(label);
     const dynamo = new DynamoDBClient({
       region: 'us-east-1',
-      endpoint: /Delivery ledger:\s+\S+ at (http:\/\/\S+)/.exec(output)?.[1] ?? '',
+      endpoint: /Delivery ledger:\s+\S+ at (http:\/\/\S+)/.exec(started.output())?.[1] ?? '',
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
     clients.push(dynamo);
     return {
       child,
-      output: () => output,
+      output: started.output,
       outboxUrl: field('Outbox queue:'),
       deadLetterQueueUrl: field('Dead-letter queue:'),
       sqsEndpoint: field('SQS endpoint:'),

@@ -1,12 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { enqueue, eventually, producerClient, validMessage } from '../helpers/peers.ts';
-import { isolatedStartArgs } from '../local/isolated-local-mode.ts';
+import { killLocalModes, spawnLocalMode } from '../local/isolated-local-mode.ts';
 
 // `mail-relay start` as a person runs it: its console shows one line per outcome, not the functions'
 // JSON; `--json-logs` brings the JSON back. The child's output is read as it comes, and each test
@@ -31,50 +30,17 @@ describe('local mode console', () => {
   const clients: SQSClient[] = [];
   afterEach(async () => {
     for (const client of clients.splice(0)) client.destroy();
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    await killLocalModes(children);
   });
   afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
   async function startCli(...extra: string[]): Promise<StartedCli> {
-    const child = spawn(
-      process.execPath,
-      [
-        path.resolve('cli/mail-relay.js'),
-        'start',
-        ...isolatedStartArgs(workDir),
-        '--fresh',
-        '--config',
-        configPath,
-        ...extra,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    let output = '';
-    // Read everything, always: a full pipe would block the child's logging.
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const exited = once(child, 'exit').then(([code]) => {
-      throw new Error(`mail-relay start exited (${code}) before it was running:\n${output}`);
-    });
-    await Promise.race([eventually(async () => (output.includes('\nTry:') ? true : undefined)), exited]);
-    const field = (label: string) => {
-      const match = new RegExp(`${label}\\s+(http://\\S+)`).exec(output);
-      if (!match?.[1]) throw new Error(`no ${label} in the banner:\n${output}`);
-      return match[1];
-    };
+    const started = await spawnLocalMode(workDir, children, ['--fresh', '--config', configPath, ...extra]);
+    const { child } = started;
+    const field = (label: string) => started.bannerUrl(label);
     const sqs = producerClient(field('SQS endpoint:'));
     clients.push(sqs);
-    return { child, output: () => output, outboxUrl: field('Outbox queue:'), sqs };
+    return { child, output: started.output, outboxUrl: field('Outbox queue:'), sqs };
   }
 
   /** Waits for the line matching `pattern` in what the child printed. */
