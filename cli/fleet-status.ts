@@ -20,6 +20,8 @@ export interface FleetStatusOptions {
   readonly outboxUrl?: string;
   /** The DeadLetterQueueUrl stack output; default: local mode's dead-letter queue. */
   readonly dlqUrl?: string;
+  /** The StaticEgressQueueUrl stack output (a relay with egress); local mode has none. */
+  readonly staticEgressUrl?: string;
   /** The DynamoDB endpoint; default: local mode's emulator, or AWS with --pacing-table. */
   readonly endpoint?: string;
   /** The SQS endpoint; default: a local queue URL's own origin, AWS otherwise. */
@@ -103,6 +105,8 @@ export interface FleetStatus {
   readonly queues: {
     readonly outbox: QueueDepth | { readonly url: string; readonly error: string };
     readonly deadLetter: QueueDepth | { readonly url: string; readonly error: string };
+    /** With --static-egress-url: what waits for the static-egress function; null otherwise. */
+    readonly staticEgress: QueueDepth | { readonly url: string; readonly error: string } | null;
     /** SQS has no attribute for it: always null here. */
     readonly oldestAgeSeconds: null;
     readonly oldestAgeNote: string;
@@ -363,7 +367,15 @@ function resolveTargets(options: FleetStatusOptions) {
       `--outbox-url ${outboxUrl} and --dlq-url ${dlqUrl} must belong to the same relay (one is local, the other is not).`,
     );
   }
-  return { pacingTable: options.pacingTable, outboxUrl, dlqUrl };
+  if (
+    options.staticEgressUrl !== undefined &&
+    isLocalUrl(options.staticEgressUrl) !== isLocalUrl(outboxUrl)
+  ) {
+    throw new Error(
+      `--static-egress-url ${options.staticEgressUrl} and the outbox ${outboxUrl} must belong to the same relay (one is local, the other is not).`,
+    );
+  }
+  return { pacingTable: options.pacingTable, outboxUrl, dlqUrl, staticEgressUrl: options.staticEgressUrl };
 }
 
 /** Reads the fleet's pacing state and the queues. Throws only when neither could be read at all. */
@@ -385,13 +397,14 @@ export async function readFleetStatus(options: FleetStatusOptions = {}): Promise
     { dlqUrl: targets.dlqUrl, outboxUrl: targets.outboxUrl, tableOptions },
   );
   try {
-    const [scan, outbox, deadLetter] = await Promise.all([
+    const [scan, outbox, deadLetter, staticEgress] = await Promise.all([
       scanPacingTable(tableOptions, table).then(
         (items) => ({ items, error: null }),
         (error: unknown) => ({ items: [], error: errorText(error) }),
       ),
       queueDepth(sqs, targets.outboxUrl),
       queueDepth(sqs, targets.dlqUrl),
+      targets.staticEgressUrl === undefined ? null : queueDepth(sqs, targets.staticEgressUrl),
     ]);
     // Read after the calls: the schedules are compared with the moment they were read.
     const now = Date.now();
@@ -416,7 +429,7 @@ export async function readFleetStatus(options: FleetStatusOptions = {}): Promise
       day: new Date(now).toISOString().slice(0, 10),
       pacing: { table, error: scan.error, scopes: summarizePacing(scan.items, now, limits) },
       limits: { known: limits !== undefined, config, note },
-      queues: { outbox, deadLetter, oldestAgeSeconds: null, oldestAgeNote: OLDEST_AGE_NOTE },
+      queues: { outbox, deadLetter, staticEgress, oldestAgeSeconds: null, oldestAgeNote: OLDEST_AGE_NOTE },
     };
   } finally {
     sqs.destroy();
@@ -469,12 +482,19 @@ export function describeFleetStatus(status: FleetStatus): string {
       lines.push(`    concurrent requests: ${scope.leases.held}${of} held now`);
     }
   }
-  const { outbox, deadLetter } = status.queues;
+  const { outbox, deadLetter, staticEgress } = status.queues;
+  const depth = (queue: QueueDepth) =>
+    `${count(queue.visible)} waiting, ${count(queue.inFlight)} in flight (being sent or retried), ${count(queue.delayed)} delayed (waiting for their turn)`;
   lines.push(
-    'error' in outbox
-      ? `Outbox: cannot read ${outbox.url}: ${outbox.error}`
-      : `Outbox: ${count(outbox.visible)} waiting, ${count(outbox.inFlight)} in flight (being sent or retried), ${count(outbox.delayed)} delayed (waiting for their turn)`,
+    'error' in outbox ? `Outbox: cannot read ${outbox.url}: ${outbox.error}` : `Outbox: ${depth(outbox)}`,
     `  age of the oldest message: ${status.queues.oldestAgeNote}`,
+    ...(staticEgress === null
+      ? []
+      : [
+          'error' in staticEgress
+            ? `Static-egress queue: cannot read ${staticEgress.url}: ${staticEgress.error}`
+            : `Static-egress queue (the providers that leave from the Elastic IPs): ${depth(staticEgress)}`,
+        ]),
     'error' in deadLetter
       ? `Dead-letter queue: cannot read ${deadLetter.url}: ${deadLetter.error}`
       : `Dead-letter queue: ${count(deadLetter.visible + deadLetter.inFlight + deadLetter.delayed)} message(s)${deadLetter.inFlight > 0 ? ` (${count(deadLetter.inFlight)} held by a reader)` : ''} (mail-relay dlq list)`,

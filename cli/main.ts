@@ -92,7 +92,7 @@ const STATUS_USAGE = `  mail-relay status ID [--table NAME] [--region R] [--endp
       nothing is recorded.
 
   mail-relay status [--config PATH] [--json]
-                    [--pacing-table NAME --outbox-url URL --dlq-url URL] [--region R]
+                    [--pacing-table NAME --outbox-url URL --dlq-url URL [--static-egress-url URL]] [--region R]
                     [--endpoint URL] [--sqs-endpoint URL] [--state-dir DIR]
       Without an id: the fleet's pacing and the queues. Per mailbox or provider paced today (UTC): the
       recipients counted today against its day limit and whether that cap is reached, whether its rate
@@ -100,17 +100,23 @@ const STATUS_USAGE = `  mail-relay status ID [--table NAME] [--region R] [--endp
       in flight, delayed) and the dead-letter queue. Limits come from the configuration (--config,
       default mail-relay.config.json when there is one); without it: "limit: see config". Default: local
       mode; against AWS pass --pacing-table, --outbox-url and --dlq-url (stack outputs PacingTableName,
-      OutboxQueueUrl, DeadLetterQueueUrl) and --region. Exit code 0. --json prints {now, day,
+      OutboxQueueUrl, DeadLetterQueueUrl; with egress also --static-egress-url, StaticEgressQueueUrl) and
+      --region. Exit code 0. --json prints {now, day,
       pacing: {table, error, scopes: [{scope, provider, kind, mailbox, limits, today: {recipients,
       limit, capReached}, rates: [{limit, value, freeAt, busy, nextFreeInSeconds, fromAccount}],
       leases: {held, limit}}]}, limits: {known, config, note}, queues: {outbox: {url, visible,
-      inFlight, delayed}, deadLetter: {…}, oldestAgeSeconds: null, oldestAgeNote}}; unknown values
+      inFlight, delayed}, deadLetter: {…}, staticEgress: {…} or null, oldestAgeSeconds: null, oldestAgeNote}}; unknown values
       are null.`;
 
-const SUPPRESSION_USAGE = `  mail-relay suppression list | add ADDRESS [--reason TEXT] | remove ADDRESS
+const SUPPRESSION_USAGE = `  mail-relay suppression list [--json] | add ADDRESS [--reason TEXT] | remove ADDRESS
                          [--table NAME] [--region R] [--endpoint URL] [--state-dir DIR]
-      The recipients the relay does not send to (hard bounces, complaints). Default: local mode's list;
-      against AWS pass --table (stack output SuppressionListTableName) and --region.`;
+      The recipients the relay does not send to (hard bounces, complaints, N soft bounces in D days when
+      suppression.softBounces is set, operators' additions). list shows each address's cause and the
+      evidence (status, provider, an excerpt of the remote server's words); --json prints [{address,
+      reason, since, expiresAt, cause, evidence: {status, diagnostic, provider}}], absent fields left
+      out. add records cause operator; remove is the way back (it also forgets the address's soft
+      bounces). Default: local mode's list; against AWS pass --table (stack output
+      SuppressionListTableName) and --region.`;
 
 const DOCTOR_USAGE = `  mail-relay doctor [--config PATH] [--outputs FILE] [--stack NAME] [--region R] [--only AREA,…]
                     [--dns-server HOST:PORT …] [--rcpt ADDR] [--timeout SECONDS] [--json] [--state-dir DIR]
@@ -663,6 +669,7 @@ async function status(args: string[]): Promise<number> {
       'pacing-table': { type: 'string' },
       'outbox-url': { type: 'string' },
       'dlq-url': { type: 'string' },
+      'static-egress-url': { type: 'string' },
       'sqs-endpoint': { type: 'string' },
       config: { type: 'string' },
     },
@@ -673,7 +680,14 @@ async function status(args: string[]): Promise<number> {
     return 1;
   }
   // The fleet's flags name another table and the queues; the ledger's --table means nothing without an id.
-  const fleetFlags = ['pacing-table', 'outbox-url', 'dlq-url', 'sqs-endpoint', 'config'] as const;
+  const fleetFlags = [
+    'pacing-table',
+    'outbox-url',
+    'dlq-url',
+    'static-egress-url',
+    'sqs-endpoint',
+    'config',
+  ] as const;
   const wrong =
     id === undefined
       ? values.table !== undefined
@@ -696,6 +710,7 @@ async function status(args: string[]): Promise<number> {
       ...(values['pacing-table'] && { pacingTable: values['pacing-table'] }),
       ...(values['outbox-url'] && { outboxUrl: values['outbox-url'] }),
       ...(values['dlq-url'] && { dlqUrl: values['dlq-url'] }),
+      ...(values['static-egress-url'] && { staticEgressUrl: values['static-egress-url'] }),
       ...(values['sqs-endpoint'] && { sqsEndpoint: values['sqs-endpoint'] }),
       ...(values.endpoint && { endpoint: values.endpoint }),
       ...(values.region && { region: values.region }),
@@ -718,12 +733,13 @@ async function suppression(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...TABLE_OPTIONS, reason: { type: 'string' } },
+    options: { ...TABLE_OPTIONS, reason: { type: 'string' }, json: { type: 'boolean' } },
   });
   const [action, address, ...extra] = positionals;
   const options = tableOptions(values);
   if (action === 'list' && address === undefined) {
-    console.log(describeSuppressions(await withSuppressionList(options, (list) => list.list())));
+    const entries = await withSuppressionList(options, (list) => list.list());
+    console.log(values.json ? JSON.stringify(entries, null, 2) : describeSuppressions(entries));
     return 0;
   }
   if ((action === 'add' || action === 'remove') && address !== undefined && extra.length === 0) {
@@ -737,6 +753,7 @@ async function suppression(args: string[]): Promise<number> {
             address,
             reason: values.reason ?? 'added by an operator',
             since: new Date().toISOString(),
+            cause: 'operator',
           })
         : list.remove(address),
     );

@@ -16,14 +16,31 @@ export async function withSuppressionList<T>(
   }
 }
 
-/** One line per entry: address, since, reason, and expiry when it has one. */
+/**
+ * One line per entry: address, since, cause (when the entry has one), reason, and expiry when it has
+ * one; then, indented, the evidence the relay had: status, provider and an excerpt of the remote
+ * server's words.
+ */
 export function describeSuppressions(entries: readonly Suppression[]): string {
   if (entries.length === 0) return 'The suppression list is empty.';
   return entries
     .map((entry) => {
       const expires =
         entry.expiresAt === undefined ? '' : `  (until ${new Date(entry.expiresAt * 1000).toISOString()})`;
-      return `${entry.address}  since ${entry.since}  ${entry.reason}${expires}`;
+      const cause = entry.cause ? `  ${entry.cause}` : '';
+      const line = `${entry.address}  since ${entry.since}${cause}  ${entry.reason}${expires}`;
+      const evidence = describeEvidence(entry);
+      return evidence ? `${line}\n    evidence: ${evidence}` : line;
     })
     .join('\n');
+}
+
+function describeEvidence(entry: Suppression): string | undefined {
+  const { status, diagnostic, provider } = entry.evidence ?? {};
+  const parts = [
+    ...(status ? [`status ${status}`] : []),
+    ...(provider ? [`via ${provider}`] : []),
+    ...(diagnostic ? [JSON.stringify(diagnostic)] : []),
+  ];
+  return parts.length > 0 ? parts.join('  ') : undefined;
 }

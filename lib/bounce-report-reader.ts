@@ -30,6 +30,13 @@ export interface BounceReportReaderProps {
   readonly suppressionList: SuppressionList;
   /** Days a hard bounce keeps a recipient suppressed; absent: until removed. */
   readonly suppressionRetentionDays?: number;
+  /**
+   * N soft bounces of an address in D days suppress it (config suppression.softBounces); the function
+   * then also counts soft bounces in the suppression table.
+   *
+   * @default - soft bounces never suppress
+   */
+  readonly suppressionSoftBounces?: { readonly count: number; readonly days: number };
   /** The bus outcome events go to. */
   readonly outcomeBusName: string;
   /**
@@ -71,6 +78,7 @@ export class BounceReportReader extends Construct {
         ...(props.suppressionRetentionDays !== undefined && {
           retentionDays: props.suppressionRetentionDays,
         }),
+        ...(props.suppressionSoftBounces && { softBounces: props.suppressionSoftBounces }),
       },
       ...(events && { events }),
     };
@@ -90,7 +98,9 @@ export class BounceReportReader extends Construct {
     props.graphCredential.grantRead(this.readerFunction);
     props.deliveryLedger.grantReportCursors(this.readerFunction);
     props.deliveryLedger.grantFeedbackNotes(this.readerFunction);
-    props.suppressionList.grantRecord(this.readerFunction);
+    props.suppressionList.grantRecord(this.readerFunction, {
+      countSoftBounces: props.suppressionSoftBounces !== undefined,
+    });
     if (events) this.readerFunction.allowOutcomeEvents(props.outcomeBusName);
     this.schedule = new Rule(this, 'Schedule', {
       description: `Reads the bounce reports of the relay's sending mailboxes every ${config.scheduleMinutes} minutes`,

@@ -576,7 +576,24 @@ const suppressionConfigSchema = z.strictObject({
     .max(3650)
     .optional()
     .describe(
-      'Days a hard bounce or complaint keeps a recipient on the suppression list. Default: until removed (mail-relay suppression remove). Soft bounces never suppress.',
+      'Days a hard bounce or complaint (or the soft-bounce threshold) keeps a recipient on the suppression list. Default: until removed (mail-relay suppression remove). A soft bounce never suppresses by itself.',
+    ),
+  softBounces: z
+    .strictObject({
+      count: z
+        .int()
+        .min(2)
+        .max(100)
+        .describe('Soft bounces of the same address that suppress it, e.g. 5.'),
+      days: z
+        .int()
+        .min(1)
+        .max(365)
+        .describe("The window, in days from the address's first soft bounce, e.g. 7."),
+    })
+    .optional()
+    .describe(
+      "Suppress an address after count soft bounces within days (verified bounces only; refusals that name a rate, blocklist, policy or content cause are not counted, as they are about the sender or the message). Counted per address in the suppression table, one conditional write per soft bounce; the entry's reason says 'N soft bounces in D days' and its cause is the last bounce's. Default: off: a soft bounce may recover (a full mailbox is still a mailbox), and the relay's messages are transactional, so a lost message costs more than a retried one.",
     ),
 });
 

@@ -172,6 +172,7 @@ export class MailRelay extends Construct {
       ...(config.suppression.retentionDays !== undefined && {
         suppressionRetentionDays: config.suppression.retentionDays,
       }),
+      ...(config.suppression.softBounces && { suppressionSoftBounces: config.suppression.softBounces }),
       outcomeBusName: config.events.busName,
       outcomeKinds: outcomeKindsOf(config.events),
       logRetention: config.sendFunction.logRetentionDays as RetentionDays,

@@ -38,6 +38,13 @@ export interface SesFeedbackProps {
   readonly deliveryLedger: DeliveryLedger;
   /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
   readonly suppressionRetentionDays?: number;
+  /**
+   * N soft bounces of an address in D days suppress it (config suppression.softBounces); the function
+   * then also counts soft bounces in the suppression table.
+   *
+   * @default - soft bounces never suppress
+   */
+  readonly suppressionSoftBounces?: { readonly count: number; readonly days: number };
   /** The bus outcome events go to. */
   readonly outcomeBusName: string;
   /**
@@ -121,6 +128,7 @@ export class SesFeedback extends Construct {
         ...(props.suppressionRetentionDays !== undefined && {
           retentionDays: props.suppressionRetentionDays,
         }),
+        ...(props.suppressionSoftBounces && { softBounces: props.suppressionSoftBounces }),
       },
       ...(events && { events }),
       ledger: { tableName: props.deliveryLedger.table.tableName },
@@ -139,7 +147,9 @@ export class SesFeedback extends Construct {
       retryAttempts: 2,
       onFailure: new SqsDestination(this.deadLetterQueue),
     });
-    props.suppressionList.grantRecord(this.feedbackFunction);
+    props.suppressionList.grantRecord(this.feedbackFunction, {
+      countSoftBounces: props.suppressionSoftBounces !== undefined,
+    });
     props.deliveryLedger.grantFeedbackNotes(this.feedbackFunction);
     if (events) this.feedbackFunction.allowOutcomeEvents(props.outcomeBusName);
 

@@ -6,7 +6,9 @@ import { Construct } from 'constructs';
 /**
  * The suppression list: recipients the relay must not send to (hard bounces, complaints), one item per
  * lower-cased address (partition key `address`) with its reason and date, optionally expiring through
- * TTL (`expiresAt`). The send function drops these recipients from every message.
+ * TTL (`expiresAt`), with its cause and evidence. The send function drops these recipients from every
+ * message. When a soft-bounce threshold is configured, the table also holds a counter per address
+ * that soft-bounced (key `soft-bounces:<address>`, expiring with its window).
  */
 export class SuppressionList extends Construct {
   readonly table: Table;
@@ -36,9 +38,15 @@ export class SuppressionList extends Construct {
     return this.table.grant(grantee, 'dynamodb:BatchGetItem', 'dynamodb:GetItem');
   }
 
-  /** What the feedback function needs: write entries. */
-  grantRecord(grantee: IGrantable): Grant {
-    return this.table.grant(grantee, 'dynamodb:PutItem');
+  /**
+   * What the feedback functions need: write entries, and count soft bounces (the soft-bounce
+   * threshold: a conditional UpdateItem per soft bounce, a consistent GetItem when that condition
+   * fails). PutItem only when no threshold is configured.
+   */
+  grantRecord(grantee: IGrantable, options: { readonly countSoftBounces?: boolean } = {}): Grant {
+    return options.countSoftBounces
+      ? this.table.grant(grantee, 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem')
+      : this.table.grant(grantee, 'dynamodb:PutItem');
   }
 
   /** Add, remove and list entries (operators, `mail-relay suppression`). */

@@ -23,6 +23,11 @@ export const METRIC_DIMENSIONS = {
   failureClass: 'FailureClass',
   /** hard or soft, for Bounced. */
   bounceType: 'BounceType',
+  /**
+   * Why an address was put on the suppression list, for SuppressionAdded: a bounce cause
+   * (BOUNCE_CAUSES), complaint or operator. Bounded: that list and nothing else.
+   */
+  cause: 'Cause',
 } as const;
 
 export const METRIC_NAMES = {
@@ -40,6 +45,8 @@ export const METRIC_NAMES = {
   duplicate: 'Duplicate',
   /** Recipients dropped because they are on the suppression list. */
   suppressed: 'Suppressed',
+  /** Feedback: addresses put on the suppression list (one per address). Dimension: Cause. */
+  suppressionAdded: 'SuppressionAdded',
   /** Feedback: the receiving server accepted the message (SES delivery events). Dimension: Provider. */
   delivered: 'Delivered',
   /** Feedback: a bounce. Dimensions: Provider (and BounceType in a separate set). */

@@ -1,4 +1,5 @@
 import type { BounceCause } from './feedback/feedback-event.ts';
+import { truncate } from './text.ts';
 
 /** Why an address is suppressed: the bounce's cause, a complaint, or an operator's decision. */
 export type SuppressionCause = BounceCause | 'complaint' | 'operator';
@@ -52,4 +53,11 @@ export interface SoftBounceCounter {
    * which opens at its first soft bounce and lasts `windowDays`.
    */
   countSoftBounce(address: string, bounce: SoftBounce, windowDays: number): Promise<number>;
+}
+
+/** The remote server's words as an entry keeps them: spaces folded, at most 200 characters (… when cut). */
+export function diagnosticExcerpt(diagnostic: string): string {
+  const folded = diagnostic.replace(/\s+/g, ' ').trim();
+  if (folded.length <= SUPPRESSION_DIAGNOSTIC_MAX) return folded;
+  return `${truncate(folded, SUPPRESSION_DIAGNOSTIC_MAX - 1).trimEnd()}…`;
 }

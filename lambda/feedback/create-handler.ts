@@ -57,8 +57,13 @@ export function createFeedbackDependencies(
   dynamo: DynamoDBClient,
   writeMetrics?: (line: string) => void,
 ): FeedbackDependencies & { readonly telemetry: EmfTelemetry } {
+  const suppressions = new DynamoSuppressionList(dynamo, settings.suppression.tableName);
   return {
-    suppressions: new DynamoSuppressionList(dynamo, settings.suppression.tableName),
+    suppressions,
+    ...(settings.suppression.softBounces && {
+      // The counters live in the suppression table, next to the entries they may lead to.
+      softBounces: { threshold: settings.suppression.softBounces, counter: suppressions },
+    }),
     // The service dimension is fixed: the stack's alarms and dashboard look the metrics up by it.
     telemetry: new EmfTelemetry({
       namespace: METRICS_NAMESPACE,

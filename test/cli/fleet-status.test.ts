@@ -336,6 +336,7 @@ describe("the fleet's pacing state in words", () => {
       queues: {
         outbox: { url: 'https://sqs/outbox', visible: 0, inFlight: 0, delayed: 0 },
         deadLetter: { url: 'https://sqs/dlq', error: 'no such queue' },
+        staticEgress: { url: 'https://sqs/static-egress', visible: 3, inFlight: 1, delayed: 0 },
         oldestAgeSeconds: null,
         oldestAgeNote: 'on the dashboard',
       },
@@ -345,6 +346,7 @@ describe("the fleet's pacing state in words", () => {
       '  cannot read the pacing table: no such table',
       'Outbox: 0 waiting, 0 in flight (being sent or retried), 0 delayed (waiting for their turn)',
       '  age of the oldest message: on the dashboard',
+      'Static-egress queue (the providers that leave from the Elastic IPs): 3 waiting, 1 in flight (being sent or retried), 0 delayed (waiting for their turn)',
       'Dead-letter queue: cannot read https://sqs/dlq: no such queue',
     ]);
     expect(summarizePacing([], now, undefined)).toEqual([]);

@@ -2,14 +2,35 @@ import type { FeedbackNote, FeedbackNotes } from '../ledger.ts';
 import { METRIC_DIMENSIONS, METRIC_NAMES, type RelayTelemetry } from '../metrics.ts';
 import type { OutcomeEvent, OutcomePublisher } from '../outcomes.ts';
 import type { RelayLogger } from '../relay.ts';
-import type { Suppression } from '../suppression.ts';
+import {
+  diagnosticExcerpt,
+  type SoftBounceCounter,
+  type Suppression,
+  type SuppressionCause,
+} from '../suppression.ts';
 import { truncate } from '../text.ts';
-import type { FeedbackEvent } from './feedback-event.ts';
+import type { BounceCause, FeedbackEvent } from './feedback-event.ts';
 
 /** What the feedback path writes to the suppression list. */
 export interface SuppressionWriter {
   suppress(entry: Suppression): Promise<void>;
 }
+
+/** N soft bounces of the same address within D days suppress it (suppression.softBounces). */
+export interface SoftBounceThreshold {
+  /** Soft bounces that suppress, counted from the first in the window. */
+  readonly count: number;
+  /** The window, in days from an address's first soft bounce. */
+  readonly days: number;
+}
+
+/**
+ * Soft bounces whose cause is about the sender or the message, not the address: the same address
+ * works once the sender is off a blocklist, slower, or sends something else, so these are never
+ * counted towards the soft-bounce threshold (a blocklisting would otherwise suppress every recipient
+ * at that provider within days).
+ */
+export const UNCOUNTED_SOFT_BOUNCE_CAUSES: readonly BounceCause[] = ['rate-limited', 'blocked', 'policy', 'content'];
 
 export interface FeedbackDependencies {
   readonly suppressions: SuppressionWriter;
@@ -20,6 +41,8 @@ export interface FeedbackDependencies {
   readonly logger: RelayLogger;
   /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
   readonly suppressionDays?: number;
+  /** Suppress after N soft bounces in D days, counted per address; absent: soft bounces never suppress. */
+  readonly softBounces?: { readonly threshold: SoftBounceThreshold; readonly counter: SoftBounceCounter };
   readonly now?: () => number;
 }
 
@@ -37,11 +60,23 @@ const OUTCOME_OF: Partial<Record<FeedbackEvent['kind'], FeedbackNote['kind']>> =
 
 /**
  * Hard bounces and complaints suppress; a soft bounce may recover (mailbox full, greylisting, policy),
- * and unverified feedback (a report naming no message the relay sent) could be forged.
+ * and unverified feedback (a report naming no message the relay sent) could be forged. (Soft bounces
+ * may still add up to the soft-bounce threshold: see countsTowardsThreshold.)
  */
 export function suppresses(event: FeedbackEvent): boolean {
   if (event.unverified) return false;
   return event.kind === 'complained' || (event.kind === 'bounced' && event.bounceType === 'hard');
+}
+
+/** A verified soft bounce whose cause may be the address's (not the sender's or the message's). */
+export function countsTowardsThreshold(event: FeedbackEvent): boolean {
+  if (event.unverified || event.kind !== 'bounced' || event.bounceType === 'hard') return false;
+  return event.cause === undefined || !UNCOUNTED_SOFT_BOUNCE_CAUSES.includes(event.cause);
+}
+
+/** What the suppression list and the SuppressionAdded metric call the reason for an entry. */
+function causeOf(event: FeedbackEvent): SuppressionCause {
+  return event.kind === 'complained' ? 'complaint' : (event.cause ?? 'other');
 }
 
 /**
@@ -67,19 +102,46 @@ export async function processFeedback(
       ...(event.sourceMessageId && { messageId: event.sourceMessageId }),
       ...(event.providerMessageId && { providerMessageId: event.providerMessageId }),
     };
+    const entry = (address: string, reason: string): Suppression => ({
+      address,
+      reason,
+      since: event.at,
+      ...(dependencies.suppressionDays !== undefined && {
+        expiresAt: Math.floor(now() / 1000) + dependencies.suppressionDays * 86_400,
+      }),
+      cause: causeOf(event),
+      evidence: {
+        ...(event.status && { status: event.status }),
+        ...(event.diagnostic && { diagnostic: diagnosticExcerpt(event.diagnostic) }),
+        provider: event.provider,
+      },
+    });
+    const suppressedHere: string[] = [];
     if (suppresses(event)) {
       const reason = suppressionReason(event);
       for (const address of event.recipients) {
-        await dependencies.suppressions.suppress({
-          address,
-          reason,
-          since: event.at,
-          ...(dependencies.suppressionDays !== undefined && {
-            expiresAt: Math.floor(now() / 1000) + dependencies.suppressionDays * 86_400,
-          }),
-        });
-        suppressed.push(address);
+        await dependencies.suppressions.suppress(entry(address, reason));
+        suppressedHere.push(address);
       }
+    } else if (dependencies.softBounces && countsTowardsThreshold(event)) {
+      const { threshold, counter } = dependencies.softBounces;
+      const messageId = event.providerMessageId ?? event.sourceMessageId;
+      for (const address of event.recipients) {
+        // A counter that cannot be written throws, as a suppression would: the batch is tried again,
+        // and the message id keeps that from counting the bounce twice.
+        const count = await counter.countSoftBounce(
+          address,
+          { ...(messageId !== undefined && { messageId }), at: event.at },
+          threshold.days,
+        );
+        if (count < threshold.count) continue;
+        await dependencies.suppressions.suppress(entry(address, softBounceReason(event, count, threshold.days)));
+        suppressedHere.push(address);
+      }
+    }
+    for (const address of suppressedHere) {
+      telemetry.count(METRIC_NAMES.suppressionAdded, { [METRIC_DIMENSIONS.cause]: causeOf(event) });
+      suppressed.push(address);
     }
     const metric = metricOf(event);
     const messageKey = `${event.kind}\u0000${event.bounceType ?? ''}\u0000${event.providerMessageId ?? event.sourceMessageId ?? `#${index}`}`;
@@ -101,16 +163,22 @@ export async function processFeedback(
       ...about,
       recipients: event.recipients,
       ...(event.bounceType && { bounceType: event.bounceType }),
+      ...(event.cause && { cause: event.cause }),
       ...(event.status && { status: event.status }),
       ...(event.diagnostic && { diagnostic: event.diagnostic }),
       ...(event.unverified && { unverified: true }),
     };
     switch (event.kind) {
       case 'bounced':
-        logger.warn('Bounce received', { ...details, suppressed: suppresses(event) });
+        logger.warn('Bounce received', {
+          ...details,
+          suppressed: suppressedHere.length > 0,
+          ...(suppressedHere.length > 0 &&
+            suppressedHere.length < event.recipients.length && { suppressedRecipients: suppressedHere }),
+        });
         break;
       case 'complained':
-        logger.warn('Complaint received', { ...details, suppressed: true });
+        logger.warn('Complaint received', { ...details, suppressed: suppressedHere.length > 0 });
         break;
       case 'rejected':
       case 'rendering-failure':
@@ -129,8 +197,10 @@ export async function processFeedback(
     const outcome = OUTCOME_OF[event.kind];
     if (outcome) {
       // Only the kinds configured (events.publish): every event is billed.
-      if (dependencies.outcomes?.publishes?.(outcome) !== false) outcomes.push(outcomeEvent(outcome, event));
-      await noteInLedger(event, outcome, dependencies);
+      if (dependencies.outcomes?.publishes?.(outcome) !== false) {
+        outcomes.push(outcomeEvent(outcome, event, suppressedHere));
+      }
+      await noteInLedger(event, outcome, dependencies, suppressedHere.length > 0);
     }
   }
 
@@ -159,6 +229,7 @@ async function noteInLedger(
   event: FeedbackEvent,
   kind: FeedbackNote['kind'],
   dependencies: FeedbackDependencies,
+  suppressed: boolean,
 ): Promise<void> {
   const key = ledgerKeyOf(event);
   if (!dependencies.notes || key === undefined || event.unverified) return;
@@ -170,7 +241,7 @@ async function noteInLedger(
       ...(event.bounceType && { bounceType: event.bounceType }),
       ...(event.status && { status: event.status }),
       ...(event.diagnostic && { diagnostic: event.diagnostic }),
-      suppressed: suppresses(event),
+      suppressed,
       at: event.at,
     });
   } catch (error) {
@@ -203,7 +274,20 @@ function suppressionReason(event: FeedbackEvent): string {
   return truncate(`hard bounce${code} via ${event.provider}${words}`, 500);
 }
 
-function outcomeEvent(outcome: OutcomeEvent['outcome'], event: FeedbackEvent): OutcomeEvent {
+function softBounceReason(event: FeedbackEvent, count: number, days: number): string {
+  const code = event.status ? ` ${event.status}` : '';
+  const words = event.diagnostic ? `: ${event.diagnostic}` : '';
+  return truncate(
+    `${count} soft bounces in ${days} days, the last${code} via ${event.provider}${words}`,
+    500,
+  );
+}
+
+function outcomeEvent(
+  outcome: OutcomeEvent['outcome'],
+  event: FeedbackEvent,
+  suppressedRecipients: readonly string[],
+): OutcomeEvent {
   return {
     outcome,
     // The relay's request id when the trace header came back; otherwise the provider's id is all there is.
@@ -216,7 +300,7 @@ function outcomeEvent(outcome: OutcomeEvent['outcome'], event: FeedbackEvent): O
     ...(event.bounceType && { bounceType: event.bounceType }),
     ...(event.status && { code: event.status }),
     ...(event.diagnostic && { reason: event.diagnostic }),
-    ...(suppresses(event) && { suppressedRecipients: event.recipients }),
+    ...(suppressedRecipients.length > 0 && { suppressedRecipients }),
     at: event.at,
   };
 }
