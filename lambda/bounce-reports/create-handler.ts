@@ -1,4 +1,3 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -11,6 +10,7 @@ import { parseDeliveryReport } from '../core/feedback/delivery-report.ts';
 import { DynamoReportCursors } from '../core/feedback/dynamo-report-cursors.ts';
 import type { FeedbackEvent } from '../core/feedback/feedback-event.ts';
 import { processFeedback } from '../core/feedback/process-feedback.ts';
+import { relayLogger } from '../core/relay-logger.ts';
 import { readSettingsWith } from '../core/settings.ts';
 import { createFeedbackDependencies } from '../feedback/create-handler.ts';
 import { cachedCredential, graphSecretReader } from '../providers/graph/credentials.ts';
@@ -36,7 +36,7 @@ export function createBounceReportHandler(
   options: BounceReportHandlerOptions = {},
 ): BounceReportHandler {
   const settings = readSettingsWith(bounceReportSettingsSchema, env);
-  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = relayLogger(env);
   const dynamo = new DynamoDBClient({});
   const transport = options.graphTransport ?? createHttpTransport();
   const credential = cachedCredential(

@@ -1,4 +1,4 @@
-import { Logger } from '@aws-lambda-powertools/logger';
+import type { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -10,6 +10,7 @@ import { EventBridgeOutcomes } from '../core/eventbridge-outcomes.ts';
 import { type FeedbackDependencies, processFeedback } from '../core/feedback/process-feedback.ts';
 import { parseSesEvent } from '../core/feedback/ses-events.ts';
 import { METRICS_NAMESPACE, METRICS_SERVICE } from '../core/metrics.ts';
+import { relayLogger } from '../core/relay-logger.ts';
 import { type FeedbackSettings, feedbackSettingsSchema, readSettingsWith } from '../core/settings.ts';
 import { EmfTelemetry } from '../send/telemetry.ts';
 
@@ -33,7 +34,7 @@ export function createFeedbackHandler(
   options: FeedbackHandlerOptions = {},
 ): FeedbackHandler {
   const settings = readSettingsWith(feedbackSettingsSchema, env);
-  const logger = options.logger ?? new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = options.logger ?? relayLogger(env);
   const dependencies = createFeedbackDependencies(
     settings,
     logger,

@@ -1,10 +1,10 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import middy from '@middy/core';
 import type { Context, S3Event } from 'aws-lambda';
 import { Ingest, type IngestResult } from '../core/ingest.ts';
+import { relayLogger } from '../core/relay-logger.ts';
 import { readIngestSettings } from '../core/settings.ts';
 import { toSqsText } from '../core/text.ts';
 import { S3SubmissionStore, SqsOutbox } from './adapters.ts';
@@ -35,7 +35,7 @@ export function createIngestHandler(
   clients: { readonly s3?: S3Client; readonly sqs?: SQSClient } = {},
 ): IngestHandler {
   const settings = readIngestSettings(env);
-  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = relayLogger(env);
   // Path-style addressing for custom endpoints (local mode's emulator); AWS itself takes either.
   const s3 = clients.s3 ?? new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3) });
   const sqs = clients.sqs ?? new SQSClient({});

@@ -1,4 +1,4 @@
-import { Logger } from '@aws-lambda-powertools/logger';
+import type { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -22,6 +22,7 @@ import type { ProviderPacing } from '../core/pacing/limits.ts';
 import { Pacer } from '../core/pacing/pacer.ts';
 import { SqsRecordDelay, SqsRecordRequeue } from '../core/record-delay.ts';
 import { createRelay } from '../core/relay.ts';
+import { relayLogger } from '../core/relay-logger.ts';
 import type { HttpTransport } from '../providers/http-transport.ts';
 import type { ProviderRuntime } from '../providers/provider-definition.ts';
 import { configuredSections, PROVIDERS } from '../providers/registry.ts';
@@ -64,7 +65,7 @@ export function createSendHandler(
   options: SendHandlerOptions = {},
 ): SendHandler {
   const settings = readSettings(env);
-  const logger = options.logger ?? new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = options.logger ?? relayLogger(env);
   const sqs = new SQSClient({});
   const dynamo = new DynamoDBClient({});
   // Gathered over an invocation and written at its end: a few EMF lines and one PutEvents per batch.

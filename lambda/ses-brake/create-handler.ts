@@ -1,8 +1,8 @@
-import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { PutConfigurationSetSendingOptionsCommand, SESv2Client } from '@aws-sdk/client-sesv2';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { relayLogger } from '../core/relay-logger.ts';
 import { applySesBrake, firingAlarms, type SesSendingSwitch } from '../core/ses-brake.ts';
 import { readSettingsWith, sesBrakeSettingsSchema } from '../core/settings.ts';
 
@@ -32,7 +32,7 @@ export function createSesBrakeHandler(
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): SesBrakeHandler {
   const { configurationSetName } = readSettingsWith(sesBrakeSettingsSchema, env);
-  const logger = new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? 'mail-relay' });
+  const logger = relayLogger(env);
   const ses = new Sesv2SendingSwitch(new SESv2Client({}));
   const handler = middy(async (event: unknown) => {
     let alarms: string[];
