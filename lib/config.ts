@@ -580,11 +580,7 @@ const suppressionConfigSchema = z.strictObject({
     ),
   softBounces: z
     .strictObject({
-      count: z
-        .int()
-        .min(2)
-        .max(100)
-        .describe('Soft bounces of the same address that suppress it, e.g. 5.'),
+      count: z.int().min(2).max(100).describe('Soft bounces of the same address that suppress it, e.g. 5.'),
       days: z
         .int()
         .min(1)

@@ -22,6 +22,7 @@ import { EmailSubscription, LambdaSubscription } from 'aws-cdk-lib/aws-sns-subsc
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
 import type { FailureClass } from '../lambda/core/failures.ts';
+import { BOUNCE_CAUSES } from '../lambda/core/feedback/feedback-event.ts';
 import {
   METRIC_DIMENSIONS,
   METRIC_NAMES,
@@ -715,17 +716,19 @@ export class RelayMonitoring extends Construct {
           const byProvider = { [METRIC_DIMENSIONS.provider]: provider };
           return [
             relayMetric(METRIC_NAMES.delivered, byProvider).with({ label: `Delivered (${provider})` }),
-            ...(['hard', 'soft'] as const).map((bounceType) =>
-              relayMetric(METRIC_NAMES.bounced, {
-                ...byProvider,
-                [METRIC_DIMENSIONS.bounceType]: bounceType,
-              }).with({
-                label: `Bounced ${bounceType} (${provider})`,
-              }),
-            ),
+            relayMetric(METRIC_NAMES.bounced, byProvider).with({ label: `Bounced (${provider})` }),
             relayMetric(METRIC_NAMES.complained, byProvider).with({ label: `Complained (${provider})` }),
           ];
         }),
+        width: 24,
+      }),
+      new GraphWidget({
+        title: 'Addresses suppressed, by cause',
+        left: [...BOUNCE_CAUSES, 'complaint'].map((cause) =>
+          relayMetric(METRIC_NAMES.suppressionAdded, { [METRIC_DIMENSIONS.cause]: cause }).with({
+            label: cause,
+          }),
+        ),
         width: 24,
       }),
     );

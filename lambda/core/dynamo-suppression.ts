@@ -97,7 +97,9 @@ export class DynamoSuppressionList implements SuppressionList, SoftBounceCounter
   async remove(address: string): Promise<void> {
     const lower = address.toLowerCase();
     for (const key of [lower, `${SOFT_BOUNCE_KEY_PREFIX}${lower}`]) {
-      await this.client.send(new DeleteItemCommand({ TableName: this.tableName, Key: { address: { S: key } } }));
+      await this.client.send(
+        new DeleteItemCommand({ TableName: this.tableName, Key: { address: { S: key } } }),
+      );
     }
   }
 
@@ -148,7 +150,9 @@ export class DynamoSuppressionList implements SuppressionList, SoftBounceCounter
         if (!(error instanceof ConditionalCheckFailedException)) throw error;
       }
       const current = (
-        await this.client.send(new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }))
+        await this.client.send(
+          new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+        )
       ).Item;
       if (current && Number(current.expiresAt?.N ?? 0) > nowSeconds) {
         // Counted already (a retried batch): the count as it is. Otherwise a new window just opened.

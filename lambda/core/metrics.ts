@@ -22,7 +22,6 @@ export const METRIC_DIMENSIONS = {
   /** The failure class of a dead-lettered message: permanent, transient or provider. */
   failureClass: 'FailureClass',
   /** hard or soft, for Bounced. */
-  bounceType: 'BounceType',
   /**
    * Why an address was put on the suppression list, for SuppressionAdded: a bounce cause
    * (BOUNCE_CAUSES), complaint or operator. Bounded: that list and nothing else.
@@ -49,7 +48,7 @@ export const METRIC_NAMES = {
   suppressionAdded: 'SuppressionAdded',
   /** Feedback: the receiving server accepted the message (SES delivery events). Dimension: Provider. */
   delivered: 'Delivered',
-  /** Feedback: a bounce. Dimensions: Provider (and BounceType in a separate set). */
+  /** Feedback: a bounce, hard or soft. Dimension: Provider (the hard ones: SuppressionAdded by Cause). */
   bounced: 'Bounced',
   /** Feedback: a recipient marked the message as spam. Dimension: Provider. */
   complained: 'Complained',

@@ -227,9 +227,7 @@ export const feedbackSettingsSchema = z.strictObject({
     /** Days a hard bounce or complaint keeps a recipient suppressed; absent: until removed. */
     retentionDays: z.int().min(1).max(3650).optional(),
     /** N soft bounces of an address in D days suppress it; absent: soft bounces never suppress. */
-    softBounces: z
-      .strictObject({ count: z.int().min(2).max(100), days: z.int().min(1).max(365) })
-      .optional(),
+    softBounces: z.strictObject({ count: z.int().min(2).max(100), days: z.int().min(1).max(365) }).optional(),
   }),
   /** Where bounced, complained (and delivered) outcomes are published, and which; absent: not published. */
   events: outcomeEventSettingsSchema.optional(),

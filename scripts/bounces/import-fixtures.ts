@@ -108,7 +108,9 @@ function replaceAcrossSoftBreaks(content: string, from: string, to: string): str
   );
   return content.replace(pattern, (match) => {
     let index = 0;
-    const replaced = match.replace(/=\r?\n|[^]/g, (piece) => (piece.length > 1 && piece.startsWith('=') ? piece : (to[index++] ?? '')));
+    const replaced = match.replace(/=\r?\n|[\s\S]/g, (piece) =>
+      piece.length > 1 && piece.startsWith('=') ? piece : (to[index++] ?? ''),
+    );
     return replaced + to.slice(index);
   });
 }
@@ -138,7 +140,9 @@ function expectationsOf(engine: string): Map<string, ExpectedRecipient[]> {
       current = [];
       samples.set((index[1] as string).padStart(2, '0'), current);
     }
-    for (const tuple of line.matchAll(/\['([^']*)',\s*'([^']*)',\s*'([^']*)',\s*(true|false)(?:,[^\]]*)?\]/g)) {
+    for (const tuple of line.matchAll(
+      /\['([^']*)',\s*'([^']*)',\s*'([^']*)',\s*(true|false)(?:,[^\]]*)?\]/g,
+    )) {
       current?.push({
         status: tuple[1] as string,
         replyCode: tuple[2] as string,
@@ -180,8 +184,11 @@ function main(): void {
   const corpusByBlob = new Map([...corpusBlobs].map(([path, blob]) => [blob, path]));
   const vendoredBlobs = blobs(expectationsDir, 'set-of-emails/maildir/bsd');
 
-  rmSync(outDir, { recursive: true, force: true });
+  // The generated files only: README.md is written by hand.
   mkdirSync(outDir, { recursive: true });
+  for (const file of readdirSync(outDir)) {
+    if (file.endsWith('.eml')) rmSync(join(outDir, file));
+  }
   const fixtures: Record<string, unknown> = {};
   const replaced: string[] = [];
   for (const engine of ENGINES) {
@@ -229,7 +236,9 @@ function main(): void {
   writeFileSync(join(outDir, 'expected.json'), `${JSON.stringify(expected, null, 2)}\n`);
   writeFileSync(join(outDir, 'LICENSE-sisimai'), git(corpusDir, 'show', 'HEAD:LICENSE'));
   const count = readdirSync(outDir).filter((file) => file.endsWith('.eml')).length;
-  process.stdout.write(`${count} fixtures written to ${outDir}; addresses replaced in: ${replaced.join(', ') || 'none'}\n`);
+  process.stdout.write(
+    `${count} fixtures written to ${outDir}; addresses replaced in: ${replaced.join(', ') || 'none'}\n`,
+  );
 }
 
 main();

@@ -1,5 +1,10 @@
 import type { DeliveryLedger, DeliveryRecord } from '../../lambda/core/ledger.ts';
-import type { Suppression, SuppressionList } from '../../lambda/core/suppression.ts';
+import type {
+  SoftBounce,
+  SoftBounceCounter,
+  Suppression,
+  SuppressionList,
+} from '../../lambda/core/suppression.ts';
 
 /**
  * In-memory ledger for narrow unit tests of the relay core's decisions. The DynamoDB ledger has its
@@ -43,10 +48,44 @@ export class MemoryLedger implements DeliveryLedger {
   }
 }
 
-export class MemorySuppressionList implements SuppressionList {
+export class MemorySuppressionList implements SuppressionList, SoftBounceCounter {
   readonly entries = new Map<string, Suppression>();
   /** The addresses of each lookup, in order. */
   readonly lookups: (readonly string[])[] = [];
+  /** Soft-bounce counters per lower-cased address, as the DynamoDB list keeps them (window from the first). */
+  readonly softBounces = new Map<string, { count: number; expiresAt: number; messages: Set<string> }>();
+  /** Set to make the next writes fail, as an unreachable table would. */
+  failWrites = false;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async suppress(entry: Suppression): Promise<void> {
+    if (this.failWrites) throw new Error('suppression list unreachable');
+    const address = entry.address.toLowerCase();
+    this.entries.set(address, { ...entry, address });
+  }
+
+  async remove(address: string): Promise<void> {
+    this.entries.delete(address.toLowerCase());
+    this.softBounces.delete(address.toLowerCase());
+  }
+
+  async countSoftBounce(address: string, bounce: SoftBounce, windowDays: number): Promise<number> {
+    if (this.failWrites) throw new Error('suppression list unreachable');
+    const key = address.toLowerCase();
+    const nowSeconds = Math.floor(this.now() / 1000);
+    let counter = this.softBounces.get(key);
+    if (!counter || counter.expiresAt <= nowSeconds) {
+      counter = { count: 0, expiresAt: nowSeconds + windowDays * 86_400, messages: new Set() };
+      this.softBounces.set(key, counter);
+    }
+    if (bounce.messageId !== undefined) {
+      if (counter.messages.has(bounce.messageId)) return counter.count;
+      counter.messages.add(bounce.messageId);
+    }
+    counter.count += 1;
+    return counter.count;
+  }
 
   add(address: string, reason = 'hard bounce'): void {
     const lower = address.toLowerCase();

@@ -373,6 +373,29 @@ describe('parseRelayConfig with Microsoft Graph', () => {
   });
 });
 
+describe('parseRelayConfig with a soft-bounce threshold', () => {
+  it('is off unless configured: soft bounces never suppress by default', () => {
+    expect(parseRelayConfig({ ses: SES }).suppression.softBounces).toBeUndefined();
+  });
+
+  it('takes a count and a window in days', () => {
+    expect(
+      parseRelayConfig({ ses: SES, suppression: { softBounces: { count: 5, days: 7 } } }).suppression,
+    ).toEqual({
+      softBounces: { count: 5, days: 7 },
+    });
+  });
+
+  it.each([
+    [{ count: 1, days: 7 }, /^suppression\.softBounces\.count: /],
+    [{ count: 5, days: 0 }, /^suppression\.softBounces\.days: /],
+    [{ count: 5 }, /^suppression\.softBounces\.days: /],
+  ])('rejects %o', (softBounces, problem) => {
+    const error = configurationErrorFrom(() => parseRelayConfig({ ses: SES, suppression: { softBounces } }));
+    expect(error.problems).toEqual([expect.stringMatching(problem)]);
+  });
+});
+
 describe('parseRelayConfig with an attachment bucket', () => {
   it('keeps attachments for 7 days by default', () => {
     expect(parseRelayConfig({ ses: SES, attachments: {} }).attachments).toEqual({ retentionDays: 7 });

@@ -526,7 +526,7 @@ describe('RelayMonitoring with named SMTP connections', () => {
     const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard?.Properties.DashboardBody);
 
-    for (const label of ['Delivered (smtp:billing-ovh)', 'Bounced hard (smtp:hve)', 'smtp:hve p99']) {
+    for (const label of ['Delivered (smtp:billing-ovh)', 'Bounced (smtp:hve)', 'smtp:hve p99']) {
       expect(body, label).toContain(`\\"label\\":\\"${label}\\"`);
     }
     expect(body).toContain('\\"Provider\\",\\"smtp:billing-ovh\\"');
@@ -895,14 +895,16 @@ describe('RelayMonitoring dashboard', () => {
     // The thresholds are drawn on the rate graphs.
     expect(body).toContain('\\"value\\":0.03');
     expect(body).toContain('\\"value\\":0.07');
-    // Feedback counts per provider, hard and soft bounces apart.
+    // Feedback counts per provider, and the suppressions by cause (which bounces were hard).
     for (const label of [
       'Delivered (ses)',
-      'Bounced hard (graph)',
-      'Bounced soft (ses)',
+      'Bounced (graph)',
+      'Bounced (ses)',
       'Complained (graph)',
+      'user-unknown',
     ])
       expect(body, label).toContain(`\\"label\\":\\"${label}\\"`);
+    expect(body).toContain('SuppressionAdded');
   });
 
   it('leaves out the SES reputation without ses', () => {

@@ -125,6 +125,42 @@ describe('SES feedback', () => {
   });
 });
 
+describe('SES feedback with a soft-bounce threshold', () => {
+  const { stack, relay, template } = build({
+    ses: SES,
+    graph: {
+      tenantId: 'contoso.onmicrosoft.com',
+      clientId: '11111111-2222-3333-4444-555555555555',
+      senders: ['contoso.com'],
+    },
+    bounceReports: { mailboxes: ['noreply@contoso.com'] },
+    suppression: { softBounces: { count: 5, days: 7 } },
+  });
+  const suppressionTable = JSON.stringify({
+    'Fn::GetAtt': [logicalIdOf(stack, relay.suppressionList.table), 'Arn'],
+  });
+
+  it.each(['feedback', 'bounceReader'])(
+    'gives the %s function the threshold, and lets it count soft bounces in the suppression table',
+    (name) => {
+      const settings = feedbackSettingsSchema
+        .loose()
+        .parse(settingsIn(template, name as 'feedback' | 'bounceReader'));
+      expect(settings.suppression.softBounces).toEqual({ count: 5, days: 7 });
+      const [, fn] = relayFunctionIn(template, name as 'feedback' | 'bounceReader');
+      const roleId = (fn.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+      const onSuppressionTable = statementsOfRole(template, roleId)
+        .filter((statement) => JSON.stringify(statement.Resource) === suppressionTable)
+        .flatMap((statement) => [statement.Action].flat());
+      expect(onSuppressionTable.sort()).toEqual([
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+      ]);
+    },
+  );
+});
+
 describe('SES feedback with delivered outcome events asked for', () => {
   const { template } = build({
     ses: SES,

@@ -32,8 +32,9 @@ describe('the local SES mailbox simulator', () => {
       ['delivered', 'ooto@simulator.amazonses.com', undefined],
       ['delivered', 'complaint@simulator.amazonses.com', undefined],
       ['complained', 'complaint@simulator.amazonses.com', undefined],
-      // SES's suppression-list scenario: a permanent bounce.
-      ['bounced', 'suppressionlist@simulator.amazonses.com', 'hard'],
+      // SES's suppression-list scenario: a permanent bounce, but from SES's own list for this account,
+      // no fact about the address for the other providers: soft, never suppressed by the relay.
+      ['bounced', 'suppressionlist@simulator.amazonses.com', 'soft'],
     ]);
     expect(parsed[0]).toMatchObject({
       provider: 'ses',

@@ -3,7 +3,16 @@ import type { BounceCause, FeedbackEvent } from './feedback-event.ts';
 export type BounceType = NonNullable<FeedbackEvent['bounceType']>;
 
 /** The causes about the address itself: the only ones that can make a bounce hard. */
-const ADDRESS_CAUSES: ReadonlySet<BounceCause> = new Set(['user-unknown', 'mailbox-disabled', 'host-unknown']);
+const ADDRESS_CAUSES: ReadonlySet<BounceCause> = new Set([
+  'user-unknown',
+  'mailbox-disabled',
+  'host-unknown',
+]);
+
+/** Whether a cause is about the address itself (the only causes that can make a bounce hard). */
+export function isAddressCause(cause: BounceCause): boolean {
+  return ADDRESS_CAUSES.has(cause);
+}
 
 /**
  * What the remote server's own words name, per cause. The causes that are not about the address come
@@ -40,10 +49,10 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
     [
       /\b(?:black|block|deny|dnsbl|rbl)\s*-?list/i,
       /\bblocked\b/i,
-      /\bspamhaus\b|\bspamcop\b|\bsorbs\b|\bbarracuda ?central\b/i,
+      /\bspamhaus\b|\bspamcop\b|\bsorbs\b|\bbarracuda ?central\b|\bDNSBL\b|\bRBL\b/i,
       /(?<!\bnot\s)\blisted (?:on|at|by|in (?:the )?(?:rbl|dnsbl|spamhaus|sbl|cbl|xbl|pbl|block|black))/i,
       /\breputation\b/i,
-      /\bIP address\b/i,
+      /\bIP (?:address )?(?:is |was |has been )?(?:black|block|listed|banned|denied|rejected|not allowed)|\b(?:your|sending|client|the sender'?s?) IP\b/i,
       /\bPTR\b|\breverse (?:dns|lookup)\b|\brdns\b/i,
     ],
   ],
@@ -52,7 +61,7 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
     [
       /\bspam\b/i,
       /\bvirus\b|\bmalware\b|\binfected\b/i,
-      /\b(?:message )?content\b/i,
+      /\bcontent (?:rejected|filter|policy|violation)|\b(?:message|mail) content\b/i,
       /\bmessage (?:size )?(?:is )?too (?:large|big)\b|\bexceeds? (?:the )?(?:maximum )?(?:message )?size\b/i,
     ],
   ],
@@ -63,6 +72,7 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
       /\bnot (?:allowed|permitted|authori[sz]ed)\b/i,
       /\brelay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)\b|\bunable to relay\b/i,
       /\brecipient(?:'s)? preferences\b/i,
+      /\b(?:do not|don't|may not|does not) have (?:the )?permission\b/i,
       /\brefused due to\b/i,
       /\baccess denied\b/i,
       /\bSPF\b|\bDMARC\b|\bDKIM\b|\bauthenticat/i,
@@ -79,6 +89,11 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
       /\btimed? ?out\b/i,
     ],
   ],
+  // A local delivery agent that failed (procmail, a pipe, a full disk): the server's fault, not the address.
+  [
+    'other',
+    [/\bprocmail\b|\bcouldn't create\b|\bcommand (?:died|failed)\b|\bmailer error\b|\bpermission denied\b/i],
+  ],
   [
     'host-unknown',
     [
@@ -86,7 +101,7 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
       /\bdomain (?:name )?(?:not found|does ?n[o']t exist|is not valid)\b|\bno such domain\b|\bunknown domain\b/i,
       /\bno (?:valid )?MX\b|\bnull MX\b|\bMX (?:record )?not found\b/i,
       /\bname or service not known\b|\bNXDOMAIN\b|\bunrouteable (?:mail )?domain\b/i,
-      /\bdoes not accept mail\b/i,
+      /\bdoes not accept mail\b|\bno SMTP service\b|\bcouldn't find (?:a |any )?(?:mail exchanger|host)\b/i,
     ],
   ],
   ['mailbox-disabled', [/\bdisabled\b/i, /\binactive\b/i, /\bsuspended\b/i, /\bdeactivated\b/i]],
@@ -97,7 +112,9 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
       /\bno such (?:user|mailbox|recipient|address|account|person|local user)\b/i,
       /\b(?:does ?n[o']t|doesn't|not) exists?\b/i,
       /\bmailbox (?:is )?unavailable\b|\bmailbox not found\b|\bmailbox (?:name )?(?:is )?invalid\b/i,
-      /\bdoes(?:n't| not) have an? [\w ]*account\b/i,
+      /\bdoes(?:n't| not) have an? [\w. -]*account\b/i,
+      /\b(?:recipient|user) name is not recogni[sz]ed\b/i,
+      /\b(?:e-?mail )?address (?:you entered |you specified )?(?:couldn't|could not|can't|cannot) be found\b/i,
       /\b(?:user|recipient|address|mailbox|addressee) (?:is )?(?:not found|unknown|not known|invalid|not recogni[sz]ed)\b/i,
       /\binvalid (?:recipient|address|mailbox|user)\b/i,
       /\bnot listed in\b|\bunrouteable address\b|\bno mailbox\b|\bbad destination mailbox\b/i,
@@ -106,9 +123,17 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
   ],
 ];
 
+/**
+ * Exchange Online's directory-based edge blocking: "550 5.4.1 Recipient address rejected: Access
+ * denied" is its answer for an address its tenant does not have (learn.microsoft.com, "Fix NDR error
+ * 550 5.4.1 in Exchange Online"), though "access denied" reads as policy.
+ */
+export const EXCHANGE_RECIPIENT_NOT_FOUND = /\b5\.4\.1\b.*\bRecipient address rejected: Access denied\b/i;
+
 /** The first cause whose patterns match the text, in the table's order; undefined when none does. */
 export function causeFromText(text: string | undefined): BounceCause | undefined {
   if (!text) return undefined;
+  if (EXCHANGE_RECIPIENT_NOT_FOUND.test(text)) return 'user-unknown';
   return CAUSE_PATTERNS.find(([, patterns]) => patterns.some((pattern) => pattern.test(text)))?.[0];
 }
 
@@ -124,7 +149,7 @@ export function enhancedStatus(text: string): string | undefined {
 
 /** The class (2, 4 or 5) of the first SMTP reply code in the text (`550 `, `550-`, `said: 550`). */
 export function replyClass(text: string): '2' | '4' | '5' | undefined {
-  const match = /(?<![\d.#:/-])([245])\d\d(?=[ -]|$)/m.exec(text);
+  const match = /(?<![\d.#/-])([245])\d\d(?=[ :-]|$)/m.exec(text);
   return match?.[1] as '2' | '4' | '5' | undefined;
 }
 
@@ -173,9 +198,12 @@ function statusCauseOf(code: string | undefined): BounceCause {
   return 'other';
 }
 
-/** X.0.0 and X.Y.0: a class or subject without the detail that would say what failed. */
+/**
+ * X.0.0 and X.Y.0, a class or subject without the detail that would say what failed, and X.4.x, routing
+ * and network, which some servers give for a domain that does not exist: the words decide.
+ */
 function isGeneric(code: string): boolean {
-  return code.endsWith('.0');
+  return code.endsWith('.0') || code.split('.')[1] === '4';
 }
 
 export interface BounceEvidence {
@@ -185,6 +213,13 @@ export interface BounceEvidence {
   readonly diagnostic?: string | undefined;
   /** The report says the failure is permanent without any code (qmail, Exim, Gmail's text). */
   readonly permanent?: boolean | undefined;
+}
+
+/** The SMTP command a diagnostic says the refusal answered, when it is not RCPT TO. */
+function smtpStage(diagnostic: string): 'mail-from' | 'data' | undefined {
+  if (/\b(?:after|in reply to) MAIL FROM\b/i.test(diagnostic)) return 'mail-from';
+  if (/\bafter end of data\b|\bin reply to end of DATA\b|\bafter DATA\b/i.test(diagnostic)) return 'data';
+  return undefined;
 }
 
 export interface BounceClassification {
@@ -208,10 +243,12 @@ export function classifyBounce(evidence: BounceEvidence): BounceClassification {
   const fromStatus = evidence.status === undefined ? undefined : enhancedStatus(evidence.status);
   const fromDiagnostic = evidence.diagnostic === undefined ? undefined : enhancedStatus(evidence.diagnostic);
   const status =
-    fromStatus === undefined || (isGeneric(fromStatus) && fromDiagnostic !== undefined && !isGeneric(fromDiagnostic))
+    fromStatus === undefined ||
+    (isGeneric(fromStatus) && fromDiagnostic !== undefined && !isGeneric(fromDiagnostic))
       ? (fromDiagnostic ?? fromStatus)
       : fromStatus;
   const textCause = causeFromText(evidence.diagnostic);
+  const stage = evidence.diagnostic === undefined ? undefined : smtpStage(evidence.diagnostic);
   const statusClass =
     status?.[0] ??
     (evidence.diagnostic === undefined ? undefined : replyClass(evidence.diagnostic)) ??
@@ -225,9 +262,14 @@ export function classifyBounce(evidence: BounceEvidence): BounceClassification {
 
   if (statusClass !== '5') return result('soft');
   if (textCause !== undefined && !ADDRESS_CAUSES.has(textCause)) return result('soft');
+  // Refused at MAIL FROM: about the sender. Refused at the end of DATA: the address was accepted at
+  // RCPT TO, so it exists, and an "unknown user" then is a filter (Japanese carriers answer so).
+  if (stage !== undefined) {
+    return { ...result('soft'), cause: stage === 'mail-from' ? 'policy' : 'content' };
+  }
   // The diagnostic's own specific code must not contradict the status (5.1.1 with a 550 5.7.1).
   if (fromDiagnostic && !isGeneric(fromDiagnostic) && addressCauseOf(fromDiagnostic) === undefined) {
-    return result('soft');
+    return { ...result('soft'), cause: textCause ?? statusCauseOf(fromDiagnostic) };
   }
   if (status !== undefined && !isGeneric(status)) {
     return result(addressCauseOf(status) === undefined ? 'soft' : 'hard');

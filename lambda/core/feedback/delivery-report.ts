@@ -1,7 +1,17 @@
-import { type Attachment, type HeaderValue, type SimpleParserOptions, simpleParser } from 'mailparser';
+import {
+  type Attachment,
+  type HeaderValue,
+  type ParsedMail,
+  type SimpleParserOptions,
+  simpleParser,
+} from 'mailparser';
 import { TRACE_HEADERS } from '../outcomes.ts';
 import { truncate } from '../text.ts';
+import { type BounceType, bounceTypeFor, classifyBounce, enhancedStatus } from './bounce-classification.ts';
 import type { FeedbackEvent, FeedbackKind } from './feedback-event.ts';
+import { readTextReport } from './report-formats.ts';
+
+export { type BounceType, bounceTypeFor, classifyBounce };
 
 const MAX_DIAGNOSTIC = 500;
 
@@ -11,34 +21,6 @@ export interface DeliveryReportContext {
   /** ISO 8601 time the report arrived, used when the report carries no Arrival-Date/Date. */
   readonly receivedAt: string;
 }
-
-export type BounceType = NonNullable<FeedbackEvent['bounceType']>;
-
-/**
- * Whether a failed delivery with this enhanced status code (RFC 3463) is a hard bounce, the one kind
- * the relay suppresses the address for. Only permanent failures about the recipient's address itself
- * are hard:
- * - 5.1.x, addressing: bad mailbox 5.1.1, bad domain 5.1.2, bad syntax 5.1.3, moved 5.1.6, Exchange's
- *   RESOLVER.ADR.RecipientNotFound 5.1.10 and its 5.1.351 "unknown recipient";
- * - 5.2.1, mailbox disabled.
- * Everything else is soft. 4.x.x may still succeed. 5.2.2 mailbox full, 5.3.4 message too large and
- * 5.7.x policy (5.7.1, Exchange's 5.7.708 for a tenant's sending reputation) are about this message or
- * its sender: suppressing the address for them would silently stop mail to someone who can receive it.
- * For the same reason three 5.1.x are soft: 5.1.7 and 5.1.8 are the sender's address, and 5.1.0 ("other
- * address status") is what Exchange Online reports an SPF failure of the sender's domain with.
- * No status at all is soft: nothing says the address is bad.
- */
-export function bounceTypeFor(status: string | undefined): BounceType {
-  const code = status === undefined ? undefined : enhancedStatus(status);
-  if (code === undefined) return 'soft';
-  const [statusClass, subject, detail] = code.split('.');
-  if (statusClass !== '5') return 'soft';
-  if (subject === '1') return SENDER_OR_UNSPECIFIED_ADDRESS.has(detail ?? '') ? 'soft' : 'hard';
-  return subject === '2' && detail === '1' ? 'hard' : 'soft';
-}
-
-/** X.1.0 other address status, X.1.7 bad sender mailbox syntax, X.1.8 bad sender system address. */
-const SENDER_OR_UNSPECIFIED_ADDRESS: ReadonlySet<string> = new Set(['0', '7', '8']);
 
 /**
  * RFC 3464 Action values. relayed (handed to a system that sends no reports) and expanded (delivered to
@@ -51,6 +33,8 @@ const KIND_BY_ACTION: ReadonlyMap<string, FeedbackKind> = new Map([
   ['delivered', 'delivered'],
   ['relayed', 'delivered'],
   ['expanded', 'delivered'],
+  // Not RFC 3464: SendGrid's word for a message it gave up on.
+  ['expired', 'bounced'],
 ]);
 
 /** The machine-readable part: RFC 3464, and RFC 6533 for internationalised addresses. */
@@ -103,58 +87,96 @@ const PARSER_OPTIONS: SimpleParserOptions & { readonly ignoreEmbedded: boolean }
   skipTextLinks: true,
 };
 
+/** One recipient of a report, however the report said it. */
+interface RecipientReport {
+  readonly recipient: string;
+  readonly kind: FeedbackKind;
+  readonly status?: string | undefined;
+  readonly diagnostic?: string | undefined;
+  readonly permanent?: boolean;
+  readonly at?: string | undefined;
+}
+
 async function parse(
   mime: Buffer | string,
   context: DeliveryReportContext,
 ): Promise<FeedbackEvent[] | undefined> {
   const mail = await simpleParser(mime, PARSER_OPTIONS);
-  if (mimeType(mail.headers.get('content-type')) !== 'multipart/report') return undefined;
-  // Parts of the report itself (IMAP part ids without a dot), not of a message nested in it.
+  const contentType = mimeType(mail.headers.get('content-type'));
+  // Parts of the message itself (IMAP part ids without a dot), not of a message nested in it.
   const parts = mail.attachments.filter((part) => part.partId !== undefined && !part.partId.includes('.'));
   const statusPart = parts.find((part) => STATUS_PART_TYPES.has(part.contentType.toLowerCase()));
-  if (!statusPart) return undefined;
-
-  const groups = fieldGroups(text(statusPart));
-  const isRecipient = (fields: Fields) => fields.has('final-recipient') || fields.has('original-recipient');
-  // Normally the first group. A report with no blank line after them has its per-message fields in the
-  // first recipient's group, which is why Arrival-Date is also looked for there.
-  const perMessage = groups.find((fields) => !isRecipient(fields)) ?? new Map<string, string>();
   const originalPart = parts.find((part) => ORIGINAL_PART_TYPES.has(part.contentType.toLowerCase()));
-  const original = originalPart
-    ? (fieldGroups(text(originalPart))[0] ?? new Map<string, string>())
-    : undefined;
   const reportDate = parseDate(headerLine(mail.headerLines, 'date'));
+
+  // RFC 3464: a multipart/report, or the same parts in a multipart/mixed (OpenSMTPD, some gateways).
+  const fromStatus =
+    statusPart && contentType?.startsWith('multipart/') ? statusRecipients(text(statusPart)) : undefined;
+  let recipients: readonly RecipientReport[] | undefined = fromStatus?.length ? fromStatus : undefined;
+  let originalHeaders = originalPart ? text(originalPart) : undefined;
+  if (recipients === undefined) {
+    // A report-type other than delivery-status (a complaint, a read receipt) is never a bounce.
+    if (contentType === 'multipart/report' && !statusPart && reportType(mail) !== 'delivery-status') {
+      return undefined;
+    }
+    const message = textMessage(mail, mime);
+    const textReport = isComplaint(mail) ? undefined : readTextReport(message);
+    // A delivery-status part with no readable recipient is a report with nothing to act on.
+    if (textReport === undefined) return fromStatus && [];
+    // RFC 3464 fields written into the text (a delivery-status part labelled text/plain, WorkMail).
+    const inText = statusRecipients(textReport.text);
+    recipients = inText.length
+      ? inText
+      : textReport.recipients.map((entry) => ({
+          recipient: entry.recipient,
+          // A success notice (Postfix's "delivery via …: 250 2.0.0 Ok") in text form.
+          kind: entry.delayed
+            ? 'delayed'
+            : enhancedStatus(entry.diagnostic ?? '')?.startsWith('2')
+              ? 'delivered'
+              : 'bounced',
+          diagnostic: entry.diagnostic,
+          permanent: textReport.permanent,
+        }));
+    originalHeaders ??= textReport.original?.replace(/^\s+/, '');
+  }
+  const original = originalHeaders === undefined ? undefined : fieldGroups(originalHeaders)[0];
   const common = fromOriginal(original);
 
   const events = new Map<string, FeedbackEvent & { recipients: string[] }>();
-  for (const fields of groups.filter(isRecipient)) {
-    // The address the relay sent to: Original-Recipient when present (Postfix puts the alias it
-    // rewrote to in Final-Recipient, an address the relay never used), else Final-Recipient.
-    const recipient = addressOf(fields.get('original-recipient')) ?? addressOf(fields.get('final-recipient'));
-    const kind = KIND_BY_ACTION.get(
-      /^\s*([a-z-]*)/i.exec(fields.get('action') ?? '')?.[1]?.toLowerCase() ?? '',
-    );
-    if (recipient === undefined || kind === undefined) continue;
-    const diagnosticCode = fields.get('diagnostic-code');
-    const status = enhancedStatus(fields.get('status') ?? '') ?? enhancedStatus(diagnosticCode ?? '');
-    const diagnostic = diagnosticCode === undefined ? undefined : diagnosticText(diagnosticCode);
-    const bounceType = kind === 'bounced' ? bounceTypeFor(status) : undefined;
-    const at =
-      parseDate(fields.get('last-attempt-date')) ??
-      parseDate(perMessage.get('arrival-date') ?? fields.get('arrival-date')) ??
-      reportDate ??
-      context.receivedAt;
-    const key = JSON.stringify([kind, bounceType, status, diagnostic, at]);
+  for (const entry of recipients) {
+    const diagnostic = entry.diagnostic === undefined ? undefined : diagnosticText(entry.diagnostic);
+    const classified =
+      entry.kind === 'bounced'
+        ? classifyBounce({
+            status: entry.status,
+            diagnostic: entry.diagnostic,
+            permanent: entry.permanent,
+          })
+        : undefined;
+    const status =
+      classified?.status ??
+      (entry.status === undefined ? undefined : enhancedStatus(entry.status)) ??
+      (entry.diagnostic === undefined ? undefined : enhancedStatus(entry.diagnostic));
+    const at = entry.at ?? reportDate ?? context.receivedAt;
+    const key = JSON.stringify([
+      entry.kind,
+      classified?.bounceType,
+      classified?.cause,
+      status,
+      diagnostic,
+      at,
+    ]);
     const event = events.get(key);
     if (event) {
-      if (!event.recipients.includes(recipient)) event.recipients.push(recipient);
+      if (!event.recipients.includes(entry.recipient)) event.recipients.push(entry.recipient);
       continue;
     }
     events.set(key, {
-      kind,
+      kind: entry.kind,
       provider: context.provider,
-      recipients: [recipient],
-      ...(bounceType && { bounceType }),
+      recipients: [entry.recipient],
+      ...(classified && { bounceType: classified.bounceType, cause: classified.cause }),
       ...(status && { status }),
       ...(diagnostic && { diagnostic }),
       ...common,
@@ -164,11 +186,70 @@ async function parse(
   return [...events.values()];
 }
 
+/** The recipients of a message/delivery-status body (RFC 3464). */
+function statusRecipients(body: string): RecipientReport[] {
+  const groups = fieldGroups(body);
+  const isRecipient = (fields: Fields) => fields.has('final-recipient') || fields.has('original-recipient');
+  // Normally the first group. A report with no blank line after them has its per-message fields in the
+  // first recipient's group, which is why Arrival-Date is also looked for there.
+  const perMessage = groups.find((fields) => !isRecipient(fields)) ?? new Map<string, string[]>();
+  const recipients: RecipientReport[] = [];
+  for (const fields of groups.filter(isRecipient)) {
+    const first = (name: string) => fields.get(name)?.[0];
+    // The address the relay sent to: Original-Recipient when present (Postfix puts the alias it
+    // rewrote to in Final-Recipient, an address the relay never used), else Final-Recipient.
+    const recipient = addressOf(first('original-recipient')) ?? addressOf(first('final-recipient'));
+    const kind = KIND_BY_ACTION.get(/^\s*([a-z-]*)/i.exec(first('action') ?? '')?.[1]?.toLowerCase() ?? '');
+    if (recipient === undefined || kind === undefined) continue;
+    // Every Diagnostic-Code line a server wrote is evidence, not only the first.
+    const diagnosticCode = fields.get('diagnostic-code')?.join(' ');
+    recipients.push({
+      recipient,
+      kind,
+      status: first('status'),
+      diagnostic: diagnosticCode,
+      at:
+        parseDate(first('last-attempt-date')) ??
+        parseDate(perMessage.get('arrival-date')?.[0] ?? first('arrival-date')),
+    });
+  }
+  return recipients;
+}
+
+/** The report-type parameter of a multipart/report, lower-cased. */
+function reportType(mail: ParsedMail): string | undefined {
+  const value = mail.headers.get('content-type');
+  const params = typeof value === 'object' && value !== null && 'params' in value ? value.params : undefined;
+  return typeof params?.['report-type'] === 'string' ? params['report-type'].toLowerCase() : undefined;
+}
+
+/** A complaint (ARF, RFC 5965) quotes the message it is about: never read it as a bounce. */
+function isComplaint(mail: ParsedMail): boolean {
+  return mail.attachments.some((part) => part.contentType.toLowerCase() === 'message/feedback-report');
+}
+
+/** What the plain-text readers need of a message. */
+function textMessage(mail: ParsedMail, mime: Buffer | string) {
+  // A multipart body whose parts could not be split (a boundary that matches no line) is read as text.
+  const raw = typeof mime === 'string' ? mime : mime.toString('latin1');
+  const body = mail.text || (mail.attachments.length === 0 ? raw.slice(raw.search(/\r?\n\r?\n/) + 1) : '');
+  const failed = headerLine(mail.headerLines, 'x-failed-recipients') ?? '';
+  return {
+    from: headerLine(mail.headerLines, 'from') ?? '',
+    subject: mail.subject ?? '',
+    text: body,
+    failedRecipients: failed
+      .split(',')
+      .map((address) => addressOf(address))
+      .filter((address): address is string => address !== undefined),
+  };
+}
+
 /** The trace headers the relay adds to every message it sends, and the original's Message-ID. */
 function fromOriginal(
   headers: Fields | undefined,
 ): Pick<FeedbackEvent, 'providerMessageId' | 'sourceMessageId' | 'idempotencyKey'> {
-  const header = (name: string) => headers?.get(name.toLowerCase()) || undefined;
+  const header = (name: string) => headers?.get(name.toLowerCase())?.[0] || undefined;
   const messageId = header('message-id');
   const providerMessageId = messageId && (/<([^<>]+)>/.exec(messageId)?.[1] ?? messageId).trim();
   const sourceMessageId = header(TRACE_HEADERS.messageId);
@@ -180,48 +261,45 @@ function fromOriginal(
   };
 }
 
-type Fields = ReadonlyMap<string, string>;
+/** Field name → every value it had, in order. */
+type Fields = ReadonlyMap<string, readonly string[]>;
 
 /**
  * Header-style fields in groups separated by blank lines, names lower-cased, folded lines unfolded: a
  * delivery-status body is a per-message group then one per recipient; a returned original's header is
- * its first group. Of a repeated field the first counts; lines that are not fields are skipped.
+ * its first group. A repeated field keeps every value. A Final-Recipient or Original-Recipient in a
+ * group that already has an Action, or that field, starts a new group: some servers write recipient
+ * blocks without a blank line between them. Lines that are not fields are skipped.
  */
 function fieldGroups(content: string): Fields[] {
-  const groups: Map<string, string>[] = [];
-  let group: Map<string, string> | undefined;
-  let folding: string | undefined;
+  const groups: Map<string, string[]>[] = [];
+  let group: Map<string, string[]> | undefined;
+  let folding: string[] | undefined;
   for (const line of content.split(/\r?\n/)) {
     if (line.trim() === '') {
       group = undefined;
       folding = undefined;
     } else if (/^[ \t]/.test(line)) {
-      if (group && folding !== undefined) group.set(folding, `${group.get(folding)} ${line.trim()}`.trim());
+      if (folding) folding[folding.length - 1] = `${folding[folding.length - 1]} ${line.trim()}`.trim();
     } else {
       const field = /^([!-9;-~]+)[ \t]*:(.*)$/.exec(line);
       folding = undefined;
       if (!field) continue;
       const name = (field[1] as string).toLowerCase();
-      if (!group) {
+      const startsRecipient =
+        (name === 'final-recipient' || name === 'original-recipient') &&
+        (group?.has('action') || group?.has(name));
+      if (!group || startsRecipient) {
         group = new Map();
         groups.push(group);
       }
-      if (group.has(name)) continue;
-      group.set(name, (field[2] as string).trim());
-      folding = name;
+      const values = group.get(name) ?? [];
+      values.push((field[2] as string).trim());
+      group.set(name, values);
+      folding = values;
     }
   }
   return groups;
-}
-
-/**
- * The first enhanced status code (class.subject.detail) in the text, without leading zeros: `5.1.1`
- * from `5.1.1 (Remote SMTP server has rejected address)` or `smtp; 550 5.1.1 <a@b>: user unknown`, but
- * never from an IP address such as 192.0.2.1.
- */
-function enhancedStatus(text: string): string | undefined {
-  const match = /(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)/.exec(text);
-  return match ? `${match[1]}.${Number(match[2])}.${Number(match[3])}` : undefined;
 }
 
 /** The Diagnostic-Code without its type (`smtp;`, `X-Postfix;`), on one line, at most 500 characters. */

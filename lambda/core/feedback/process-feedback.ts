@@ -30,7 +30,12 @@ export interface SoftBounceThreshold {
  * counted towards the soft-bounce threshold (a blocklisting would otherwise suppress every recipient
  * at that provider within days).
  */
-export const UNCOUNTED_SOFT_BOUNCE_CAUSES: readonly BounceCause[] = ['rate-limited', 'blocked', 'policy', 'content'];
+export const UNCOUNTED_SOFT_BOUNCE_CAUSES: readonly BounceCause[] = [
+  'rate-limited',
+  'blocked',
+  'policy',
+  'content',
+];
 
 export interface FeedbackDependencies {
   readonly suppressions: SuppressionWriter;
@@ -135,7 +140,9 @@ export async function processFeedback(
           threshold.days,
         );
         if (count < threshold.count) continue;
-        await dependencies.suppressions.suppress(entry(address, softBounceReason(event, count, threshold.days)));
+        await dependencies.suppressions.suppress(
+          entry(address, softBounceReason(event, count, threshold.days)),
+        );
         suppressedHere.push(address);
       }
     }
@@ -148,13 +155,9 @@ export async function processFeedback(
     if (metric && !counted.has(messageKey)) {
       counted.add(messageKey);
       const byProvider = { [METRIC_DIMENSIONS.provider]: event.provider };
+      // Per provider only: which bounces were hard shows in SuppressionAdded by Cause, and every
+      // further dimension value is one more custom metric billed per month.
       telemetry.count(metric, byProvider);
-      if (event.kind === 'bounced') {
-        telemetry.count(metric, {
-          ...byProvider,
-          [METRIC_DIMENSIONS.bounceType]: event.bounceType ?? 'soft',
-        });
-      }
     }
 
     // Addresses are the recipient's personal data, but naming them is what makes a bounce actionable;

@@ -2,7 +2,8 @@ import * as z from 'zod';
 import { TRACE_HEADERS } from '../outcomes.ts';
 import { truncate } from '../text.ts';
 import { describeIssues } from '../validation.ts';
-import type { FeedbackEvent, FeedbackKind } from './feedback-event.ts';
+import { causeFromText, classifyBounce, isAddressCause } from './bounce-classification.ts';
+import type { BounceCause, FeedbackEvent, FeedbackKind } from './feedback-event.ts';
 
 export const SES_PROVIDER = 'ses';
 const MAX_DIAGNOSTIC = 500;
@@ -125,10 +126,12 @@ function eventsOf(
   switch (detail.eventType) {
     case 'Bounce': {
       const { bounce } = detail;
-      // SES: Permanent means do not send again; Transient and Undetermined may recover.
-      const bounceType = bounce.bounceType === 'Permanent' ? 'hard' : 'soft';
       return groupByDiagnosis(bounce.bouncedRecipients).map((group) =>
-        event('bounced', { ...group, bounceType, ...(bounce.timestamp && { at: bounce.timestamp }) }),
+        event('bounced', {
+          ...group,
+          ...sesBounceClass(bounce.bounceType, bounce.bounceSubType, group.status, group.diagnostic),
+          ...(bounce.timestamp && { at: bounce.timestamp }),
+        }),
       );
     }
     case 'Complaint': {
@@ -203,6 +206,50 @@ function groupByDiagnosis(
     groups.set(key, group);
   }
   return [...groups.values()];
+}
+
+/** What SES's bounce sub-type names, when the server's words and codes name nothing more specific. */
+const CAUSE_BY_SUB_TYPE: Readonly<Partial<Record<string, BounceCause>>> = {
+  NoEmail: 'user-unknown',
+  Suppressed: 'user-unknown',
+  MailboxFull: 'over-quota',
+  MessageTooLarge: 'content',
+  ContentRejected: 'content',
+  AttachmentRejected: 'content',
+};
+
+/**
+ * SES's bounce, judged by the relay's one classification (bounce-classification.ts) on the status and
+ * the remote server's words, with SES's own type and sub-type as evidence: hard only for a Permanent
+ * bounce whose evidence names the address, or a Permanent NoEmail / Suppressed (SES's finding that the
+ * address does not exist) that no other cause contradicts. OnAccountSuppressionList is SES's own list
+ * for this account, no fact about the address for the other providers: never hard.
+ */
+export function sesBounceClass(
+  bounceType: 'Permanent' | 'Transient' | 'Undetermined',
+  subType: string | undefined,
+  status: string | undefined,
+  diagnostic: string | undefined,
+): { bounceType: 'hard' | 'soft'; cause: BounceCause } {
+  const judged = classifyBounce({ status, diagnostic, permanent: bounceType === 'Permanent' });
+  const named = causeFromText(diagnostic);
+  const bySubType = CAUSE_BY_SUB_TYPE[subType ?? ''];
+  // SES's own word for a cause about the message (MailboxFull, AttachmentRejected …) is the most exact.
+  const cause =
+    bySubType !== undefined && !isAddressCause(bySubType)
+      ? bySubType
+      : (named ?? (judged.cause === 'other' ? (bySubType ?? 'other') : judged.cause));
+  if (bounceType !== 'Permanent' || subType === 'OnAccountSuppressionList') {
+    return { bounceType: 'soft', cause };
+  }
+  if (judged.bounceType === 'hard') return { bounceType: 'hard', cause: judged.cause };
+  // SES found the address does not exist; hard unless the evidence names another cause or a 4.x.x.
+  const contradicted =
+    (named !== undefined && !isAddressCause(named)) || judged.status?.startsWith('4.') === true;
+  if ((subType === 'NoEmail' || subType === 'Suppressed') && !contradicted) {
+    return { bounceType: 'hard', cause: 'user-unknown' };
+  }
+  return { bounceType: 'soft', cause };
 }
 
 function addresses(list: readonly string[]): string[] {

@@ -1,6 +1,12 @@
-import { BatchGetItemCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+} from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DynamoSuppressionList } from '../../../lambda/core/dynamo-suppression.ts';
+import { DynamoSuppressionList, SOFT_BOUNCE_KEY_PREFIX } from '../../../lambda/core/dynamo-suppression.ts';
 import { type DynamoPeer, startDynamo } from '../../helpers/dynamo.ts';
 import { REGION } from '../../helpers/peers.ts';
 
@@ -137,6 +143,121 @@ describe('the suppression list on the DynamoDB emulator', () => {
     const { calls } = throttleBatchGets(client, rounds);
     return { client, calls, list: new DynamoSuppressionList(client, dynamo.suppressionTableName, () => NOW) };
   }
+});
+
+describe('causes, evidence and soft-bounce counters on the DynamoDB emulator', () => {
+  let dynamo: DynamoPeer;
+  const clock = { now: NOW };
+  let list: DynamoSuppressionList;
+
+  beforeAll(async () => {
+    dynamo = await startDynamo();
+    list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName, () => clock.now);
+  });
+  afterAll(() => dynamo.stop());
+
+  it('keeps the cause and the evidence, cutting the diagnostic to an excerpt of 200 characters', async () => {
+    await list.suppress({
+      address: 'Gone@Fabrikam.com',
+      reason: 'hard bounce 5.1.1 via ses: 550 5.1.1 user unknown',
+      since: '2026-11-22T09:00:00.000Z',
+      cause: 'user-unknown',
+      evidence: { status: '5.1.1', diagnostic: `550 5.1.1 user unknown ${'x'.repeat(400)}`, provider: 'ses' },
+    });
+    const entry = (await list.find(['gone@fabrikam.com'])).get('gone@fabrikam.com');
+    expect(entry).toMatchObject({ cause: 'user-unknown', evidence: { status: '5.1.1', provider: 'ses' } });
+    expect(entry?.evidence?.diagnostic).toHaveLength(200);
+    expect(entry?.evidence?.diagnostic?.startsWith('550 5.1.1 user unknown xxx')).toBe(true);
+    expect((await list.list()).find((listed) => listed.address === 'gone@fabrikam.com')).toEqual(entry);
+  });
+
+  it('reads entries written before causes were kept, with only reason, since and expiresAt', async () => {
+    await dynamo.client.send(
+      new PutItemCommand({
+        TableName: dynamo.suppressionTableName,
+        Item: {
+          address: { S: 'legacy@fabrikam.com' },
+          reason: { S: 'hard bounce 5.1.1 via graph' },
+          since: { S: '2025-01-01T00:00:00.000Z' },
+          expiresAt: { N: String(NOW / 1000 + 3600) },
+        },
+      }),
+    );
+    expect((await list.find(['legacy@fabrikam.com'])).get('legacy@fabrikam.com')).toEqual({
+      address: 'legacy@fabrikam.com',
+      reason: 'hard bounce 5.1.1 via graph',
+      since: '2025-01-01T00:00:00.000Z',
+      expiresAt: NOW / 1000 + 3600,
+    });
+  });
+
+  it('counts soft bounces per address in one window from the first, once per message, hidden from find and list', async () => {
+    const at = '2026-11-22T10:00:00.000Z';
+    expect(await list.countSoftBounce('Full@Fabrikam.com', { messageId: 'm1', at }, 7)).toBe(1);
+    expect(await list.countSoftBounce('full@fabrikam.com', { messageId: 'm2', at }, 7)).toBe(2);
+    // A retried batch: the same message is not counted again, and its answer is the count as it is.
+    expect(await list.countSoftBounce('full@fabrikam.com', { messageId: 'm2', at }, 7)).toBe(2);
+    // Without a message id every report counts.
+    expect(await list.countSoftBounce('full@fabrikam.com', { at }, 7)).toBe(3);
+    expect(await list.countSoftBounce('other@fabrikam.com', { messageId: 'm1', at }, 7)).toBe(1);
+
+    const counter = await dynamo.client.send(
+      new GetItemCommand({
+        TableName: dynamo.suppressionTableName,
+        Key: { address: { S: `${SOFT_BOUNCE_KEY_PREFIX}full@fabrikam.com` } },
+      }),
+    );
+    // The counter expires (TTL) with its window.
+    expect(counter.Item?.expiresAt?.N).toBe(String(NOW / 1000 + 7 * 86_400));
+    expect(counter.Item?.firstAt?.S).toBe(at);
+
+    expect((await list.find(['full@fabrikam.com', `${SOFT_BOUNCE_KEY_PREFIX}full@fabrikam.com`])).size).toBe(
+      0,
+    );
+    expect((await list.list()).map((entry) => entry.address)).not.toContainEqual(
+      expect.stringContaining('full@fabrikam.com'),
+    );
+  });
+
+  it('opens a new window once the last has passed, even before TTL deleted the counter', async () => {
+    const at = '2026-11-22T10:00:00.000Z';
+    clock.now = NOW;
+    expect(await list.countSoftBounce('window@fabrikam.com', { messageId: 'w1', at }, 1)).toBe(1);
+    expect(await list.countSoftBounce('window@fabrikam.com', { messageId: 'w2', at }, 1)).toBe(2);
+    clock.now = NOW + 86_400_000 + 1000;
+    try {
+      // The old window's message ids are forgotten with it.
+      expect(await list.countSoftBounce('window@fabrikam.com', { messageId: 'w2', at }, 1)).toBe(1);
+      expect(await list.countSoftBounce('window@fabrikam.com', { messageId: 'w3', at }, 1)).toBe(2);
+    } finally {
+      clock.now = NOW;
+    }
+  });
+
+  it('counts every one of many soft bounces written at once (conditional writes, no lost update)', async () => {
+    const at = '2026-11-22T10:00:00.000Z';
+    const counts = await Promise.all(
+      Array.from({ length: 8 }, (_, index) =>
+        list.countSoftBounce('busy@fabrikam.com', { messageId: `b${index}`, at }, 7),
+      ),
+    );
+    expect([...counts].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('remove takes the address off the list and forgets its soft bounces', async () => {
+    const at = '2026-11-22T10:00:00.000Z';
+    await list.countSoftBounce('back@fabrikam.com', { messageId: 'r1', at }, 7);
+    await list.countSoftBounce('back@fabrikam.com', { messageId: 'r2', at }, 7);
+    await list.suppress({
+      address: 'back@fabrikam.com',
+      reason: '2 soft bounces in 7 days',
+      since: at,
+      cause: 'over-quota',
+    });
+    await list.remove('BACK@fabrikam.com');
+    expect((await list.find(['back@fabrikam.com'])).size).toBe(0);
+    expect(await list.countSoftBounce('back@fabrikam.com', { messageId: 'r3', at }, 7)).toBe(1);
+  });
 });
 
 /** A client of its own, so middleware added for one test leaves the shared one alone. */

@@ -57,6 +57,43 @@ describe('the feedback handler (SES events over EventBridge)', () => {
     }),
   });
 
+  it('with suppression.softBounces, suppresses an address after that many soft bounces of different messages', async () => {
+    const handler = createFeedbackHandler({
+      ...process.env,
+      [SETTINGS_ENV_VAR]: JSON.stringify({
+        suppression: { tableName: dynamo.suppressionTableName, softBounces: { count: 2, days: 7 } },
+        ledger: { tableName: dynamo.ledgerTableName },
+      }),
+    });
+    const bounceOf = (messageId: string) => {
+      const payload = sesFixture('bounce-transient.json');
+      (payload.detail as { mail: { messageId: string } }).mail.messageId = messageId;
+      return payload;
+    };
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    const stdout = captureStdout();
+    try {
+      await handler(bounceOf('ses-soft-1'), context);
+      // The same event again (a retry) counts once.
+      await handler(bounceOf('ses-soft-1'), context);
+      expect((await list.find(['full@fabrikam.com'])).size).toBe(0);
+      await handler(bounceOf('ses-soft-2'), context);
+    } finally {
+      stdout.stop();
+    }
+    expect((await list.find(['full@fabrikam.com'])).get('full@fabrikam.com')).toEqual({
+      address: 'full@fabrikam.com',
+      reason: '2 soft bounces in 7 days, the last 5.2.2 via ses: 552 5.2.2 Mailbox full',
+      since: '2026-11-20T09:20:11.004Z',
+      cause: 'over-quota',
+      evidence: { status: '5.2.2', diagnostic: '552 5.2.2 Mailbox full', provider: 'ses' },
+    });
+    expect(emfPoints(stdout.written).filter((point) => point.name === 'SuppressionAdded')).toEqual([
+      expect.objectContaining({ dimensions: { service: 'mail-relay', Cause: 'over-quota' }, value: 1 }),
+    ]);
+    await list.remove('full@fabrikam.com');
+  });
+
   it('turns a permanent SES bounce into a suppression, a Bounced metric and a Mail Bounced event', async () => {
     // The fixture's request (X-Mail-Relay-Idempotency-Key: order-1234), as the send function recorded it.
     const ledger = new DynamoDeliveryLedger(dynamo.client, dynamo.ledgerTableName);
@@ -92,6 +129,13 @@ describe('the feedback handler (SES events over EventBridge)', () => {
     const entry = suppressed.get('nobody@fabrikam.com');
     expect(entry?.reason).toMatch(/^hard bounce 5\.1\.1 via ses: 550 5\.1\.1/);
     expect(entry?.since).toBe('2026-11-20T09:14:03.912Z');
+    expect(entry?.cause).toBe('user-unknown');
+    expect(entry?.evidence).toEqual({
+      status: '5.1.1',
+      diagnostic:
+        '550 5.1.1 <nobody@fabrikam.com>: Recipient address rejected: User unknown in virtual mailbox table',
+      provider: 'ses',
+    });
     // 30 days from now, give or take the test's own duration.
     expect(entry?.expiresAt).toBeGreaterThan(Date.now() / 1000 + 30 * 86_400 - 60);
     expect(entry?.expiresAt).toBeLessThan(Date.now() / 1000 + 30 * 86_400 + 60);
@@ -99,14 +143,14 @@ describe('the feedback handler (SES events over EventBridge)', () => {
     expect(emfPoints(stdout.written)).toEqual([
       {
         namespace: 'MailRelay',
-        name: 'Bounced',
-        dimensions: { service: 'mail-relay', Provider: 'ses' },
+        name: 'SuppressionAdded',
+        dimensions: { service: 'mail-relay', Cause: 'user-unknown' },
         value: 1,
       },
       {
         namespace: 'MailRelay',
         name: 'Bounced',
-        dimensions: { service: 'mail-relay', Provider: 'ses', BounceType: 'hard' },
+        dimensions: { service: 'mail-relay', Provider: 'ses' },
         value: 1,
       },
     ]);
@@ -147,9 +191,17 @@ describe('the feedback handler (SES events over EventBridge)', () => {
 
     const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
     const entry = (await list.find(['annoyed@fabrikam.com'])).get('annoyed@fabrikam.com');
-    expect(entry).toMatchObject({ reason: 'complaint (abuse) via ses', since: '2026-11-20T10:02:40.000Z' });
+    expect(entry).toMatchObject({
+      reason: 'complaint (abuse) via ses',
+      since: '2026-11-20T10:02:40.000Z',
+      cause: 'complaint',
+      evidence: { diagnostic: 'abuse', provider: 'ses' },
+    });
     expect(entry).not.toHaveProperty('expiresAt');
-    expect(emfPoints(stdout.written).map((point) => point.name)).toEqual(['Complained']);
+    expect(emfPoints(stdout.written).map((point) => [point.name, point.dimensions.Cause])).toEqual([
+      ['SuppressionAdded', 'complaint'],
+      ['Complained', undefined],
+    ]);
     expect(events.events.at(-1)?.detailType).toBe('Mail Complained');
   });
 
@@ -168,7 +220,6 @@ describe('the feedback handler (SES events over EventBridge)', () => {
     expect((await list.find(['full@fabrikam.com'])).size).toBe(0);
     expect(emfPoints(stdout.written).map((point) => [point.name, point.dimensions])).toEqual([
       ['Bounced', { service: 'mail-relay', Provider: 'ses' }],
-      ['Bounced', { service: 'mail-relay', Provider: 'ses', BounceType: 'soft' }],
       ['Delivered', { service: 'mail-relay', Provider: 'ses' }],
     ]);
     // Delivered is opt-in (events.publish.delivered): the delivery is counted, and no request is made for it.

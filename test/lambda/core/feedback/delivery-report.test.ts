@@ -74,6 +74,7 @@ describe('parseDeliveryReport on real-world shaped reports', () => {
         provider: 'graph',
         recipients: ['nils.ekberg@fabrikam.com'],
         bounceType: 'hard',
+        cause: 'user-unknown',
         status: '5.1.10',
         diagnostic: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
         providerMessageId:
@@ -128,6 +129,7 @@ describe('parseDeliveryReport on real-world shaped reports', () => {
         provider: 'graph',
         recipients: ['m.jensen@fabrikam.com'],
         bounceType: 'hard',
+        cause: 'user-unknown',
         status: '5.1.1',
         diagnostic:
           '550 5.1.1 <M.Jensen@fabrikam.com>: Recipient address rejected: User unknown in virtual mailbox table',
@@ -147,6 +149,7 @@ describe('parseDeliveryReport on real-world shaped reports', () => {
         provider: 'graph',
         recipients: ['lena.fischer@fabrikam.net'],
         bounceType: 'soft',
+        cause: 'over-quota',
         // From `Status: 5.2.2 (Remote SMTP server has rejected address)`.
         status: '5.2.2',
         diagnostic: '552 5.2.2 <lena.fischer@fabrikam.net>... Mailbox full',
@@ -173,6 +176,7 @@ describe('parseDeliveryReport on real-world shaped reports', () => {
         kind: 'bounced',
         recipients: ['a.novak@fabrikam.com', 't.horvat@fabrikam.com'],
         bounceType: 'hard',
+        cause: 'user-unknown',
         status: '5.1.1',
         diagnostic: '550 5.1.1 User unknown',
         ...common,
@@ -339,6 +343,71 @@ describe('parseDeliveryReport on edge cases', () => {
     expect(event).toMatchObject({ kind: 'bounced', status: '5.7.708', bounceType: 'soft' });
   });
 
+  it('reads every recipient block, also without a blank line between them, and keeps repeated fields', async () => {
+    const events = await parseDeliveryReport(
+      report({
+        recipients: [
+          [
+            ...failed('first@fabrikam.com', 'Status: 5.1.1', 'Diagnostic-Code: smtp; 550 5.1.1 unknown'),
+            // No blank line: a repeated Final-Recipient starts the next recipient.
+            ...failed('second@fabrikam.com', 'Status: 5.1.1'),
+            // A second Diagnostic-Code is evidence too: this one names a quota.
+            'Diagnostic-Code: smtp; 550 5.1.1 <second@fabrikam.com>',
+            'Diagnostic-Code: smtp; 552 mailbox full',
+          ],
+        ],
+      }),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['first@fabrikam.com'], bounceType: 'hard', cause: 'user-unknown' },
+      { recipients: ['second@fabrikam.com'], bounceType: 'soft', cause: 'over-quota' },
+    ]);
+  });
+
+  it('calls a 5.1.1 soft when its diagnostic names a blocklist, a quota or a rate (issue 18)', async () => {
+    const events = await parseDeliveryReport(
+      report({
+        recipients: [
+          failed(
+            'a@fabrikam.com',
+            'Status: 5.1.1',
+            'Diagnostic-Code: smtp; 550 5.7.1 IP address blacklisted',
+          ),
+          failed('b@fabrikam.com', 'Status: 5.1.1', 'Diagnostic-Code: smtp; 552 5.2.2 Over quota'),
+          failed(
+            'c@fabrikam.com',
+            'Status: 5.1.1',
+            'Diagnostic-Code: smtp; 550 5.1.1 Too many recipients this hour',
+          ),
+        ],
+      }),
+      context,
+    );
+    expect(events?.map((event) => [event.recipients, event.bounceType, event.cause])).toEqual([
+      [['a@fabrikam.com'], 'soft', 'blocked'],
+      [['b@fabrikam.com'], 'soft', 'over-quota'],
+      [['c@fabrikam.com'], 'soft', 'rate-limited'],
+    ]);
+  });
+
+  it('prefers the diagnostic’s specific code to a generic Status 5.0.0 (issue 18)', async () => {
+    const [event] =
+      (await parseDeliveryReport(
+        report({
+          recipients: [
+            failed(
+              'gone@fabrikam.com',
+              'Status: 5.0.0',
+              'Diagnostic-Code: smtp; 550 5.1.1 <gone@fabrikam.com>',
+            ),
+          ],
+        }),
+        context,
+      )) ?? [];
+    expect(event).toMatchObject({ status: '5.1.1', bounceType: 'hard', cause: 'user-unknown' });
+  });
+
   it('has no request ids when the report does not return the original', async () => {
     const [event] =
       (await parseDeliveryReport(
@@ -350,6 +419,7 @@ describe('parseDeliveryReport on edge cases', () => {
       provider: 'graph',
       recipients: ['nobody@fabrikam.com'],
       bounceType: 'hard',
+      cause: 'user-unknown',
       status: '5.1.1',
       at: '2024-03-05T10:15:33.000Z',
     });

@@ -4,6 +4,7 @@ import { processFeedback } from '../../../../lambda/core/feedback/process-feedba
 import type { RelayTelemetry } from '../../../../lambda/core/metrics.ts';
 import type { OutcomeEvent } from '../../../../lambda/core/outcomes.ts';
 import type { Suppression } from '../../../../lambda/core/suppression.ts';
+import { MemorySuppressionList } from '../../../helpers/memory-ledger.ts';
 
 const NOW = Date.parse('2026-11-22T12:00:00Z');
 
@@ -48,6 +49,7 @@ const hardBounce: FeedbackEvent = {
   provider: 'graph',
   recipients: ['nobody@fabrikam.com'],
   bounceType: 'hard',
+  cause: 'user-unknown',
   status: '5.1.10',
   diagnostic: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
   providerMessageId: 'AM0PR01MB0001.example@contoso.com',
@@ -67,11 +69,17 @@ describe('processFeedback', () => {
           'hard bounce 5.1.10 via graph: 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
         since: '2026-11-22T11:59:00.000Z',
         expiresAt: NOW / 1000 + 30 * 86_400,
+        cause: 'user-unknown',
+        evidence: {
+          status: '5.1.10',
+          diagnostic: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup',
+          provider: 'graph',
+        },
       },
     ]);
     expect(run.counts).toEqual([
+      { name: 'SuppressionAdded', dimensions: { Cause: 'user-unknown' }, value: 1 },
       { name: 'Bounced', dimensions: { Provider: 'graph' }, value: 1 },
-      { name: 'Bounced', dimensions: { Provider: 'graph', BounceType: 'hard' }, value: 1 },
     ]);
     expect(run.published).toEqual([
       expect.objectContaining({
@@ -98,10 +106,7 @@ describe('processFeedback', () => {
     const run = harness();
     await processFeedback([{ ...hardBounce, bounceType: 'soft', status: '5.2.2' }], run.dependencies);
     expect(run.suppressions).toEqual([]);
-    expect(run.counts.map((count) => count.dimensions)).toEqual([
-      { Provider: 'graph' },
-      { Provider: 'graph', BounceType: 'soft' },
-    ]);
+    expect(run.counts.map((count) => count.dimensions)).toEqual([{ Provider: 'graph' }]);
     expect(run.published[0]).toMatchObject({ outcome: 'bounced', bounceType: 'soft' });
     expect(run.published[0]).not.toHaveProperty('suppressedRecipients');
     expect(run.logs).toContainEqual(
@@ -131,7 +136,15 @@ describe('processFeedback', () => {
       ['a@fabrikam.com', 'complaint (abuse) via ses'],
       ['b@fabrikam.com', 'complaint (abuse) via ses'],
     ]);
-    expect(run.counts).toEqual([{ name: 'Complained', dimensions: { Provider: 'ses' }, value: 1 }]);
+    expect(run.suppressions.map((entry) => [entry.cause, entry.evidence])).toEqual([
+      ['complaint', { diagnostic: 'abuse', provider: 'ses' }],
+      ['complaint', { diagnostic: 'abuse', provider: 'ses' }],
+    ]);
+    expect(run.counts).toEqual([
+      { name: 'SuppressionAdded', dimensions: { Cause: 'complaint' }, value: 1 },
+      { name: 'SuppressionAdded', dimensions: { Cause: 'complaint' }, value: 1 },
+      { name: 'Complained', dimensions: { Provider: 'ses' }, value: 1 },
+    ]);
     // Without the trace header, the provider's id is the only id there is.
     expect(run.published[0]).toMatchObject({ outcome: 'complained', messageId: 'ses-1' });
   });
@@ -142,7 +155,9 @@ describe('processFeedback', () => {
       [hardBounce, { ...hardBounce, recipients: ['other@fabrikam.com'], status: '5.1.1' }],
       run.dependencies,
     );
-    expect(run.counts.filter((count) => count.name === 'Bounced')).toHaveLength(2);
+    // One Bounced for the message (per provider), one SuppressionAdded per address.
+    expect(run.counts.filter((count) => count.name === 'Bounced')).toHaveLength(1);
+    expect(run.counts.filter((count) => count.name === 'SuppressionAdded')).toHaveLength(2);
     expect(run.suppressions.map((entry) => entry.address)).toEqual([
       'nobody@fabrikam.com',
       'other@fabrikam.com',
@@ -230,5 +245,147 @@ describe('processFeedback', () => {
         message: 'Could not note the feedback in the delivery ledger',
       }),
     );
+  });
+
+  it('keeps an excerpt of at most 200 characters of the diagnostic as evidence, and cause other when the bounce names none', async () => {
+    const run = harness();
+    const long = `550 5.1.1 ${'no such user here '.repeat(30)}`;
+    await processFeedback([{ ...hardBounce, cause: undefined, diagnostic: long }], run.dependencies);
+    const [entry] = run.suppressions;
+    expect(entry?.cause).toBe('other');
+    expect(entry?.evidence?.diagnostic).toHaveLength(200);
+    expect(entry?.evidence?.diagnostic).toMatch(/^550 5\.1\.1 no such user here .*…$/);
+    // The reason keeps more of the words (up to 500 characters), as before.
+    expect(entry?.reason.length).toBeGreaterThan(200);
+    expect(run.counts[0]).toEqual({ name: 'SuppressionAdded', dimensions: { Cause: 'other' }, value: 1 });
+  });
+});
+
+describe('processFeedback with a soft-bounce threshold', () => {
+  const softBounce: FeedbackEvent = {
+    ...hardBounce,
+    bounceType: 'soft',
+    cause: 'over-quota',
+    status: '4.2.2',
+    diagnostic: '452 4.2.2 The email account that you tried to reach is over quota',
+    idempotencyKey: undefined,
+    recipients: ['full@fabrikam.com'],
+  };
+  const bounceOf = (message: number, fields: Partial<FeedbackEvent> = {}): FeedbackEvent => ({
+    ...softBounce,
+    providerMessageId: `message-${message}`,
+    sourceMessageId: `sqs-${message}`,
+    ...fields,
+  });
+
+  function thresholdRun(threshold = { count: 3, days: 7 }) {
+    const clock = { now: NOW };
+    const list = new MemorySuppressionList(() => clock.now);
+    const run = harness();
+    const dependencies = {
+      ...run.dependencies,
+      suppressions: list,
+      softBounces: { threshold, counter: list },
+      now: () => clock.now,
+    };
+    return { clock, list, run, dependencies };
+  }
+
+  it('suppresses after N soft bounces of an address within D days, with the last cause and a reason naming them', async () => {
+    const { list, run, dependencies } = thresholdRun();
+    await processFeedback([bounceOf(1), bounceOf(2)], dependencies);
+    expect(list.entries.size).toBe(0);
+
+    const summary = await processFeedback(
+      [bounceOf(3, { cause: 'expired', status: '4.4.7', diagnostic: '421 4.4.7 Message expired' })],
+      dependencies,
+    );
+    expect(summary.suppressed).toEqual(['full@fabrikam.com']);
+    expect(list.entries.get('full@fabrikam.com')).toEqual({
+      address: 'full@fabrikam.com',
+      reason: '3 soft bounces in 7 days, the last 4.4.7 via graph: 421 4.4.7 Message expired',
+      since: softBounce.at,
+      cause: 'expired',
+      evidence: { status: '4.4.7', diagnostic: '421 4.4.7 Message expired', provider: 'graph' },
+    });
+    expect(run.counts).toContainEqual({
+      name: 'SuppressionAdded',
+      dimensions: { Cause: 'expired' },
+      value: 1,
+    });
+    expect(run.published.at(-1)).toMatchObject({ suppressedRecipients: ['full@fabrikam.com'] });
+    expect(run.logs.at(-1)).toMatchObject({
+      message: 'Bounce received',
+      attributes: expect.objectContaining({ suppressed: true, cause: 'expired' }),
+    });
+  });
+
+  it('counts a retried bounce of the same message once', async () => {
+    const { list, dependencies } = thresholdRun();
+    await processFeedback([bounceOf(1), bounceOf(1), bounceOf(2)], dependencies);
+    await processFeedback([bounceOf(2)], dependencies);
+    expect(list.softBounces.get('full@fabrikam.com')?.count).toBe(2);
+    expect(list.entries.size).toBe(0);
+  });
+
+  it('never counts unverified soft bounces, nor those whose cause is about the sender or the message', async () => {
+    const { list, run, dependencies } = thresholdRun({ count: 2, days: 7 });
+    await processFeedback(
+      [
+        bounceOf(1, { unverified: true }),
+        bounceOf(2, { cause: 'rate-limited' }),
+        bounceOf(3, { cause: 'blocked' }),
+        bounceOf(4, { cause: 'policy' }),
+        bounceOf(5, { cause: 'content' }),
+        bounceOf(6, { unverified: true }),
+      ],
+      dependencies,
+    );
+    expect(list.softBounces.size).toBe(0);
+    expect(list.entries.size).toBe(0);
+    expect(run.counts.filter((count) => count.name === 'SuppressionAdded')).toEqual([]);
+  });
+
+  it('counts soft bounces with no cause or an address cause, per address', async () => {
+    const { list, dependencies } = thresholdRun({ count: 2, days: 7 });
+    await processFeedback(
+      [
+        bounceOf(1, { cause: undefined, recipients: ['a@fabrikam.com', 'b@fabrikam.com'] }),
+        bounceOf(2, { cause: 'user-unknown', status: '4.1.1', recipients: ['a@fabrikam.com'] }),
+      ],
+      dependencies,
+    );
+    expect(list.softBounces.get('a@fabrikam.com')?.count).toBe(2);
+    expect(list.softBounces.get('b@fabrikam.com')?.count).toBe(1);
+    expect([...list.entries.keys()]).toEqual(['a@fabrikam.com']);
+    expect(list.entries.get('a@fabrikam.com')?.cause).toBe('user-unknown');
+  });
+
+  it('starts counting afresh once the window from the first soft bounce has passed', async () => {
+    const { clock, list, dependencies } = thresholdRun({ count: 3, days: 7 });
+    await processFeedback([bounceOf(1), bounceOf(2)], dependencies);
+    clock.now += 7 * 86_400_000 + 1000;
+    await processFeedback([bounceOf(3), bounceOf(4)], dependencies);
+    expect(list.softBounces.get('full@fabrikam.com')?.count).toBe(2);
+    expect(list.entries.size).toBe(0);
+  });
+
+  it('fails when a soft bounce cannot be counted, so the feedback is retried', async () => {
+    const { list, dependencies } = thresholdRun();
+    list.failWrites = true;
+    await expect(processFeedback([bounceOf(1)], dependencies)).rejects.toThrow(
+      'suppression list unreachable',
+    );
+  });
+
+  it('never counts soft bounces when no threshold is configured', async () => {
+    const list = new MemorySuppressionList(() => NOW);
+    const run = harness();
+    await processFeedback([bounceOf(1), bounceOf(2), bounceOf(3), bounceOf(4), bounceOf(5)], {
+      ...run.dependencies,
+      suppressions: list,
+    });
+    expect(list.softBounces.size).toBe(0);
+    expect(list.entries.size).toBe(0);
   });
 });

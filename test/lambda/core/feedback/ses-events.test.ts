@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FeedbackPayloadError, parseSesEvent } from '../../../../lambda/core/feedback/ses-events.ts';
+import {
+  FeedbackPayloadError,
+  parseSesEvent,
+  sesBounceClass,
+} from '../../../../lambda/core/feedback/ses-events.ts';
 
 function fixture(name: string): Record<string, unknown> {
   return JSON.parse(readFileSync(new URL(`../../../fixtures/feedback/ses/${name}`, import.meta.url), 'utf8'));
@@ -14,6 +18,7 @@ describe('parseSesEvent', () => {
         provider: 'ses',
         recipients: ['nobody@fabrikam.com'],
         bounceType: 'hard',
+        cause: 'user-unknown',
         status: '5.1.1',
         diagnostic:
           '550 5.1.1 <nobody@fabrikam.com>: Recipient address rejected: User unknown in virtual mailbox table',
@@ -32,12 +37,82 @@ describe('parseSesEvent', () => {
     expect(event).toMatchObject({
       kind: 'bounced',
       bounceType: 'soft',
+      cause: 'over-quota',
       status: '5.2.2',
       recipients: ['full@fabrikam.com'],
     });
     expect(event?.idempotencyKey).toBeUndefined();
     expect(event?.tags).toBeUndefined();
   });
+
+  it.each([
+    // [bounceType, subType, status, diagnostic, expected class]
+    ['Permanent', 'General', '5.1.1', '550 5.1.1 user unknown', 'hard', 'user-unknown'],
+    ['Permanent', 'NoEmail', '5.1.1', undefined, 'hard', 'user-unknown'],
+    [
+      'Permanent',
+      'Suppressed',
+      '5.1.1',
+      'Amazon SES has suppressed sending to this address because it has a recent history of bouncing as an invalid address.',
+      'hard',
+      'user-unknown',
+    ],
+    [
+      'Permanent',
+      'General',
+      '5.0.0',
+      '550 5.1.1 The email account that you tried to reach does not exist',
+      'hard',
+      'user-unknown',
+    ],
+    ['Permanent', 'General', '5.4.4', '554 5.4.4 host not found', 'hard', 'host-unknown'],
+    [
+      'Permanent',
+      'General',
+      '5.2.1',
+      '550 5.2.1 The email account that you tried to reach is disabled',
+      'hard',
+      'mailbox-disabled',
+    ],
+    // SES calls these Permanent; their words are about the sender, the rate or the quota.
+    ['Permanent', 'General', '5.1.1', '550 5.7.1 IP address blacklisted', 'soft', 'blocked'],
+    ['Permanent', 'General', '5.1.1', '552 5.2.2 Over quota', 'soft', 'over-quota'],
+    [
+      'Permanent',
+      'General',
+      '5.2.1',
+      '550 5.2.1 Mailbox temporarily disabled: rate limit exceeded for this user',
+      'soft',
+      'rate-limited',
+    ],
+    ['Permanent', 'General', '5.1.3', '553 5.1.3 sender listed at zen.spamhaus.org', 'soft', 'blocked'],
+    ['Permanent', 'General', '5.1.1', '550 5.1.1 refused due to recipient preferences', 'soft', 'policy'],
+    ['Permanent', 'General', '5.7.1', '550 5.7.1 Message rejected', 'soft', 'policy'],
+    // The two codes disagree: the one that is not about the address wins.
+    ['Permanent', 'General', '5.1.1', '550 5.7.1 rejected', 'soft', 'policy'],
+    ['Permanent', 'General', undefined, undefined, 'soft', 'other'],
+    [
+      'Permanent',
+      'OnAccountSuppressionList',
+      undefined,
+      'Amazon SES did not send the message to this address because it is on the suppression list for your account.',
+      'soft',
+      'other',
+    ],
+    ['Transient', 'MailboxFull', '5.2.2', '552 5.2.2 Mailbox full', 'soft', 'over-quota'],
+    ['Transient', 'MessageTooLarge', '5.3.4', '552 5.3.4 Message too big', 'soft', 'content'],
+    ['Transient', 'ContentRejected', '5.7.1', '554 5.7.1 Message rejected as spam', 'soft', 'content'],
+    ['Transient', 'AttachmentRejected', '5.7.1', '554 5.7.1 attachment type not allowed', 'soft', 'content'],
+    ['Transient', 'General', '4.4.7', '421 4.4.7 Message expired', 'soft', 'expired'],
+    ['Transient', 'General', '4.1.1', '450 4.1.1 user unknown (try later)', 'soft', 'rate-limited'],
+    ['Transient', 'General', '4.1.1', '450 4.1.1 user unknown', 'soft', 'user-unknown'],
+    ['Undetermined', undefined, undefined, undefined, 'soft', 'other'],
+  ] as const)(
+    'reads SES %s/%s, status %s, "%s" as %s (%s)',
+    (type, subType, status, diagnostic, bounceType, cause) => {
+      expect(sesBounceClass(type, subType, status, diagnostic)).toEqual({ bounceType, cause });
+    },
+  );
 
   it('groups recipients that bounced for the same reason, and cuts long diagnostics to 500 characters', () => {
     const events = parseSesEvent(fixture('bounce-suppressed.json'));

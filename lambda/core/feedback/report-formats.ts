@@ -1,0 +1,216 @@
+/**
+ * Readers for the bounces that are not RFC 3464 reports: the plain-text messages of qmail, Exim,
+ * Postfix and sendmail without DSN, Gmail and Google Groups, Exchange 2003, Lotus Notes, Yahoo and the
+ * like. They share one shape: an introduction, then each failed address at the start of a line with
+ * the remote server's words after it or on the lines below, then a marker and the returned original.
+ */
+
+/** One recipient as a plain-text bounce reports it. */
+export interface TextRecipient {
+  readonly recipient: string;
+  readonly diagnostic?: string;
+  readonly delayed: boolean;
+}
+
+export interface TextReport {
+  /** Which reader recognised it (for tests and counts). */
+  readonly format: TextFormat;
+  readonly recipients: readonly TextRecipient[];
+  /**
+   * A failure notice rather than a delay warning: servers send one only once they have given up, so
+   * without any code its failure counts as permanent (its words still have to name an address cause).
+   */
+  readonly permanent: boolean;
+  /** The text after the original-message marker: the returned original, when quoted. */
+  readonly original?: string;
+  /** The report's own text, before the original. */
+  readonly text: string;
+}
+
+export const TEXT_FORMATS = [
+  'qmail',
+  'exim',
+  'postfix',
+  'sendmail',
+  'gmail',
+  'google-groups',
+  'exchange-2003',
+  'notes',
+  'generic',
+] as const;
+export type TextFormat = (typeof TEXT_FORMATS)[number];
+
+/** Each format's introduction, the words that make a plain-text message a bounce. */
+const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
+  ['qmail', /\bThis is the qmail-send program\b|\bqmail-send\b/i],
+  ['exim', /\bThis message was created automatically by mail delivery software\b/i],
+  ['postfix', /\bThis is the mail system at host\b|\bThis is the Postfix program\b/i],
+  [
+    'sendmail',
+    /-{3,}\s*The following addresses? had (?:permanent fatal|delivery) errors|-{3,}\s*Transcript of session follows/i,
+  ],
+  [
+    'gmail',
+    /\bDelivery to the following recipients? (?:failed|has been delayed)\b|\bYour message wasn't delivered to\b/i,
+  ],
+  ['google-groups', /\bthe group you tried to contact\b|\bGoogle Groups\b/i],
+  [
+    'exchange-2003',
+    /\bYour message did not reach some or all of the intended recipients\b|\bdid not reach the following recipient/i,
+  ],
+  ['notes', /-{3,}\s*Failure Reasons\s*-{3,}/i],
+  [
+    'generic',
+    /\ban error (?:has )?occurred while (?:trying|attempting) to deliver\b|\b(?:unable|could not|couldn't|was not able|wasn't able) (?:to )?(?:be )?deliver(?:ed)?\b|\bdelivery (?:has )?failed\b|\bundeliver(?:able|ed)\b|\bpermanent (?:error|failure)\b|\bfollowing address(?:es|\(es\))? (?:failed|had)\b/i,
+  ],
+];
+
+/** A bounce's sender: a mailer daemon, a postmaster or a delivery system. */
+const DAEMON_SENDER =
+  /\b(?:mailer-daemon|mail-daemon|postmaster|mailer|mail delivery (?:system|subsystem|service)|mail administrator|system administrator)\b/i;
+/** A bounce's subject. */
+const BOUNCE_SUBJECT =
+  /\b(?:undeliver|undelivered|returned mail|delivery (?:status notification|failure|failed|problem|has failed|notification)|failure notice|mail delivery failed|non-?delivery|could not (?:be )?deliver|warning: could not send|returning message to sender)/i;
+
+/** Where the returned original starts: a dashed line naming a copy, the original, the unsent message. */
+const ORIGINAL_MARKER =
+  /^[ \t]*(?:-{2,}|={2,}).*\b(?:copy of|original|unsent message|returned message|header of the|rejected message|message follows)\b.*$/im;
+
+/** A header line of the returned original, at the start of a line (the capture marks it as kept). */
+const ORIGINAL_HEADER = /^(Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version)[ \t]*:/m;
+
+/**
+ * An address at the start of a line, after spaces, a quote or an angle bracket, or after a reply code
+ * (sendmail's `550 <a@b>... User unknown`).
+ */
+const LEADING_ADDRESS =
+  /^[ \t]*(?:[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)?(?:"|<|mailto:)?([^\s<>"@,;:()[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?:"|>)?(.*)$/;
+
+const DELAYED =
+  /\b(?:delayed|has not yet been delivered|will (?:continue|keep) (?:trying|to try)|still trying|warning: could not send|not yet been delivered)\b/i;
+
+export interface TextMessage {
+  readonly from: string;
+  readonly subject: string;
+  /** The message's text: its first text/plain part or its body. */
+  readonly text: string;
+  /** X-Failed-Recipients (Exim, Google), when present. */
+  readonly failedRecipients: readonly string[];
+}
+
+/**
+ * Reads a plain-text bounce; undefined when the message is not one: it must have a bounce's
+ * introduction, come from a mailer daemon (or carry a bounce's subject and a known MTA's introduction),
+ * and name at least one failed address.
+ */
+export function readTextReport(message: TextMessage): TextReport | undefined {
+  // The report ends at the marker, or where the original's header starts without one (Zoho, X3).
+  const marker = ORIGINAL_MARKER.exec(message.text) ?? ORIGINAL_HEADER.exec(message.text);
+  const report = marker ? message.text.slice(0, marker.index) : message.text;
+  const original = marker
+    ? message.text.slice(marker.index + (marker[1] === undefined ? marker[0].length : 0))
+    : undefined;
+  const format = INTRODUCTIONS.find(([, pattern]) => pattern.test(report))?.[0];
+  if (format === undefined) return undefined;
+  // A person forwarding a bounce, an auto-reply quoting one: only a daemon's message, or one with a
+  // bounce's subject and a known MTA's own introduction, is read.
+  const fromDaemon = DAEMON_SENDER.test(message.from);
+  const forwarded = /^\s*(?:fwd?|re|aw|wg|tr)\s*:/i.test(message.subject);
+  if (!fromDaemon && (forwarded || format === 'generic' || !BOUNCE_SUBJECT.test(message.subject))) {
+    return undefined;
+  }
+
+  const delayed = DELAYED.test(report) && !/\bpermanent/i.test(report);
+  const blocks = recipientBlocks(report, message.from);
+  // Exim and Google name the failed addresses in a header too: the ones the text does not show
+  // (Google Groups' text names only the group) still count, with the whole report as the evidence.
+  const named = new Set(blocks.map((block) => block.recipient));
+  for (const address of message.failedRecipients) {
+    if (!named.has(address)) blocks.push({ recipient: address, lines: reportLines(report) });
+  }
+  if (blocks.length === 0) return undefined;
+  const diagnostics = blocks.map((block) => diagnosticOf(block, report));
+  // Addresses listed together, with one error below the last (Gmail, sendmail): they share it.
+  for (let index = diagnostics.length - 2; index >= 0; index--) {
+    diagnostics[index] ??= diagnostics[index + 1];
+  }
+  const recipients = blocks.map((block, index) => {
+    const diagnostic = diagnostics[index];
+    return { recipient: block.recipient, delayed, ...(diagnostic && { diagnostic }) };
+  });
+  return { format, recipients, permanent: !delayed, text: report, ...(original && { original }) };
+}
+
+interface Block {
+  readonly recipient: string;
+  readonly lines: string[];
+}
+
+/**
+ * Each line that starts with an address starts a recipient; the rest of that line and the lines below,
+ * up to the next such line, are its words. The report's own sender is not a recipient, nor is an
+ * address that a line of a session transcript (`>>> RCPT To:`, `<<< 550`) starts with.
+ */
+function recipientBlocks(report: string, from: string): Block[] {
+  const sender = /<([^<>]+@[^<>]+)>/.exec(from)?.[1]?.toLowerCase() ?? from.trim().toLowerCase();
+  const blocks: Block[] = [];
+  let current: Block | undefined;
+  for (const line of report.split(/\r?\n/)) {
+    const match = LEADING_ADDRESS.exec(line) ?? INLINE_RECIPIENT.exec(line);
+    const address = match?.[1]?.toLowerCase().replace(/\.$/, '');
+    if (match && address && address !== sender && !isHeaderLine(line)) {
+      const existing = blocks.find((block) => block.recipient === address);
+      current = existing ?? { recipient: address, lines: [] };
+      if (!existing) blocks.push(current);
+      // The reply code before the address is part of the words.
+      const before = /^\s*([245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)/.exec(line)?.[1] ?? '';
+      current.lines.push(`${before}${match[2] ?? ''}`);
+    } else if (current && TRANSCRIPT_LINE.test(line) && !line.toLowerCase().includes(current.recipient)) {
+      // A session transcript's line about another host or address ends this recipient's words.
+      current = undefined;
+    } else if (current) {
+      current.lines.push(line);
+    }
+  }
+  return blocks;
+}
+
+/** Gmail's sentence naming the recipient: "Your message wasn't delivered to a@b because …". */
+const INLINE_RECIPIENT =
+  /\bwasn't delivered to <?([^\s<>"@,;:()[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>?(.*)$/i;
+
+/**
+ * A line of a sendmail session transcript: a command or reply (`>>>`, `<<<`), where the session was,
+ * or a reply about an address or host (`550 <a@b>... User unknown`, `550 host (smtp)... Host unknown`).
+ */
+const TRANSCRIPT_LINE = /^\s*(?:>>>|<<<|(?:\.{3}\s*)?while talking)|^\s*[245]\d\d[ -].*\.\.\./i;
+
+function isHeaderLine(line: string): boolean {
+  return /^[ \t]*(?:from|to|cc|sender|reply-to|return-path)\s*:/i.test(line);
+}
+
+function reportLines(report: string): string[] {
+  return report.split(/\r?\n/);
+}
+
+/**
+ * A recipient's words, on one line. When its own block has no reply or status code (sendmail lists the
+ * addresses, then a transcript), the transcript line that names the address with a code is added.
+ */
+function hasCode(text: string | undefined): boolean {
+  return text !== undefined && /\b[245]\d\d\b|[245]\.\d{1,3}\.\d{1,3}/.test(text);
+}
+
+function diagnosticOf(block: Block, report: string): string | undefined {
+  let text = block.lines.join(' ');
+  if (!hasCode(text)) {
+    const line = report
+      .split(/\r?\n/)
+      .find(
+        (candidate) => candidate.toLowerCase().includes(block.recipient) && /\b[45]\d\d\b/.test(candidate),
+      );
+    if (line) text = `${text} ${line}`;
+  }
+  const words = text.replace(/\s+/g, ' ').trim();
+  return words || undefined;
+}

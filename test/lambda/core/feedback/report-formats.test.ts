@@ -1,0 +1,386 @@
+import { describe, expect, it } from 'vitest';
+import { parseDeliveryReport } from '../../../../lambda/core/feedback/delivery-report.ts';
+
+const context = { provider: 'smtp', receivedAt: '2026-01-01T00:00:00.000Z' };
+
+/** The relay's message as returned below a plain-text bounce. */
+const ORIGINAL = [
+  'Message-ID: <original@contoso.com>',
+  'X-Mail-Relay-Message-Id: 7d1e0c2a-1b57-4c38-9d0e-5f3a9e2b8c11',
+  'X-Mail-Relay-Idempotency-Key: order-77',
+  'From: orders@contoso.com',
+  'To: someone@fabrikam.com',
+  'Subject: Your order',
+  '',
+  'Hello',
+];
+const TRACED = {
+  providerMessageId: 'original@contoso.com',
+  sourceMessageId: '7d1e0c2a-1b57-4c38-9d0e-5f3a9e2b8c11',
+  idempotencyKey: 'order-77',
+};
+
+function message(headers: readonly string[], body: readonly string[]): string {
+  return [
+    'Date: Tue, 5 Mar 2024 10:15:33 +0000',
+    'To: orders@contoso.com',
+    'MIME-Version: 1.0',
+    ...headers,
+    '',
+    ...body,
+    '',
+  ].join('\r\n');
+}
+
+describe('plain-text bounce readers', () => {
+  it('reads qmail: <addr>: lines, the (#5.x.x) code, the original below the marker', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        ['From: MAILER-DAEMON@mx.fabrikam.com', 'Subject: failure notice'],
+        [
+          'Hi. This is the qmail-send program at mx.fabrikam.com.',
+          "I'm afraid I wasn't able to deliver your message to the following addresses.",
+          "This is a permanent error; I've given up. Sorry it didn't work out.",
+          '',
+          '<gone@fabrikam.com>:',
+          'Sorry, no mailbox here by that name. (#5.1.1)',
+          '',
+          '<full@fabrikam.com>:',
+          '192.0.2.1 does not like recipient.',
+          'Remote host said: 552 5.2.2 Mailbox full',
+          '',
+          '--- Below this line is a copy of the message.',
+          '',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        kind: 'bounced',
+        recipients: ['gone@fabrikam.com'],
+        bounceType: 'hard',
+        cause: 'user-unknown',
+        status: '5.1.1',
+        ...TRACED,
+      },
+      {
+        kind: 'bounced',
+        recipients: ['full@fabrikam.com'],
+        bounceType: 'soft',
+        cause: 'over-quota',
+        status: '5.2.2',
+        ...TRACED,
+      },
+    ]);
+  });
+
+  it('reads Exim: indented addresses and SMTP errors, X-Failed-Recipients, the copy of the message', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery System <Mailer-Daemon@mx.fabrikam.com>',
+          'Subject: Mail delivery failed: returning message to sender',
+          'X-Failed-Recipients: nobody@fabrikam.com',
+        ],
+        [
+          'This message was created automatically by mail delivery software.',
+          '',
+          'A message that you sent could not be delivered to one or more of its',
+          'recipients. This is a permanent error. The following address(es) failed:',
+          '',
+          '  nobody@fabrikam.com',
+          '    host mx.fabrikam.com [192.0.2.10]',
+          '    SMTP error from remote mail server after RCPT TO:<nobody@fabrikam.com>:',
+          '    550 5.1.1 <nobody@fabrikam.com>: Recipient address rejected: User unknown',
+          '',
+          '------ This is a copy of the message, including all the headers. ------',
+          '',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        kind: 'bounced',
+        recipients: ['nobody@fabrikam.com'],
+        bounceType: 'hard',
+        status: '5.1.1',
+        ...TRACED,
+      },
+    ]);
+  });
+
+  it('reads Exim refusing after end of data as soft: the address was accepted', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        ['From: Mailer-Daemon@mx.fabrikam.com', 'Subject: Mail delivery failed'],
+        [
+          'This message was created automatically by mail delivery software.',
+          '',
+          'A message that you sent could not be delivered to one or more of its',
+          'recipients. This is a permanent error. The following address(es) failed:',
+          '',
+          '  filtered@fabrikam.com',
+          '    SMTP error from remote mail server after end of data:',
+          '    550 : User unknown',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['filtered@fabrikam.com'], bounceType: 'soft', cause: 'content' },
+    ]);
+  });
+
+  it('reads a Postfix plain-text bounce (no DSN part)', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: MAILER-DAEMON@mx.contoso.com (Mail Delivery System)',
+          'Subject: Undelivered Mail Returned to Sender',
+        ],
+        [
+          'This is the mail system at host mx.contoso.com.',
+          '',
+          "I'm sorry to have to inform you that your message could not",
+          'be delivered to one or more recipients.',
+          '',
+          '<nobody@fabrikam.com>: host mx.fabrikam.com[192.0.2.10] said: 550 5.1.1',
+          '    <nobody@fabrikam.com>: Recipient address rejected: User unknown (in reply to',
+          '    RCPT TO command)',
+          '',
+          '<blocked@fabrikam.com>: host mx.fabrikam.com[192.0.2.10] said: 554 5.7.1',
+          '    Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['nobody@fabrikam.com'], bounceType: 'hard', status: '5.1.1' },
+      { recipients: ['blocked@fabrikam.com'], bounceType: 'soft', cause: 'blocked', status: '5.7.1' },
+    ]);
+  });
+
+  it('reads a sendmail plain-text bounce: the listed addresses and their transcript lines', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <MAILER-DAEMON@mx.contoso.com>',
+          'Subject: Returned mail: User unknown',
+        ],
+        [
+          '   ----- Transcript of session follows -----',
+          '... while talking to mx.fabrikam.com.:',
+          '>>> RCPT To:<nobody@fabrikam.com>',
+          '<<< 550 5.1.1 <nobody@fabrikam.com>... User unknown',
+          '550 5.1.1 <nobody@fabrikam.com>... User unknown',
+          '',
+          '   ----- Unsent message follows -----',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['nobody@fabrikam.com'], bounceType: 'hard', status: '5.1.1', ...TRACED },
+    ]);
+  });
+
+  it('reads a Gmail text bounce: addresses listed together share the error below them', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>',
+          'Subject: Delivery Status Notification (Failure)',
+        ],
+        [
+          'Delivery to the following recipients failed permanently:',
+          '',
+          '     one@fabrikam.com',
+          '     two@fabrikam.com',
+          '',
+          'Technical details of permanent failure:',
+          'The error that the other server returned was:',
+          '550 5.1.1 The email account that you tried to reach does not exist.',
+          '',
+          '----- Original message -----',
+          '',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        recipients: ['one@fabrikam.com', 'two@fabrikam.com'],
+        bounceType: 'hard',
+        status: '5.1.1',
+        ...TRACED,
+      },
+    ]);
+  });
+
+  it("reads Gmail's newer text: Your message wasn't delivered to … because", async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>',
+          'Subject: Delivery Status Notification (Failure)',
+        ],
+        [
+          '** Address not found **',
+          '',
+          "Your message wasn't delivered to nobody@fabrikam.com because the address couldn't be found,",
+          'or is unable to receive mail.',
+          '',
+          'The response was:',
+          '',
+          '550 5.1.1 The email account that you tried to reach does not exist.',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['nobody@fabrikam.com'], bounceType: 'hard', status: '5.1.1' },
+    ]);
+  });
+
+  it('reads a Google Groups bounce as soft: the group may not exist or may refuse the poster', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>',
+          'Subject: Delivery Status Notification (Failure)',
+          'X-Failed-Recipients: team@googlegroups.com',
+        ],
+        [
+          'Hello orders@contoso.com,',
+          '',
+          "We're writing to let you know that the group you tried to contact (team) may not exist, or you",
+          'may not have permission to post messages to the group.',
+          '',
+          'Google Groups',
+        ],
+      ),
+      context,
+    );
+    const bounce = events?.find((event) => event.recipients.includes('team@googlegroups.com'));
+    expect(bounce).toMatchObject({ kind: 'bounced', bounceType: 'soft', cause: 'policy' });
+  });
+
+  it('reads Exchange 2003: "did not reach" with #5.1.1 style codes', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        ['From: System Administrator <postmaster@fabrikam.com>', 'Subject: Undeliverable: Your order'],
+        [
+          'Your message did not reach some or all of the intended recipients.',
+          '',
+          '      Subject:  Your order',
+          '      Sent:     3/5/2024 10:15 AM',
+          '',
+          'The following recipient(s) cannot be reached:',
+          '',
+          '      nobody@fabrikam.com on 3/5/2024 10:15 AM',
+          '            The e-mail account does not exist at the organization this message was sent to.',
+          '            <mx.fabrikam.com #5.1.1>',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['nobody@fabrikam.com'], bounceType: 'hard', status: '5.1.1' },
+    ]);
+  });
+
+  it('reads RFC 3464 parts inside multipart/mixed (OpenSMTPD, gateways)', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mailer Daemon <MAILER-DAEMON@mx.contoso.com>',
+          'Subject: Delivery status notification: error',
+          'Content-Type: multipart/mixed; boundary="b"',
+        ],
+        [
+          '--b',
+          'Content-Type: text/plain',
+          '',
+          'An error has occurred while attempting to deliver a message.',
+          '--b',
+          'Content-Type: message/delivery-status',
+          '',
+          'Reporting-MTA: dns; mx.contoso.com',
+          '',
+          'Final-Recipient: rfc822; nobody@fabrikam.com',
+          'Action: failed',
+          'Status: 5.1.1',
+          '--b',
+          'Content-Type: text/rfc822-headers',
+          '',
+          ...ORIGINAL.slice(0, 4),
+          '--b--',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['nobody@fabrikam.com'], bounceType: 'hard', status: '5.1.1', ...TRACED },
+    ]);
+  });
+
+  it('reads a delay warning in text as delayed, never as a bounce', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <MAILER-DAEMON@mx.contoso.com>',
+          'Subject: Warning: could not send message for past 4 hours',
+        ],
+        [
+          '   **********************************************',
+          '   **      THIS IS A WARNING MESSAGE ONLY      **',
+          '   **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **',
+          '   **********************************************',
+          '',
+          '   ----- Transcript of session follows -----',
+          '<slow@fabrikam.com>... Deferred: Connection timed out with mx.fabrikam.com.',
+          'Warning: message still undelivered after 4 hours',
+          'Will keep trying until message is 5 days old',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([{ kind: 'delayed', recipients: ['slow@fabrikam.com'] }]);
+    expect(events?.[0]).not.toHaveProperty('bounceType');
+  });
+
+  it.each([
+    [
+      'a person forwarding a bounce',
+      ['From: Anna <anna@fabrikam.com>', 'Subject: FW: Undeliverable: Your order'],
+      [
+        'This message was created automatically by mail delivery software.',
+        '',
+        '  nobody@fabrikam.com',
+        '    550 5.1.1 User unknown',
+      ],
+    ],
+    [
+      'an auto-reply',
+      [
+        'From: Anna <anna@fabrikam.com>',
+        'Subject: Automatic reply: Your order',
+        'Auto-Submitted: auto-replied',
+      ],
+      ['I am out of the office until Monday.', 'anna@fabrikam.com'],
+    ],
+    [
+      'an ordinary mail from a postmaster',
+      ['From: postmaster@fabrikam.com', 'Subject: Your question'],
+      ['Hello, about your question:', 'someone@fabrikam.com handles it.'],
+    ],
+  ])('returns undefined for %s', async (_, headers, body) => {
+    expect(await parseDeliveryReport(message(headers, body), context)).toBeUndefined();
+  });
+});
