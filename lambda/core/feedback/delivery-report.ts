@@ -115,10 +115,14 @@ async function parse(
   let recipients: readonly RecipientReport[] | undefined = fromStatus?.length ? fromStatus : undefined;
   let originalHeaders = originalPart ? text(originalPart) : undefined;
   if (recipients === undefined) {
-    // A report-type other than delivery-status (a complaint, a read receipt) is never a bounce.
-    if (contentType === 'multipart/report' && !statusPart && reportType(mail) !== 'delivery-status') {
-      return undefined;
-    }
+    // A report-type other than delivery-status (a complaint, a read receipt) is never a bounce. One
+    // without a report-type at all (X3) is read as text unless a part says it is one of those.
+    const type = reportType(mail);
+    const otherReport =
+      type === undefined
+        ? parts.some((part) => OTHER_REPORT_PART_TYPES.has(part.contentType.toLowerCase()))
+        : type !== 'delivery-status';
+    if (contentType === 'multipart/report' && !statusPart && otherReport) return undefined;
     const message = textMessage(mail, mime);
     const textReport = isComplaint(mail) ? undefined : readTextReport(message);
     // A delivery-status part with no readable recipient is a report with nothing to act on.
@@ -185,6 +189,12 @@ async function parse(
   }
   return [...events.values()];
 }
+
+/** The parts of a report that is not about delivery: a complaint (RFC 5965), a read receipt (RFC 8098). */
+const OTHER_REPORT_PART_TYPES: ReadonlySet<string> = new Set([
+  'message/feedback-report',
+  'message/disposition-notification',
+]);
 
 /** The recipients of a message/delivery-status body (RFC 3464). */
 function statusRecipients(body: string): RecipientReport[] {

@@ -51,17 +51,18 @@ const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
   ],
   [
     'gmail',
-    /\bDelivery to the following recipients? (?:failed|has been delayed)\b|\bYour message wasn't delivered to\b/i,
+    /\bDel[ie]very to the following recipients? (?:failed|has been delayed|was aborted)\b|\bYour message wasn't delivered to\b/i,
   ],
   ['google-groups', /\bthe group you tried to contact\b|\bGoogle Groups\b/i],
   [
     'exchange-2003',
     /\bYour message did not reach some or all of the intended recipients\b|\bdid not reach the following recipient/i,
   ],
-  ['notes', /-{3,}\s*Failure Reasons\s*-{3,}/i],
+  // Notes' "Failure Reasons" block; Domino's "Your message … was not delivered to:", the address below.
+  ['notes', /-{3,}\s*Failure Reasons\s*-{3,}|^\s*was not delivered to:\s*$/im],
   [
     'generic',
-    /\ban error (?:has )?occurred while (?:trying|attempting) to deliver\b|\b(?:unable|could not|couldn't|was not able|wasn't able) (?:to )?(?:be )?deliver(?:ed)?\b|\bdelivery (?:has )?failed\b|\bundeliver(?:able|ed)\b|\bpermanent (?:error|failure)\b|\bfollowing address(?:es|\(es\))? (?:failed|had)\b/i,
+    /\ban error (?:has )?occurred while (?:trying|attempting) to deliver\b|\b(?:unable|could not|couldn't|cannot|was not able|wasn't able) (?:to )?(?:be )?deliver(?:ed)?\b|\bhad trouble delivering\b|\bdelivery (?:has )?failed\b|\bundeliver(?:able|ed)\b|\bpermanent (?:error|failure)\b|\bfollowing address(?:es|\(es\))? (?:failed|had)\b/i,
   ],
 ];
 
@@ -87,7 +88,7 @@ const LEADING_ADDRESS =
   /^[ \t]*(?:[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)?(?:"|<|mailto:)?([^\s<>"@,;:()[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?:"|>)?(.*)$/;
 
 const DELAYED =
-  /\b(?:delayed|has not yet been delivered|will (?:continue|keep) (?:trying|to try)|still trying|warning: could not send|not yet been delivered)\b/i;
+  /\b(?:delayed|has not yet been delivered|will (?:continue|keep) (?:trying|to try)|still trying|warning: could not send|not yet been delivered|this is a warning message only)\b/i;
 
 export interface TextMessage {
   readonly from: string;
@@ -155,8 +156,12 @@ function recipientBlocks(report: string, from: string): Block[] {
   const sender = /<([^<>]+@[^<>]+)>/.exec(from)?.[1]?.toLowerCase() ?? from.trim().toLowerCase();
   const blocks: Block[] = [];
   let current: Block | undefined;
+  const bulleted = BULLETED_LIST.test(report);
   for (const line of report.split(/\r?\n/)) {
-    const match = LEADING_ADDRESS.exec(line) ?? INLINE_RECIPIENT.exec(line);
+    const match =
+      LEADING_ADDRESS.exec(line) ??
+      (bulleted ? BULLETED_ADDRESS.exec(line) : null) ??
+      firstMatch(INLINE_RECIPIENTS, line);
     const address = match?.[1]?.toLowerCase().replace(/\.$/, '');
     if (match && address && address !== sender && !isHeaderLine(line)) {
       const existing = blocks.find((block) => block.recipient === address);
@@ -175,9 +180,41 @@ function recipientBlocks(report: string, from: string): Block[] {
   return blocks;
 }
 
-/** Gmail's sentence naming the recipient: "Your message wasn't delivered to a@b because …". */
-const INLINE_RECIPIENT =
-  /\bwasn't delivered to <?([^\s<>"@,;:()[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)>?(.*)$/i;
+/** An address (the capture), as the patterns below name it. */
+const ADDRESS = String.raw`([^\s<>"@,;:()[\]]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)`;
+
+/**
+ * Sentences and labelled fields that name an address as the failed recipient, anywhere on a line (an
+ * address in any other sentence is not read): each captures the address, then the rest of the line.
+ * - Gmail: "Your message wasn't delivered to a@b because …";
+ * - X6: "SMTP Server <host> rejected recipient <a@b> (…)", "The following recipients returned permanent
+ *   errors: a@b. Reason: …";
+ * - Zoho: "[Status: Error, Address: <a@b>, ResponseCode 421, …]";
+ * - Sun/Oracle Messaging Server (PMDF): "Recipient address: a@b", its Reason and code on the lines below.
+ */
+const INLINE_RECIPIENTS: readonly RegExp[] = [
+  new RegExp(String.raw`\bwasn't delivered to <?${ADDRESS}>?(.*)$`, 'i'),
+  new RegExp(String.raw`\brejected recipient <${ADDRESS}>(.*)$`, 'i'),
+  new RegExp(String.raw`\bThe following recipients? returned permanent errors?: <?${ADDRESS}>?(.*)$`, 'i'),
+  new RegExp(String.raw`^\s*\[Status: [^,\]]*, Address: <${ADDRESS}>(.*)$`, 'i'),
+  new RegExp(String.raw`^\s*Recipient address:\s*<?${ADDRESS}>?(.*)$`, 'i'),
+];
+
+function firstMatch(patterns: readonly RegExp[], line: string): RegExpExecArray | null {
+  for (const pattern of patterns) {
+    const match = pattern.exec(line);
+    if (match) return match;
+  }
+  return null;
+}
+
+/**
+ * A list of failed recipients with a bullet before each ("Delivery to the following recipients failed
+ * permanently:" then "   * a@b", X3 and Gmail's older text): a bulleted line is read as an address
+ * only when it holds nothing else, and only under that introduction.
+ */
+const BULLETED_LIST = /\bDel[ie]very to the following recipients? (?:failed|was aborted)\b/i;
+const BULLETED_ADDRESS = new RegExp(String.raw`^[ \t]*\*[ \t]+<?${ADDRESS}>?[ \t]*()$`);
 
 /**
  * A line of a sendmail session transcript: a command or reply (`>>>`, `<<<`), where the session was,

@@ -78,20 +78,12 @@ const NOT_READ: Readonly<Record<string, string>> = {
   'lhost-amazonses-09.eml': 'an SNS notification (JSON), read as an SES event instead',
   'lhost-amazonses-10.eml': 'an SNS notification (JSON), read as an SES event instead',
   'lhost-opensmtpd-04.eml': 'OpenSMTPD text without a recognised introduction',
-  'lhost-messagingserver-03.eml': 'Messaging Server text listing "Recipient address:" fields',
-  'lhost-domino-01.eml': 'Domino text in ISO-2022-JP naming the address in the middle of a sentence',
-  'lhost-domino-03.eml': 'Domino: a delivery-status part without Action',
-  'lhost-zoho-04.eml': 'Zoho text whose address is not at the start of a line',
-  'lhost-x1-02.eml': 'X1 text whose address is not at the start of a line',
-  'lhost-x3-01.eml': 'X3 (a Japanese ISP) text in ISO-2022-JP',
-  'lhost-x3-02.eml': 'X3 (a Japanese ISP) text in ISO-2022-JP',
-  'lhost-x3-03.eml': 'X3 (a Japanese ISP) text in ISO-2022-JP',
+  // Its text part's Content-Type lacks the `;` before charset, so it is not text/plain to a MIME parser;
+  // and read, its "[User unknown]" would be hard where sisimai says filtered (as lhost-x1-01, listed).
+  'lhost-x1-02.eml': 'X1 text in a part whose malformed Content-Type hides it',
   'lhost-x5-01.eml': 'X5: the failed address only in the returned original',
-  'lhost-x6-01.eml': 'X6: the failed address only after "RCPT TO:" in a sentence',
-  'lhost-x6-02.eml': 'X6: the failed address only after "RCPT TO:" in a sentence',
   'lhost-v5sendmail-01.eml': 'sendmail V5: the failed address only in the returned original',
   'rfc3464-04.eml': 'a delivery-status part without Final-Recipient',
-  'lhost-x3-05.eml': 'X3: a multipart/report with a text part only, in no recognised format',
   'rfc3464-37.eml': 'a report with neither a delivery-status part nor a known introduction',
 };
 
@@ -206,7 +198,7 @@ describe('aggregate figures against sisimai', () => {
     expect({ softAsHard, listed }).toEqual({ softAsHard: 0, listed: 21 });
   });
 
-  it('finds 93 of the 121 hard bounces (sisimai hard with a 5.x.x status) hard, 77%; the issue asks 95%', () => {
+  it('finds 97 of the 121 hard bounces (sisimai hard with a 5.x.x status) hard, 80%; the issue asks 95%', () => {
     let total = 0;
     let found = 0;
     for (const name of names) {
@@ -214,7 +206,7 @@ describe('aggregate figures against sisimai', () => {
       found += Math.min(expectedHard(name), hardCount(name));
     }
     // The exact figure, so that a change that finds more (or fewer) says so here.
-    expect({ found, total }).toEqual({ found: 93, total: 121 });
+    expect({ found, total }).toEqual({ found: 97, total: 121 });
   });
 
   it('finds every recipient of every multi-recipient report it reads', () => {

@@ -355,6 +355,235 @@ describe('plain-text bounce readers', () => {
     expect(events?.[0]).not.toHaveProperty('bounceType');
   });
 
+  it('reads Domino: "was not delivered to:", the address below, "because:" and the reason', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Postmaster@fabrikam.com',
+          'Subject: DELIVERY FAILURE: User gone (gone@fabrikam.com) not listed',
+        ],
+        [
+          'Your message',
+          '',
+          '  Subject: Your order',
+          '',
+          'was not delivered to:',
+          '',
+          '  gone@fabrikam.com',
+          '',
+          'because:',
+          '',
+          '  User gone (gone@fabrikam.com) not listed in Domino Directory',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['gone@fabrikam.com'], bounceType: 'hard', cause: 'user-unknown' },
+    ]);
+  });
+
+  /** X3's text part, in a multipart/report without a report-type or a delivery-status part. */
+  const x3 = (introduction: string, address: string, details: string) =>
+    message(
+      [
+        'From: Mail Delivery System <Mail.Delivery.System@mx.fabrikam.com>',
+        'Subject: Delivery status notification',
+        'Content-Type: multipart/report; boundary="b1"',
+      ],
+      [
+        '--b1',
+        'Content-Type: text/plain; charset=UTF-8',
+        '',
+        '=================================================',
+        '   This is an automatically generated Delivery Status Notification.',
+        '',
+        introduction,
+        '',
+        address,
+        '',
+        '=================================================',
+        '                 Technical details:',
+        '',
+        details,
+        '',
+        '--b1',
+        'Content-Type: message/rfc822',
+        '',
+        ...ORIGINAL,
+        '--b1--',
+      ],
+    );
+
+  it('reads X3: a bulleted address under "Delivery to the following recipients failed permanently"', async () => {
+    const events = await parseDeliveryReport(
+      x3(
+        'Delivery to the following recipients failed permanently:',
+        '   * gone@fabrikam.com',
+        'SMTP:RCPT host 192.0.2.8: 553 5.3.0 <gone@fabrikam.com>... No such user here',
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        kind: 'bounced',
+        recipients: ['gone@fabrikam.com'],
+        bounceType: 'hard',
+        cause: 'user-unknown',
+        status: '5.3.0',
+        ...TRACED,
+      },
+    ]);
+  });
+
+  it('reads X3 giving up on a route ("was aborted after 5.0 hours") as soft', async () => {
+    const events = await parseDeliveryReport(
+      x3(
+        'Delevery to the following recipients was aborted after 5.0 hour(s):',
+        '  * someone@fabrikam.com',
+        'Routing: Could not find a gateway for someone@fabrikam.com',
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['someone@fabrikam.com'], bounceType: 'soft' },
+    ]);
+  });
+
+  it('reads a bulleted address only under that introduction, and only alone on its line', async () => {
+    const elsewhere = await parseDeliveryReport(
+      x3('We could not deliver your message.', '   * gone@fabrikam.com', 'No such user here'),
+      context,
+    );
+    expect(elsewhere).toBeUndefined();
+    const notAlone = await parseDeliveryReport(
+      x3(
+        'Delivery to the following recipients failed permanently:',
+        '   * ask gone@fabrikam.com for help',
+        'No such user here',
+      ),
+      context,
+    );
+    expect(notAlone).toBeUndefined();
+  });
+
+  /** X6's text: the address only in a sentence. */
+  const x6 = (error: string) =>
+    message(
+      ['From: mailer-daemon', 'Subject: There was an error sending your mail'],
+      [
+        'We had trouble delivering your message. Full details follow:',
+        '',
+        "Subject: 'Your order'",
+        '',
+        '1 error(s):',
+        '',
+        error,
+        '',
+        'Please verify recipient(s) mail addresses or contact help@contoso.com with contents of this mail.',
+      ],
+    );
+
+  it('reads X6: "rejected recipient <a@b>" in a sentence, the reply in brackets', async () => {
+    const events = await parseDeliveryReport(
+      x6(
+        'SMTP Server <mx.fabrikam.com> rejected recipient <gone@fabrikam.com> (Error following RCPT command). It responded as follows: [550 5.1.1 User unknown]',
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        kind: 'bounced',
+        recipients: ['gone@fabrikam.com'],
+        bounceType: 'hard',
+        cause: 'user-unknown',
+        status: '5.1.1',
+      },
+    ]);
+  });
+
+  it('reads X6: "The following recipients returned permanent errors: a@b." with its reason', async () => {
+    const events = await parseDeliveryReport(
+      x6(
+        'The following recipients returned permanent errors: someone@fabrikam.com. Reason: SMTP Server <192.0.2.223> refused to accept your message (DATA), with the following error message: [554 5.4.6 Hop count exceeded - possible mail loop]',
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['someone@fabrikam.com'], bounceType: 'soft', status: '5.4.6' },
+    ]);
+  });
+
+  it('does not read an address in any other sentence of an X6 text', async () => {
+    const events = await parseDeliveryReport(
+      x6('The server of gone@fabrikam.com said: [550 5.1.1 User unknown]'),
+      context,
+    );
+    expect(events).toBeUndefined();
+  });
+
+  it("reads Zoho's warning: [Status: …, Address: <a@b>, ResponseCode 421, …] as delayed", async () => {
+    const events = await parseDeliveryReport(
+      message(
+        ['From: mailer-daemon@mail.zoho.com', 'Subject: Mail Delivery Status Notification (Delay)'],
+        [
+          'This message was created automatically by mail delivery system.',
+          '',
+          'THIS IS A WARNING MESSAGE ONLY.',
+          '',
+          'YOU DO NOT NEED TO RESEND YOUR MESSAGE.',
+          '',
+          '----- The following addresses had fatal errors -----',
+          '[Status: Error, Address: <someone@fabrikam.com>, ResponseCode 421, , Host not reachable.]',
+          '',
+          'Message will be retried for 4 more day(s)',
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([{ kind: 'delayed', recipients: ['someone@fabrikam.com'] }]);
+    expect(events?.[0]?.bounceType).toBeUndefined();
+  });
+
+  /** Sun/Oracle Messaging Server (PMDF): "Recipient address:" then Reason and Diagnostic code below. */
+  const messagingServer = (...recipients: readonly (readonly [string, string])[]) =>
+    message(
+      [
+        'From: Internet Mail Delivery <postmaster@mx.fabrikam.com>',
+        'Subject: Delivery Notification: Delivery has failed',
+      ],
+      [
+        'This report relates to a message you sent with the following header fields:',
+        '',
+        '  Message-id: <original@contoso.com>',
+        '  To: someone@fabrikam.com',
+        '',
+        'Your message cannot be delivered to the following recipients:',
+        '',
+        ...recipients.flatMap(([address, code]) => [
+          `  Recipient address: ${address}`,
+          '  Reason: Remote SMTP server has rejected address',
+          `  Diagnostic code: smtp; ${code}`,
+          '  Remote system: dns; mx.fabrikam.com (TCP|192.0.2.225|34321|192.0.2.12|25)',
+        ]),
+      ],
+    );
+
+  it('reads Messaging Server\'s "Recipient address:" fields, each with its own diagnostic code', async () => {
+    const events = await parseDeliveryReport(
+      messagingServer(
+        ['gone@fabrikam.com', '550 5.1.1 unknown or illegal alias: gone@fabrikam.com'],
+        ['filtered@fabrikam.com', '550 5.7.1 550 User Unknown: filtered@fabrikam.com'],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['gone@fabrikam.com'], bounceType: 'hard', status: '5.1.1' },
+      // A 5.7.1 (policy) with "User Unknown" in its words: the evidence does not agree.
+      { kind: 'bounced', recipients: ['filtered@fabrikam.com'], bounceType: 'soft', status: '5.7.1' },
+    ]);
+  });
+
   it.each([
     [
       'a person forwarding a bounce',
