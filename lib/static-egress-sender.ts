@@ -5,9 +5,6 @@ import type { RelaySettings } from '../lambda/send/settings.ts';
 import { SendFunction, type SendFunctionProps } from './send-function.ts';
 import type { StaticEgress } from './static-egress.ts';
 
-/** The longest SQS keeps a message (14 days). */
-const MAX_RETENTION_DAYS = 14;
-
 export interface StaticEgressSenderProps {
   /** The VPC, NATs and Elastic IPs the function leaves from. */
   readonly egress: StaticEgress;
@@ -16,6 +13,7 @@ export interface StaticEgressSenderProps {
   readonly maxReceiveCount: number;
   /** At least 6 x the function timeout, as for the outbox. */
   readonly visibilityTimeout: Duration;
+  /** As the outbox's (queue.retentionDays, at most SQS's 14 days). */
   readonly retentionPeriod: Duration;
   /** The function's settings, given the URL of the queue it consumes (its retries and waits go there). */
   readonly settingsFor: (queueUrl: string) => RelaySettings;
@@ -40,8 +38,7 @@ export class StaticEgressSender extends Construct {
     this.queue = new Queue(this, 'Queue', {
       encryption: QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      retentionPeriod:
-        props.retentionPeriod.toDays() > MAX_RETENTION_DAYS ? undefined : props.retentionPeriod,
+      retentionPeriod: props.retentionPeriod,
       visibilityTimeout: props.visibilityTimeout,
       deadLetterQueue: { queue: props.deadLetterQueue, maxReceiveCount: props.maxReceiveCount },
     });

@@ -8,6 +8,7 @@ import { EXCHANGE_ONLINE_SMTP_SCOPE } from '../../lambda/providers/smtp/definiti
 import { SMTP_FAILURES } from '../../lambda/providers/smtp/failures.ts';
 import type { SmtpSettings } from '../../lambda/providers/smtp/settings.ts';
 import { cachedSmtpCredentials } from '../../lambda/providers/smtp/smtp-credentials.ts';
+import { exchangeCloudOfHost } from '../../local/dns-zone.ts';
 import { type Finding, findingsOf, type Verdict } from './findings.ts';
 import { type ProbeReply, SmtpProbe, type TlsOutcome } from './smtp-probe.ts';
 import type { DoctorCheck, DoctorTarget } from './target.ts';
@@ -284,7 +285,7 @@ async function envelopes(
   target: DoctorTarget,
   seenIp: string | undefined,
 ): Promise<void> {
-  const exchangeSubmission = smtp.mode === 'submission' && isExchangeOnline(smtp.host);
+  const exchangeSubmission = smtp.mode === 'submission' && exchangeCloudOfHost(smtp.host) !== undefined;
   for (const sender of smtp.senders) {
     const from = isEmailAddress(sender) ? sender : `postmaster@${sender}`;
     const recipient = target.testRecipient ?? from;
@@ -495,13 +496,4 @@ function clientIpIn(ehlo: ProbeReply): string | undefined {
   const match = /\[([0-9a-fA-F:.]+)\]/.exec(ehlo.lines[0] ?? '');
   const ip = match?.[1]?.replace(/^::ffff:/, '');
   return ip && isIP(ip) !== 0 ? ip : undefined;
-}
-
-function isExchangeOnline(host: string): boolean {
-  const lower = host.toLowerCase();
-  return (
-    lower.endsWith('.protection.outlook.com') ||
-    lower === 'smtp.office365.com' ||
-    lower.endsWith('.outlook.com')
-  );
 }

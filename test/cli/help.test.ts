@@ -4,28 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { main, usageOf } from '../../cli/main.ts';
+import { usageOf } from '../../cli/main.ts';
+import { runMain as cli } from '../helpers/cli.ts';
 
 const run = promisify(execFile);
-
-/** Runs the CLI in this process, capturing what it prints. */
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-    out.push(args.join(' '));
-  });
-  const error = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
-    err.push(args.join(' '));
-  });
-  try {
-    const code = await main(argv);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 describe('mail-relay --help', () => {
   afterEach(() => {

@@ -8,48 +8,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENDPOINTS_FILE, type LocalEndpoints, readLocalEndpoints } from '../../cli/local-endpoints.ts';
 import { DEFAULT_DYNAMODB_PORT, DEFAULT_SQS_PORT } from '../../local/local-names.ts';
+import { runBin as cli, newcomerEnvironment } from '../helpers/cli.ts';
 import { eventually } from '../helpers/peers.ts';
 import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 const bin = path.resolve('cli/mail-relay.js');
-
-/** The environment of a newcomer's shell: no port variables, no AWS credentials or profile. */
-function plainEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const environment: NodeJS.ProcessEnv = {
-    ...process.env,
-    AWS_CONFIG_FILE: '/nonexistent/config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
-  };
-  for (const name of Object.keys(environment)) {
-    if (
-      name.startsWith('MAIL_RELAY_') ||
-      /^AWS_(REGION|DEFAULT_REGION|ACCESS_KEY_ID|SECRET_ACCESS_KEY|PROFILE)$/.test(name)
-    ) {
-      delete environment[name];
-    }
-  }
-  return { ...environment, ...extra };
-}
-
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function cli(cwd: string, args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], {
-      cwd,
-      env: plainEnvironment(extraEnv),
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 describe('the CLI follows the ports `mail-relay start` was given', () => {
   const workDir = mkdtempSync(path.join(tmpdir(), 'mail-relay-endpoints-'));
@@ -79,7 +43,7 @@ describe('the CLI follows the ports `mail-relay start` was given', () => {
     ].flatMap(([flag, value]) => [String(flag), String(value)]);
     child = spawn(process.execPath, [bin, 'start', ...portArgs], {
       cwd: workDir,
-      env: plainEnvironment(),
+      env: newcomerEnvironment(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // Read everything, always: a full pipe would block the child's logging.

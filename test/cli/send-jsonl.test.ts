@@ -3,32 +3,13 @@ import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { progressLine, sendJsonl } from '../../cli/send-jsonl.ts';
 import { createRelayClient } from '../../client/relay-client.ts';
+import { runMain as cli } from '../helpers/cli.ts';
 import { createQueue, drain, type Peers, startPeers, validMessage } from '../helpers/peers.ts';
 
 // `mail-relay send --jsonl` against the real SQS emulator: what it reports, and what lands on the queue.
-
-/** Runs the CLI in this process, capturing what it prints. */
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-    out.push(args.join(' '));
-  });
-  const error = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
-    err.push(args.join(' '));
-  });
-  try {
-    const code = await main(argv);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 /** The bodies on the queue, parsed, by subject. */
 async function queuedBySubject(

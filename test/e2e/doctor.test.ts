@@ -7,46 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Finding } from '../../cli/doctor/findings.ts';
 import { writeLocalEndpoints } from '../../cli/local-endpoints.ts';
 import { type LocalRelay, startLocalRelay } from '../../local/local-relay.ts';
+import { runBin } from '../helpers/cli.ts';
 import { isolatedLocalMode } from '../local/isolated-local-mode.ts';
 
-const run = promisify(execFile);
-const bin = path.resolve('cli/mail-relay.js');
+const _run = promisify(execFile);
+const _bin = path.resolve('cli/mail-relay.js');
 
-/** A newcomer's shell: no AWS credentials, profile or region, no port variables. */
-function plainEnvironment(): NodeJS.ProcessEnv {
-  const environment: NodeJS.ProcessEnv = {
-    ...process.env,
-    AWS_CONFIG_FILE: '/nonexistent/config',
-    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials',
-    // No instance metadata lookup either: the test machine is not an EC2 instance.
-    AWS_EC2_METADATA_DISABLED: 'true',
-  };
-  for (const name of Object.keys(environment)) {
-    if (
-      name.startsWith('MAIL_RELAY_') ||
-      name.startsWith('AWS_ENDPOINT_URL') ||
-      /^AWS_(REGION|DEFAULT_REGION|ACCESS_KEY_ID|SECRET_ACCESS_KEY|PROFILE)$/.test(name)
-    ) {
-      delete environment[name];
-    }
-  }
-  return environment;
-}
-
-async function doctor(stateDir: string, ...args: string[]) {
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      [bin, 'doctor', '--state-dir', stateDir, ...args],
-      {
-        env: plainEnvironment(),
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
+function doctor(stateDir: string, ...args: string[]) {
+  return runBin(process.cwd(), ['doctor', '--state-dir', stateDir, ...args]);
 }
 
 interface DoctorJson {
