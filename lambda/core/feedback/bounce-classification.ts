@@ -99,6 +99,7 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
     [
       /\bhost (?:or domain name )?not found\b|\bunknown host\b|\bhost unknown\b/i,
       /\bdomain (?:name )?(?:not found|does ?n[o']t exist|is not valid)\b|\bno such domain\b|\bunknown domain\b/i,
+      /\b(?:invalid|illegal) (?:host\/)?domain(?: name)?\b/i,
       /\bno (?:valid )?MX\b|\bnull MX\b|\bMX (?:record )?not found\b/i,
       /\bname or service not known\b|\bNXDOMAIN\b|\bunrouteable (?:mail )?domain\b/i,
       /\bdoes not accept mail\b|\bno SMTP service\b|\bcouldn't find (?:a |any )?(?:mail exchanger|host)\b/i,
@@ -119,6 +120,8 @@ export const CAUSE_PATTERNS: readonly (readonly [BounceCause, readonly RegExp[]]
       /\binvalid (?:recipient|address|mailbox|user)\b/i,
       /\bnot listed in\b|\bunrouteable address\b|\bno mailbox\b|\bbad destination mailbox\b/i,
       /\bRecipientNotFound\b|\bno longer (?:valid|available|in use)\b|\bhas moved\b/i,
+      // Japanese (Lotus Notes, Domino): a user or address not found, not in the directory.
+      /(?:ユーザー?|アドレス|宛先|受信者).*(?:見つかりません|存在しません)|ディレクトリ(?:のリスト)?に(?:は)?(?:見つかりません|ありません)/,
     ],
   ],
 ];
@@ -203,8 +206,15 @@ function statusCauseOf(code: string | undefined): BounceCause {
  * and network, which some servers give for a domain that does not exist: the words decide.
  */
 function isGeneric(code: string): boolean {
-  return code.endsWith('.0') || code.split('.')[1] === '4';
+  return code.endsWith('.0') || code.split('.')[1] === '4' || code === NULL_MX_SENDER;
 }
+
+/**
+ * RFC 7505's null MX code for the sender's domain. sendmail gives it for the recipient's domain too
+ * (`Status: 5.7.27`, "550 Host does not accept mail"), so the words decide, and they must not name the
+ * sender.
+ */
+const NULL_MX_SENDER = '5.7.27';
 
 export interface BounceEvidence {
   /** The report's Status field (or what stands for it), when there is one. */
@@ -216,8 +226,11 @@ export interface BounceEvidence {
 }
 
 /** The SMTP command a diagnostic says the refusal answered, when it is not RCPT TO. */
-function smtpStage(diagnostic: string): 'mail-from' | 'data' | undefined {
-  if (/\b(?:after|in reply to) MAIL FROM\b/i.test(diagnostic)) return 'mail-from';
+function smtpStage(diagnostic: string): 'sender' | 'data' | undefined {
+  // The greeting (qmail: "Connected to … but my name was rejected") is about the sender's server too.
+  if (/\b(?:after|in reply to) (?:MAIL FROM|HELO|EHLO)\b|\bmy name was rejected\b/i.test(diagnostic)) {
+    return 'sender';
+  }
   if (/\bafter end of data\b|\bin reply to end of DATA\b|\bafter DATA\b/i.test(diagnostic)) return 'data';
   return undefined;
 }
@@ -262,10 +275,13 @@ export function classifyBounce(evidence: BounceEvidence): BounceClassification {
 
   if (statusClass !== '5') return result('soft');
   if (textCause !== undefined && !ADDRESS_CAUSES.has(textCause)) return result('soft');
-  // Refused at MAIL FROM: about the sender. Refused at the end of DATA: the address was accepted at
-  // RCPT TO, so it exists, and an "unknown user" then is a filter (Japanese carriers answer so).
+  if (status === NULL_MX_SENDER && /\bsender\b/i.test(evidence.diagnostic ?? '')) {
+    return { ...result('soft'), cause: 'policy' };
+  }
+  // Refused at HELO or MAIL FROM: about the sender. Refused at the end of DATA: the address was
+  // accepted at RCPT TO, so it exists, and an "unknown user" then is a filter (Japanese carriers do).
   if (stage !== undefined) {
-    return { ...result('soft'), cause: stage === 'mail-from' ? 'policy' : 'content' };
+    return { ...result('soft'), cause: stage === 'sender' ? 'policy' : 'content' };
   }
   // The diagnostic's own specific code must not contradict the status (5.1.1 with a 550 5.7.1).
   if (fromDiagnostic && !isGeneric(fromDiagnostic) && addressCauseOf(fromDiagnostic) === undefined) {

@@ -9,7 +9,8 @@ import { TRACE_HEADERS } from '../outcomes.ts';
 import { truncate } from '../text.ts';
 import { type BounceType, bounceTypeFor, classifyBounce, enhancedStatus } from './bounce-classification.ts';
 import type { FeedbackEvent, FeedbackKind } from './feedback-event.ts';
-import { readTextReport } from './report-formats.ts';
+import { fromMailerDaemon, readTextReport, recipientWords } from './report-formats.ts';
+import { parseSesEvent } from './ses-events.ts';
 
 export { type BounceType, bounceTypeFor, classifyBounce };
 
@@ -100,8 +101,11 @@ interface RecipientReport {
 async function parse(
   mime: Buffer | string,
   context: DeliveryReportContext,
+  nested = false,
 ): Promise<FeedbackEvent[] | undefined> {
   const mail = await simpleParser(mime, PARSER_OPTIONS);
+  const fromSes = sesNotification(mail);
+  if (fromSes) return fromSes;
   const contentType = mimeType(mail.headers.get('content-type'));
   // Parts of the message itself (IMAP part ids without a dot), not of a message nested in it.
   const parts = mail.attachments.filter((part) => part.partId !== undefined && !part.partId.includes('.'));
@@ -112,7 +116,9 @@ async function parse(
   // RFC 3464: a multipart/report, or the same parts in a multipart/mixed (OpenSMTPD, some gateways).
   const fromStatus =
     statusPart && contentType?.startsWith('multipart/') ? statusRecipients(text(statusPart)) : undefined;
-  let recipients: readonly RecipientReport[] | undefined = fromStatus?.length ? fromStatus : undefined;
+  let recipients: readonly RecipientReport[] | undefined = fromStatus?.length
+    ? withReportWords(fromStatus, mail, mime)
+    : undefined;
   let originalHeaders = originalPart ? text(originalPart) : undefined;
   if (recipients === undefined) {
     // A report-type other than delivery-status (a complaint, a read receipt) is never a bounce. One
@@ -126,11 +132,19 @@ async function parse(
     const message = textMessage(mail, mime);
     const textReport = isComplaint(mail) ? undefined : readTextReport(message);
     // A delivery-status part with no readable recipient is a report with nothing to act on.
-    if (textReport === undefined) return fromStatus && [];
+    if (textReport === undefined) {
+      // A mail gateway that passes another server's report on as its returned message (X5): one level.
+      if (!fromStatus && !nested && originalPart && fromMailerDaemon(message.from)) {
+        const inner = await parse(originalPart.content, context, true);
+        if (inner?.some((event) => event.kind === 'bounced' || event.kind === 'delayed')) return inner;
+      }
+      return fromStatus && [];
+    }
     // RFC 3464 fields written into the text (a delivery-status part labelled text/plain, WorkMail).
     const inText = statusRecipients(textReport.text);
+    const textWords = new Map(textReport.recipients.map((entry) => [entry.recipient, entry.diagnostic]));
     recipients = inText.length
-      ? inText
+      ? inText.map((entry) => ({ ...entry, diagnostic: entry.diagnostic ?? textWords.get(entry.recipient) }))
       : textReport.recipients.map((entry) => ({
           recipient: entry.recipient,
           // A success notice (Postfix's "delivery via …: 250 2.0.0 Ok") in text form.
@@ -226,6 +240,61 @@ function statusRecipients(body: string): RecipientReport[] {
   return recipients;
 }
 
+/**
+ * A recipient without a readable Diagnostic-Code takes the words the report's text has for its address,
+ * else the comment of its Status field (`Status: 5.4.4 (Illegal host/domain name found)`).
+ */
+function withReportWords(
+  recipients: readonly RecipientReport[],
+  mail: ParsedMail,
+  mime: Buffer | string,
+): readonly RecipientReport[] {
+  if (recipients.every((entry) => readable(entry.diagnostic))) return recipients;
+  const words = recipientWords(textMessage(mail, mime));
+  return recipients.map((entry) => {
+    const diagnostic = readable(entry.diagnostic)
+      ? entry.diagnostic
+      : (words.get(entry.recipient) ?? entry.diagnostic ?? statusComment(entry.status));
+    return diagnostic === undefined ? entry : { ...entry, diagnostic };
+  });
+}
+
+/**
+ * Whether a Diagnostic-Code can be read as it is: present, and without ISO-2022 escape sequences (Domino
+ * writes Japanese there undecoded; the report's text part has the same words decoded).
+ */
+function readable(diagnostic: string | undefined): diagnostic is string {
+  return diagnostic !== undefined && !diagnostic.includes('\u001b');
+}
+
+/** The comment after a Status code, when it has one. */
+function statusComment(status: string | undefined): string | undefined {
+  return status === undefined
+    ? undefined
+    : /^\s*\d\.\d{1,3}\.\d{1,3}\s*\((.+)\)\s*$/.exec(status)?.[1]?.trim();
+}
+
+/**
+ * An Amazon SES notification that an SNS topic sent by email: the notification's JSON (SNS protocol
+ * `email`) or SNS's JSON envelope around it (`email-json`). Read as the same event through EventBridge
+ * would be; undefined when the message is not one.
+ */
+function sesNotification(mail: ParsedMail): FeedbackEvent[] | undefined {
+  if (!/@sns\.amazonaws\.com>?\s*$/i.test(headerLine(mail.headerLines, 'from') ?? '')) return undefined;
+  // Long lines arrive folded, also inside JSON strings: a line break and the space after it are not data.
+  const body = (mail.text ?? '').replace(/\r?\n[ \t]/g, '');
+  try {
+    const json: unknown = JSON.parse(body.slice(body.indexOf('{'), body.lastIndexOf('}') + 1));
+    const envelope = json as { readonly Message?: unknown };
+    const notification: unknown = typeof envelope.Message === 'string' ? JSON.parse(envelope.Message) : json;
+    const type = (notification as { readonly notificationType?: unknown }).notificationType;
+    if (typeof type !== 'string') return undefined;
+    return parseSesEvent({ source: 'aws.ses', detail: { ...(notification as object), eventType: type } });
+  } catch {
+    return undefined;
+  }
+}
+
 /** The report-type parameter of a multipart/report, lower-cased. */
 function reportType(mail: ParsedMail): string | undefined {
   const value = mail.headers.get('content-type');
@@ -277,9 +346,10 @@ type Fields = ReadonlyMap<string, readonly string[]>;
 /**
  * Header-style fields in groups separated by blank lines, names lower-cased, folded lines unfolded: a
  * delivery-status body is a per-message group then one per recipient; a returned original's header is
- * its first group. A repeated field keeps every value. A Final-Recipient or Original-Recipient in a
- * group that already has an Action, or that field, starts a new group: some servers write recipient
- * blocks without a blank line between them. Lines that are not fields are skipped.
+ * its first group. A repeated field keeps every value. Some servers write recipient blocks without a
+ * blank line between them, so in a group that already names a recipient, a Final-Recipient or
+ * Original-Recipient after an Action or the same field, or a second Action, starts a new group. Lines
+ * that are not fields are skipped.
  */
 function fieldGroups(content: string): Fields[] {
   const groups: Map<string, string[]>[] = [];
@@ -296,9 +366,13 @@ function fieldGroups(content: string): Fields[] {
       folding = undefined;
       if (!field) continue;
       const name = (field[1] as string).toLowerCase();
+      const recipientField = name === 'final-recipient' || name === 'original-recipient';
+      const hasRecipient = group?.has('final-recipient') || group?.has('original-recipient');
+      // Action may come before the address (Amazon SES writes it first) or after it.
       const startsRecipient =
-        (name === 'final-recipient' || name === 'original-recipient') &&
-        (group?.has('action') || group?.has(name));
+        hasRecipient &&
+        ((recipientField && (group?.has(name) || group?.has('action'))) ||
+          (name === 'action' && group?.has('action')));
       if (!group || startsRecipient) {
         group = new Map();
         groups.push(group);

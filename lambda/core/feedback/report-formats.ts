@@ -40,10 +40,17 @@ export const TEXT_FORMATS = [
 ] as const;
 export type TextFormat = (typeof TEXT_FORMATS)[number];
 
+/** Lotus Notes' heading over its reasons, each on the line above the address it concerns. */
+const NOTES_FAILURE_REASONS = /-{3,}\s*Failure Reasons\s*-{3,}/i;
+
 /** Each format's introduction, the words that make a plain-text message a bounce. */
 const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
   ['qmail', /\bThis is the qmail-send program\b|\bqmail-send\b/i],
-  ['exim', /\bThis message was created automatically by mail delivery software\b/i],
+  // Exim 3 writes its log and the failed addresses between ruled lines: "|---- Failed addresses follow: ---|".
+  [
+    'exim',
+    /\bThis message was created automatically by mail delivery software\b|^\|?-{3,}\s*Failed addresses follow:?\s*-{3,}/im,
+  ],
   ['postfix', /\bThis is the mail system at host\b|\bThis is the Postfix program\b/i],
   [
     'sendmail',
@@ -59,7 +66,7 @@ const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
     /\bYour message did not reach some or all of the intended recipients\b|\bdid not reach the following recipient/i,
   ],
   // Notes' "Failure Reasons" block; Domino's "Your message … was not delivered to:", the address below.
-  ['notes', /-{3,}\s*Failure Reasons\s*-{3,}|^\s*was not delivered to:\s*$/im],
+  ['notes', new RegExp(String.raw`${NOTES_FAILURE_REASONS.source}|^\s*was not delivered to:\s*$`, 'im')],
   [
     'generic',
     /\ban error (?:has )?occurred while (?:trying|attempting) to deliver\b|\b(?:unable|could not|couldn't|cannot|was not able|wasn't able) (?:to )?(?:be )?deliver(?:ed)?\b|\bhad trouble delivering\b|\bdelivery (?:has )?failed\b|\bundeliver(?:able|ed)\b|\bpermanent (?:error|failure)\b|\bfollowing address(?:es|\(es\))? (?:failed|had)\b/i,
@@ -69,13 +76,18 @@ const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
 /** A bounce's sender: a mailer daemon, a postmaster or a delivery system. */
 const DAEMON_SENDER =
   /\b(?:mailer-daemon|mail-daemon|postmaster|mailer|mail delivery (?:system|subsystem|service)|mail administrator|system administrator)\b/i;
+/** Whether a message's From is a mailer daemon, a postmaster or a delivery system. */
+export function fromMailerDaemon(from: string): boolean {
+  return DAEMON_SENDER.test(from);
+}
+
 /** A bounce's subject. */
 const BOUNCE_SUBJECT =
   /\b(?:undeliver|undelivered|returned mail|delivery (?:status notification|failure|failed|problem|has failed|notification)|failure notice|mail delivery failed|non-?delivery|could not (?:be )?deliver|warning: could not send|returning message to sender)/i;
 
 /** Where the returned original starts: a dashed line naming a copy, the original, the unsent message. */
 const ORIGINAL_MARKER =
-  /^[ \t]*(?:-{2,}|={2,}).*\b(?:copy of|original|unsent message|returned message|header of the|rejected message|message follows)\b.*$/im;
+  /^[ \t]*\|?(?:-{2,}|={2,}).*\b(?:copy of|original|unsent message|returned message|header of the|rejected message|message follows|message text follows)\b.*$/im;
 
 /** A header line of the returned original, at the start of a line (the capture marks it as kept). */
 const ORIGINAL_HEADER = /^(Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version)[ \t]*:/m;
@@ -105,17 +117,12 @@ export interface TextMessage {
  * and name at least one failed address.
  */
 export function readTextReport(message: TextMessage): TextReport | undefined {
-  // The report ends at the marker, or where the original's header starts without one (Zoho, X3).
-  const marker = ORIGINAL_MARKER.exec(message.text) ?? ORIGINAL_HEADER.exec(message.text);
-  const report = marker ? message.text.slice(0, marker.index) : message.text;
-  const original = marker
-    ? message.text.slice(marker.index + (marker[1] === undefined ? marker[0].length : 0))
-    : undefined;
+  const { report, original } = splitOriginal(message.text);
   const format = INTRODUCTIONS.find(([, pattern]) => pattern.test(report))?.[0];
   if (format === undefined) return undefined;
   // A person forwarding a bounce, an auto-reply quoting one: only a daemon's message, or one with a
   // bounce's subject and a known MTA's own introduction, is read.
-  const fromDaemon = DAEMON_SENDER.test(message.from);
+  const fromDaemon = fromMailerDaemon(message.from);
   const forwarded = /^\s*(?:fwd?|re|aw|wg|tr)\s*:/i.test(message.subject);
   if (!fromDaemon && (forwarded || format === 'generic' || !BOUNCE_SUBJECT.test(message.subject))) {
     return undefined;
@@ -130,10 +137,15 @@ export function readTextReport(message: TextMessage): TextReport | undefined {
     if (!named.has(address)) blocks.push({ recipient: address, lines: reportLines(report) });
   }
   if (blocks.length === 0) return undefined;
-  const diagnostics = blocks.map((block) => diagnosticOf(block, report));
-  // Addresses listed together, with one error below the last (Gmail, sendmail): they share it.
-  for (let index = diagnostics.length - 2; index >= 0; index--) {
-    diagnostics[index] ??= diagnostics[index + 1];
+  const reasonsAbove = NOTES_FAILURE_REASONS.test(report);
+  const diagnostics = blocks.map((block) => (reasonsAbove ? block.above : diagnosticOf(block, report)));
+  // Addresses listed together share the one error: below the last (Gmail, sendmail), or above the first
+  // (Lotus Notes).
+  if (reasonsAbove) {
+    for (let index = 1; index < diagnostics.length; index++) diagnostics[index] ??= diagnostics[index - 1];
+  } else {
+    for (let index = diagnostics.length - 2; index >= 0; index--)
+      diagnostics[index] ??= diagnostics[index + 1];
   }
   const recipients = blocks.map((block, index) => {
     const diagnostic = diagnostics[index];
@@ -142,9 +154,37 @@ export function readTextReport(message: TextMessage): TextReport | undefined {
   return { format, recipients, permanent: !delayed, text: report, ...(original && { original }) };
 }
 
+/**
+ * What the human-readable part of an RFC 3464 report says about each address it names, for recipients
+ * whose delivery-status block has no Diagnostic-Code (OpenSMTPD, Gmail and sendmail often write only
+ * `Status: 5.0.0` there and put the remote server's words in the text).
+ */
+export function recipientWords(message: Pick<TextMessage, 'from' | 'text'>): ReadonlyMap<string, string> {
+  const { report } = splitOriginal(message.text);
+  const words = new Map<string, string>();
+  for (const block of recipientBlocks(report, message.from)) {
+    const diagnostic = diagnosticOf(block, report);
+    if (diagnostic) words.set(block.recipient, diagnostic);
+  }
+  return words;
+}
+
+/** The report's own text, and the returned original after its marker when quoted. */
+function splitOriginal(text: string): { readonly report: string; readonly original?: string } {
+  // The report ends at the marker, or where the original's header starts without one (Zoho, X3).
+  const marker = ORIGINAL_MARKER.exec(text) ?? ORIGINAL_HEADER.exec(text);
+  if (!marker) return { report: text };
+  return {
+    report: text.slice(0, marker.index),
+    original: text.slice(marker.index + (marker[1] === undefined ? marker[0].length : 0)),
+  };
+}
+
 interface Block {
   readonly recipient: string;
   readonly lines: string[];
+  /** The last non-blank line above the address (Lotus Notes writes the reason there). */
+  readonly above?: string;
 }
 
 /**
@@ -156,6 +196,7 @@ function recipientBlocks(report: string, from: string): Block[] {
   const sender = /<([^<>]+@[^<>]+)>/.exec(from)?.[1]?.toLowerCase() ?? from.trim().toLowerCase();
   const blocks: Block[] = [];
   let current: Block | undefined;
+  let above: string | undefined;
   const bulleted = BULLETED_LIST.test(report);
   for (const line of report.split(/\r?\n/)) {
     const match =
@@ -165,7 +206,7 @@ function recipientBlocks(report: string, from: string): Block[] {
     const address = match?.[1]?.toLowerCase().replace(/\.$/, '');
     if (match && address && address !== sender && !isHeaderLine(line)) {
       const existing = blocks.find((block) => block.recipient === address);
-      current = existing ?? { recipient: address, lines: [] };
+      current = existing ?? { recipient: address, lines: [], ...(above && { above }) };
       if (!existing) blocks.push(current);
       // The reply code before the address is part of the words.
       const before = /^\s*([245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?)/.exec(line)?.[1] ?? '';
@@ -176,6 +217,7 @@ function recipientBlocks(report: string, from: string): Block[] {
     } else if (current) {
       current.lines.push(line);
     }
+    if (line.trim() !== '') above = match ? undefined : line.trim();
   }
   return blocks;
 }

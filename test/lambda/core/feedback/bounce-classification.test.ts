@@ -39,6 +39,10 @@ describe('causeFromText', () => {
     ['554 Message content rejected', 'content'],
     ['Message expired after 5 days', 'expired'],
     ['retry timeout exceeded', 'expired'],
+    ['550 5.4.4 Invalid domain', 'host-unknown'],
+    ['Illegal host/domain name found', 'host-unknown'],
+    ['ユーザー Neko (neko@example.co.jp) は Domino ディレクトリには見つかりません。', 'user-unknown'],
+    ['ディレクトリのリストにありません', 'user-unknown'],
     ['could not be delivered within 2 days', 'expired'],
     ['250 2.0.0 Ok', undefined],
   ] as const)('%s → %s', (text, cause) => {
@@ -113,6 +117,17 @@ describe('classifyBounce', () => {
       '5.1.0',
     ],
     [{ diagnostic: 'after end of data: 550 : User unknown', permanent: true }, 'soft', 'content', undefined],
+    // Refused at the greeting (qmail: "my name was rejected"): the sending server's name, not the address.
+    [
+      { diagnostic: 'Connected to 192.0.2.1 but my name was rejected. 501 5.0.0 Invalid domain name' },
+      'soft',
+      'policy',
+      '5.0.0',
+    ],
+    // Null MX (RFC 7505): sendmail's 5.7.27 for the recipient's domain, and the sender's.
+    [{ status: '5.7.27', diagnostic: '550 Host does not accept mail' }, 'hard', 'host-unknown', '5.7.27'],
+    [{ status: '5.7.27', diagnostic: '550 5.7.27 Sender address has null MX' }, 'soft', 'policy', '5.7.27'],
+    [{ status: '5.7.27' }, 'soft', 'policy', '5.7.27'],
     // No code: a failure notice's words decide.
     [
       { diagnostic: 'The recipient name is not recognized', permanent: true },

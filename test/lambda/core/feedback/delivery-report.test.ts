@@ -20,6 +20,9 @@ interface ReportParts {
   readonly original?: readonly string[] | null;
   readonly originalType?: string;
   readonly statusType?: string;
+  /** The human-readable part's lines. */
+  readonly text?: readonly string[];
+  readonly from?: string;
 }
 
 /** A minimal RFC 3464 report with CRLF line ends, for the cases the fixtures do not cover. */
@@ -28,7 +31,7 @@ function report(parts: ReportParts): string {
   const date = parts.date === undefined ? 'Tue, 5 Mar 2024 10:15:33 +0000' : parts.date;
   const original = parts.original === undefined ? ['Message-ID: <original@contoso.com>'] : parts.original;
   return [
-    'From: postmaster@fabrikam.com',
+    `From: ${parts.from ?? 'postmaster@fabrikam.com'}`,
     'To: orders@contoso.com',
     ...(date === null ? [] : [`Date: ${date}`]),
     'Subject: Undeliverable: Your order',
@@ -36,9 +39,9 @@ function report(parts: ReportParts): string {
     `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
     '',
     `--${boundary}`,
-    'Content-Type: text/plain; charset=us-ascii',
+    'Content-Type: text/plain; charset=utf-8',
     '',
-    'Delivery has failed.',
+    ...(parts.text ?? ['Delivery has failed.']),
     '',
     `--${boundary}`,
     `Content-Type: ${parts.statusType ?? 'message/delivery-status'}`,
@@ -362,6 +365,94 @@ describe('parseDeliveryReport on edge cases', () => {
     expect(events).toMatchObject([
       { recipients: ['first@fabrikam.com'], bounceType: 'hard', cause: 'user-unknown' },
       { recipients: ['second@fabrikam.com'], bounceType: 'soft', cause: 'over-quota' },
+    ]);
+  });
+
+  it('reads recipient blocks that start with Action (Amazon SES), also without blank lines between them', async () => {
+    const events = await parseDeliveryReport(
+      report({
+        recipients: [
+          [
+            'Action: failed',
+            'Final-Recipient: rfc822; first@fabrikam.com',
+            'Diagnostic-Code: smtp; 550 5.1.1 user unknown',
+            'Status: 5.1.1',
+            'Action: failed',
+            'Final-Recipient: rfc822; second@fabrikam.com',
+            'Diagnostic-Code: smtp; 552 5.2.2 mailbox full',
+            'Status: 5.2.2',
+          ],
+        ],
+      }),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['first@fabrikam.com'], bounceType: 'hard', diagnostic: '550 5.1.1 user unknown' },
+      { recipients: ['second@fabrikam.com'], bounceType: 'soft', cause: 'over-quota' },
+    ]);
+  });
+
+  it("takes a recipient's words from the report's text when its block has no Diagnostic-Code (OpenSMTPD)", async () => {
+    const events = await parseDeliveryReport(
+      report({
+        text: [
+          'An error has occurred while attempting to deliver a message for',
+          'the following list of recipients:',
+          '',
+          'gone@fabrikam.com: 550 5.1.1 <gone@fabrikam.com>: Recipient address rejected: User unknown',
+          'full@fabrikam.com: 552 5.2.2 <full@fabrikam.com>: Recipient address rejected: Mailbox full',
+          'nodomain@nowhere.example: Domain does not exist',
+        ],
+        recipients: [
+          failed('gone@fabrikam.com', 'Status: 5.0.0'),
+          failed('full@fabrikam.com', 'Status: 5.0.0'),
+          failed('nodomain@nowhere.example', 'Status: 5.0.0'),
+          // Named nowhere in the text: nothing says why, so soft.
+          failed('other@fabrikam.com', 'Status: 5.0.0'),
+        ],
+      }),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['gone@fabrikam.com'], bounceType: 'hard', cause: 'user-unknown', status: '5.1.1' },
+      { recipients: ['full@fabrikam.com'], bounceType: 'soft', cause: 'over-quota' },
+      { recipients: ['nodomain@nowhere.example'], bounceType: 'hard', cause: 'host-unknown' },
+      { recipients: ['other@fabrikam.com'], bounceType: 'soft', cause: 'other' },
+    ]);
+    expect(events?.[3]?.diagnostic).toBeUndefined();
+  });
+
+  it('takes the comment of the Status field when neither the block nor the text has words', async () => {
+    const events = await parseDeliveryReport(
+      report({ recipients: [failed('a@nowhere.example', 'Status: 5.4.4 (Illegal host/domain name found)')] }),
+      context,
+    );
+    expect(events).toMatchObject([
+      { bounceType: 'hard', cause: 'host-unknown', diagnostic: 'Illegal host/domain name found' },
+    ]);
+  });
+
+  it("reads the text's words when the Diagnostic-Code holds undecoded ISO-2022-JP (Domino)", async () => {
+    // "ユーザー … は Domino ディレクトリには見つかりません。" as Domino writes it: 7-bit JIS escapes.
+    const jis =
+      '\u001b$B%f!<%6!<\u001b(B a@fabrikam.co.jp \u001b$B$O\u001b(B Domino \u001b$B%G%#%l%/%H%j$K$O8+$D$+$j$^$;$s!#\u001b(B';
+    const events = await parseDeliveryReport(
+      report({
+        text: [
+          'was not delivered to:',
+          '',
+          '  a@fabrikam.co.jp',
+          '',
+          'because:',
+          '',
+          '  ユーザーは Domino ディレクトリには見つかりません。',
+        ],
+        recipients: [failed('a@fabrikam.co.jp', 'Status: 5.0.0', `Diagnostic-Code: X-Notes; ${jis}`)],
+      }),
+      context,
+    );
+    expect(events).toMatchObject([
+      { bounceType: 'hard', cause: 'user-unknown', diagnostic: expect.stringContaining('見つかりません') },
     ]);
   });
 

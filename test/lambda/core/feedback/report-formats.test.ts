@@ -584,6 +584,125 @@ describe('plain-text bounce readers', () => {
     ]);
   });
 
+  it('reads Lotus Notes: the reason on the line above each address', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Postmaster@fabrikam.com',
+          'Subject: DELIVERY FAILURE',
+          'Content-Type: text/plain; charset=utf-8',
+        ],
+        [
+          '------- Failure Reasons  --------',
+          '',
+          'User  not listed in public Name & Address Book',
+          'gone@fabrikam.com',
+          'ディレクトリのリストにありません',
+          'left@fabrikam.co.jp',
+          '',
+          '------- Returned Message --------',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        recipients: ['gone@fabrikam.com'],
+        bounceType: 'hard',
+        cause: 'user-unknown',
+        diagnostic: 'User not listed in public Name & Address Book',
+        ...TRACED,
+      },
+      {
+        recipients: ['left@fabrikam.co.jp'],
+        bounceType: 'hard',
+        diagnostic: 'ディレクトリのリストにありません',
+      },
+    ]);
+  });
+
+  it('reads Exim 3: the failed addresses between ruled lines, then the message text', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        ['From: <MAILER-DAEMON@mx.fabrikam.com>', 'Subject: mail failed, returning to sender'],
+        [
+          '|------------------------- Message log follows: -------------------------|',
+          ' no valid recipients were found for this message',
+          '|------------------------- Failed addresses follow: ---------------------|',
+          ' someone@nowhere.example ... unknown host',
+          '|------------------------- Message text follows: ------------------------|',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      { recipients: ['someone@nowhere.example'], bounceType: 'hard', cause: 'host-unknown', ...TRACED },
+    ]);
+  });
+
+  /** A gateway's notice (X5) whose returned message is another server's whole report. */
+  const passedOn = (from: string) =>
+    message(
+      [
+        `From: ${from}`,
+        'Subject: Returned mail: User unknown',
+        'Content-Type: multipart/mixed; boundary="gw"',
+      ],
+      [
+        '--gw',
+        'Content-Type: text/plain; charset=us-ascii',
+        '',
+        '----- The following addresses had permanent delivery errors -----',
+        '',
+        '--gw',
+        'Content-Type: message/rfc822',
+        '',
+        'From: Mail Delivery Subsystem <MAILER-DAEMON@mx.fabrikam.com>',
+        'Subject: Returned mail: User unknown',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="inner"',
+        '',
+        '--inner',
+        'Content-Type: text/plain',
+        '',
+        'The following addresses had permanent delivery errors',
+        '--inner',
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.fabrikam.com',
+        '',
+        'Final-Recipient: rfc822; gone@fabrikam.com',
+        'Action: failed',
+        'Status: 5.1.1',
+        'Diagnostic-Code: smtp; 550 5.1.1 User unknown',
+        '',
+        '--inner',
+        'Content-Type: text/rfc822-headers',
+        '',
+        ...ORIGINAL.slice(0, 6),
+        '',
+        '--inner--',
+        '',
+        '--gw--',
+      ],
+    );
+
+  it("reads a gateway's notice that returns another server's report: that report, one level down", async () => {
+    const events = await parseDeliveryReport(
+      passedOn('Mail Delivery Subsystem <MAILER-DAEMON@gw.contoso.com>'),
+      context,
+    );
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['gone@fabrikam.com'], bounceType: 'hard', status: '5.1.1', ...TRACED },
+    ]);
+  });
+
+  it('does not read a report returned inside a message that is not from a mailer daemon', async () => {
+    expect(await parseDeliveryReport(passedOn('Anna <anna@contoso.com>'), context)).toBeUndefined();
+  });
+
   it.each([
     [
       'a person forwarding a bounce',
@@ -611,5 +730,77 @@ describe('plain-text bounce readers', () => {
     ],
   ])('returns undefined for %s', async (_, headers, body) => {
     expect(await parseDeliveryReport(message(headers, body), context)).toBeUndefined();
+  });
+});
+
+describe('Amazon SES notifications that SNS sent by email', () => {
+  const notification = {
+    notificationType: 'Bounce',
+    bounce: {
+      bounceType: 'Permanent',
+      bounceSubType: 'General',
+      bouncedRecipients: [
+        {
+          emailAddress: 'gone@fabrikam.com',
+          status: '5.1.1',
+          diagnosticCode: 'smtp; 550 5.1.1 user unknown',
+        },
+      ],
+      timestamp: '2026-01-01T00:00:00.000Z',
+    },
+    mail: {
+      messageId: '0100018c-ses-message-id',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      headers: [
+        { name: 'X-Mail-Relay-Message-Id', value: TRACED.sourceMessageId },
+        { name: 'X-Mail-Relay-Idempotency-Key', value: TRACED.idempotencyKey },
+      ],
+    },
+  };
+  const FOOTER = [
+    '',
+    '--',
+    'If you wish to stop receiving notifications from this topic, please click the link.',
+  ];
+  const sns = (from: string, body: readonly string[]) =>
+    message(
+      [`From: ${from}`, 'Subject: AWS Notification Message', 'Content-Type: text/plain; charset=UTF-8'],
+      body,
+    );
+  const expected = {
+    kind: 'bounced',
+    provider: 'ses',
+    recipients: ['gone@fabrikam.com'],
+    bounceType: 'hard',
+    providerMessageId: '0100018c-ses-message-id',
+    sourceMessageId: TRACED.sourceMessageId,
+    idempotencyKey: TRACED.idempotencyKey,
+  };
+
+  it('reads the notification (protocol email), whose long line arrives folded', async () => {
+    const line = JSON.stringify(notification);
+    const folded = [line.slice(0, 120), ` ${line.slice(120)}`];
+    const events = await parseDeliveryReport(
+      sns('Bounces <no-reply@sns.amazonaws.com>', [...folded, ...FOOTER]),
+      context,
+    );
+    expect(events).toMatchObject([expected]);
+  });
+
+  it("reads SNS's envelope around it (protocol email-json)", async () => {
+    const envelope = JSON.stringify({ Type: 'Notification', Message: JSON.stringify(notification) }, null, 2);
+    const events = await parseDeliveryReport(
+      sns('no-reply@sns.amazonaws.com', envelope.split('\n')),
+      context,
+    );
+    expect(events).toMatchObject([expected]);
+  });
+
+  it('reads the same JSON from anyone else, or a malformed one, as no report', async () => {
+    const line = JSON.stringify(notification);
+    expect(await parseDeliveryReport(sns('Anna <anna@contoso.com>', [line]), context)).toBeUndefined();
+    expect(
+      await parseDeliveryReport(sns('no-reply@sns.amazonaws.com', [line.slice(0, 80), ...FOOTER]), context),
+    ).toBeUndefined();
   });
 });
