@@ -9,7 +9,7 @@ import { TRACE_HEADERS } from '../outcomes.ts';
 import { truncate } from '../text.ts';
 import { type BounceType, bounceTypeFor, classifyBounce, enhancedStatus } from './bounce-classification.ts';
 import type { FeedbackEvent, FeedbackKind } from './feedback-event.ts';
-import { fromMailerDaemon, readTextReport, recipientWords } from './report-formats.ts';
+import { fromMailerDaemon, quotedOriginal, readTextReport, recipientWords } from './report-formats.ts';
 import { parseSesEvent } from './ses-events.ts';
 
 export { type BounceType, bounceTypeFor, classifyBounce };
@@ -107,8 +107,9 @@ async function parse(
   const fromSes = sesNotification(mail);
   if (fromSes) return fromSes;
   const contentType = mimeType(mail.headers.get('content-type'));
-  // Parts of the message itself (IMAP part ids without a dot), not of a message nested in it.
-  const parts = mail.attachments.filter((part) => part.partId !== undefined && !part.partId.includes('.'));
+  // The message's parts, also those of a multipart inside it (a report wrapped in multipart/mixed);
+  // a returned or forwarded message stays one part (ignoreEmbedded).
+  const parts = mail.attachments;
   const statusPart = parts.find((part) => STATUS_PART_TYPES.has(part.contentType.toLowerCase()));
   const originalPart = parts.find((part) => ORIGINAL_PART_TYPES.has(part.contentType.toLowerCase()));
   const reportDate = parseDate(headerLine(mail.headerLines, 'date'));
@@ -131,17 +132,18 @@ async function parse(
     if (contentType === 'multipart/report' && !statusPart && otherReport) return undefined;
     const message = textMessage(mail, mime);
     const textReport = isComplaint(mail) ? undefined : readTextReport(message);
-    // A delivery-status part with no readable recipient is a report with nothing to act on.
-    if (textReport === undefined) {
+    // RFC 3464 fields written into the text (a delivery-status part labelled text/plain, WorkMail, or a
+    // multipart whose parts could not be split).
+    const inText = textReport === undefined ? [] : statusRecipients(textReport.text);
+    if (textReport === undefined || (inText.length === 0 && textReport.recipients.length === 0)) {
       // A mail gateway that passes another server's report on as its returned message (X5): one level.
       if (!fromStatus && !nested && originalPart && fromMailerDaemon(message.from)) {
         const inner = await parse(originalPart.content, context, true);
         if (inner?.some((event) => event.kind === 'bounced' || event.kind === 'delayed')) return inner;
       }
+      // A delivery-status part with no readable recipient is a report with nothing to act on.
       return fromStatus && [];
     }
-    // RFC 3464 fields written into the text (a delivery-status part labelled text/plain, WorkMail).
-    const inText = statusRecipients(textReport.text);
     const textWords = new Map(textReport.recipients.map((entry) => [entry.recipient, entry.diagnostic]));
     recipients = inText.length
       ? inText.map((entry) => ({ ...entry, diagnostic: entry.diagnostic ?? textWords.get(entry.recipient) }))
@@ -158,6 +160,9 @@ async function parse(
         }));
     originalHeaders ??= textReport.original?.replace(/^\s+/, '');
   }
+  // Without a part of its own, the original's header may be quoted in the text (Exchange Online's
+  // "Original message headers:"), or be a text part of its own (X6).
+  originalHeaders ??= quotedOriginal(mail.text ?? '') ?? parts.map(text).find(isMessageHeader);
   const original = originalHeaders === undefined ? undefined : fieldGroups(originalHeaders)[0];
   const common = fromOriginal(original);
 
@@ -322,6 +327,11 @@ function textMessage(mail: ParsedMail, mime: Buffer | string) {
       .map((address) => addressOf(address))
       .filter((address): address is string => address !== undefined),
   };
+}
+
+/** Whether a part's text is a message header: it starts with a field, and its first group has a Message-ID. */
+function isMessageHeader(content: string): boolean {
+  return /^[!-9;-~]+[ \t]*:/.test(content) && fieldGroups(content)[0]?.has('message-id') === true;
 }
 
 /** The trace headers the relay adds to every message it sends, and the original's Message-ID. */

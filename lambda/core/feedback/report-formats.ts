@@ -35,6 +35,7 @@ export const TEXT_FORMATS = [
   'gmail',
   'google-groups',
   'exchange-2003',
+  'opensmtpd',
   'notes',
   'generic',
 ] as const;
@@ -65,6 +66,8 @@ const INTRODUCTIONS: readonly (readonly [TextFormat, RegExp])[] = [
     'exchange-2003',
     /\bYour message did not reach some or all of the intended recipients\b|\bdid not reach the following recipient/i,
   ],
+  // OpenSMTPD's greeting, above a failure or a delay ("A message is delayed for more than 4 hours").
+  ['opensmtpd', /\bThis is the MAILER-DAEMON, please DO NOT REPLY to this e-?mail\b/i],
   // Notes' "Failure Reasons" block; Domino's "Your message … was not delivered to:", the address below.
   ['notes', new RegExp(String.raw`${NOTES_FAILURE_REASONS.source}|^\s*was not delivered to:\s*$`, 'im')],
   [
@@ -85,9 +88,12 @@ export function fromMailerDaemon(from: string): boolean {
 const BOUNCE_SUBJECT =
   /\b(?:undeliver|undelivered|returned mail|delivery (?:status notification|failure|failed|problem|has failed|notification)|failure notice|mail delivery failed|non-?delivery|could not (?:be )?deliver|warning: could not send|returning message to sender)/i;
 
-/** Where the returned original starts: a dashed line naming a copy, the original, the unsent message. */
+/**
+ * Where the returned original starts: a dashed line naming a copy, the original, the unsent message;
+ * Exchange's "Original message headers:".
+ */
 const ORIGINAL_MARKER =
-  /^[ \t]*\|?(?:-{2,}|={2,}).*\b(?:copy of|original|unsent message|returned message|header of the|rejected message|message follows|message text follows)\b.*$/im;
+  /^[ \t]*\|?(?:-{2,}|={2,}).*\b(?:copy of|original|unsent message|returned message|header of the|rejected message|message follows|message text follows)\b.*$|^[ \t]*Original message headers:[ \t]*$/im;
 
 /** A header line of the returned original, at the start of a line (the capture marks it as kept). */
 const ORIGINAL_HEADER = /^(Received|Return-Path|DKIM-Signature|Message-I[dD]|MIME-Version)[ \t]*:/m;
@@ -136,7 +142,9 @@ export function readTextReport(message: TextMessage): TextReport | undefined {
   for (const address of message.failedRecipients) {
     if (!named.has(address)) blocks.push({ recipient: address, lines: reportLines(report) });
   }
-  if (blocks.length === 0) return undefined;
+  // sendmail's failed "address" may be a program (`"|exec procmail …"`); the report is still read when
+  // its text carries RFC 3464 recipient fields (a multipart that could not be split), which the caller reads.
+  if (blocks.length === 0 && !/^Final-Recipient[ \t]*:/im.test(report)) return undefined;
   const reasonsAbove = NOTES_FAILURE_REASONS.test(report);
   const diagnostics = blocks.map((block) => (reasonsAbove ? block.above : diagnosticOf(block, report)));
   // Addresses listed together share the one error: below the last (Gmail, sendmail), or above the first
@@ -167,6 +175,11 @@ export function recipientWords(message: Pick<TextMessage, 'from' | 'text'>): Rea
     if (diagnostic) words.set(block.recipient, diagnostic);
   }
   return words;
+}
+
+/** The returned original's header as a report's text quotes it, when it does. */
+export function quotedOriginal(text: string): string | undefined {
+  return splitOriginal(text).original?.replace(/^\s+/, '') || undefined;
 }
 
 /** The report's own text, and the returned original after its marker when quoted. */
@@ -290,6 +303,10 @@ function diagnosticOf(block: Block, report: string): string | undefined {
       );
     if (line) text = `${text} ${line}`;
   }
-  const words = text.replace(/\s+/g, ' ').trim();
+  // The separator after an address at the start of a line (`a@b: 550 …`) is not part of the words.
+  const words = text
+    .replace(/\s+/g, ' ')
+    .replace(/^[\s:]+/, '')
+    .trim();
   return words || undefined;
 }

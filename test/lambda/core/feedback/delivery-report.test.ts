@@ -456,6 +456,70 @@ describe('parseDeliveryReport on edge cases', () => {
     ]);
   });
 
+  it("finds the original's header quoted in the text when no part returns it (Exchange Online)", async () => {
+    const events = await parseDeliveryReport(
+      report({
+        original: null,
+        text: [
+          "Your message to gone@fabrikam.com couldn't be delivered.",
+          '',
+          'Original message headers:',
+          '',
+          'Received: from mail.contoso.com (192.0.2.1) by',
+          ' mx.fabrikam.com (192.0.2.2) with Microsoft SMTP Server',
+          'Message-ID: <original@contoso.com>',
+          'X-Mail-Relay-Message-Id: 7d1e0c2a-1b57-4c38-9d0e-5f3a9e2b8c11',
+          'Subject: Your order',
+        ],
+        recipients: [
+          failed('gone@fabrikam.com', 'Status: 5.1.1', 'Diagnostic-Code: smtp; 550 5.1.1 unknown'),
+        ],
+      }),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        recipients: ['gone@fabrikam.com'],
+        providerMessageId: 'original@contoso.com',
+        sourceMessageId: '7d1e0c2a-1b57-4c38-9d0e-5f3a9e2b8c11',
+      },
+    ]);
+  });
+
+  it('reads a report wrapped in a multipart/mixed, and an original returned as a text part (X6)', async () => {
+    const inner = report({
+      original: null,
+      recipients: [failed('gone@fabrikam.com', 'Status: 5.1.1', 'Diagnostic-Code: smtp; 550 5.1.1 unknown')],
+    });
+    const body = inner.slice(inner.indexOf('\r\n\r\n') + 4);
+    const wrapped = [
+      'From: postmaster@fabrikam.com',
+      'To: orders@contoso.com',
+      'Subject: Undeliverable: Your order',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="outer"',
+      '',
+      '--outer',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="report-boundary"',
+      '',
+      body,
+      '--outer',
+      'Content-Type: text/plain',
+      'Content-Disposition: attachment; filename="headers.txt"',
+      '',
+      'X-Spam-Checked: yes',
+      'Received: from mail.contoso.com by mx.fabrikam.com',
+      'Message-ID: <original@contoso.com>',
+      'Subject: Your order',
+      '',
+      '--outer--',
+      '',
+    ].join('\r\n');
+    expect(await parseDeliveryReport(wrapped, context)).toMatchObject([
+      { recipients: ['gone@fabrikam.com'], bounceType: 'hard', providerMessageId: 'original@contoso.com' },
+    ]);
+  });
+
   it('calls a 5.1.1 soft when its diagnostic names a blocklist, a quota or a rate (issue 18)', async () => {
     const events = await parseDeliveryReport(
       report({

@@ -355,6 +355,72 @@ describe('plain-text bounce readers', () => {
     expect(events?.[0]).not.toHaveProperty('bounceType');
   });
 
+  it("reads OpenSMTPD's delay warning, with its own greeting, as delayed", async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mailer Daemon <MAILER-DAEMON@mx.contoso.com>',
+          'Subject: Delivery status notification: delayed',
+        ],
+        [
+          '    Hi!',
+          '',
+          '    This is the MAILER-DAEMON, please DO NOT REPLY to this e-mail.',
+          '',
+          '    A message is delayed for more than 10 minutes for the following',
+          '    list of recipients:',
+          '',
+          'slow@fabrikam.com: Network error on destination MXs',
+          '',
+          '    Please note that this is only a temporary failure report.',
+          '',
+          '    Below is a copy of the original message:',
+          '',
+          ...ORIGINAL,
+        ],
+      ),
+      context,
+    );
+    expect(events).toMatchObject([
+      {
+        kind: 'delayed',
+        recipients: ['slow@fabrikam.com'],
+        diagnostic: expect.stringMatching(/^Network error on destination MXs/),
+        ...TRACED,
+      },
+    ]);
+  });
+
+  it('reads a sendmail text whose failed address is a program from the RFC 3464 fields in its text', async () => {
+    const events = await parseDeliveryReport(
+      message(
+        [
+          'From: Mail Delivery Subsystem <MAILER-DAEMON@mx.fabrikam.com>',
+          'Subject: Returned mail: see transcript',
+        ],
+        [
+          '   ----- The following addresses had permanent fatal errors -----',
+          '"|exec /usr/local/bin/procmail || exit 75 #someone"',
+          '    (expanded from: <someone@fabrikam.com>)',
+          '',
+          '   ----- Transcript of session follows -----',
+          '554 "|exec /usr/local/bin/procmail || exit 75 #someone"... Service unavailable',
+          '',
+          'Reporting-MTA: dns; mx.fabrikam.com',
+          '',
+          'Final-Recipient: RFC822; someone@fabrikam.com',
+          'Action: failed',
+          'Status: 5.5.0',
+        ],
+      ),
+      context,
+    );
+    // A local delivery program that failed says nothing about the address: soft.
+    expect(events).toMatchObject([
+      { kind: 'bounced', recipients: ['someone@fabrikam.com'], bounceType: 'soft' },
+    ]);
+  });
+
   it('reads Domino: "was not delivered to:", the address below, "because:" and the reason', async () => {
     const events = await parseDeliveryReport(
       message(
