@@ -251,6 +251,101 @@ describe('the bounce report reader (Graph peer, dynalite, EventBridge peer)', ()
     expect((await list.find(['late@fabrikam.com'])).size).toBe(1);
   });
 
+  it('reads the other shapes real servers write: plain text, headers quoted in the text, Action first', async () => {
+    const mailbox = 'avisos@contoso.com';
+    await recordSent('sqs-text-1', 'smtp', 'order-text-1');
+    await recordSent('sqs-quoted-1', 'smtp', 'order-quoted-1');
+    const trace = (relayMessageId: string) => [
+      'Message-ID: <original@contoso.com>',
+      `X-Mail-Relay-Message-Id: ${relayMessageId}`,
+      'From: avisos@contoso.com',
+      'Subject: Your invoice',
+    ];
+    // qmail's plain text, the relay's headers below its marker.
+    graph.deliverToInbox(
+      mailbox,
+      [
+        'From: MAILER-DAEMON@mx.fabrikam.com',
+        'Subject: failure notice',
+        '',
+        'Hi. This is the qmail-send program at mx.fabrikam.com.',
+        "I'm afraid I wasn't able to deliver your message to the following addresses.",
+        '',
+        '<gone@fabrikam.com>:',
+        'Sorry, no mailbox here by that name. (#5.1.1)',
+        '',
+        '--- Below this line is a copy of the message.',
+        '',
+        ...trace('sqs-text-1'),
+        '',
+      ].join('\r\n'),
+    );
+    // A delivery report whose only copy of the original's header is quoted in its text (Exchange
+    // Online), and whose recipient blocks start with Action (Amazon SES): one unknown address and one
+    // 5.1.1 whose words name a blocklist.
+    const boundary = 'b-quoted';
+    graph.deliverToInbox(
+      mailbox,
+      [
+        'From: postmaster@fabrikam.com',
+        'Subject: Undeliverable: Your invoice',
+        `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+        '',
+        `--${boundary}`,
+        'Content-Type: text/plain',
+        '',
+        'Delivery has failed to these recipients.',
+        '',
+        'Original message headers:',
+        '',
+        ...trace('sqs-quoted-1'),
+        '',
+        `--${boundary}`,
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.fabrikam.com',
+        '',
+        'Action: failed',
+        'Final-Recipient: rfc822; left@fabrikam.com',
+        'Status: 5.1.1',
+        'Diagnostic-Code: smtp; 550 5.1.1 RESOLVER.ADR.RecipientNotFound',
+        'Action: failed',
+        'Final-Recipient: rfc822; listed@fabrikam.com',
+        'Status: 5.1.1',
+        'Diagnostic-Code: smtp; 550 5.7.1 Service unavailable, client host blocked using Spamhaus',
+        '',
+        `--${boundary}--`,
+        '',
+      ].join('\r\n'),
+    );
+    const before = events.events.length;
+
+    const results = await handlerFor([mailbox])({}, context);
+
+    expect(results).toEqual([{ mailbox, messagesRead: 2, reports: 2 }]);
+    const list = new DynamoSuppressionList(dynamo.client, dynamo.suppressionTableName);
+    const found = await list.find(['gone@fabrikam.com', 'left@fabrikam.com', 'listed@fabrikam.com']);
+    expect([...found.keys()].sort()).toEqual(['gone@fabrikam.com', 'left@fabrikam.com']);
+    expect(found.get('gone@fabrikam.com')).toMatchObject({
+      cause: 'user-unknown',
+      evidence: { status: '5.1.1', provider: 'smtp', diagnostic: expect.stringContaining('no mailbox here') },
+    });
+    expect(found.get('left@fabrikam.com')).toMatchObject({
+      cause: 'user-unknown',
+      evidence: { status: '5.1.1' },
+    });
+    expect(
+      events.events
+        .slice(before)
+        .map((event) => [event.detail.messageId, event.detail.bounceType, event.detail.suppressedRecipients]),
+    ).toEqual([
+      ['sqs-text-1', 'hard', ['gone@fabrikam.com']],
+      ['sqs-quoted-1', 'hard', ['left@fabrikam.com']],
+      // Blocklisted, whatever the Status says: soft, and no one suppressed.
+      ['sqs-quoted-1', 'soft', undefined],
+    ]);
+  });
+
   it('reads a real-format Exchange Online report (fixture) sent through Graph', async () => {
     const mailbox = 'facturas@contoso.com';
     // The fixture's original carries X-Mail-Relay-Idempotency-Key: order-1234.
