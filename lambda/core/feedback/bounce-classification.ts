@@ -146,8 +146,24 @@ export function causeFromText(text: string | undefined): BounceCause | undefined
  * qmail's `(#5.1.1)`, but never from an IP address such as 192.0.2.1.
  */
 export function enhancedStatus(text: string): string | undefined {
-  const match = /(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)/.exec(text);
-  return match ? `${match[1]}.${Number(match[2])}.${Number(match[3])}` : undefined;
+  return enhancedStatuses(text)[0];
+}
+
+/** Every enhanced status code in the text, in order. */
+function enhancedStatuses(text: string): string[] {
+  return [...text.matchAll(/(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)/g)].map(
+    (match) => `${match[1]}.${Number(match[2])}.${Number(match[3])}`,
+  );
+}
+
+/**
+ * The diagnostic's own code: its first, unless that says no more than X.Y.0 and a later one does. A
+ * relaying server may put its own unspecific code before the remote's (Amazon SES: "5.1.0 - Unknown
+ * address error 550-'5.7.1 … Access denied'"); Exchange's "4.4.7 QUEUE.Expired … 421 4.3.2" is its own.
+ */
+function diagnosticStatus(diagnostic: string): string | undefined {
+  const [first, ...later] = enhancedStatuses(diagnostic);
+  return first?.endsWith('.0') ? (later.find((code) => !code.endsWith('.0')) ?? first) : first;
 }
 
 /** The class (2, 4 or 5) of the first SMTP reply code in the text (`550 `, `550-`, `said: 550`). */
@@ -254,10 +270,13 @@ export interface BounceClassification {
  */
 export function classifyBounce(evidence: BounceEvidence): BounceClassification {
   const fromStatus = evidence.status === undefined ? undefined : enhancedStatus(evidence.status);
-  const fromDiagnostic = evidence.diagnostic === undefined ? undefined : enhancedStatus(evidence.diagnostic);
+  const fromDiagnostic =
+    evidence.diagnostic === undefined ? undefined : diagnosticStatus(evidence.diagnostic);
   const status =
     fromStatus === undefined ||
-    (isGeneric(fromStatus) && fromDiagnostic !== undefined && !isGeneric(fromDiagnostic))
+    (isGeneric(fromStatus) && fromDiagnostic !== undefined && !isGeneric(fromDiagnostic)) ||
+    // X.0.0 gives way to X.Y.0: the subject at least (Gmail: Status 5.0.0, "550 #5.1.0 Address rejected").
+    (/^\d\.0\.0$/.test(fromStatus) && /^\d\.[1-9]\d*\.0$/.test(fromDiagnostic ?? ''))
       ? (fromDiagnostic ?? fromStatus)
       : fromStatus;
   const textCause = causeFromText(evidence.diagnostic);

@@ -106,6 +106,29 @@ describe('classifyBounce', () => {
       '5.0.0',
     ],
     [{ status: '5.0.0', diagnostic: '550 Rejected' }, 'soft', 'other', '5.0.0'],
+    // X.0.0 gives way to the diagnostic's X.Y.0; a relaying server's generic code to the remote's own.
+    [{ status: '5.0.0', diagnostic: '550 #5.1.0 Address rejected.' }, 'soft', 'other', '5.1.0'],
+    [
+      { status: '5.0.0', diagnostic: "5.1.0 - Unknown address error 550-'5.2.2 <a@b>... Mailbox Full'" },
+      'soft',
+      'over-quota',
+      '5.2.2',
+    ],
+    [
+      {
+        status: '4.4.7',
+        diagnostic: '550 4.4.7 QUEUE.Expired; message expired [… 421 4.3.2 Service not available]',
+      },
+      'soft',
+      'expired',
+      '4.4.7',
+    ],
+    [
+      { status: '5.0.0', diagnostic: "5.1.0 - Unknown address error 550-'5.1.1 <a@b>... User unknown'" },
+      'hard',
+      'user-unknown',
+      '5.1.1',
+    ],
     // Never hard for a 4.x.x, whatever the words.
     [{ status: '4.1.1', diagnostic: '450 4.1.1 User unknown' }, 'soft', 'user-unknown', '4.1.1'],
     [{ diagnostic: '450 User unknown' }, 'soft', 'user-unknown', undefined],
