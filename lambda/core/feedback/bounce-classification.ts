@@ -260,7 +260,8 @@ export interface BounceClassification {
 
 /**
  * Hard only when the evidence agrees. The status to judge is the Status field, unless it is missing or
- * generic (5.0.0, 5.x.0) and the diagnostic has its own code. It is hard when it is permanent, and
+ * generic (5.0.0, 5.x.0) and the diagnostic has a more specific code of its own (diagnosticStatus).
+ * It is hard when it is permanent, and
  * - names the address itself (see bounceTypeFor), and the diagnostic's own code, when it has one, is
  *   no other specific code, or
  * - is generic or missing (with a 5xx reply or a report that says the failure is permanent), and the

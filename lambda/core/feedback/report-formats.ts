@@ -1,8 +1,10 @@
 /**
- * Readers for the bounces that are not RFC 3464 reports: the plain-text messages of qmail, Exim,
- * Postfix and sendmail without DSN, Gmail and Google Groups, Exchange 2003, Lotus Notes, Yahoo and the
- * like. They share one shape: an introduction, then each failed address at the start of a line with
- * the remote server's words after it or on the lines below, then a marker and the returned original.
+ * Readers for the bounces that are not RFC 3464 reports: the plain-text messages of qmail, Exim (3 and
+ * 4), Postfix and sendmail without DSN, Gmail and Google Groups, Exchange 2003, OpenSMTPD, Lotus Notes,
+ * Yahoo and the like. They share one shape: an introduction, then each failed address at the start of a
+ * line with the remote server's words after it or on the lines below (Lotus Notes: above), then a
+ * marker and the returned original. The same reading gives an RFC 3464 report's text its words per
+ * address (recipientWords).
  */
 
 /** One recipient as a plain-text bounce reports it. */
@@ -150,10 +152,13 @@ export function readTextReport(message: TextMessage): TextReport | undefined {
   // Addresses listed together share the one error: below the last (Gmail, sendmail), or above the first
   // (Lotus Notes).
   if (reasonsAbove) {
-    for (let index = 1; index < diagnostics.length; index++) diagnostics[index] ??= diagnostics[index - 1];
+    for (let index = 1; index < diagnostics.length; index++) {
+      diagnostics[index] ??= diagnostics[index - 1];
+    }
   } else {
-    for (let index = diagnostics.length - 2; index >= 0; index--)
+    for (let index = diagnostics.length - 2; index >= 0; index--) {
       diagnostics[index] ??= diagnostics[index + 1];
+    }
   }
   const recipients = blocks.map((block, index) => {
     const diagnostic = diagnostics[index];

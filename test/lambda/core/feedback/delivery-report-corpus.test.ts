@@ -71,10 +71,7 @@ const HARD_AGAINST_SISIMAI: Readonly<Record<string, readonly [number, string]>> 
   'rfc3464-01.eml': [1, 'mailboxfull: Status 5.1.1, 550 5.1.1 User Unknown'],
 };
 
-/**
- * Bounces this parser does not read (yet), each with why. They are counted in the hard-bounce figure as
- * misses. Amazon SES notifications reach the relay as SES events (ses-events.ts), not as mail.
- */
+/** Bounces this parser does not read (yet), each with why. Neither is a hard bounce. */
 const NOT_READ: Readonly<Record<string, string>> = {
   // Its text part's Content-Type lacks the `;` before charset, so it is not text/plain to a MIME parser;
   // and read, its "[User unknown]" would be hard where sisimai says filtered (as lhost-x1-01, listed).
