@@ -3,17 +3,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MailRelayTransport, RelayMessageError } from '../../client/nodemailer.ts';
 import { defaultMessageSchema, parseMessage } from '../../lambda/core/message.ts';
-import { type SqsEmulator, startSqsEmulator } from '../../local/emulators.ts';
-import { createQueue, drain, REGION } from '../helpers/peers.ts';
+import { createQueue, drain, type QueueAndBucket, startQueueAndBucket } from '../helpers/peers.ts';
 
-const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 const BUCKET = 'relay-transport-test';
 
 interface RawBody {
@@ -26,22 +24,16 @@ interface RawBody {
 }
 
 describe('MailRelayTransport: nodemailer against the SQS and S3 emulator', () => {
-  let emulator: SqsEmulator;
+  let peers: QueueAndBucket;
   let sqs: SQSClient;
   let s3: S3Client;
   const workDir = mkdtempSync(path.join(tmpdir(), 'mail-relay-transport-'));
 
   beforeAll(async () => {
-    emulator = await startSqsEmulator(0);
-    sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials });
-    s3 = new S3Client({ region: REGION, endpoint: emulator.endpoint, credentials, forcePathStyle: true });
-    await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    peers = await startQueueAndBucket(BUCKET);
+    ({ sqs, s3 } = peers);
   });
-  afterAll(async () => {
-    sqs.destroy();
-    s3.destroy();
-    await emulator.stop();
-  });
+  afterAll(() => peers.stop());
 
   const received = async (url: string): Promise<{ body: RawBody; mime: Buffer }> => {
     const [message] = await drain(sqs, url);
@@ -184,7 +176,7 @@ describe('MailRelayTransport: nodemailer against the SQS and S3 emulator', () =>
     const { url } = await createQueue(sqs);
     const good = nodemailer.createTransport(new MailRelayTransport({ queueUrl: url, sqs }));
     const bad = nodemailer.createTransport(
-      new MailRelayTransport({ queueUrl: `${emulator.endpoint}/000000000000/missing`, sqs }),
+      new MailRelayTransport({ queueUrl: `${peers.endpoint}/000000000000/missing`, sqs }),
     );
 
     expect(await good.verify()).toBe(true);

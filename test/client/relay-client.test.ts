@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createRelayClient,
@@ -10,28 +10,20 @@ import {
   SQS_MAX_MESSAGE_BYTES,
 } from '../../client/index.ts';
 import { defaultMessageSchema, parseMessage } from '../../lambda/core/message.ts';
-import { type SqsEmulator, startSqsEmulator } from '../../local/emulators.ts';
-import { createQueue, drain, REGION } from '../helpers/peers.ts';
+import { createQueue, drain, type QueueAndBucket, startQueueAndBucket } from '../helpers/peers.ts';
 
-const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
 const BUCKET = 'relay-client-test-attachments';
 
 describe('createRelayClient against the SQS and S3 emulator (fauxqs)', () => {
-  let emulator: SqsEmulator;
+  let peers: QueueAndBucket;
   let sqs: SQSClient;
   let s3: S3Client;
 
   beforeAll(async () => {
-    emulator = await startSqsEmulator(0);
-    sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials });
-    s3 = new S3Client({ region: REGION, endpoint: emulator.endpoint, credentials, forcePathStyle: true });
-    await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    peers = await startQueueAndBucket(BUCKET);
+    ({ sqs, s3 } = peers);
   });
-  afterAll(async () => {
-    sqs.destroy();
-    s3.destroy();
-    await emulator.stop();
-  });
+  afterAll(() => peers.stop());
 
   const newClient = async (options: { bucket?: boolean; maxInlineBytes?: number } = {}) => {
     const { url } = await createQueue(sqs);
@@ -352,7 +344,7 @@ describe('createRelayClient against the SQS and S3 emulator (fauxqs)', () => {
     });
 
     it('never throws: a failed call is every entry’s error', async () => {
-      const client = createRelayClient({ queueUrl: `${emulator.endpoint}/000000000000/no-such-queue`, sqs });
+      const client = createRelayClient({ queueUrl: `${peers.endpoint}/000000000000/no-such-queue`, sqs });
 
       const results = await client.sendBatch([message(0), message(1, { from: '' })]);
 

@@ -1,3 +1,4 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
 import {
   CreateQueueCommand,
@@ -59,6 +60,31 @@ export async function startPeers(): Promise<Peers> {
 }
 
 let queueCounter = 0;
+
+/** The SQS emulator (fauxqs, which also speaks S3) with one bucket, for producers that offload to S3. */
+export interface QueueAndBucket {
+  readonly endpoint: string;
+  readonly sqs: SQSClient;
+  readonly s3: S3Client;
+  stop(): Promise<void>;
+}
+
+export async function startQueueAndBucket(bucket: string): Promise<QueueAndBucket> {
+  const emulator = await startSqsEmulator(0);
+  const sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials });
+  const s3 = new S3Client({ region: REGION, endpoint: emulator.endpoint, credentials, forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  return {
+    endpoint: emulator.endpoint,
+    sqs,
+    s3,
+    async stop() {
+      sqs.destroy();
+      s3.destroy();
+      await emulator.stop();
+    },
+  };
+}
 
 export async function createQueue(
   sqs: SQSClient,

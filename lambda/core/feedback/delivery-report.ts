@@ -162,7 +162,7 @@ async function parse(
   }
   // Without a part of its own, the original's header may be quoted in the text (Exchange Online's
   // "Original message headers:"), or be a text part of its own (X6).
-  originalHeaders ??= quotedOriginal(mail.text ?? '') ?? parts.map(text).find(isMessageHeader);
+  originalHeaders ??= quotedOriginal(mail.text ?? '') ?? headerTextPart(parts);
   const original = originalHeaders === undefined ? undefined : fieldGroups(originalHeaders)[0];
   const common = fromOriginal(original);
 
@@ -329,9 +329,17 @@ function textMessage(mail: ParsedMail, mime: Buffer | string) {
   };
 }
 
-/** Whether a part's text is a message header: it starts with a field, and its first group has a Message-ID. */
-function isMessageHeader(content: string): boolean {
-  return /^[!-9;-~]+[ \t]*:/.test(content) && fieldGroups(content)[0]?.has('message-id') === true;
+/**
+ * The first text part that is a message header: it starts with a field, and its first group has a
+ * Message-ID. Only text parts are decoded, not the images or documents a report may carry.
+ */
+function headerTextPart(parts: readonly Attachment[]): string | undefined {
+  for (const part of parts) {
+    if (!part.contentType.toLowerCase().startsWith('text/')) continue;
+    const content = text(part);
+    if (/^[!-9;-~]+[ \t]*:/.test(content) && fieldGroups(content)[0]?.has('message-id')) return content;
+  }
+  return undefined;
 }
 
 /** The trace headers the relay adds to every message it sends, and the original's Message-ID. */
